@@ -1,0 +1,31 @@
+// Bundles the plugin into one executable file, dist/kubectl-nkvm: CommonJS (what Node's single
+// executable applications load), a node shebang, and sql.js's WASM embedded so nothing else is
+// needed beside it at run time.
+import { build } from 'esbuild';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+
+const outfile = 'dist/kubectl-nkvm';
+await mkdir('dist', { recursive: true });
+const result = await build({
+  entryPoints: ['src/main.ts'],
+  outfile,
+  bundle: true,
+  platform: 'node',
+  target: 'node22',
+  format: 'cjs',
+  minify: false,
+  sourcemap: false,
+  legalComments: 'none',
+  logLevel: 'warning',
+  loader: { '.wasm': 'binary' },
+  // ESM dependencies read import.meta.url; give them this file's URL in the CommonJS bundle.
+  define: { 'import.meta.url': '__nkvmImportMetaUrl' },
+  banner: { js: '#!/usr/bin/env node\nconst __nkvmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
+  metafile: true,
+});
+await chmod(outfile, 0o755);
+// Only for running it from this repository, whose package.json says "type": "module": an
+// extensionless file inside it would otherwise be loaded as ESM. Installed copies need no such file.
+await writeFile('dist/package.json', '{ "type": "commonjs" }\n');
+const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0);
+console.error(`built ${outfile} (${(bytes / 1024 / 1024).toFixed(1)} MiB)`);

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes and etcd binaries the local cluster provider runs, from the Go module proxy.
+# Idempotent and cached: everything lands under $NKVM_CACHE (default ~/.cache/nkvm), keyed by version,
+# so only the first run on a machine pays the 15-35 minute compile.
+set -euo pipefail
+
+KUBERNETES_VERSION="${NKVM_KUBERNETES_VERSION:-v1.34.4}"
+ETCD_VERSION="${NKVM_ETCD_VERSION:-v3.6.16}"
+CACHE="${NKVM_CACHE:-$HOME/.cache/nkvm}"
+
+export GOMODCACHE="$CACHE/go/mod"
+export GOCACHE="$CACHE/go/build"
+export GOTOOLCHAIN=local
+export GOFLAGS="-buildvcs=false -trimpath"
+export CGO_ENABLED=0
+
+log() { printf '[build-cluster-binaries] %s\n' "$*" >&2; }
+
+command -v go >/dev/null || { log "Go is required (go1.24 or newer); install it first"; exit 1; }
+
+build_kubernetes() {
+  local out="$CACHE/kubernetes-$KUBERNETES_VERSION"
+  if [[ -f "$out/.complete" ]]; then log "kubernetes $KUBERNETES_VERSION cached in $out"; return; fi
+  local src="$out/src"
+  rm -rf "$out" && mkdir -p "$src"
+  log "building kubernetes $KUBERNETES_VERSION (cold build: tens of minutes)"
+  local staging_version="v0.${KUBERNETES_VERSION#v1.}"
+  local upstream_mod
+  upstream_mod=$(cd "$src" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+  # k8s.io/kubernetes pins its staging modules at v0.0.0 with local replaces; point them at the
+  # published tags of the same release instead.
+  {
+    echo "module nkvm.local/kubernetes-binaries"
+    echo
+    echo "go 1.24.0"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    grep -oE '^\s+k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$upstream_mod" | awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
+  } > "$src/go.mod"
+  cat > "$src/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  (cd "$src" && go mod tidy)
+  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  local ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  (cd "$src" && go build -tags tools -ldflags "$ldflags" -o "$out/bin/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubectl)
+  touch "$out/.complete"
+  log "kubernetes $KUBERNETES_VERSION built in $out/bin"
+}
+
+build_etcd() {
+  local out="$CACHE/etcd-$ETCD_VERSION"
+  if [[ -f "$out/.complete" ]]; then log "etcd $ETCD_VERSION cached in $out"; return; fi
+  local src="$out/src"
+  rm -rf "$out" && mkdir -p "$src"
+  log "building etcd $ETCD_VERSION"
+  cat > "$src/go.mod" <<MOD
+module nkvm.local/etcd-binary
+
+go 1.24.0
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+MOD
+  cat > "$src/main.go" <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  (cd "$src" && go mod tidy && go build -ldflags "-s -w" -o "$out/bin/etcd" .)
+  touch "$out/.complete"
+  log "etcd $ETCD_VERSION built in $out/bin"
+}
+
+build_etcd
+build_kubernetes

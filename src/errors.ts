@@ -1,0 +1,85 @@
+/**
+ * The plugin's error hierarchy. Every failure a user can cause or meet is one of these, with a stable
+ * `code`, the exit code it maps to, and a one-line hint; main.ts is the only place that turns them
+ * into output and an exit status. Anything else that escapes is an internal error.
+ */
+
+export const ExitCode = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  authentication: 3,
+  permission: 4,
+  interrupted: 130,
+  terminated: 143,
+} as const;
+
+export type ErrorCode =
+  | 'UsageError'
+  | 'KubernetesAuthenticationError'
+  | 'KubernetesDiscoveryError'
+  | 'NotFoundError'
+  | 'CatalogError'
+  | 'BackupFailedError';
+
+const brand = Symbol.for('kubectl-nkvm.error');
+
+export class NkvmError extends Error {
+  readonly [brand] = true;
+  readonly code: ErrorCode;
+  readonly exitCode: number;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { exitCode: number; hint?: string; cause?: unknown }) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = code;
+    this.code = code;
+    this.exitCode = options.exitCode;
+    this.hint = options.hint;
+  }
+}
+
+/** A brand check instead of `instanceof`, so errors survive being bundled or loaded twice. */
+export function isNkvmError(error: unknown): error is NkvmError {
+  return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[brand] === true;
+}
+
+export class UsageError extends NkvmError {
+  constructor(message: string, hint?: string) {
+    super('UsageError', message, { exitCode: ExitCode.usage, ...(hint ? { hint } : {}) });
+  }
+}
+
+/** No usable credentials, a rejected token (401), a bad CA: nothing authenticated us. */
+export class KubernetesAuthenticationError extends NkvmError {
+  constructor(detail: string, options: { hint?: string; cause?: unknown } = {}) {
+    super('KubernetesAuthenticationError', `Kubernetes authentication setup failed: ${detail}`, {
+      exitCode: ExitCode.authentication,
+      ...options,
+    });
+  }
+}
+
+/** The API answered but refused or failed a read the plugin needs (RBAC 403 above all). */
+export class KubernetesDiscoveryError extends NkvmError {
+  readonly status: number | undefined;
+  constructor(message: string, options: { status?: number; hint?: string; cause?: unknown } = {}) {
+    super('KubernetesDiscoveryError', message, {
+      exitCode: options.status === 403 ? ExitCode.permission : ExitCode.failed,
+      ...options,
+    });
+    this.status = options.status;
+  }
+}
+
+export class NotFoundError extends NkvmError {
+  constructor(message: string, hint?: string) {
+    super('NotFoundError', message, { exitCode: ExitCode.failed, ...(hint ? { hint } : {}) });
+  }
+}
+
+export class CatalogError extends NkvmError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super('CatalogError', message, { exitCode: ExitCode.failed, ...options });
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Entry point: parse argv, run one command, and turn whatever it ended with into an exit code.
+ * This is the only place that chooses exit codes and prints errors.
+ */
+import yargs from 'yargs';
+import { ExitCode, isNkvmError } from './errors.ts';
+import { versionCommand } from './cli/commands/version.ts';
+import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
+import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
+import { pluginVersion } from './version.ts';
+
+const EPILOGUE = `Exit codes:
+  0  success            1  one or more operations failed   2  usage error
+  3  authentication     4  permission (RBAC)               130/143  interrupted (Ctrl-C / SIGTERM)
+
+Credentials are taken like kubectl's: --kubeconfig, then a remote kubeconfig mounted at
+/etc/nkvm/remote/config ($NKVM_REMOTE_KUBECONFIG), then $KUBECONFIG or ~/.kube/config, then the
+in-cluster ServiceAccount.`;
+
+export async function main(argv: string[]): Promise<number> {
+  installPipeHandling();
+  const debug = argv.includes('--debug');
+  configureColor({ noColorFlag: argv.includes('--no-color'), env: process.env, isTTY: Boolean(process.stderr.isTTY) });
+  let usageFailure: string | undefined;
+  const cli = withGlobalOptions(yargs(argv))
+    .scriptName('kubectl nkvm')
+    .usage('$0 <command> [flags]\n\nBack up the data in PersistentVolumeClaims into local, catalogued artifacts.')
+    .command([versionCommand] as never[])
+    .demandCommand(1, 'Name a command; see the list above.')
+    .strict()
+    .recommendCommands()
+    .version(false)
+    .help()
+    .alias('help', 'h')
+    .epilogue(EPILOGUE)
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .fail((message, error) => {
+      if (error) throw error;
+      usageFailure = message;
+    });
+  try {
+    await cli.parseAsync();
+    if (usageFailure !== undefined) {
+      cli.showHelp((text) => process.stderr.write(`${text}\n\n`));
+      writeError(usageFailure, 'run `kubectl nkvm --help` for usage');
+      return ExitCode.usage;
+    }
+    return process.exitCode === undefined ? ExitCode.ok : Number(process.exitCode);
+  } catch (error) {
+    if (isNkvmError(error)) {
+      writeError(error.message, error.hint);
+      if (debug && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);
+      return error.exitCode;
+    }
+    writeError(`internal error: ${(error as Error)?.message ?? String(error)}`, `this is a bug in kubectl-nkvm ${pluginVersion}; rerun with --debug and report it with the output`);
+    if (debug) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+    return ExitCode.failed;
+  }
+}
+
+// Set exitCode rather than calling process.exit(), so piped output is flushed first.
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,28 @@
+/** What every cluster provider hands a test: a fresh, disposable, single-node cluster. */
+export interface TestCluster {
+  /** Unique per cluster: nkvm-it-<uuid>. */
+  name: string;
+  provider: 'local' | 'kind';
+  kubeconfigPath: string;
+  /** Directory holding this cluster's files (certs, kubeconfigs, logs); removed by dispose(). */
+  dir: string;
+  /** Image names as the cluster knows them (the helper image, one without tar for failure tests). */
+  images: { helper: string; helperWithoutTar: string };
+  /** The StorageClass whose claims bind to volumes this cluster provides. */
+  storageClass: string;
+  /** Runs kubectl against this cluster as its admin; rejects on a non-zero exit with stderr. */
+  kubectl(args: string[], options?: { input?: string; timeoutMs?: number }): Promise<string>;
+  /** Text to print when a test fails: component logs, for the provider's part. */
+  logs(): Promise<string>;
+  /** Stops everything the cluster started and removes its files. Safe to call twice. */
+  dispose(): Promise<void>;
+}
+
+export class ClusterStartError extends Error {
+  readonly logs: string;
+  constructor(message: string, logs: string) {
+    super(`${message}\n\n--- cluster logs ---\n${logs}`);
+    this.logs = logs;
+    this.name = 'ClusterStartError';
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * What the integration suites share: the gate, a cluster per suite, the plugin on PATH exactly as a
+ * user would have it (`kubectl nkvm ...` finds `kubectl-nkvm`), and the diagnostics printed when a
+ * test fails.
+ */
+import anyTest, { type TestFn } from 'ava';
+import { execa, type Options, type Result } from 'execa';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createCluster, type TestCluster } from '../cluster/index.ts';
+import { kubernetesBinDir, REPO_ROOT } from '../cluster/paths.ts';
+
+export const integrationEnabled = process.env.NKVM_RUN_KIND_INTEGRATION === '1';
+
+export interface SuiteContext {
+  cluster: TestCluster;
+  /** PATH with kubectl-nkvm (the built bundle) and kubectl on it. */
+  pluginPath: string;
+  workDir: string;
+  /** What a test sets so that, if it fails, the diagnostics look at its namespace and workload. */
+  diagnose?: DiagnosticsScope;
+}
+
+export const pluginBundle = path.join(REPO_ROOT, 'dist', 'kubectl-nkvm');
+
+/**
+ * Registers the suite's cluster: created once before the tests, disposed after them even when they
+ * fail. Without NKVM_RUN_KIND_INTEGRATION=1 every test is skipped; with it, a cluster that cannot
+ * start fails the run with its logs.
+ */
+export function clusterSuite(): TestFn<SuiteContext>['serial'] {
+  const test = anyTest as TestFn<SuiteContext>;
+  // Tests in a suite share its cluster, so they run one after another.
+  if (!integrationEnabled) return test.skip as unknown as TestFn<SuiteContext>['serial'];
+  test.before(async (t) => {
+    t.timeout(20 * 60_000, 'starting the cluster');
+    if (!fs.existsSync(pluginBundle)) throw new Error(`${pluginBundle} is missing: run \`node build.mjs\` first`);
+    const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-it-work-'));
+    const binDir = path.join(workDir, 'bin');
+    fs.mkdirSync(binDir);
+    fs.symlinkSync(pluginBundle, path.join(binDir, 'kubectl-nkvm'));
+    const kubectlDir = fs.existsSync(path.join(kubernetesBinDir, 'kubectl')) ? [kubernetesBinDir] : [];
+    const pluginPath = [binDir, ...kubectlDir, process.env.PATH ?? ''].join(path.delimiter);
+    t.context.workDir = workDir;
+    t.context.pluginPath = pluginPath;
+    t.context.cluster = await createCluster();
+  });
+  test.afterEach.always(async (t) => {
+    if (!t.passed && t.context.cluster) t.log(await collectDiagnostics(t.context.cluster, t.context.diagnose));
+  });
+  test.after.always(async (t) => {
+    await t.context.cluster?.dispose();
+    if (t.context.workDir) fs.rmSync(t.context.workDir, { recursive: true, force: true });
+  });
+  return test.serial;
+}
+
+/** Runs `kubectl nkvm ...` as a user would: kubectl finds the plugin on PATH. Never throws on exit codes. */
+export function kubectlNkvm(context: SuiteContext, args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<Result<Options>> {
+  return execa('kubectl', ['nkvm', ...args], {
+    reject: false,
+    env: { PATH: context.pluginPath, HOME: context.workDir, KUBECONFIG: context.cluster.kubeconfigPath, ...options.env },
+    extendEnv: false,
+    ...(options.input !== undefined ? { input: options.input } : {}),
+    timeout: 5 * 60_000,
+  });
+}
+
+/** A namespace of the test's own, deleted afterwards. */
+export async function createNamespace(cluster: TestCluster, prefix: string): Promise<string> {
+  const name = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
+  await cluster.kubectl(['create', 'namespace', name]);
+  return name;
+}
+
+async function section(title: string, produce: () => Promise<string>): Promise<string> {
+  try {
+    return `### ${title}\n${(await produce()).trim()}\n`;
+  } catch (error) {
+    return `### ${title}\n(failed: ${(error as Error).message})\n`;
+  }
+}
+
+/**
+ * The diagnostics printed when a test fails: nodes and pods, PVC/PV status, namespace events,
+ * source pod describe/logs, helper pods by label, and RBAC checks for the ServiceAccounts involved.
+ */
+export interface DiagnosticsScope {
+  namespace?: string;
+  sourcePod?: string;
+  serviceAccounts?: string[];
+}
+
+export async function collectDiagnostics(cluster: TestCluster, options: DiagnosticsScope = {}): Promise<string> {
+  const { namespace, sourcePod, serviceAccounts = [] } = options;
+  const k = (args: string[]) => cluster.kubectl(args, { timeoutMs: 30_000 });
+  const parts = [
+    await section('nodes', () => k(['get', 'nodes', '-o', 'wide'])),
+    await section('pods (all namespaces)', () => k(['get', 'pods', '-A', '-o', 'wide'])),
+    await section('PVCs and PVs', () => k(['get', 'pvc,pv', '-A', '-o', 'wide'])),
+    await section('helper pods (app.kubernetes.io/component=backup-helper)', () =>
+      k(['get', 'pods', '-A', '-l', 'app.kubernetes.io/component=backup-helper', '-o', 'wide'])),
+  ];
+  if (namespace) {
+    parts.push(await section(`events in ${namespace}`, () => k(['get', 'events', '-n', namespace, '--sort-by=.lastTimestamp'])));
+    if (sourcePod) {
+      parts.push(await section(`describe pod ${sourcePod}`, () => k(['describe', 'pod', sourcePod, '-n', namespace])));
+      parts.push(await section(`logs of ${sourcePod}`, () => k(['logs', sourcePod, '-n', namespace, '--all-containers', '--tail=50'])));
+    }
+    for (const sa of serviceAccounts) {
+      for (const [verb, resource] of [['list', 'persistentvolumeclaims'], ['create', 'pods'], ['create', 'pods/exec']] as const) {
+        parts.push(await section(`can-i ${verb} ${resource} as ${sa}`, () =>
+          k(['auth', 'can-i', verb, resource, '-n', namespace, `--as=system:serviceaccount:${namespace}:${sa}`]).catch((e: Error) => e.message)));
+      }
+    }
+  }
+  parts.push(await section(`${cluster.provider} cluster logs`, () => cluster.logs()));
+  return parts.join('\n');
+}

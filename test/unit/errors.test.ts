@@ -1,0 +1,53 @@
+import test from 'ava';
+import { ApiException } from '@kubernetes/client-node';
+import { toKubernetesError } from '../../src/kube/errors.ts';
+import { ExitCode, isNkvmError } from '../../src/errors.ts';
+
+const list = { verb: 'list', resource: 'persistentvolumeclaims', namespace: 'apps' };
+
+function apiError(code: number, message: string): ApiException<string> {
+  return new ApiException(code, 'failed', JSON.stringify({ kind: 'Status', status: 'Failure', message, reason: 'x', code }), {});
+}
+
+test('403 becomes a KubernetesDiscoveryError with the API status, the verb and resource, and a can-i hint', (t) => {
+  const error = toKubernetesError(apiError(403, 'persistentvolumeclaims is forbidden: User "x" cannot list ...'), list);
+  t.is(error.name, 'KubernetesDiscoveryError');
+  t.is(error.exitCode, ExitCode.permission);
+  t.regex(error.message, /API status 403 \(Forbidden\)/);
+  t.regex(error.message, /list persistentvolumeclaims in namespace "apps"/);
+  t.regex(error.message, /cannot list/);
+  t.is(error.hint, 'check with `kubectl auth can-i list persistentvolumeclaims -n apps`, or run `kubectl nkvm diagnose`');
+});
+
+test('401 becomes a KubernetesAuthenticationError', (t) => {
+  const error = toKubernetesError(apiError(401, 'Unauthorized'), list);
+  t.is(error.name, 'KubernetesAuthenticationError');
+  t.is(error.exitCode, ExitCode.authentication);
+  t.regex(error.message, /^Kubernetes authentication setup failed: .*API status 401 \(Unauthorized\)/);
+});
+
+test('404 becomes NotFoundError; other statuses keep their code and message', (t) => {
+  t.is(toKubernetesError(apiError(404, 'pvc "x" not found'), { ...list, verb: 'get', name: 'x' }).name, 'NotFoundError');
+  const conflict = toKubernetesError(apiError(500, 'etcd is sad'), list);
+  t.is(conflict.name, 'KubernetesDiscoveryError');
+  t.is(conflict.exitCode, ExitCode.failed);
+  t.regex(conflict.message, /API status 500 \(Internal Server Error\): etcd is sad/);
+});
+
+test('TLS trust failures are authentication errors; an unreachable server is a discovery error', (t) => {
+  const tls = Object.assign(new Error('fetch failed'), { cause: Object.assign(new Error('self-signed'), { code: 'SELF_SIGNED_CERT_IN_CHAIN' }) });
+  const trust = toKubernetesError(tls, { ...list, server: 'https://x:6443' });
+  t.is(trust.name, 'KubernetesAuthenticationError');
+  t.regex(trust.message, /TLS verification of the API server https:\/\/x:6443 failed \(SELF_SIGNED_CERT_IN_CHAIN\)/);
+
+  const refused = toKubernetesError(Object.assign(new Error('connect'), { code: 'ECONNREFUSED' }), list);
+  t.is(refused.name, 'KubernetesDiscoveryError');
+  t.regex(refused.message, /cannot reach the API server/);
+});
+
+test('typed errors pass through unchanged and are recognised by their brand', (t) => {
+  const original = toKubernetesError(apiError(403, 'no'), list);
+  t.is(toKubernetesError(original, list), original);
+  t.true(isNkvmError(original));
+  t.false(isNkvmError(new Error('plain')));
+});

@@ -3,6 +3,20 @@
 // needed beside it at run time.
 import { build } from 'esbuild';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+// src/store/sql-wasm.ts reads sql.js's WASM from node_modules when run from source; in the bundle it
+// becomes this module instead, which embeds the binary through the '.wasm' binary loader below.
+const embedSqlWasm = {
+  name: 'embed-sql-wasm',
+  setup(pluginBuild) {
+    pluginBuild.onLoad({ filter: /[\\/]src[\\/]store[\\/]sql-wasm\.ts$/ }, (args) => ({
+      contents: "import wasm from 'sql.js/dist/sql-wasm.wasm';\nexport function loadSqlWasm() { return wasm; }\n",
+      loader: 'js',
+      resolveDir: path.dirname(args.path),
+    }));
+  },
+};
 
 const outfile = 'dist/kubectl-nkvm';
 await mkdir('dist', { recursive: true });
@@ -20,8 +34,16 @@ const result = await build({
   loader: { '.wasm': 'binary' },
   // ESM dependencies read import.meta.url; give them this file's URL in the CommonJS bundle.
   define: { 'import.meta.url': '__nkvmImportMetaUrl' },
-  banner: { js: '#!/usr/bin/env node\nconst __nkvmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
+  banner: {
+    js: [
+      '#!/usr/bin/env node',
+      // Before any bundled module runs: older Nodes fail inside dependencies with unhelpful errors.
+      'if (Number(process.versions.node.split(".")[0]) < 22) { console.error(`error: kubectl-nkvm needs Node.js 22 or newer; this is ${process.version}`); process.exit(1); }',
+      'const __nkvmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;',
+    ].join('\n'),
+  },
   metafile: true,
+  plugins: [embedSqlWasm],
 });
 await chmod(outfile, 0o755);
 // Only for running it from this repository, whose package.json says "type": "module": an

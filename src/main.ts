@@ -4,7 +4,12 @@
  */
 import yargs from 'yargs';
 import { ExitCode, isNkvmError } from './errors.ts';
+import { artifactsCommand } from './cli/commands/artifacts.ts';
+import { backupCommand } from './cli/commands/backup.ts';
+import { diagnoseCommand } from './cli/commands/diagnose.ts';
+import { discoverCommand } from './cli/commands/discover.ts';
 import { versionCommand } from './cli/commands/version.ts';
+import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts';
 import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
 import { pluginVersion } from './version.ts';
@@ -19,13 +24,14 @@ in-cluster ServiceAccount.`;
 
 export async function main(argv: string[]): Promise<number> {
   installPipeHandling();
+  installInterruptHandlers();
   const debug = argv.includes('--debug');
   configureColor({ noColorFlag: argv.includes('--no-color'), env: process.env, isTTY: Boolean(process.stderr.isTTY) });
   let usageFailure: string | undefined;
   const cli = withGlobalOptions(yargs(argv))
     .scriptName('kubectl nkvm')
     .usage('$0 <command> [flags]\n\nBack up the data in PersistentVolumeClaims into local, catalogued artifacts.')
-    .command([versionCommand] as never[])
+    .command([discoverCommand, backupCommand, artifactsCommand, diagnoseCommand, versionCommand] as never[])
     .demandCommand(1, 'Name a command; see the list above.')
     .strict()
     .recommendCommands()
@@ -45,12 +51,13 @@ export async function main(argv: string[]): Promise<number> {
       writeError(usageFailure, 'run `kubectl nkvm --help` for usage');
       return ExitCode.usage;
     }
-    return process.exitCode === undefined ? ExitCode.ok : Number(process.exitCode);
+    return interruptExitCode() ?? (process.exitCode === undefined ? ExitCode.ok : Number(process.exitCode));
   } catch (error) {
     if (isNkvmError(error)) {
-      writeError(error.message, error.hint);
+      // The code in brackets is stable, for scripts and searching; the message is for people.
+      writeError(`[${error.code}] ${error.message}`, error.hint);
       if (debug && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);
-      return error.exitCode;
+      return interruptExitCode() ?? error.exitCode;
     }
     writeError(`internal error: ${(error as Error)?.message ?? String(error)}`, `this is a bug in kubectl-nkvm ${pluginVersion}; rerun with --debug and report it with the output`);
     if (debug) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);

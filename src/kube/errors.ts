@@ -79,6 +79,14 @@ function systemErrorCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/** Errors, WebSocket ErrorEvents (which carry a message but are not Errors), or anything else. */
+function errorMessage(error: unknown): string {
+  if (typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string') {
+    return (error as { message: string }).message;
+  }
+  return String(error);
+}
+
 function describe(operation: ApiOperation): string {
   const target = operation.name ? `${operation.resource}/${operation.name}` : operation.resource;
   return `${operation.verb} ${target}${operation.namespace ? ` in namespace "${operation.namespace}"` : ''}`;
@@ -124,7 +132,10 @@ export function toKubernetesError(error: unknown, operation: ApiOperation): Nkvm
       cause: error,
     });
   }
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
+  // The WebSocket handshake (exec) reports an HTTP refusal only in its message.
+  const handshake = /Unexpected server response: (\d{3})/.exec(message);
+  if (handshake) return toKubernetesError({ code: Number(handshake[1]), body: '' }, operation);
   return new KubernetesDiscoveryError(`${describe(operation)} failed: ${message}`, { cause: error });
 }
 

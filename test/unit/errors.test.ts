@@ -51,3 +51,11 @@ test('typed errors pass through unchanged and are recognised by their brand', (t
   t.true(isNkvmError(original));
   t.false(isNkvmError(new Error('plain')));
 });
+
+test('a refused WebSocket handshake (exec) maps by its HTTP status', (t) => {
+  const event = { type: 'error', message: 'Unexpected server response: 403' };
+  const error = toKubernetesError(event, { verb: 'create', resource: 'pods/exec', namespace: 'apps', name: 'helper' });
+  t.is(error.name, 'KubernetesDiscoveryError');
+  t.regex(error.message, /create pods\/exec\/helper in namespace "apps" failed: API status 403 \(Forbidden\)/);
+  t.regex(toKubernetesError({ message: 'socket hang up' }, list).message, /socket hang up/);
+});

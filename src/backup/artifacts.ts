@@ -1,0 +1,71 @@
+/**
+ * Where artifacts go: <output-dir>/<namespace>/<pvc>/<UTC timestamp>-<id>.tar.<ext>. Each is first
+ * written to a temporary file beside it and renamed into place only when complete.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import type { Transform } from 'node:stream';
+import { UsageError } from '../errors.ts';
+
+export const COMPRESSIONS = ['gzip', 'zstd', 'none'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+
+const EXTENSIONS: Record<Compression, string> = { gzip: '.tar.gz', zstd: '.tar.zst', none: '.tar' };
+
+export function zstdSupported(): boolean {
+  return typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress === 'function';
+}
+
+export function compressor(compression: Compression): Transform | undefined {
+  switch (compression) {
+    case 'gzip':
+      return zlib.createGzip();
+    case 'zstd':
+      if (!zstdSupported()) throw new UsageError(`zstd compression needs Node 22.15 or newer (this is ${process.version})`, 'use --compression gzip');
+      return zlib.createZstdCompress();
+    case 'none':
+      return undefined;
+  }
+}
+
+/** NKVM_HOME holds the catalog and the artifacts; by default ~/.local/share/nkvm. */
+export function nkvmHome(env: Record<string, string | undefined> = process.env): string {
+  return env.NKVM_HOME || path.join(os.homedir(), '.local', 'share', 'nkvm');
+}
+
+export function newBackupId(): string {
+  return randomBytes(6).toString('hex');
+}
+
+/** 2026-11-24T18:40:12.345Z -> 20261124T184012Z: sortable, no characters a file system dislikes. */
+export function compactTimestamp(date: Date): string {
+  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+}
+
+/** Namespace and claim names are DNS labels/subdomains, so safe path segments; refuse anything else. */
+function safeSegment(name: string): string {
+  if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(name) || name.includes('..')) throw new UsageError(`unexpected name for a path segment: "${name}"`);
+  return name;
+}
+
+export function artifactPath(outputDir: string, namespace: string, pvc: string, startedAt: Date, id: string, compression: Compression): string {
+  return path.join(path.resolve(outputDir), safeSegment(namespace), safeSegment(pvc), `${compactTimestamp(startedAt)}-${id}${EXTENSIONS[compression]}`);
+}
+
+export function partialPath(finalPath: string): string {
+  return `${finalPath}.partial-${process.pid}`;
+}
+
+/** Makes the finished file durable under its final name: the rename is atomic, then the directory is synced. */
+export function commitArtifact(partial: string, finalPath: string): void {
+  fs.renameSync(partial, finalPath);
+  const dir = fs.openSync(path.dirname(finalPath), 'r');
+  try {
+    fs.fsyncSync(dir);
+  } finally {
+    fs.closeSync(dir);
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Discovery: every PersistentVolumeClaim in scope, joined with the pods that mount it and their
+ * nodes. The join is pure (claimsWithPods) so it is tested without a cluster.
+ */
+import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
+import type { KubeClient } from '../kube/client.ts';
+
+export interface ClaimPod {
+  name: string;
+  node: string | null;
+  phase: string;
+}
+
+export interface DiscoveredClaim {
+  namespace: string;
+  name: string;
+  phase: string;
+  /** Provisioned capacity, or the requested size while the claim is unbound. */
+  capacity: string | null;
+  storageClass: string | null;
+  accessModes: string[];
+  volumeMode: string;
+  volume: string | null;
+  pods: ClaimPod[];
+}
+
+export interface DiscoveryScope {
+  /** Ignored when allNamespaces is set. */
+  namespace: string;
+  allNamespaces: boolean;
+  labelSelector?: string | undefined;
+}
+
+/** Pods that have finished no longer hold the claim. */
+function holdsClaims(pod: V1Pod): boolean {
+  return pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
+}
+
+export function claimsWithPods(claims: V1PersistentVolumeClaim[], pods: V1Pod[]): DiscoveredClaim[] {
+  const podsByClaim = new Map<string, ClaimPod[]>();
+  for (const pod of pods.filter(holdsClaims)) {
+    const namespace = pod.metadata?.namespace ?? '';
+    for (const volume of pod.spec?.volumes ?? []) {
+      const claimName = volume.persistentVolumeClaim?.claimName;
+      if (!claimName) continue;
+      const key = `${namespace}/${claimName}`;
+      const list = podsByClaim.get(key) ?? [];
+      list.push({ name: pod.metadata?.name ?? '', node: pod.spec?.nodeName ?? null, phase: pod.status?.phase ?? 'Unknown' });
+      podsByClaim.set(key, list);
+    }
+  }
+  return claims
+    .map((claim): DiscoveredClaim => {
+      const namespace = claim.metadata?.namespace ?? '';
+      const name = claim.metadata?.name ?? '';
+      return {
+        namespace,
+        name,
+        phase: claim.status?.phase ?? 'Unknown',
+        capacity: claim.status?.capacity?.storage ?? claim.spec?.resources?.requests?.storage ?? null,
+        storageClass: claim.spec?.storageClassName ?? null,
+        accessModes: claim.status?.accessModes ?? claim.spec?.accessModes ?? [],
+        volumeMode: claim.spec?.volumeMode ?? 'Filesystem',
+        volume: claim.spec?.volumeName || null,
+        pods: (podsByClaim.get(`${namespace}/${name}`) ?? []).sort((a, b) => a.name.localeCompare(b.name)),
+      };
+    })
+    .sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
+}
+
+export async function discoverClaims(client: KubeClient, scope: DiscoveryScope): Promise<DiscoveredClaim[]> {
+  const namespace = scope.allNamespaces ? undefined : scope.namespace;
+  const claims = await client.call({ verb: 'list', resource: 'persistentvolumeclaims', namespace }, () =>
+    namespace
+      ? client.core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector: scope.labelSelector })
+      : client.core.listPersistentVolumeClaimForAllNamespaces({ labelSelector: scope.labelSelector }),
+  );
+  const pods = await client.call({ verb: 'list', resource: 'pods', namespace }, () =>
+    namespace ? client.core.listNamespacedPod({ namespace }) : client.core.listPodForAllNamespaces(),
+  );
+  return claimsWithPods(claims.items, pods.items);
+}
+
+/** One named claim with its pods; a missing claim is a NotFoundError from the boundary. */
+export async function discoverClaim(client: KubeClient, namespace: string, name: string): Promise<DiscoveredClaim> {
+  const claim = await client.call({ verb: 'get', resource: 'persistentvolumeclaims', namespace, name }, () =>
+    client.core.readNamespacedPersistentVolumeClaim({ namespace, name }),
+  );
+  const pods = await client.call({ verb: 'list', resource: 'pods', namespace }, () => client.core.listNamespacedPod({ namespace }));
+  return claimsWithPods([claim], pods.items)[0]!;
+}

@@ -1,0 +1,189 @@
+/**
+ * The helper pod: a short-lived pod that mounts one claim read-only so tar can read it over exec.
+ * It runs with no ServiceAccount token, all capabilities dropped but DAC_OVERRIDE (root must read
+ * files of every owner and mode; the mount is read-only, so it can change nothing), a read-only root
+ * file system, and a deadline after which the kubelet stops it even if nobody deletes it.
+ */
+import type { CoreV1Event, V1Pod, V1Toleration } from '@kubernetes/client-node';
+import type { KubeClient } from '../kube/client.ts';
+import type { DiscoveredClaim } from './discovery.ts';
+
+export const HELPER_COMPONENT_LABEL = 'app.kubernetes.io/component';
+export const HELPER_COMPONENT = 'backup-helper';
+export const HELPER_CONTAINER = 'helper';
+export const DATA_MOUNT_PATH = '/data';
+
+export interface HelperPodOptions {
+  image: string;
+  /** Identifies one plugin invocation; all its helper pods carry it as a label. */
+  runId: string;
+  /** Upper bound on the pod's life, enforced by the kubelet (activeDeadlineSeconds). */
+  deadlineSeconds: number;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> } | undefined;
+  tolerations?: V1Toleration[] | undefined;
+  nodeSelector?: Record<string, string> | undefined;
+  imagePullSecrets?: string[] | undefined;
+}
+
+/** Label values are at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric. */
+export function labelValue(text: string): string {
+  const cleaned = text.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 63);
+  return cleaned.replace(/^[^A-Za-z0-9]+/, '').replace(/[^A-Za-z0-9]+$/, '');
+}
+
+/**
+ * A ReadWriteOnce volume can be mounted only on the node where it already is: when a running pod
+ * holds such a claim, the helper must go to that pod's node.
+ */
+export function pinnedNodeFor(claim: DiscoveredClaim): string | undefined {
+  const exclusive = claim.accessModes.includes('ReadWriteOnce') || claim.accessModes.includes('ReadWriteOncePod');
+  if (!exclusive) return undefined;
+  return claim.pods.find((pod) => pod.node && pod.phase === 'Running')?.node ?? undefined;
+}
+
+export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOptions): V1Pod {
+  const node = pinnedNodeFor(claim);
+  const podPrefix = `nkvm-backup-${claim.name}`.slice(0, 50).replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '');
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      generateName: `${podPrefix}-`,
+      namespace: claim.namespace,
+      labels: {
+        [HELPER_COMPONENT_LABEL]: HELPER_COMPONENT,
+        'app.kubernetes.io/name': 'kubectl-nkvm',
+        'app.kubernetes.io/managed-by': 'kubectl-nkvm',
+        'nkvm.dev/pvc': labelValue(claim.name),
+        'nkvm.dev/run': labelValue(options.runId),
+      },
+      annotations: { 'nkvm.dev/pvc': claim.name },
+    },
+    spec: {
+      restartPolicy: 'Never',
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      terminationGracePeriodSeconds: 0,
+      activeDeadlineSeconds: options.deadlineSeconds,
+      ...(node
+        ? {
+            affinity: {
+              nodeAffinity: {
+                requiredDuringSchedulingIgnoredDuringExecution: {
+                  nodeSelectorTerms: [{ matchFields: [{ key: 'metadata.name', operator: 'In', values: [node] }] }],
+                },
+              },
+            },
+          }
+        : {}),
+      ...(options.nodeSelector && Object.keys(options.nodeSelector).length ? { nodeSelector: options.nodeSelector } : {}),
+      ...(options.tolerations?.length ? { tolerations: options.tolerations } : {}),
+      ...(options.imagePullSecrets?.length ? { imagePullSecrets: options.imagePullSecrets.map((name) => ({ name })) } : {}),
+      securityContext: { runAsUser: 0, runAsGroup: 0, seccompProfile: { type: 'RuntimeDefault' } },
+      containers: [
+        {
+          name: HELPER_CONTAINER,
+          image: options.image,
+          imagePullPolicy: 'IfNotPresent',
+          // The pod only waits; tar runs over exec. Its deadline ends it if it is never deleted.
+          command: ['sleep', String(options.deadlineSeconds)],
+          securityContext: {
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            capabilities: { drop: ['ALL'], add: ['DAC_OVERRIDE'] },
+          },
+          ...(options.resources ? { resources: options.resources } : {}),
+          volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH, readOnly: true }],
+        },
+      ],
+      volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim.name, readOnly: true } }],
+    },
+  };
+}
+
+/** Container states that will not fix themselves: fail now rather than at the timeout. */
+const FATAL_WAITING_REASONS = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'CreateContainerError', 'CreateContainerConfigError', 'RunContainerError']);
+
+/** Why a helper pod is not running yet, from its status: undefined while it may still start. */
+export function helperPodFailure(pod: V1Pod): string | undefined {
+  const phase = pod.status?.phase;
+  if (phase === 'Failed' || phase === 'Succeeded') {
+    return `helper pod ended (${phase})${pod.status?.message ? `: ${pod.status.message}` : ''}`;
+  }
+  for (const status of pod.status?.containerStatuses ?? []) {
+    const waiting = status.state?.waiting;
+    if (waiting?.reason && FATAL_WAITING_REASONS.has(waiting.reason)) {
+      return `helper container cannot start (${waiting.reason})${waiting.message ? `: ${waiting.message}` : ''}`;
+    }
+    if (status.state?.terminated) return `helper container exited (${status.state.terminated.reason ?? 'terminated'})`;
+  }
+  return undefined;
+}
+
+export function isHelperPodReady(pod: V1Pod): boolean {
+  return pod.status?.phase === 'Running' && (pod.status.containerStatuses ?? []).every((status) => status.ready);
+}
+
+/** What a pending pod is waiting for: its scheduling condition and the latest warning events. */
+export function describePending(pod: V1Pod, events: CoreV1Event[]): string {
+  const reasons: string[] = [];
+  const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled');
+  if (scheduled?.status === 'False') reasons.push(`not scheduled: ${scheduled.message ?? scheduled.reason ?? 'unknown'}`);
+  const warnings = events
+    .filter((event) => event.type === 'Warning')
+    .sort((a, b) => String(a.lastTimestamp ?? a.eventTime ?? '').localeCompare(String(b.lastTimestamp ?? b.eventTime ?? '')))
+    .slice(-2)
+    .map((event) => `${event.reason}: ${event.message}`);
+  reasons.push(...warnings);
+  for (const status of pod.status?.containerStatuses ?? []) {
+    if (status.state?.waiting?.reason) reasons.push(`container ${status.state.waiting.reason}`);
+  }
+  return reasons.length ? reasons.join('; ') : `phase ${pod.status?.phase ?? 'Pending'}`;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+  });
+
+export async function createHelperPod(client: KubeClient, manifest: V1Pod): Promise<string> {
+  const namespace = manifest.metadata!.namespace!;
+  const created = await client.call({ verb: 'create', resource: 'pods', namespace }, () =>
+    client.core.createNamespacedPod({ namespace, body: manifest }),
+  );
+  return created.metadata!.name!;
+}
+
+/** Polls until the helper runs; throws with the reason as soon as it cannot, or at the timeout. */
+export async function waitForHelperPod(client: KubeClient, namespace: string, name: string, timeoutMs: number, signal?: AbortSignal): Promise<V1Pod> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (signal?.aborted) throw new Error('interrupted');
+    const pod = await client.call({ verb: 'get', resource: 'pods', namespace, name }, () => client.core.readNamespacedPod({ namespace, name }));
+    if (isHelperPodReady(pod)) return pod;
+    const failure = helperPodFailure(pod);
+    if (failure) throw new Error(failure);
+    if (Date.now() >= deadline) {
+      const events = await client
+        .call({ verb: 'list', resource: 'events', namespace }, () =>
+          client.core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` }),
+        )
+        .then((list) => list.items)
+        .catch(() => []);
+      throw new Error(`helper pod ${name} not running after ${Math.round(timeoutMs / 1000)}s (--pod-ready-timeout): ${describePending(pod, events)}`);
+    }
+    await sleep(500, signal);
+  }
+}
+
+/** Deletes at once (no grace: it only sleeps); a pod already gone is fine. */
+export async function deleteHelperPod(client: KubeClient, namespace: string, name: string): Promise<void> {
+  try {
+    await client.call({ verb: 'delete', resource: 'pods', namespace, name }, () =>
+      client.core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }),
+    );
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'NotFoundError') throw error;
+  }
+}

@@ -1,0 +1,171 @@
+import chalk from 'chalk';
+import type { Argv, CommandModule } from 'yargs';
+import { COMPRESSIONS, zstdSupported, type Compression } from '../../backup/artifacts.ts';
+import { DEFAULT_HELPER_IMAGE } from '../../backup/defaults.ts';
+import { discoverClaims } from '../../backup/discovery.ts';
+import { BackupManager, type BackupProgressListener, type BackupResult, type BackupTarget } from '../../backup/manager.ts';
+import { ExitCode, UsageError } from '../../errors.ts';
+import { connectFromFlags } from '../context.ts';
+import { parseKeyValues, parsePositiveInteger, parseToleration } from '../flags.ts';
+import { formatBytes, formatDuration, formatRate } from '../format.ts';
+import { parseDuration, type GlobalOptions } from '../global-options.ts';
+import { interruptSignal } from '../interrupt.ts';
+import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeInfo, writeResult, type OutputFormat } from '../output.ts';
+import { openCatalog, outputDir, withStoreOptions, type StoreOptions } from '../store-options.ts';
+
+interface BackupArgs extends GlobalOptions, StoreOptions {
+  pvc: string[];
+  all: boolean;
+  allNamespaces: boolean;
+  selector: string | undefined;
+  output: OutputFormat;
+  parallel: number;
+  compression: Compression;
+  helperImage: string;
+  podReadyTimeout: string;
+  helperDeadline: string;
+  helperRequests: string[] | undefined;
+  helperLimits: string[] | undefined;
+  toleration: string[] | undefined;
+  nodeSelector: string[] | undefined;
+  imagePullSecret: string[] | undefined;
+}
+
+export function renderResults(results: BackupResult[], format: OutputFormat): string {
+  switch (format) {
+    case 'json':
+      return toJson(asList(results));
+    case 'yaml':
+      return toYaml(asList(results));
+    case 'name':
+      return results.filter((r) => r.status === 'succeeded').map((r) => `${r.artifact!.path}\n`).join('');
+    case 'table':
+    case 'wide': {
+      const wide = format === 'wide';
+      const headers = ['namespace', 'pvc', 'status', 'size', 'entries', 'duration', 'id', ...(wide ? ['node', 'sha256'] : []), 'artifact / message'];
+      const rows = results.map((r) => [
+        r.namespace,
+        r.pvc,
+        r.status === 'succeeded' ? chalk.green(r.status) : chalk.red(r.status),
+        formatBytes(r.artifact?.bytes),
+        r.artifact ? String(r.artifact.entries) : '-',
+        formatDuration(r.durationMs),
+        r.id,
+        ...(wide ? [r.node ?? '-', r.artifact?.sha256 ?? '-'] : []),
+        r.artifact ? r.artifact.path : r.message,
+      ]);
+      return renderTable(headers, rows);
+    }
+  }
+}
+
+/** 3 if any failure was authentication, else 4 if any was RBAC, else 1 if any failed, else 0. */
+export function backupExitCode(results: BackupResult[]): number {
+  const failed = results.filter((r) => r.status !== 'succeeded');
+  if (failed.some((r) => r.errorCode === 'KubernetesAuthenticationError')) return ExitCode.authentication;
+  if (failed.some((r) => r.errorCode === 'KubernetesDiscoveryError' && r.message.includes('API status 403'))) return ExitCode.permission;
+  return failed.length > 0 ? ExitCode.failed : ExitCode.ok;
+}
+
+/** One status line per claim on a terminal's stderr; nothing at all otherwise. */
+function progressReporter(enabled: boolean): BackupProgressListener | undefined {
+  if (!enabled) return undefined;
+  const lastPrinted = new Map<string, number>();
+  const started = new Map<string, number>();
+  return (target, event) => {
+    const key = `${target.namespace}/${target.pvc}`;
+    if (!started.has(key)) started.set(key, Date.now());
+    if (event.stage === 'copy' && event.tarBytes !== undefined) {
+      const now = Date.now();
+      if (now - (lastPrinted.get(key) ?? 0) < 1000) return;
+      lastPrinted.set(key, now);
+      writeInfo(chalk.dim(`${key}: ${formatBytes(event.tarBytes)} read (${formatRate(event.tarBytes, now - started.get(key)!)})`));
+    } else if (event.stage !== 'copy') {
+      writeInfo(chalk.dim(`${key}: ${event.stage}`));
+    }
+  };
+}
+
+function validate(args: BackupArgs): void {
+  if (args.all && args.pvc.length > 0) throw new UsageError('name claims or use --all, not both');
+  if (!args.all && args.pvc.length === 0) throw new UsageError('name at least one claim, or use --all', 'e.g. `kubectl nkvm backup data -n shop` or `kubectl nkvm backup --all -A`');
+  if (!args.all && args.allNamespaces) throw new UsageError('-A/--all-namespaces needs --all', 'named claims live in one namespace: use -n NAMESPACE');
+  if (!args.all && args.selector) throw new UsageError('-l/--selector needs --all');
+  if (args.compression === 'zstd' && !zstdSupported()) throw new UsageError(`zstd needs Node 22.15 or newer (this is ${process.version})`, 'use --compression gzip');
+  for (const name of args.pvc) {
+    if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) || name.length > 253) throw new UsageError(`"${name}" is not a valid claim name`);
+  }
+}
+
+export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
+  command: 'backup [pvc..]',
+  describe: 'Back up claims into compressed artifacts, each recorded in the catalog',
+  builder: (argv) =>
+    withStoreOptions(argv)
+      .positional('pvc', { type: 'string', array: true, default: [], description: 'Claims to back up, in the namespace of -n' })
+      .option('all', { type: 'boolean', default: false, description: 'Back up every claim in the namespace (or with -A, the cluster)' })
+      .option('all-namespaces', { alias: 'A', type: 'boolean', default: false, description: 'With --all: every namespace' })
+      .option('selector', { alias: 'l', type: 'string', description: 'With --all: only claims with these labels' })
+      .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format of the results (name: artifact paths)' })
+      .option('parallel', { type: 'number', default: 1, description: 'Claims backed up at the same time' })
+      .option('compression', { choices: COMPRESSIONS, default: 'gzip' as Compression, description: 'Artifact compression (zstd needs Node >= 22.15)' })
+      .option('helper-image', { type: 'string', default: DEFAULT_HELPER_IMAGE, description: 'Image of the helper pod; it needs sh, sleep and tar' })
+      .option('pod-ready-timeout', { type: 'string', default: '2m', description: 'How long a helper pod may take to start' })
+      .option('helper-deadline', { type: 'string', default: '6h', description: 'Longest life of a helper pod (activeDeadlineSeconds), even if this process dies' })
+      .option('helper-requests', { type: 'string', array: true, description: 'Helper resource requests, e.g. cpu=100m,memory=64Mi' })
+      .option('helper-limits', { type: 'string', array: true, description: 'Helper resource limits, e.g. memory=256Mi' })
+      .option('toleration', { type: 'string', array: true, description: 'Helper toleration: key=value:Effect, key:Effect or key (repeatable)' })
+      .option('node-selector', { type: 'string', array: true, description: 'Helper node selector: key=value (repeatable)' })
+      .option('image-pull-secret', { type: 'string', array: true, description: 'Secret for pulling the helper image (repeatable)' })
+      .example('kubectl nkvm backup data -n shop', 'Back up claim "data" in namespace shop')
+      .example('kubectl nkvm backup --all -A --parallel 3', 'Every claim in the cluster, three at a time')
+      .example('kubectl nkvm backup db-0 db-1 -o json | jq -r ".items[].artifact.path"', 'Machine-readable results')
+      .example('kubectl nkvm backup --all -l tier=db --compression zstd --toleration dedicated=db:NoSchedule', 'Selected claims, zstd, helpers tolerating a taint') as unknown as Argv<BackupArgs>,
+  handler: async (args) => {
+    validate(args);
+    const parallel = parsePositiveInteger(args.parallel, '--parallel');
+    const podReadyTimeoutMs = parseDuration(args.podReadyTimeout, '--pod-ready-timeout');
+    const deadlineSeconds = Math.ceil(parseDuration(args.helperDeadline, '--helper-deadline') / 1000);
+    if (deadlineSeconds < 60) throw new UsageError('--helper-deadline must be at least 1m');
+    const requests = parseKeyValues(args.helperRequests, '--helper-requests');
+    const limits = parseKeyValues(args.helperLimits, '--helper-limits');
+    const tolerations = (args.toleration ?? []).map(parseToleration);
+    const nodeSelector = parseKeyValues(args.nodeSelector, '--node-selector');
+
+    const client = connectFromFlags(args);
+    const catalog = await openCatalog(args);
+    let targets: BackupTarget[];
+    if (args.all) {
+      const claims = await discoverClaims(client, { namespace: client.namespace, allNamespaces: args.allNamespaces, labelSelector: args.selector });
+      targets = claims.map((claim) => ({ namespace: claim.namespace, pvc: claim.name, claim }));
+      if (targets.length === 0) {
+        writeInfo(args.allNamespaces ? 'No PersistentVolumeClaims found.' : `No PersistentVolumeClaims found in namespace ${client.namespace}.`);
+        return;
+      }
+    } else {
+      targets = args.pvc.map((pvc) => ({ namespace: client.namespace, pvc }));
+    }
+    const machineOutput = args.output === 'json' || args.output === 'yaml';
+    const manager = new BackupManager(client, catalog, {
+      outputDir: outputDir(args),
+      compression: args.compression,
+      podReadyTimeoutMs,
+      signal: interruptSignal,
+      helper: {
+        image: args.helperImage,
+        deadlineSeconds,
+        resources: Object.keys(requests).length || Object.keys(limits).length ? { requests, limits } : undefined,
+        tolerations,
+        nodeSelector,
+        imagePullSecrets: args.imagePullSecret,
+      },
+      onProgress: progressReporter(Boolean(process.stderr.isTTY) && !machineOutput),
+    });
+    const results = await manager.backupMany(targets, parallel);
+    writeResult(renderResults(results, args.output));
+    for (const failed of results.filter((result) => result.status === 'failed')) {
+      writeError(`[${failed.errorCode ?? 'BackupFailed'}] ${failed.namespace}/${failed.pvc}: ${failed.message}`);
+    }
+    process.exitCode = backupExitCode(results);
+  },
+};

@@ -1,0 +1,28 @@
+/** --catalog and --output-dir, shared by the commands that read or write backups. */
+import path from 'node:path';
+import type { Argv } from 'yargs';
+import { nkvmHome } from '../backup/artifacts.ts';
+import { Catalog } from '../store/catalog.ts';
+
+export interface StoreOptions {
+  catalog: string | undefined;
+  outputDir: string | undefined;
+}
+
+export function withStoreOptions<T>(argv: Argv<T>): Argv<T & StoreOptions> {
+  return argv
+    .option('catalog', { type: 'string', description: 'Catalog file (default: $NKVM_HOME/catalog.sqlite)' })
+    .option('output-dir', { type: 'string', description: 'Directory for artifacts (default: $NKVM_HOME/artifacts)' }) as unknown as Argv<T & StoreOptions>;
+}
+
+export function catalogPath(options: StoreOptions): string {
+  return path.resolve(options.catalog ?? path.join(nkvmHome(), 'catalog.sqlite'));
+}
+
+export function outputDir(options: StoreOptions): string {
+  return path.resolve(options.outputDir ?? path.join(nkvmHome(), 'artifacts'));
+}
+
+export function openCatalog(options: StoreOptions): Promise<Catalog> {
+  return Catalog.open(catalogPath(options));
+}

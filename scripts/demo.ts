@@ -1,7 +1,7 @@
 /**
  * `npm run demo`: the main job for a newcomer. Starts a disposable cluster, seeds a namespace with a
- * PVC holding files and a pod using it, runs the built plugin as `kubectl nkvm ...`, shows what it
- * did, and tears the cluster down.
+ * PVC holding files and a pod using it, runs the built plugin as `kubectl nkvm ...` (discover,
+ * diagnose, backup, the catalog), shows what it did, and tears the cluster down.
  */
 import { execa } from 'execa';
 import fs from 'node:fs';
@@ -13,8 +13,12 @@ import { seedWorkload } from '../test/cluster/workload.ts';
 
 const say = (text: string) => process.stdout.write(`\n\u001b[1m== ${text}\u001b[0m\n`);
 
-const binDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-demo-bin-'));
+const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-demo-'));
+const binDir = path.join(workDir, 'bin');
+fs.mkdirSync(binDir);
 fs.symlinkSync(path.join(REPO_ROOT, 'dist', 'kubectl-nkvm'), path.join(binDir, 'kubectl-nkvm'));
+// The demo's catalog and artifacts, removed with the rest at the end.
+const NKVM_HOME = path.join(workDir, 'home');
 const PATH = [binDir, kubernetesBinDir, process.env.PATH].join(path.delimiter);
 
 say('starting a disposable single-node cluster');
@@ -22,7 +26,7 @@ const started = Date.now();
 const cluster = await createCluster();
 try {
   console.log(`cluster ${cluster.name} (${cluster.provider}) ready in ${((Date.now() - started) / 1000).toFixed(1)}s`);
-  const env = { PATH, KUBECONFIG: cluster.kubeconfigPath };
+  const env = { PATH, KUBECONFIG: cluster.kubeconfigPath, NKVM_HOME };
   const show = async (command: string[]) => {
     process.stdout.write(`\n$ ${command.join(' ')}\n`);
     const result = await execa(command[0]!, command.slice(1), { env, reject: false, all: true });
@@ -37,9 +41,18 @@ try {
 
   say('the plugin, as kubectl finds it on PATH');
   await show(['kubectl', 'nkvm', 'version']);
+  await show(['kubectl', 'nkvm', 'discover', '-A']);
+  await show(['kubectl', 'nkvm', 'diagnose', 'data', '-n', 'demo']);
+
+  say('backing up the claim into the catalogued artifacts under NKVM_HOME');
+  await show(['kubectl', 'nkvm', 'backup', 'data', '-n', 'demo']);
+  await show(['kubectl', 'nkvm', 'artifacts', 'list']);
+  const [latest] = JSON.parse((await execa('kubectl', ['nkvm', 'artifacts', 'list', '-o', 'json'], { env })).stdout).items;
+  await show(['kubectl', 'nkvm', 'artifacts', 'show', latest.id.slice(0, 6)]);
+  await show(['tar', '-tzvf', latest.artifactPath]);
 } finally {
   say('tearing the cluster down');
   await cluster.dispose();
-  fs.rmSync(binDir, { recursive: true, force: true });
+  fs.rmSync(workDir, { recursive: true, force: true });
   console.log(`cluster ${cluster.name} disposed`);
 }

@@ -3,7 +3,7 @@
  * This is the only place that chooses exit codes and prints errors.
  */
 import yargs from 'yargs';
-import { ExitCode, isNkvmError } from './errors.ts';
+import { ExitCode, isNkvmError, UsageError } from './errors.ts';
 import { artifactsCommand } from './cli/commands/artifacts.ts';
 import { backupCommand } from './cli/commands/backup.ts';
 import { diagnoseCommand } from './cli/commands/diagnose.ts';
@@ -27,12 +27,11 @@ export async function main(argv: string[]): Promise<number> {
   installInterruptHandlers();
   const debug = argv.includes('--debug');
   configureColor({ noColorFlag: argv.includes('--no-color'), env: process.env, isTTY: Boolean(process.stderr.isTTY) });
-  let usageFailure: string | undefined;
   const cli = withGlobalOptions(yargs(argv))
     .scriptName('kubectl nkvm')
     .usage('$0 <command> [flags]\n\nBack up the data in PersistentVolumeClaims into local, catalogued artifacts.')
     .command([discoverCommand, backupCommand, artifactsCommand, diagnoseCommand, versionCommand] as never[])
-    .demandCommand(1, 'Name a command; see the list above.')
+    .demandCommand(1, 'Name a command: discover, backup, artifacts, diagnose or version.')
     .strict()
     .recommendCommands()
     .version(false)
@@ -40,17 +39,17 @@ export async function main(argv: string[]): Promise<number> {
     .alias('help', 'h')
     .epilogue(EPILOGUE)
     .wrap(Math.min(110, process.stdout.columns || 100))
+    // Throwing is what stops yargs: a fail handler that returns lets it run the command anyway.
     .fail((message, error) => {
       if (error) throw error;
-      usageFailure = message;
+      throw new UsageError(message, 'run `kubectl nkvm COMMAND --help` for usage and examples');
     });
+  if (argv.length === 0) {
+    cli.showHelp('log'); // like kubectl: no arguments is a request for help
+    return ExitCode.ok;
+  }
   try {
     await cli.parseAsync();
-    if (usageFailure !== undefined) {
-      cli.showHelp((text) => process.stderr.write(`${text}\n\n`));
-      writeError(usageFailure, 'run `kubectl nkvm --help` for usage');
-      return ExitCode.usage;
-    }
     return interruptExitCode() ?? (process.exitCode === undefined ? ExitCode.ok : Number(process.exitCode));
   } catch (error) {
     if (isNkvmError(error)) {

@@ -434,3 +434,34 @@ for (const [signal, exitCode] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     await assertNoHelperPods(t);
   });
 }
+
+test('backup --all reports each claim: an unbound claim fails at once, a helper that cannot be scheduled fails at --pod-ready-timeout', async (t) => {
+  const { cluster } = t.context;
+  const ws = await workspace(t, 'edges');
+  await cluster.kubectl(['apply', '-f', '-'], {
+    input: `apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: unbound, namespace: ${ws.namespace}}
+spec:
+  storageClassName: no-such-class
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+`,
+  });
+  const all = await kubectlNkvm(t.context, ['backup', '--all', '-n', ws.namespace, '--parallel', '2', '-o', 'json', ...ws.storeFlags]);
+  t.is(all.exitCode, 1, String(all.stderr));
+  const results = JSON.parse(String(all.stdout)).items as { pvc: string; status: string; stage: string; message: string }[];
+  t.deepEqual(results.map((r) => [r.pvc, r.status]), [['data', 'succeeded'], ['unbound', 'failed']]);
+  t.like(results[1], { stage: 'discovery' });
+  t.regex(results[1]!.message, /claim \S+\/unbound is Pending, not Bound/);
+  t.regex(String(all.stderr), /unbound: claim .* is Pending, not Bound/);
+
+  const stuck = await kubectlNkvm(t.context, [
+    'backup', 'data', '-n', ws.namespace, '--node-selector', 'nkvm.dev/nowhere=true', '--pod-ready-timeout', '5s', '-o', 'json', ...ws.storeFlags,
+  ]);
+  t.is(stuck.exitCode, 1);
+  const [result] = JSON.parse(String(stuck.stdout)).items;
+  t.like(result, { status: 'failed', stage: 'helper-pod' });
+  t.regex(result.message, /not running after 5s \(--pod-ready-timeout\): not scheduled: .*node affinity\/selector/);
+  await assertNoHelperPods(t);
+});

@@ -126,7 +126,7 @@ const showCommand: CommandModule<GlobalOptions, ShowArgs> = {
 };
 
 export const artifactsCommand: CommandModule<GlobalOptions, GlobalOptions> = {
-  command: 'artifacts <command>',
+  command: 'artifacts',
   describe: 'Inspect the backups recorded in the catalog',
   builder: (argv) => argv.command([listCommand, showCommand] as never[]).demandCommand(1, 'Name an artifacts command: list or show.'),
   handler: () => {},

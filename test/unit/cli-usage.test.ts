@@ -1,0 +1,65 @@
+/**
+ * The command line as a user meets it before any cluster is involved: help, usage errors (exit 2,
+ * one line of cause and a hint, no stack trace). Runs src/main.ts directly; no build needed.
+ */
+import test from 'ava';
+import { execa } from 'execa';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const main = path.resolve(import.meta.dirname, '../../src/main.ts');
+const home = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-cli-'));
+test.after.always(() => fs.rmSync(home, { recursive: true, force: true }));
+
+function nkvm(args: string[]) {
+  return execa(process.execPath, [main, ...args], {
+    reject: false,
+    env: { HOME: home, KUBECONFIG: '', NKVM_HOME: home, NO_COLOR: '1', NKVM_REMOTE_KUBECONFIG: path.join(home, 'none'), NKVM_SERVICEACCOUNT_DIR: path.join(home, 'none') },
+  });
+}
+
+test('--help lists every command, the exit codes and examples', async (t) => {
+  const help = await nkvm(['--help']);
+  t.is(help.exitCode, 0);
+  for (const command of ['discover', 'backup', 'artifacts', 'diagnose', 'version']) t.regex(help.stdout, new RegExp(`kubectl nkvm ${command}`));
+  t.regex(help.stdout, /3 {2}authentication/);
+  const backupHelp = await nkvm(['backup', '--help']);
+  t.regex(backupHelp.stdout, /kubectl nkvm backup --all -A --parallel 3/);
+});
+
+for (const [args, message] of [
+  [['backup'], /name at least one claim, or use --all/],
+  [['backup', 'a', '--all'], /name claims or use --all, not both/],
+  [['backup', 'a', '-A'], /-A\/--all-namespaces needs --all/],
+  [['backup', 'Bad_Name'], /"Bad_Name" is not a valid claim name/],
+  [['backup', 'a', '--parallel', '0'], /--parallel must be a whole number of at least 1/],
+  [['backup', 'a', '--toleration', 'x=y:Never'], /unknown effect "Never"/],
+  [['backup', 'a', '--pod-ready-timeout', 'soon'], /invalid duration for --pod-ready-timeout/],
+  [['discover', '-o', 'xml'], /Invalid values:[\s\S]*Argument: output/],
+  [['nonsense'], /Unknown argument: nonsense/],
+  [['artifacts'], /Name an artifacts command/],
+] as const) {
+  test(`usage error: ${args.join(' ')}`, async (t) => {
+    const run = await nkvm([...args]);
+    t.is(run.exitCode, 2, run.stderr);
+    t.regex(run.stderr, message);
+    t.notRegex(run.stderr, /\n\s+at /, 'no stack trace');
+    t.is(run.stdout, '');
+  });
+}
+
+test('artifacts show of an unknown id is a clear error with exit 1', async (t) => {
+  const run = await nkvm(['artifacts', 'show', 'abcdef']);
+  t.is(run.exitCode, 1);
+  t.regex(run.stderr, /\[NotFoundError\] no backup with id or id prefix "abcdef"/);
+});
+
+test('an empty catalog lists nothing, and says so on stderr', async (t) => {
+  const run = await nkvm(['artifacts', 'list']);
+  t.is(run.exitCode, 0);
+  t.is(run.stdout, '');
+  t.regex(run.stderr, /No backups recorded in/);
+  const json = await nkvm(['artifacts', 'list', '-o', 'json']);
+  t.deepEqual(JSON.parse(json.stdout), { apiVersion: 'v1', kind: 'List', items: [] });
+});

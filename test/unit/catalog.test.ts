@@ -8,6 +8,7 @@ import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Catalog, LATEST_SCHEMA_VERSION, type BackupRecord } from '../../src/store/catalog.ts';
+import { backupRecord } from './fixtures/backup-record.ts';
 
 const WRITER = fileURLToPath(new URL('fixtures/catalog-writer.ts', import.meta.url));
 
@@ -17,33 +18,7 @@ function catalogFile(t: ExecutionContext): string {
   return path.join(dir, 'state', 'catalog.db');
 }
 
-function record(overrides: Partial<BackupRecord> & { id: string }): BackupRecord {
-  return {
-    context: null,
-    cluster: null,
-    credentialSource: null,
-    namespace: 'apps',
-    pvc: 'data',
-    pv: null,
-    storageClass: null,
-    capacity: null,
-    node: null,
-    helperPod: null,
-    startedAt: '2025-01-01T00:00:00.000Z',
-    finishedAt: null,
-    status: 'running',
-    failedStage: null,
-    message: null,
-    artifactPath: null,
-    compression: null,
-    bytes: null,
-    tarBytes: null,
-    fileCount: null,
-    sha256: null,
-    pluginVersion: '0.1.0',
-    ...overrides,
-  };
-}
+const record = backupRecord;
 
 /** The stock sqlite3 CLI, as a user inspecting the catalog would run it. */
 function sqlite(file: string, sql: string): string {

@@ -5,7 +5,7 @@ import { discoverClaim, type DiscoveredClaim } from '../../backup/discovery.ts';
 import { pinnedNodeFor } from '../../backup/helper-pod.ts';
 import { ExitCode, isNkvmError } from '../../errors.ts';
 import { checkAccess, grantHint, resourceName, type AccessCheck } from '../../kube/access.ts';
-import { credentialSourceDescriptions } from '../../kube/config.ts';
+import { credentialSourceDescriptions, type ResolvedCredentials } from '../../kube/config.ts';
 import { connectFromFlags } from '../context.ts';
 import { shortAccessModes } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
@@ -17,16 +17,7 @@ interface DiagnoseArgs extends GlobalOptions {
 }
 
 export interface DiagnoseReport {
-  credentials: {
-    source: string;
-    paths: string[];
-    context: string;
-    cluster: string;
-    server: string;
-    user: string;
-    namespace: string;
-    skipped: { source: string; reason: string }[];
-  };
+  credentials: Omit<ResolvedCredentials, 'kubeConfig'>;
   serverVersion: VersionInfo | null;
   error: { code: string; message: string; hint: string | null } | null;
   access: AccessCheck[];
@@ -36,12 +27,12 @@ export interface DiagnoseReport {
 function renderText(report: DiagnoseReport): string {
   const c = report.credentials;
   const lines = [
-    `Credentials:  ${credentialSourceDescriptions[c.source as keyof typeof credentialSourceDescriptions]} (${c.paths.join(', ')})`,
+    `Credentials:  ${credentialSourceDescriptions[c.source]} (${c.paths.join(', ')})`,
     `Context:      ${c.context}`,
     `Cluster:      ${c.cluster} (${c.server})`,
     `User:         ${c.user}`,
     `Namespace:    ${c.namespace}`,
-    `Skipped:      ${c.skipped.map((s) => `${credentialSourceDescriptions[s.source as keyof typeof credentialSourceDescriptions]} (${s.reason})`).join('; ') || '-'}`,
+    `Skipped:      ${c.skipped.map((s) => `${credentialSourceDescriptions[s.source]} (${s.reason})`).join('; ') || '-'}`,
     `Server:       ${report.serverVersion ? report.serverVersion.gitVersion : chalk.red('unreachable')}`,
   ];
   if (report.error) {

@@ -31,6 +31,17 @@ export function compressor(compression: Compression): Transform | undefined {
   }
 }
 
+export function decompressor(compression: Compression): Transform | undefined {
+  switch (compression) {
+    case 'gzip':
+      return zlib.createGunzip();
+    case 'zstd':
+      return zlib.createZstdDecompress();
+    case 'none':
+      return undefined;
+  }
+}
+
 /** NKVM_HOME holds the catalog and the artifacts; by default ~/.local/share/nkvm. */
 export function nkvmHome(env: Record<string, string | undefined> = process.env): string {
   return env.NKVM_HOME || path.join(os.homedir(), '.local', 'share', 'nkvm');

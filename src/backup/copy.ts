@@ -4,14 +4,14 @@
  * done only when tar's exec status is Success AND the stream ended with tar's end-of-archive marker
  * AND the file is flushed; anything less is a CopyStageError and the caller removes the file.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { PassThrough, Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { execStream } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
 import { compressor, type Compression } from './artifacts.ts';
+import { Digest } from './digest.ts';
 import { DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
 import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
 
@@ -30,17 +30,6 @@ export interface CopyResult {
   bytes: number;
   /** sha256 of the artifact file as written. */
   sha256: string;
-}
-
-/** Hashes and counts what passes through. */
-class Digest extends Transform {
-  readonly hash = createHash('sha256');
-  bytes = 0;
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    callback(null, chunk);
-  }
 }
 
 export interface CopyRequest {

@@ -1,7 +1,8 @@
 /**
  * `npm run demo`: the main job for a newcomer. Starts a disposable cluster, seeds a namespace with a
  * PVC holding files and a pod using it, runs the built plugin as `kubectl nkvm ...` (discover,
- * diagnose, backup, the catalog), shows what it did, and tears the cluster down.
+ * diagnose, backup, the catalog, restore into a second claim, verify), shows what it did, and tears
+ * the cluster down.
  */
 import { execa } from 'execa';
 import fs from 'node:fs';
@@ -50,6 +51,11 @@ try {
   const [latest] = JSON.parse((await execa('kubectl', ['nkvm', 'artifacts', 'list', '-o', 'json'], { env })).stdout).items;
   await show(['kubectl', 'nkvm', 'artifacts', 'show', latest.id.slice(0, 6)]);
   await show(['tar', '-tzvf', latest.artifactPath]);
+
+  say('restoring the backup into a second claim, and verifying the artifact');
+  await show(['kubectl', 'nkvm', 'restore', latest.id, '--to', 'data-restored', '--create', '-n', 'demo']);
+  await show(['kubectl', 'get', 'pvc', '-n', 'demo']);
+  await show(['kubectl', 'nkvm', 'verify', latest.id]);
 } finally {
   say('tearing the cluster down');
   await cluster.dispose();

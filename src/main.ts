@@ -8,6 +8,8 @@ import { artifactsCommand } from './cli/commands/artifacts.ts';
 import { backupCommand } from './cli/commands/backup.ts';
 import { diagnoseCommand } from './cli/commands/diagnose.ts';
 import { discoverCommand } from './cli/commands/discover.ts';
+import { restoreCommand } from './cli/commands/restore.ts';
+import { verifyCommand } from './cli/commands/verify.ts';
 import { versionCommand } from './cli/commands/version.ts';
 import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts';
 import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
@@ -30,8 +32,8 @@ export async function main(argv: string[]): Promise<number> {
   const cli = withGlobalOptions(yargs(argv))
     .scriptName('kubectl nkvm')
     .usage('$0 <command> [flags]\n\nBack up the data in PersistentVolumeClaims into local, catalogued artifacts.')
-    .command([discoverCommand, backupCommand, artifactsCommand, diagnoseCommand, versionCommand] as never[])
-    .demandCommand(1, 'Name a command: discover, backup, artifacts, diagnose or version.')
+    .command([discoverCommand, backupCommand, restoreCommand, verifyCommand, artifactsCommand, diagnoseCommand, versionCommand] as never[])
+    .demandCommand(1, 'Name a command: discover, backup, restore, verify, artifacts, diagnose or version.')
     .strict()
     .recommendCommands()
     .version(false)

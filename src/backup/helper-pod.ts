@@ -1,8 +1,9 @@
 /**
- * The helper pod: a short-lived pod that mounts one claim read-only so tar can read it over exec.
- * It runs with no ServiceAccount token, all capabilities dropped but DAC_OVERRIDE (root must read
- * files of every owner and mode; the mount is read-only, so it can change nothing), a read-only root
- * file system, and a deadline after which the kubelet stops it even if nobody deletes it.
+ * The helper pod: a short-lived pod that mounts one claim so tar can run in it over exec: read-only
+ * for a backup, read-write for a restore. It runs with no ServiceAccount token, a read-only root file
+ * system, a deadline after which the kubelet stops it even if nobody deletes it, and all capabilities
+ * dropped but the few its job needs: DAC_OVERRIDE to read (and write) files of every owner and mode,
+ * and for a restore CHOWN, FOWNER and FSETID to give entries back their owners, modes and times.
  */
 import type { CoreV1Event, V1Pod, V1Toleration } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
@@ -12,6 +13,13 @@ export const HELPER_COMPONENT_LABEL = 'app.kubernetes.io/component';
 export const HELPER_COMPONENT = 'backup-helper';
 export const HELPER_CONTAINER = 'helper';
 export const DATA_MOUNT_PATH = '/data';
+
+export type HelperPurpose = 'backup' | 'restore';
+
+const CAPABILITIES: Record<HelperPurpose, string[]> = {
+  backup: ['DAC_OVERRIDE'],
+  restore: ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID'],
+};
 
 export interface HelperPodOptions {
   image: string;
@@ -41,9 +49,10 @@ export function pinnedNodeFor(claim: DiscoveredClaim): string | undefined {
   return claim.pods.find((pod) => pod.node && pod.phase === 'Running')?.node ?? undefined;
 }
 
-export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOptions): V1Pod {
+export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOptions, purpose: HelperPurpose = 'backup'): V1Pod {
   const node = pinnedNodeFor(claim);
-  const podPrefix = `nkvm-backup-${claim.name}`.slice(0, 50).replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '');
+  const readOnly = purpose === 'backup';
+  const podPrefix = `nkvm-${purpose}-${claim.name}`.slice(0, 50).replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '');
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -56,6 +65,7 @@ export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOpti
         'app.kubernetes.io/managed-by': 'kubectl-nkvm',
         'nkvm.dev/pvc': labelValue(claim.name),
         'nkvm.dev/run': labelValue(options.runId),
+        'nkvm.dev/purpose': purpose,
       },
       annotations: { 'nkvm.dev/pvc': claim.name },
     },
@@ -90,13 +100,13 @@ export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOpti
           securityContext: {
             allowPrivilegeEscalation: false,
             readOnlyRootFilesystem: true,
-            capabilities: { drop: ['ALL'], add: ['DAC_OVERRIDE'] },
+            capabilities: { drop: ['ALL'], add: CAPABILITIES[purpose] },
           },
           ...(options.resources ? { resources: options.resources } : {}),
-          volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH, readOnly: true }],
+          volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH, readOnly }],
         },
       ],
-      volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim.name, readOnly: true } }],
+      volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim.name, readOnly } }],
     },
   };
 }

@@ -131,6 +131,7 @@ export class BackupManager {
       fileCount: null,
       sha256: null,
       pluginVersion,
+      prunedAt: null,
     };
     await this.catalog.insertBackup(record);
 

@@ -36,13 +36,13 @@ export function withGlobalOptions<T>(argv: Argv<T>): Argv<T & GlobalOptions> {
   >;
 }
 
-const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses kubectl-style durations: "30s", "1m30s", "500ms", or a bare number of seconds. 0 means none. */
+/** Parses kubectl-style durations: "30s", "1m30s", "500ms", "7d", or a bare number of seconds. 0 means none. */
 export function parseDuration(text: string, flag: string): number {
   const trimmed = text.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const parts = [...trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+  const parts = [...trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
   if (parts.length === 0 || parts.map((p) => p[0]).join('') !== trimmed) {
     throw new UsageError(`invalid duration for ${flag}: "${text}"`, 'use a number with a unit, e.g. 30s, 2m, 1h30m');
   }

@@ -5,7 +5,7 @@
  * frame arrives, so a connection that drops without one is detected here and reported.
  */
 import { Exec, type KubeConfig, type V1Status } from '@kubernetes/client-node';
-import { Writable } from 'node:stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 
 type WebSocket = Awaited<ReturnType<Exec['exec']>>;
 
@@ -15,7 +15,9 @@ export interface ExecRequest {
   container: string;
   command: string[];
   /** Receives the command's stdout, paced: the socket is paused while it is over its high-water mark. */
-  stdout: Writable;
+  stdout?: Writable | undefined;
+  /** Fed to the command's stdin, paced by the socket's send buffer; its end closes stdin. */
+  stdin?: Readable | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -29,6 +31,10 @@ export interface ExecOutcome {
 }
 
 const STDERR_LIMIT = 16 * 1024;
+/** How much may wait in the socket's send buffer before stdin pauses. */
+const STDIN_BUFFER_LIMIT = 1024 * 1024;
+const STDIN_STREAM = 0;
+const CLOSE_STREAM = 255;
 
 export function exitCodeOf(status: V1Status | undefined): number | undefined {
   if (!status) return undefined;
@@ -66,6 +72,25 @@ class PacedWritable extends Writable {
   }
 }
 
+/**
+ * Sends stdin frames, waiting whenever the socket's send buffer is over its limit (client-node's own
+ * stdin handling sends without limit), then closes stdin with the v5 protocol's close frame so the
+ * command sees end-of-file while the connection stays open for its status.
+ */
+async function pumpStdin(socket: WebSocket, source: Readable): Promise<void> {
+  if (socket.protocol !== 'v5.channel.k8s.io') {
+    throw new Error(`the API server cannot close an exec's stdin (it offered ${socket.protocol || 'no'} protocol, v5.channel.k8s.io is needed: Kubernetes 1.30 or newer)`);
+  }
+  const send = (frame: Buffer) =>
+    new Promise<void>((resolve, reject) => socket.send(frame, (error?: Error) => (error ? reject(error) : resolve())));
+  for await (const chunk of source as AsyncIterable<Buffer | string>) {
+    const frame = Buffer.concat([Buffer.from([STDIN_STREAM]), Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk)]);
+    if (socket.bufferedAmount > STDIN_BUFFER_LIMIT) await send(frame);
+    else void send(frame).catch(() => {}); // a send error also closes the socket, which settles the exec
+  }
+  await send(Buffer.from([CLOSE_STREAM, STDIN_STREAM]));
+}
+
 class TailBuffer extends Writable {
   text = '';
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
@@ -75,8 +100,10 @@ class TailBuffer extends Writable {
 }
 
 export async function execStream(kubeConfig: KubeConfig, request: ExecRequest): Promise<ExecOutcome> {
-  const stdout = new PacedWritable(request.stdout);
+  const stdout = request.stdout ? new PacedWritable(request.stdout) : null;
   const stderr = new TailBuffer();
+  // client-node opens stdin only when given a stream; this one never emits, pumpStdin does the sending.
+  const stdinPlaceholder = request.stdin ? new PassThrough() : null;
   let status: V1Status | undefined;
   const socket = await new Exec(kubeConfig).exec(
     request.namespace,
@@ -85,20 +112,28 @@ export async function execStream(kubeConfig: KubeConfig, request: ExecRequest): 
     request.command,
     stdout,
     stderr,
-    null,
+    stdinPlaceholder,
     false,
     (received) => {
       status = received;
     },
   );
-  stdout.socket = socket;
+  if (stdout) stdout.socket = socket;
+  const stdinDone = request.stdin
+    ? pumpStdin(socket, request.stdin).catch((error: Error) => {
+        // The command must not see a clean end-of-file for input that was cut short.
+        socket.terminate();
+        throw error;
+      })
+    : Promise.resolve();
+  stdinDone.catch(() => {}); // observed below, after the socket settles
 
-  return new Promise<ExecOutcome>((resolve, reject) => {
+  const settled = new Promise<ExecOutcome>((resolve, reject) => {
     const onAbort = () => socket.terminate();
     request.signal?.addEventListener('abort', onAbort, { once: true });
     socket.on('error', (error: Error) => {
       request.signal?.removeEventListener('abort', onAbort);
-      request.stdout.destroy(error);
+      request.stdout?.destroy(error);
       reject(error);
     });
     socket.on('close', () => {
@@ -106,11 +141,18 @@ export async function execStream(kubeConfig: KubeConfig, request: ExecRequest): 
       if (!status) {
         // No status frame: the stream was cut. Fail the consumer rather than let it see a clean end.
         const reason = request.signal?.aborted ? 'interrupted' : 'the exec connection closed before the command finished';
-        request.stdout.destroy(new Error(reason));
-      } else if (!stdout.writableEnded) {
+        request.stdout?.destroy(new Error(reason));
+      } else if (stdout && !stdout.writableEnded) {
         stdout.end();
       }
       resolve({ status, exitCode: exitCodeOf(status), stderr: stderr.text.trim() });
     });
   });
+  const outcome = await settled;
+  // The command may end before it read everything (tar failing early): stop feeding it.
+  request.stdin?.destroy();
+  const stdinError = await stdinDone.then(() => undefined, (error: Error) => error);
+  // Without a status, why the input broke is the better explanation.
+  if (stdinError && !outcome.status) throw stdinError;
+  return outcome;
 }

@@ -1,5 +1,6 @@
 /**
- * The local catalog: one SQLite file, one row per backup attempt, readable with the stock sqlite3 CLI.
+ * The local catalog: one SQLite file, one row per backup attempt (table `backups`) and per restore
+ * attempt (`restores`), readable with the stock sqlite3 CLI.
  *
  * sql.js holds a database in memory, so the file is shared between processes like this: a write takes
  * an exclusive lock file, re-reads the file (keeping what other processes wrote since), applies its
@@ -19,7 +20,7 @@ import { CatalogError, NotFoundError } from '../errors.ts';
 import { pluginVersion } from '../version.ts';
 import { loadSqlWasm } from './sql-wasm.ts';
 
-export type BackupStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
+export type BackupStatus = 'running' | 'succeeded' | 'failed' | 'interrupted' | 'pruned';
 
 export interface BackupRecord {
   id: string;
@@ -38,6 +39,8 @@ export interface BackupRecord {
   startedAt: string;
   finishedAt: string | null;
   status: BackupStatus;
+  /** When the artifact was deleted; the row keeps its artifactPath for the record. */
+  prunedAt: string | null;
   failedStage: string | null;
   message: string | null;
   artifactPath: string | null;
@@ -55,6 +58,44 @@ export interface BackupFilter {
   namespace?: string;
   pvc?: string;
   status?: BackupStatus;
+  limit?: number;
+}
+
+export type RestoreStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
+export type RestoreMode = 'empty-only' | 'overwrite';
+
+/** One restore attempt (dry runs too) of a backup into a claim. */
+export interface RestoreRecord {
+  id: string;
+  backupId: string;
+  context: string | null;
+  /** The API server URL. */
+  cluster: string | null;
+  namespace: string;
+  /** The target claim. */
+  pvc: string;
+  /** Whether the restore created the claim. */
+  createdClaim: boolean;
+  mode: RestoreMode;
+  dryRun: boolean;
+  node: string | null;
+  helperPod: string | null;
+  /** ISO-8601 UTC, as for backups. */
+  startedAt: string;
+  finishedAt: string | null;
+  status: RestoreStatus;
+  failedStage: string | null;
+  message: string | null;
+  /** Bytes of the tar stream written into the claim. */
+  bytes: number | null;
+  entries: number | null;
+  pluginVersion: string;
+}
+
+export interface RestoreFilter {
+  namespace?: string;
+  pvc?: string;
+  backupId?: string;
   limit?: number;
 }
 
@@ -86,39 +127,105 @@ const MIGRATIONS: readonly string[] = [
      plugin_version TEXT NOT NULL
    );
    CREATE INDEX backups_by_pvc ON backups (namespace, pvc, started_at);`,
+  `ALTER TABLE backups ADD COLUMN pruned_at TEXT;
+   CREATE TABLE restores (
+     id TEXT PRIMARY KEY,
+     backup_id TEXT NOT NULL,
+     context TEXT,
+     cluster TEXT,
+     namespace TEXT NOT NULL,
+     pvc TEXT NOT NULL,
+     created_claim INTEGER NOT NULL,
+     mode TEXT NOT NULL,
+     dry_run INTEGER NOT NULL,
+     node TEXT,
+     helper_pod TEXT,
+     started_at TEXT NOT NULL,
+     finished_at TEXT,
+     status TEXT NOT NULL,
+     failed_stage TEXT,
+     message TEXT,
+     bytes INTEGER,
+     entries INTEGER,
+     plugin_version TEXT NOT NULL
+   );
+   CREATE INDEX restores_by_pvc ON restores (namespace, pvc, started_at);`,
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;
 
-const COLUMNS = {
-  id: 'id',
-  context: 'context',
-  cluster: 'cluster',
-  credentialSource: 'credential_source',
-  namespace: 'namespace',
-  pvc: 'pvc',
-  pv: 'pv',
-  storageClass: 'storage_class',
-  capacity: 'capacity',
-  node: 'node',
-  helperPod: 'helper_pod',
-  startedAt: 'started_at',
-  finishedAt: 'finished_at',
-  status: 'status',
-  failedStage: 'failed_stage',
-  message: 'message',
-  artifactPath: 'artifact_path',
-  compression: 'compression',
-  bytes: 'bytes',
-  tarBytes: 'tar_bytes',
-  fileCount: 'file_count',
-  sha256: 'sha256',
-  pluginVersion: 'plugin_version',
-} as const satisfies Record<keyof BackupRecord, string>;
+/** How one table's rows map to records: camelCase fields, snake_case columns. */
+interface Table<R extends { id: string }> {
+  name: string;
+  /** What a row is called in messages. */
+  noun: string;
+  columns: { readonly [F in keyof R]-?: string };
+  /** Fields stored as INTEGER 0/1 (SQLite has no boolean type). */
+  booleans: readonly (keyof R)[];
+}
 
-type MutableField = Exclude<keyof BackupRecord, 'id'>;
-const FIELDS = Object.keys(COLUMNS) as (keyof BackupRecord)[];
-const MUTABLE_FIELDS = FIELDS.filter((field): field is MutableField => field !== 'id');
+const BACKUPS: Table<BackupRecord> = {
+  name: 'backups',
+  noun: 'backup',
+  columns: {
+    id: 'id',
+    context: 'context',
+    cluster: 'cluster',
+    credentialSource: 'credential_source',
+    namespace: 'namespace',
+    pvc: 'pvc',
+    pv: 'pv',
+    storageClass: 'storage_class',
+    capacity: 'capacity',
+    node: 'node',
+    helperPod: 'helper_pod',
+    startedAt: 'started_at',
+    finishedAt: 'finished_at',
+    status: 'status',
+    prunedAt: 'pruned_at',
+    failedStage: 'failed_stage',
+    message: 'message',
+    artifactPath: 'artifact_path',
+    compression: 'compression',
+    bytes: 'bytes',
+    tarBytes: 'tar_bytes',
+    fileCount: 'file_count',
+    sha256: 'sha256',
+    pluginVersion: 'plugin_version',
+  },
+  booleans: [],
+};
+
+const RESTORES: Table<RestoreRecord> = {
+  name: 'restores',
+  noun: 'restore',
+  columns: {
+    id: 'id',
+    backupId: 'backup_id',
+    context: 'context',
+    cluster: 'cluster',
+    namespace: 'namespace',
+    pvc: 'pvc',
+    createdClaim: 'created_claim',
+    mode: 'mode',
+    dryRun: 'dry_run',
+    node: 'node',
+    helperPod: 'helper_pod',
+    startedAt: 'started_at',
+    finishedAt: 'finished_at',
+    status: 'status',
+    failedStage: 'failed_stage',
+    message: 'message',
+    bytes: 'bytes',
+    entries: 'entries',
+    pluginVersion: 'plugin_version',
+  },
+  booleans: ['createdClaim', 'dryRun'],
+};
+
+function fieldsOf<R extends { id: string }>(table: Table<R>): (keyof R)[] {
+  return Object.keys(table.columns) as (keyof R)[];
+}
 
 /** Like git: shorter prefixes would match too often to be worth accepting. */
 const MIN_ID_PREFIX = 4;
@@ -162,46 +269,29 @@ export class Catalog {
     return catalog;
   }
 
-  async insertBackup(record: BackupRecord): Promise<void> {
-    const columns = FIELDS.map((field) => COLUMNS[field]);
-    await this.write((db) => {
-      db.run(
-        `INSERT INTO backups (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
-        FIELDS.map((field) => record[field] ?? null),
-      );
-    });
+  insertBackup(record: BackupRecord): Promise<void> {
+    return this.insert(BACKUPS, record);
   }
 
   /** Sets the given fields (an undefined value leaves a field as it is); NotFoundError for an unknown id. */
-  async updateBackup(id: string, changes: Partial<Omit<BackupRecord, 'id'>>): Promise<void> {
-    const fields = MUTABLE_FIELDS.filter((field) => changes[field] !== undefined);
-    if (fields.length === 0) {
-      if (!(await this.getBackup(id))) throw this.unknownId(id);
-      return;
-    }
-    await this.write((db) => {
-      db.run(
-        `UPDATE backups SET ${fields.map((field) => `${COLUMNS[field]} = ?`).join(', ')} WHERE id = ?`,
-        [...fields.map((field) => changes[field] ?? null), id],
-      );
-      if (db.getRowsModified() === 0) throw this.unknownId(id);
-    });
+  updateBackup(id: string, changes: Partial<Omit<BackupRecord, 'id'>>): Promise<void> {
+    return this.update(BACKUPS, id, changes);
   }
 
   getBackup(id: string): Promise<BackupRecord | undefined> {
-    return this.read((db) => selectBackups(db, 'WHERE id = ?', [id])[0]);
+    return this.get(BACKUPS, id);
   }
 
   /** Exact id, or a unique prefix of at least 4 characters (like git). */
   findBackup(idOrPrefix: string): Promise<BackupRecord> {
     return this.read((db) => {
-      const exact = selectBackups(db, 'WHERE id = ?', [idOrPrefix])[0];
+      const exact = selectRows(db, BACKUPS, 'WHERE id = ?', [idOrPrefix])[0];
       if (exact) return exact;
       if (idOrPrefix.length < MIN_ID_PREFIX) {
         throw new NotFoundError(`no backup with id "${idOrPrefix}" in the catalog ${this.file}`, `an id prefix needs at least ${MIN_ID_PREFIX} characters`);
       }
       // substr, not LIKE: ids may contain % or _, and LIKE ignores case.
-      const matches = selectBackups(db, 'WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id', [idOrPrefix]);
+      const matches = selectRows(db, BACKUPS, 'WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id', [idOrPrefix]);
       if (matches.length === 1) return matches[0]!;
       if (matches.length === 0) throw new NotFoundError(`no backup with id or id prefix "${idOrPrefix}" in the catalog ${this.file}`);
       const shown = matches.slice(0, 5).map((match) => match.id).join(', ');
@@ -213,21 +303,41 @@ export class Catalog {
 
   /** Newest first. */
   listBackups(filter: BackupFilter = {}): Promise<BackupRecord[]> {
-    const conditions: string[] = [];
-    const params: SqlValue[] = [];
-    for (const field of ['namespace', 'pvc', 'status'] as const) {
-      const value = filter[field];
-      if (value === undefined) continue;
-      conditions.push(`${COLUMNS[field]} = ?`);
-      params.push(value);
-    }
-    let clause = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
-    clause += ' ORDER BY started_at DESC, id DESC';
-    if (filter.limit !== undefined) {
-      clause += ' LIMIT ?';
-      params.push(filter.limit);
-    }
-    return this.read((db) => selectBackups(db, clause, params));
+    return this.list(BACKUPS, filter, ['namespace', 'pvc', 'status']);
+  }
+
+  /**
+   * Marks the backups pruned (their artifacts deleted) in one save: all of them, or, when any id is
+   * unknown (NotFoundError), none.
+   */
+  async markPruned(ids: readonly string[], prunedAt: string): Promise<void> {
+    if (ids.length === 0) return;
+    const status: BackupStatus = 'pruned';
+    await this.write((db) => {
+      for (const id of ids) {
+        db.run(`UPDATE backups SET status = ?, pruned_at = ? WHERE id = ?`, [status, prunedAt, id]);
+        // Throwing here discards the in-memory copy: the file is never replaced.
+        if (db.getRowsModified() === 0) throw this.unknownId(BACKUPS, id);
+      }
+    });
+  }
+
+  insertRestore(record: RestoreRecord): Promise<void> {
+    return this.insert(RESTORES, record);
+  }
+
+  /** Sets the given fields (an undefined value leaves a field as it is); NotFoundError for an unknown id. */
+  updateRestore(id: string, changes: Partial<Omit<RestoreRecord, 'id'>>): Promise<void> {
+    return this.update(RESTORES, id, changes);
+  }
+
+  getRestore(id: string): Promise<RestoreRecord | undefined> {
+    return this.get(RESTORES, id);
+  }
+
+  /** Newest first. */
+  listRestores(filter: RestoreFilter = {}): Promise<RestoreRecord[]> {
+    return this.list(RESTORES, filter, ['namespace', 'pvc', 'backupId']);
   }
 
   /** The schema version of the file on disk. */
@@ -240,8 +350,62 @@ export class Catalog {
     }
   }
 
-  private unknownId(id: string): NotFoundError {
-    return new NotFoundError(`no backup with id "${id}" in the catalog ${this.file}`);
+  private unknownId<R extends { id: string }>(table: Table<R>, id: string): NotFoundError {
+    return new NotFoundError(`no ${table.noun} with id "${id}" in the catalog ${this.file}`);
+  }
+
+  private get<R extends { id: string }>(table: Table<R>, id: string): Promise<R | undefined> {
+    return this.read((db) => selectRows(db, table, 'WHERE id = ?', [id])[0]);
+  }
+
+  private async insert<R extends { id: string }>(table: Table<R>, record: R): Promise<void> {
+    const fields = fieldsOf(table);
+    const columns = fields.map((field) => table.columns[field]);
+    await this.write((db) => {
+      db.run(
+        `INSERT INTO ${table.name} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
+        fields.map((field) => toSqlValue(record[field])),
+      );
+    });
+  }
+
+  private async update<R extends { id: string }>(table: Table<R>, id: string, changes: Partial<Omit<R, 'id'>>): Promise<void> {
+    const values = changes as Partial<R>;
+    const fields = fieldsOf(table).filter((field) => field !== 'id' && values[field] !== undefined);
+    if (fields.length === 0) {
+      if (!(await this.get(table, id))) throw this.unknownId(table, id);
+      return;
+    }
+    await this.write((db) => {
+      db.run(
+        `UPDATE ${table.name} SET ${fields.map((field) => `${table.columns[field]} = ?`).join(', ')} WHERE id = ?`,
+        [...fields.map((field) => toSqlValue(values[field])), id],
+      );
+      if (db.getRowsModified() === 0) throw this.unknownId(table, id);
+    });
+  }
+
+  /** Rows whose given fields equal the filter's values, newest first, at most `limit`. */
+  private list<R extends { id: string; startedAt: string }, F extends keyof R>(
+    table: Table<R>,
+    filter: Partial<Pick<R, F>> & { limit?: number },
+    filterable: readonly F[],
+  ): Promise<R[]> {
+    const conditions: string[] = [];
+    const params: SqlValue[] = [];
+    for (const field of filterable) {
+      const value = filter[field];
+      if (value === undefined) continue;
+      conditions.push(`${table.columns[field]} = ?`);
+      params.push(toSqlValue(value));
+    }
+    let clause = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
+    clause += ` ORDER BY ${table.columns.startedAt} DESC, id DESC`;
+    if (filter.limit !== undefined) {
+      clause += ' LIMIT ?';
+      params.push(filter.limit);
+    }
+    return this.read((db) => selectRows(db, table, clause, params));
   }
 
   /** A fresh in-memory copy of the file (empty when there is none), at the latest schema version. */
@@ -284,13 +448,21 @@ export class Catalog {
   }
 }
 
-function selectBackups(db: Database, clause: string, params: SqlValue[]): BackupRecord[] {
-  const statement = db.prepare(`SELECT * FROM backups ${clause}`, params);
+function toSqlValue(value: unknown): SqlValue {
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  return (value ?? null) as SqlValue;
+}
+
+function selectRows<R extends { id: string }>(db: Database, table: Table<R>, clause: string, params: SqlValue[]): R[] {
+  const fields = fieldsOf(table);
+  const statement = db.prepare(`SELECT * FROM ${table.name} ${clause}`, params);
   try {
-    const records: BackupRecord[] = [];
+    const records: R[] = [];
     while (statement.step()) {
       const row = statement.getAsObject();
-      records.push(Object.fromEntries(FIELDS.map((field) => [field, row[COLUMNS[field]] ?? null])) as unknown as BackupRecord);
+      const record = Object.fromEntries(fields.map((field) => [field, row[table.columns[field]] ?? null])) as Record<keyof R, unknown>;
+      for (const field of table.booleans) record[field] = record[field] === 1;
+      records.push(record as R);
     }
     return records;
   } finally {

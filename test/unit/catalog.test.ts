@@ -9,8 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Catalog, LATEST_SCHEMA_VERSION, type BackupRecord } from '../../src/store/catalog.ts';
 import { backupRecord } from './fixtures/backup-record.ts';
+import { restoreRecord } from './fixtures/restore-record.ts';
 
 const WRITER = fileURLToPath(new URL('fixtures/catalog-writer.ts', import.meta.url));
+const CATALOG_V1_SQL = fileURLToPath(new URL('fixtures/catalog-v1.sql', import.meta.url));
 
 function catalogFile(t: ExecutionContext): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-catalog-'));
@@ -191,6 +193,29 @@ test('a file at schema version 0 without tables is upgraded when opened', async 
   t.is((await catalog.listBackups()).length, 1);
 });
 
+test('a file at schema version 1 is upgraded in place and keeps its rows', async (t) => {
+  const file = catalogFile(t);
+  fs.mkdirSync(path.dirname(file));
+  sqlite(file, fs.readFileSync(CATALOG_V1_SQL, 'utf8'));
+  t.is(sqlite(file, 'PRAGMA user_version; SELECT count(*) FROM backups;'), '1\n2');
+
+  const catalog = await Catalog.open(file);
+  t.is(sqlite(file, 'PRAGMA user_version;'), String(LATEST_SCHEMA_VERSION));
+  t.deepEqual(
+    await catalog.getBackup('v1-ok'),
+    record({
+      id: 'v1-ok', context: 'kind-dev', cluster: 'https://127.0.0.1:6443', credentialSource: 'kubeconfig-env', namespace: 'shop', pvc: 'data',
+      pv: 'pv-1', storageClass: 'standard', capacity: '1Gi', node: 'worker-1', helperPod: 'nkvm-backup-data-x', startedAt: '2025-01-01T00:00:00.000Z',
+      finishedAt: '2025-01-01T00:00:05.000Z', status: 'succeeded', message: 'backed up', artifactPath: '/backups/shop/data/20250101T000000Z-v1-ok.tar.gz',
+      compression: 'gzip', bytes: 1024, tarBytes: 10240, fileCount: 3, sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+    }),
+  );
+  t.deepEqual((await catalog.listBackups()).map((row) => [row.id, row.status, row.prunedAt]), [['v1-failed', 'failed', null], ['v1-ok', 'succeeded', null]]);
+  t.regex(sqlite(file, '.indexes restores'), /restores_by_pvc/);
+  await catalog.insertRestore(restoreRecord({ id: 'after-upgrade', backupId: 'v1-ok' }));
+  t.is(sqlite(file, 'PRAGMA integrity_check; SELECT count(*) FROM backups; SELECT count(*) FROM restores;'), 'ok\n2\n1');
+});
+
 test('a failing migration is rolled back and leaves the file as it was', async (t) => {
   const file = catalogFile(t);
   fs.mkdirSync(path.dirname(file));
@@ -225,7 +250,7 @@ test('a damaged or foreign file is a CatalogError that names it and says to move
   fs.rmSync(file);
   sqlite(file, 'PRAGMA user_version = 99;');
   const newer = await t.throwsAsync(Catalog.open(file));
-  t.regex(newer!.message, /has schema version 99, newer than kubectl-nkvm .* understands \(1\)/);
+  t.regex(newer!.message, new RegExp(`has schema version 99, newer than kubectl-nkvm .* understands \\(${LATEST_SCHEMA_VERSION}\\)`));
 });
 
 test('two processes writing at the same time keep every row', async (t) => {
@@ -309,4 +334,55 @@ test('a lock whose holder died on this host is broken; one held by a live proces
   t.false(fs.existsSync(lockPath));
 
   t.deepEqual((await catalog.listBackups()).map((row) => [row.id, row.status]), [['after-stale-lock', 'running'], ['after-empty-lock', 'running']]);
+});
+
+test('restores round-trip, update like backups, and list newest first by claim or backup', async (t) => {
+  const file = catalogFile(t);
+  const catalog = await Catalog.open(file);
+  const full = restoreRecord({
+    id: 'r-full', backupId: 'b1', context: 'kind-dev', cluster: 'https://127.0.0.1:6443', namespace: 'shop', pvc: 'data-copy',
+    createdClaim: true, mode: 'overwrite', dryRun: true, node: 'worker-1', helperPod: 'nkvm-restore-x', startedAt: '2025-01-02T00:00:00.000Z',
+    finishedAt: '2025-01-02T00:00:09.000Z', status: 'succeeded', message: 'restored 3 entries', bytes: 10240, entries: 3,
+  });
+  await catalog.insertRestore(full);
+  await catalog.insertRestore(restoreRecord({ id: 'r-old', backupId: 'b2', namespace: 'shop', pvc: 'data-copy' }));
+  await catalog.insertRestore(restoreRecord({ id: 'r-other', backupId: 'b1', startedAt: '2025-01-03T00:00:00.000Z' }));
+  t.deepEqual(await catalog.getRestore('r-full'), full);
+  t.is(await catalog.getRestore('nope'), undefined);
+  // Booleans are 0/1 integers in the file, for the sqlite3 CLI.
+  t.is(sqlite(file, "SELECT created_claim, dry_run, typeof(dry_run) FROM restores WHERE id = 'r-full';"), '1|1|integer');
+
+  await catalog.updateRestore('r-old', { status: 'failed', failedStage: 'prepare', message: 'claim is not empty', createdClaim: true });
+  t.deepEqual(await catalog.getRestore('r-old'), restoreRecord({ id: 'r-old', backupId: 'b2', namespace: 'shop', pvc: 'data-copy', status: 'failed', failedStage: 'prepare', message: 'claim is not empty', createdClaim: true }));
+  for (const changes of [{ status: 'succeeded' as const }, {}]) {
+    const error = await t.throwsAsync(catalog.updateRestore('missing', changes));
+    t.is(error!.name, 'NotFoundError');
+    t.regex(error!.message, /no restore with id "missing" in the catalog /);
+  }
+
+  const ids = async (filter?: Parameters<Catalog['listRestores']>[0]) => (await catalog.listRestores(filter)).map((row) => row.id);
+  t.deepEqual(await ids(), ['r-other', 'r-full', 'r-old']);
+  t.deepEqual(await ids({ namespace: 'shop', pvc: 'data-copy' }), ['r-full', 'r-old']);
+  t.deepEqual(await ids({ backupId: 'b1' }), ['r-other', 'r-full']);
+  t.deepEqual(await ids({ limit: 1 }), ['r-other']);
+  t.deepEqual(await catalog.listBackups(), [], 'restores are not backups');
+});
+
+test('markPruned marks every given backup in one save, or none when an id is unknown', async (t) => {
+  const file = catalogFile(t);
+  const catalog = await Catalog.open(file);
+  for (const id of ['p1', 'p2', 'p3']) await catalog.insertBackup(record({ id, status: 'succeeded', artifactPath: `/a/${id}.tar.gz` }));
+  const before = fs.readFileSync(file);
+
+  const error = await t.throwsAsync(catalog.markPruned(['p1', 'unknown', 'p2'], '2025-02-01T00:00:00.000Z'));
+  t.is(error!.name, 'NotFoundError');
+  t.regex(error!.message, /no backup with id "unknown"/);
+  t.deepEqual(fs.readFileSync(file), before, 'the file was not replaced');
+  t.deepEqual((await catalog.listBackups()).map((row) => [row.id, row.status, row.prunedAt]), [['p3', 'succeeded', null], ['p2', 'succeeded', null], ['p1', 'succeeded', null]]);
+
+  await catalog.markPruned(['p1', 'p3'], '2025-02-01T00:00:00.000Z');
+  t.deepEqual(await catalog.getBackup('p1'), record({ id: 'p1', status: 'pruned', prunedAt: '2025-02-01T00:00:00.000Z', artifactPath: '/a/p1.tar.gz' }));
+  t.deepEqual((await catalog.listBackups({ status: 'pruned' })).map((row) => row.id), ['p3', 'p1']);
+  t.is((await catalog.getBackup('p2'))!.status, 'succeeded');
+  t.deepEqual(leftovers(file), []);
 });

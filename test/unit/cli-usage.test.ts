@@ -3,26 +3,20 @@
  * one line of cause and a hint, no stack trace). Runs src/main.ts directly; no build needed.
  */
 import test from 'ava';
-import { execa } from 'execa';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { nkvm as runNkvm } from './fixtures/nkvm-cli.ts';
 
-const main = path.resolve(import.meta.dirname, '../../src/main.ts');
 const home = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-cli-'));
 test.after.always(() => fs.rmSync(home, { recursive: true, force: true }));
 
-function nkvm(args: string[]) {
-  return execa(process.execPath, [main, ...args], {
-    reject: false,
-    env: { HOME: home, KUBECONFIG: '', NKVM_HOME: home, NO_COLOR: '1', NKVM_REMOTE_KUBECONFIG: path.join(home, 'none'), NKVM_SERVICEACCOUNT_DIR: path.join(home, 'none') },
-  });
-}
+const nkvm = (args: string[]) => runNkvm(args, home);
 
 test('--help lists every command, the exit codes and examples', async (t) => {
   const help = await nkvm(['--help']);
   t.is(help.exitCode, 0);
-  for (const command of ['discover', 'backup', 'artifacts', 'diagnose', 'version']) t.regex(help.stdout, new RegExp(`kubectl nkvm ${command}`));
+  for (const command of ['discover', 'backup', 'restore', 'verify', 'artifacts', 'diagnose', 'version']) t.regex(help.stdout, new RegExp(`kubectl nkvm ${command}`));
   t.regex(help.stdout, /3 {2}authentication/);
   const backupHelp = await nkvm(['backup', '--help']);
   t.regex(backupHelp.stdout, /kubectl nkvm backup --all -A --parallel 3/);

@@ -32,6 +32,8 @@ test('durations parse like kubectl flags and reject nonsense with a usage error'
   t.is(parseDuration('500ms', '--x'), 500);
   t.is(parseDuration('2', '--x'), 2000);
   t.is(parseDuration('0', '--x'), 0);
+  t.is(parseDuration('30d', '--x'), 30 * 86_400_000);
+  t.is(parseDuration('1d12h', '--x'), 36 * 3_600_000);
   const error = t.throws(() => parseDuration('soon', '--request-timeout'));
   t.is(error!.name, 'UsageError');
   t.regex(error!.message, /invalid duration for --request-timeout: "soon"/);

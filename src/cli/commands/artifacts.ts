@@ -1,9 +1,12 @@
 import type { Argv, CommandModule } from 'yargs';
+import { applyPrune, planPrune, selectForPruning, type PruneStep } from '../../backup/prune.ts';
+import { UsageError } from '../../errors.ts';
 import type { BackupRecord, BackupStatus } from '../../store/catalog.ts';
+import { parsePositiveInteger } from '../flags.ts';
 import { formatBytes, formatDuration } from '../format.ts';
-import type { GlobalOptions } from '../global-options.ts';
+import { parseDuration, type GlobalOptions } from '../global-options.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeInfo, writeResult, type OutputFormat } from '../output.ts';
-import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
+import { openCatalog, outputDir, withStoreOptions, type StoreOptions } from '../store-options.ts';
 
 interface ListArgs extends GlobalOptions, StoreOptions {
   pvc: string | undefined;
@@ -15,6 +18,14 @@ interface ListArgs extends GlobalOptions, StoreOptions {
 interface ShowArgs extends GlobalOptions, StoreOptions {
   id: string;
   output: 'text' | 'json' | 'yaml';
+}
+
+interface PruneArgs extends GlobalOptions, StoreOptions {
+  keepLast: number | undefined;
+  olderThan: string | undefined;
+  pvc: string | undefined;
+  dryRun: boolean;
+  output: OutputFormat;
 }
 
 function durationOf(record: BackupRecord): number | null {
@@ -67,6 +78,7 @@ export function renderRecordText(record: BackupRecord): string {
     ['Started', record.startedAt],
     ['Finished', record.finishedAt ?? '-'],
     ['Duration', formatDuration(durationOf(record))],
+    ...(record.prunedAt ? ([['Pruned', record.prunedAt]] as [string, string][]) : []),
     ['Artifact', record.artifactPath ?? '-'],
     ['Compression', record.compression ?? '-'],
     ['Size', record.bytes === null ? '-' : `${formatBytes(record.bytes)} (${record.bytes} bytes; ${formatBytes(record.tarBytes)} uncompressed)`],
@@ -86,7 +98,7 @@ const listCommand: CommandModule<GlobalOptions, ListArgs> = {
   builder: (argv) =>
     withStoreOptions(argv)
       .option('pvc', { type: 'string', description: 'Only backups of this claim' })
-      .option('status', { choices: ['running', 'succeeded', 'failed', 'interrupted'] as const, description: 'Only backups with this outcome' })
+      .option('status', { choices: ['running', 'succeeded', 'failed', 'interrupted', 'pruned'] as const, description: 'Only backups with this outcome' })
       .option('limit', { type: 'number', description: 'At most this many rows' })
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format (name: IDs)' })
       .example('kubectl nkvm artifacts list', 'Every backup in the catalog')
@@ -125,9 +137,107 @@ const showCommand: CommandModule<GlobalOptions, ShowArgs> = {
   },
 };
 
+/** A backup the prune selected, and what became of it. */
+export interface PruneOutcome {
+  id: string;
+  namespace: string;
+  pvc: string;
+  startedAt: string;
+  bytes: number | null;
+  artifactPath: string | null;
+  action: 'pruned' | 'would prune' | 'skipped';
+  /** Why it was skipped, or that its file was already gone. */
+  reason: string | null;
+}
+
+function pruneOutcomes(steps: readonly PruneStep[], dryRun: boolean): PruneOutcome[] {
+  return steps.map(({ record, skipReason, file }) => ({
+    id: record.id,
+    namespace: record.namespace,
+    pvc: record.pvc,
+    startedAt: record.startedAt,
+    bytes: record.bytes,
+    artifactPath: record.artifactPath,
+    action: skipReason !== null ? 'skipped' : dryRun ? 'would prune' : 'pruned',
+    reason: skipReason ?? (file === null ? 'the artifact file was already missing' : null),
+  }));
+}
+
+export function renderPruneOutcomes(outcomes: PruneOutcome[], format: OutputFormat): string {
+  switch (format) {
+    case 'json':
+      return toJson(asList(outcomes));
+    case 'yaml':
+      return toYaml(asList(outcomes));
+    case 'name':
+      return outcomes.filter((outcome) => outcome.action !== 'skipped').map((outcome) => `${outcome.id}\n`).join('');
+    case 'table':
+    case 'wide': {
+      const headers = ['id', 'namespace', 'pvc', 'started', 'size', 'action', 'artifact'];
+      const rows = outcomes.map((outcome) => [
+        outcome.id,
+        outcome.namespace,
+        outcome.pvc,
+        outcome.startedAt.replace(/\.\d{3}Z$/, 'Z'),
+        formatBytes(outcome.bytes),
+        outcome.reason ? `${outcome.action}: ${outcome.reason}` : outcome.action,
+        outcome.artifactPath ?? '-',
+      ]);
+      return renderTable(headers, rows);
+    }
+  }
+}
+
+/** --older-than as an instant; a bare number is refused, since "30" would mean 30 seconds and prune nearly everything. */
+function startedBeforeFromFlag(olderThan: string | undefined, now: Date): Date | undefined {
+  if (olderThan === undefined) return undefined;
+  if (/^\s*\d+\s*$/.test(olderThan)) throw new UsageError(`--older-than needs a unit: "${olderThan}"`, 'e.g. --older-than 30d, 12h, 90m');
+  return new Date(now.getTime() - parseDuration(olderThan, '--older-than'));
+}
+
+const pruneCommand: CommandModule<GlobalOptions, PruneArgs> = {
+  command: 'prune',
+  describe: 'Delete the artifacts of old backups; their rows stay in the catalog, marked pruned',
+  builder: (argv) =>
+    withStoreOptions(argv)
+      .option('keep-last', { type: 'number', description: 'Keep the N newest succeeded backups of each claim' })
+      .option('older-than', { type: 'string', description: 'Only backups started longer ago than this (e.g. 30d, 12h)' })
+      .option('pvc', { type: 'string', description: 'Only backups of this claim' })
+      .option('dry-run', { type: 'boolean', default: false, description: 'Show what would be pruned; change nothing' })
+      .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format (name: IDs pruned)' })
+      .example('kubectl nkvm artifacts prune --keep-last 7 --dry-run', 'What keeping 7 per claim would delete')
+      .example('kubectl nkvm artifacts prune --keep-last 3 --older-than 30d -n shop', 'In shop: older than 30 days, keeping 3 per claim')
+      .example('kubectl nkvm artifacts prune --older-than 12h --pvc scratch -o name', 'IDs pruned, for scripts') as unknown as Argv<PruneArgs>,
+  handler: async (args) => {
+    // Checked before anything is read: a prune without a limit would delete every artifact.
+    if (args.keepLast === undefined && args.olderThan === undefined) {
+      throw new UsageError('say what to keep: --keep-last N, --older-than DURATION, or both', 'e.g. `kubectl nkvm artifacts prune --keep-last 7 --dry-run`');
+    }
+    const now = new Date();
+    const policy = {
+      keepLast: args.keepLast === undefined ? undefined : parsePositiveInteger(args.keepLast, '--keep-last'),
+      startedBefore: startedBeforeFromFlag(args.olderThan, now),
+      namespace: args.namespace,
+      pvc: args.pvc,
+    };
+    const catalog = await openCatalog(args);
+    const steps = planPrune(selectForPruning(await catalog.listBackups(), policy), outputDir(args));
+    if (!args.dryRun) await applyPrune(catalog, steps, now.toISOString());
+    const outcomes = pruneOutcomes(steps, args.dryRun);
+    if (outcomes.length === 0 && (args.output === 'table' || args.output === 'wide')) {
+      writeInfo('Nothing to prune.');
+      return;
+    }
+    writeResult(renderPruneOutcomes(outcomes, args.output));
+    const pruned = steps.filter((step) => step.skipReason === null);
+    const freed = formatBytes(pruned.reduce((total, step) => total + (step.file === null ? 0 : (step.record.bytes ?? 0)), 0));
+    writeInfo(args.dryRun ? `Dry run: ${pruned.length} backups would be pruned, freeing ${freed}; nothing was changed.` : `Pruned ${pruned.length} backups, freeing ${freed}.`);
+  },
+};
+
 export const artifactsCommand: CommandModule<GlobalOptions, GlobalOptions> = {
   command: 'artifacts',
-  describe: 'Inspect the backups recorded in the catalog',
-  builder: (argv) => argv.command([listCommand, showCommand] as never[]).demandCommand(1, 'Name an artifacts command: list or show.'),
+  describe: 'Inspect the backups recorded in the catalog, and prune old ones',
+  builder: (argv) => argv.command([listCommand, showCommand, pruneCommand] as never[]).demandCommand(1, 'Name an artifacts command: list, show or prune.'),
   handler: () => {},
 };

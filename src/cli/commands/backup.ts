@@ -1,19 +1,19 @@
 import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
 import { COMPRESSIONS, zstdSupported, type Compression } from '../../backup/artifacts.ts';
-import { DEFAULT_HELPER_IMAGE } from '../../backup/defaults.ts';
 import { discoverClaims } from '../../backup/discovery.ts';
 import { BackupManager, type BackupProgressListener, type BackupResult, type BackupTarget } from '../../backup/manager.ts';
 import { ExitCode, UsageError } from '../../errors.ts';
 import { connectFromFlags } from '../context.ts';
-import { parseKeyValues, parsePositiveInteger, parseToleration } from '../flags.ts';
+import { parsePositiveInteger } from '../flags.ts';
+import { helperOptionsFromFlags, withHelperOptions, type HelperFlags } from '../helper-options.ts';
 import { formatBytes, formatDuration, formatRate } from '../format.ts';
-import { parseDuration, type GlobalOptions } from '../global-options.ts';
+import type { GlobalOptions } from '../global-options.ts';
 import { interruptSignal } from '../interrupt.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeInfo, writeResult, type OutputFormat } from '../output.ts';
 import { openCatalog, outputDir, withStoreOptions, type StoreOptions } from '../store-options.ts';
 
-interface BackupArgs extends GlobalOptions, StoreOptions {
+interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags {
   pvc: string[];
   all: boolean;
   allNamespaces: boolean;
@@ -21,14 +21,6 @@ interface BackupArgs extends GlobalOptions, StoreOptions {
   output: OutputFormat;
   parallel: number;
   compression: Compression;
-  helperImage: string;
-  podReadyTimeout: string;
-  helperDeadline: string;
-  helperRequests: string[] | undefined;
-  helperLimits: string[] | undefined;
-  toleration: string[] | undefined;
-  nodeSelector: string[] | undefined;
-  imagePullSecret: string[] | undefined;
 }
 
 export function renderResults(results: BackupResult[], format: OutputFormat): string {
@@ -101,7 +93,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
   command: 'backup [pvc..]',
   describe: 'Back up claims into compressed artifacts, each recorded in the catalog',
   builder: (argv) =>
-    withStoreOptions(argv)
+    withHelperOptions(withStoreOptions(argv))
       .positional('pvc', { type: 'string', array: true, default: [], description: 'Claims to back up, in the namespace of -n' })
       .option('all', { type: 'boolean', default: false, description: 'Back up every claim in the namespace (or with -A, the cluster)' })
       .option('all-namespaces', { alias: 'A', type: 'boolean', default: false, description: 'With --all: every namespace' })
@@ -109,14 +101,6 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format of the results (name: artifact paths)' })
       .option('parallel', { type: 'number', default: 1, description: 'Claims backed up at the same time' })
       .option('compression', { choices: COMPRESSIONS, default: 'gzip' as Compression, description: 'Artifact compression (zstd needs Node >= 22.15)' })
-      .option('helper-image', { type: 'string', default: DEFAULT_HELPER_IMAGE, description: 'Image of the helper pod; it needs sh, sleep and tar' })
-      .option('pod-ready-timeout', { type: 'string', default: '2m', description: 'How long a helper pod may take to start' })
-      .option('helper-deadline', { type: 'string', default: '6h', description: 'Longest life of a helper pod (activeDeadlineSeconds), even if this process dies' })
-      .option('helper-requests', { type: 'string', array: true, description: 'Helper resource requests, e.g. cpu=100m,memory=64Mi' })
-      .option('helper-limits', { type: 'string', array: true, description: 'Helper resource limits, e.g. memory=256Mi' })
-      .option('toleration', { type: 'string', array: true, description: 'Helper toleration: key=value:Effect, key:Effect or key (repeatable)' })
-      .option('node-selector', { type: 'string', array: true, description: 'Helper node selector: key=value (repeatable)' })
-      .option('image-pull-secret', { type: 'string', array: true, description: 'Secret for pulling the helper image (repeatable)' })
       .example('kubectl nkvm backup data -n shop', 'Back up claim "data" in namespace shop')
       .example('kubectl nkvm backup --all -A --parallel 3', 'Every claim in the cluster, three at a time')
       .example('kubectl nkvm backup db-0 db-1 -o json | jq -r ".items[].artifact.path"', 'Machine-readable results')
@@ -124,13 +108,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
   handler: async (args) => {
     validate(args);
     const parallel = parsePositiveInteger(args.parallel, '--parallel');
-    const podReadyTimeoutMs = parseDuration(args.podReadyTimeout, '--pod-ready-timeout');
-    const deadlineSeconds = Math.ceil(parseDuration(args.helperDeadline, '--helper-deadline') / 1000);
-    if (deadlineSeconds < 60) throw new UsageError('--helper-deadline must be at least 1m');
-    const requests = parseKeyValues(args.helperRequests, '--helper-requests');
-    const limits = parseKeyValues(args.helperLimits, '--helper-limits');
-    const tolerations = (args.toleration ?? []).map(parseToleration);
-    const nodeSelector = parseKeyValues(args.nodeSelector, '--node-selector');
+    const { helper, podReadyTimeoutMs } = helperOptionsFromFlags(args);
 
     const client = connectFromFlags(args);
     const catalog = await openCatalog(args);
@@ -151,14 +129,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       compression: args.compression,
       podReadyTimeoutMs,
       signal: interruptSignal,
-      helper: {
-        image: args.helperImage,
-        deadlineSeconds,
-        resources: Object.keys(requests).length || Object.keys(limits).length ? { requests, limits } : undefined,
-        tolerations,
-        nodeSelector,
-        imagePullSecrets: args.imagePullSecret,
-      },
+      helper,
       onProgress: progressReporter(Boolean(process.stderr.isTTY) && !machineOutput),
     });
     const results = await manager.backupMany(targets, parallel);

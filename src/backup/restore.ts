@@ -1,0 +1,378 @@
+/**
+ * Restore: a catalogued artifact back into a claim, exactly as it was backed up, or a precise reason
+ * why not. Stages:
+ *   verify      read the whole artifact first: its sha256 must match the catalog, the tar stream
+ *               must be complete, and every entry must be safe to extract (ArchiveSafety) — so a
+ *               damaged or crafted artifact is refused before anything is written;
+ *   target      find (or --create) the claim; refuse one that a running pod holds ReadWriteOnce,
+ *               unless --pin-to-node;
+ *   helper-pod  a helper mounting the claim read-write;
+ *   prepare     refuse a non-empty claim, or with --mode overwrite empty it;
+ *   write       the artifact, decompressed, into `tar -x` over exec stdin, with backpressure;
+ *   finalize    what busybox tar does not restore: symlink owners and times, and directory times
+ *               (set deepest first, after every file is in place).
+ * The helper pod is deleted whatever happens; every restore, dry runs too, is a catalog row.
+ */
+import fs from 'node:fs';
+import { PassThrough, Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import { isNkvmError, NotFoundError, UsageError, type ErrorCode } from '../errors.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { execStream } from '../kube/exec.ts';
+import { toKubernetesError } from '../kube/errors.ts';
+import type { BackupRecord, Catalog, RestoreMode, RestoreRecord } from '../store/catalog.ts';
+import { pluginVersion } from '../version.ts';
+import { ArchiveSafety, UnsafeArchiveError } from './archive-safety.ts';
+import { compressionOf, scanArtifact } from './archive.ts';
+import { decompressor, newBackupId } from './artifacts.ts';
+import { Digest } from './digest.ts';
+import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
+import {
+  createHelperPod,
+  DATA_MOUNT_PATH,
+  deleteHelperPod,
+  HELPER_CONTAINER,
+  helperPodManifest,
+  waitForHelperPod,
+  type HelperPodOptions,
+} from './helper-pod.ts';
+import { TarStreamCheck, type TarEntry } from './tar-stream.ts';
+
+export type RestoreStage = 'verify' | 'target' | 'helper-pod' | 'prepare' | 'write' | 'finalize' | 'done';
+
+export interface RestoreRequest {
+  backup: BackupRecord;
+  namespace: string;
+  pvc: string;
+  mode: RestoreMode;
+  dryRun: boolean;
+  /** Restore even into a ReadWriteOnce claim a running pod holds, on that pod's node. */
+  pinToNode: boolean;
+  /** Create the claim when it does not exist. */
+  create?: { storageClass?: string | undefined; size?: string | undefined } | undefined;
+}
+
+export interface RestoreOptions {
+  helper: Omit<HelperPodOptions, 'runId'>;
+  podReadyTimeoutMs: number;
+  signal?: AbortSignal | undefined;
+}
+
+export interface RestoreResult {
+  id: string;
+  backupId: string;
+  namespace: string;
+  pvc: string;
+  status: 'succeeded' | 'failed' | 'interrupted';
+  stage: RestoreStage;
+  message: string;
+  errorCode?: ErrorCode | 'UnsafeArchiveError' | 'RestoreError' | undefined;
+  mode: RestoreMode;
+  dryRun: boolean;
+  createdClaim: boolean;
+  entries: number | null;
+  tarBytes: number | null;
+  node: string | null;
+  helperPod: string | null;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+}
+
+class RestoreFailure extends Error {
+  readonly stage: RestoreStage;
+  readonly errorCode: RestoreResult['errorCode'];
+  constructor(stage: RestoreStage, message: string, errorCode: RestoreResult['errorCode'] = 'RestoreError') {
+    super(message);
+    this.stage = stage;
+    this.errorCode = errorCode;
+  }
+}
+
+function asFailure(stage: RestoreStage, error: unknown): RestoreFailure {
+  if (error instanceof RestoreFailure) return error;
+  if (error instanceof UnsafeArchiveError) return new RestoreFailure('verify', `unsafe artifact, nothing was written: ${error.message}`, 'UnsafeArchiveError');
+  if (isNkvmError(error)) return new RestoreFailure(stage, error.hint ? `${error.message} (hint: ${error.hint})` : error.message, error.code);
+  return new RestoreFailure(stage, error instanceof Error ? error.message : String(error));
+}
+
+/** A shell word for any bytes: $'...' with every byte that is not plain printable ASCII in octal. */
+export function shellQuoteBytes(bytes: Buffer): string {
+  let quoted = "$'";
+  for (const byte of bytes) {
+    const plain = byte >= 0x20 && byte < 0x7f && byte !== 0x27 && byte !== 0x5c;
+    quoted += plain ? String.fromCharCode(byte) : `\\${byte.toString(8).padStart(3, '0')}`;
+  }
+  return `${quoted}'`;
+}
+
+function depth(name: Buffer): number {
+  return name.toString('latin1').split('/').filter((part) => part !== '' && part !== '.').length;
+}
+
+/**
+ * The script run after extraction (busybox ash, from /data): symlinks get their owners and times
+ * (busybox tar sets neither), then directories their times, deepest first, because creating their
+ * contents moved them.
+ */
+export function metadataFixupScript(entries: TarEntry[]): string {
+  const lines = [`cd ${DATA_MOUNT_PATH} || exit 1`];
+  for (const entry of entries.filter((e) => e.type === 'symlink')) {
+    const name = shellQuoteBytes(entry.name);
+    lines.push(`chown -h ${entry.uid}:${entry.gid} -- ${name} || exit 1`, `touch -h -d @${entry.mtime} -- ${name} || exit 1`);
+  }
+  const directories = entries.filter((e) => e.type === 'directory').sort((a, b) => depth(b.name) - depth(a.name));
+  for (const entry of directories) lines.push(`touch -d @${entry.mtime} -- ${shellQuoteBytes(entry.name)} || exit 1`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** Runs a small command in the helper and returns its stdout; a non-zero exit is an error. */
+async function runInHelper(client: KubeClient, namespace: string, pod: string, command: string[], stdin?: Readable): Promise<string> {
+  let stdout = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      stdout = (stdout + chunk.toString('utf8')).slice(-64 * 1024);
+      callback();
+    },
+  });
+  // A cut connection also errors the sink; the exec outcome below already reports it.
+  sink.on('error', () => {});
+  let outcome;
+  try {
+    outcome = await execStream(client.credentials.kubeConfig, { namespace, pod, container: HELPER_CONTAINER, command, stdout: sink, stdin });
+  } catch (error) {
+    throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace, name: pod });
+  }
+  if (outcome.exitCode !== 0) {
+    const detail = outcome.status?.message ?? 'the exec connection closed before the command finished';
+    throw new Error(`${command[0]} failed${outcome.exitCode !== undefined ? ` (exit code ${outcome.exitCode})` : ''}: ${detail}${outcome.stderr ? `; stderr: ${outcome.stderr}` : ''}`);
+  }
+  return stdout;
+}
+
+const FIRST_ENTRY = `find ${DATA_MOUNT_PATH} -mindepth 1 -maxdepth 1 ! -name lost+found | head -n 1`;
+const EMPTY_CLAIM = `find ${DATA_MOUNT_PATH} -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf -- {} +`;
+
+export class RestoreManager {
+  readonly runId = newBackupId();
+  private readonly client: KubeClient;
+  private readonly catalog: Catalog;
+  private readonly options: RestoreOptions;
+
+  constructor(client: KubeClient, catalog: Catalog, options: RestoreOptions) {
+    this.client = client;
+    this.catalog = catalog;
+    this.options = options;
+  }
+
+  async restore(request: RestoreRequest): Promise<RestoreResult> {
+    const started = new Date();
+    const { backup, namespace, pvc } = request;
+    const { credentials } = this.client;
+    const record: RestoreRecord = {
+      id: newBackupId(),
+      backupId: backup.id,
+      context: credentials.context,
+      cluster: credentials.server,
+      namespace,
+      pvc,
+      createdClaim: false,
+      mode: request.mode,
+      dryRun: request.dryRun,
+      node: null,
+      helperPod: null,
+      startedAt: started.toISOString(),
+      finishedAt: null,
+      status: 'running',
+      failedStage: null,
+      message: null,
+      bytes: null,
+      entries: null,
+      pluginVersion,
+    };
+    await this.catalog.insertRestore(record);
+
+    let stage: RestoreStage = 'verify';
+    let failure: RestoreFailure | undefined;
+    let message = '';
+    try {
+      const fixups = await this.verifyArtifact(backup);
+      Object.assign(record, { entries: fixups.entries, bytes: fixups.tarBytes });
+
+      stage = 'target';
+      const claim = await this.target(request, record);
+      if (request.dryRun) {
+        message = `dry run: would restore ${fixups.entries} entries (${fixups.tarBytes} bytes of tar) from backup ${backup.id} into ${
+          claim ? `${namespace}/${pvc}` : `a new claim ${namespace}/${pvc}`
+        } (mode ${request.mode}); nothing was changed`;
+      } else {
+        stage = 'helper-pod';
+        const target = claim ?? (await discoverClaim(this.client, namespace, pvc));
+        record.helperPod = await createHelperPod(this.client, helperPodManifest(target, { ...this.options.helper, runId: this.runId }, 'restore'));
+        try {
+          const running = await waitForHelperPod(this.client, namespace, record.helperPod, this.options.podReadyTimeoutMs, this.options.signal);
+          record.node = running.spec?.nodeName ?? null;
+
+          stage = 'prepare';
+          const firstEntry = (await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', FIRST_ENTRY])).trim();
+          if (firstEntry && request.mode === 'empty-only') {
+            throw new RestoreFailure(
+              'prepare',
+              `claim ${namespace}/${pvc} is not empty (it holds ${JSON.stringify(firstEntry.slice(DATA_MOUNT_PATH.length + 1))}, among others); nothing was changed. Pass --mode overwrite to replace its contents`,
+            );
+          }
+          if (firstEntry) await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', EMPTY_CLAIM]);
+
+          stage = 'write';
+          await this.writeArtifact(backup, namespace, record.helperPod);
+
+          stage = 'finalize';
+          await runInHelper(this.client, namespace, record.helperPod, ['sh', '-s'], Readable.from([metadataFixupScript(fixups.metadata)]));
+        } finally {
+          await deleteHelperPod(this.client, namespace, record.helperPod).catch(() => {
+            message = `; helper pod ${namespace}/${record.helperPod} could not be deleted, its activeDeadlineSeconds will stop it`;
+          });
+        }
+        message = `restored ${fixups.entries} entries from backup ${backup.id} into ${namespace}/${pvc}${message}`;
+      }
+      stage = 'done';
+    } catch (error) {
+      failure = asFailure(stage, error);
+      if (failure.stage === 'write' || failure.stage === 'finalize') {
+        failure = new RestoreFailure(failure.stage, `${failure.message}; the claim may hold a partial restore`, failure.errorCode);
+      }
+    }
+
+    const finished = new Date();
+    const interrupted = Boolean(failure && this.options.signal?.aborted);
+    const status = failure ? (interrupted ? 'interrupted' : 'failed') : 'succeeded';
+    const finalMessage = failure ? (interrupted ? `interrupted during the ${failure.stage} stage` : failure.message) : message;
+    await this.catalog.updateRestore(record.id, {
+      createdClaim: record.createdClaim,
+      node: record.node,
+      helperPod: record.helperPod,
+      finishedAt: finished.toISOString(),
+      status,
+      failedStage: failure?.stage ?? null,
+      message: finalMessage,
+      bytes: record.bytes,
+      entries: record.entries,
+    });
+    return {
+      id: record.id,
+      backupId: backup.id,
+      namespace,
+      pvc,
+      status,
+      stage: failure?.stage ?? 'done',
+      message: finalMessage,
+      ...(failure ? { errorCode: failure.errorCode } : {}),
+      mode: request.mode,
+      dryRun: request.dryRun,
+      createdClaim: record.createdClaim,
+      entries: record.entries,
+      tarBytes: record.bytes,
+      node: record.node,
+      helperPod: record.helperPod,
+      startedAt: record.startedAt,
+      finishedAt: finished.toISOString(),
+      durationMs: finished.getTime() - started.getTime(),
+    };
+  }
+
+  /** The first pass: integrity and safety of the whole artifact, and the metadata to fix up later. */
+  private async verifyArtifact(backup: BackupRecord): Promise<{ entries: number; tarBytes: number; metadata: TarEntry[] }> {
+    if (backup.status !== 'succeeded' || !backup.artifactPath) {
+      throw new RestoreFailure('verify', `backup ${backup.id} is ${backup.status}${backup.status === 'pruned' ? ' (its artifact was deleted)' : ''}: only a succeeded backup can be restored`);
+    }
+    if (!fs.existsSync(backup.artifactPath)) throw new RestoreFailure('verify', `the artifact of backup ${backup.id} is missing: ${backup.artifactPath}`);
+    const safety = new ArchiveSafety();
+    const metadata: TarEntry[] = [];
+    const checker = new TarStreamCheck({
+      onEntry: (entry) => {
+        safety.check(entry);
+        if (entry.type === 'symlink' || entry.type === 'directory') metadata.push(entry);
+      },
+    });
+    let scan;
+    try {
+      scan = await scanArtifact(backup.artifactPath, checker, this.options.signal);
+    } catch (error) {
+      if (error instanceof UnsafeArchiveError) throw error;
+      throw new RestoreFailure('verify', `the artifact ${backup.artifactPath} cannot be read: ${(error as Error).message}`);
+    }
+    if (backup.sha256 && scan.sha256 !== backup.sha256) {
+      throw new RestoreFailure('verify', `the artifact ${backup.artifactPath} does not match the catalog (sha256 ${scan.sha256}, expected ${backup.sha256}); run \`kubectl nkvm verify ${backup.id}\``);
+    }
+    if (!scan.tar.complete) throw new RestoreFailure('verify', `the artifact ${backup.artifactPath} is truncated (no end-of-archive marker)`);
+    return { entries: scan.tar.entries, tarBytes: scan.tar.bytes, metadata };
+  }
+
+  /** The target claim, created with --create; undefined in a dry run that would create it. */
+  private async target(request: RestoreRequest, record: RestoreRecord): Promise<DiscoveredClaim | undefined> {
+    const { namespace, pvc } = request;
+    let claim: DiscoveredClaim | undefined;
+    try {
+      claim = await discoverClaim(this.client, namespace, pvc);
+    } catch (error) {
+      if (!(isNkvmError(error) && error.code === 'NotFoundError')) throw error;
+    }
+    if (!claim) {
+      if (!request.create) {
+        throw new NotFoundError(`claim ${namespace}/${pvc} does not exist`, 'pass --create (with --storage-class and --size if needed) to create it');
+      }
+      if (request.dryRun) return undefined;
+      await this.createClaim(request);
+      record.createdClaim = true;
+      return discoverClaim(this.client, namespace, pvc);
+    }
+    if (claim.volumeMode === 'Block') throw new UsageError(`claim ${namespace}/${pvc} is a raw block volume; only file-system claims can be restored into`);
+    const holder = claim.pods.find((pod) => pod.phase === 'Running');
+    const exclusive = claim.accessModes.includes('ReadWriteOnce') || claim.accessModes.includes('ReadWriteOncePod');
+    if (holder && exclusive && !request.pinToNode) {
+      throw new RestoreFailure(
+        'target',
+        `claim ${namespace}/${pvc} is in use by pod ${holder.name} (Running on ${holder.node ?? 'an unknown node'}); restoring under a running workload can corrupt it. Stop the workload, or pass --pin-to-node to restore on that node anyway`,
+      );
+    }
+    return claim;
+  }
+
+  private async createClaim(request: RestoreRequest): Promise<void> {
+    const size = request.create?.size ?? request.backup.capacity;
+    if (!size) throw new UsageError('the backup records no capacity; pass --size for the new claim');
+    const body: V1PersistentVolumeClaim = {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name: request.pvc, namespace: request.namespace, labels: { 'app.kubernetes.io/managed-by': 'kubectl-nkvm', 'nkvm.dev/restored-from': request.backup.id } },
+      spec: {
+        accessModes: ['ReadWriteOnce'],
+        resources: { requests: { storage: size } },
+        ...(request.create?.storageClass ? { storageClassName: request.create.storageClass } : {}),
+      },
+    };
+    await this.client.call({ verb: 'create', resource: 'persistentvolumeclaims', namespace: request.namespace }, () =>
+      this.client.core.createNamespacedPersistentVolumeClaim({ namespace: request.namespace, body }),
+    );
+  }
+
+  /** The second pass: the artifact into `tar -x`, checked again against the catalog's sha256. */
+  private async writeArtifact(backup: BackupRecord, namespace: string, pod: string): Promise<void> {
+    const digest = new Digest();
+    const decompress = decompressor(compressionOf(backup.artifactPath!));
+    const tarStream = new PassThrough();
+    // pipeline, not pipe(): a read or decompression error must reach the exec's stdin, not hang it.
+    const reading = pipeline([fs.createReadStream(backup.artifactPath!), digest, ...(decompress ? [decompress] : []), tarStream]);
+    reading.catch(() => {}); // its failure surfaces as the exec's
+    try {
+      await runInHelper(this.client, namespace, pod, ['tar', '-x', '-f', '-', '-C', DATA_MOUNT_PATH, '--numeric-owner'], tarStream);
+    } catch (error) {
+      throw new RestoreFailure('write', `writing into the claim failed: ${(error as Error).message}`, isNkvmError(error) ? error.code : 'RestoreError');
+    }
+    const sha256 = digest.hash.digest('hex');
+    if (backup.sha256 && sha256 !== backup.sha256) {
+      throw new RestoreFailure('write', `the artifact changed while it was being restored (sha256 ${sha256}, expected ${backup.sha256})`);
+    }
+  }
+}

@@ -1,0 +1,90 @@
+import chalk from 'chalk';
+import type { Argv, CommandModule } from 'yargs';
+import { RestoreManager, type RestoreResult } from '../../backup/restore.ts';
+import type { RestoreMode } from '../../store/catalog.ts';
+import { ExitCode, UsageError } from '../../errors.ts';
+import { connectFromFlags } from '../context.ts';
+import { formatDuration } from '../format.ts';
+import type { GlobalOptions } from '../global-options.ts';
+import { helperOptionsFromFlags, withHelperOptions, type HelperFlags } from '../helper-options.ts';
+import { interruptSignal } from '../interrupt.ts';
+import { renderTable, toJson, toYaml, writeError, writeResult } from '../output.ts';
+import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
+
+interface RestoreArgs extends GlobalOptions, StoreOptions, HelperFlags {
+  id: string;
+  to: string;
+  create: boolean;
+  storageClass: string | undefined;
+  size: string | undefined;
+  mode: RestoreMode;
+  dryRun: boolean;
+  pinToNode: boolean;
+  output: 'table' | 'json' | 'yaml';
+}
+
+export function renderRestore(result: RestoreResult, format: RestoreArgs['output']): string {
+  if (format === 'json') return toJson(result);
+  if (format === 'yaml') return toYaml(result);
+  return renderTable(
+    ['id', 'backup', 'namespace', 'pvc', 'status', 'entries', 'duration', 'message'],
+    [[
+      result.id,
+      result.backupId,
+      result.namespace,
+      result.pvc,
+      result.status === 'succeeded' ? chalk.green(result.dryRun ? 'dry run' : result.status) : chalk.red(result.status),
+      result.entries === null ? '-' : String(result.entries),
+      formatDuration(result.durationMs),
+      result.message,
+    ]],
+  );
+}
+
+export function restoreExitCode(result: RestoreResult): number {
+  if (result.status === 'succeeded') return ExitCode.ok;
+  if (result.errorCode === 'KubernetesAuthenticationError') return ExitCode.authentication;
+  if (result.errorCode === 'KubernetesDiscoveryError' && result.message.includes('API status 403')) return ExitCode.permission;
+  return ExitCode.failed;
+}
+
+export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
+  command: 'restore <id>',
+  describe: 'Restore a backup into a claim, exactly as it was backed up (owners, modes, links, times)',
+  builder: (argv) =>
+    withHelperOptions(withStoreOptions(argv))
+      .positional('id', { type: 'string', demandOption: true, description: 'Backup ID (or a unique prefix of 4+ characters)' })
+      .option('to', { type: 'string', demandOption: true, description: 'The claim to restore into, in the namespace of -n' })
+      .option('create', { type: 'boolean', default: false, description: 'Create the claim if it does not exist' })
+      .option('storage-class', { type: 'string', description: 'With --create: the new claim\'s storage class (default: the cluster default)' })
+      .option('size', { type: 'string', description: 'With --create: the new claim\'s size (default: the backed-up claim\'s capacity)' })
+      .option('mode', { choices: ['empty-only', 'overwrite'] as const, default: 'empty-only' as RestoreMode, description: 'empty-only refuses a claim that holds files; overwrite replaces its contents' })
+      .option('dry-run', { type: 'boolean', default: false, description: 'Check the artifact and the target, change nothing' })
+      .option('pin-to-node', { type: 'boolean', default: false, description: 'Restore into a ReadWriteOnce claim a running pod holds, on that pod\'s node' })
+      .option('output', { alias: 'o', choices: ['table', 'json', 'yaml'] as const, default: 'table' as const, description: 'Output format' })
+      .example('kubectl nkvm restore 3f9c2a --to data -n shop', 'Into an existing, empty claim')
+      .example('kubectl nkvm restore 3f9c2a --to data-copy --create --size 5Gi', 'Into a new claim')
+      .example('kubectl nkvm restore 3f9c2a --to data --mode overwrite', 'Replace what the claim holds')
+      .example('kubectl nkvm restore 3f9c2a --to data --dry-run -o json', 'Check everything first') as unknown as Argv<RestoreArgs>,
+  handler: async (args) => {
+    if (!args.create && (args.storageClass || args.size)) throw new UsageError('--storage-class and --size need --create');
+    if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(args.to)) throw new UsageError(`"${args.to}" is not a valid claim name`);
+    const { helper, podReadyTimeoutMs } = helperOptionsFromFlags(args);
+    const catalog = await openCatalog(args);
+    const backup = await catalog.findBackup(String(args.id));
+    const client = connectFromFlags(args);
+    const manager = new RestoreManager(client, catalog, { helper, podReadyTimeoutMs, signal: interruptSignal });
+    const result = await manager.restore({
+      backup,
+      namespace: client.namespace,
+      pvc: args.to,
+      mode: args.mode,
+      dryRun: args.dryRun,
+      pinToNode: args.pinToNode,
+      create: args.create ? { storageClass: args.storageClass, size: args.size } : undefined,
+    });
+    writeResult(renderRestore(result, args.output));
+    if (result.status === 'failed') writeError(`[${result.errorCode ?? 'RestoreError'}] ${result.namespace}/${result.pvc}: ${result.message}`);
+    process.exitCode = restoreExitCode(result);
+  },
+};

@@ -1,0 +1,176 @@
+/**
+ * `kubectl nkvm verify`: reads artifacts back and checks them against the catalog. A backup is OK when
+ * its file is there with the recorded size and sha256, and its tar stream is complete (end-of-archive
+ * marker) with the recorded number of entries. Nothing is changed; any problem makes the exit code 1.
+ */
+import chalk from 'chalk';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import type { Argv, CommandModule } from 'yargs';
+import { scanArtifact, type ArtifactScan } from '../../backup/archive.ts';
+import { ExitCode, UsageError } from '../../errors.ts';
+import type { BackupRecord } from '../../store/catalog.ts';
+import { formatBytes } from '../format.ts';
+import type { GlobalOptions } from '../global-options.ts';
+import { interruptSignal } from '../interrupt.ts';
+import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeInfo, writeResult, type OutputFormat } from '../output.ts';
+import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
+
+interface VerifyArgs extends GlobalOptions, StoreOptions {
+  id: string | undefined;
+  all: boolean;
+  pvc: string | undefined;
+  output: OutputFormat;
+}
+
+export interface VerifyReport {
+  id: string;
+  namespace: string;
+  pvc: string;
+  artifactPath: string | null;
+  ok: boolean;
+  /** One line each; empty when ok. */
+  problems: string[];
+  /** What the file holds, as far as it could be read: tar entries, tar stream bytes, bytes on disk. */
+  entries: number | null;
+  tarBytes: number | null;
+  bytes: number | null;
+}
+
+/**
+ * Reads the backup's artifact (a second time only to hash one that cannot be decoded) and lists every
+ * way it differs from its catalog row.
+ */
+async function verifyBackup(record: BackupRecord, signal?: AbortSignal): Promise<VerifyReport> {
+  const report: VerifyReport = {
+    id: record.id,
+    namespace: record.namespace,
+    pvc: record.pvc,
+    artifactPath: record.artifactPath,
+    ok: false,
+    problems: [],
+    entries: null,
+    tarBytes: null,
+    bytes: null,
+  };
+  await findProblems(record, report, signal);
+  report.ok = report.problems.length === 0;
+  return report;
+}
+
+/** Fills in what the file holds and its problems; stops early when there is nothing (more) to read. */
+async function findProblems(record: BackupRecord, report: VerifyReport, signal: AbortSignal | undefined): Promise<void> {
+  const { problems } = report;
+  if (record.status !== 'succeeded') {
+    problems.push(`not verifiable: the backup is ${record.status}${record.status === 'pruned' ? ', its artifact was deleted' : ', it has no complete artifact'}`);
+    return;
+  }
+  const file = record.artifactPath;
+  if (!file) {
+    problems.push('not verifiable: the catalog records no artifact path');
+    return;
+  }
+  try {
+    report.bytes = fs.statSync(file).size;
+  } catch (error) {
+    problems.push((error as NodeJS.ErrnoException).code === 'ENOENT' ? `artifact file missing: ${file}` : `artifact file unreadable: ${(error as Error).message}`);
+    return;
+  }
+  // Checked before reading: a file cut short usually fails decompression, and this says why.
+  if (report.bytes !== record.bytes) problems.push(`size mismatch: catalog ${record.bytes ?? 'none'} bytes, file ${report.bytes} bytes`);
+
+  let scan: ArtifactScan | Error;
+  try {
+    scan = await scanArtifact(file, undefined, signal);
+  } catch (error) {
+    if (signal?.aborted) throw error; // Ctrl-C, not a verdict on the artifact
+    scan = error as Error;
+  }
+  // A file that cannot be decoded is hashed anyway: a sha256 mismatch says it changed since the backup.
+  const sha256 = scan instanceof Error ? await sha256Of(file, signal) : scan.sha256;
+  if (sha256 !== record.sha256) problems.push(`sha256 mismatch: catalog ${record.sha256 ?? 'none'}, file ${sha256}`);
+  if (scan instanceof Error) {
+    problems.push(`not a valid archive: ${scan.message}`);
+    return;
+  }
+  report.entries = scan.tar.entries;
+  report.tarBytes = scan.tar.bytes;
+  if (!scan.tar.complete) problems.push('truncated: the tar stream ends without its end-of-archive marker');
+  if (scan.tar.entries !== record.fileCount) problems.push(`entry count mismatch: catalog ${record.fileCount ?? 'none'}, archive ${scan.tar.entries}`);
+}
+
+async function sha256Of(file: string, signal: AbortSignal | undefined): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of fs.createReadStream(file, signal ? { signal } : {})) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export function renderVerifyReports(reports: VerifyReport[], format: OutputFormat): string {
+  switch (format) {
+    case 'json':
+      return toJson(asList(reports));
+    case 'yaml':
+      return toYaml(asList(reports));
+    case 'name':
+      return reports.filter((report) => report.ok).map((report) => `${report.id}\n`).join('');
+    case 'table':
+    case 'wide': {
+      const wide = format === 'wide';
+      const headers = ['id', 'namespace', 'pvc', 'result', 'size', 'entries', ...(wide ? ['tar size', 'artifact'] : []), 'problems'];
+      const rows = reports.map((report) => [
+        report.id,
+        report.namespace,
+        report.pvc,
+        report.ok ? chalk.green('OK') : chalk.red('FAILED'),
+        formatBytes(report.bytes),
+        report.entries === null ? '-' : String(report.entries),
+        ...(wide ? [formatBytes(report.tarBytes), report.artifactPath ?? '-'] : []),
+        report.problems.join('; '),
+      ]);
+      return renderTable(headers, rows);
+    }
+  }
+}
+
+function validate(args: VerifyArgs): void {
+  if (args.id !== undefined && args.all) throw new UsageError('give a backup ID or --all, not both');
+  if (args.id === undefined && !args.all) {
+    throw new UsageError('name a backup ID, or use --all', 'e.g. `kubectl nkvm verify 3f9c2a` or `kubectl nkvm verify --all -n shop`');
+  }
+  if (args.pvc !== undefined && !args.all) throw new UsageError('--pvc needs --all', 'a backup ID names one backup already');
+}
+
+export const verifyCommand: CommandModule<GlobalOptions, VerifyArgs> = {
+  command: 'verify [id]',
+  describe: 'Check that artifacts are intact: present, with the recorded size, sha256 and entries, and a complete tar stream',
+  builder: (argv) =>
+    withStoreOptions(argv)
+      .positional('id', { type: 'string', description: 'Backup ID, or a unique prefix of at least 4 characters' })
+      .option('all', { type: 'boolean', default: false, description: 'Every succeeded backup (in the namespace of -n, if given)' })
+      .option('pvc', { type: 'string', description: 'With --all: only backups of this claim' })
+      .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format (name: IDs of the intact backups)' })
+      .example('kubectl nkvm verify 3f9c2a', 'Check one backup')
+      .example('kubectl nkvm verify --all -n shop', 'Check every good backup in namespace shop')
+      .example('kubectl nkvm verify --all -o json', 'A report per backup with its problems, for scripts') as unknown as Argv<VerifyArgs>,
+  handler: async (args) => {
+    validate(args);
+    const catalog = await openCatalog(args);
+    const records = args.all
+      ? await catalog.listBackups({
+          status: 'succeeded',
+          ...(args.namespace ? { namespace: args.namespace } : {}),
+          ...(args.pvc ? { pvc: args.pvc } : {}),
+        })
+      : [await catalog.findBackup(String(args.id))];
+    if (records.length === 0 && (args.output === 'table' || args.output === 'wide')) {
+      writeInfo(`No succeeded backups to verify in ${catalog.file}.`);
+      return;
+    }
+    const reports: VerifyReport[] = [];
+    for (const record of records) reports.push(await verifyBackup(record, interruptSignal));
+    writeResult(renderVerifyReports(reports, args.output));
+    const failed = reports.filter((report) => !report.ok).length;
+    if (failed > 0) writeInfo(`${failed} of ${reports.length} backups failed verification.`);
+    process.exitCode = failed > 0 ? ExitCode.failed : ExitCode.ok;
+  },
+};

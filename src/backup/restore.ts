@@ -128,7 +128,7 @@ export function metadataFixupScript(entries: TarEntry[]): string {
 }
 
 /** Runs a small command in the helper and returns its stdout; a non-zero exit is an error. */
-async function runInHelper(client: KubeClient, namespace: string, pod: string, command: string[], stdin?: Readable): Promise<string> {
+async function runInHelper(client: KubeClient, namespace: string, pod: string, command: string[], options: { stdin?: Readable; signal?: AbortSignal | undefined } = {}): Promise<string> {
   let stdout = '';
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -140,7 +140,7 @@ async function runInHelper(client: KubeClient, namespace: string, pod: string, c
   sink.on('error', () => {});
   let outcome;
   try {
-    outcome = await execStream(client.credentials.kubeConfig, { namespace, pod, container: HELPER_CONTAINER, command, stdout: sink, stdin });
+    outcome = await execStream(client.credentials.kubeConfig, { namespace, pod, container: HELPER_CONTAINER, command, stdout: sink, stdin: options.stdin, signal: options.signal });
   } catch (error) {
     throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace, name: pod });
   }
@@ -193,6 +193,7 @@ export class RestoreManager {
     };
     await this.catalog.insertRestore(record);
 
+    const signal = this.options.signal;
     let stage: RestoreStage = 'verify';
     let failure: RestoreFailure | undefined;
     let message = '';
@@ -211,24 +212,24 @@ export class RestoreManager {
         const target = claim ?? (await discoverClaim(this.client, namespace, pvc));
         record.helperPod = await createHelperPod(this.client, helperPodManifest(target, { ...this.options.helper, runId: this.runId }, 'restore'));
         try {
-          const running = await waitForHelperPod(this.client, namespace, record.helperPod, this.options.podReadyTimeoutMs, this.options.signal);
+          const running = await waitForHelperPod(this.client, namespace, record.helperPod, this.options.podReadyTimeoutMs, signal);
           record.node = running.spec?.nodeName ?? null;
 
           stage = 'prepare';
-          const firstEntry = (await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', FIRST_ENTRY])).trim();
+          const firstEntry = (await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', FIRST_ENTRY], { signal })).trim();
           if (firstEntry && request.mode === 'empty-only') {
             throw new RestoreFailure(
               'prepare',
               `claim ${namespace}/${pvc} is not empty (it holds ${JSON.stringify(firstEntry.slice(DATA_MOUNT_PATH.length + 1))}, among others); nothing was changed. Pass --mode overwrite to replace its contents`,
             );
           }
-          if (firstEntry) await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', EMPTY_CLAIM]);
+          if (firstEntry) await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', EMPTY_CLAIM], { signal });
 
           stage = 'write';
           await this.writeArtifact(backup, namespace, record.helperPod);
 
           stage = 'finalize';
-          await runInHelper(this.client, namespace, record.helperPod, ['sh', '-s'], Readable.from([metadataFixupScript(fixups.metadata)]));
+          await runInHelper(this.client, namespace, record.helperPod, ['sh', '-s'], { stdin: Readable.from([metadataFixupScript(fixups.metadata)]), signal });
         } finally {
           await deleteHelperPod(this.client, namespace, record.helperPod).catch(() => {
             message = `; helper pod ${namespace}/${record.helperPod} could not be deleted, its activeDeadlineSeconds will stop it`;
@@ -366,7 +367,7 @@ export class RestoreManager {
     const reading = pipeline([fs.createReadStream(backup.artifactPath!), digest, ...(decompress ? [decompress] : []), tarStream]);
     reading.catch(() => {}); // its failure surfaces as the exec's
     try {
-      await runInHelper(this.client, namespace, pod, ['tar', '-x', '-f', '-', '-C', DATA_MOUNT_PATH, '--numeric-owner'], tarStream);
+      await runInHelper(this.client, namespace, pod, ['tar', '-x', '-f', '-', '-C', DATA_MOUNT_PATH, '--numeric-owner'], { stdin: tarStream, signal: this.options.signal });
     } catch (error) {
       throw new RestoreFailure('write', `writing into the claim failed: ${(error as Error).message}`, isNkvmError(error) ? error.code : 'RestoreError');
     }

@@ -234,3 +234,29 @@ test('a crafted artifact with ../, absolute paths or an escaping link is rejecte
   t.is(fs.readFileSync(path.join(home, 'outside.txt'), 'utf8'), 'escaped');
   await assertNoHelperPods(t);
 });
+
+test('SIGINT during a restore removes the helper pod, records it as interrupted, and exits 130', async (t) => {
+  t.timeout(10 * 60_000);
+  const { cluster } = t.context;
+  const { namespace, storeFlags, backupId } = await seedAndBackUp(t);
+  t.context.diagnose = { namespace };
+  const run = execa('kubectl', ['nkvm', 'restore', backupId, '--to', 'interrupted', '--create', '-n', namespace, '-o', 'json', ...storeFlags], {
+    reject: false,
+    env: { PATH: t.context.pluginPath, HOME: t.context.workDir, KUBECONFIG: cluster.kubeconfigPath },
+    extendEnv: false,
+  });
+  let helperRunning = false;
+  for (let attempt = 0; attempt < 480 && !helperRunning; attempt++) {
+    const pods = await cluster.kubectl(['get', 'pods', '-n', namespace, '-l', 'nkvm.dev/purpose=restore', '--field-selector=status.phase=Running', '-o', 'name']);
+    helperRunning = pods.trim() !== '';
+    if (!helperRunning) await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  t.true(helperRunning, 'the restore helper pod ran');
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  run.kill('SIGINT');
+  const finished = await run;
+  t.is(finished.exitCode, 130, String(finished.stderr));
+  const rows = await execa('sqlite3', ['-json', storeFlags[1]!, "SELECT status FROM restores WHERE pvc = 'interrupted'"]);
+  t.deepEqual(JSON.parse(rows.stdout), [{ status: 'interrupted' }]);
+  await assertNoHelperPods(t);
+});

@@ -4,8 +4,9 @@
 # etcd compiled from the Go module proxy, cached under ~/.cache/nkvm). Idempotent; a second run is fast.
 #   sh scripts/bootstrap.sh                            dependencies and build
 #   sh scripts/bootstrap.sh --cluster                  ... and the local cluster toolchain
-#   sh scripts/bootstrap.sh --cluster-if-integration   ... the toolchain only when NKVM_RUN_KIND_INTEGRATION=1
-#                                                      and the local provider will be used
+#   sh scripts/bootstrap.sh --cluster-if-integration   with NKVM_RUN_KIND_INTEGRATION=1: the release archives
+#                                                      (the Krew tests install them), and the toolchain when
+#                                                      the local provider will be used
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -74,7 +75,10 @@ node_modules/.bin/node build.mjs
 case "${1:-}" in
   --cluster) install_cluster_toolchain ;;
   --cluster-if-integration)
-    if [ "${NKVM_RUN_KIND_INTEGRATION:-}" = "1" ] && wants_local_cluster; then install_cluster_toolchain; fi ;;
+    if [ "${NKVM_RUN_KIND_INTEGRATION:-}" = "1" ]; then
+      if wants_local_cluster; then install_cluster_toolchain; else ensure_go; fi
+      node_modules/.bin/node scripts/release/release.ts
+    fi ;;
   "") ;;
   *) log "unknown option $1"; exit 2 ;;
 esac

@@ -50,6 +50,7 @@ export function exitCodeOf(status: V1Status | undefined): number | undefined {
 class PacedWritable extends Writable {
   socket: WebSocket | undefined;
   private readonly destination: Writable;
+  private waitingForDrain = false;
 
   constructor(destination: Writable) {
     super();
@@ -59,9 +60,14 @@ class PacedWritable extends Writable {
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     // A consumer that failed has already ended the exchange; what still arrives has nowhere to go.
     if (this.destination.destroyed) return callback();
-    if (!this.destination.write(chunk)) {
+    // Frames already received keep arriving for a moment after pause(): wait for one drain only.
+    if (!this.destination.write(chunk) && !this.waitingForDrain) {
+      this.waitingForDrain = true;
       this.socket?.pause();
-      this.destination.once('drain', () => this.socket?.resume());
+      this.destination.once('drain', () => {
+        this.waitingForDrain = false;
+        this.socket?.resume();
+      });
     }
     callback();
   }

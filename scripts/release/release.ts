@@ -96,9 +96,11 @@ function mib(file: string): string {
 
 /** The executable for this machine must run with no Node.js anywhere on PATH and print what the bundle prints. */
 function smokeTest(exe: string): void {
+  // An empty directory as the whole PATH: this machine's /usr/bin may well hold a node.
+  const emptyPath = fs.mkdtempSync(path.join(work, 'empty-path-'));
   for (const command of [['version', '--client'], ['--help']]) {
-    const sea = spawnSync(exe, command, { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
-    const bundle = spawnSync(process.execPath, [BUNDLE, ...command], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+    const sea = spawnSync(exe, command, { env: { PATH: emptyPath }, encoding: 'utf8' });
+    const bundle = spawnSync(process.execPath, [BUNDLE, ...command], { env: { PATH: emptyPath }, encoding: 'utf8' });
     if (sea.status !== 0 || sea.stdout !== bundle.stdout || sea.stderr !== bundle.stderr || sea.status !== bundle.status) {
       throw new Error(`${exe} ${command.join(' ')}: exit ${sea.status}, differs from the bundle's (exit ${bundle.status})\n${sea.stdout}${sea.stderr}`);
     }

@@ -33,6 +33,11 @@ for (const [args, message] of [
   [['discover', '-o', 'xml'], /Invalid values:[\s\S]*Argument: output/],
   [['nonsense'], /Unknown argument: nonsense/],
   [['artifacts'], /Name an artifacts command/],
+  [['restore', 'abcd'], /Missing required argument: to/],
+  [['restore', 'abcd', '--to', 'x', '--size', '1Gi'], /--storage-class and --size need --create/],
+  [['restore', 'abcd', '--to', 'Bad_Name'], /"Bad_Name" is not a valid claim name/],
+  [['restore', 'abcd', '--to', 'x', '--mode', 'merge'], /Invalid values:[\s\S]*Argument: mode/],
+  [['artifacts', 'prune'], /say what to keep: --keep-last N, --older-than DURATION, or both/],
 ] as const) {
   test(`usage error: ${args.join(' ')}`, async (t) => {
     const run = await nkvm([...args]);

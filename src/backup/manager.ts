@@ -6,13 +6,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { isNkvmError, type ErrorCode } from '../errors.ts';
+import type { ErrorCode } from '../errors.ts';
 import type { KubeClient } from '../kube/client.ts';
 import type { Catalog, BackupRecord } from '../store/catalog.ts';
 import { pluginVersion } from '../version.ts';
 import { artifactPath, commitArtifact, newBackupId, partialPath, type Compression } from './artifacts.ts';
 import { copyClaimData, CopyStageError } from './copy.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
+import { fromPluginError, StageFailure } from './stage-failure.ts';
 import { createHelperPod, deleteHelperPod, helperPodManifest, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
 
 export type BackupStage = 'discovery' | 'helper-pod' | 'copy' | 'finalize' | 'done';
@@ -71,20 +72,14 @@ export interface BackupOptions {
   onProgress?: BackupProgressListener | undefined;
 }
 
-class StageFailure extends Error {
-  readonly stage: BackupStage;
-  readonly errorCode: BackupResult['errorCode'];
-  constructor(stage: BackupStage, message: string, errorCode: BackupResult['errorCode']) {
-    super(message);
-    this.stage = stage;
-    this.errorCode = errorCode;
-  }
-}
+type BackupErrorCode = NonNullable<BackupResult['errorCode']>;
+type BackupFailure = StageFailure<BackupStage, BackupErrorCode>;
 
-function stageFailure(stage: BackupStage, error: unknown): StageFailure {
-  if (error instanceof StageFailure) return error;
+function stageFailure(stage: BackupStage, error: unknown): BackupFailure {
+  if (error instanceof StageFailure) return error as BackupFailure;
   if (error instanceof CopyStageError) return new StageFailure('copy', `copy stage failed: ${error.message}`, 'CopyStageError');
-  if (isNkvmError(error)) return new StageFailure(stage, error.hint ? `${error.message} (hint: ${error.hint})` : error.message, error.code);
+  const typed = fromPluginError(stage, error);
+  if (typed) return typed as BackupFailure;
   const message = error instanceof Error ? error.message : String(error);
   return new StageFailure(stage, stage === 'helper-pod' ? `helper pod failed: ${message}` : message, stage === 'helper-pod' ? 'HelperPodError' : 'InternalError');
 }
@@ -139,7 +134,7 @@ export class BackupManager {
     let helperPod: string | null = null;
     let partial: string | null = null;
     let artifact: BackupArtifact | undefined;
-    let failure: StageFailure | undefined;
+    let failure: BackupFailure | undefined;
     let cleanupProblem: string | undefined;
     try {
       progress('discovery');

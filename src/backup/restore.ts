@@ -28,6 +28,7 @@ import { compressionOf, scanArtifact } from './archive.ts';
 import { decompressor, newBackupId } from './artifacts.ts';
 import { Digest } from './digest.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
+import { fromPluginError, StageFailure } from './stage-failure.ts';
 import {
   createHelperPod,
   DATA_MOUNT_PATH,
@@ -80,20 +81,20 @@ export interface RestoreResult {
   durationMs: number;
 }
 
-class RestoreFailure extends Error {
-  readonly stage: RestoreStage;
-  readonly errorCode: RestoreResult['errorCode'];
-  constructor(stage: RestoreStage, message: string, errorCode: RestoreResult['errorCode'] = 'RestoreError') {
-    super(message);
-    this.stage = stage;
-    this.errorCode = errorCode;
+type RestoreErrorCode = NonNullable<RestoreResult['errorCode']>;
+
+/** A restore stage's failure; RestoreError unless a more precise code applies. */
+class RestoreFailure extends StageFailure<RestoreStage, RestoreErrorCode> {
+  constructor(stage: RestoreStage, message: string, errorCode: RestoreErrorCode = 'RestoreError') {
+    super(stage, message, errorCode);
   }
 }
 
 function asFailure(stage: RestoreStage, error: unknown): RestoreFailure {
   if (error instanceof RestoreFailure) return error;
   if (error instanceof UnsafeArchiveError) return new RestoreFailure('verify', `unsafe artifact, nothing was written: ${error.message}`, 'UnsafeArchiveError');
-  if (isNkvmError(error)) return new RestoreFailure(stage, error.hint ? `${error.message} (hint: ${error.hint})` : error.message, error.code);
+  const typed = fromPluginError(stage, error);
+  if (typed) return new RestoreFailure(stage, typed.message, typed.errorCode as RestoreErrorCode);
   return new RestoreFailure(stage, error instanceof Error ? error.message : String(error));
 }
 

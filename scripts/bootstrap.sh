@@ -14,8 +14,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # Pinned to what Debian 12 ships; the local provider was checked against exactly these.
 DEBIAN_PACKAGES="containerd=1.6.20~ds1-1+deb12u3 runc=1.1.5+ds1-1+deb12u1 containernetworking-plugins=1.1.1+ds1-3+b5 busybox-static=1:1.35.0-4+deb12u1+b1"
-GO_TOOLCHAIN="go1.26.8"
-CACHE="${NKVM_CACHE:-$HOME/.cache/nkvm}"
+. scripts/go-env.sh
 
 install_node_modules() {
   if [ -x node_modules/.bin/node ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then return; fi

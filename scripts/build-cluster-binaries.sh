@@ -6,13 +6,7 @@ set -euo pipefail
 
 KUBERNETES_VERSION="${NKVM_KUBERNETES_VERSION:-v1.34.4}"
 ETCD_VERSION="${NKVM_ETCD_VERSION:-v3.6.16}"
-CACHE="${NKVM_CACHE:-$HOME/.cache/nkvm}"
-
-export GOMODCACHE="$CACHE/go/mod"
-export GOCACHE="$CACHE/go/build"
-export GOTOOLCHAIN=local
-export GOFLAGS="-buildvcs=false -trimpath"
-export CGO_ENABLED=0
+. "$(dirname "$0")/go-env.sh"
 
 log() { printf '[build-cluster-binaries] %s\n' "$*" >&2; }
 

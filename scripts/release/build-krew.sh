@@ -8,14 +8,7 @@
 set -euo pipefail
 
 KREW_VERSION="${NKVM_KREW_VERSION:-v0.4.3}"
-CACHE="${NKVM_CACHE:-$HOME/.cache/nkvm}"
-GO_TOOLCHAIN="go1.26.8"
-
-export GOMODCACHE="$CACHE/go/mod"
-export GOCACHE="$CACHE/go/build"
-export GOTOOLCHAIN=local
-export GOFLAGS="-buildvcs=false -trimpath"
-export CGO_ENABLED=0
+. "$(dirname "$0")/../go-env.sh"
 
 log() { printf '[build-krew] %s\n' "$*" >&2; }
 
@@ -26,8 +19,6 @@ if [[ -f "$out/.complete" ]]; then
   exit 0
 fi
 
-# The Go toolchain scripts/bootstrap.sh --cluster may have fetched, when the machine has none.
-if ! command -v go >/dev/null 2>&1 && [[ -x "$CACHE/$GO_TOOLCHAIN/bin/go" ]]; then PATH="$CACHE/$GO_TOOLCHAIN/bin:$PATH"; fi
 command -v go >/dev/null || { log "Go is required (go1.22 or newer): run 'sh scripts/bootstrap.sh --cluster' or install it"; exit 1; }
 
 rm -rf "$out" && mkdir -p "$out/bin"

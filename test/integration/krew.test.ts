@@ -82,8 +82,11 @@ test('krew installs the linux/amd64 archive; it runs with no node on PATH agains
   const { cluster, workDir } = t.context;
   const krewBin = (await execa('bash', [path.join(REPO_ROOT, 'scripts', 'release', 'build-krew.sh')])).stdout.trim();
   const krewRoot = path.join(workDir, 'krew-root');
+  // The local provider's kubectl, or (kind) the user's.
+  const localKubectl = path.join(kubernetesBinDir, 'kubectl');
+  const kubectl = fs.existsSync(localKubectl) ? localKubectl : (await execa('sh', ['-c', 'command -v kubectl'])).stdout.trim();
   const tools = toolDir(path.join(workDir, 'krew-tools'), {
-    kubectl: path.join(kubernetesBinDir, 'kubectl'),
+    kubectl,
     'kubectl-krew': path.join(krewBin, 'kubectl-krew'),
   });
   const PATH = [path.join(krewRoot, 'bin'), tools].join(path.delimiter);

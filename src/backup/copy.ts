@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { PassThrough, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { execStream } from '../kube/exec.ts';
+import { describeExecFailure, execStream } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
 import { compressor, type Compression } from './artifacts.ts';
 import { Digest } from './digest.ts';
@@ -78,8 +78,7 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   }
   if (outcome.exitCode !== 0 && !writeFailed.signal.aborted) {
     intake.destroy(new Error('tar failed'));
-    const detail = outcome.status?.message ?? 'the exec connection closed before tar finished';
-    throw new CopyStageError(`tar in the helper pod failed${outcome.exitCode !== undefined ? ` (exit code ${outcome.exitCode})` : ''}: ${detail}${outcome.stderr ? `; stderr: ${outcome.stderr}` : ''}`);
+    throw new CopyStageError(describeExecFailure('tar in the helper pod', outcome));
   }
   try {
     await written;

@@ -19,7 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { isNkvmError, NotFoundError, UsageError, type ErrorCode } from '../errors.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { execStream } from '../kube/exec.ts';
+import { describeExecFailure, execStream } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
 import type { BackupRecord, Catalog, RestoreMode, RestoreRecord } from '../store/catalog.ts';
 import { pluginVersion } from '../version.ts';
@@ -145,10 +145,7 @@ async function runInHelper(client: KubeClient, namespace: string, pod: string, c
   } catch (error) {
     throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace, name: pod });
   }
-  if (outcome.exitCode !== 0) {
-    const detail = outcome.status?.message ?? 'the exec connection closed before the command finished';
-    throw new Error(`${command[0]} failed${outcome.exitCode !== undefined ? ` (exit code ${outcome.exitCode})` : ''}: ${detail}${outcome.stderr ? `; stderr: ${outcome.stderr}` : ''}`);
-  }
+  if (outcome.exitCode !== 0) throw new Error(describeExecFailure(command[0]!, outcome));
   return stdout;
 }
 

@@ -43,6 +43,13 @@ export function exitCodeOf(status: V1Status | undefined): number | undefined {
   return cause?.message !== undefined ? Number(cause.message) : undefined;
 }
 
+/** One line on why a command run over exec did not succeed: exit code, status message, stderr. */
+export function describeExecFailure(name: string, outcome: ExecOutcome): string {
+  const exit = outcome.exitCode !== undefined ? ` (exit code ${outcome.exitCode})` : '';
+  const detail = outcome.status?.message ?? `the exec connection closed before ${name} finished`;
+  return `${name} failed${exit}: ${detail}${outcome.stderr ? `; stderr: ${outcome.stderr}` : ''}`;
+}
+
 /**
  * Forwards frames to the real destination and pauses the WebSocket while the destination is full,
  * which is the backpressure client-node does not apply.

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { parseKeyValues, parsePositiveInteger, parseToleration } from '../../src/cli/flags.ts';
-import { backupExitCode } from '../../src/cli/commands/backup.ts';
+import { outcomeExitCode } from '../../src/cli/outcome.ts';
 import type { BackupResult } from '../../src/backup/manager.ts';
 
 test('key=value lists accept commas and repetition, and reject malformed items', (t) => {
@@ -30,11 +30,11 @@ function result(status: BackupResult['status'], errorCode?: BackupResult['errorC
   return { status, errorCode, message } as BackupResult;
 }
 
-test('the backup exit code ranks authentication over permission over other failures', (t) => {
-  t.is(backupExitCode([result('succeeded')]), 0);
-  t.is(backupExitCode([]), 0);
-  t.is(backupExitCode([result('succeeded'), result('failed', 'CopyStageError')]), 1);
-  t.is(backupExitCode([result('failed', 'CopyStageError'), result('failed', 'KubernetesDiscoveryError', 'get x failed: API status 403 (Forbidden)')]), 4);
-  t.is(backupExitCode([result('failed', 'KubernetesDiscoveryError', 'API status 403 (Forbidden)'), result('failed', 'KubernetesAuthenticationError')]), 3);
-  t.is(backupExitCode([result('failed', 'KubernetesDiscoveryError', 'API status 500 (Internal Server Error)')]), 1);
+test('the exit code of per-claim outcomes ranks authentication over permission over other failures', (t) => {
+  t.is(outcomeExitCode([result('succeeded')]), 0);
+  t.is(outcomeExitCode([]), 0);
+  t.is(outcomeExitCode([result('succeeded'), result('failed', 'CopyStageError')]), 1);
+  t.is(outcomeExitCode([result('failed', 'CopyStageError'), result('failed', 'KubernetesDiscoveryError', 'get x failed: API status 403 (Forbidden)')]), 4);
+  t.is(outcomeExitCode([result('failed', 'KubernetesDiscoveryError', 'API status 403 (Forbidden)'), result('failed', 'KubernetesAuthenticationError')]), 3);
+  t.is(outcomeExitCode([result('failed', 'KubernetesDiscoveryError', 'API status 500 (Internal Server Error)')]), 1);
 });

@@ -3,9 +3,10 @@ import type { Argv, CommandModule } from 'yargs';
 import { COMPRESSIONS, zstdSupported, type Compression } from '../../backup/artifacts.ts';
 import { discoverClaims } from '../../backup/discovery.ts';
 import { BackupManager, type BackupProgressListener, type BackupResult, type BackupTarget } from '../../backup/manager.ts';
-import { ExitCode, UsageError } from '../../errors.ts';
+import { UsageError } from '../../errors.ts';
 import { connectFromFlags } from '../context.ts';
 import { parsePositiveInteger } from '../flags.ts';
+import { outcomeExitCode } from '../outcome.ts';
 import { helperOptionsFromFlags, withHelperOptions, type HelperFlags } from '../helper-options.ts';
 import { formatBytes, formatDuration, formatRate } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
@@ -49,14 +50,6 @@ export function renderResults(results: BackupResult[], format: OutputFormat): st
       return renderTable(headers, rows);
     }
   }
-}
-
-/** 3 if any failure was authentication, else 4 if any was RBAC, else 1 if any failed, else 0. */
-export function backupExitCode(results: BackupResult[]): number {
-  const failed = results.filter((r) => r.status !== 'succeeded');
-  if (failed.some((r) => r.errorCode === 'KubernetesAuthenticationError')) return ExitCode.authentication;
-  if (failed.some((r) => r.errorCode === 'KubernetesDiscoveryError' && r.message.includes('API status 403'))) return ExitCode.permission;
-  return failed.length > 0 ? ExitCode.failed : ExitCode.ok;
 }
 
 /** One status line per claim on a terminal's stderr; nothing at all otherwise. */
@@ -137,6 +130,6 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     for (const failed of results.filter((result) => result.status === 'failed')) {
       writeError(`[${failed.errorCode ?? 'BackupFailed'}] ${failed.namespace}/${failed.pvc}: ${failed.message}`);
     }
-    process.exitCode = backupExitCode(results);
+    process.exitCode = outcomeExitCode(results);
   },
 };

@@ -2,12 +2,13 @@ import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
 import { RestoreManager, type RestoreResult } from '../../backup/restore.ts';
 import type { RestoreMode } from '../../store/catalog.ts';
-import { ExitCode, UsageError } from '../../errors.ts';
+import { UsageError } from '../../errors.ts';
 import { connectFromFlags } from '../context.ts';
 import { formatDuration } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { helperOptionsFromFlags, withHelperOptions, type HelperFlags } from '../helper-options.ts';
 import { interruptSignal } from '../interrupt.ts';
+import { outcomeExitCode } from '../outcome.ts';
 import { renderTable, toJson, toYaml, writeError, writeResult } from '../output.ts';
 import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
 
@@ -39,13 +40,6 @@ export function renderRestore(result: RestoreResult, format: RestoreArgs['output
       result.message,
     ]],
   );
-}
-
-export function restoreExitCode(result: RestoreResult): number {
-  if (result.status === 'succeeded') return ExitCode.ok;
-  if (result.errorCode === 'KubernetesAuthenticationError') return ExitCode.authentication;
-  if (result.errorCode === 'KubernetesDiscoveryError' && result.message.includes('API status 403')) return ExitCode.permission;
-  return ExitCode.failed;
 }
 
 export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
@@ -85,6 +79,6 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
     });
     writeResult(renderRestore(result, args.output));
     if (result.status === 'failed') writeError(`[${result.errorCode ?? 'RestoreError'}] ${result.namespace}/${result.pvc}: ${result.message}`);
-    process.exitCode = restoreExitCode(result);
+    process.exitCode = outcomeExitCode([result]);
   },
 };

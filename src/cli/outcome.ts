@@ -1,0 +1,16 @@
+/** The exit code of a command that reports one outcome per claim (backup, restore). */
+import { ExitCode, type ErrorCode } from '../errors.ts';
+
+export interface Outcome {
+  status: string;
+  errorCode?: ErrorCode | string | undefined;
+  message: string;
+}
+
+/** 3 if any failure was authentication, else 4 if any was RBAC, else 1 if any failed, else 0. */
+export function outcomeExitCode(outcomes: Outcome[]): number {
+  const failed = outcomes.filter((outcome) => outcome.status !== 'succeeded');
+  if (failed.some((outcome) => outcome.errorCode === 'KubernetesAuthenticationError')) return ExitCode.authentication;
+  if (failed.some((outcome) => outcome.errorCode === 'KubernetesDiscoveryError' && outcome.message.includes('API status 403'))) return ExitCode.permission;
+  return failed.length > 0 ? ExitCode.failed : ExitCode.ok;
+}

@@ -15,11 +15,9 @@ import { connect } from '../../src/kube/client.ts';
 import { Catalog } from '../../src/store/catalog.ts';
 import { seedWorkload } from '../cluster/workload.ts';
 import type { TestCluster } from '../cluster/types.ts';
-import { clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
+import { assertNoHelperPods, clusterSuite, createNamespace, HELPER_SELECTOR, kubectlNkvm, type SuiteContext } from './support.ts';
 
 const test = clusterSuite();
-
-const HELPER_SELECTOR = 'app.kubernetes.io/component=backup-helper';
 
 /** Files of several shapes, written inside the pod so their hashes come from the pod's side. */
 const SEED_SCRIPT = [
@@ -59,21 +57,6 @@ async function artifactFileHashes(artifact: string, into: string): Promise<Map<s
 
 function sha256File(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
-
-async function helperPods(cluster: TestCluster): Promise<string[]> {
-  const out = await cluster.kubectl(['get', 'pods', '-A', '-l', HELPER_SELECTOR, '-o', 'name']);
-  return out.trim().split('\n').filter(Boolean);
-}
-
-/** Helper pods are deleted with no grace period; give the API a moment to drop them. */
-async function assertNoHelperPods(t: ExecutionContext<SuiteContext>): Promise<void> {
-  let left = await helperPods(t.context.cluster);
-  for (let attempt = 0; attempt < 40 && left.length > 0; attempt++) {
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    left = await helperPods(t.context.cluster);
-  }
-  t.deepEqual(left, [], 'no helper pod is left');
 }
 
 /** Files left in a directory tree (to prove partial files are gone). */
@@ -217,7 +200,7 @@ test('backup end to end: the artifact unpacks to the claim files byte for byte, 
   const listed = await kubectlNkvm(t.context, ['artifacts', 'list', '-n', ws.namespace, '--pvc', 'data', '-o', 'name', ...ws.storeFlags]);
   t.is(String(listed.stdout).trim(), result.id);
   t.deepEqual(filesUnder(ws.outputDir), [artifact], 'only the artifact, no partial file');
-  await assertNoHelperPods(t);
+  await assertNoHelperPods(t, 10_000);
 });
 
 test('remote_kubeconfig: a kubeconfig mounted from a Secret is used when nothing else is given, and backs up', async (t) => {
@@ -241,7 +224,7 @@ test('remote_kubeconfig: a kubeconfig mounted from a Secret is used when nothing
   const [result] = JSON.parse(String(run.stdout)).items;
   t.like(result, { status: 'succeeded', namespace: ws.namespace, credentialSource: 'remote-kubeconfig' });
   t.true(fs.existsSync(result.artifact.path));
-  await assertNoHelperPods(t);
+  await assertNoHelperPods(t, 10_000);
 });
 
 test('incluster_serviceaccount: a projected token, ca.crt and namespace with KUBERNETES_SERVICE_HOST/PORT back up', async (t) => {
@@ -284,7 +267,7 @@ test('incluster_serviceaccount: a projected token, ca.crt and namespace with KUB
   } finally {
     process.env = saved;
   }
-  await assertNoHelperPods(t);
+  await assertNoHelperPods(t, 10_000);
 });
 
 test('auth_failure: a rejected token and a wrong CA are KubernetesAuthenticationError, exit 3', async (t) => {
@@ -363,7 +346,7 @@ test('rbac_failure: an unbound ServiceAccount gets KubernetesDiscoveryError with
   t.is(error!.name, 'KubernetesDiscoveryError');
   t.regex(error!.message, /API status 403 \(Forbidden\)/);
   t.deepEqual(filesUnder(ws.outputDir), []);
-  await assertNoHelperPods(t);
+  await assertNoHelperPods(t, 10_000);
 });
 
 test('copy_stage_failure: a helper image without tar fails the copy stage, leaving no artifact and no helper pod', async (t) => {
@@ -380,7 +363,7 @@ test('copy_stage_failure: a helper image without tar fails the copy stage, leavi
   const [row] = JSON.parse(sqlite.stdout);
   t.like(row, { status: 'failed', failed_stage: 'copy' });
   t.regex(row.message, /^copy stage failed: /);
-  await assertNoHelperPods(t);
+  await assertNoHelperPods(t, 10_000);
 });
 
 /** Starts a backup of a large claim and waits until its helper pod runs (the copy is under way). */
@@ -414,7 +397,7 @@ test('copy_stage_failure: a stream cut mid-copy (helper pod deleted) is a failed
   t.like(result, { status: 'failed', stage: 'copy' });
   t.regex(result.message, /^copy stage failed: /);
   t.deepEqual(filesUnder(ws.outputDir), [], 'no artifact and no partial file');
-  await assertNoHelperPods(t);
+  await assertNoHelperPods(t, 10_000);
 });
 
 for (const [signal, exitCode] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
@@ -431,7 +414,7 @@ for (const [signal, exitCode] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     t.deepEqual(filesUnder(ws.outputDir), [], 'no partial file');
     const sqlite = await execa('sqlite3', ['-json', ws.catalog, 'SELECT status FROM backups']);
     t.deepEqual(JSON.parse(sqlite.stdout), [{ status: 'interrupted' }]);
-    await assertNoHelperPods(t);
+    await assertNoHelperPods(t, 10_000);
   });
 }
 
@@ -463,5 +446,5 @@ spec:
   const [result] = JSON.parse(String(stuck.stdout)).items;
   t.like(result, { status: 'failed', stage: 'helper-pod' });
   t.regex(result.message, /not running after 5s \(--pod-ready-timeout\): not scheduled: .*node affinity\/selector/);
-  await assertNoHelperPods(t);
+  await assertNoHelperPods(t, 10_000);
 });

@@ -14,7 +14,7 @@ import { Catalog } from '../../src/store/catalog.ts';
 import { backupRecord } from '../unit/fixtures/backup-record.ts';
 import type { TestCluster } from '../cluster/types.ts';
 import { seedWorkload } from '../cluster/workload.ts';
-import { clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
+import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
 
 const test = clusterSuite();
 
@@ -85,11 +85,6 @@ async function manifestOf(cluster: TestCluster, namespace: string, claim: string
   } finally {
     await cluster.kubectl(['delete', 'pod', pod, '-n', namespace, '--wait=true', '--grace-period=0']);
   }
-}
-
-async function assertNoHelperPods(t: ExecutionContext<SuiteContext>): Promise<void> {
-  const left = await t.context.cluster.kubectl(['get', 'pods', '-A', '-l', 'app.kubernetes.io/component=backup-helper', '-o', 'name']);
-  t.is(left.trim(), '', 'no helper pod is left');
 }
 
 interface Restored {

@@ -3,7 +3,7 @@
  * user would have it (`kubectl nkvm ...` finds `kubectl-nkvm`), and the diagnostics printed when a
  * test fails.
  */
-import anyTest, { type TestFn } from 'ava';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { execa, type Options, type Result } from 'execa';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -56,6 +56,26 @@ export function clusterSuite(): TestFn<SuiteContext>['serial'] {
   return test.serial;
 }
 
+export const HELPER_SELECTOR = 'app.kubernetes.io/component=backup-helper';
+
+async function helperPods(cluster: TestCluster): Promise<string[]> {
+  const out = await cluster.kubectl(['get', 'pods', '-A', '-l', HELPER_SELECTOR, '-o', 'name']);
+  return out.trim().split('\n').filter(Boolean);
+}
+
+/**
+ * Fails the test if any helper pod is left. Helper pods are deleted with no grace period; graceMs
+ * gives the API that long to drop them.
+ */
+export async function assertNoHelperPods(t: ExecutionContext<SuiteContext>, graceMs = 0): Promise<void> {
+  let left = await helperPods(t.context.cluster);
+  for (const deadline = Date.now() + graceMs; left.length > 0 && Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    left = await helperPods(t.context.cluster);
+  }
+  t.deepEqual(left, [], 'no helper pod is left');
+}
+
 /** Runs `kubectl nkvm ...` as a user would: kubectl finds the plugin on PATH. Never throws on exit codes. */
 export function kubectlNkvm(context: SuiteContext, args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<Result<Options>> {
   return execa('kubectl', ['nkvm', ...args], {
@@ -100,7 +120,7 @@ export async function collectDiagnostics(cluster: TestCluster, options: Diagnost
     await section('pods (all namespaces)', () => k(['get', 'pods', '-A', '-o', 'wide'])),
     await section('PVCs and PVs', () => k(['get', 'pvc,pv', '-A', '-o', 'wide'])),
     await section('helper pods (app.kubernetes.io/component=backup-helper)', () =>
-      k(['get', 'pods', '-A', '-l', 'app.kubernetes.io/component=backup-helper', '-o', 'wide'])),
+      k(['get', 'pods', '-A', '-l', HELPER_SELECTOR, '-o', 'wide'])),
   ];
   if (namespace) {
     parts.push(await section(`events in ${namespace}`, () => k(['get', 'events', '-n', namespace, '--sort-by=.lastTimestamp'])));

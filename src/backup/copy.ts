@@ -1,26 +1,33 @@
 /**
- * The copy stage: tar runs in the helper pod over exec, and its stream flows, with backpressure,
- * through the tar checker, the compressor and a hash into a temporary file. The copy counts as
- * done only when tar's exec status is Success AND the stream ended with tar's end-of-archive marker
- * AND the file is flushed; anything less is a CopyStageError and the caller removes the file.
+ * The copy stage: tar runs in the helper pod over an acknowledged exec (acked-exec.ts), and its
+ * stream flows, with backpressure, through the tar checker, the compressor and a hash into a
+ * temporary file. The copy counts as done only when the whole output arrived (the wrapper's
+ * trailer) AND tar exited 0 AND the stream ended with tar's end-of-archive marker AND the file is
+ * flushed; anything less is a CopyStageError (retryable when the stream was cut) and the caller
+ * removes the file.
  */
 import fs from 'node:fs';
 import { PassThrough, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { describeExecFailure, execStream } from '../kube/exec.ts';
+import { ACK_TIMEOUT_EXIT_CODE, execWithAck, type AckedExecOutcome } from '../kube/acked-exec.ts';
+import { describeExecFailure, ExecStreamCutError } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
 import { compressor, type Compression } from './artifacts.ts';
 import { Digest } from './digest.ts';
+import { beforeAckFor, consumerStallFor, type CopyFault } from './faults.ts';
 import { DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
 import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
 
 export const TAR_COMMAND = ['tar', '-c', '-f', '-', '-C', DATA_MOUNT_PATH, '.'];
 
 export class CopyStageError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** A cut or truncated stream: the same copy may well succeed when tried again. */
+  readonly retryable: boolean;
+  constructor(message: string, options: { cause?: unknown; retryable?: boolean } = {}) {
+    super(message, options.cause !== undefined ? { cause: options.cause } : {});
     this.name = 'CopyStageError';
+    this.retryable = options.retryable ?? false;
   }
 }
 
@@ -38,9 +45,15 @@ export interface CopyRequest {
   pod: string;
   compression: Compression;
   partialPath: string;
+  /** How long the helper keeps tar's output available for an acknowledgement (see acked-exec.ts). */
+  ackTimeoutSeconds: number;
   signal?: AbortSignal | undefined;
   /** Called with the tar bytes received so far, for progress display. */
   onBytes?: ((tarBytes: number) => void) | undefined;
+  /** A fault to inject, for tests only (faults.ts). */
+  fault?: CopyFault | undefined;
+  /** The copy attempt, 1-based (faults may play on the first only). */
+  attempt?: number;
 }
 
 export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
@@ -54,39 +67,57 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   const compress = compressor(request.compression);
   // flush: true fsyncs the file before it is closed, so the rename publishes durable bytes.
   const file = fs.createWriteStream(request.partialPath, { flags: 'wx', mode: 0o600, flush: true });
-  const transforms: Transform[] = [checker, ...(compress ? [compress] : []), digest];
-  // If writing fails (disk full, say), stop tar too rather than stream into nothing.
-  const writeFailed = new AbortController();
+  const stall = consumerStallFor(request.fault);
+  const transforms: Transform[] = [...(stall ? [stall] : []), checker, ...(compress ? [compress] : []), digest];
+  // If the pipeline fails (disk full, a cut stream), stop tar too rather than stream into nothing.
+  const pipelineFailed = new AbortController();
   const written = pipeline([intake, ...transforms, file], request.signal ? { signal: request.signal } : {});
-  written.catch(() => writeFailed.abort());
-  const execSignal = request.signal ? AbortSignal.any([request.signal, writeFailed.signal]) : writeFailed.signal;
+  written.catch(() => pipelineFailed.abort(new Error('the artifact pipeline failed')));
+  const execSignal = request.signal ? AbortSignal.any([request.signal, pipelineFailed.signal]) : pipelineFailed.signal;
+  /** Stops the pipeline and lets it settle, so no write lands in the file after we give up. */
+  const fail = async (error: CopyStageError): Promise<never> => {
+    intake.destroy(error);
+    await written.catch(() => {});
+    throw error;
+  };
 
-  let outcome;
+  let outcome: AckedExecOutcome;
   try {
-    outcome = await execStream(request.kubeConfig, {
+    outcome = await execWithAck(request.kubeConfig, {
       namespace: request.namespace,
       pod: request.pod,
       container: HELPER_CONTAINER,
       command: TAR_COMMAND,
       stdout: intake,
       signal: execSignal,
+      ackTimeoutSeconds: request.ackTimeoutSeconds,
+      beforeAck: beforeAckFor(request.fault, request.attempt ?? 1),
     });
   } catch (error) {
-    intake.destroy(error as Error);
+    if (error instanceof ExecStreamCutError) return fail(new CopyStageError(error.message, { cause: error, retryable: !request.signal?.aborted }));
     const typed = toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
-    throw new CopyStageError(typed.message, { cause: typed });
+    return fail(new CopyStageError(typed.message, { cause: typed }));
   }
-  if (outcome.exitCode !== 0 && !writeFailed.signal.aborted) {
-    intake.destroy(new Error('tar failed'));
-    throw new CopyStageError(describeExecFailure('tar in the helper pod', outcome));
+  if (!pipelineFailed.signal.aborted) {
+    if (outcome.commandExitCode === undefined && outcome.status) {
+      // The wrapper ended without running tar to its end (no sh in the image, say).
+      return fail(new CopyStageError(describeExecFailure('the copy command in the helper pod', outcome)));
+    }
+    if (outcome.commandExitCode !== undefined && outcome.commandExitCode !== 0) {
+      return fail(new CopyStageError(describeExecFailure('tar in the helper pod', { ...outcome, exitCode: outcome.commandExitCode })));
+    }
+    if (outcome.exitCode === ACK_TIMEOUT_EXIT_CODE) {
+      return fail(new CopyStageError(`the helper pod gave up waiting for this client's acknowledgement: ${outcome.stderr}`));
+    }
   }
   try {
     await written;
   } catch (error) {
+    if (error instanceof ExecStreamCutError) throw new CopyStageError(error.message, { cause: error, retryable: !request.signal?.aborted });
     throw new CopyStageError(`writing the artifact failed: ${(error as Error).message}`, { cause: error });
   }
   if (!checker.summary.complete) {
-    throw new CopyStageError(`the tar stream ended after ${checker.summary.bytes} bytes without its end-of-archive marker (truncated)`);
+    throw new CopyStageError(`the tar stream ended after ${checker.summary.bytes} bytes without its end-of-archive marker (truncated)`, { retryable: true });
   }
   return { tar: checker.summary, bytes: digest.bytes, sha256: digest.hash.digest('hex') };
 }

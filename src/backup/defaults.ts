@@ -3,3 +3,13 @@
  * digest, so a cluster without registry access can import an image under the same name.
  */
 export const DEFAULT_HELPER_IMAGE = 'docker.io/library/busybox:1.37.0';
+
+/** How many times a cut or truncated copy is tried again (--retries). */
+export const DEFAULT_COPY_RETRIES = 2;
+
+/**
+ * How long a helper keeps tar's output available once tar ended, waiting for this client to confirm
+ * it received everything (acked-exec.ts). A live client confirms within the time it takes to drain
+ * what is in flight; the wait only ends early helpers of a client that hung.
+ */
+export const DEFAULT_ACK_TIMEOUT_SECONDS = 300;

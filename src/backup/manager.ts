@@ -11,7 +11,9 @@ import type { KubeClient } from '../kube/client.ts';
 import type { Catalog, BackupRecord } from '../store/catalog.ts';
 import { pluginVersion } from '../version.ts';
 import { artifactPath, commitArtifact, newBackupId, partialPath, type Compression } from './artifacts.ts';
-import { copyClaimData, CopyStageError } from './copy.ts';
+import { copyClaimData, CopyStageError, type CopyResult } from './copy.ts';
+import { DEFAULT_ACK_TIMEOUT_SECONDS, DEFAULT_COPY_RETRIES } from './defaults.ts';
+import type { CopyFault } from './faults.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, StageFailure } from './stage-failure.ts';
 import { createHelperPod, deleteHelperPod, helperPodManifest, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
@@ -47,6 +49,8 @@ export interface BackupResult {
   capacity: string | null;
   node: string | null;
   helperPod: string | null;
+  /** Copy attempts made: 1, or more when a cut copy was retried. 0 if the copy stage was not reached. */
+  attempts: number;
   startedAt: string;
   finishedAt: string;
   durationMs: number;
@@ -61,13 +65,27 @@ export interface BackupTarget {
   claim?: DiscoveredClaim | undefined;
 }
 
-export type BackupProgressListener = (target: BackupTarget, event: { stage: BackupStage; tarBytes?: number }) => void;
+export interface BackupProgressEvent {
+  stage: BackupStage;
+  /** Tar bytes received so far in this copy attempt. */
+  tarBytes?: number;
+  /** The copy attempt (1-based) during the copy stage. */
+  attempt?: number;
+}
+
+export type BackupProgressListener = (target: BackupTarget, event: BackupProgressEvent) => void;
 
 export interface BackupOptions {
   outputDir: string;
   compression: Compression;
   helper: Omit<HelperPodOptions, 'runId'>;
   podReadyTimeoutMs: number;
+  /** How many times a cut or truncated copy is tried again, in the same helper pod (default 2). */
+  retries?: number | undefined;
+  /** How long a helper keeps tar's output available for this client's acknowledgement (default 300). */
+  ackTimeoutSeconds?: number | undefined;
+  /** A fault to inject, for tests only (faults.ts). */
+  fault?: CopyFault | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: BackupProgressListener | undefined;
 }
@@ -101,7 +119,7 @@ export class BackupManager {
     const id = newBackupId();
     const { credentials } = this.client;
     const signal = this.options.signal;
-    const progress = (stage: BackupStage, tarBytes?: number) => this.options.onProgress?.(target, { stage, ...(tarBytes !== undefined ? { tarBytes } : {}) });
+    const progress = (event: BackupProgressEvent) => this.options.onProgress?.(target, event);
     const record: BackupRecord = {
       id,
       context: credentials.context,
@@ -125,6 +143,7 @@ export class BackupManager {
       tarBytes: null,
       fileCount: null,
       sha256: null,
+      attempts: 0,
       pluginVersion,
       prunedAt: null,
     };
@@ -136,8 +155,9 @@ export class BackupManager {
     let artifact: BackupArtifact | undefined;
     let failure: BackupFailure | undefined;
     let cleanupProblem: string | undefined;
+    let retriedBecause: string[] = [];
     try {
-      progress('discovery');
+      progress({ stage: 'discovery' });
       const claim = target.claim ?? (await discoverClaim(this.client, target.namespace, target.pvc));
       Object.assign(record, { pv: claim.volume, storageClass: claim.storageClass, capacity: claim.capacity });
       if (claim.phase !== 'Bound') {
@@ -148,7 +168,7 @@ export class BackupManager {
       }
 
       stage = 'helper-pod';
-      progress('helper-pod');
+      progress({ stage: 'helper-pod' });
       const manifest = helperPodManifest(claim, { ...this.options.helper, runId: this.runId });
       helperPod = await createHelperPod(this.client, manifest);
       record.helperPod = helperPod;
@@ -156,19 +176,11 @@ export class BackupManager {
       record.node = running.spec?.nodeName ?? null;
 
       stage = 'copy';
-      progress('copy', 0);
       const finalPath = artifactPath(this.options.outputDir, target.namespace, target.pvc, started, id, this.options.compression);
       fs.mkdirSync(path.dirname(finalPath), { recursive: true });
       partial = partialPath(finalPath);
-      const copied = await copyClaimData({
-        kubeConfig: this.client.credentials.kubeConfig,
-        namespace: target.namespace,
-        pod: helperPod,
-        compression: this.options.compression,
-        partialPath: partial,
-        signal,
-        onBytes: (bytes) => progress('copy', bytes),
-      });
+      const copied = await this.copyWithRetries(target, helperPod, partial, record, progress);
+      retriedBecause = copied.retriedBecause;
 
       stage = 'finalize';
       commitArtifact(partial, finalPath);
@@ -196,7 +208,8 @@ export class BackupManager {
 
     const finished = new Date();
     const status: BackupOutcome = failure ? (signal?.aborted ? 'interrupted' : 'failed') : 'succeeded';
-    const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${artifact!.path}`;
+    const retried = retriedBecause.length ? ` (${record.attempts} attempts; ${retriedBecause.join('; ')})` : '';
+    const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${artifact!.path}${retried}`;
     const message = cleanupProblem ? `${outcome}; ${cleanupProblem}` : outcome;
     await this.catalog.updateBackup(id, {
       pv: record.pv,
@@ -204,6 +217,7 @@ export class BackupManager {
       capacity: record.capacity,
       node: record.node,
       helperPod: record.helperPod,
+      attempts: record.attempts,
       finishedAt: finished.toISOString(),
       status,
       failedStage: failure ? failure.stage : null,
@@ -228,12 +242,49 @@ export class BackupManager {
       capacity: record.capacity,
       node: record.node,
       helperPod: record.helperPod,
+      attempts: record.attempts,
       startedAt: record.startedAt,
       finishedAt: finished.toISOString(),
       durationMs: finished.getTime() - started.getTime(),
       context: credentials.context,
       credentialSource: credentials.source,
     };
+  }
+
+  /**
+   * The copy stage, tried again in the same helper pod while it fails with a cut or truncated stream,
+   * up to --retries times. The partial file is started afresh each time; the attempts are counted
+   * in the record and the message of a success that needed them says why.
+   */
+  private async copyWithRetries(target: BackupTarget, pod: string, partial: string, record: BackupRecord, progress: (event: BackupProgressEvent) => void): Promise<CopyResult & { retriedBecause: string[] }> {
+    const retriedBecause: string[] = [];
+    for (;;) {
+      const attempt = (record.attempts += 1);
+      progress({ stage: 'copy', tarBytes: 0, attempt });
+      fs.rmSync(partial, { force: true });
+      try {
+        const copied = await copyClaimData({
+          kubeConfig: this.client.credentials.kubeConfig,
+          namespace: target.namespace,
+          pod,
+          compression: this.options.compression,
+          partialPath: partial,
+          ackTimeoutSeconds: this.options.ackTimeoutSeconds ?? DEFAULT_ACK_TIMEOUT_SECONDS,
+          fault: this.options.fault,
+          attempt,
+          signal: this.options.signal,
+          onBytes: (tarBytes) => progress({ stage: 'copy', tarBytes, attempt }),
+        });
+        return { ...copied, retriedBecause };
+      } catch (error) {
+        const retry = error instanceof CopyStageError && error.retryable && attempt <= (this.options.retries ?? DEFAULT_COPY_RETRIES) && !this.options.signal?.aborted;
+        if (!retry) {
+          if (error instanceof CopyStageError && attempt > 1) throw new CopyStageError(`${error.message} (attempt ${attempt}; earlier: ${retriedBecause.join('; ')})`);
+          throw error;
+        }
+        retriedBecause.push(`attempt ${attempt}: ${error.message}`);
+      }
+    }
   }
 
   /**

@@ -19,7 +19,9 @@ import { pipeline } from 'node:stream/promises';
 import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { isNkvmError, NotFoundError, UsageError, type ErrorCode } from '../errors.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { describeExecFailure, execStream } from '../kube/exec.ts';
+import { execWithAck } from '../kube/acked-exec.ts';
+import { describeExecFailure, execStream, type ExecOutcome } from '../kube/exec.ts';
+import { DEFAULT_ACK_TIMEOUT_SECONDS } from './defaults.ts';
 import { toKubernetesError } from '../kube/errors.ts';
 import type { BackupRecord, Catalog, RestoreMode, RestoreRecord } from '../store/catalog.ts';
 import { pluginVersion } from '../version.ts';
@@ -52,6 +54,16 @@ export interface RestoreRequest {
   pinToNode: boolean;
   /** Create the claim when it does not exist. */
   create?: { storageClass?: string | undefined; size?: string | undefined } | undefined;
+}
+
+/** What the first pass learned of an artifact. */
+interface ArtifactContents {
+  entries: number;
+  tarBytes: number;
+  regularFiles: number;
+  contentBytes: number;
+  /** Symlinks and directories, whose owners and times are set after extraction. */
+  metadata: TarEntry[];
 }
 
 export interface RestoreOptions {
@@ -128,7 +140,11 @@ export function metadataFixupScript(entries: TarEntry[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Runs a small command in the helper and returns its stdout; a non-zero exit is an error. */
+/**
+ * Runs a command in the helper: its stdout is returned, a non-zero exit is an error. Without stdin
+ * it runs acknowledged (acked-exec.ts), since its output decides what happens next; with stdin the
+ * command reads to end-of-input and only its exit status matters.
+ */
 async function runInHelper(client: KubeClient, namespace: string, pod: string, command: string[], options: { stdin?: Readable; signal?: AbortSignal | undefined } = {}): Promise<string> {
   let stdout = '';
   const sink = new Writable({
@@ -139,18 +155,29 @@ async function runInHelper(client: KubeClient, namespace: string, pod: string, c
   });
   // A cut connection also errors the sink; the exec outcome below already reports it.
   sink.on('error', () => {});
-  let outcome;
+  const exec = { namespace, pod, container: HELPER_CONTAINER, command, stdout: sink, signal: options.signal };
+  let outcome: ExecOutcome;
+  let cut = false;
   try {
-    outcome = await execStream(client.credentials.kubeConfig, { namespace, pod, container: HELPER_CONTAINER, command, stdout: sink, stdin: options.stdin, signal: options.signal });
+    if (options.stdin) {
+      outcome = await execStream(client.credentials.kubeConfig, { ...exec, stdin: options.stdin });
+    } else {
+      const acked = await execWithAck(client.credentials.kubeConfig, { ...exec, ackTimeoutSeconds: DEFAULT_ACK_TIMEOUT_SECONDS });
+      outcome = { ...acked, exitCode: acked.commandExitCode ?? acked.exitCode };
+      if (acked.commandExitCode === undefined && !acked.status) cut = true;
+    }
   } catch (error) {
     throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace, name: pod });
   }
+  if (cut) throw new Error(`${command[0]} in the helper pod: the exec stream was cut before the command's output ended`);
   if (outcome.exitCode !== 0) throw new Error(describeExecFailure(command[0]!, outcome));
   return stdout;
 }
 
 const FIRST_ENTRY = `find ${DATA_MOUNT_PATH} -mindepth 1 -maxdepth 1 ! -name lost+found | head -n 1`;
 const EMPTY_CLAIM = `find ${DATA_MOUNT_PATH} -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf -- {} +`;
+/** Regular files (hard links once, as tar stores them) and their bytes, as `<files> <bytes>`. */
+const COUNT_FILES = `cd ${DATA_MOUNT_PATH} && find . -type f -exec stat -c '%i %s' -- {} + | awk '!seen[$1]++ { n++; s += $2 } END { printf "%.0f %.0f\\n", n, s }'`;
 
 export class RestoreManager {
   readonly runId = newBackupId();
@@ -225,6 +252,7 @@ export class RestoreManager {
 
           stage = 'write';
           await this.writeArtifact(backup, namespace, record.helperPod);
+          await this.checkWritten(fixups, namespace, record.helperPod);
 
           stage = 'finalize';
           await runInHelper(this.client, namespace, record.helperPod, ['sh', '-s'], { stdin: Readable.from([metadataFixupScript(fixups.metadata)]), signal });
@@ -281,7 +309,7 @@ export class RestoreManager {
   }
 
   /** The first pass: integrity and safety of the whole artifact, and the metadata to fix up later. */
-  private async verifyArtifact(backup: BackupRecord): Promise<{ entries: number; tarBytes: number; metadata: TarEntry[] }> {
+  private async verifyArtifact(backup: BackupRecord): Promise<ArtifactContents> {
     if (backup.status !== 'succeeded' || !backup.artifactPath) {
       throw new RestoreFailure('verify', `backup ${backup.id} is ${backup.status}${backup.status === 'pruned' ? ' (its artifact was deleted)' : ''}: only a succeeded backup can be restored`);
     }
@@ -305,7 +333,7 @@ export class RestoreManager {
       throw new RestoreFailure('verify', `the artifact ${backup.artifactPath} does not match the catalog (sha256 ${scan.sha256}, expected ${backup.sha256}); run \`kubectl nkvm verify ${backup.id}\``);
     }
     if (!scan.tar.complete) throw new RestoreFailure('verify', `the artifact ${backup.artifactPath} is truncated (no end-of-archive marker)`);
-    return { entries: scan.tar.entries, tarBytes: scan.tar.bytes, metadata };
+    return { entries: scan.tar.entries, tarBytes: scan.tar.bytes, regularFiles: scan.tar.regularFiles, contentBytes: scan.tar.contentBytes, metadata };
   }
 
   /** The target claim, created with --create; undefined in a dry run that would create it. */
@@ -354,6 +382,18 @@ export class RestoreManager {
     await this.client.call({ verb: 'create', resource: 'persistentvolumeclaims', namespace: request.namespace }, () =>
       this.client.core.createNamespacedPersistentVolumeClaim({ namespace: request.namespace, body }),
     );
+  }
+
+  /**
+   * tar's exit status says it read the archive to its end; this says the claim holds what the archive
+   * does (regular files and their bytes), at the cost of one walk of the claim's metadata.
+   */
+  private async checkWritten(contents: ArtifactContents, namespace: string, pod: string): Promise<void> {
+    const counted = (await runInHelper(this.client, namespace, pod, ['sh', '-c', COUNT_FILES], { signal: this.options.signal })).trim();
+    const expected = `${contents.regularFiles} ${contents.contentBytes}`;
+    if (counted !== expected) {
+      throw new RestoreFailure('write', `the claim does not hold what the archive does after extraction: ${counted.replace(' ', ' files, ')} bytes, expected ${expected.replace(' ', ' files, ')} bytes`);
+    }
   }
 
   /** The second pass: the artifact into `tar -x`, checked again against the catalog's sha256. */

@@ -43,3 +43,8 @@ export function parsePositiveInteger(value: number, flag: string): number {
   if (!Number.isInteger(value) || value < 1) throw new UsageError(`${flag} must be a whole number of at least 1, not ${value}`);
   return value;
 }
+
+export function parseNonNegativeInteger(value: number, flag: string): number {
+  if (!Number.isInteger(value) || value < 0) throw new UsageError(`${flag} must be a whole number of at least 0, not ${value}`);
+  return value;
+}

@@ -30,6 +30,14 @@ export interface ExecOutcome {
   stderr: string;
 }
 
+/** The exec stream broke after it was established: output may be missing. Worth a retry. */
+export class ExecStreamCutError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ExecStreamCutError';
+  }
+}
+
 const STDERR_LIMIT = 16 * 1024;
 /** How much may wait in the socket's send buffer before stdin pauses. */
 const STDIN_BUFFER_LIMIT = 1024 * 1024;
@@ -104,6 +112,10 @@ async function pumpStdin(socket: WebSocket, source: Readable): Promise<void> {
   await send(Buffer.from([CLOSE_STREAM, STDIN_STREAM]));
 }
 
+function abortReason(signal: AbortSignal): string {
+  return signal.reason instanceof Error ? signal.reason.message : 'interrupted';
+}
+
 class TailBuffer extends Writable {
   text = '';
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
@@ -132,8 +144,11 @@ export async function execStream(kubeConfig: KubeConfig, request: ExecRequest): 
     },
   );
   if (stdout) stdout.socket = socket;
+  let socketClosed = false;
   const stdinDone = request.stdin
     ? pumpStdin(socket, request.stdin).catch((error: Error) => {
+        // Input stopped by our own destroy() below, once the socket closed, says nothing new.
+        if (socketClosed) return;
         // The command must not see a clean end-of-file for input that was cut short.
         socket.terminate();
         throw error;
@@ -147,13 +162,13 @@ export async function execStream(kubeConfig: KubeConfig, request: ExecRequest): 
     socket.on('error', (error: Error) => {
       request.signal?.removeEventListener('abort', onAbort);
       request.stdout?.destroy(error);
-      reject(error);
+      reject(new ExecStreamCutError(`the exec connection failed: ${error.message}`, { cause: error }));
     });
     socket.on('close', () => {
       request.signal?.removeEventListener('abort', onAbort);
       if (!status) {
         // No status frame: the stream was cut. Fail the consumer rather than let it see a clean end.
-        const reason = request.signal?.aborted ? 'interrupted' : 'the exec connection closed before the command finished';
+        const reason = request.signal?.aborted ? abortReason(request.signal) : 'the exec connection closed before the command finished';
         request.stdout?.destroy(new Error(reason));
       } else if (stdout && !stdout.writableEnded) {
         stdout.end();
@@ -162,6 +177,7 @@ export async function execStream(kubeConfig: KubeConfig, request: ExecRequest): 
     });
   });
   const outcome = await settled;
+  socketClosed = true;
   // The command may end before it read everything (tar failing early): stop feeding it.
   request.stdin?.destroy();
   const stdinError = await stdinDone.then(() => undefined, (error: Error) => error);

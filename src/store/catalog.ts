@@ -51,6 +51,8 @@ export interface BackupRecord {
   tarBytes: number | null;
   fileCount: number | null;
   sha256: string | null;
+  /** Copy attempts: more than 1 when a cut copy was retried (0 for rows before schema 3). */
+  attempts: number;
   pluginVersion: string;
 }
 
@@ -150,6 +152,7 @@ const MIGRATIONS: readonly string[] = [
      plugin_version TEXT NOT NULL
    );
    CREATE INDEX restores_by_pvc ON restores (namespace, pvc, started_at);`,
+  `ALTER TABLE backups ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;
@@ -191,6 +194,7 @@ const BACKUPS: Table<BackupRecord> = {
     tarBytes: 'tar_bytes',
     fileCount: 'file_count',
     sha256: 'sha256',
+    attempts: 'attempts',
     pluginVersion: 'plugin_version',
   },
   booleans: [],

@@ -1,7 +1,7 @@
 /**
  * The `kind` provider, for machines with Docker and kind (a laptop, GitHub Actions): the same
  * disposable single-node cluster, made by `kind create cluster`. Its helper image is the plugin's
- * public default, pulled from the registry; the image without tar is built from it by removing tar.
+ * public default, pulled from the registry; the image without sh and tar is built from it by removing both.
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -14,7 +14,7 @@ import { ClusterStartError, type TestCluster } from './types.ts';
 
 const execFileAsync = promisify(execFile);
 
-export const KIND_HELPER_WITHOUT_TAR = 'nkvm.local/busybox-without-tar:test';
+export const KIND_HELPER_WITHOUT_SHELL = 'nkvm.local/busybox-without-shell:test';
 
 /** The command lines this provider runs, as data, so a unit test can check them without Docker. */
 export const kindCommands = {
@@ -23,7 +23,7 @@ export const kindCommands = {
   exportLogs: (name: string, dir: string) => ['kind', 'export', 'logs', dir, '--name', name],
   pullHelper: () => ['docker', 'pull', DEFAULT_HELPER_IMAGE],
   /** A copy of the helper image whose /bin/tar is gone, so the copy stage fails on purpose. */
-  buildHelperWithoutTar: (dockerfileDir: string) => ['docker', 'build', '--tag', KIND_HELPER_WITHOUT_TAR, dockerfileDir],
+  buildHelperWithoutShell: (dockerfileDir: string) => ['docker', 'build', '--tag', KIND_HELPER_WITHOUT_SHELL, dockerfileDir],
   loadImage: (name: string, image: string) => ['kind', 'load', 'docker-image', image, '--name', name],
 };
 
@@ -68,12 +68,12 @@ export async function startKindCluster(): Promise<TestCluster> {
   try {
     await run(kindCommands.create(name, kubeconfigPath));
     await run(kindCommands.pullHelper());
-    const dockerfileDir = path.join(dir, 'without-tar');
+    const dockerfileDir = path.join(dir, 'without-shell');
     fs.mkdirSync(dockerfileDir);
-    fs.writeFileSync(path.join(dockerfileDir, 'Dockerfile'), `FROM ${DEFAULT_HELPER_IMAGE}\nRUN rm /bin/tar\n`);
-    await run(kindCommands.buildHelperWithoutTar(dockerfileDir));
+    fs.writeFileSync(path.join(dockerfileDir, 'Dockerfile'), `FROM ${DEFAULT_HELPER_IMAGE}\nRUN ["/bin/rm", "/bin/tar", "/bin/sh"]\n`);
+    await run(kindCommands.buildHelperWithoutShell(dockerfileDir));
     await run(kindCommands.loadImage(name, DEFAULT_HELPER_IMAGE));
-    await run(kindCommands.loadImage(name, KIND_HELPER_WITHOUT_TAR));
+    await run(kindCommands.loadImage(name, KIND_HELPER_WITHOUT_SHELL));
   } catch (error) {
     const exported = await logs();
     await dispose();
@@ -84,7 +84,7 @@ export async function startKindCluster(): Promise<TestCluster> {
     provider: 'kind',
     kubeconfigPath,
     dir,
-    images: { helper: DEFAULT_HELPER_IMAGE, helperWithoutTar: KIND_HELPER_WITHOUT_TAR },
+    images: { helper: DEFAULT_HELPER_IMAGE, helperWithoutShell: KIND_HELPER_WITHOUT_SHELL },
     // kind's default class, local-path, provisions on first use (WaitForFirstConsumer).
     storageClass: 'standard',
     kubectl,

@@ -15,7 +15,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { buildImages, HELPER_IMAGE, HELPER_IMAGE_WITHOUT_TAR, PAUSE_IMAGE } from './images/build.ts';
+import { buildImages, HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL, PAUSE_IMAGE } from './images/build.ts';
 import { etcdBinary, kubectlBinary, kubernetesBinDir } from './paths.ts';
 import { ClusterStartError, type TestCluster } from './types.ts';
 
@@ -577,7 +577,7 @@ export async function startLocalCluster(): Promise<TestCluster> {
     provider: 'local',
     kubeconfigPath,
     dir,
-    images: { helper: HELPER_IMAGE, helperWithoutTar: HELPER_IMAGE_WITHOUT_TAR },
+    images: { helper: HELPER_IMAGE, helperWithoutShell: HELPER_IMAGE_WITHOUT_SHELL },
     storageClass: STORAGE_CLASS,
     kubectl,
     logs: async () => componentLogs(dir, 60),

@@ -6,8 +6,8 @@ export interface TestCluster {
   kubeconfigPath: string;
   /** Directory holding this cluster's files (certs, kubeconfigs, logs); removed by dispose(). */
   dir: string;
-  /** Image names as the cluster knows them (the helper image, one without tar for failure tests). */
-  images: { helper: string; helperWithoutTar: string };
+  /** Image names as the cluster knows them (the helper image, one without sh and tar for failure tests). */
+  images: { helper: string; helperWithoutShell: string };
   /** The StorageClass whose claims bind to volumes this cluster provides. */
   storageClass: string;
   /** Runs kubectl against this cluster as its admin; rejects on a non-zero exit with stderr. */

@@ -349,10 +349,10 @@ test('rbac_failure: an unbound ServiceAccount gets KubernetesDiscoveryError with
   await assertNoHelperPods(t, 10_000);
 });
 
-test('copy_stage_failure: a helper image without tar fails the copy stage, leaving no artifact and no helper pod', async (t) => {
+test('copy_stage_failure: a helper image without sh and tar fails the copy stage, leaving no artifact and no helper pod', async (t) => {
   const { cluster } = t.context;
   const ws = await workspace(t, 'copyfail');
-  const run = await kubectlNkvm(t.context, ['backup', 'data', '-n', ws.namespace, '--helper-image', cluster.images.helperWithoutTar, '-o', 'json', ...ws.storeFlags]);
+  const run = await kubectlNkvm(t.context, ['backup', 'data', '-n', ws.namespace, '--helper-image', cluster.images.helperWithoutShell, '-o', 'json', ...ws.storeFlags]);
   t.is(run.exitCode, 1, String(run.stderr));
   const [result] = JSON.parse(String(run.stdout)).items;
   t.like(result, { status: 'failed', stage: 'copy', errorCode: 'CopyStageError' });

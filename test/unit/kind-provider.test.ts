@@ -1,6 +1,6 @@
 import test from 'ava';
 import { chooseProvider } from '../cluster/index.ts';
-import { KIND_HELPER_WITHOUT_TAR, kindCommands } from '../cluster/kind.ts';
+import { KIND_HELPER_WITHOUT_SHELL, kindCommands } from '../cluster/kind.ts';
 import { DEFAULT_HELPER_IMAGE } from '../../src/backup/defaults.ts';
 
 test('the kind provider creates and deletes exactly the named cluster with its own kubeconfig', (t) => {
@@ -9,9 +9,9 @@ test('the kind provider creates and deletes exactly the named cluster with its o
   t.deepEqual(kindCommands.exportLogs('nkvm-it-1', '/tmp/logs'), ['kind', 'export', 'logs', '/tmp/logs', '--name', 'nkvm-it-1']);
 });
 
-test('the kind provider loads the public helper image and a copy without tar into the cluster', (t) => {
+test('the kind provider loads the public helper image and a copy without sh and tar into the cluster', (t) => {
   t.deepEqual(kindCommands.pullHelper(), ['docker', 'pull', DEFAULT_HELPER_IMAGE]);
-  t.deepEqual(kindCommands.buildHelperWithoutTar('/d'), ['docker', 'build', '--tag', KIND_HELPER_WITHOUT_TAR, '/d']);
+  t.deepEqual(kindCommands.buildHelperWithoutShell('/d'), ['docker', 'build', '--tag', KIND_HELPER_WITHOUT_SHELL, '/d']);
   t.deepEqual(kindCommands.loadImage('nkvm-it-1', DEFAULT_HELPER_IMAGE), ['kind', 'load', 'docker-image', DEFAULT_HELPER_IMAGE, '--name', 'nkvm-it-1']);
 });
 

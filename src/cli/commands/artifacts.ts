@@ -78,6 +78,7 @@ export function renderRecordText(record: BackupRecord): string {
     ['Started', record.startedAt],
     ['Finished', record.finishedAt ?? '-'],
     ['Duration', formatDuration(durationOf(record))],
+    ['Copy attempts', record.attempts ? String(record.attempts) : '-'],
     ...(record.prunedAt ? ([['Pruned', record.prunedAt]] as [string, string][]) : []),
     ['Artifact', record.artifactPath ?? '-'],
     ['Compression', record.compression ?? '-'],

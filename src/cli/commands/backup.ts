@@ -5,7 +5,9 @@ import { discoverClaims } from '../../backup/discovery.ts';
 import { BackupManager, type BackupProgressListener, type BackupResult, type BackupTarget } from '../../backup/manager.ts';
 import { UsageError } from '../../errors.ts';
 import { connectFromFlags } from '../context.ts';
-import { parsePositiveInteger } from '../flags.ts';
+import { parseNonNegativeInteger, parsePositiveInteger } from '../flags.ts';
+import { DEFAULT_COPY_RETRIES } from '../../backup/defaults.ts';
+import { parseCopyFault } from '../../backup/faults.ts';
 import { outcomeExitCode } from '../outcome.ts';
 import { helperOptionsFromFlags, withHelperOptions, type HelperFlags } from '../helper-options.ts';
 import { formatBytes, formatDuration, formatRate } from '../format.ts';
@@ -22,6 +24,7 @@ interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags {
   output: OutputFormat;
   parallel: number;
   compression: Compression;
+  retries: number;
 }
 
 export function renderResults(results: BackupResult[], format: OutputFormat): string {
@@ -94,6 +97,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format of the results (name: artifact paths)' })
       .option('parallel', { type: 'number', default: 1, description: 'Claims backed up at the same time' })
       .option('compression', { choices: COMPRESSIONS, default: 'gzip' as Compression, description: 'Artifact compression (zstd needs Node >= 22.15)' })
+      .option('retries', { type: 'number', default: DEFAULT_COPY_RETRIES, description: 'How many times a copy cut short is tried again, in the same helper pod' })
       .example('kubectl nkvm backup data -n shop', 'Back up claim "data" in namespace shop')
       .example('kubectl nkvm backup --all -A --parallel 3', 'Every claim in the cluster, three at a time')
       .example('kubectl nkvm backup db-0 db-1 -o json | jq -r ".items[].artifact.path"', 'Machine-readable results')
@@ -101,6 +105,9 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
   handler: async (args) => {
     validate(args);
     const parallel = parsePositiveInteger(args.parallel, '--parallel');
+    const retries = parseNonNegativeInteger(args.retries, '--retries');
+    const fault = parseCopyFault(process.env.NKVM_TEST_FAULT);
+    const ackTimeoutSeconds = process.env.NKVM_ACK_TIMEOUT_SECONDS ? parsePositiveInteger(Number(process.env.NKVM_ACK_TIMEOUT_SECONDS), 'NKVM_ACK_TIMEOUT_SECONDS') : undefined;
     const { helper, podReadyTimeoutMs } = helperOptionsFromFlags(args);
 
     const client = connectFromFlags(args);
@@ -121,6 +128,9 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       outputDir: outputDir(args),
       compression: args.compression,
       podReadyTimeoutMs,
+      retries,
+      ackTimeoutSeconds,
+      fault,
       signal: interruptSignal,
       helper,
       onProgress: progressReporter(Boolean(process.stderr.isTTY) && !machineOutput),

@@ -3,7 +3,7 @@
  * no registry is reachable here, so every image is made from local files. Cached by content.
  *   - the pod sandbox (pause), compiled static from pause.c
  *   - the plugin's default helper image, from busybox-static with its applets linked in /bin
- *   - the same without tar, to make the copy stage fail on purpose in tests
+ *   - the same without sh and tar, to make the copy stage fail on purpose in tests
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -14,7 +14,7 @@ import { CACHE_DIR } from '../paths.ts';
 
 export const PAUSE_IMAGE = 'registry.k8s.io/pause:3.10';
 export const HELPER_IMAGE = DEFAULT_HELPER_IMAGE;
-export const HELPER_IMAGE_WITHOUT_TAR = 'nkvm.local/busybox-without-tar:test';
+export const HELPER_IMAGE_WITHOUT_SHELL = 'nkvm.local/busybox-without-shell:test';
 
 const BUSYBOX = '/bin/busybox';
 const PAUSE_SOURCE = path.join(import.meta.dirname, 'pause.c');
@@ -54,7 +54,7 @@ function imageSpecs(workDir: string): ImageSpec[] {
       },
     },
     { name: HELPER_IMAGE, cmd: ['sh'], populate: (root) => busyboxRoot(root, new Set()) },
-    { name: HELPER_IMAGE_WITHOUT_TAR, cmd: ['sh'], populate: (root) => busyboxRoot(root, new Set(['tar'])) },
+    { name: HELPER_IMAGE_WITHOUT_SHELL, cmd: ['sleep', '3600'], populate: (root) => busyboxRoot(root, new Set(['tar', 'sh'])) },
   ];
 }
 

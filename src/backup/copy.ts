@@ -7,11 +7,11 @@
  * removes the file.
  */
 import fs from 'node:fs';
-import { PassThrough, type Transform } from 'node:stream';
+import { PassThrough, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ACK_TIMEOUT_EXIT_CODE, execWithAck, type AckedExecOutcome } from '../kube/acked-exec.ts';
-import { describeExecFailure, ExecStreamCutError } from '../kube/exec.ts';
+import { describeExecFailure, execStream, ExecStreamCutError } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
 import { compressor, type Compression } from './artifacts.ts';
 import { Digest } from './digest.ts';
@@ -120,4 +120,20 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
     throw new CopyStageError(`the tar stream ended after ${checker.summary.bytes} bytes without its end-of-archive marker (truncated)`, { retryable: true });
   }
   return { tar: checker.summary, bytes: digest.bytes, sha256: digest.hash.digest('hex') };
+}
+
+/** The claim's disk usage as `du` sees it, in bytes: the progress display's (approximate) total. */
+export async function measureClaimBytes(kubeConfig: KubeConfig, namespace: string, pod: string, signal?: AbortSignal): Promise<number> {
+  let output = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      output += chunk.toString();
+      callback();
+    },
+  });
+  // du's exit code is not checked: unreadable corners make it fail, yet it still prints a total.
+  await execStream(kubeConfig, { namespace, pod, container: HELPER_CONTAINER, command: ['du', '-s', '-k', DATA_MOUNT_PATH], stdout: sink, signal });
+  const kib = /^(\d+)\s/.exec(output);
+  if (!kib) throw new Error(`du printed no total: ${output.slice(0, 200)}`);
+  return Number(kib[1]) * 1024;
 }

@@ -11,7 +11,7 @@ import type { KubeClient } from '../kube/client.ts';
 import type { Catalog, BackupRecord } from '../store/catalog.ts';
 import { pluginVersion } from '../version.ts';
 import { artifactPath, commitArtifact, newBackupId, partialPath, type Compression } from './artifacts.ts';
-import { copyClaimData, CopyStageError, type CopyResult } from './copy.ts';
+import { copyClaimData, CopyStageError, measureClaimBytes, type CopyResult } from './copy.ts';
 import { DEFAULT_ACK_TIMEOUT_SECONDS, DEFAULT_COPY_RETRIES } from './defaults.ts';
 import type { CopyFault } from './faults.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
@@ -71,6 +71,8 @@ export interface BackupProgressEvent {
   tarBytes?: number;
   /** The copy attempt (1-based) during the copy stage. */
   attempt?: number;
+  /** The claim's data as measured in the helper (disk usage): approximate, and may come late. */
+  totalBytes?: number;
 }
 
 export type BackupProgressListener = (target: BackupTarget, event: BackupProgressEvent) => void;
@@ -88,6 +90,8 @@ export interface BackupOptions {
   fault?: CopyFault | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: BackupProgressListener | undefined;
+  /** Called with each claim's result as soon as it is known. */
+  onResult?: ((result: BackupResult) => void) | undefined;
 }
 
 type BackupErrorCode = NonNullable<BackupResult['errorCode']>;
@@ -228,7 +232,7 @@ export class BackupManager {
       fileCount: artifact?.entries ?? null,
       sha256: artifact?.sha256 ?? null,
     });
-    return {
+    const result: BackupResult = {
       id,
       namespace: target.namespace,
       pvc: target.pvc,
@@ -249,6 +253,8 @@ export class BackupManager {
       context: credentials.context,
       credentialSource: credentials.source,
     };
+    this.options.onResult?.(result);
+    return result;
   }
 
   /**
@@ -258,6 +264,23 @@ export class BackupManager {
    */
   private async copyWithRetries(target: BackupTarget, pod: string, partial: string, record: BackupRecord, progress: (event: BackupProgressEvent) => void): Promise<CopyResult & { retriedBecause: string[] }> {
     const retriedBecause: string[] = [];
+    // Measured alongside the copy, not before it: on a million files the walk takes a while.
+    const copyEnded = new AbortController();
+    const signal = this.options.signal ? AbortSignal.any([this.options.signal, copyEnded.signal]) : copyEnded.signal;
+    const measuring = this.options.onProgress
+      ? measureClaimBytes(this.client.credentials.kubeConfig, target.namespace, pod, signal)
+          .then((totalBytes) => progress({ stage: 'copy', totalBytes }))
+          .catch(() => {}) // progress is a nicety: a failed measurement shows no total
+      : undefined;
+    try {
+      return await this.copyAttempts(target, pod, partial, record, progress, retriedBecause);
+    } finally {
+      copyEnded.abort();
+      await measuring;
+    }
+  }
+
+  private async copyAttempts(target: BackupTarget, pod: string, partial: string, record: BackupRecord, progress: (event: BackupProgressEvent) => void, retriedBecause: string[]): Promise<CopyResult & { retriedBecause: string[] }> {
     for (;;) {
       const attempt = (record.attempts += 1);
       progress({ stage: 'copy', tarBytes: 0, attempt });

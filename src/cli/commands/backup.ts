@@ -2,7 +2,7 @@ import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
 import { COMPRESSIONS, zstdSupported, type Compression } from '../../backup/artifacts.ts';
 import { discoverClaims } from '../../backup/discovery.ts';
-import { BackupManager, type BackupProgressListener, type BackupResult, type BackupTarget } from '../../backup/manager.ts';
+import { BackupManager, type BackupResult, type BackupTarget } from '../../backup/manager.ts';
 import { UsageError } from '../../errors.ts';
 import { connectFromFlags } from '../context.ts';
 import { parseNonNegativeInteger, parsePositiveInteger } from '../flags.ts';
@@ -10,9 +10,10 @@ import { DEFAULT_COPY_RETRIES } from '../../backup/defaults.ts';
 import { parseCopyFault } from '../../backup/faults.ts';
 import { outcomeExitCode } from '../outcome.ts';
 import { helperOptionsFromFlags, withHelperOptions, type HelperFlags } from '../helper-options.ts';
-import { formatBytes, formatDuration, formatRate } from '../format.ts';
+import { formatBytes, formatDuration } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { interruptSignal } from '../interrupt.ts';
+import { doneText, PROGRESS_MODES, progressEnabled, ProgressBars, type ProgressMode } from '../progress.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeInfo, writeResult, type OutputFormat } from '../output.ts';
 import { openCatalog, outputDir, withStoreOptions, type StoreOptions } from '../store-options.ts';
 
@@ -25,6 +26,7 @@ interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags {
   parallel: number;
   compression: Compression;
   retries: number;
+  progress: ProgressMode;
 }
 
 export function renderResults(results: BackupResult[], format: OutputFormat): string {
@@ -55,25 +57,6 @@ export function renderResults(results: BackupResult[], format: OutputFormat): st
   }
 }
 
-/** One status line per claim on a terminal's stderr; nothing at all otherwise. */
-function progressReporter(enabled: boolean): BackupProgressListener | undefined {
-  if (!enabled) return undefined;
-  const lastPrinted = new Map<string, number>();
-  const started = new Map<string, number>();
-  return (target, event) => {
-    const key = `${target.namespace}/${target.pvc}`;
-    if (!started.has(key)) started.set(key, Date.now());
-    if (event.stage === 'copy' && event.tarBytes !== undefined) {
-      const now = Date.now();
-      if (now - (lastPrinted.get(key) ?? 0) < 1000) return;
-      lastPrinted.set(key, now);
-      writeInfo(chalk.dim(`${key}: ${formatBytes(event.tarBytes)} read (${formatRate(event.tarBytes, now - started.get(key)!)})`));
-    } else if (event.stage !== 'copy') {
-      writeInfo(chalk.dim(`${key}: ${event.stage}`));
-    }
-  };
-}
-
 function validate(args: BackupArgs): void {
   if (args.all && args.pvc.length > 0) throw new UsageError('name claims or use --all, not both');
   if (!args.all && args.pvc.length === 0) throw new UsageError('name at least one claim, or use --all', 'e.g. `kubectl nkvm backup data -n shop` or `kubectl nkvm backup --all -A`');
@@ -97,6 +80,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format of the results (name: artifact paths)' })
       .option('parallel', { type: 'number', default: 1, description: 'Claims backed up at the same time' })
       .option('compression', { choices: COMPRESSIONS, default: 'gzip' as Compression, description: 'Artifact compression (zstd needs Node >= 22.15)' })
+      .option('progress', { choices: PROGRESS_MODES, default: 'auto' as ProgressMode, description: 'Progress bars on stderr: auto (on a terminal, not with -o json|yaml), always, never' })
       .option('retries', { type: 'number', default: DEFAULT_COPY_RETRIES, description: 'How many times a copy cut short is tried again, in the same helper pod' })
       .example('kubectl nkvm backup data -n shop', 'Back up claim "data" in namespace shop')
       .example('kubectl nkvm backup --all -A --parallel 3', 'Every claim in the cluster, three at a time')
@@ -124,6 +108,8 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       targets = args.pvc.map((pvc) => ({ namespace: client.namespace, pvc }));
     }
     const machineOutput = args.output === 'json' || args.output === 'yaml';
+    const bars = progressEnabled(args.progress, Boolean(process.stderr.isTTY), machineOutput) ? new ProgressBars(process.stderr) : undefined;
+    const key = (claim: { namespace: string; pvc: string }) => `${claim.namespace}/${claim.pvc}`;
     const manager = new BackupManager(client, catalog, {
       outputDir: outputDir(args),
       compression: args.compression,
@@ -133,9 +119,15 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       fault,
       signal: interruptSignal,
       helper,
-      onProgress: progressReporter(Boolean(process.stderr.isTTY) && !machineOutput),
+      onProgress: bars && ((target, event) => bars.update(key(target), { ...event, maxAttempts: retries + 1 })),
+      onResult: bars && ((result) => bars.finish(key(result), result.status === 'succeeded' ? { ok: true, text: doneText(result.artifact!.tarBytes, result.durationMs) } : { ok: false, text: result.message })),
     });
-    const results = await manager.backupMany(targets, parallel);
+    let results: BackupResult[];
+    try {
+      results = await manager.backupMany(targets, parallel);
+    } finally {
+      bars?.close();
+    }
     writeResult(renderResults(results, args.output));
     for (const failed of results.filter((result) => result.status === 'failed')) {
       writeError(`[${failed.errorCode ?? 'BackupFailed'}] ${failed.namespace}/${failed.pvc}: ${failed.message}`);

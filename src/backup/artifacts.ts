@@ -9,6 +9,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import type { Transform } from 'node:stream';
 import { UsageError } from '../errors.ts';
+import { parallelCompressor } from './parallel-compress.ts';
 
 export const COMPRESSIONS = ['gzip', 'zstd', 'none'] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
@@ -19,16 +20,10 @@ export function zstdSupported(): boolean {
   return typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress === 'function';
 }
 
+/** The artifact's compressor: blocks compressed on every core (parallel-compress.ts); none for a plain tar. */
 export function compressor(compression: Compression): Transform | undefined {
-  switch (compression) {
-    case 'gzip':
-      return zlib.createGzip();
-    case 'zstd':
-      if (!zstdSupported()) throw new UsageError(`zstd compression needs Node 22.15 or newer (this is ${process.version})`, 'use --compression gzip');
-      return zlib.createZstdCompress();
-    case 'none':
-      return undefined;
-  }
+  if (compression === 'zstd' && !zstdSupported()) throw new UsageError(`zstd compression needs Node 22.15 or newer (this is ${process.version})`, 'use --compression gzip');
+  return parallelCompressor(compression);
 }
 
 export function decompressor(compression: Compression): Transform | undefined {

@@ -6,14 +6,14 @@
  * flushed; anything less is a CopyStageError (retryable when the stream was cut) and the caller
  * removes the file.
  */
-import fs from 'node:fs';
-import { PassThrough, Writable, type Transform } from 'node:stream';
+import { Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ACK_TIMEOUT_EXIT_CODE, execWithAck, type AckedExecOutcome } from '../kube/acked-exec.ts';
 import { describeExecFailure, execStream, ExecStreamCutError } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
 import { compressor, type Compression } from './artifacts.ts';
+import { ArtifactFile } from './artifact-file.ts';
 import { Digest } from './digest.ts';
 import { beforeAckFor, consumerStallFor, type CopyFault } from './faults.ts';
 import { DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
@@ -59,19 +59,19 @@ export interface CopyRequest {
 export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   const checker = new TarStreamCheck();
   const digest = new Digest();
-  // 4 MiB of slack between the socket and the checker; past it, the socket is paused.
-  const intake = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
   if (request.onBytes) {
     checker.on('data', () => request.onBytes!(checker.summary.bytes));
   }
   const compress = compressor(request.compression);
-  // flush: true fsyncs the file before it is closed, so the rename publishes durable bytes.
-  const file = fs.createWriteStream(request.partialPath, { flags: 'wx', mode: 0o600, flush: true });
+  // Synced before it finishes, so the rename publishes durable bytes.
+  const file = new ArtifactFile(request.partialPath);
   const stall = consumerStallFor(request.fault);
   const transforms: Transform[] = [...(stall ? [stall] : []), checker, ...(compress ? [compress] : []), digest];
+  // The exec's output (gathered into blocks, with slack, by acked-exec's splitter) enters here.
+  const intake = transforms[0]!;
   // If the pipeline fails (disk full, a cut stream), stop tar too rather than stream into nothing.
   const pipelineFailed = new AbortController();
-  const written = pipeline([intake, ...transforms, file], request.signal ? { signal: request.signal } : {});
+  const written = pipeline([intake, ...transforms.slice(1), file], request.signal ? { signal: request.signal } : {});
   written.catch(() => pipelineFailed.abort(new Error('the artifact pipeline failed')));
   const execSignal = request.signal ? AbortSignal.any([request.signal, pipelineFailed.signal]) : pipelineFailed.signal;
   /** Stops the pipeline and lets it settle, so no write lands in the file after we give up. */

@@ -168,7 +168,10 @@ export async function createHelperPod(client: KubeClient, manifest: V1Pod): Prom
 /** Polls until the helper runs; throws with the reason as soon as it cannot, or at the timeout. */
 export async function waitForHelperPod(client: KubeClient, namespace: string, name: string, timeoutMs: number, signal?: AbortSignal): Promise<V1Pod> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  // A helper usually runs within a second or two, and every moment counts for a small claim: look
+  // often for the first seconds, then back off (an image pull can take minutes).
+  for (const started = Date.now(); ; ) {
+    const interval = Date.now() - started < 10_000 ? 150 : 1000;
     if (signal?.aborted) throw new Error('interrupted');
     const pod = await client.call({ verb: 'get', resource: 'pods', namespace, name }, () => client.core.readNamespacedPod({ namespace, name }));
     if (isHelperPodReady(pod)) return pod;
@@ -183,7 +186,7 @@ export async function waitForHelperPod(client: KubeClient, namespace: string, na
         .catch(() => []);
       throw new Error(`helper pod ${name} not running after ${Math.round(timeoutMs / 1000)}s (--pod-ready-timeout): ${describePending(pod, events)}`);
     }
-    await sleep(500, signal);
+    await sleep(interval, signal);
   }
 }
 

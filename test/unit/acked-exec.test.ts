@@ -73,8 +73,8 @@ test('wrapper: the command does not read the ack channel', async (t) => {
   t.is(run.code, 0);
 });
 
-async function split(stream: Buffer, chunkSize: number): Promise<{ passed: Buffer; exitCode: number | undefined; error?: Error }> {
-  const splitter = new TrailerSplitter(TOKEN);
+async function split(stream: Buffer, chunkSize: number, blockBytes?: number): Promise<{ passed: Buffer; exitCode: number | undefined; error?: Error }> {
+  const splitter = new TrailerSplitter(TOKEN, blockBytes ? { blockBytes } : {});
   const chunks: Buffer[] = [];
   for (let i = 0; i < stream.length; i += chunkSize) chunks.push(stream.subarray(i, i + chunkSize));
   const passed: Buffer[] = [];
@@ -92,10 +92,12 @@ async function split(stream: Buffer, chunkSize: number): Promise<{ passed: Buffe
 test('splitter: passes the data unchanged and strips the trailer, whatever the chunking', async (t) => {
   const data = randomBytes(100_000);
   const stream = Buffer.concat([data, Buffer.from(`${TOKEN} 0\n`)]);
-  for (const size of [1, 7, 46, 47, 48, 4096, stream.length]) {
-    const result = await split(stream, size);
-    t.true(result.passed.equals(data), `chunk size ${size}`);
-    t.is(result.exitCode, 0);
+  for (const blockBytes of [47, 100, 4096, undefined]) {
+    for (const size of [1, 7, 46, 47, 48, 4096, stream.length]) {
+      const result = await split(stream, size, blockBytes);
+      t.true(result.passed.equals(data), `chunk size ${size}, block ${blockBytes}`);
+      t.is(result.exitCode, 0);
+    }
   }
   t.is((await split(Buffer.from(`${TOKEN} 141\n`), 3)).exitCode, 141);
   t.is((await split(Buffer.from(`${TOKEN} 0\n`), 100)).passed.length, 0);
@@ -104,7 +106,7 @@ test('splitter: passes the data unchanged and strips the trailer, whatever the c
 test('splitter: a stream cut before its trailer fails, never ends cleanly', async (t) => {
   const data = randomBytes(10_000);
   for (const stream of [data, Buffer.concat([data, Buffer.from(`${TOKEN} 0`)]), Buffer.concat([data, Buffer.from(TOKEN.slice(0, 20))])]) {
-    const result = await split(stream, 1000);
+    const result = await split(stream, 1000, 512);
     t.true(result.error instanceof ExecStreamCutError);
     t.regex(result.error!.message, /cut after \d+ bytes, before the command's end-of-output trailer/);
     t.is(result.exitCode, undefined);

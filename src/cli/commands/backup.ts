@@ -1,6 +1,6 @@
 import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
-import { COMPRESSIONS, zstdSupported, type Compression } from '../../backup/artifacts.ts';
+import { COMPRESSIONS, defaultCompression, zstdSupported, type Compression } from '../../backup/artifacts.ts';
 import { discoverClaims } from '../../backup/discovery.ts';
 import { BackupManager, type BackupResult, type BackupTarget } from '../../backup/manager.ts';
 import { UsageError } from '../../errors.ts';
@@ -79,13 +79,13 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .option('selector', { alias: 'l', type: 'string', description: 'With --all: only claims with these labels' })
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format of the results (name: artifact paths)' })
       .option('parallel', { type: 'number', default: 1, description: 'Claims backed up at the same time' })
-      .option('compression', { choices: COMPRESSIONS, default: 'gzip' as Compression, description: 'Artifact compression (zstd needs Node >= 22.15)' })
+      .option('compression', { choices: COMPRESSIONS, default: defaultCompression(), description: 'Artifact compression: zstd is smaller and faster; gzip is read by every tar (default zstd, or gzip on Node < 22.15)' })
       .option('progress', { choices: PROGRESS_MODES, default: 'auto' as ProgressMode, description: 'Progress bars on stderr: auto (on a terminal, not with -o json|yaml), always, never' })
       .option('retries', { type: 'number', default: DEFAULT_COPY_RETRIES, description: 'How many times a copy cut short is tried again, in the same helper pod' })
       .example('kubectl nkvm backup data -n shop', 'Back up claim "data" in namespace shop')
       .example('kubectl nkvm backup --all -A --parallel 3', 'Every claim in the cluster, three at a time')
       .example('kubectl nkvm backup db-0 db-1 -o json | jq -r ".items[].artifact.path"', 'Machine-readable results')
-      .example('kubectl nkvm backup --all -l tier=db --compression zstd --toleration dedicated=db:NoSchedule', 'Selected claims, zstd, helpers tolerating a taint') as unknown as Argv<BackupArgs>,
+      .example('kubectl nkvm backup --all -l tier=db --compression gzip --toleration dedicated=db:NoSchedule', 'Selected claims, gzip, helpers tolerating a taint') as unknown as Argv<BackupArgs>,
   handler: async (args) => {
     validate(args);
     const parallel = parsePositiveInteger(args.parallel, '--parallel');

@@ -10,6 +10,7 @@ export const ExitCode = {
   usage: 2,
   authentication: 3,
   permission: 4,
+  admission: 5,
   interrupted: 130,
   terminated: 143,
 } as const;
@@ -18,6 +19,7 @@ export type ErrorCode =
   | 'UsageError'
   | 'KubernetesAuthenticationError'
   | 'KubernetesDiscoveryError'
+  | 'KubernetesAdmissionError'
   | 'NotFoundError'
   | 'CatalogError'
   | 'BackupFailedError';
@@ -69,6 +71,21 @@ export class KubernetesDiscoveryError extends NkvmError {
       ...options,
     });
     this.status = options.status;
+  }
+}
+
+export type Admission = 'PodSecurity' | 'ResourceQuota' | 'LimitRange' | 'webhook';
+
+/**
+ * The API server authenticated and authorized the request, then an admission controller refused the
+ * object (Pod Security, a quota, a LimitRange, a validating webhook). It also answers 403, but RBAC
+ * is not the cause and a Role would not help: its own code and exit code.
+ */
+export class KubernetesAdmissionError extends NkvmError {
+  readonly admission: Admission;
+  constructor(admission: Admission, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super('KubernetesAdmissionError', message, { exitCode: ExitCode.admission, ...options });
+    this.admission = admission;
   }
 }
 

@@ -18,7 +18,8 @@ import { pluginVersion } from './version.ts';
 
 const EPILOGUE = `Exit codes:
   0  success            1  one or more operations failed   2  usage error
-  3  authentication     4  permission (RBAC)               130/143  interrupted (Ctrl-C / SIGTERM)
+  3  authentication     4  permission (RBAC)               5  refused by admission (Pod Security, quota, webhook)
+  130/143  interrupted (Ctrl-C / SIGTERM)
 
 Credentials are taken like kubectl's: --kubeconfig, then a remote kubeconfig mounted at
 /etc/nkvm/remote/config ($NKVM_REMOTE_KUBECONFIG), then $KUBECONFIG or ~/.kube/config, then the

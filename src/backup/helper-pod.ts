@@ -86,7 +86,8 @@ export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOpti
             },
           }
         : {}),
-      ...(options.nodeSelector && Object.keys(options.nodeSelector).length ? { nodeSelector: options.nodeSelector } : {}),
+      // Never a Windows node: the helper is a Linux image.
+      nodeSelector: { 'kubernetes.io/os': 'linux', ...options.nodeSelector },
       ...(options.tolerations?.length ? { tolerations: options.tolerations } : {}),
       ...(options.imagePullSecrets?.length ? { imagePullSecrets: options.imagePullSecrets.map((name) => ({ name })) } : {}),
       securityContext: { runAsUser: 0, runAsGroup: 0, seccompProfile: { type: 'RuntimeDefault' } },

@@ -1,9 +1,10 @@
 /**
  * The boundary where client-node failures become the plugin's typed errors: 401 and TLS trust
- * failures are authentication problems, 403 is RBAC, 404 is "not found", the rest is a discovery
- * failure that keeps the API's own status and message.
+ * failures are authentication problems, 403 is RBAC unless an admission controller wrote it, 404 is
+ * "not found", the rest is a discovery failure that keeps the API's own status and message.
  */
 import {
+  KubernetesAdmissionError,
   KubernetesAuthenticationError,
   KubernetesDiscoveryError,
   NotFoundError,
@@ -92,6 +93,44 @@ function describe(operation: ApiOperation): string {
   return `${operation.verb} ${target}${operation.namespace ? ` in namespace "${operation.namespace}"` : ''}`;
 }
 
+/**
+ * A 403 whose message is an admission controller's, told apart from RBAC by the message each one
+ * writes: Pod Security `violates PodSecurity "<level>:<version>": <fields>`, ResourceQuota
+ * `exceeded quota: <name>` / `failed quota: <name>: must specify ...`, LimitRange `maximum|minimum
+ * <resource> usage per Container`, and webhooks `admission webhook "<name>" denied the request`.
+ */
+export function admissionRejection(message: string, operation: ApiOperation, cause?: unknown): KubernetesAdmissionError | undefined {
+  const what = `${describe(operation)} was refused by admission`;
+  const podSecurity = /violates PodSecurity "([^":]+)(?::[^"]*)?": (.*)$/s.exec(message);
+  if (podSecurity) {
+    return new KubernetesAdmissionError('PodSecurity', `${what}: the namespace enforces Pod Security level "${podSecurity[1]}", and the helper pod violates it: ${podSecurity[2]}`, {
+      hint: `the helper runs as root with DAC_OVERRIDE to read every file, which needs level "baseline" or "privileged"; see the level with \`kubectl get ns ${operation.namespace ?? 'NAMESPACE'} --show-labels\``,
+      cause,
+    });
+  }
+  const quota = /(?:exceeded|failed) quota: ([^,:\s]+)/.exec(message);
+  if (quota) {
+    return new KubernetesAdmissionError('ResourceQuota', `${what}: ResourceQuota "${quota[1]}" refused the helper pod: ${message}`, {
+      hint: `give the helper the resources the quota asks for, e.g. --helper-requests cpu=100m,memory=64Mi --helper-limits cpu=1,memory=256Mi; see \`kubectl describe quota ${quota[1]} -n ${operation.namespace ?? 'NAMESPACE'}\``,
+      cause,
+    });
+  }
+  if (/(?:maximum|minimum) \S+ usage per (?:Container|Pod)|must be less than or equal to \S+ limit/.test(message)) {
+    return new KubernetesAdmissionError('LimitRange', `${what}: a LimitRange refused the helper pod: ${message}`, {
+      hint: `set the helper's resources within the LimitRange with --helper-requests and --helper-limits; see \`kubectl describe limitrange -n ${operation.namespace ?? 'NAMESPACE'}\``,
+      cause,
+    });
+  }
+  const webhook = /admission webhook "([^"]+)" denied the request/.exec(message);
+  if (webhook) {
+    return new KubernetesAdmissionError('webhook', `${what}: the admission webhook "${webhook[1]}" denied it: ${message}`, {
+      hint: 'the webhook is a policy of this cluster (e.g. Kyverno or Gatekeeper); ask its owners what a backup helper pod must look like',
+      cause,
+    });
+  }
+  return undefined;
+}
+
 function canIHint(operation: ApiOperation): string {
   const scope = operation.namespace ? ` -n ${operation.namespace}` : operation.resource.startsWith('persistentvolumes') ? '' : ' -A';
   return `check with \`kubectl auth can-i ${operation.verb} ${operation.resource}${scope}\`, or run \`kubectl nkvm diagnose\``;
@@ -109,6 +148,8 @@ export function toKubernetesError(error: unknown, operation: ApiOperation): Nkvm
         { hint: 'the token or client certificate is invalid or expired; refresh your kubeconfig or ServiceAccount token', cause: error },
       );
     }
+    const admission = api.code === 403 ? admissionRejection(api.status.message ?? '', operation, error) : undefined;
+    if (admission) return admission;
     if (api.code === 404) {
       return new NotFoundError(`${describe(operation)} failed: API status 404 (Not Found)${apiMessage}`);
     }

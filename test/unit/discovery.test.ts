@@ -79,7 +79,7 @@ test('the helper pod mounts the claim read-only, with no token, minimal capabili
   t.deepEqual(spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms, [
     { matchFields: [{ key: 'metadata.name', operator: 'In', values: ['node-1'] }] },
   ]);
-  t.deepEqual(spec.nodeSelector, { disk: 'ssd' });
+  t.deepEqual(spec.nodeSelector, { 'kubernetes.io/os': 'linux', disk: 'ssd' }, 'never a Windows node');
   t.deepEqual(spec.imagePullSecrets, [{ name: 'regcred' }]);
   t.is(spec.tolerations?.length, 1);
 });

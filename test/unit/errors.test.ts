@@ -59,3 +59,33 @@ test('a refused WebSocket handshake (exec) maps by its HTTP status', (t) => {
   t.regex(error.message, /create pods\/exec\/helper in namespace "apps" failed: API status 403 \(Forbidden\)/);
   t.regex(toKubernetesError({ message: 'socket hang up' }, list).message, /socket hang up/);
 });
+
+const createPod = { verb: 'create', resource: 'pods', namespace: 'secure' };
+
+test('a 403 written by an admission controller is a KubernetesAdmissionError (exit 5), never the RBAC diagnosis', (t) => {
+  // Messages as the API server writes them (Kubernetes 1.34).
+  const cases = [
+    [
+      'pods "nkvm-backup-data-x" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false, unrestricted capabilities (container "helper" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true',
+      'PodSecurity',
+      /the namespace enforces Pod Security level "restricted", and the helper pod violates it: allowPrivilegeEscalation != false, .*runAsNonRoot != true/,
+      /needs level "baseline" or "privileged".*kubectl get ns secure --show-labels/,
+    ],
+    ['pods "nkvm-backup-data-x" is forbidden: failed quota: q: must specify limits.cpu for: helper; limits.memory for: helper', 'ResourceQuota', /ResourceQuota "q" refused the helper pod: .*must specify limits\.cpu/, /--helper-limits .*kubectl describe quota q -n secure/],
+    ['pods "nkvm-backup-data-x" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=5, limited: pods=5', 'ResourceQuota', /ResourceQuota "compute" refused/, /--helper-requests/],
+    ['pods "nkvm-backup-data-x" is forbidden: maximum memory usage per Container is 64Mi, but limit is 256Mi', 'LimitRange', /a LimitRange refused the helper pod/, /kubectl describe limitrange -n secure/],
+    ['admission webhook "validate.kyverno.svc-fail" denied the request: policy disallow-root', 'webhook', /the admission webhook "validate\.kyverno\.svc-fail" denied it/, /Kyverno or Gatekeeper/],
+  ] as const;
+  for (const [message, admission, text, hint] of cases) {
+    const error = toKubernetesError(apiError(403, message), createPod);
+    t.is(error.name, 'KubernetesAdmissionError', admission);
+    t.is(error.exitCode, ExitCode.admission);
+    t.is((error as unknown as { admission: string }).admission, admission);
+    t.regex(error.message, /^create pods in namespace "secure" was refused by admission: /);
+    t.regex(error.message, text);
+    t.regex(error.hint ?? '', hint);
+    t.notRegex(error.hint ?? '', /auth can-i|create role/);
+  }
+  // An RBAC denial keeps its own diagnosis.
+  t.is(toKubernetesError(apiError(403, 'pods is forbidden: User "x" cannot create resource "pods"'), createPod).name, 'KubernetesDiscoveryError');
+});

@@ -30,11 +30,13 @@ function result(status: BackupResult['status'], errorCode?: BackupResult['errorC
   return { status, errorCode, message } as BackupResult;
 }
 
-test('the exit code of per-claim outcomes ranks authentication over permission over other failures', (t) => {
+test('the exit code of per-claim outcomes ranks authentication over permission over admission over other failures', (t) => {
   t.is(outcomeExitCode([result('succeeded')]), 0);
   t.is(outcomeExitCode([]), 0);
   t.is(outcomeExitCode([result('succeeded'), result('failed', 'CopyStageError')]), 1);
   t.is(outcomeExitCode([result('failed', 'CopyStageError'), result('failed', 'KubernetesDiscoveryError', 'get x failed: API status 403 (Forbidden)')]), 4);
   t.is(outcomeExitCode([result('failed', 'KubernetesDiscoveryError', 'API status 403 (Forbidden)'), result('failed', 'KubernetesAuthenticationError')]), 3);
   t.is(outcomeExitCode([result('failed', 'KubernetesDiscoveryError', 'API status 500 (Internal Server Error)')]), 1);
+  t.is(outcomeExitCode([result('failed', 'CopyStageError'), result('failed', 'KubernetesAdmissionError')]), 5);
+  t.is(outcomeExitCode([result('failed', 'KubernetesAdmissionError'), result('failed', 'KubernetesDiscoveryError', 'API status 403 (Forbidden)')]), 4);
 });

@@ -22,7 +22,8 @@ import { ClusterStartError, type TestCluster } from './types.ts';
 const execFileAsync = promisify(execFile);
 
 const STORAGE_CLASS = 'nkvm-local';
-const VOLUME_COUNT = 16;
+/** Pre-made PVs (Retain, never reused): enough for the busiest suite, which binds 17 claims. */
+const VOLUME_COUNT = 32;
 const VOLUME_CAPACITY = '20Gi';
 const SERVICE_CIDR = '10.96.0.0/24';
 const COMPONENTS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'containerd', 'kubelet'] as const;

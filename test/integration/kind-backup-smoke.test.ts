@@ -367,10 +367,10 @@ test('copy_stage_failure: a helper image without sh and tar fails the copy stage
 });
 
 /** Starts a backup of a large claim and waits until its helper pod runs (the copy is under way). */
-async function backupInFlight(t: ExecutionContext<SuiteContext>, ws: Workspace): Promise<{ run: ResultPromise; pod: string }> {
+async function backupInFlight(t: ExecutionContext<SuiteContext>, ws: Workspace, env: Record<string, string> = {}): Promise<{ run: ResultPromise; pod: string }> {
   const run = execa('kubectl', ['nkvm', 'backup', 'data', '-n', ws.namespace, '-o', 'json', ...ws.storeFlags], {
     reject: false,
-    env: { PATH: t.context.pluginPath, HOME: t.context.workDir, KUBECONFIG: t.context.cluster.kubeconfigPath },
+    env: { PATH: t.context.pluginPath, HOME: t.context.workDir, KUBECONFIG: t.context.cluster.kubeconfigPath, ...env },
     extendEnv: false,
   });
   for (let attempt = 0; attempt < 240; attempt++) {
@@ -388,7 +388,9 @@ test('copy_stage_failure: a stream cut mid-copy (helper pod deleted) is a failed
   const { cluster } = t.context;
   const ws = await workspace(t, 'truncated');
   await cluster.kubectl(['exec', 'app', '-n', ws.namespace, '--', 'sh', '-c', LARGE_SEED], { timeoutMs: 180_000 });
-  const { run, pod } = await backupInFlight(t, ws);
+  // The copy holds still at 64 MiB for 10 s, so the pod is surely deleted mid-copy (a fast copy
+  // could otherwise end before the kubelet kills the container).
+  const { run, pod } = await backupInFlight(t, ws, { NKVM_TEST_FAULT: 'stall-at=67108864:10' });
   await new Promise((resolve) => setTimeout(resolve, 1500));
   await cluster.kubectl(['delete', 'pod', pod, '-n', ws.namespace, '--grace-period=0', '--force']);
   const finished = await run;

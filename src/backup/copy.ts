@@ -6,11 +6,11 @@
  * flushed; anything less is a CopyStageError (retryable when the stream was cut) and the caller
  * removes the file.
  */
-import { Writable, type Transform } from 'node:stream';
+import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ACK_TIMEOUT_EXIT_CODE, execWithAck, type AckedExecOutcome } from '../kube/acked-exec.ts';
-import { describeExecFailure, execStream, ExecStreamCutError } from '../kube/exec.ts';
+import { describeExecFailure, execStream, ExecStreamCutError, TailBuffer } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
 import { compressor, type Compression } from './artifacts.ts';
 import { ArtifactFile } from './artifact-file.ts';
@@ -74,6 +74,8 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   const written = pipeline([intake, ...transforms.slice(1), file], request.signal ? { signal: request.signal } : {});
   written.catch(() => pipelineFailed.abort(new Error('the artifact pipeline failed')));
   const execSignal = request.signal ? AbortSignal.any([request.signal, pipelineFailed.signal]) : pipelineFailed.signal;
+  /** A cut stream is worth another attempt, unless the user interrupted it. */
+  const cut = (error: ExecStreamCutError) => new CopyStageError(error.message, { cause: error, retryable: !request.signal?.aborted });
   /** Stops the pipeline and lets it settle, so no write lands in the file after we give up. */
   const fail = async (error: CopyStageError): Promise<never> => {
     intake.destroy(error);
@@ -94,7 +96,7 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
       beforeAck: beforeAckFor(request.fault, request.attempt ?? 1),
     });
   } catch (error) {
-    if (error instanceof ExecStreamCutError) return fail(new CopyStageError(error.message, { cause: error, retryable: !request.signal?.aborted }));
+    if (error instanceof ExecStreamCutError) return fail(cut(error));
     const typed = toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
     return fail(new CopyStageError(typed.message, { cause: typed }));
   }
@@ -113,7 +115,7 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   try {
     await written;
   } catch (error) {
-    if (error instanceof ExecStreamCutError) throw new CopyStageError(error.message, { cause: error, retryable: !request.signal?.aborted });
+    if (error instanceof ExecStreamCutError) throw cut(error);
     throw new CopyStageError(`writing the artifact failed: ${(error as Error).message}`, { cause: error });
   }
   if (!checker.summary.complete) {
@@ -124,16 +126,10 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
 
 /** The claim's disk usage as `du` sees it, in bytes: the progress display's (approximate) total. */
 export async function measureClaimBytes(kubeConfig: KubeConfig, namespace: string, pod: string, signal?: AbortSignal): Promise<number> {
-  let output = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      output += chunk.toString();
-      callback();
-    },
-  });
+  const sink = new TailBuffer();
   // du's exit code is not checked: unreadable corners make it fail, yet it still prints a total.
   await execStream(kubeConfig, { namespace, pod, container: HELPER_CONTAINER, command: ['du', '-s', '-k', DATA_MOUNT_PATH], stdout: sink, signal });
-  const kib = /^(\d+)\s/.exec(output);
-  if (!kib) throw new Error(`du printed no total: ${output.slice(0, 200)}`);
+  const kib = /^(\d+)\s/.exec(sink.text);
+  if (!kib) throw new Error(`du printed no total: ${sink.text.slice(0, 200)}`);
   return Number(kib[1]) * 1024;
 }

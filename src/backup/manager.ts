@@ -290,7 +290,6 @@ export class BackupManager {
    * in the record and the message of a success that needed them says why.
    */
   private async copyWithRetries(target: BackupTarget, pod: string, partial: string, record: BackupRecord, progress: (event: BackupProgressEvent) => void): Promise<CopyResult & { retriedBecause: string[] }> {
-    const retriedBecause: string[] = [];
     // Measured alongside the copy, not before it: on a million files the walk takes a while.
     const copyEnded = new AbortController();
     const signal = this.options.signal ? AbortSignal.any([this.options.signal, copyEnded.signal]) : copyEnded.signal;
@@ -300,14 +299,15 @@ export class BackupManager {
           .catch(() => {}) // progress is a nicety: a failed measurement shows no total
       : undefined;
     try {
-      return await this.copyAttempts(target, pod, partial, record, progress, retriedBecause);
+      return await this.copyAttempts(target, pod, partial, record, progress);
     } finally {
       copyEnded.abort();
       await measuring;
     }
   }
 
-  private async copyAttempts(target: BackupTarget, pod: string, partial: string, record: BackupRecord, progress: (event: BackupProgressEvent) => void, retriedBecause: string[]): Promise<CopyResult & { retriedBecause: string[] }> {
+  private async copyAttempts(target: BackupTarget, pod: string, partial: string, record: BackupRecord, progress: (event: BackupProgressEvent) => void): Promise<CopyResult & { retriedBecause: string[] }> {
+    const retriedBecause: string[] = [];
     for (;;) {
       const attempt = (record.attempts += 1);
       progress({ stage: 'copy', tarBytes: 0, attempt });

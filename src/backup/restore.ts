@@ -14,13 +14,13 @@
  * The helper pod is deleted whatever happens; every restore, dry runs too, is a catalog row.
  */
 import fs from 'node:fs';
-import { PassThrough, Readable, Writable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { isNkvmError, NotFoundError, UsageError, type ErrorCode } from '../errors.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { execWithAck } from '../kube/acked-exec.ts';
-import { describeExecFailure, execStream, type ExecOutcome } from '../kube/exec.ts';
+import { describeExecFailure, execStream, TailBuffer, type ExecOutcome } from '../kube/exec.ts';
 import { DEFAULT_ACK_TIMEOUT_SECONDS } from './defaults.ts';
 import { toKubernetesError } from '../kube/errors.ts';
 import type { BackupRecord, Catalog, RestoreMode, RestoreRecord } from '../store/catalog.ts';
@@ -146,13 +146,7 @@ export function metadataFixupScript(entries: TarEntry[]): string {
  * command reads to end-of-input and only its exit status matters.
  */
 async function runInHelper(client: KubeClient, namespace: string, pod: string, command: string[], options: { stdin?: Readable; signal?: AbortSignal | undefined } = {}): Promise<string> {
-  let stdout = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      stdout = (stdout + chunk.toString('utf8')).slice(-64 * 1024);
-      callback();
-    },
-  });
+  const sink = new TailBuffer(64 * 1024);
   // A cut connection also errors the sink; the exec outcome below already reports it.
   sink.on('error', () => {});
   const exec = { namespace, pod, container: HELPER_CONTAINER, command, stdout: sink, signal: options.signal };
@@ -171,7 +165,7 @@ async function runInHelper(client: KubeClient, namespace: string, pod: string, c
   }
   if (cut) throw new Error(`${command[0]} in the helper pod: the exec stream was cut before the command's output ended`);
   if (outcome.exitCode !== 0) throw new Error(describeExecFailure(command[0]!, outcome));
-  return stdout;
+  return sink.text;
 }
 
 const FIRST_ENTRY = `find ${DATA_MOUNT_PATH} -mindepth 1 -maxdepth 1 ! -name lost+found | head -n 1`;

@@ -116,10 +116,16 @@ function abortReason(signal: AbortSignal): string {
   return signal.reason instanceof Error ? signal.reason.message : 'interrupted';
 }
 
-class TailBuffer extends Writable {
+/** Keeps the last `limit` characters of a command's output as text. */
+export class TailBuffer extends Writable {
   text = '';
+  private readonly limit: number;
+  constructor(limit = STDERR_LIMIT) {
+    super();
+    this.limit = limit;
+  }
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.text = (this.text + chunk.toString('utf8')).slice(-STDERR_LIMIT);
+    this.text = (this.text + chunk.toString('utf8')).slice(-this.limit);
     callback();
   }
 }

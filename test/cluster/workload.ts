@@ -9,7 +9,8 @@ export interface SeededWorkload {
   pod: string;
 }
 
-export function workloadManifest(namespace: string, claim: string, pod: string, image: string, storageClass: string): string {
+/** The namespace and the claim. */
+export function claimManifest(namespace: string, claim: string, storageClass: string): string {
   return `apiVersion: v1
 kind: Namespace
 metadata:
@@ -26,8 +27,12 @@ spec:
   resources:
     requests:
       storage: 1Gi
----
-apiVersion: v1
+`;
+}
+
+/** A pod that mounts the claim at /data and sleeps. */
+export function podManifest(namespace: string, claim: string, pod: string, image: string): string {
+  return `apiVersion: v1
 kind: Pod
 metadata:
   name: ${pod}
@@ -50,15 +55,22 @@ spec:
 `;
 }
 
+export function workloadManifest(namespace: string, claim: string, pod: string, image: string, storageClass: string): string {
+  return `${claimManifest(namespace, claim, storageClass)}---
+${podManifest(namespace, claim, pod, image)}`;
+}
+
 /** Creates the namespace, claim and pod, waits until the pod runs, and writes `script` into /data. */
 export async function seedWorkload(
   cluster: TestCluster,
   names: SeededWorkload,
   script = 'mkdir -p /data/reports && echo "hello from nkvm" > /data/hello.txt && head -c 1048576 /dev/urandom > /data/reports/random.bin',
 ): Promise<void> {
-  await cluster.kubectl(['apply', '-f', '-'], {
-    input: workloadManifest(names.namespace, names.claim, names.pod, cluster.images.helper, cluster.storageClass),
-  });
+  // The claim is bound before the pod exists: a pod scheduled while its claim is still unbound can
+  // wait minutes for the scheduler to try again.
+  await cluster.kubectl(['apply', '-f', '-'], { input: claimManifest(names.namespace, names.claim, cluster.storageClass) });
+  await cluster.kubectl(['wait', '--for=jsonpath={.status.phase}=Bound', `pvc/${names.claim}`, '-n', names.namespace, '--timeout=120s'], { timeoutMs: 130_000 });
+  await cluster.kubectl(['apply', '-f', '-'], { input: podManifest(names.namespace, names.claim, names.pod, cluster.images.helper) });
   await cluster.kubectl(['wait', '--for=condition=Ready', `pod/${names.pod}`, '-n', names.namespace, '--timeout=120s'], { timeoutMs: 130_000 });
   await cluster.kubectl(['exec', names.pod, '-n', names.namespace, '--', 'sh', '-c', script], { timeoutMs: 120_000 });
 }

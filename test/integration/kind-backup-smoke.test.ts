@@ -13,7 +13,7 @@ import { BackupManager } from '../../src/backup/manager.ts';
 import { discoverClaims } from '../../src/backup/discovery.ts';
 import { connect } from '../../src/kube/client.ts';
 import { Catalog } from '../../src/store/catalog.ts';
-import { seedWorkload, workloadManifest } from '../cluster/workload.ts';
+import { seedWorkload } from '../cluster/workload.ts';
 import type { TestCluster } from '../cluster/types.ts';
 import { assertNoHelperPods, clusterSuite, createNamespace, HELPER_SELECTOR, kubectlNkvm, type SuiteContext } from './support.ts';
 
@@ -456,11 +456,7 @@ test('backup --parallel 2 over four claims: helpers start ahead of the copies; S
   const ws = await workspace(t, 'parallel');
   const claims = ['c0', 'c1', 'c2', 'c3'];
   for (const [index, claim] of claims.entries()) {
-    await cluster.kubectl(['apply', '-f', '-'], { input: workloadManifest(ws.namespace, claim, `app${index}`, cluster.images.helper, cluster.storageClass) });
-  }
-  for (const [index, claim] of claims.entries()) {
-    await cluster.kubectl(['wait', '--for=condition=Ready', `pod/app${index}`, '-n', ws.namespace, '--timeout=120s'], { timeoutMs: 130_000 });
-    await cluster.kubectl(['exec', `app${index}`, '-n', ws.namespace, '--', 'sh', '-c', `head -c 100663296 /dev/urandom > /data/${claim}.bin`], { timeoutMs: 120_000 });
+    await seedWorkload(cluster, { namespace: ws.namespace, claim, pod: `app${index}` }, `head -c 100663296 /dev/urandom > /data/${claim}.bin`);
   }
   const all = await kubectlNkvm(t.context, ['backup', ...claims, '-n', ws.namespace, '--parallel', '2', '-o', 'json', ...ws.storeFlags]);
   t.is(all.exitCode, 0, String(all.stderr));

@@ -1,12 +1,13 @@
 /**
  * Reading an artifact back: one pass over the file that hashes the bytes as stored, decompresses them
- * and walks the tar stream to its end-of-archive marker. verify and restore both start here.
+ * and walks the tar stream to its end-of-archive marker (or, for a Block claim's image, hashes the raw
+ * bytes). verify and restore both start here.
  */
 import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UsageError } from '../errors.ts';
-import { decompressor, type Compression } from './artifacts.ts';
+import { decompressor, type ArtifactKind, type Compression } from './artifacts.ts';
 import { Digest } from './digest.ts';
 import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
 
@@ -15,15 +16,23 @@ export interface ArtifactScan {
   sha256: string;
   /** Size of the file as stored. */
   bytes: number;
+  /** The tar stream's summary; for a device image only bytes (and complete) mean anything. */
   tar: TarSummary;
+  /** sha256 of a device image's raw bytes; null for a tar. */
+  imageSha256: string | null;
 }
 
 /** The compression an artifact was written with, from its name (as artifactPath() names it). */
 export function compressionOf(file: string): Compression {
-  if (file.endsWith('.tar.gz')) return 'gzip';
-  if (file.endsWith('.tar.zst')) return 'zstd';
-  if (file.endsWith('.tar')) return 'none';
-  throw new UsageError(`cannot tell the compression of ${file} from its name (.tar.gz, .tar.zst or .tar)`);
+  if (/\.(?:tar|img)\.gz$/.test(file)) return 'gzip';
+  if (/\.(?:tar|img)\.zst$/.test(file)) return 'zstd';
+  if (/\.(?:tar|img)$/.test(file)) return 'none';
+  throw new UsageError(`cannot tell the compression of ${file} from its name (.tar.gz, .tar.zst, .tar, or .img.* for a device image)`);
+}
+
+/** Whether an artifact holds a tar or a device image, from its name. */
+export function artifactKindOf(file: string): ArtifactKind {
+  return /\.img(?:\.gz|\.zst)?$/.test(file) ? 'image' : 'tar';
 }
 
 /**
@@ -34,6 +43,11 @@ export async function scanArtifact(file: string, checker: TarStreamCheck = new T
   const digest = new Digest();
   const decompress = decompressor(compressionOf(file));
   const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
-  await pipeline([fs.createReadStream(file), digest, ...(decompress ? [decompress] : []), checker, sink], signal ? { signal } : {});
-  return { sha256: digest.hash.digest('hex'), bytes: digest.bytes, tar: checker.summary };
+  const image = artifactKindOf(file) === 'image' ? new Digest() : undefined;
+  await pipeline([fs.createReadStream(file), digest, ...(decompress ? [decompress] : []), image ?? checker, sink], signal ? { signal } : {});
+  if (image) {
+    const tar: TarSummary = { bytes: image.bytes, entries: 0, regularFiles: 0, directories: 0, contentBytes: image.bytes, complete: true };
+    return { sha256: digest.hash.digest('hex'), bytes: digest.bytes, tar, imageSha256: image.hash.digest('hex') };
+  }
+  return { sha256: digest.hash.digest('hex'), bytes: digest.bytes, tar: checker.summary, imageSha256: null };
 }

@@ -1,5 +1,6 @@
 /**
- * Where artifacts go: <output-dir>/<namespace>/<pvc>/<UTC timestamp>-<id>.tar.<ext>. Each is first
+ * Where artifacts go: <output-dir>/<namespace>/<pvc>/<UTC timestamp>-<id>.tar.<ext> (.img.<ext> for
+ * a Block claim's device image). Each is first
  * written to a temporary file beside it and renamed into place only when complete.
  */
 import { randomBytes } from 'node:crypto';
@@ -14,7 +15,10 @@ import { parallelCompressor } from './parallel-compress.ts';
 export const COMPRESSIONS = ['gzip', 'zstd', 'none'] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
 
-const EXTENSIONS: Record<Compression, string> = { gzip: '.tar.gz', zstd: '.tar.zst', none: '.tar' };
+const COMPRESSION_SUFFIXES: Record<Compression, string> = { gzip: '.gz', zstd: '.zst', none: '' };
+/** A file-system claim's artifact is a tar; a Block claim's, the device's raw image. */
+export type ArtifactKind = 'tar' | 'image';
+const KIND_EXTENSIONS: Record<ArtifactKind, string> = { tar: '.tar', image: '.img' };
 
 export function zstdSupported(): boolean {
   return typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress === 'function';
@@ -66,8 +70,9 @@ function safeSegment(name: string): string {
   return name;
 }
 
-export function artifactPath(outputDir: string, namespace: string, pvc: string, startedAt: Date, id: string, compression: Compression): string {
-  return path.join(path.resolve(outputDir), safeSegment(namespace), safeSegment(pvc), `${compactTimestamp(startedAt)}-${id}${EXTENSIONS[compression]}`);
+export function artifactPath(outputDir: string, namespace: string, pvc: string, startedAt: Date, id: string, compression: Compression, kind: ArtifactKind = 'tar'): string {
+  const name = `${compactTimestamp(startedAt)}-${id}${KIND_EXTENSIONS[kind]}${COMPRESSION_SUFFIXES[compression]}`;
+  return path.join(path.resolve(outputDir), safeSegment(namespace), safeSegment(pvc), name);
 }
 
 export function partialPath(finalPath: string): string {

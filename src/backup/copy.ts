@@ -16,10 +16,13 @@ import { compressor, type Compression } from './artifacts.ts';
 import { ArtifactFile } from './artifact-file.ts';
 import { Digest } from './digest.ts';
 import { beforeAckFor, consumerStallFor, type CopyFault } from './faults.ts';
-import { DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
+import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
 import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
+import { UnreadablePaths, type UnreadableSummary } from './unreadable.ts';
 
 export const TAR_COMMAND = ['tar', '-c', '-f', '-', '-C', DATA_MOUNT_PATH, '.'];
+/** A Block claim's device, read whole in 1 MiB blocks (dd's record counts on stderr are ignored). */
+export const IMAGE_COMMAND = ['dd', `if=${DATA_DEVICE_PATH}`, 'bs=1048576'];
 
 export class CopyStageError extends Error {
   /** A cut or truncated stream: the same copy may well succeed when tried again. */
@@ -32,11 +35,16 @@ export class CopyStageError extends Error {
 }
 
 export interface CopyResult {
+  /** The tar stream's summary; for a device image, only its byte count is filled in. */
   tar: TarSummary;
+  /** sha256 of the raw device image (Block claims); null for tar. */
+  imageSha256: string | null;
   /** Bytes written to the artifact (compressed). */
   bytes: number;
   /** sha256 of the artifact file as written. */
   sha256: string;
+  /** Paths tar could not read (a helper running as the workload's user): the archive lacks them. */
+  unreadable: UnreadableSummary;
 }
 
 export interface CopyRequest {
@@ -54,17 +62,23 @@ export interface CopyRequest {
   fault?: CopyFault | undefined;
   /** The copy attempt, 1-based (faults may play on the first only). */
   attempt?: number;
+  /** A Block claim: the device's size in bytes, all of which must arrive. Absent: tar of /data. */
+  deviceBytes?: number | undefined;
 }
 
 export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
-  const checker = new TarStreamCheck();
+  const image = request.deviceBytes !== undefined;
+  // A tar stream is checked entry by entry; a device image is hashed raw and counted.
+  const checker = image ? new Digest() : new TarStreamCheck();
+  const contentBytes = () => (checker instanceof Digest ? checker.bytes : checker.summary.bytes);
   const digest = new Digest();
   if (request.onBytes) {
-    checker.on('data', () => request.onBytes!(checker.summary.bytes));
+    checker.on('data', () => request.onBytes!(contentBytes()));
   }
   const compress = compressor(request.compression);
   // Synced before it finishes, so the rename publishes durable bytes.
   const file = new ArtifactFile(request.partialPath);
+  const unreadable = new UnreadablePaths();
   const stall = consumerStallFor(request.fault);
   const transforms: Transform[] = [...(stall ? [stall] : []), checker, ...(compress ? [compress] : []), digest];
   // The exec's output (gathered into blocks, with slack, by acked-exec's splitter) enters here.
@@ -89,8 +103,9 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
       namespace: request.namespace,
       pod: request.pod,
       container: HELPER_CONTAINER,
-      command: TAR_COMMAND,
+      command: image ? IMAGE_COMMAND : TAR_COMMAND,
       stdout: intake,
+      onStderr: (chunk) => unreadable.push(chunk),
       signal: execSignal,
       ackTimeoutSeconds: request.ackTimeoutSeconds,
       beforeAck: beforeAckFor(request.fault, request.attempt ?? 1),
@@ -105,8 +120,11 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
       // The wrapper ended without running tar to its end (no sh in the image, say).
       return fail(new CopyStageError(describeExecFailure('the copy command in the helper pod', outcome)));
     }
-    if (outcome.commandExitCode !== undefined && outcome.commandExitCode !== 0) {
-      return fail(new CopyStageError(describeExecFailure('tar in the helper pod', { ...outcome, exitCode: outcome.commandExitCode })));
+    unreadable.end();
+    // tar exits 1 after skipping what it could not read, the archive otherwise whole: the caller decides.
+    const partial = outcome.commandExitCode === 1 && unreadable.onlyRefusals;
+    if (outcome.commandExitCode !== undefined && outcome.commandExitCode !== 0 && !partial) {
+      return fail(new CopyStageError(describeExecFailure(`${image ? 'dd' : 'tar'} in the helper pod`, { ...outcome, exitCode: outcome.commandExitCode })));
     }
     if (outcome.exitCode === ACK_TIMEOUT_EXIT_CODE) {
       return fail(new CopyStageError(`the helper pod gave up waiting for this client's acknowledgement: ${outcome.stderr}`));
@@ -118,10 +136,18 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
     if (error instanceof ExecStreamCutError) throw cut(error);
     throw new CopyStageError(`writing the artifact failed: ${(error as Error).message}`, { cause: error });
   }
+  const result = { bytes: digest.bytes, sha256: digest.hash.digest('hex') };
+  if (checker instanceof Digest) {
+    if (checker.bytes !== request.deviceBytes) {
+      throw new CopyStageError(`the device image ended after ${checker.bytes} of ${request.deviceBytes} bytes (truncated)`, { retryable: true });
+    }
+    const tar: TarSummary = { bytes: checker.bytes, entries: 0, regularFiles: 0, directories: 0, contentBytes: checker.bytes, complete: true };
+    return { ...result, tar, imageSha256: checker.hash.digest('hex'), unreadable: { count: 0, sample: [] } };
+  }
   if (!checker.summary.complete) {
     throw new CopyStageError(`the tar stream ended after ${checker.summary.bytes} bytes without its end-of-archive marker (truncated)`, { retryable: true });
   }
-  return { tar: checker.summary, bytes: digest.bytes, sha256: digest.hash.digest('hex') };
+  return { ...result, tar: checker.summary, imageSha256: null, unreadable: unreadable.summary };
 }
 
 /** The claim's disk usage as `du` sees it, in bytes: the progress display's (approximate) total. */
@@ -132,4 +158,23 @@ export async function measureClaimBytes(kubeConfig: KubeConfig, namespace: strin
   const kib = /^(\d+)\s/.exec(sink.text);
   if (!kib) throw new Error(`du printed no total: ${sink.text.slice(0, 200)}`);
   return Number(kib[1]) * 1024;
+}
+
+/** The size of a Block claim's device, as the helper sees it: what a complete image must hold. */
+export async function measureDeviceBytes(kubeConfig: KubeConfig, namespace: string, pod: string, signal?: AbortSignal): Promise<number> {
+  const sink = new TailBuffer();
+  let outcome: AckedExecOutcome;
+  try {
+    outcome = await execWithAck(kubeConfig, {
+      namespace, pod, container: HELPER_CONTAINER, command: ['blockdev', '--getsize64', DATA_DEVICE_PATH], stdout: sink, signal, ackTimeoutSeconds: 60,
+    });
+  } catch (error) {
+    if (error instanceof ExecStreamCutError) throw new CopyStageError(`measuring the device failed: ${error.message}`, { cause: error, retryable: true });
+    throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace, name: pod });
+  }
+  const size = /^(\d+)\s*$/.exec(sink.text);
+  if (outcome.commandExitCode !== 0 || !size) {
+    throw new CopyStageError(describeExecFailure(`blockdev --getsize64 ${DATA_DEVICE_PATH} in the helper pod`, { ...outcome, exitCode: outcome.commandExitCode }));
+  }
+  return Number(size[1]);
 }

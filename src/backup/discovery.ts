@@ -5,10 +5,20 @@
 import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 
+/** The identity a pod's container runs with, as its spec sets it (container settings over the pod's). */
+export interface PodIdentity {
+  runAsUser?: number | undefined;
+  runAsGroup?: number | undefined;
+  fsGroup?: number | undefined;
+  supplementalGroups?: number[] | undefined;
+}
+
 export interface ClaimPod {
   name: string;
   node: string | null;
   phase: string;
+  /** The identity of the (first) container that mounts the claim. */
+  identity: PodIdentity;
 }
 
 export interface DiscoveredClaim {
@@ -36,6 +46,22 @@ function holdsClaims(pod: V1Pod): boolean {
   return pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
 }
 
+/** The identity of the first container that mounts `volumeName` (any container when none names it). */
+export function identityOf(pod: V1Pod, volumeName: string): PodIdentity {
+  const podContext = pod.spec?.securityContext;
+  const containers = pod.spec?.containers ?? [];
+  const container =
+    containers.find((c) => (c.volumeMounts ?? []).some((m) => m.name === volumeName) || (c.volumeDevices ?? []).some((d) => d.name === volumeName)) ?? containers[0];
+  const own = container?.securityContext;
+  const identity: PodIdentity = {
+    runAsUser: own?.runAsUser ?? podContext?.runAsUser,
+    runAsGroup: own?.runAsGroup ?? podContext?.runAsGroup,
+    fsGroup: podContext?.fsGroup,
+    supplementalGroups: podContext?.supplementalGroups?.length ? podContext.supplementalGroups : undefined,
+  };
+  return Object.fromEntries(Object.entries(identity).filter(([, value]) => value !== undefined)) as PodIdentity;
+}
+
 export function claimsWithPods(claims: V1PersistentVolumeClaim[], pods: V1Pod[]): DiscoveredClaim[] {
   const podsByClaim = new Map<string, ClaimPod[]>();
   for (const pod of pods.filter(holdsClaims)) {
@@ -45,7 +71,12 @@ export function claimsWithPods(claims: V1PersistentVolumeClaim[], pods: V1Pod[])
       if (!claimName) continue;
       const key = `${namespace}/${claimName}`;
       const list = podsByClaim.get(key) ?? [];
-      list.push({ name: pod.metadata?.name ?? '', node: pod.spec?.nodeName ?? null, phase: pod.status?.phase ?? 'Unknown' });
+      list.push({
+        name: pod.metadata?.name ?? '',
+        node: pod.spec?.nodeName ?? null,
+        phase: pod.status?.phase ?? 'Unknown',
+        identity: identityOf(pod, volume.name),
+      });
       podsByClaim.set(key, list);
     }
   }

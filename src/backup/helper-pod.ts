@@ -1,18 +1,24 @@
 /**
  * The helper pod: a short-lived pod that mounts one claim so tar can run in it over exec: read-only
  * for a backup, read-write for a restore. It runs with no ServiceAccount token, a read-only root file
- * system, a deadline after which the kubelet stops it even if nobody deletes it, and all capabilities
- * dropped but the few its job needs: DAC_OVERRIDE to read (and write) files of every owner and mode,
- * and for a restore CHOWN, FOWNER and FSETID to give entries back their owners, modes and times.
+ * system, a deadline after which the kubelet stops it even if nobody deletes it, modest resources
+ * (a quota that demands limits admits it), and all capabilities dropped but the few its job needs
+ * as root: DAC_OVERRIDE to read (and write) files of every owner and mode, and for a restore CHOWN,
+ * FOWNER and FSETID to give entries back their owners, modes and times. As any other user
+ * (helper-identity.ts) it has no capability at all and passes Pod Security "restricted".
  */
-import type { CoreV1Event, V1Pod, V1Toleration } from '@kubernetes/client-node';
+import type { CoreV1Event, V1Pod, V1PodSecurityContext, V1Toleration } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
+import { KubernetesAdmissionError } from '../errors.ts';
 import type { DiscoveredClaim } from './discovery.ts';
+import { initialIdentity, isRoot, ROOT_IDENTITY, workloadIdentity, type HelperIdentity, type RunAsFlags } from './helper-identity.ts';
 
 export const HELPER_COMPONENT_LABEL = 'app.kubernetes.io/component';
 export const HELPER_COMPONENT = 'backup-helper';
 export const HELPER_CONTAINER = 'helper';
 export const DATA_MOUNT_PATH = '/data';
+/** Where a Block claim's device appears in the helper. */
+export const DATA_DEVICE_PATH = '/dev/nkvm-data';
 
 export type HelperPurpose = 'backup' | 'restore';
 
@@ -31,7 +37,15 @@ export interface HelperPodOptions {
   tolerations?: V1Toleration[] | undefined;
   nodeSelector?: Record<string, string> | undefined;
   imagePullSecrets?: string[] | undefined;
+  /** --run-as-user, --run-as-group, --fs-group. */
+  runAs?: RunAsFlags | undefined;
 }
+
+/** Enough for tar and sh; a ResourceQuota on limits admits a pod only when it names them. */
+export const DEFAULT_HELPER_RESOURCES = {
+  requests: { cpu: '100m', memory: '64Mi' },
+  limits: { cpu: '1', memory: '512Mi' },
+} as const;
 
 /** Label values are at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric. */
 export function labelValue(text: string): string {
@@ -39,18 +53,56 @@ export function labelValue(text: string): string {
   return cleaned.replace(/^[^A-Za-z0-9]+/, '').replace(/[^A-Za-z0-9]+$/, '');
 }
 
-/**
- * A ReadWriteOnce volume can be mounted only on the node where it already is: when a running pod
- * holds such a claim, the helper must go to that pod's node.
- */
-export function pinnedNodeFor(claim: DiscoveredClaim): string | undefined {
-  const exclusive = claim.accessModes.includes('ReadWriteOnce') || claim.accessModes.includes('ReadWriteOncePod');
-  if (!exclusive) return undefined;
-  return claim.pods.find((pod) => pod.node && pod.phase === 'Running')?.node ?? undefined;
+/** Where the helper goes, and why: the result reports both. */
+export interface Placement {
+  /** The node the helper must run on; undefined: wherever the scheduler can mount the volume. */
+  node: string | undefined;
+  reason: string;
 }
 
-export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOptions, purpose: HelperPurpose = 'backup'): V1Pod {
-  const node = pinnedNodeFor(claim);
+/** The claim cannot be mounted by a helper at all while it is in use. */
+export class PlacementError extends Error {}
+
+/**
+ * A ReadWriteOnce volume is mounted on one node at a time: while a pod holds it (running, or
+ * scheduled and still starting), the helper must go to that pod's node. A ReadWriteOncePod volume
+ * admits no second pod at all. Pods that have ended hold nothing (discovery leaves them out).
+ */
+export function placementFor(claim: DiscoveredClaim): Placement {
+  const holders = claim.pods.filter((pod) => pod.node).sort((a, b) => Number(b.phase === 'Running') - Number(a.phase === 'Running'));
+  const mode = claim.accessModes.includes('ReadWriteOncePod') ? 'ReadWriteOncePod' : claim.accessModes.includes('ReadWriteOnce') ? 'ReadWriteOnce' : claim.accessModes[0];
+  if (mode === 'ReadWriteOncePod' && holders.length) {
+    throw new PlacementError(
+      `claim ${claim.namespace}/${claim.name} is ReadWriteOncePod and pod ${holders[0]!.name} (${holders[0]!.phase}) holds it: no second pod may mount it. Stop that pod (e.g. scale its workload to 0) to back it up`,
+    );
+  }
+  if (mode === 'ReadWriteOnce' && holders.length) {
+    const holder = holders[0]!;
+    return { node: holder.node!, reason: `on node ${holder.node}, where pod ${holder.name} (${holder.phase}) holds the ReadWriteOnce claim` };
+  }
+  if (holders.length) {
+    const nodes = [...new Set(holders.map((pod) => pod.node))].join(', ');
+    return { node: undefined, reason: `anywhere the scheduler chooses: the ${mode ?? 'shared'} claim is mounted by ${holders.length} pod(s) on ${nodes}` };
+  }
+  return { node: undefined, reason: 'anywhere the scheduler chooses: no pod holds the claim' };
+}
+
+function podSecurityContext(identity: HelperIdentity): V1PodSecurityContext {
+  const seccompProfile = { type: 'RuntimeDefault' };
+  if (isRoot(identity)) return { runAsUser: 0, runAsGroup: identity.gid ?? 0, ...(identity.fsGroup !== undefined ? { fsGroup: identity.fsGroup } : {}), seccompProfile };
+  return {
+    runAsNonRoot: true,
+    runAsUser: identity.uid,
+    ...(identity.gid !== undefined ? { runAsGroup: identity.gid } : {}),
+    // Only when the root directory's group differs: no recursive walk on every helper start.
+    ...(identity.fsGroup !== undefined ? { fsGroup: identity.fsGroup, fsGroupChangePolicy: 'OnRootMismatch' } : {}),
+    ...(identity.supplementalGroups?.length ? { supplementalGroups: identity.supplementalGroups } : {}),
+    seccompProfile,
+  };
+}
+
+export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOptions, purpose: HelperPurpose = 'backup', identity: HelperIdentity = ROOT_IDENTITY): V1Pod {
+  const { node } = placementFor(claim);
   const readOnly = purpose === 'backup';
   const podPrefix = `nkvm-${purpose}-${claim.name}`.slice(0, 50).replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '');
   return {
@@ -90,7 +142,7 @@ export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOpti
       nodeSelector: { 'kubernetes.io/os': 'linux', ...options.nodeSelector },
       ...(options.tolerations?.length ? { tolerations: options.tolerations } : {}),
       ...(options.imagePullSecrets?.length ? { imagePullSecrets: options.imagePullSecrets.map((name) => ({ name })) } : {}),
-      securityContext: { runAsUser: 0, runAsGroup: 0, seccompProfile: { type: 'RuntimeDefault' } },
+      securityContext: podSecurityContext(identity),
       containers: [
         {
           name: HELPER_CONTAINER,
@@ -101,10 +153,12 @@ export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOpti
           securityContext: {
             allowPrivilegeEscalation: false,
             readOnlyRootFilesystem: true,
-            capabilities: { drop: ['ALL'], add: CAPABILITIES[purpose] },
+            capabilities: { drop: ['ALL'], ...(isRoot(identity) ? { add: CAPABILITIES[purpose] } : {}) },
           },
-          ...(options.resources ? { resources: options.resources } : {}),
-          volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH, readOnly }],
+          resources: options.resources ?? DEFAULT_HELPER_RESOURCES,
+          ...(claim.volumeMode === 'Block'
+            ? { volumeDevices: [{ name: 'data', devicePath: DATA_DEVICE_PATH }] }
+            : { volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH, readOnly }] }),
         },
       ],
       volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim.name, readOnly } }],
@@ -158,12 +212,40 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
   });
 
-export async function createHelperPod(client: KubeClient, manifest: V1Pod): Promise<string> {
+/** With dryRun, the API server runs admission (Pod Security, quotas, webhooks) and stores nothing. */
+export async function createHelperPod(client: KubeClient, manifest: V1Pod, options: { dryRun?: boolean } = {}): Promise<string> {
   const namespace = manifest.metadata!.namespace!;
   const created = await client.call({ verb: 'create', resource: 'pods', namespace }, () =>
-    client.core.createNamespacedPod({ namespace, body: manifest }),
+    client.core.createNamespacedPod({ namespace, body: manifest, ...(options.dryRun ? { dryRun: 'All' } : {}) }),
   );
   return created.metadata!.name!;
+}
+
+/**
+ * Creates the claim's helper pod as the identity initialIdentity() picks. When Pod Security refuses
+ * the root helper (the namespace enforces "restricted", by label or by the cluster's defaults), it
+ * is created again as the workload's user, and the namespace is remembered in `restricted` so the
+ * run's next helpers there go straight to it. An identity the user chose is never second-guessed.
+ */
+export async function startHelperPod(
+  client: KubeClient,
+  claim: DiscoveredClaim,
+  options: HelperPodOptions,
+  purpose: HelperPurpose,
+  restricted: Set<string>,
+  create: { dryRun?: boolean } = {},
+): Promise<{ name: string; identity: HelperIdentity }> {
+  const runAs = options.runAs ?? {};
+  const identity = initialIdentity(claim, runAs, restricted.has(claim.namespace));
+  try {
+    return { name: await createHelperPod(client, helperPodManifest(claim, options, purpose, identity), create), identity };
+  } catch (error) {
+    const refusedAsRoot = error instanceof KubernetesAdmissionError && error.admission === 'PodSecurity' && isRoot(identity) && runAs.runAsUser === undefined;
+    if (!refusedAsRoot) throw error;
+    restricted.add(claim.namespace);
+    const workload = workloadIdentity(claim, runAs);
+    return { name: await createHelperPod(client, helperPodManifest(claim, options, purpose, workload), create), identity: workload };
+  }
 }
 
 /** Polls until the helper runs; throws with the reason as soon as it cannot, or at the timeout. */

@@ -11,12 +11,14 @@ import type { KubeClient } from '../kube/client.ts';
 import type { Catalog, BackupRecord } from '../store/catalog.ts';
 import { pluginVersion } from '../version.ts';
 import { artifactPath, commitArtifact, newBackupId, partialPath, type Compression } from './artifacts.ts';
-import { copyClaimData, CopyStageError, measureClaimBytes, type CopyResult } from './copy.ts';
+import { copyClaimData, CopyStageError, measureClaimBytes, measureDeviceBytes, type CopyResult } from './copy.ts';
 import { DEFAULT_ACK_TIMEOUT_SECONDS, DEFAULT_COPY_RETRIES } from './defaults.ts';
 import type { CopyFault } from './faults.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, StageFailure } from './stage-failure.ts';
-import { createHelperPod, deleteHelperPod, helperPodManifest, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
+import { deleteHelperPod, placementFor, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
+import { describeIdentity } from './helper-identity.ts';
+import { describeUnreadable, type UnreadableSummary } from './unreadable.ts';
 
 export type BackupStage = 'discovery' | 'helper-pod' | 'copy' | 'finalize' | 'done';
 export type BackupOutcome = 'succeeded' | 'failed' | 'interrupted';
@@ -27,10 +29,12 @@ export interface BackupArtifact {
   /** Size of the artifact file. */
   bytes: number;
   sha256: string;
-  /** Size of the uncompressed tar stream. */
+  /** Size of the uncompressed tar stream (of the raw image, for a Block claim). */
   tarBytes: number;
-  /** Entries in the archive (files, directories, links), as `tar -t` lists them. */
+  /** Entries in the archive (files, directories, links), as `tar -t` lists them; 0 for an image. */
   entries: number;
+  /** A Block claim's image: the sha256 of the raw device bytes. */
+  imageSha256?: string | undefined;
 }
 
 export interface BackupResult {
@@ -42,8 +46,16 @@ export interface BackupResult {
   stage: BackupStage;
   message: string;
   /** The typed error behind a failure, for scripts: KubernetesDiscoveryError, CopyStageError, ... */
-  errorCode?: ErrorCode | 'CopyStageError' | 'HelperPodError' | 'InternalError' | undefined;
+  errorCode?: ErrorCode | 'CopyStageError' | 'UnreadableFilesError' | 'HelperPodError' | 'InternalError' | undefined;
   artifact?: BackupArtifact | undefined;
+  /** Filesystem (a tar of the files) or Block (an image of the device); null if discovery failed. */
+  volumeMode: string | null;
+  /** Who the helper ran as: "root", or the user and groups and where they came from. */
+  runAs: string | null;
+  /** Where the helper was placed, and why. */
+  placement: string | null;
+  /** Paths left out because the helper could not read them (a partial backup, or why it failed). */
+  unreadable?: UnreadableSummary | undefined;
   pv: string | null;
   storageClass: string | null;
   capacity: string | null;
@@ -82,6 +94,8 @@ export interface BackupOptions {
   compression: Compression;
   helper: Omit<HelperPodOptions, 'runId'>;
   podReadyTimeoutMs: number;
+  /** Keep a backup that lacks files the helper could not read (it fails otherwise). */
+  allowPartial?: boolean | undefined;
   /** How many times a cut or truncated copy is tried again, in the same helper pod (default 2). */
   retries?: number | undefined;
   /** How long a helper keeps tar's output available for this client's acknowledgement (default 300). */
@@ -103,9 +117,20 @@ interface InFlight {
   record: BackupRecord;
   progress: (event: BackupProgressEvent) => void;
   stage: BackupStage;
+  placement: string | null;
   failure?: BackupFailure;
 }
 type BackupFailure = StageFailure<BackupStage, BackupErrorCode>;
+
+/** One claim's copy stage: into `partial`, from the helper `pod`; a device of `deviceBytes` for a Block claim. */
+interface CopyJob {
+  target: BackupTarget;
+  pod: string;
+  partial: string;
+  record: BackupRecord;
+  progress: (event: BackupProgressEvent) => void;
+  deviceBytes: number | undefined;
+}
 
 function stageFailure(stage: BackupStage, error: unknown): BackupFailure {
   if (error instanceof StageFailure) return error as BackupFailure;
@@ -121,6 +146,8 @@ export class BackupManager {
   private readonly client: KubeClient;
   private readonly catalog: Catalog;
   private readonly options: BackupOptions;
+  /** Namespaces where Pod Security refused a root helper during this run (helper-pod.ts). */
+  private readonly restrictedNamespaces = new Set<string>();
 
   constructor(client: KubeClient, catalog: Catalog, options: BackupOptions) {
     this.client = client;
@@ -164,26 +191,29 @@ export class BackupManager {
       fileCount: null,
       sha256: null,
       attempts: 0,
+      volumeMode: null,
+      runAs: null,
+      unreadable: null,
+      contentSha256: null,
       pluginVersion,
       prunedAt: null,
     };
     await this.catalog.insertBackup(record);
-    const flight: InFlight = { target, started, record, progress, stage: 'discovery' };
+    const flight: InFlight = { target, started, record, progress, stage: 'discovery', placement: null };
     try {
       progress({ stage: 'discovery' });
       const claim = target.claim ?? (await discoverClaim(this.client, target.namespace, target.pvc));
-      Object.assign(record, { pv: claim.volume, storageClass: claim.storageClass, capacity: claim.capacity });
+      Object.assign(record, { pv: claim.volume, storageClass: claim.storageClass, capacity: claim.capacity, volumeMode: claim.volumeMode });
       if (claim.phase !== 'Bound') {
         throw new StageFailure('discovery', `claim ${target.namespace}/${target.pvc} is ${claim.phase}, not Bound: it has no volume to read`, 'NotFoundError');
-      }
-      if (claim.volumeMode === 'Block') {
-        throw new StageFailure('discovery', `claim ${target.namespace}/${target.pvc} is a raw block volume; only file-system volumes can be backed up`, 'UsageError');
       }
 
       flight.stage = 'helper-pod';
       progress({ stage: 'helper-pod' });
-      const manifest = helperPodManifest(claim, { ...this.options.helper, runId: this.runId });
-      record.helperPod = await createHelperPod(this.client, manifest);
+      flight.placement = placementFor(claim).reason;
+      const helper = await startHelperPod(this.client, claim, { ...this.options.helper, runId: this.runId }, 'backup', this.restrictedNamespaces);
+      record.helperPod = helper.name;
+      record.runAs = describeIdentity(helper.identity);
       const running = await waitForHelperPod(this.client, target.namespace, record.helperPod, this.options.podReadyTimeoutMs, this.options.signal);
       record.node = running.spec?.nodeName ?? null;
     } catch (error) {
@@ -204,14 +234,29 @@ export class BackupManager {
     let artifact: BackupArtifact | undefined;
     let cleanupProblem: string | undefined;
     let retriedBecause: string[] = [];
+    let unreadable: UnreadableSummary | undefined;
     try {
       if (failure) throw failure;
       stage = 'copy';
-      const finalPath = artifactPath(this.options.outputDir, target.namespace, target.pvc, started, id, this.options.compression);
+      const image = record.volumeMode === 'Block';
+      const finalPath = artifactPath(this.options.outputDir, target.namespace, target.pvc, started, id, this.options.compression, image ? 'image' : 'tar');
       fs.mkdirSync(path.dirname(finalPath), { recursive: true });
       partial = partialPath(finalPath);
-      const copied = await this.copyWithRetries(target, helperPod!, partial, record, progress);
+      const deviceBytes = image ? await measureDeviceBytes(this.client.credentials.kubeConfig, target.namespace, helperPod!, signal) : undefined;
+      const copied = await this.copyWithRetries({ target, pod: helperPod!, partial, record, progress, deviceBytes });
       retriedBecause = copied.retriedBecause;
+      if (copied.unreadable.count > 0) {
+        unreadable = copied.unreadable;
+        record.unreadable = unreadable.count;
+        const why = describeUnreadable(unreadable, record.runAs ?? 'the helper');
+        if (!this.options.allowPartial) {
+          throw new StageFailure(
+            'copy',
+            `copy stage failed: ${why}; nothing was kept. Pass --allow-partial to keep such a backup, or --run-as-user/--run-as-group/--fs-group to read as a user who may`,
+            'UnreadableFilesError',
+          );
+        }
+      }
 
       stage = 'finalize';
       commitArtifact(partial, finalPath);
@@ -223,6 +268,7 @@ export class BackupManager {
         sha256: copied.sha256,
         tarBytes: copied.tar.bytes,
         entries: copied.tar.entries,
+        ...(copied.imageSha256 ? { imageSha256: copied.imageSha256 } : {}),
       };
       stage = 'done';
     } catch (error) {
@@ -240,7 +286,8 @@ export class BackupManager {
     const finished = new Date();
     const status: BackupOutcome = failure ? (signal?.aborted ? 'interrupted' : 'failed') : 'succeeded';
     const retried = retriedBecause.length ? ` (${record.attempts} attempts; ${retriedBecause.join('; ')})` : '';
-    const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${artifact!.path}${retried}`;
+    const partialNote = unreadable && !failure ? ` (partial: ${describeUnreadable(unreadable, record.runAs ?? 'the helper')})` : '';
+    const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${artifact!.path}${partialNote}${retried}`;
     const message = cleanupProblem ? `${outcome}; ${cleanupProblem}` : outcome;
     await this.catalog.updateBackup(id, {
       pv: record.pv,
@@ -249,6 +296,10 @@ export class BackupManager {
       node: record.node,
       helperPod: record.helperPod,
       attempts: record.attempts,
+      volumeMode: record.volumeMode,
+      runAs: record.runAs,
+      unreadable: record.unreadable,
+      contentSha256: artifact?.imageSha256 ?? null,
       finishedAt: finished.toISOString(),
       status,
       failedStage: failure ? failure.stage : null,
@@ -268,6 +319,10 @@ export class BackupManager {
       message,
       ...(failure ? { errorCode: failure.errorCode } : {}),
       ...(artifact ? { artifact } : {}),
+      volumeMode: record.volumeMode,
+      runAs: record.runAs,
+      placement: flight.placement,
+      ...(unreadable ? { unreadable } : {}),
       pv: record.pv,
       storageClass: record.storageClass,
       capacity: record.capacity,
@@ -289,24 +344,27 @@ export class BackupManager {
    * up to --retries times. The partial file is started afresh each time; the attempts are counted
    * in the record and the message of a success that needed them says why.
    */
-  private async copyWithRetries(target: BackupTarget, pod: string, partial: string, record: BackupRecord, progress: (event: BackupProgressEvent) => void): Promise<CopyResult & { retriedBecause: string[] }> {
+  private async copyWithRetries(job: CopyJob): Promise<CopyResult & { retriedBecause: string[] }> {
+    const { target, pod, progress, deviceBytes } = job;
     // Measured alongside the copy, not before it: on a million files the walk takes a while.
     const copyEnded = new AbortController();
     const signal = this.options.signal ? AbortSignal.any([this.options.signal, copyEnded.signal]) : copyEnded.signal;
-    const measuring = this.options.onProgress
+    const measuring = deviceBytes !== undefined
+      ? Promise.resolve(progress({ stage: 'copy', totalBytes: deviceBytes }))
+      : this.options.onProgress
       ? measureClaimBytes(this.client.credentials.kubeConfig, target.namespace, pod, signal)
           .then((totalBytes) => progress({ stage: 'copy', totalBytes }))
           .catch(() => {}) // progress is a nicety: a failed measurement shows no total
       : undefined;
     try {
-      return await this.copyAttempts(target, pod, partial, record, progress);
+      return await this.copyAttempts(job);
     } finally {
       copyEnded.abort();
       await measuring;
     }
   }
 
-  private async copyAttempts(target: BackupTarget, pod: string, partial: string, record: BackupRecord, progress: (event: BackupProgressEvent) => void): Promise<CopyResult & { retriedBecause: string[] }> {
+  private async copyAttempts({ target, pod, partial, record, progress, deviceBytes }: CopyJob): Promise<CopyResult & { retriedBecause: string[] }> {
     const retriedBecause: string[] = [];
     for (;;) {
       const attempt = (record.attempts += 1);
@@ -322,6 +380,7 @@ export class BackupManager {
           ackTimeoutSeconds: this.options.ackTimeoutSeconds ?? DEFAULT_ACK_TIMEOUT_SECONDS,
           fault: this.options.fault,
           attempt,
+          deviceBytes,
           signal: this.options.signal,
           onBytes: (tarBytes) => progress({ stage: 'copy', tarBytes, attempt }),
         });

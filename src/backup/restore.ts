@@ -11,6 +11,10 @@
  *   write       the artifact, decompressed, into `tar -x` over exec stdin, with backpressure;
  *   finalize    what busybox tar does not restore: symlink owners and times, and directory times
  *               (set deepest first, after every file is in place).
+ * A Block claim's image is written to the device instead (never into a smaller one, never over a
+ * device's contents without --mode overwrite unless the claim was just created) and read back: its
+ * sha256 must be the image's. A helper that runs as the workload's user (a "restricted" namespace)
+ * cannot give files their owners: the result says so.
  * The helper pod is deleted whatever happens; every restore, dry runs too, is a catalog row.
  */
 import fs from 'node:fs';
@@ -31,15 +35,8 @@ import { decompressor, newBackupId } from './artifacts.ts';
 import { Digest } from './digest.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, StageFailure } from './stage-failure.ts';
-import {
-  createHelperPod,
-  DATA_MOUNT_PATH,
-  deleteHelperPod,
-  HELPER_CONTAINER,
-  helperPodManifest,
-  waitForHelperPod,
-  type HelperPodOptions,
-} from './helper-pod.ts';
+import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, deleteHelperPod, HELPER_CONTAINER, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
+import { describeIdentity, isRoot } from './helper-identity.ts';
 import { TarStreamCheck, type TarEntry } from './tar-stream.ts';
 
 export type RestoreStage = 'verify' | 'target' | 'helper-pod' | 'prepare' | 'write' | 'finalize' | 'done';
@@ -58,6 +55,8 @@ export interface RestoreRequest {
 
 /** What the first pass learned of an artifact. */
 interface ArtifactContents {
+  /** A Block claim's device image: the sha256 of its raw bytes. */
+  imageSha256: string | null;
   entries: number;
   tarBytes: number;
   regularFiles: number;
@@ -88,6 +87,8 @@ export interface RestoreResult {
   tarBytes: number | null;
   node: string | null;
   helperPod: string | null;
+  /** Who the helper ran as: "root", or the workload's user in a "restricted" namespace. */
+  runAs: string | null;
   startedAt: string;
   finishedAt: string;
   durationMs: number;
@@ -125,15 +126,17 @@ function depth(name: Buffer): number {
 }
 
 /**
- * The script run after extraction (busybox ash, from /data): symlinks get their owners and times
- * (busybox tar sets neither), then directories their times, deepest first, because creating their
- * contents moved them.
+ * The script run after extraction (busybox ash, from /data): symlinks get their owners (as root) and
+ * times (busybox tar sets neither), then directories their times, deepest first, because creating
+ * their contents moved them.
  */
-export function metadataFixupScript(entries: TarEntry[]): string {
+export function metadataFixupScript(entries: TarEntry[], options: { owners: boolean } = { owners: true }): string {
   const lines = [`cd ${DATA_MOUNT_PATH} || exit 1`];
   for (const entry of entries.filter((e) => e.type === 'symlink')) {
     const name = shellQuoteBytes(entry.name);
-    lines.push(`chown -h ${entry.uid}:${entry.gid} -- ${name} || exit 1`, `touch -h -d @${entry.mtime} -- ${name} || exit 1`);
+    // Only root may give an entry away; a helper running as the workload's user leaves owners be.
+    if (options.owners) lines.push(`chown -h ${entry.uid}:${entry.gid} -- ${name} || exit 1`);
+    lines.push(`touch -h -d @${entry.mtime} -- ${name} || exit 1`);
   }
   const directories = entries.filter((e) => e.type === 'directory').sort((a, b) => depth(b.name) - depth(a.name));
   for (const entry of directories) lines.push(`touch -d @${entry.mtime} -- ${shellQuoteBytes(entry.name)} || exit 1`);
@@ -178,6 +181,8 @@ export class RestoreManager {
   private readonly client: KubeClient;
   private readonly catalog: Catalog;
   private readonly options: RestoreOptions;
+  /** Namespaces where Pod Security refused a root helper (helper-pod.ts). */
+  private readonly restrictedNamespaces = new Set<string>();
 
   constructor(client: KubeClient, catalog: Catalog, options: RestoreOptions) {
     this.client = client;
@@ -208,6 +213,7 @@ export class RestoreManager {
       message: null,
       bytes: null,
       entries: null,
+      runAs: null,
       pluginVersion,
     };
     await this.catalog.insertRestore(record);
@@ -222,40 +228,57 @@ export class RestoreManager {
 
       stage = 'target';
       const claim = await this.target(request, record);
+      const image = fixups.imageSha256 !== null;
+      const what = image ? `a ${fixups.tarBytes}-byte device image` : `${fixups.entries} entries (${fixups.tarBytes} bytes of tar)`;
       if (request.dryRun) {
-        message = `dry run: would restore ${fixups.entries} entries (${fixups.tarBytes} bytes of tar) from backup ${backup.id} into ${
+        message = `dry run: would restore ${what} from backup ${backup.id} into ${
           claim ? `${namespace}/${pvc}` : `a new claim ${namespace}/${pvc}`
         } (mode ${request.mode}); nothing was changed`;
       } else {
         stage = 'helper-pod';
         const target = claim ?? (await discoverClaim(this.client, namespace, pvc));
-        record.helperPod = await createHelperPod(this.client, helperPodManifest(target, { ...this.options.helper, runId: this.runId }, 'restore'));
+        const helper = await startHelperPod(this.client, target, { ...this.options.helper, runId: this.runId }, 'restore', this.restrictedNamespaces);
+        record.helperPod = helper.name;
+        record.runAs = describeIdentity(helper.identity);
         try {
           const running = await waitForHelperPod(this.client, namespace, record.helperPod, this.options.podReadyTimeoutMs, signal);
           record.node = running.spec?.nodeName ?? null;
 
-          stage = 'prepare';
-          const firstEntry = (await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', FIRST_ENTRY], { signal })).trim();
-          if (firstEntry && request.mode === 'empty-only') {
-            throw new RestoreFailure(
-              'prepare',
-              `claim ${namespace}/${pvc} is not empty (it holds ${JSON.stringify(firstEntry.slice(DATA_MOUNT_PATH.length + 1))}, among others); nothing was changed. Pass --mode overwrite to replace its contents`,
-            );
+          if (image) {
+            stage = 'prepare';
+            await this.checkDevice(request, fixups, record.helperPod, record.createdClaim);
+            stage = 'write';
+            // cat, not busybox dd: over exec stdin, dd was seen to stop at a short read as if at the end.
+            // A cut stream also ends cat's input early; the read-back below catches either.
+            await this.writeArtifact(backup, namespace, record.helperPod, ['sh', '-c', `cat > ${DATA_DEVICE_PATH} && sync`]);
+            await this.checkImage(fixups, namespace, record.helperPod);
+          } else {
+            stage = 'prepare';
+            const firstEntry = (await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', FIRST_ENTRY], { signal })).trim();
+            if (firstEntry && request.mode === 'empty-only') {
+              throw new RestoreFailure(
+                'prepare',
+                `claim ${namespace}/${pvc} is not empty (it holds ${JSON.stringify(firstEntry.slice(DATA_MOUNT_PATH.length + 1))}, among others); nothing was changed. Pass --mode overwrite to replace its contents`,
+              );
+            }
+            if (firstEntry) await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', EMPTY_CLAIM], { signal });
+
+            stage = 'write';
+            await this.writeArtifact(backup, namespace, record.helperPod, ['tar', '-x', '-f', '-', '-C', DATA_MOUNT_PATH, '--numeric-owner']);
+            await this.checkWritten(fixups, namespace, record.helperPod);
+
+            stage = 'finalize';
+            await runInHelper(this.client, namespace, record.helperPod, ['sh', '-s'], { stdin: Readable.from([metadataFixupScript(fixups.metadata, { owners: isRoot(helper.identity) })]), signal });
           }
-          if (firstEntry) await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', EMPTY_CLAIM], { signal });
-
-          stage = 'write';
-          await this.writeArtifact(backup, namespace, record.helperPod);
-          await this.checkWritten(fixups, namespace, record.helperPod);
-
-          stage = 'finalize';
-          await runInHelper(this.client, namespace, record.helperPod, ['sh', '-s'], { stdin: Readable.from([metadataFixupScript(fixups.metadata)]), signal });
         } finally {
           await deleteHelperPod(this.client, namespace, record.helperPod).catch(() => {
             message = `; helper pod ${namespace}/${record.helperPod} could not be deleted, its activeDeadlineSeconds will stop it`;
           });
         }
-        message = `restored ${fixups.entries} entries from backup ${backup.id} into ${namespace}/${pvc}${message}`;
+        const owners = isRoot(helper.identity) || image ? '' : `; file owners could not be restored: the helper ran as ${record.runAs}, so the files belong to that user`;
+        message = image
+          ? `restored the ${fixups.tarBytes}-byte device image of backup ${backup.id} into ${namespace}/${pvc} (read back, sha256 matches)${message}`
+          : `restored ${fixups.entries} entries from backup ${backup.id} into ${namespace}/${pvc}${owners}${message}`;
       }
       stage = 'done';
     } catch (error) {
@@ -279,6 +302,7 @@ export class RestoreManager {
       message: finalMessage,
       bytes: record.bytes,
       entries: record.entries,
+      runAs: record.runAs,
     });
     return {
       id: record.id,
@@ -296,6 +320,7 @@ export class RestoreManager {
       tarBytes: record.bytes,
       node: record.node,
       helperPod: record.helperPod,
+      runAs: record.runAs,
       startedAt: record.startedAt,
       finishedAt: finished.toISOString(),
       durationMs: finished.getTime() - started.getTime(),
@@ -326,8 +351,14 @@ export class RestoreManager {
     if (backup.sha256 && scan.sha256 !== backup.sha256) {
       throw new RestoreFailure('verify', `the artifact ${backup.artifactPath} does not match the catalog (sha256 ${scan.sha256}, expected ${backup.sha256}); run \`kubectl nkvm verify ${backup.id}\``);
     }
+    if (scan.imageSha256 !== null) {
+      if (scan.tar.bytes !== backup.tarBytes || (backup.contentSha256 && scan.imageSha256 !== backup.contentSha256)) {
+        throw new RestoreFailure('verify', `the device image in ${backup.artifactPath} is not the one the catalog records (${scan.tar.bytes} bytes, sha256 ${scan.imageSha256}); run \`kubectl nkvm verify ${backup.id}\``);
+      }
+      return { imageSha256: scan.imageSha256, entries: 0, tarBytes: scan.tar.bytes, regularFiles: 0, contentBytes: scan.tar.bytes, metadata: [] };
+    }
     if (!scan.tar.complete) throw new RestoreFailure('verify', `the artifact ${backup.artifactPath} is truncated (no end-of-archive marker)`);
-    return { entries: scan.tar.entries, tarBytes: scan.tar.bytes, regularFiles: scan.tar.regularFiles, contentBytes: scan.tar.contentBytes, metadata };
+    return { imageSha256: null, entries: scan.tar.entries, tarBytes: scan.tar.bytes, regularFiles: scan.tar.regularFiles, contentBytes: scan.tar.contentBytes, metadata };
   }
 
   /** The target claim, created with --create; undefined in a dry run that would create it. */
@@ -348,7 +379,14 @@ export class RestoreManager {
       record.createdClaim = true;
       return discoverClaim(this.client, namespace, pvc);
     }
-    if (claim.volumeMode === 'Block') throw new UsageError(`claim ${namespace}/${pvc} is a raw block volume; only file-system claims can be restored into`);
+    const wantsBlock = request.backup.volumeMode === 'Block';
+    if ((claim.volumeMode === 'Block') !== wantsBlock) {
+      throw new UsageError(
+        wantsBlock
+          ? `backup ${request.backup.id} is the image of a Block claim, and claim ${namespace}/${pvc} is a file system: restore it into a claim with volumeMode Block`
+          : `claim ${namespace}/${pvc} is a raw block volume, and backup ${request.backup.id} holds files: restore it into a file-system claim`,
+      );
+    }
     const holder = claim.pods.find((pod) => pod.phase === 'Running');
     const exclusive = claim.accessModes.includes('ReadWriteOnce') || claim.accessModes.includes('ReadWriteOncePod');
     if (holder && exclusive && !request.pinToNode) {
@@ -369,6 +407,7 @@ export class RestoreManager {
       metadata: { name: request.pvc, namespace: request.namespace, labels: { 'app.kubernetes.io/managed-by': 'kubectl-nkvm', 'nkvm.dev/restored-from': request.backup.id } },
       spec: {
         accessModes: ['ReadWriteOnce'],
+        ...(request.backup.volumeMode === 'Block' ? { volumeMode: 'Block' } : {}),
         resources: { requests: { storage: size } },
         ...(request.create?.storageClass ? { storageClassName: request.create.storageClass } : {}),
       },
@@ -390,8 +429,32 @@ export class RestoreManager {
     }
   }
 
-  /** The second pass: the artifact into `tar -x`, checked again against the catalog's sha256. */
-  private async writeArtifact(backup: BackupRecord, namespace: string, pod: string): Promise<void> {
+  /**
+   * A device always holds something, so writing an image over one takes --mode overwrite unless the
+   * restore just created the claim; and the device must be at least as big as the image.
+   */
+  private async checkDevice(request: RestoreRequest, contents: ArtifactContents, pod: string, created: boolean): Promise<void> {
+    const { namespace, pvc } = request;
+    const size = Number((await runInHelper(this.client, namespace, pod, ['blockdev', '--getsize64', DATA_DEVICE_PATH], { signal: this.options.signal })).trim());
+    if (!(size >= contents.tarBytes)) {
+      throw new RestoreFailure('prepare', `claim ${namespace}/${pvc} is a ${size}-byte device, smaller than the ${contents.tarBytes}-byte image; nothing was changed. Restore into a claim at least that big (or --create one)`);
+    }
+    if (!created && request.mode === 'empty-only') {
+      throw new RestoreFailure('prepare', `claim ${namespace}/${pvc} is a Block device, whose contents would be overwritten; nothing was changed. Pass --mode overwrite to write the image over it`);
+    }
+  }
+
+  /** Reads the image's length back from the device: its sha256 must be the image's. */
+  private async checkImage(contents: ArtifactContents, namespace: string, pod: string): Promise<void> {
+    const printed = await runInHelper(this.client, namespace, pod, ['sh', '-c', `head -c ${contents.tarBytes} ${DATA_DEVICE_PATH} | sha256sum`], { signal: this.options.signal });
+    const sha256 = printed.trim().split(/\s+/)[0];
+    if (sha256 !== contents.imageSha256) {
+      throw new RestoreFailure('write', `the device does not read back as the image: sha256 ${sha256}, expected ${contents.imageSha256}`);
+    }
+  }
+
+  /** The second pass: the artifact, decompressed, into `command`'s stdin, checked again against the catalog's sha256. */
+  private async writeArtifact(backup: BackupRecord, namespace: string, pod: string, command: string[]): Promise<void> {
     const digest = new Digest();
     const decompress = decompressor(compressionOf(backup.artifactPath!));
     const tarStream = new PassThrough();
@@ -399,7 +462,7 @@ export class RestoreManager {
     const reading = pipeline([fs.createReadStream(backup.artifactPath!), digest, ...(decompress ? [decompress] : []), tarStream]);
     reading.catch(() => {}); // its failure surfaces as the exec's
     try {
-      await runInHelper(this.client, namespace, pod, ['tar', '-x', '-f', '-', '-C', DATA_MOUNT_PATH, '--numeric-owner'], { stdin: tarStream, signal: this.options.signal });
+      await runInHelper(this.client, namespace, pod, command, { stdin: tarStream, signal: this.options.signal });
     } catch (error) {
       throw new RestoreFailure('write', `writing into the claim failed: ${(error as Error).message}`, isNkvmError(error) ? error.code : 'RestoreError');
     }

@@ -1,7 +1,7 @@
 /** The helper pod's flags, shared by backup and restore. */
 import type { Argv } from 'yargs';
 import { DEFAULT_HELPER_IMAGE } from '../backup/defaults.ts';
-import type { HelperPodOptions } from '../backup/helper-pod.ts';
+import { DEFAULT_HELPER_RESOURCES, type HelperPodOptions } from '../backup/helper-pod.ts';
 import { UsageError } from '../errors.ts';
 import { parseKeyValues, parseToleration } from './flags.ts';
 import { parseDuration } from './global-options.ts';
@@ -15,6 +15,9 @@ export interface HelperFlags {
   toleration: string[] | undefined;
   nodeSelector: string[] | undefined;
   imagePullSecret: string[] | undefined;
+  runAsUser: number | undefined;
+  runAsGroup: number | undefined;
+  fsGroup: number | undefined;
 }
 
 export function withHelperOptions<T>(argv: Argv<T>): Argv<T & HelperFlags> {
@@ -26,7 +29,10 @@ export function withHelperOptions<T>(argv: Argv<T>): Argv<T & HelperFlags> {
     .option('helper-limits', { type: 'string', array: true, description: 'Helper resource limits, e.g. memory=256Mi' })
     .option('toleration', { type: 'string', array: true, description: 'Helper toleration: key=value:Effect, key:Effect or key (repeatable)' })
     .option('node-selector', { type: 'string', array: true, description: 'Helper node selector: key=value (repeatable)' })
-    .option('image-pull-secret', { type: 'string', array: true, description: 'Secret for pulling the helper image (repeatable)' }) as unknown as Argv<T & HelperFlags>;
+    .option('image-pull-secret', { type: 'string', array: true, description: 'Secret for pulling the helper image (repeatable)' })
+    .option('run-as-user', { type: 'number', description: 'Run the helper as this user, with no capabilities (default: root; in a Pod Security "restricted" namespace, the user of the pod that mounts the claim)' })
+    .option('run-as-group', { type: 'number', description: "The helper's group (default: the mounting pod's)" })
+    .option('fs-group', { type: 'number', description: "The helper's fsGroup, a supplementary group that may read the volume (default: the mounting pod's)" }) as unknown as Argv<T & HelperFlags>;
 }
 
 export function helperOptionsFromFlags(flags: HelperFlags): { helper: Omit<HelperPodOptions, 'runId'>; podReadyTimeoutMs: number } {
@@ -35,15 +41,29 @@ export function helperOptionsFromFlags(flags: HelperFlags): { helper: Omit<Helpe
   if (deadlineSeconds < 60) throw new UsageError('--helper-deadline must be at least 1m');
   const requests = parseKeyValues(flags.helperRequests, '--helper-requests');
   const limits = parseKeyValues(flags.helperLimits, '--helper-limits');
+  const runAs = {
+    runAsUser: idFlag(flags.runAsUser, '--run-as-user'),
+    runAsGroup: idFlag(flags.runAsGroup, '--run-as-group'),
+    fsGroup: idFlag(flags.fsGroup, '--fs-group'),
+  };
   return {
     podReadyTimeoutMs,
     helper: {
       image: flags.helperImage,
       deadlineSeconds,
-      resources: Object.keys(requests).length || Object.keys(limits).length ? { requests, limits } : undefined,
+      // Each flag overrides the defaults key by key: --helper-limits memory=1Gi keeps the default cpu limit.
+      resources: { requests: { ...DEFAULT_HELPER_RESOURCES.requests, ...requests }, limits: { ...DEFAULT_HELPER_RESOURCES.limits, ...limits } },
+      runAs,
       tolerations: (flags.toleration ?? []).map(parseToleration),
       nodeSelector: parseKeyValues(flags.nodeSelector, '--node-selector'),
       imagePullSecrets: flags.imagePullSecret,
     },
   };
+}
+
+/** A user or group ID: a whole number from 0 to 2^31-1, as Kubernetes accepts. */
+function idFlag(value: number | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value) || value < 0 || value > 2147483647) throw new UsageError(`${flag} must be a user or group ID (a whole number from 0 to 2147483647), not ${value}`);
+  return value;
 }

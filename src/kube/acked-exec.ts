@@ -184,6 +184,7 @@ export async function execWithAck(kubeConfig: KubeConfig, request: AckedExecRequ
       command: ackedCommand(request.command, token, request.ackTimeoutSeconds),
       stdout: intake,
       stdin: ack,
+      onStderr: request.onStderr,
       signal,
     });
   } catch (error) {

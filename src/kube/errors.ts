@@ -104,7 +104,7 @@ export function admissionRejection(message: string, operation: ApiOperation, cau
   const podSecurity = /violates PodSecurity "([^":]+)(?::[^"]*)?": (.*)$/s.exec(message);
   if (podSecurity) {
     return new KubernetesAdmissionError('PodSecurity', `${what}: the namespace enforces Pod Security level "${podSecurity[1]}", and the helper pod violates it: ${podSecurity[2]}`, {
-      hint: `the helper runs as root with DAC_OVERRIDE to read every file, which needs level "baseline" or "privileged"; see the level with \`kubectl get ns ${operation.namespace ?? 'NAMESPACE'} --show-labels\``,
+      hint: `in a "restricted" namespace the helper runs as the workload's user unless --run-as-user names another: drop --run-as-user 0 (or give a non-root --run-as-user); \`kubectl nkvm diagnose -n ${operation.namespace ?? 'NAMESPACE'}\` shows the level and whether a helper would be admitted`,
       cause,
     });
   }

@@ -18,6 +18,8 @@ export interface ExecRequest {
   stdout?: Writable | undefined;
   /** Fed to the command's stdin, paced by the socket's send buffer; its end closes stdin. */
   stdin?: Readable | undefined;
+  /** Sees every stderr chunk, for a caller that must read all of it (the outcome keeps only the tail). */
+  onStderr?: ((chunk: Buffer) => void) | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -120,11 +122,14 @@ function abortReason(signal: AbortSignal): string {
 export class TailBuffer extends Writable {
   text = '';
   private readonly limit: number;
-  constructor(limit = STDERR_LIMIT) {
+  private readonly onChunk: ((chunk: Buffer) => void) | undefined;
+  constructor(limit = STDERR_LIMIT, onChunk?: (chunk: Buffer) => void) {
     super();
     this.limit = limit;
+    this.onChunk = onChunk;
   }
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.onChunk?.(chunk);
     this.text = (this.text + chunk.toString('utf8')).slice(-this.limit);
     callback();
   }
@@ -133,7 +138,7 @@ export class TailBuffer extends Writable {
 export async function execStream(kubeConfig: KubeConfig, request: ExecRequest): Promise<ExecOutcome> {
   if (request.signal?.aborted) throw new ExecStreamCutError(abortReason(request.signal));
   const stdout = request.stdout ? new PacedWritable(request.stdout) : null;
-  const stderr = new TailBuffer();
+  const stderr = new TailBuffer(STDERR_LIMIT, request.onStderr);
   // client-node opens stdin only when given a stream; this one never emits, pumpStdin does the sending.
   const stdinPlaceholder = request.stdin ? new PassThrough() : null;
   let status: V1Status | undefined;

@@ -53,6 +53,14 @@ export interface BackupRecord {
   sha256: string | null;
   /** Copy attempts: more than 1 when a cut copy was retried (0 for rows before schema 3). */
   attempts: number;
+  /** Filesystem or Block (null before schema 4). A Block backup's artifact is a compressed raw image. */
+  volumeMode: string | null;
+  /** Who the helper ran as: "root", or the user and groups and where they came from (null before schema 4). */
+  runAs: string | null;
+  /** Paths the helper could not read, left out of a partial backup (--allow-partial). */
+  unreadable: number | null;
+  /** sha256 of the uncompressed content: the raw device image of a Block backup. */
+  contentSha256: string | null;
   pluginVersion: string;
 }
 
@@ -88,9 +96,11 @@ export interface RestoreRecord {
   status: RestoreStatus;
   failedStage: string | null;
   message: string | null;
-  /** Bytes of the tar stream written into the claim. */
+  /** Bytes of the tar stream (or the raw image) written into the claim. */
   bytes: number | null;
   entries: number | null;
+  /** Who the helper ran as (null before schema 4). */
+  runAs: string | null;
   pluginVersion: string;
 }
 
@@ -153,6 +163,11 @@ const MIGRATIONS: readonly string[] = [
    );
    CREATE INDEX restores_by_pvc ON restores (namespace, pvc, started_at);`,
   `ALTER TABLE backups ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;`,
+  `ALTER TABLE backups ADD COLUMN volume_mode TEXT;
+   ALTER TABLE backups ADD COLUMN run_as TEXT;
+   ALTER TABLE backups ADD COLUMN unreadable INTEGER;
+   ALTER TABLE backups ADD COLUMN content_sha256 TEXT;
+   ALTER TABLE restores ADD COLUMN run_as TEXT;`,
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;
@@ -195,6 +210,10 @@ const BACKUPS: Table<BackupRecord> = {
     fileCount: 'file_count',
     sha256: 'sha256',
     attempts: 'attempts',
+    volumeMode: 'volume_mode',
+    runAs: 'run_as',
+    unreadable: 'unreadable',
+    contentSha256: 'content_sha256',
     pluginVersion: 'plugin_version',
   },
   booleans: [],
@@ -222,6 +241,7 @@ const RESTORES: Table<RestoreRecord> = {
     message: 'message',
     bytes: 'bytes',
     entries: 'entries',
+    runAs: 'run_as',
     pluginVersion: 'plugin_version',
   },
   booleans: ['createdClaim', 'dryRun'],

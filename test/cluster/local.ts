@@ -4,9 +4,10 @@
  * started in the order of kubernetes' hack/local-up-cluster.sh, without DNS or kube-proxy.
  *
  * Everything a cluster owns lives in its own directory (certs, kubeconfigs, etcd data, kubelet
- * root, containerd root/state, volumes, logs) and its own ports, cgroup root, CNI bridge and node IP,
- * so dispose() can stop exactly what it started and leave nothing behind. state.json in that
- * directory records it all, so `npm run cluster:down` can dispose a cluster another process started.
+ * root, containerd root/state, volumes, the files behind its loop devices, logs) and its own ports,
+ * cgroup root, CNI bridge and node IP, so dispose() can stop exactly what it started and leave
+ * nothing behind. state.json in that directory records it all, so `npm run cluster:down` can
+ * dispose a cluster another process started.
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -25,6 +26,9 @@ const STORAGE_CLASS = 'nkvm-local';
 /** Pre-made PVs (Retain, never reused): enough for the busiest suite, which binds 17 claims. */
 const VOLUME_COUNT = 32;
 const VOLUME_CAPACITY = '20Gi';
+/** Raw block volumes (volumeMode: Block): loop devices over sparse files, one PV each, sized in MiB. */
+const BLOCK_STORAGE_CLASS = 'nkvm-block';
+const BLOCK_DEVICE_SIZES_MIB = [64, 64, 64, 32];
 const SERVICE_CIDR = '10.96.0.0/24';
 const COMPONENTS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'containerd', 'kubelet'] as const;
 type Component = (typeof COMPONENTS)[number];
@@ -38,6 +42,8 @@ interface LocalClusterState {
   cgroupRoot: string;
   containerdSocket: string;
   pids: Partial<Record<Component, number>>;
+  /** The loop devices behind the block PVs, in PV order; absent in states written before they existed. */
+  loopDevices?: string[];
 }
 
 async function freePort(): Promise<number> {
@@ -268,10 +274,60 @@ function shimPids(containerdSocket: string): number[] {
   return pids;
 }
 
+/** Sparse files under dir, each attached to a free loop device; returns the devices in order. */
+async function attachBlockDevices(state: LocalClusterState): Promise<string[]> {
+  const blockDir = path.join(state.dir, 'block');
+  fs.mkdirSync(blockDir, { recursive: true });
+  state.loopDevices = [];
+  for (const [index, sizeMiB] of BLOCK_DEVICE_SIZES_MIB.entries()) {
+    const file = path.join(blockDir, `dev-${index}.img`);
+    fs.closeSync(fs.openSync(file, 'w'));
+    fs.truncateSync(file, sizeMiB * 1024 * 1024);
+    state.loopDevices.push((await run('losetup', ['--find', '--show', file])).trim());
+    saveState(state);
+  }
+  return state.loopDevices;
+}
+
+/**
+ * Loop devices whose backing file lies under dir, found by backing file rather than by the names
+ * in state.json, which another cluster may have reused since. Besides ours this finds the kubelet's:
+ * while a pod uses a block volume, the kubelet holds the device with a loop device of its own over
+ * its bind mount of it (under the kubelet root), and a stopped kubelet never releases it.
+ */
+async function loopDevicesUnder(dir: string): Promise<{ name: string; backFile: string }[]> {
+  const prefixes = new Set([dir]);
+  try {
+    prefixes.add(fs.realpathSync(dir));
+  } catch {
+    // dir is gone: its devices still name it as it was
+  }
+  const listed = JSON.parse((await run('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE'])).trim() || '{}') as {
+    loopdevices?: { name: string; 'back-file': string | null }[];
+  };
+  return (listed.loopdevices ?? [])
+    // A backing file removed while attached is listed with " (deleted)" appended.
+    .map((device) => ({ name: device.name, backFile: (device['back-file'] ?? '').replace(/ \(deleted\)$/, '') }))
+    .filter(({ backFile }) => [...prefixes].some((prefix) => backFile.startsWith(`${prefix}/`)));
+}
+
+async function detachLoopDevices(dir: string): Promise<void> {
+  // The kubelet's devices first: each holds one of ours open, and a device detached while open
+  // only goes once its last user lets go.
+  const ours = path.join(dir, 'block') + '/';
+  const devices = (await loopDevicesUnder(dir)).sort((a, b) => Number(a.backFile.includes(ours)) - Number(b.backFile.includes(ours)));
+  for (const device of devices) await run('losetup', ['--detach', device.name]).catch(() => '');
+  await waitFor(`the loop devices under ${dir} to detach`, 10_000, async () => (await loopDevicesUnder(dir)).length === 0).catch(async () => {
+    const remaining = (await loopDevicesUnder(dir)).map((device) => `${device.name} (${device.backFile})`);
+    throw new Error(`could not detach loop devices ${remaining.join(', ')}`);
+  });
+}
+
 /** Stops a cluster from its recorded state: safe to run twice, and after a crash of the starter. */
 export async function disposeLocalCluster(dir: string): Promise<void> {
   const stateFile = path.join(dir, 'state.json');
   if (!fs.existsSync(stateFile)) {
+    await detachLoopDevices(dir);
     fs.rmSync(dir, { recursive: true, force: true });
     return;
   }
@@ -301,14 +357,20 @@ export async function disposeLocalCluster(dir: string): Promise<void> {
     await run('umount', [netns]).catch(() => '');
     fs.rmSync(netns, { force: true });
   }
+  // Before the unmounts: the kubelet's loop devices keep its bind mounts of ours busy.
+  await detachLoopDevices(dir).catch((error) => process.stderr.write(`cluster ${state.name}: ${(error as Error).message}\n`));
   for (const mountPoint of mountsUnder(dir)) {
     await run('umount', [mountPoint]).catch(() => run('umount', ['--lazy', mountPoint]).catch(() => ''));
   }
   await run('ip', ['link', 'delete', state.bridge]).catch(() => '');
   await run('ip', ['address', 'delete', `${state.nodeIP}/32`, 'dev', 'lo']).catch(() => '');
-  for (const hierarchy of cgroupHierarchies()) removeCgroupTree(path.join(hierarchy, state.cgroupRoot));
+  // The empty cgroup2 hierarchy beside v1 ("unified") gets the same tree from the runtime; it goes too.
+  for (const hierarchy of [...cgroupHierarchies(), '/sys/fs/cgroup/unified']) removeCgroupTree(path.join(hierarchy, state.cgroupRoot));
   const remaining = mountsUnder(dir);
   if (remaining.length > 0) throw new Error(`cluster ${state.name}: could not unmount ${remaining.join(', ')}`);
+  await detachLoopDevices(dir).catch((error) => {
+    throw new Error(`cluster ${state.name}: ${(error as Error).message}`);
+  });
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
@@ -410,7 +472,39 @@ function cniConfig(state: LocalClusterState, subnet: string): string {
   );
 }
 
-function storageManifest(dir: string): string {
+/** Local PVs must name their node; the kubelet labels it kubernetes.io/hostname=<--hostname-override>. */
+function blockVolumesManifest(nodeName: string, loopDevices: string[]): string {
+  return loopDevices
+    .map(
+      (device, index) => `---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: nkvm-block-pv-${index}
+  labels:
+    nkvm.dev/test-volume: "true"
+spec:
+  capacity:
+    storage: ${BLOCK_DEVICE_SIZES_MIB[index]}Mi
+  volumeMode: Block
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ${BLOCK_STORAGE_CLASS}
+  local:
+    path: ${device}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - key: kubernetes.io/hostname
+          operator: In
+          values: [${nodeName}]
+`,
+    )
+    .join('');
+}
+
+function storageManifest(dir: string, nodeName: string, loopDevices: string[]): string {
   const volumes = Array.from({ length: VOLUME_COUNT }, (_, index) => {
     const name = `nkvm-local-pv-${String(index).padStart(2, '0')}`;
     return `---
@@ -440,7 +534,15 @@ metadata:
 provisioner: kubernetes.io/no-provisioner
 volumeBindingMode: Immediate
 reclaimPolicy: Retain
-${volumes.join('')}`;
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: ${BLOCK_STORAGE_CLASS}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+reclaimPolicy: Retain
+${volumes.join('')}${blockVolumesManifest(nodeName, loopDevices)}`;
 }
 
 const GATE_POD = `apiVersion: v1
@@ -552,7 +654,8 @@ export async function startLocalCluster(): Promise<TestCluster> {
       `--cert-dir=${pki}`, `--hostname-override=${name}`, `--node-ip=${state.nodeIP}`, '--v=1',
     ]);
 
-    await kubectl(['apply', '-f', '-'], { input: storageManifest(dir) });
+    const loopDevices = await attachBlockDevices(state);
+    await kubectl(['apply', '-f', '-'], { input: storageManifest(dir, name, loopDevices) });
     await waitFor('the node to be Ready', 90_000, async () =>
       (await kubectl(['get', 'node', name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])).trim() === 'True',
     );
@@ -580,6 +683,7 @@ export async function startLocalCluster(): Promise<TestCluster> {
     dir,
     images: { helper: HELPER_IMAGE, helperWithoutShell: HELPER_IMAGE_WITHOUT_SHELL },
     storageClass: STORAGE_CLASS,
+    blockStorageClass: BLOCK_STORAGE_CLASS,
     kubectl,
     logs: async () => componentLogs(dir, 60),
     dispose: async () => {

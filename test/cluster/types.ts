@@ -10,6 +10,11 @@ export interface TestCluster {
   images: { helper: string; helperWithoutShell: string };
   /** The StorageClass whose claims bind to volumes this cluster provides. */
   storageClass: string;
+  /**
+   * A StorageClass of raw block volumes (volumeMode: Block, ReadWriteOnce, bound at once), where the
+   * provider has one: local offers nkvm-block-pv-0..2 of 64Mi and nkvm-block-pv-3 of 32Mi; kind none.
+   */
+  blockStorageClass?: string;
   /** Runs kubectl against this cluster as its admin; rejects on a non-zero exit with stderr. */
   kubectl(args: string[], options?: { input?: string; timeoutMs?: number }): Promise<string>;
   /** Text to print when a test fails: component logs, for the provider's part. */

@@ -484,29 +484,3 @@ test('backup --parallel 2 over four claims: helpers start ahead of the copies; S
   t.deepEqual(filesUnder(ws.outputDir).filter((file) => file.includes('.partial-')), [], 'no partial file');
   await assertNoHelperPods(t, 10_000);
 });
-
-test('admission is not RBAC: Pod Security "restricted" and a ResourceQuota refusing the helper are KubernetesAdmissionError, exit 5, with their own hints', async (t) => {
-  const { cluster } = t.context;
-  const ws = await workspace(t, 'admission');
-  // Labelled after the workload runs: enforcement applies to new pods, the helper among them.
-  await cluster.kubectl(['label', 'namespace', ws.namespace, 'pod-security.kubernetes.io/enforce=restricted']);
-  const restricted = await kubectlNkvm(t.context, ['backup', 'data', '-n', ws.namespace, '-o', 'json', ...ws.storeFlags]);
-  t.is(restricted.exitCode, 5, String(restricted.stderr));
-  const [rejected] = JSON.parse(String(restricted.stdout)).items;
-  t.like(rejected, { status: 'failed', stage: 'helper-pod', errorCode: 'KubernetesAdmissionError' });
-  t.regex(rejected.message, /refused by admission: the namespace enforces Pod Security level "restricted", and the helper pod violates it: .*runAsNonRoot/);
-  t.notRegex(String(restricted.stderr), /auth can-i|create role/);
-
-  await cluster.kubectl(['label', 'namespace', ws.namespace, 'pod-security.kubernetes.io/enforce-']);
-  await cluster.kubectl(['create', 'quota', 'q', '--hard=limits.cpu=2,limits.memory=1Gi', '-n', ws.namespace]);
-  const quota = await kubectlNkvm(t.context, ['backup', 'data', '-n', ws.namespace, '-o', 'json', ...ws.storeFlags]);
-  t.is(quota.exitCode, 5, String(quota.stderr));
-  const [refused] = JSON.parse(String(quota.stdout)).items;
-  t.like(refused, { status: 'failed', stage: 'helper-pod', errorCode: 'KubernetesAdmissionError' });
-  t.regex(refused.message, /ResourceQuota "q" refused the helper pod: .*must specify limits\.cpu/);
-  t.regex(refused.message, /--helper-limits/);
-  // The flags the hint names get the helper admitted.
-  const limited = await kubectlNkvm(t.context, ['backup', 'data', '-n', ws.namespace, '--helper-limits', 'cpu=500m,memory=256Mi', '-o', 'json', ...ws.storeFlags]);
-  t.is(limited.exitCode, 0, String(limited.stderr));
-  await assertNoHelperPods(t, 10_000);
-});

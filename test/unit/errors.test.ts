@@ -69,7 +69,7 @@ test('a 403 written by an admission controller is a KubernetesAdmissionError (ex
       'pods "nkvm-backup-data-x" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false, unrestricted capabilities (container "helper" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true',
       'PodSecurity',
       /the namespace enforces Pod Security level "restricted", and the helper pod violates it: allowPrivilegeEscalation != false, .*runAsNonRoot != true/,
-      /needs level "baseline" or "privileged".*kubectl get ns secure --show-labels/,
+      /drop --run-as-user 0.*kubectl nkvm diagnose -n secure/,
     ],
     ['pods "nkvm-backup-data-x" is forbidden: failed quota: q: must specify limits.cpu for: helper; limits.memory for: helper', 'ResourceQuota', /ResourceQuota "q" refused the helper pod: .*must specify limits\.cpu/, /--helper-limits .*kubectl describe quota q -n secure/],
     ['pods "nkvm-backup-data-x" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=5, limited: pods=5', 'ResourceQuota', /ResourceQuota "compute" refused/, /--helper-requests/],

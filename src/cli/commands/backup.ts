@@ -14,7 +14,7 @@ import { formatBytes, formatDuration } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { interruptSignal } from '../interrupt.ts';
 import { doneText, PROGRESS_MODES, progressEnabled, ProgressBars, type ProgressMode } from '../progress.ts';
-import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeInfo, writeResult, type OutputFormat } from '../output.ts';
+import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeInfo, writeResult, writeWarning, type OutputFormat } from '../output.ts';
 import { openCatalog, outputDir, withStoreOptions, type StoreOptions } from '../store-options.ts';
 
 interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags {
@@ -27,6 +27,7 @@ interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags {
   compression: Compression;
   retries: number;
   progress: ProgressMode;
+  allowPartial: boolean;
 }
 
 export function renderResults(results: BackupResult[], format: OutputFormat): string {
@@ -40,17 +41,17 @@ export function renderResults(results: BackupResult[], format: OutputFormat): st
     case 'table':
     case 'wide': {
       const wide = format === 'wide';
-      const headers = ['namespace', 'pvc', 'status', 'size', 'entries', 'duration', 'id', ...(wide ? ['node', 'sha256'] : []), 'artifact / message'];
+      const headers = ['namespace', 'pvc', 'status', 'size', 'entries', 'duration', 'id', ...(wide ? ['node', 'run as', 'sha256'] : []), 'artifact / message'];
       const rows = results.map((r) => [
         r.namespace,
         r.pvc,
         r.status === 'succeeded' ? chalk.green(r.status) : chalk.red(r.status),
         formatBytes(r.artifact?.bytes),
-        r.artifact ? String(r.artifact.entries) : '-',
+        r.artifact ? (r.volumeMode === 'Block' ? 'image' : String(r.artifact.entries)) : '-',
         formatDuration(r.durationMs),
         r.id,
-        ...(wide ? [r.node ?? '-', r.artifact?.sha256 ?? '-'] : []),
-        r.artifact ? r.artifact.path : r.message,
+        ...(wide ? [r.node ?? '-', r.runAs ?? '-', r.artifact?.sha256 ?? '-'] : []),
+        r.artifact ? `${r.artifact.path}${r.unreadable ? chalk.yellow(` (partial: ${r.unreadable.count} unreadable)`) : ''}` : r.message,
       ]);
       return renderTable(headers, rows);
     }
@@ -82,10 +83,12 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .option('compression', { choices: COMPRESSIONS, default: defaultCompression(), description: 'Artifact compression: zstd is smaller and faster; gzip is read by every tar (default zstd, or gzip on Node < 22.15)' })
       .option('progress', { choices: PROGRESS_MODES, default: 'auto' as ProgressMode, description: 'Progress bars on stderr: auto (on a terminal, not with -o json|yaml), always, never' })
       .option('retries', { type: 'number', default: DEFAULT_COPY_RETRIES, description: 'How many times a copy cut short is tried again, in the same helper pod' })
+      .option('allow-partial', { type: 'boolean', default: false, description: 'Keep a backup that lacks files the helper could not read (it fails otherwise); the result lists them' })
       .example('kubectl nkvm backup data -n shop', 'Back up claim "data" in namespace shop')
       .example('kubectl nkvm backup --all -A --parallel 3', 'Every claim in the cluster, three at a time')
       .example('kubectl nkvm backup db-0 db-1 -o json | jq -r ".items[].artifact.path"', 'Machine-readable results')
-      .example('kubectl nkvm backup --all -l tier=db --compression gzip --toleration dedicated=db:NoSchedule', 'Selected claims, gzip, helpers tolerating a taint') as unknown as Argv<BackupArgs>,
+      .example('kubectl nkvm backup --all -l tier=db --compression gzip --toleration dedicated=db:NoSchedule', 'Selected claims, gzip, helpers tolerating a taint')
+      .example('kubectl nkvm backup data -n hardened --run-as-user 1000 --fs-group 2000', 'As a given user (the default in a Pod Security "restricted" namespace is the workload\'s)') as unknown as Argv<BackupArgs>,
   handler: async (args) => {
     validate(args);
     const parallel = parsePositiveInteger(args.parallel, '--parallel');
@@ -115,6 +118,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       compression: args.compression,
       podReadyTimeoutMs,
       retries,
+      allowPartial: args.allowPartial,
       ackTimeoutSeconds,
       fault,
       signal: interruptSignal,
@@ -129,6 +133,9 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       bars?.close();
     }
     writeResult(renderResults(results, args.output));
+    for (const partial of results.filter((result) => result.status === 'succeeded' && result.unreadable)) {
+      writeWarning(`${partial.namespace}/${partial.pvc} is a partial backup: ${partial.message}`);
+    }
     for (const failed of results.filter((result) => result.status === 'failed')) {
       writeError(`[${failed.errorCode ?? 'BackupFailed'}] ${failed.namespace}/${failed.pvc}: ${failed.message}`);
     }

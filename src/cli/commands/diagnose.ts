@@ -2,7 +2,10 @@ import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
 import type { VersionInfo } from '@kubernetes/client-node';
 import { discoverClaim, type DiscoveredClaim } from '../../backup/discovery.ts';
-import { pinnedNodeFor } from '../../backup/helper-pod.ts';
+import { placementFor, PlacementError, startHelperPod } from '../../backup/helper-pod.ts';
+import { describeIdentity } from '../../backup/helper-identity.ts';
+import type { KubeClient } from '../../kube/client.ts';
+import { helperOptionsFromFlags, withHelperOptions, type HelperFlags } from '../helper-options.ts';
 import { ExitCode, isNkvmError } from '../../errors.ts';
 import { checkAccess, grantHint, resourceName, type AccessCheck } from '../../kube/access.ts';
 import { credentialSourceDescriptions, type ResolvedCredentials } from '../../kube/config.ts';
@@ -11,7 +14,7 @@ import { shortAccessModes } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { renderTable, toJson, toYaml, writeResult } from '../output.ts';
 
-interface DiagnoseArgs extends GlobalOptions {
+interface DiagnoseArgs extends GlobalOptions, HelperFlags {
   pvc: string | undefined;
   output: 'text' | 'json' | 'yaml';
 }
@@ -21,7 +24,40 @@ export interface DiagnoseReport {
   serverVersion: VersionInfo | null;
   error: { code: string; message: string; hint: string | null } | null;
   access: AccessCheck[];
-  claim: (DiscoveredClaim & { helperPinnedTo: string | null }) | null;
+  /** The namespace's pod-security.kubernetes.io labels; null when it cannot be read. */
+  podSecurity: { enforce: string | null; warn: string | null; audit: string | null; error: string | null } | null;
+  /** Whether the helper pod would be admitted, and as whom: a server-side dry-run create. */
+  helperAdmission: { admitted: boolean; runAs: string | null; message: string } | null;
+  claim: (DiscoveredClaim & { helperPlacement: string }) | null;
+}
+
+const POD_SECURITY_LABEL = 'pod-security.kubernetes.io';
+
+async function podSecurityOf(client: KubeClient, namespace: string): Promise<NonNullable<DiagnoseReport['podSecurity']>> {
+  try {
+    const ns = await client.call({ verb: 'get', resource: 'namespaces', name: namespace }, () => client.core.readNamespace({ name: namespace }));
+    const labels = ns.metadata?.labels ?? {};
+    return { enforce: labels[`${POD_SECURITY_LABEL}/enforce`] ?? null, warn: labels[`${POD_SECURITY_LABEL}/warn`] ?? null, audit: labels[`${POD_SECURITY_LABEL}/audit`] ?? null, error: null };
+  } catch (error) {
+    if (!isNkvmError(error)) throw error;
+    return { enforce: null, warn: null, audit: null, error: error.message };
+  }
+}
+
+/** The helper for `claim` (or a stand-in claim) created with dryRun=All: admission answers exactly. */
+async function helperAdmission(client: KubeClient, args: DiagnoseArgs, claim: DiscoveredClaim | null): Promise<NonNullable<DiagnoseReport['helperAdmission']>> {
+  const subject: DiscoveredClaim = claim ?? {
+    namespace: client.namespace, name: 'nkvm-diagnose', phase: 'Bound', capacity: null, storageClass: null, accessModes: ['ReadWriteOnce'], volumeMode: 'Filesystem', volume: null, pods: [],
+  };
+  try {
+    const { helper } = helperOptionsFromFlags(args);
+    const created = await startHelperPod(client, subject, { ...helper, runId: 'diagnose' }, 'backup', new Set(), { dryRun: true });
+    const runAs = describeIdentity(created.identity);
+    return { admitted: true, runAs, message: `a backup helper would be admitted, running as ${runAs} (server-side dry run)` };
+  } catch (error) {
+    if (!isNkvmError(error) && !(error instanceof PlacementError)) throw error;
+    return { admitted: false, runAs: null, message: error.message };
+  }
 }
 
 function renderText(report: DiagnoseReport): string {
@@ -37,6 +73,17 @@ function renderText(report: DiagnoseReport): string {
   ];
   if (report.error) {
     lines.push('', `${chalk.red('error:')} ${report.error.message}`, ...(report.error.hint ? [`${chalk.dim('hint:')} ${report.error.hint}`] : []));
+  }
+  if (report.podSecurity) {
+    const ps = report.podSecurity;
+    lines.push(
+      '',
+      `Pod Security: ${ps.error ? chalk.yellow(`unknown (${ps.error})`) : `enforce ${ps.enforce ?? '<unset: the cluster default>'}, warn ${ps.warn ?? '-'}, audit ${ps.audit ?? '-'}`}`,
+    );
+  }
+  if (report.helperAdmission) {
+    const admission = report.helperAdmission;
+    lines.push(`Helper pod:   ${admission.admitted ? chalk.green('admitted') : chalk.red('refused')}: ${admission.message}`);
   }
   if (report.access.length) {
     lines.push('', `Access (namespace ${c.namespace}):`);
@@ -66,7 +113,7 @@ function renderText(report: DiagnoseReport): string {
       `  Access modes: ${shortAccessModes(claim.accessModes)}`,
       `  Volume:       ${claim.volume ?? '<none>'} (${claim.volumeMode})`,
       `  Used by:      ${claim.pods.map((p) => `${p.name} (${p.phase}${p.node ? ` on ${p.node}` : ''})`).join(', ') || '<none>'}`,
-      `  Helper pod:   ${claim.helperPinnedTo ? `pinned to node ${claim.helperPinnedTo} (ReadWriteOnce, in use there)` : 'scheduled freely'}`,
+      `  Helper pod:   ${claim.helperPlacement}`,
     );
     if (claim.phase !== 'Bound') lines.push(`  ${chalk.red('cannot be backed up:')} the claim is ${claim.phase}, not Bound`);
   }
@@ -77,23 +124,35 @@ export const diagnoseCommand: CommandModule<GlobalOptions, DiagnoseArgs> = {
   command: 'diagnose [pvc]',
   describe: 'Show which credentials are used and from where, the server version, and whether every permission the plugin needs is granted',
   builder: (argv) =>
-    argv
+    withHelperOptions(argv)
       .positional('pvc', { type: 'string', description: 'Also check this claim: phase, users, where a helper would run' })
       .option('output', { alias: 'o', choices: ['text', 'json', 'yaml'] as const, default: 'text' as const, description: 'Output format' })
       .example('kubectl nkvm diagnose', 'Credentials, server and permissions in the current namespace')
-      .example('kubectl nkvm diagnose data -n shop', '... and claim "data" in namespace shop') as unknown as Argv<DiagnoseArgs>,
+      .example('kubectl nkvm diagnose data -n shop', '... and claim "data" in namespace shop: where and as whom its helper would run') as unknown as Argv<DiagnoseArgs>,
   handler: async (args) => {
     const client = connectFromFlags(args);
     const { kubeConfig: _kubeConfig, ...credentials } = client.credentials;
-    const report: DiagnoseReport = { credentials, serverVersion: null, error: null, access: [], claim: null };
+    const report: DiagnoseReport = { credentials, serverVersion: null, error: null, access: [], podSecurity: null, helperAdmission: null, claim: null };
     let exitCode: number = ExitCode.ok;
     try {
       report.serverVersion = await client.serverVersion();
       report.access = await checkAccess(client, client.namespace);
       if (report.access.some((check) => check.required && !check.allowed)) exitCode = ExitCode.permission;
-      if (args.pvc) {
-        const claim = await discoverClaim(client, client.namespace, args.pvc);
-        report.claim = { ...claim, helperPinnedTo: pinnedNodeFor(claim) ?? null };
+      report.podSecurity = await podSecurityOf(client, client.namespace);
+      const claim = args.pvc ? await discoverClaim(client, client.namespace, args.pvc) : null;
+      if (claim) {
+        let helperPlacement: string;
+        try {
+          helperPlacement = placementFor(claim).reason;
+        } catch (error) {
+          if (!(error instanceof PlacementError)) throw error;
+          helperPlacement = `cannot run: ${error.message}`;
+        }
+        report.claim = { ...claim, helperPlacement };
+      }
+      if (report.access.some((check) => check.verb === 'create' && check.resource === 'pods' && !check.subresource && check.allowed)) {
+        report.helperAdmission = await helperAdmission(client, args, claim);
+        if (!report.helperAdmission.admitted && exitCode === ExitCode.ok) exitCode = ExitCode.admission;
       }
     } catch (error) {
       if (!isNkvmError(error)) throw error;

@@ -1,7 +1,8 @@
 /**
  * `kubectl nkvm verify`: reads artifacts back and checks them against the catalog. A backup is OK when
  * its file is there with the recorded size and sha256, and its tar stream is complete (end-of-archive
- * marker) with the recorded number of entries. Nothing is changed; any problem makes the exit code 1.
+ * marker) with the recorded number of entries; a Block claim's image, when its raw bytes have the recorded
+ * size and sha256. Nothing is changed; any problem makes the exit code 1.
  */
 import chalk from 'chalk';
 import { createHash } from 'node:crypto';
@@ -93,8 +94,14 @@ async function findProblems(record: BackupRecord, report: VerifyReport, signal: 
     problems.push(`not a valid archive: ${scan.message}`);
     return;
   }
-  report.entries = scan.tar.entries;
   report.tarBytes = scan.tar.bytes;
+  if (scan.imageSha256 !== null) {
+    // A Block claim's image: the raw bytes, their count and hash, are the whole check.
+    if (scan.tar.bytes !== record.tarBytes) problems.push(`image size mismatch: catalog ${record.tarBytes ?? 'none'} bytes, image ${scan.tar.bytes} bytes`);
+    if (record.contentSha256 && scan.imageSha256 !== record.contentSha256) problems.push(`image sha256 mismatch: catalog ${record.contentSha256}, image ${scan.imageSha256}`);
+    return;
+  }
+  report.entries = scan.tar.entries;
   if (!scan.tar.complete) problems.push('truncated: the tar stream ends without its end-of-archive marker');
   if (scan.tar.entries !== record.fileCount) problems.push(`entry count mismatch: catalog ${record.fileCount ?? 'none'}, archive ${scan.tar.entries}`);
 }

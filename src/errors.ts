@@ -11,6 +11,7 @@ export const ExitCode = {
   authentication: 3,
   permission: 4,
   admission: 5,
+  unreachable: 6,
   interrupted: 130,
   terminated: 143,
 } as const;
@@ -20,6 +21,7 @@ export type ErrorCode =
   | 'KubernetesAuthenticationError'
   | 'KubernetesDiscoveryError'
   | 'KubernetesAdmissionError'
+  | 'KubernetesConnectionError'
   | 'NotFoundError'
   | 'CatalogError'
   | 'BackupFailedError';
@@ -71,6 +73,13 @@ export class KubernetesDiscoveryError extends NkvmError {
       ...options,
     });
     this.status = options.status;
+  }
+}
+
+/** The API server could not be reached at all: refused, unknown host, no route, timed out, a proxy failing. */
+export class KubernetesConnectionError extends NkvmError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super('KubernetesConnectionError', message, { exitCode: ExitCode.unreachable, ...options });
   }
 }
 

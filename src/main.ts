@@ -2,7 +2,7 @@
  * Entry point: parse argv, run one command, and turn whatever it ended with into an exit code.
  * This is the only place that chooses exit codes and prints errors.
  */
-import yargs from 'yargs';
+import yargs, { type CommandModule } from 'yargs';
 import { ExitCode, isNkvmError, UsageError } from './errors.ts';
 import { artifactsCommand } from './cli/commands/artifacts.ts';
 import { backupCommand } from './cli/commands/backup.ts';
@@ -11,19 +11,35 @@ import { discoverCommand } from './cli/commands/discover.ts';
 import { restoreCommand } from './cli/commands/restore.ts';
 import { verifyCommand } from './cli/commands/verify.ts';
 import { versionCommand } from './cli/commands/version.ts';
+import { optionsCommand } from './cli/commands/options.ts';
 import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts';
 import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
+import { describeUnknownArguments } from './cli/unknown-flags.ts';
 import { pluginVersion } from './version.ts';
 
 const EPILOGUE = `Exit codes:
   0  success            1  one or more operations failed   2  usage error
   3  authentication     4  permission (RBAC)               5  refused by admission (Pod Security, quota, webhook)
+  6  API server unreachable (refused, DNS, no route, timeout)
   130/143  interrupted (Ctrl-C / SIGTERM)
+
+Use "kubectl nkvm options" for a list of global command-line options (applies to all commands).
 
 Credentials are taken like kubectl's: --kubeconfig, then a remote kubeconfig mounted at
 /etc/nkvm/remote/config ($NKVM_REMOTE_KUBECONFIG), then $KUBECONFIG or ~/.kube/config, then the
 in-cluster ServiceAccount.`;
+
+const COMMANDS: CommandModule<GlobalOptions, never>[] = [
+  discoverCommand,
+  backupCommand,
+  restoreCommand,
+  verifyCommand,
+  artifactsCommand,
+  diagnoseCommand,
+  versionCommand,
+  optionsCommand,
+] as unknown as CommandModule<GlobalOptions, never>[];
 
 export async function main(argv: string[]): Promise<number> {
   installPipeHandling();
@@ -33,7 +49,7 @@ export async function main(argv: string[]): Promise<number> {
   const cli = withGlobalOptions(yargs(argv))
     .scriptName('kubectl nkvm')
     .usage('$0 <command> [flags]\n\nBack up the data in PersistentVolumeClaims into local, catalogued artifacts.')
-    .command([discoverCommand, backupCommand, restoreCommand, verifyCommand, artifactsCommand, diagnoseCommand, versionCommand] as never[])
+    .command(COMMANDS as never[])
     .demandCommand(1, 'Name a command: discover, backup, restore, verify, artifacts, diagnose or version.')
     .strict()
     .recommendCommands()
@@ -45,7 +61,19 @@ export async function main(argv: string[]): Promise<number> {
     // Throwing is what stops yargs: a fail handler that returns lets it run the command anyway.
     .fail((message, error) => {
       if (error) throw error;
-      throw new UsageError(message, 'run `kubectl nkvm COMMAND --help` for usage and examples');
+      const help = 'run `kubectl nkvm COMMAND --help` for usage and examples';
+      const suggested = /^Did you mean (\S+)\?$/.exec(message);
+      if (suggested) throw new UsageError(`unknown command "${argv[0]}" for "kubectl nkvm"`, `did you mean ${suggested[1]}?`);
+      const first = argv.find((word) => !word.startsWith('-'));
+      if (first && !COMMANDS.some((command) => String(command.command).split(' ')[0] === first) && message === `Unknown argument: ${first}`) {
+        throw new UsageError(`unknown command "${first}" for "kubectl nkvm"`, `the commands are ${COMMANDS.map((command) => String(command.command).split(' ')[0]).join(', ')}`);
+      }
+      // Once a command is chosen, the instance's options are that command's and the global ones.
+      const options = (cli as unknown as { getOptions(): { key: Record<string, unknown>; alias: Record<string, string[]> } }).getOptions();
+      const known = [...Object.keys(options.key), ...Object.values(options.alias).flat()].map((name) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`));
+      const unknown = describeUnknownArguments(message, argv, [...new Set(known)]);
+      if (unknown) throw new UsageError(unknown.message, unknown.hint ?? help);
+      throw new UsageError(message, help);
     });
   if (argv.length === 0) {
     cli.showHelp('log'); // like kubectl: no arguments is a request for help

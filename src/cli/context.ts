@@ -1,12 +1,37 @@
 /** Turns the parsed global flags into what a command handler works with. */
 import { connect, type KubeClient } from '../kube/client.ts';
+import type { ConnectionOverrides } from '../kube/config.ts';
 import { parseDuration, type GlobalOptions } from './global-options.ts';
+import { writeWarning } from './output.ts';
+
+/** What the connection flags override in the kubeconfig, as cli-runtime's ConfigFlags do. */
+export function connectionOverrides(flags: GlobalOptions): ConnectionOverrides {
+  return {
+    cluster: flags.cluster,
+    user: flags.user,
+    server: flags.server,
+    token: flags.token,
+    certificateAuthority: flags.certificateAuthority,
+    clientCertificate: flags.clientCertificate,
+    clientKey: flags.clientKey,
+    insecureSkipTlsVerify: flags.insecureSkipTlsVerify || undefined,
+    tlsServerName: flags.tlsServerName,
+    username: flags.username,
+    password: flags.password,
+    impersonate: flags.as !== undefined || flags.asGroup?.length || flags.asUid !== undefined ? { user: flags.as, groups: flags.asGroup ?? [], uid: flags.asUid } : undefined,
+  };
+}
 
 export function connectFromFlags(flags: GlobalOptions): KubeClient {
-  return connect({
+  const client = connect({
     kubeconfig: flags.kubeconfig,
     context: flags.context,
     namespace: flags.namespace,
+    overrides: connectionOverrides(flags),
     requestTimeoutMs: parseDuration(flags.requestTimeout, '--request-timeout'),
   });
+  if (flags.insecureSkipTlsVerify) {
+    writeWarning(`--insecure-skip-tls-verify: the API server's certificate is not checked; anyone between you and ${client.credentials.server} can read and change this connection`);
+  }
+  return client;
 }

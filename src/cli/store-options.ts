@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Argv } from 'yargs';
 import { nkvmHome } from '../backup/artifacts.ts';
 import { Catalog } from '../store/catalog.ts';
+import { ensureCatalogLocation, ensureWritableDirectory } from './local-paths.ts';
 
 export interface StoreOptions {
   catalog: string | undefined;
@@ -23,6 +24,15 @@ export function outputDir(options: StoreOptions): string {
   return path.resolve(options.outputDir ?? path.join(nkvmHome(), 'artifacts'));
 }
 
+/** The output directory, created and proven writable: backup calls this before any cluster work. */
+export function writableOutputDir(options: StoreOptions): string {
+  const dir = outputDir(options);
+  ensureWritableDirectory(dir, options.outputDir ? '--output-dir' : 'the artifact directory ($NKVM_HOME/artifacts)');
+  return dir;
+}
+
 export function openCatalog(options: StoreOptions): Promise<Catalog> {
-  return Catalog.open(catalogPath(options));
+  const file = catalogPath(options);
+  ensureCatalogLocation(file, options.catalog ? '--catalog' : 'the catalog ($NKVM_HOME/catalog.sqlite)');
+  return Catalog.open(file);
 }

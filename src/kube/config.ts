@@ -6,22 +6,42 @@
  *   4. the in-cluster ServiceAccount (token, ca.crt, namespace; $NKVM_SERVICEACCOUNT_DIR overrides the dir)
  * A source that is absent is skipped; a source that is present but broken is an error, never a
  * silent fall-through. client-node's own loadFromDefault() would end at http://localhost:8080; we never do.
+ * kubectl's connection flags (--server, --token, --cluster, --user, --as, ...) then override what the
+ * source says, as cli-runtime does; with --server and no kubeconfig at all, the flags alone are the source.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KubeConfig, type Cluster, type Context, type User } from '@kubernetes/client-node';
 import { KubernetesAuthenticationError } from '../errors.ts';
+import { ImpersonatingKubeConfig, type Impersonation } from './impersonation.ts';
 
 export const DEFAULT_REMOTE_KUBECONFIG = '/etc/nkvm/remote/config';
 export const DEFAULT_SERVICEACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
-export type CredentialSource = 'kubeconfig-flag' | 'remote-kubeconfig' | 'kubeconfig-env' | 'kubeconfig-home' | 'in-cluster';
+export type CredentialSource = 'kubeconfig-flag' | 'remote-kubeconfig' | 'kubeconfig-env' | 'kubeconfig-home' | 'in-cluster' | 'flags';
+
+/** kubectl's connection flags: each one given replaces what the kubeconfig says. */
+export interface ConnectionOverrides {
+  cluster?: string | undefined;
+  user?: string | undefined;
+  server?: string | undefined;
+  token?: string | undefined;
+  certificateAuthority?: string | undefined;
+  clientCertificate?: string | undefined;
+  clientKey?: string | undefined;
+  insecureSkipTlsVerify?: boolean | undefined;
+  tlsServerName?: string | undefined;
+  username?: string | undefined;
+  password?: string | undefined;
+  impersonate?: Impersonation | undefined;
+}
 
 export interface CredentialRequest {
   kubeconfig?: string | undefined;
   context?: string | undefined;
   namespace?: string | undefined;
+  overrides?: ConnectionOverrides | undefined;
 }
 
 /** What the environment offers, separated from the file system so the order is unit-testable. */
@@ -51,6 +71,8 @@ export interface ResolvedCredentials {
   server: string;
   user: string;
   namespace: string;
+  /** Who the requests impersonate (--as, --as-group, --as-uid), if anyone. */
+  impersonate: Impersonation | undefined;
   skipped: SkippedSource[];
 }
 
@@ -60,6 +82,7 @@ export const credentialSourceDescriptions: Record<CredentialSource, string> = {
   'kubeconfig-env': 'KUBECONFIG',
   'kubeconfig-home': '~/.kube/config',
   'in-cluster': 'in-cluster ServiceAccount',
+  flags: 'command-line flags (--server)',
 };
 
 export function systemCredentialEnvironment(): CredentialEnvironment {
@@ -97,6 +120,9 @@ export function chooseCredentialSource(
     if (fileExists(home)) return { chosen: { source: 'kubeconfig-home', paths: [home] }, skipped };
     skipped.push({ source: 'kubeconfig-home', reason: `${home} not found` });
   }
+
+  // No kubeconfig, but --server: the connection flags alone describe the cluster, as with kubectl.
+  if (request.overrides?.server) return { chosen: { source: 'flags', paths: [] }, skipped };
 
   const saDir = env.NKVM_SERVICEACCOUNT_DIR || DEFAULT_SERVICEACCOUNT_DIR;
   const tokenFile = path.join(saDir, 'token');
@@ -182,19 +208,11 @@ export function resolveCredentials(
       hint: 'pass --kubeconfig FILE, set KUBECONFIG, or run inside a cluster with a ServiceAccount',
     });
   }
-  const from = `${credentialSourceDescriptions[chosen.source]} ${chosen.paths.join(path.delimiter)}`;
-  const kubeConfig =
-    chosen.source === 'in-cluster' ? loadServiceAccount(chosen.paths[0]!, environment.env) : loadKubeconfigFiles(chosen);
+  const from = `${credentialSourceDescriptions[chosen.source]} ${chosen.paths.join(path.delimiter)}`.trim();
+  const loaded =
+    chosen.source === 'flags' ? flagsOnlyConfig() : chosen.source === 'in-cluster' ? loadServiceAccount(chosen.paths[0]!, environment.env) : loadKubeconfigFiles(chosen);
+  const kubeConfig = withOverrides(loaded, request, from);
 
-  if (request.context) {
-    if (!kubeConfig.getContextObject(request.context)) {
-      const known = kubeConfig.getContexts().map((c) => c.name);
-      throw new KubernetesAuthenticationError(`context "${request.context}" not found in ${from}`, {
-        hint: known.length ? `known contexts: ${known.join(', ')}` : 'that source defines no contexts',
-      });
-    }
-    kubeConfig.setCurrentContext(request.context);
-  }
   const contextName = kubeConfig.getCurrentContext();
   const context = contextName ? kubeConfig.getContextObject(contextName) : null;
   if (!context) {
@@ -215,6 +233,79 @@ export function resolveCredentials(
     server: cluster.server,
     user: context.user,
     namespace: request.namespace || context.namespace || 'default',
+    impersonate: request.overrides?.impersonate,
     skipped,
   };
+}
+
+/** An empty cluster and user for --server with no kubeconfig; the flags fill them in. */
+function flagsOnlyConfig(): KubeConfig {
+  const config = new KubeConfig();
+  config.loadFromOptions({
+    clusters: [{ name: 'flags', server: '', skipTLSVerify: false }],
+    users: [{ name: 'flags' }],
+    contexts: [{ name: 'flags', cluster: 'flags', user: 'flags' }],
+    currentContext: 'flags',
+  });
+  return config;
+}
+
+/**
+ * The kubeconfig with the connection flags applied to its current context (after --context): --cluster
+ * and --user pick other entries, the rest replace fields of the cluster and user in use. A CA or
+ * --insecure-skip-tls-verify replaces the other; a token or basic credentials replace the user's
+ * other ways to authenticate (exec plugins, auth providers), so only the one the flags give is used.
+ * With impersonation, the result adds Impersonate-* headers to every request, exec included.
+ */
+function withOverrides(config: KubeConfig, request: CredentialRequest, from: string): KubeConfig {
+  const flags = request.overrides ?? {};
+  if (request.context) {
+    if (!config.getContextObject(request.context)) {
+      const known = config.getContexts().map((c) => c.name);
+      throw new KubernetesAuthenticationError(`context "${request.context}" not found in ${from}`, {
+        hint: known.length ? `known contexts: ${known.join(', ')}` : 'that source defines no contexts',
+      });
+    }
+    config.setCurrentContext(request.context);
+  }
+  const touched = Object.entries(flags).some(([name, value]) => value !== undefined && name !== 'impersonate');
+  if (!touched && !flags.impersonate) return config;
+  const contextName = config.getCurrentContext();
+  const context = contextName ? config.getContextObject(contextName) : null;
+  if (!context) {
+    throw new KubernetesAuthenticationError(`no current context in ${from}`, { hint: 'pass --context NAME or run `kubectl config use-context NAME`' });
+  }
+  const pick = <T extends { name: string }>(kind: 'cluster' | 'user', name: string, list: readonly T[]): T => {
+    const found = list.find((entry) => entry.name === name);
+    if (!found) throw new KubernetesAuthenticationError(`${kind} "${name}" not found in ${from}`, { hint: `known ${kind}s: ${list.map((entry) => entry.name).join(', ') || 'none'}` });
+    return found;
+  };
+  const baseCluster = pick('cluster', flags.cluster ?? context.cluster, config.clusters);
+  const baseUser = flags.user !== undefined || context.user ? pick('user', flags.user ?? context.user, config.users) : { name: 'flags' };
+  const trust = flags.certificateAuthority !== undefined || flags.insecureSkipTlsVerify;
+  const cluster = {
+    ...baseCluster,
+    ...(flags.server !== undefined ? { server: flags.server } : {}),
+    ...(trust ? { caFile: flags.certificateAuthority, caData: undefined, skipTLSVerify: Boolean(flags.insecureSkipTlsVerify) } : {}),
+    ...(flags.tlsServerName !== undefined ? { tlsServerName: flags.tlsServerName } : {}),
+  };
+  const replacesAuth = flags.token !== undefined || flags.username !== undefined;
+  const user = {
+    ...baseUser,
+    ...(flags.clientCertificate !== undefined ? { certFile: flags.clientCertificate, certData: undefined } : {}),
+    ...(flags.clientKey !== undefined ? { keyFile: flags.clientKey, keyData: undefined } : {}),
+    ...(replacesAuth ? { exec: undefined, authProvider: undefined, token: flags.token, username: flags.username, password: flags.password } : {}),
+  };
+  if (!cluster.server) throw new KubernetesAuthenticationError(`no server: ${from} names none for cluster "${cluster.name}"`, { hint: 'pass -s/--server https://HOST:PORT' });
+  if (flags.certificateAuthority !== undefined && flags.insecureSkipTlsVerify) {
+    throw new KubernetesAuthenticationError('--certificate-authority and --insecure-skip-tls-verify cannot be used together', { hint: 'give the CA to check the server, or skip the check, not both' });
+  }
+  const result = flags.impersonate ? new ImpersonatingKubeConfig(flags.impersonate) : new KubeConfig();
+  result.loadFromOptions({
+    clusters: [cluster, ...config.clusters.filter((entry) => entry.name !== cluster.name)],
+    users: [user, ...config.users.filter((entry) => entry.name !== user.name)],
+    contexts: [{ ...context, cluster: cluster.name, user: user.name }, ...config.contexts.filter((entry) => entry.name !== context.name)],
+    currentContext: context.name,
+  });
+  return result;
 }

@@ -6,6 +6,7 @@
 import {
   KubernetesAdmissionError,
   KubernetesAuthenticationError,
+  KubernetesConnectionError,
   KubernetesDiscoveryError,
   NotFoundError,
   isNkvmError,
@@ -37,7 +38,34 @@ const TLS_TRUST_CODES = new Set([
   'ERR_SSL_WRONG_VERSION_NUMBER',
 ]);
 
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EAI_AGAIN']);
+/** Why a connection failed, in kubectl's words where kubectl has them. */
+const CONNECTION_FAILURES: Record<string, (hostPort: string, host: string) => string> = {
+  ECONNREFUSED: (hostPort) => `The connection to the server ${hostPort} was refused - did you specify the right host or port?`,
+  ENOTFOUND: (hostPort, host) => `Unable to connect to the server ${hostPort}: lookup ${host}: no such host`,
+  EAI_AGAIN: (hostPort, host) => `Unable to connect to the server ${hostPort}: lookup ${host}: temporary failure in name resolution`,
+  EHOSTUNREACH: (hostPort) => `Unable to connect to the server ${hostPort}: no route to host`,
+  ENETUNREACH: (hostPort) => `Unable to connect to the server ${hostPort}: network is unreachable`,
+  ETIMEDOUT: (hostPort) => `Unable to connect to the server ${hostPort}: i/o timeout`,
+  UND_ERR_CONNECT_TIMEOUT: (hostPort) => `Unable to connect to the server ${hostPort}: i/o timeout`,
+  ECONNRESET: (hostPort) => `Unable to connect to the server ${hostPort}: connection reset by peer`,
+  UND_ERR_SOCKET: (hostPort) => `Unable to connect to the server ${hostPort}: the connection closed unexpectedly`,
+};
+
+function hostAndPort(server: string | undefined): { hostPort: string; host: string } {
+  try {
+    const url = new URL(server ?? '');
+    const port = url.port || (url.protocol === 'http:' ? '80' : '443');
+    return { hostPort: `${url.hostname}:${port}`, host: url.hostname.replace(/^\[|\]$/g, '') };
+  } catch {
+    return { hostPort: server ?? 'the API server', host: server ?? '' };
+  }
+}
+
+/** A proxy in the way is worth saying: its failures look like the server's. */
+function proxyNote(env: Record<string, string | undefined> = process.env): string {
+  const proxy = env.HTTPS_PROXY || env.https_proxy || env.HTTP_PROXY || env.http_proxy;
+  return proxy ? `; requests may go through the proxy ${proxy} (HTTPS_PROXY/NO_PROXY)` : '';
+}
 
 export const httpReasons: Record<number, string> = {
   400: 'Bad Request',
@@ -153,9 +181,14 @@ export function toKubernetesError(error: unknown, operation: ApiOperation): Nkvm
     if (api.code === 404) {
       return new NotFoundError(`${describe(operation)} failed: API status 404 (Not Found)${apiMessage}`);
     }
+    const impersonation = api.code === 403 ? /cannot impersonate resource "([^"]+)"/.exec(api.status.message ?? '') : null;
     return new KubernetesDiscoveryError(`${describe(operation)} failed: API status ${api.code} (${reason})${apiMessage}`, {
       status: api.code,
-      ...(api.code === 403 ? { hint: canIHint(operation) } : {}),
+      ...(impersonation
+        ? { hint: `your credentials may not impersonate that ${impersonation[1]!.replace(/s$/, '')}: they need the "impersonate" verb on ${impersonation[1]} (e.g. \`kubectl create clusterrole impersonator --verb=impersonate --resource=${impersonation[1]} --resource-name=NAME\`, and bind it); check with \`kubectl auth can-i impersonate ${impersonation[1]}\`` }
+        : api.code === 403
+          ? { hint: canIHint(operation) }
+          : {}),
       cause: error,
     });
   }
@@ -167,13 +200,24 @@ export function toKubernetesError(error: unknown, operation: ApiOperation): Nkvm
       cause: error,
     });
   }
-  if (code && UNREACHABLE_CODES.has(code)) {
-    return new KubernetesDiscoveryError(`cannot reach the API server${server} (${code}) to ${describe(operation)}`, {
-      hint: 'check the server address in your kubeconfig and that the cluster is running',
+  const message = errorMessage(error);
+  const connection = code ? CONNECTION_FAILURES[code] : undefined;
+  if (connection) {
+    const { hostPort, host } = hostAndPort(operation.server);
+    const timedOut = code === 'ETIMEDOUT' && /--request-timeout/.test(message);
+    return new KubernetesConnectionError(
+      timedOut ? `the server ${hostPort} did not answer within the request timeout (--request-timeout) to ${describe(operation)}` : `${connection(hostPort, host)} (${code}, while trying to ${describe(operation)})`,
+      { hint: `check the server address (${operation.server ?? 'in your kubeconfig'}) and that the cluster is running${proxyNote()}`, cause: error },
+    );
+  }
+  // fetch refuses some ports outright (the Fetch standard's "bad ports"), before any connection.
+  if (/bad port/.test(errorMessage((error as { cause?: unknown }).cause ?? ''))) {
+    const { hostPort } = hostAndPort(operation.server);
+    return new KubernetesConnectionError(`Unable to connect to the server ${hostPort}: its port is one that HTTP clients refuse to use (a "bad port" of the Fetch standard)`, {
+      hint: 'the API server cannot be served on that port; check the server address in your kubeconfig',
       cause: error,
     });
   }
-  const message = errorMessage(error);
   // The WebSocket handshake (exec) reports an HTTP refusal only in its message.
   const handshake = /Unexpected server response: (\d{3})/.exec(message);
   if (handshake) return toKubernetesError({ code: Number(handshake[1]), body: '' }, operation);

@@ -151,7 +151,7 @@ test('discover lists the seeded claim with its capacity, class, volume, pod and 
   t.like(list, { apiVersion: 'v1', kind: 'List' });
   t.is(list.items.length, 1);
   t.like(list.items[0], { namespace: ws.namespace, name: 'data', phase: 'Bound', storageClass: cluster.storageClass, volume, accessModes: ['ReadWriteOnce'] });
-  t.deepEqual(list.items[0].pods, [{ name: 'app', node, phase: 'Running' }]);
+  t.deepEqual(list.items[0].pods, [{ name: 'app', node, phase: 'Running', identity: {} }], 'the workload names no user: identity is empty');
 
   const table = await kubectlNkvm(t.context, ['discover', '-n', ws.namespace]);
   t.is(table.exitCode, 0);
@@ -482,5 +482,102 @@ test('backup --parallel 2 over four claims: helpers start ahead of the copies; S
   const rows = await execa('sqlite3', ['-json', ws.catalog, "SELECT count(*) AS running FROM backups WHERE status = 'running'"]);
   t.deepEqual(JSON.parse(rows.stdout), [{ running: 0 }]);
   t.deepEqual(filesUnder(ws.outputDir).filter((file) => file.includes('.partial-')), [], 'no partial file');
+  await assertNoHelperPods(t, 10_000);
+});
+
+test('local paths are checked before any cluster work: an output dir on procfs or a FIFO catalog is exit 2 at once, and no helper pod is made', async (t) => {
+  const ws = await workspace(t, 'paths');
+  const started = Date.now();
+  const proc = await kubectlNkvm(t.context, ['backup', 'data', '-n', ws.namespace, '--output-dir', '/proc/nkvm-no', '--catalog', ws.catalog]);
+  t.is(proc.exitCode, 2, String(proc.stderr));
+  t.regex(String(proc.stderr), /\[UsageError\] --output-dir \/proc\/nkvm-no: cannot create \/proc\/nkvm-no \(ENOENT/);
+  t.true(Date.now() - started < 30_000);
+  fs.mkdirSync(path.dirname(ws.catalog), { recursive: true });
+  await execa('mkfifo', [ws.catalog]);
+  const fifo = await kubectlNkvm(t.context, ['backup', 'data', '-n', ws.namespace, ...ws.storeFlags]);
+  t.is(fifo.exitCode, 2, String(fifo.stderr));
+  t.regex(String(fifo.stderr), /--catalog .*: not a regular file/);
+  const events = await t.context.cluster.kubectl(['get', 'events', '-n', ws.namespace, '-o', 'jsonpath={.items[*].involvedObject.name}']);
+  t.notRegex(events, /nkvm-backup-/, 'no helper pod was ever created');
+  await assertNoHelperPods(t);
+});
+
+test("kubectl's connection flags: --token with -s and --certificate-authority and no kubeconfig backs up; --insecure-skip-tls-verify works and warns", async (t) => {
+  const { cluster } = t.context;
+  const ws = await workspace(t, 'flags', ['flags-sa']);
+  const token = await boundServiceAccount(cluster, ws.namespace, 'flags-sa');
+  const { server, caFile } = await clusterEndpoint(cluster);
+  const env = isolatedEnv(ws, {});
+  const backup = await kubectlNkvm(t.context, ['backup', 'data', '-n', ws.namespace, '-s', server, '--token', token, '--certificate-authority', caFile, '-o', 'json', ...ws.storeFlags], { env });
+  t.is(backup.exitCode, 0, String(backup.stderr));
+  t.like(JSON.parse(String(backup.stdout)).items[0], { status: 'succeeded', credentialSource: 'flags' });
+  t.notRegex(String(backup.stderr), /insecure/);
+
+  const insecure = await kubectlNkvm(t.context, ['discover', '-n', ws.namespace, '--server', server, '--token', token, '--insecure-skip-tls-verify', '-o', 'name'], { env });
+  t.is(insecure.exitCode, 0, String(insecure.stderr));
+  t.is(String(insecure.stdout).trim(), `${ws.namespace}/data`);
+  t.regex(String(insecure.stderr), /warning: --insecure-skip-tls-verify: the API server's certificate is not checked/);
+  const untrusted = await kubectlNkvm(t.context, ['discover', '-n', ws.namespace, '--server', server, '--token', token], { env });
+  t.is(untrusted.exitCode, 3, 'without a CA the server is not trusted');
+});
+
+test('--as impersonates on every request, exec included: a user who may only impersonate one ServiceAccount backs up as it; --as-group sends each group', async (t) => {
+  const { cluster } = t.context;
+  const ws = await workspace(t, 'impersonate', ['backup-sa', 'impersonator']);
+  await boundServiceAccount(cluster, ws.namespace, 'backup-sa');
+  const backupSa = `system:serviceaccount:${ws.namespace}:backup-sa`;
+  await cluster.kubectl(['apply', '-f', '-'], {
+    input: `apiVersion: v1
+kind: ServiceAccount
+metadata: {name: impersonator, namespace: ${ws.namespace}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: impersonate-backup-sa, namespace: ${ws.namespace}}
+rules:
+- {apiGroups: [""], resources: [serviceaccounts], verbs: [impersonate], resourceNames: [backup-sa]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: impersonator, namespace: ${ws.namespace}}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: impersonate-backup-sa}
+subjects: [{kind: ServiceAccount, name: impersonator, namespace: ${ws.namespace}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: ${ws.namespace}-impersonate-groups}
+rules:
+- {apiGroups: [""], resources: [groups], verbs: [impersonate], resourceNames: [nkvm-one, "nkvm two"]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: ${ws.namespace}-impersonate-groups}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ${ws.namespace}-impersonate-groups}
+subjects: [{kind: ServiceAccount, name: impersonator, namespace: ${ws.namespace}}]
+`,
+  });
+  t.teardown(() => cluster.kubectl(['delete', 'clusterrole,clusterrolebinding', `${ws.namespace}-impersonate-groups`]).then(() => {}, () => {}));
+  const token = (await cluster.kubectl(['create', 'token', 'impersonator', '-n', ws.namespace, '--duration=10m'])).trim();
+  const { server, caFile } = await clusterEndpoint(cluster);
+  const connection = ['-s', server, '--token', token, '--certificate-authority', caFile, '-n', ws.namespace];
+  const env = isolatedEnv(ws, {});
+
+  const itself = await kubectlNkvm(t.context, ['backup', 'data', ...connection, '-o', 'json', ...ws.storeFlags], { env });
+  t.is(itself.exitCode, 4, 'the impersonator itself may not even read the claim');
+
+  const as = await kubectlNkvm(t.context, ['backup', 'data', ...connection, '--as', backupSa, '-o', 'json', ...ws.storeFlags], { env });
+  t.is(as.exitCode, 0, String(as.stderr));
+  t.like(JSON.parse(String(as.stdout)).items[0], { status: 'succeeded' });
+
+  const other = await kubectlNkvm(t.context, ['discover', ...connection, '--as', `system:serviceaccount:${ws.namespace}:impersonator-not`], { env });
+  t.is(other.exitCode, 4, String(other.stderr));
+  t.regex(String(other.stderr), /cannot impersonate resource "serviceaccounts"/);
+  t.regex(String(other.stderr), /need the "impersonate" verb on serviceaccounts/);
+
+  const diagnose = await kubectlNkvm(t.context, ['diagnose', ...connection, '--as', backupSa, '--as-group', 'nkvm-one', '--as-group', 'nkvm two', '-o', 'json'], { env });
+  t.is(diagnose.exitCode, 0, String(diagnose.stderr) + String(diagnose.stdout));
+  const { identity } = JSON.parse(String(diagnose.stdout));
+  t.like(identity, { username: backupSa, impersonated: true });
+  t.true(identity.groups.includes('nkvm-one') && identity.groups.includes('nkvm two'), `two groups, each its own header: ${identity.groups}`);
   await assertNoHelperPods(t, 10_000);
 });

@@ -31,7 +31,7 @@ for (const [args, message] of [
   [['backup', 'a', '--toleration', 'x=y:Never'], /unknown effect "Never"/],
   [['backup', 'a', '--pod-ready-timeout', 'soon'], /invalid duration for --pod-ready-timeout/],
   [['discover', '-o', 'xml'], /Invalid values:[\s\S]*Argument: output/],
-  [['nonsense'], /Unknown argument: nonsense/],
+  [['nonsense'], /unknown command "nonsense" for "kubectl nkvm"/],
   [['artifacts'], /Name an artifacts command/],
   [['restore', 'abcd'], /Missing required argument: to/],
   [['restore', 'abcd', '--to', 'x', '--size', '1Gi'], /--storage-class and --size need --create/],

@@ -139,3 +139,47 @@ test('merging kubeconfigs follows kubectl: the first definition and current-cont
   t.is(merged.getCluster('d')?.server, 'https://d');
   t.is(merged.getCurrentContext(), 'y');
 });
+
+test('connection flags override the kubeconfig as kubectl does: --cluster, --user, --server, CA or insecure, token, client cert', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-unit-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = writeKubeconfig(dir, 'config', twoContexts.replace('users:\n', 'users:\n- {name: exec-user, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: get-token}}}\n'));
+  const real: CredentialEnvironment = { env: {}, homeDir: dir, fileExists: (f) => fs.existsSync(f) };
+
+  const other = resolveCredentials({ kubeconfig: file, overrides: { cluster: 'two', tlsServerName: 'api.internal' } }, real);
+  t.like(other, { context: 'first', cluster: 'two', server: 'https://two.example:6443', namespace: 'apps' });
+  t.is(other.kubeConfig.getCurrentCluster()?.tlsServerName, 'api.internal');
+
+  const server = resolveCredentials({ kubeconfig: file, overrides: { server: 'https://10.0.0.9:6443', insecureSkipTlsVerify: true } }, real);
+  t.like(server, { server: 'https://10.0.0.9:6443' });
+  t.true(server.kubeConfig.getCurrentCluster()?.skipTLSVerify);
+
+  const token = resolveCredentials({ kubeconfig: file, overrides: { user: 'exec-user', token: 'override' } }, real);
+  t.like(token.kubeConfig.getCurrentUser(), { name: 'exec-user', token: 'override', exec: undefined });
+
+  const certs = resolveCredentials({ kubeconfig: file, overrides: { clientCertificate: '/c.crt', clientKey: '/c.key', certificateAuthority: '/ca.crt' } }, real);
+  t.like(certs.kubeConfig.getCurrentUser(), { certFile: '/c.crt', keyFile: '/c.key', token: 'abc' });
+  t.like(certs.kubeConfig.getCurrentCluster(), { caFile: '/ca.crt', skipTLSVerify: false });
+
+  t.throws(() => resolveCredentials({ kubeconfig: file, overrides: { user: 'nobody' } }, real), { message: /user "nobody" not found/ });
+  t.throws(() => resolveCredentials({ kubeconfig: file, overrides: { certificateAuthority: '/ca', insecureSkipTlsVerify: true } }, real), {
+    message: /cannot be used together/,
+  });
+});
+
+test('--server with no kubeconfig at all: the flags alone are the source', (t) => {
+  const resolved = resolveCredentials({ overrides: { server: 'https://10.1.2.3:6443', token: 't0k', certificateAuthority: '/ca.crt' } }, environment([]));
+  t.like(resolved, { source: 'flags', server: 'https://10.1.2.3:6443', namespace: 'default', paths: [] });
+  t.like(resolved.kubeConfig.getCurrentUser(), { token: 't0k' });
+  t.like(resolved.kubeConfig.getCurrentCluster(), { caFile: '/ca.crt' });
+  const none = t.throws(() => resolveCredentials({ overrides: { token: 't0k' } }, environment([])));
+  t.regex(none!.message, /no credentials found/);
+});
+
+test('impersonation adds its headers to API calls and to exec', async (t) => {
+  const resolved = resolveCredentials({ overrides: { server: 'https://10.1.2.3:6443', token: 't', impersonate: { user: 'system:serviceaccount:shop:backup', groups: ['a', 'b,c'], uid: '42' } } }, environment([]));
+  t.deepEqual(resolved.impersonate, { user: 'system:serviceaccount:shop:backup', groups: ['a', 'b,c'], uid: '42' });
+  const options: { headers?: Record<string, unknown> } = {};
+  await resolved.kubeConfig.applyToHTTPSOptions(options as never);
+  t.like(options.headers, { 'Impersonate-User': 'system:serviceaccount:shop:backup', 'Impersonate-Uid': '42', 'Impersonate-Group': ['a', 'b,c'] });
+});

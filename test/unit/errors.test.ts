@@ -34,15 +34,22 @@ test('404 becomes NotFoundError; other statuses keep their code and message', (t
   t.regex(conflict.message, /API status 500 \(Internal Server Error\): etcd is sad/);
 });
 
-test('TLS trust failures are authentication errors; an unreachable server is a discovery error', (t) => {
+test('TLS trust failures are authentication errors; an unreachable server is a connection error, in kubectl\'s words', (t) => {
   const tls = Object.assign(new Error('fetch failed'), { cause: Object.assign(new Error('self-signed'), { code: 'SELF_SIGNED_CERT_IN_CHAIN' }) });
   const trust = toKubernetesError(tls, { ...list, server: 'https://x:6443' });
   t.is(trust.name, 'KubernetesAuthenticationError');
   t.regex(trust.message, /TLS verification of the API server https:\/\/x:6443 failed \(SELF_SIGNED_CERT_IN_CHAIN\)/);
 
-  const refused = toKubernetesError(Object.assign(new Error('connect'), { code: 'ECONNREFUSED' }), list);
-  t.is(refused.name, 'KubernetesDiscoveryError');
-  t.regex(refused.message, /cannot reach the API server/);
+  const refused = toKubernetesError(Object.assign(new Error('fetch failed'), { cause: Object.assign(new Error('connect'), { code: 'ECONNREFUSED' }) }), { ...list, server: 'https://127.0.0.1:6443' });
+  t.like(refused, { name: 'KubernetesConnectionError', exitCode: 6 });
+  t.regex(refused.message, /^The connection to the server 127\.0\.0\.1:6443 was refused - did you specify the right host or port\? \(ECONNREFUSED, while trying to list persistentvolumeclaims/);
+  const dns = toKubernetesError(Object.assign(new Error('getaddrinfo'), { code: 'ENOTFOUND' }), { ...list, server: 'https://api.example.invalid:443' });
+  t.regex(dns.message, /^Unable to connect to the server api\.example\.invalid:443: lookup api\.example\.invalid: no such host/);
+  const slow = toKubernetesError(Object.assign(new Error('request timed out after 3000 ms (--request-timeout)'), { code: 'ETIMEDOUT' }), { ...list, server: 'https://[::1]:6443' });
+  t.regex(slow.message, /^the server \[::1\]:6443 did not answer within the request timeout/);
+  const badPort = toKubernetesError(Object.assign(new TypeError('fetch failed'), { cause: new Error('bad port') }), { ...list, server: 'https://127.0.0.1:1' });
+  t.like(badPort, { name: 'KubernetesConnectionError' });
+  t.regex(badPort.message, /127\.0\.0\.1:1: its port is one that HTTP clients refuse/);
 });
 
 test('typed errors pass through unchanged and are recognised by their brand', (t) => {
@@ -88,4 +95,11 @@ test('a 403 written by an admission controller is a KubernetesAdmissionError (ex
   }
   // An RBAC denial keeps its own diagnosis.
   t.is(toKubernetesError(apiError(403, 'pods is forbidden: User "x" cannot create resource "pods"'), createPod).name, 'KubernetesDiscoveryError');
+});
+
+test('a denied impersonation is an RBAC diagnosis that names the impersonate verb', (t) => {
+  const denied = toKubernetesError(apiError(403, 'serviceaccounts "backup" is forbidden: User "alice" cannot impersonate resource "serviceaccounts" in API group "" in the namespace "shop"'), list);
+  t.like(denied, { name: 'KubernetesDiscoveryError', exitCode: 4 });
+  t.regex(denied.message, /API status 403 \(Forbidden\)/);
+  t.regex(denied.hint ?? '', /need the "impersonate" verb on serviceaccounts.*--verb=impersonate --resource=serviceaccounts/);
 });

@@ -15,7 +15,7 @@ import type { GlobalOptions } from '../global-options.ts';
 import { interruptSignal } from '../interrupt.ts';
 import { doneText, PROGRESS_MODES, progressEnabled, ProgressBars, type ProgressMode } from '../progress.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeInfo, writeResult, writeWarning, type OutputFormat } from '../output.ts';
-import { openCatalog, outputDir, withStoreOptions, type StoreOptions } from '../store-options.ts';
+import { openCatalog, withStoreOptions, writableOutputDir, type StoreOptions } from '../store-options.ts';
 
 interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags {
   pvc: string[];
@@ -96,9 +96,10 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     const fault = parseCopyFault(process.env.NKVM_TEST_FAULT);
     const ackTimeoutSeconds = process.env.NKVM_ACK_TIMEOUT_SECONDS ? parsePositiveInteger(Number(process.env.NKVM_ACK_TIMEOUT_SECONDS), 'NKVM_ACK_TIMEOUT_SECONDS') : undefined;
     const { helper, podReadyTimeoutMs } = helperOptionsFromFlags(args);
-
-    const client = connectFromFlags(args);
+    // Local paths first: a run that cannot write its artifacts or catalog never starts a helper.
+    const artifactDir = writableOutputDir(args);
     const catalog = await openCatalog(args);
+    const client = connectFromFlags(args);
     let targets: BackupTarget[];
     if (args.all) {
       const claims = await discoverClaims(client, { namespace: client.namespace, allNamespaces: args.allNamespaces, labelSelector: args.selector });
@@ -114,7 +115,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     const bars = progressEnabled(args.progress, Boolean(process.stderr.isTTY), machineOutput) ? new ProgressBars(process.stderr) : undefined;
     const key = (claim: { namespace: string; pvc: string }) => `${claim.namespace}/${claim.pvc}`;
     const manager = new BackupManager(client, catalog, {
-      outputDir: outputDir(args),
+      outputDir: artifactDir,
       compression: args.compression,
       podReadyTimeoutMs,
       retries,

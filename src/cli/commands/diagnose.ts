@@ -1,6 +1,6 @@
 import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
-import type { VersionInfo } from '@kubernetes/client-node';
+import { AuthenticationV1Api, type VersionInfo } from '@kubernetes/client-node';
 import { discoverClaim, type DiscoveredClaim } from '../../backup/discovery.ts';
 import { placementFor, PlacementError, startHelperPod } from '../../backup/helper-pod.ts';
 import { describeIdentity } from '../../backup/helper-identity.ts';
@@ -22,6 +22,8 @@ interface DiagnoseArgs extends GlobalOptions, HelperFlags {
 export interface DiagnoseReport {
   credentials: Omit<ResolvedCredentials, 'kubeConfig'>;
   serverVersion: VersionInfo | null;
+  /** Who the API server says we are (SelfSubjectReview): after impersonation, the impersonated identity. */
+  identity: { username: string | null; uid: string | null; groups: string[]; impersonated: boolean } | null;
   error: { code: string; message: string; hint: string | null } | null;
   access: AccessCheck[];
   /** The namespace's pod-security.kubernetes.io labels; null when it cannot be read. */
@@ -32,6 +34,21 @@ export interface DiagnoseReport {
 }
 
 const POD_SECURITY_LABEL = 'pod-security.kubernetes.io';
+
+async function identityOf(client: KubeClient): Promise<DiagnoseReport['identity']> {
+  const api = client.credentials.kubeConfig.makeApiClient(AuthenticationV1Api);
+  try {
+    const review = await client.call({ verb: 'create', resource: 'selfsubjectreviews' }, () =>
+      api.createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } }),
+    );
+    const user = review.status?.userInfo;
+    return { username: user?.username ?? null, uid: user?.uid ?? null, groups: user?.groups ?? [], impersonated: Boolean(client.credentials.impersonate) };
+  } catch (error) {
+    // Older servers (before 1.28) have no SelfSubjectReview; the rest of the report still helps.
+    if (isNkvmError(error) && error.code !== 'KubernetesAuthenticationError') return null;
+    throw error;
+  }
+}
 
 async function podSecurityOf(client: KubeClient, namespace: string): Promise<NonNullable<DiagnoseReport['podSecurity']>> {
   try {
@@ -66,7 +83,7 @@ function renderText(report: DiagnoseReport): string {
     `Credentials:  ${credentialSourceDescriptions[c.source]} (${c.paths.join(', ')})`,
     `Context:      ${c.context}`,
     `Cluster:      ${c.cluster} (${c.server})`,
-    `User:         ${c.user}`,
+    `User:         ${c.user}${report.identity ? ` (the server sees ${report.identity.username ?? '?'}${report.identity.impersonated ? ', impersonated' : ''}; groups ${report.identity.groups.join(', ') || '-'})` : ''}`,
     `Namespace:    ${c.namespace}`,
     `Skipped:      ${c.skipped.map((s) => `${credentialSourceDescriptions[s.source]} (${s.reason})`).join('; ') || '-'}`,
     `Server:       ${report.serverVersion ? report.serverVersion.gitVersion : chalk.red('unreachable')}`,
@@ -132,10 +149,11 @@ export const diagnoseCommand: CommandModule<GlobalOptions, DiagnoseArgs> = {
   handler: async (args) => {
     const client = connectFromFlags(args);
     const { kubeConfig: _kubeConfig, ...credentials } = client.credentials;
-    const report: DiagnoseReport = { credentials, serverVersion: null, error: null, access: [], podSecurity: null, helperAdmission: null, claim: null };
+    const report: DiagnoseReport = { credentials, serverVersion: null, identity: null, error: null, access: [], podSecurity: null, helperAdmission: null, claim: null };
     let exitCode: number = ExitCode.ok;
     try {
       report.serverVersion = await client.serverVersion();
+      report.identity = await identityOf(client);
       report.access = await checkAccess(client, client.namespace);
       if (report.access.some((check) => check.required && !check.allowed)) exitCode = ExitCode.permission;
       report.podSecurity = await podSecurityOf(client, client.namespace);

@@ -188,7 +188,7 @@ test('a file at schema version 0 without tables is upgraded when opened', async 
   const catalog = await Catalog.open(file);
   t.is(await catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
   t.is(sqlite(file, 'PRAGMA user_version;'), String(LATEST_SCHEMA_VERSION));
-  t.is(sqlite(file, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema WHERE name LIKE 'backups%' ORDER BY name);"), 'backups,backups_by_pvc');
+  t.is(sqlite(file, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_schema WHERE name LIKE 'backups%' ORDER BY name);"), 'backups,backups_by_pvc,backups_by_start');
   await catalog.insertBackup(record({ id: 'x1' }));
   t.is((await catalog.listBackups()).length, 1);
 });

@@ -218,3 +218,18 @@ test('help has the examples', async (t) => {
   t.regex(help.stdout, /kubectl nkvm artifacts prune --keep-last 7/);
   t.regex(help.stdout, /--older-than/);
 });
+
+test('--forget deletes the old rows that have no artifact, with their restores; --dry-run only counts them', async (t) => {
+  const { catalog, data, logs, run, statuses } = await setup(t);
+  await catalog.insertBackup(backupOn(1, { id: 'old-failed', status: 'failed', pvc: 'data' }));
+  await catalog.insertBackup(backupOn(9, { id: 'new-failed', status: 'failed', pvc: 'data' }));
+  t.is((await run('--keep-last', '1', '--forget')).exitCode, 2, '--forget needs --older-than');
+  const dry = await run('--older-than', '3650d', '--keep-last', '2', '--pvc', 'data', '--forget', '--dry-run');
+  t.regex(dry.stderr, /Dry run: 0 catalog rows would be forgotten/, 'nothing is pruned in a dry run, so only rows already without artifact count');
+  const cutoff = `${Math.ceil((Date.now() - Date.parse('2025-01-05T00:00:00Z')) / 86_400_000)}d`;
+  const result = await run('--older-than', cutoff, '--keep-last', '2', '--pvc', 'data', '--forget');
+  t.is(result.exitCode, 0, result.stderr);
+  t.regex(result.stderr, /Pruned 2 backups, freeing .*\nForgot 3 catalog rows/);
+  const left = await statuses();
+  t.deepEqual(Object.keys(left).sort(), [data[2]!.id, data[3]!.id, logs.id, 'new-failed', 'shop-elsewhere-2025-01-01', 'shop-missing-2025-01-01'].sort());
+});

@@ -25,6 +25,7 @@ interface PruneArgs extends GlobalOptions, StoreOptions {
   olderThan: string | undefined;
   pvc: string | undefined;
   dryRun: boolean;
+  forget: boolean;
   output: OutputFormat;
 }
 
@@ -198,22 +199,25 @@ function startedBeforeFromFlag(olderThan: string | undefined, now: Date): Date |
 
 const pruneCommand: CommandModule<GlobalOptions, PruneArgs> = {
   command: 'prune',
-  describe: 'Delete the artifacts of old backups; their rows stay in the catalog, marked pruned',
+  describe: 'Delete the artifacts of old backups; their rows stay in the catalog, marked pruned (--forget deletes old rows too)',
   builder: (argv) =>
     withStoreOptions(argv)
       .option('keep-last', { type: 'number', description: 'Keep the N newest succeeded backups of each claim' })
       .option('older-than', { type: 'string', description: 'Only backups started longer ago than this (e.g. 30d, 12h)' })
       .option('pvc', { type: 'string', description: 'Only backups of this claim' })
       .option('dry-run', { type: 'boolean', default: false, description: 'Show what would be pruned; change nothing' })
+      .option('forget', { type: 'boolean', default: false, description: 'Also delete from the catalog the rows of backups older than --older-than that have no artifact (pruned, failed, interrupted)' })
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format (name: IDs pruned)' })
       .example('kubectl nkvm artifacts prune --keep-last 7 --dry-run', 'What keeping 7 per claim would delete')
       .example('kubectl nkvm artifacts prune --keep-last 3 --older-than 30d -n shop', 'In shop: older than 30 days, keeping 3 per claim')
-      .example('kubectl nkvm artifacts prune --older-than 12h --pvc scratch -o name', 'IDs pruned, for scripts') as unknown as Argv<PruneArgs>,
+      .example('kubectl nkvm artifacts prune --older-than 12h --pvc scratch -o name', 'IDs pruned, for scripts')
+      .example('kubectl nkvm artifacts prune --older-than 90d --forget', 'Prune, and forget rows older than 90 days: the catalog stays small') as unknown as Argv<PruneArgs>,
   handler: async (args) => {
     // Checked before anything is read: a prune without a limit would delete every artifact.
     if (args.keepLast === undefined && args.olderThan === undefined) {
       throw new UsageError('say what to keep: --keep-last N, --older-than DURATION, or both', 'e.g. `kubectl nkvm artifacts prune --keep-last 7 --dry-run`');
     }
+    if (args.forget && args.olderThan === undefined) throw new UsageError('--forget needs --older-than: rows are forgotten by age', 'e.g. `kubectl nkvm artifacts prune --older-than 90d --forget`');
     const now = new Date();
     const policy = {
       keepLast: args.keepLast === undefined ? undefined : parsePositiveInteger(args.keepLast, '--keep-last'),
@@ -227,12 +231,21 @@ const pruneCommand: CommandModule<GlobalOptions, PruneArgs> = {
     const outcomes = pruneOutcomes(steps, args.dryRun);
     if (outcomes.length === 0 && (args.output === 'table' || args.output === 'wide')) {
       writeInfo('Nothing to prune.');
-      return;
+    } else {
+      writeResult(renderPruneOutcomes(outcomes, args.output));
+      const pruned = steps.filter((step) => step.skipReason === null);
+      const freed = formatBytes(pruned.reduce((total, step) => total + (step.file === null ? 0 : (step.record.bytes ?? 0)), 0));
+      writeInfo(args.dryRun ? `Dry run: ${pruned.length} backups would be pruned, freeing ${freed}; nothing was changed.` : `Pruned ${pruned.length} backups, freeing ${freed}.`);
     }
-    writeResult(renderPruneOutcomes(outcomes, args.output));
-    const pruned = steps.filter((step) => step.skipReason === null);
-    const freed = formatBytes(pruned.reduce((total, step) => total + (step.file === null ? 0 : (step.record.bytes ?? 0)), 0));
-    writeInfo(args.dryRun ? `Dry run: ${pruned.length} backups would be pruned, freeing ${freed}; nothing was changed.` : `Pruned ${pruned.length} backups, freeing ${freed}.`);
+    if (args.forget) {
+      // Read again: the rows just pruned are now among those without an artifact.
+      const forgettable = (await catalog.listBackups())
+        .filter((record) => record.status === 'pruned' || record.status === 'failed' || record.status === 'interrupted')
+        .filter((record) => (policy.namespace === undefined || record.namespace === policy.namespace) && (policy.pvc === undefined || record.pvc === policy.pvc))
+        .filter((record) => Date.parse(record.startedAt) < policy.startedBefore!.getTime());
+      if (!args.dryRun) await catalog.forgetBackups(forgettable.map((record) => record.id));
+      writeInfo(args.dryRun ? `Dry run: ${forgettable.length} catalog rows would be forgotten.` : `Forgot ${forgettable.length} catalog rows (and their restores).`);
+    }
   },
 };
 

@@ -1,0 +1,128 @@
+/**
+ * The catalog database's layout: its tables and indexes (migrations, counted by `PRAGMA
+ * user_version`), its page size, and when it is compacted.
+ */
+import type { Database } from 'sql.js';
+import { CatalogError } from '../errors.ts';
+import { pluginVersion } from '../version.ts';
+import { movedAsideHint } from './catalog-file.ts';
+
+/** Schema changes, applied in order; a file's `PRAGMA user_version` counts those it has. Append only. */
+export const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE backups (
+     id TEXT PRIMARY KEY,
+     context TEXT,
+     cluster TEXT,
+     credential_source TEXT,
+     namespace TEXT NOT NULL,
+     pvc TEXT NOT NULL,
+     pv TEXT,
+     storage_class TEXT,
+     capacity TEXT,
+     node TEXT,
+     helper_pod TEXT,
+     started_at TEXT NOT NULL,
+     finished_at TEXT,
+     status TEXT NOT NULL,
+     failed_stage TEXT,
+     message TEXT,
+     artifact_path TEXT,
+     compression TEXT,
+     bytes INTEGER,
+     tar_bytes INTEGER,
+     file_count INTEGER,
+     sha256 TEXT,
+     plugin_version TEXT NOT NULL
+   );
+   CREATE INDEX backups_by_pvc ON backups (namespace, pvc, started_at);`,
+  `ALTER TABLE backups ADD COLUMN pruned_at TEXT;
+   CREATE TABLE restores (
+     id TEXT PRIMARY KEY,
+     backup_id TEXT NOT NULL,
+     context TEXT,
+     cluster TEXT,
+     namespace TEXT NOT NULL,
+     pvc TEXT NOT NULL,
+     created_claim INTEGER NOT NULL,
+     mode TEXT NOT NULL,
+     dry_run INTEGER NOT NULL,
+     node TEXT,
+     helper_pod TEXT,
+     started_at TEXT NOT NULL,
+     finished_at TEXT,
+     status TEXT NOT NULL,
+     failed_stage TEXT,
+     message TEXT,
+     bytes INTEGER,
+     entries INTEGER,
+     plugin_version TEXT NOT NULL
+   );
+   CREATE INDEX restores_by_pvc ON restores (namespace, pvc, started_at);`,
+  `ALTER TABLE backups ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;`,
+  `ALTER TABLE backups ADD COLUMN volume_mode TEXT;
+   ALTER TABLE backups ADD COLUMN run_as TEXT;
+   ALTER TABLE backups ADD COLUMN unreadable INTEGER;
+   ALTER TABLE backups ADD COLUMN content_sha256 TEXT;
+   ALTER TABLE restores ADD COLUMN run_as TEXT;`,
+  // Newest first is how backups are listed: with this index a page of them is read, not the whole table sorted.
+  `CREATE INDEX backups_by_start ON backups (started_at, id);`,
+];
+
+export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * A backup row takes 600 to 700 bytes: with 4 KiB pages (SQLite's default) about a tenth of the table
+ * is left unused at the ends of pages, with 8 KiB pages a fiftieth. Set when a file is created or
+ * compacted.
+ */
+const PAGE_SIZE = 8192;
+
+export function readUserVersion(db: Database, file: string): number {
+  try {
+    return Number(db.exec('PRAGMA user_version')[0]?.values[0]?.[0] ?? 0);
+  } catch (error) {
+    throw new CatalogError(`the catalog ${file} is not a readable SQLite database: ${(error as Error).message}`, {
+      hint: movedAsideHint(file),
+      cause: error,
+    });
+  }
+}
+
+/** Applies the missing migrations in one transaction; true when there were any. */
+export function upgradeSchema(db: Database, file: string): boolean {
+  const version = readUserVersion(db, file);
+  if (version > LATEST_SCHEMA_VERSION) {
+    throw new CatalogError(
+      `the catalog ${file} has schema version ${version}, newer than kubectl-nkvm ${pluginVersion} understands (${LATEST_SCHEMA_VERSION})`,
+      { hint: 'upgrade kubectl-nkvm' },
+    );
+  }
+  if (version === LATEST_SCHEMA_VERSION) return false;
+  // Takes effect only while the database has no page yet, that is, for a new file.
+  db.exec(`PRAGMA page_size = ${PAGE_SIZE}`);
+  db.exec('BEGIN');
+  try {
+    MIGRATIONS.slice(version).forEach((migration, index) => {
+      db.exec(migration);
+      db.exec(`PRAGMA user_version = ${version + index + 1}`);
+    });
+    db.exec('COMMIT');
+  } catch (error) {
+    db.exec('ROLLBACK');
+    throw new CatalogError(`cannot upgrade the catalog ${file} from schema version ${version}: ${(error as Error).message}`, {
+      hint: movedAsideHint(file),
+      cause: error,
+    });
+  }
+  return true;
+}
+
+/**
+ * Forgotten rows leave free pages, which every save still writes out: once they are a quarter of the
+ * file, the database is rebuilt without them (VACUUM, outside any transaction).
+ */
+export function compactIfMostlyFree(db: Database): void {
+  const pragma = (name: string) => Number(db.exec(`PRAGMA ${name}`)[0]?.values[0]?.[0] ?? 0);
+  if (pragma('freelist_count') * 4 <= pragma('page_count')) return;
+  db.exec(`PRAGMA page_size = ${PAGE_SIZE}; VACUUM`);
+}

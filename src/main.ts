@@ -6,6 +6,7 @@ import yargs, { type CommandModule } from 'yargs';
 import { ExitCode, isNkvmError, UsageError } from './errors.ts';
 import { artifactsCommand } from './cli/commands/artifacts.ts';
 import { backupCommand } from './cli/commands/backup.ts';
+import { completionCommand, completionRequest, runCompletion } from './cli/commands/completion.ts';
 import { diagnoseCommand } from './cli/commands/diagnose.ts';
 import { discoverCommand } from './cli/commands/discover.ts';
 import { restoreCommand } from './cli/commands/restore.ts';
@@ -39,6 +40,7 @@ const COMMANDS: CommandModule<GlobalOptions, never>[] = [
   diagnoseCommand,
   versionCommand,
   optionsCommand,
+  completionCommand,
 ] as unknown as CommandModule<GlobalOptions, never>[];
 
 export async function main(argv: string[]): Promise<number> {
@@ -50,7 +52,7 @@ export async function main(argv: string[]): Promise<number> {
     .scriptName('kubectl nkvm')
     .usage('$0 <command> [flags]\n\nBack up the data in PersistentVolumeClaims into local, catalogued artifacts.')
     .command(COMMANDS as never[])
-    .demandCommand(1, 'Name a command: discover, backup, restore, verify, artifacts, diagnose or version.')
+    .demandCommand(1, `Name a command: ${COMMANDS.map((command) => String(command.command).split(' ')[0]).join(', ')}.`)
     .strict()
     .recommendCommands()
     .version(false)
@@ -75,6 +77,9 @@ export async function main(argv: string[]): Promise<number> {
       if (unknown) throw new UsageError(unknown.message, unknown.hint ?? help);
       throw new UsageError(message, help);
     });
+  // TAB in a shell: `__complete WORD...`, or a run under the name kubectl_complete-nkvm (kubectl 1.26+).
+  const completion = completionRequest(argv);
+  if (completion) return runCompletion(completion, cli);
   if (argv.length === 0) {
     cli.showHelp('log'); // like kubectl: no arguments is a request for help
     return ExitCode.ok;

@@ -1,7 +1,8 @@
 /**
  * `npm run release`: one self-contained `kubectl-nkvm` executable per platform (a Node.js single
  * executable application: the esbuild bundle dist/kubectl-nkvm injected into that platform's official
- * Node.js binary), each archived with LICENSE, and the Krew manifest for them:
+ * Node.js binary), each archived with LICENSE and kubectl_complete-nkvm (.cmd on Windows: the script
+ * kubectl 1.26+ runs for completion, see complete-executable.ts), and the Krew manifest for them:
  *   dist/release/kubectl-nkvm_<os>_<arch>.tar.gz   (.zip for Windows, holding kubectl-nkvm.exe)
  *   dist/release/plugin.yaml                        (rendered from the template ./plugin.yaml)
  * Every executable's format is checked; macOS ones are signed ad hoc and their signature checked; the
@@ -19,6 +20,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { sha256File, writeTarGz, writeZip } from './archive.ts';
 import { rcodesignPath, signAdHoc, verifyAdHocSignature } from './codesign.ts';
+import { COMPLETE_NAME, completeName, completeScript } from './complete-executable.ts';
 import {
   archiveName, binName, BUNDLE, LICENSE, log, PLATFORMS, platformId, pluginVersion, RELEASE_DIR, REPO_ROOT, TEMPLATE,
 } from './config.ts';
@@ -68,10 +70,13 @@ for (const platform of platforms) {
     log(`${id}: signed ad hoc as ${signature.identifier}; all ${signature.pages} page hashes match`);
   }
   checkFormat(exe, platform.format);
-  if (host && platformId(platform) === platformId(host)) smokeTest(exe);
+  const complete = path.join(dir, completeName(platform));
+  fs.writeFileSync(complete, completeScript(platform), { mode: 0o755 });
+  if (host && platformId(platform) === platformId(host)) smokeTest(exe, complete);
   const archive = path.join(RELEASE_DIR, archiveName(platform));
   const entries = [
     { name: binName(platform), source: exe, mode: 0o755 },
+    { name: completeName(platform), source: complete, mode: 0o755 },
     { name: 'LICENSE', source: LICENSE, mode: 0o644 },
   ];
   if (platform.os === 'windows') writeZip(archive, entries, mtime);
@@ -94,18 +99,32 @@ function mib(file: string): string {
   return `${(fs.statSync(file).size / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-/** The executable for this machine must run with no Node.js anywhere on PATH and print what the bundle prints. */
-function smokeTest(exe: string): void {
+/**
+ * The executable for this machine must run with no Node.js on PATH and print what the bundle prints,
+ * and answer completion requests the three ways kubectl may ask: `__complete`, run under the name
+ * kubectl_complete-nkvm (a link), and through the shipped kubectl_complete-nkvm script.
+ */
+function smokeTest(exe: string, completeScriptFile: string): void {
   // An empty directory as the whole PATH: this machine's /usr/bin may well hold a node.
   const emptyPath = fs.mkdtempSync(path.join(work, 'empty-path-'));
-  for (const command of [['version', '--client'], ['--help']]) {
-    const sea = spawnSync(exe, command, { env: { PATH: emptyPath }, encoding: 'utf8' });
-    const bundle = spawnSync(process.execPath, [BUNDLE, ...command], { env: { PATH: emptyPath }, encoding: 'utf8' });
+  const env = { PATH: emptyPath, HOME: emptyPath, KUBECONFIG: path.join(emptyPath, 'none') };
+  const linkDir = fs.mkdtempSync(path.join(work, 'link-'));
+  fs.symlinkSync(exe, path.join(linkDir, COMPLETE_NAME));
+  const runs: { label: string; file: string; args: string[]; bundleArgs?: string[] }[] = [
+    { label: 'version --client', file: exe, args: ['version', '--client'] },
+    { label: '--help', file: exe, args: ['--help'] },
+    { label: '__complete', file: exe, args: ['__complete', 'backup', '--compression', ''] },
+    { label: `as ${COMPLETE_NAME}`, file: path.join(linkDir, COMPLETE_NAME), args: ['artifacts', ''], bundleArgs: ['__complete', 'artifacts', ''] },
+    { label: `the ${COMPLETE_NAME} script`, file: '/bin/sh', args: [completeScriptFile, 'restore', '--mode', ''], bundleArgs: ['__complete', 'restore', '--mode', ''] },
+  ];
+  for (const { label, file, args, bundleArgs } of runs) {
+    const sea = spawnSync(file, args, { env, encoding: 'utf8' });
+    const bundle = spawnSync(process.execPath, [BUNDLE, ...(bundleArgs ?? args)], { env, encoding: 'utf8' });
     if (sea.status !== 0 || sea.stdout !== bundle.stdout || sea.stderr !== bundle.stderr || sea.status !== bundle.status) {
-      throw new Error(`${exe} ${command.join(' ')}: exit ${sea.status}, differs from the bundle's (exit ${bundle.status})\n${sea.stdout}${sea.stderr}`);
+      throw new Error(`${exe} (${label}): exit ${sea.status}, differs from the bundle's (exit ${bundle.status})\n${sea.stdout}${sea.stderr}`);
     }
   }
-  log(`${path.basename(exe)} runs without Node.js on PATH and prints what the bundle prints ('version --client', '--help')`);
+  log(`${path.basename(exe)} runs without Node.js on PATH and prints what the bundle prints (${runs.map((run) => `'${run.label}'`).join(', ')})`);
 }
 
 /**
@@ -136,11 +155,11 @@ function validateWithKrew(manifest: string): void {
       });
       const store = path.join(root, 'store', 'nkvm', version);
       const linked = path.join(root, 'bin', binName(platform));
-      if (install.status !== 0 || !fs.existsSync(path.join(store, 'LICENSE')) || !fs.existsSync(linked)) {
+      if (install.status !== 0 || !fs.existsSync(path.join(store, 'LICENSE')) || !fs.existsSync(path.join(store, completeName(platform))) || !fs.existsSync(linked)) {
         throw new Error(`krew install of ${archiveName(platform)} failed (exit ${install.status}):\n${install.stdout}${install.stderr}`);
       }
     }
-    log(`krew installs every archive (${platforms.map(platformId).join(', ')}) with its LICENSE`);
+    log(`krew installs every archive (${platforms.map(platformId).join(', ')}) with its LICENSE and ${COMPLETE_NAME}`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -1,5 +1,5 @@
 /** Turns the parsed global flags into what a command handler works with. */
-import { connect, type KubeClient } from '../kube/client.ts';
+import type { KubeClient } from '../kube/client.ts';
 import type { ConnectionOverrides } from '../kube/config.ts';
 import { parseDuration, type GlobalOptions } from './global-options.ts';
 import { writeWarning } from './output.ts';
@@ -22,7 +22,13 @@ export function connectionOverrides(flags: GlobalOptions): ConnectionOverrides {
   };
 }
 
-export function connectFromFlags(flags: GlobalOptions): KubeClient {
+/**
+ * The client for the flags. The Kubernetes client library is most of the executable: it is loaded
+ * here, when a command first needs the cluster, so that --help, version --client and the local
+ * commands start at once.
+ */
+export async function connectFromFlags(flags: GlobalOptions): Promise<KubeClient> {
+  const { connect } = await import('../kube/client.ts');
   const client = connect({
     kubeconfig: flags.kubeconfig,
     context: flags.context,

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { nkvmHome } from '../backup/artifacts.ts';
-import { Catalog } from '../store/catalog.ts';
+import type { Catalog } from '../store/catalog.ts';
 import { ensureCatalogLocation, ensureWritableDirectory } from './local-paths.ts';
 
 export interface StoreOptions {
@@ -31,8 +31,10 @@ export function writableOutputDir(options: StoreOptions): string {
   return dir;
 }
 
-export function openCatalog(options: StoreOptions): Promise<Catalog> {
+/** The catalog (sql.js and its WASM load here, on first use, not at start-up). */
+export async function openCatalog(options: StoreOptions): Promise<Catalog> {
   const file = catalogPath(options);
   ensureCatalogLocation(file, options.catalog ? '--catalog' : 'the catalog ($NKVM_HOME/catalog.sqlite)');
+  const { Catalog } = await import('../store/catalog.ts');
   return Catalog.open(file);
 }

@@ -2,7 +2,6 @@
  * The permissions the plugin needs, checked with SelfSubjectAccessReview: the API server answers
  * for the credentials in use, whatever authorizer it runs.
  */
-import { AuthorizationV1Api } from '@kubernetes/client-node';
 import type { KubeClient } from './client.ts';
 
 export interface AccessRequirement {
@@ -49,32 +48,16 @@ export function grantHint(check: AccessCheck): string {
 }
 
 export async function checkAccess(client: KubeClient, namespace: string): Promise<AccessCheck[]> {
-  const api = client.credentials.kubeConfig.makeApiClient(AuthorizationV1Api);
   return Promise.all(
     ACCESS_REQUIREMENTS.map(async (requirement) => {
       const scope = requirement.clusterScoped ? null : namespace;
-      const review = await client.call({ verb: 'create', resource: 'selfsubjectaccessreviews' }, () =>
-        api.createSelfSubjectAccessReview({
-          body: {
-            apiVersion: 'authorization.k8s.io/v1',
-            kind: 'SelfSubjectAccessReview',
-            spec: {
-              resourceAttributes: {
-                verb: requirement.verb,
-                resource: requirement.resource,
-                ...(requirement.subresource ? { subresource: requirement.subresource } : {}),
-                ...(scope ? { namespace: scope } : {}),
-              },
-            },
-          },
-        }),
-      );
-      return {
-        ...requirement,
-        namespace: scope,
-        allowed: Boolean(review.status?.allowed),
-        reason: review.status?.reason || review.status?.evaluationError || null,
-      };
+      const review = await client.reviewAccess({
+        verb: requirement.verb,
+        resource: requirement.resource,
+        ...(requirement.subresource ? { subresource: requirement.subresource } : {}),
+        ...(scope ? { namespace: scope } : {}),
+      });
+      return { ...requirement, namespace: scope, allowed: review.allowed, reason: review.reason };
     }),
   );
 }

@@ -2,7 +2,7 @@
  * One connection to one cluster: the resolved credentials and the API clients made from them.
  * Commands get it from `connect()` and never build clients themselves.
  */
-import { CoreV1Api, VersionApi, type VersionInfo } from '@kubernetes/client-node';
+import { AuthenticationV1Api, AuthorizationV1Api, CoreV1Api, VersionApi, type V1ResourceAttributes, type V1UserInfo, type VersionInfo } from '@kubernetes/client-node';
 import { resolveCredentials, type CredentialRequest, type ResolvedCredentials } from './config.ts';
 import { callApi, type ApiOperation } from './errors.ts';
 
@@ -45,6 +45,24 @@ export class KubeClient {
   serverVersion(): Promise<VersionInfo> {
     const api = this.credentials.kubeConfig.makeApiClient(VersionApi);
     return this.call({ verb: 'get', resource: 'version' }, () => api.getCode());
+  }
+
+  /** Who the API server says these credentials are, impersonation applied (SelfSubjectReview). */
+  async whoAmI(): Promise<V1UserInfo> {
+    const api = this.credentials.kubeConfig.makeApiClient(AuthenticationV1Api);
+    const review = await this.call({ verb: 'create', resource: 'selfsubjectreviews' }, () =>
+      api.createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } }),
+    );
+    return review.status?.userInfo ?? {};
+  }
+
+  /** Whether these credentials may do one thing (SelfSubjectAccessReview, whatever authorizer the server runs). */
+  async reviewAccess(attributes: V1ResourceAttributes): Promise<{ allowed: boolean; reason: string | null }> {
+    const api = this.credentials.kubeConfig.makeApiClient(AuthorizationV1Api);
+    const review = await this.call({ verb: 'create', resource: 'selfsubjectaccessreviews' }, () =>
+      api.createSelfSubjectAccessReview({ body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: { resourceAttributes: attributes } } }),
+    );
+    return { allowed: Boolean(review.status?.allowed), reason: review.status?.reason || review.status?.evaluationError || null };
   }
 }
 

@@ -9,6 +9,7 @@ import { load as loadYaml } from 'js-yaml';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { COMPLETE_NAME, completeName, completeScript } from '../../scripts/release/complete-executable.ts';
 import { archiveName, binName, PLATFORMS, RELEASE_DIR, REPO_ROOT } from '../../scripts/release/config.ts';
 import { detectFormat } from '../../scripts/release/format.ts';
 import { kubernetesBinDir } from '../cluster/paths.ts';
@@ -56,7 +57,7 @@ function filesUnder(dir: string): string[] {
   return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => !e.isDirectory()).map((e) => path.relative(dir, path.join(e.parentPath, e.name)));
 }
 
-test('every release archive holds the executable (0755) and LICENSE, matches the manifest, and is built for its platform', async (t) => {
+test('every release archive holds the executable and kubectl_complete-nkvm (0755) and LICENSE, matches the manifest, and is built for its platform', async (t) => {
   const { spec } = manifest();
   t.regex(spec.version, /^v\d+\.\d+\.\d+$/);
   t.is(spec.version, `v${JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')).version}`);
@@ -71,14 +72,16 @@ test('every release archive holds the executable (0755) and LICENSE, matches the
     t.is(entry!.bin, binName(platform));
     const into = path.join(t.context.workDir, 'archives', `${platform.os}-${platform.arch}`);
     const entries = await unpack(archive, into);
-    t.deepEqual([...entries.keys()].sort(), [binName(platform), 'LICENSE'].sort(), `${name}: entries`);
+    t.deepEqual([...entries.keys()].sort(), [binName(platform), completeName(platform), 'LICENSE'].sort(), `${name}: entries`);
     t.is(entries.get(binName(platform)), 0o755, `${name}: the executable bit`);
+    t.is(entries.get(completeName(platform)), 0o755, `${name}: ${completeName(platform)}'s executable bit`);
+    t.is(fs.readFileSync(path.join(into, completeName(platform)), 'utf8'), completeScript(platform), `${name}: ${completeName(platform)}`);
     t.true(fs.readFileSync(path.join(into, 'LICENSE')).equals(fs.readFileSync(path.join(REPO_ROOT, 'LICENSE'))));
     t.is(detectFormat(path.join(into, binName(platform))), platform.format, `${name}: executable format`);
   }
 });
 
-test('krew installs the linux/amd64 archive; it runs with no node on PATH against the cluster; uninstall leaves nothing', async (t) => {
+test('krew installs the linux/amd64 archive; it runs with no node on PATH against the cluster; kubectl completes it once linked as the caveats say; uninstall leaves nothing', async (t) => {
   const { cluster, workDir } = t.context;
   const krewBin = (await execa('bash', [path.join(REPO_ROOT, 'scripts', 'release', 'build-krew.sh')])).stdout.trim();
   const krewRoot = path.join(workDir, 'krew-root');
@@ -110,6 +113,25 @@ test('krew installs the linux/amd64 archive; it runs with no node on PATH agains
   t.is(backup.exitCode, 0, String(backup.stderr));
   t.like(JSON.parse(String(backup.stdout)).items[0], { status: 'succeeded' });
 
+  // Completion: kubectl 1.26+ runs kubectl_complete-nkvm from PATH; the archive ships it, and the
+  // caveats link the plugin itself under that name (the executable answers under that name).
+  t.true(fs.existsSync(path.join(krewRoot, 'store', 'nkvm', manifest().spec.version, COMPLETE_NAME)), `${COMPLETE_NAME} is in the plugin's directory`);
+  const completions = async (words: string[]) => String((await run(['__complete', 'nkvm', ...words])).stdout).split('\n');
+  t.false((await completions([''])).some((line) => line.startsWith('backup\t')), 'no completion before the link');
+  const link = path.join(krewRoot, 'bin', COMPLETE_NAME);
+  const caveats = (loadYaml(fs.readFileSync(path.join(RELEASE_DIR, 'plugin.yaml'), 'utf8')) as { spec: { caveats: string } }).spec.caveats;
+  const linkCommand = /^\s*(ln -sf kubectl-nkvm .*)$/m.exec(caveats)?.[1];
+  t.truthy(linkCommand, 'the caveats say how to link it');
+  const linked = await execa('sh', ['-c', linkCommand!], { env: { PATH: '/usr/bin:/bin', HOME: workDir, KREW_ROOT: krewRoot }, reject: false });
+  t.is(linked.exitCode, 0, String(linked.stderr));
+  t.true(fs.lstatSync(link).isSymbolicLink());
+  t.true((await completions([''])).includes('backup\tBack up claims into compressed artifacts, each recorded in the catalog'));
+  t.true((await completions(['backup', '-n', ''])).includes(namespace), 'namespaces from the cluster');
+  t.true((await completions(['backup', '-n', namespace, ''])).some((line) => line.startsWith('data\t')), 'claims from the cluster');
+  const backupId = String(JSON.parse(String(backup.stdout)).items[0].id);
+  t.true((await completions(['restore', ''])).some((line) => line.startsWith(`${backupId}\t`)), 'backup IDs from the catalog');
+  fs.rmSync(link); // krew does not know the link: the user removes it, as the caveats say
+
   // Uninstalling checks for krew's plugin index, which `krew update` would clone from GitHub.
   fs.mkdirSync(path.join(krewRoot, 'index', 'default'), { recursive: true });
   await execa('git', ['init', '--quiet', path.join(krewRoot, 'index', 'default')]);
@@ -137,6 +159,8 @@ test('the single executable and the bundle give the same results on the same com
     ['artifacts', 'list', '-o', 'json', '--catalog', catalog],
     ['backup'],
     ['discover', '--kubeconfig', path.join(workDir, 'no-such-kubeconfig')],
+    ['__complete', 'backup', '-n', namespace, ''],
+    ['__complete', 'restore', '--catalog', catalog, ''],
   ];
   for (const command of commands) {
     const fromSea = await execa(sea, command, { env, extendEnv: false, reject: false });

@@ -2,7 +2,7 @@ import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
 import { COMPRESSIONS, defaultCompression, zstdSupported, type Compression } from '../../backup/artifacts.ts';
 import { discoverClaims } from '../../backup/discovery.ts';
-import { BackupManager, type BackupResult, type BackupTarget } from '../../backup/manager.ts';
+import type { BackupResult, BackupTarget } from '../../backup/manager.ts';
 import { UsageError } from '../../errors.ts';
 import { connectFromFlags } from '../context.ts';
 import { parseNonNegativeInteger, parsePositiveInteger } from '../flags.ts';
@@ -99,7 +99,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     // Local paths first: a run that cannot write its artifacts or catalog never starts a helper.
     const artifactDir = writableOutputDir(args);
     const catalog = await openCatalog(args);
-    const client = connectFromFlags(args);
+    const client = await connectFromFlags(args);
     let targets: BackupTarget[];
     if (args.all) {
       const claims = await discoverClaims(client, { namespace: client.namespace, allNamespaces: args.allNamespaces, labelSelector: args.selector });
@@ -114,6 +114,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     const machineOutput = args.output === 'json' || args.output === 'yaml';
     const bars = progressEnabled(args.progress, Boolean(process.stderr.isTTY), machineOutput) ? new ProgressBars(process.stderr) : undefined;
     const key = (claim: { namespace: string; pvc: string }) => `${claim.namespace}/${claim.pvc}`;
+    const { BackupManager } = await import('../../backup/manager.ts');
     const manager = new BackupManager(client, catalog, {
       outputDir: artifactDir,
       compression: args.compression,

@@ -1,6 +1,6 @@
 import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
-import { AuthenticationV1Api, type VersionInfo } from '@kubernetes/client-node';
+import type { VersionInfo } from '@kubernetes/client-node';
 import { discoverClaim, type DiscoveredClaim } from '../../backup/discovery.ts';
 import { placementFor, PlacementError, startHelperPod } from '../../backup/helper-pod.ts';
 import { describeIdentity } from '../../backup/helper-identity.ts';
@@ -8,7 +8,7 @@ import type { KubeClient } from '../../kube/client.ts';
 import { helperOptionsFromFlags, withHelperOptions, type HelperFlags } from '../helper-options.ts';
 import { ExitCode, isNkvmError } from '../../errors.ts';
 import { checkAccess, grantHint, resourceName, type AccessCheck } from '../../kube/access.ts';
-import { credentialSourceDescriptions, type ResolvedCredentials } from '../../kube/config.ts';
+import type { CredentialSource, ResolvedCredentials } from '../../kube/config.ts';
 import { connectFromFlags } from '../context.ts';
 import { shortAccessModes } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
@@ -36,13 +36,9 @@ export interface DiagnoseReport {
 const POD_SECURITY_LABEL = 'pod-security.kubernetes.io';
 
 async function identityOf(client: KubeClient): Promise<DiagnoseReport['identity']> {
-  const api = client.credentials.kubeConfig.makeApiClient(AuthenticationV1Api);
   try {
-    const review = await client.call({ verb: 'create', resource: 'selfsubjectreviews' }, () =>
-      api.createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } }),
-    );
-    const user = review.status?.userInfo;
-    return { username: user?.username ?? null, uid: user?.uid ?? null, groups: user?.groups ?? [], impersonated: Boolean(client.credentials.impersonate) };
+    const user = await client.whoAmI();
+    return { username: user.username ?? null, uid: user.uid ?? null, groups: user.groups ?? [], impersonated: Boolean(client.credentials.impersonate) };
   } catch (error) {
     // Older servers (before 1.28) have no SelfSubjectReview; the rest of the report still helps.
     if (isNkvmError(error) && error.code !== 'KubernetesAuthenticationError') return null;
@@ -77,7 +73,7 @@ async function helperAdmission(client: KubeClient, args: DiagnoseArgs, claim: Di
   }
 }
 
-function renderText(report: DiagnoseReport): string {
+function renderText(report: DiagnoseReport, credentialSourceDescriptions: Record<CredentialSource, string>): string {
   const c = report.credentials;
   const lines = [
     `Credentials:  ${credentialSourceDescriptions[c.source]} (${c.paths.join(', ')})`,
@@ -147,7 +143,7 @@ export const diagnoseCommand: CommandModule<GlobalOptions, DiagnoseArgs> = {
       .example('kubectl nkvm diagnose', 'Credentials, server and permissions in the current namespace')
       .example('kubectl nkvm diagnose data -n shop', '... and claim "data" in namespace shop: where and as whom its helper would run') as unknown as Argv<DiagnoseArgs>,
   handler: async (args) => {
-    const client = connectFromFlags(args);
+    const client = await connectFromFlags(args);
     const { kubeConfig: _kubeConfig, ...credentials } = client.credentials;
     const report: DiagnoseReport = { credentials, serverVersion: null, identity: null, error: null, access: [], podSecurity: null, helperAdmission: null, claim: null };
     let exitCode: number = ExitCode.ok;
@@ -179,7 +175,7 @@ export const diagnoseCommand: CommandModule<GlobalOptions, DiagnoseArgs> = {
     }
     if (args.output === 'json') writeResult(toJson(report));
     else if (args.output === 'yaml') writeResult(toYaml(report));
-    else writeResult(renderText(report));
+    else writeResult(renderText(report, (await import('../../kube/config.ts')).credentialSourceDescriptions));
     process.exitCode = exitCode;
   },
 };

@@ -60,7 +60,7 @@ export const discoverCommand: CommandModule<GlobalOptions, DiscoverArgs> = {
       .example('kubectl nkvm discover -A -o wide', 'Every claim in the cluster, with volume mode and nodes')
       .example('kubectl nkvm discover -n shop -l app=db -o json | jq ".items[].name"', 'For scripts') as unknown as Argv<DiscoverArgs>,
   handler: async (args) => {
-    const client = connectFromFlags(args);
+    const client = await connectFromFlags(args);
     const claims = await discoverClaims(client, { namespace: client.namespace, allNamespaces: args.allNamespaces, labelSelector: args.selector });
     if (claims.length === 0 && (args.output === 'table' || args.output === 'wide')) {
       process.stderr.write(args.allNamespaces ? 'No PersistentVolumeClaims found.\n' : `No PersistentVolumeClaims found in namespace ${client.namespace}.\n`);

@@ -1,6 +1,6 @@
 import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
-import { RestoreManager, type RestoreResult } from '../../backup/restore.ts';
+import type { RestoreResult } from '../../backup/restore.ts';
 import type { RestoreMode } from '../../store/catalog.ts';
 import { UsageError } from '../../errors.ts';
 import { connectFromFlags } from '../context.ts';
@@ -66,7 +66,8 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
     const { helper, podReadyTimeoutMs } = helperOptionsFromFlags(args);
     const catalog = await openCatalog(args);
     const backup = await catalog.findBackup(String(args.id));
-    const client = connectFromFlags(args);
+    const client = await connectFromFlags(args);
+    const { RestoreManager } = await import('../../backup/restore.ts');
     const manager = new RestoreManager(client, catalog, { helper, podReadyTimeoutMs, signal: interruptSignal });
     const result = await manager.restore({
       backup,

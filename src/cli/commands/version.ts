@@ -30,7 +30,7 @@ export const versionCommand: CommandModule<GlobalOptions, VersionArgs> = {
       clientVersion: { pluginVersion, nodeVersion: process.version, platform: `${process.platform}/${process.arch}` },
     };
     if (!args.client) {
-      const client = connectFromFlags(args);
+      const client = await connectFromFlags(args);
       report.serverVersion = await client.serverVersion();
       report.credentials = { source: client.credentials.source, context: client.credentials.context, server: client.credentials.server };
     }

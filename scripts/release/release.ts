@@ -51,11 +51,13 @@ const mtime = Number(process.env.SOURCE_DATE_EPOCH ??
   (spawnSync('git', ['log', '-1', '--format=%ct'], { cwd: REPO_ROOT, encoding: 'utf8' }).stdout.trim() || 0));
 
 log(`kubectl-nkvm ${version}: ${platforms.map(platformId).join(', ')}`);
-const blob = makeBlob(BUNDLE, work);
 const postject = postjectModule();
 const rcodesign = platforms.some((p) => p.os === 'darwin') ? rcodesignPath() : undefined;
 
 const host = PLATFORMS.find((p) => p.os === process.platform && p.arch === (process.arch === 'x64' ? 'amd64' : process.arch));
+// The host's executable carries V8's code cache (valid only for this very Node binary); the rest the script alone.
+const portableBlob = makeBlob(BUNDLE, work, { codeCache: false });
+const hostBlob = host && platforms.some((p) => platformId(p) === platformId(host)) ? makeBlob(BUNDLE, work, { codeCache: true }) : undefined;
 const archives = new Map<string, string>();
 for (const platform of platforms) {
   const id = platformId(platform);
@@ -63,7 +65,8 @@ for (const platform of platforms) {
   fs.mkdirSync(dir, { recursive: true });
   const exe = path.join(dir, binName(platform));
   const t0 = Date.now();
-  await injectBlob(postject, nodeBinaryFor(platform), blob, exe, platform);
+  const isHost = host !== undefined && platformId(platform) === platformId(host);
+  await injectBlob(postject, nodeBinaryFor(platform), isHost ? hostBlob! : portableBlob, exe, platform);
   if (platform.os === 'darwin') {
     signAdHoc(rcodesign!, exe, 'kubectl-nkvm');
     const signature = verifyAdHocSignature(exe);
@@ -72,7 +75,7 @@ for (const platform of platforms) {
   checkFormat(exe, platform.format);
   const complete = path.join(dir, completeName(platform));
   fs.writeFileSync(complete, completeScript(platform), { mode: 0o755 });
-  if (host && platformId(platform) === platformId(host)) smokeTest(exe, complete);
+  if (isHost) smokeTest(exe, complete);
   const archive = path.join(RELEASE_DIR, archiveName(platform));
   const entries = [
     { name: binName(platform), source: exe, mode: 0o755 },

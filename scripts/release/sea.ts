@@ -2,9 +2,13 @@
  * Node.js single executable applications: one preparation blob made from the esbuild bundle, then
  * injected into each platform's official Node.js binary with postject.
  *
- * One blob serves every platform because it holds only the script (useSnapshot and useCodeCache are
- * off: both would be V8 data valid only on the platform that made them). The blob must be made by the
- * very Node.js version it is injected into, so this refuses to run on any other version.
+ * The blob for the platform this runs on also holds V8's code cache of the script (useCodeCache): the
+ * executable then starts without compiling 8 MiB of JavaScript (136 ms -> 100 ms for --help here).
+ * The cache is valid only for the Node.js binary that made it, so every other platform gets a blob
+ * with the script alone. V8 seeds its code cache from a random seed: --random-seed fixes it, so the
+ * same sources give the same bytes (other seed flags, such as --hash-seed, would make the running
+ * executable reject the cache). The blob must be made by the very Node.js version it is injected
+ * into, so this refuses to run on any other version.
  *
  * Why postject and not `node --build-sea` (which Node 26 has, and which also takes a foreign
  * "executable"): nodejs/node#65479 reports that --build-sea produces a segfaulting executable for
@@ -23,20 +27,21 @@ interface PostjectApi {
 }
 
 /** Writes the SEA preparation blob for `bundle` into `workDir`; returns its path. */
-export function makeBlob(bundle: string, workDir: string): string {
+export function makeBlob(bundle: string, workDir: string, options: { codeCache: boolean }): string {
   if (process.versions.node !== NODE_VERSION) {
     throw new Error(`the SEA blob must be made by Node.js ${NODE_VERSION} (the version injected into); this is ${process.version}: run it with node_modules/.bin/node`);
   }
-  const blob = path.join(workDir, 'sea-prep.blob');
-  const config = path.join(workDir, 'sea-config.json');
+  const kind = options.codeCache ? 'with-code-cache' : 'portable';
+  const blob = path.join(workDir, `sea-prep-${kind}.blob`);
+  const config = path.join(workDir, `sea-config-${kind}.json`);
   fs.writeFileSync(config, `${JSON.stringify({
     main: bundle,
     output: blob,
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
-    useCodeCache: false,
+    useCodeCache: options.codeCache,
   }, null, 2)}\n`);
-  execFileSync(process.execPath, ['--experimental-sea-config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(process.execPath, ['--random-seed=1', '--experimental-sea-config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
   return blob;
 }
 

@@ -88,6 +88,7 @@ export async function startKindCluster(): Promise<TestCluster> {
     // kind's default class, local-path, provisions on first use (WaitForFirstConsumer).
     storageClass: 'standard',
     kubectl,
+    loadImageArchive: async (archive) => void (await run(['kind', 'load', 'image-archive', archive, '--name', name])),
     logs,
     dispose,
   };

@@ -685,6 +685,7 @@ export async function startLocalCluster(): Promise<TestCluster> {
     storageClass: STORAGE_CLASS,
     blockStorageClass: BLOCK_STORAGE_CLASS,
     kubectl,
+    loadImageArchive: async (archive) => void (await run('ctr', ['--address', state.containerdSocket, '--namespace', 'k8s.io', 'images', 'import', '--all-platforms', archive], { timeoutMs: 300_000 })),
     logs: async () => componentLogs(dir, 60),
     dispose: async () => {
       if (disposed) return;

@@ -15,6 +15,8 @@ export interface TestCluster {
    * provider has one: local offers nkvm-block-pv-0..2 of 64Mi and nkvm-block-pv-3 of 32Mi; kind none.
    */
   blockStorageClass?: string;
+  /** Makes the images of an archive (OCI layout or docker-archive, every platform in it) available to the node. */
+  loadImageArchive(archive: string): Promise<void>;
   /** Runs kubectl against this cluster as its admin; rejects on a non-zero exit with stderr. */
   kubectl(args: string[], options?: { input?: string; timeoutMs?: number }): Promise<string>;
   /** Text to print when a test fails: component logs, for the provider's part. */

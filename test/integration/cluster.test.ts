@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
+import { buildImage } from '../../scripts/image/build.ts';
 import { clusterSuite, createNamespace, kubectlNkvm } from './support.ts';
 
 const test = clusterSuite();
@@ -134,4 +135,42 @@ test('the plugin on PATH runs as `kubectl nkvm version` and reports the server i
   const report = JSON.parse(String(json.stdout));
   t.is(report.serverVersion.gitVersion, serverVersion);
   t.is(report.credentials.source, 'kubeconfig-env');
+});
+
+test('the plugin image (npm run image) is reproducible, imports into the node, and runs with no root and no shell in a restricted namespace', async (t) => {
+  t.timeout(10 * 60_000);
+  const { cluster, workDir } = t.context;
+  const first = buildImage(path.join(workDir, 'image-1'));
+  const second = buildImage(path.join(workDir, 'image-2'));
+  t.is(second.digest, first.digest, 'the same sources give the same digest');
+  t.is(createHash('sha256').update(fs.readFileSync(second.archive)).digest('hex'), createHash('sha256').update(fs.readFileSync(first.archive)).digest('hex'));
+  await cluster.loadImageArchive(first.archive);
+
+  const namespace = await createNamespace(cluster, 'image');
+  await cluster.kubectl(['label', 'namespace', namespace, 'pod-security.kubernetes.io/enforce=restricted']);
+  await cluster.kubectl(['apply', '-f', '-'], {
+    input: `apiVersion: v1
+kind: Pod
+metadata: {name: plugin, namespace: ${namespace}}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: plugin
+    image: ${first.reference}
+    imagePullPolicy: Never
+    args: [version, --client]
+    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+`,
+  });
+  await cluster.kubectl(['wait', '--for=jsonpath={.status.phase}=Succeeded', 'pod/plugin', '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
+  t.regex(await cluster.kubectl(['logs', 'plugin', '-n', namespace]), /^Client Version: v\d+\.\d+\.\d+ \(node v\d+\.\d+\.\d+, linux\/x64\)$/m);
+  // What is inside: the executable, its libraries and the CAs; no shell, no package manager.
+  const unpacked = path.join(workDir, 'image-unpacked');
+  fs.mkdirSync(unpacked);
+  await execa('tar', ['-xf', first.archive, '-C', unpacked, './manifest.json']);
+  const [hostImage] = JSON.parse(fs.readFileSync(path.join(unpacked, 'manifest.json'), 'utf8')) as { Layers: string[] }[];
+  const files = (await execa('tar', ['-xOf', first.archive, `./${hostImage!.Layers[0]}`], { encoding: 'buffer' }).then((layer) => execa('tar', ['-tz'], { input: layer.stdout }))).stdout.split('\n');
+  t.true(files.includes('./usr/local/bin/kubectl-nkvm') && files.includes('./etc/ssl/certs/ca-certificates.crt'));
+  t.false(files.some((file) => /^\.\/(usr\/)?bin\/(sh|bash|dash|busybox)$/.test(file)), 'no shell');
 });

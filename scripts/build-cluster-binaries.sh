@@ -8,16 +8,21 @@ KUBERNETES_VERSION="${NKVM_KUBERNETES_VERSION:-v1.34.4}"
 ETCD_VERSION="${NKVM_ETCD_VERSION:-v3.6.16}"
 . "$(dirname "$0")/go-env.sh"
 
+# kube-proxy gives pods the `kubernetes` Service; kubeadm is what a KinD node image carries.
+KUBERNETES_COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy kubeadm"
+
 log() { printf '[build-cluster-binaries] %s\n' "$*" >&2; }
 
 command -v go >/dev/null || { log "Go is required (go1.24 or newer); install it first"; exit 1; }
 
 build_kubernetes() {
-  local out="$CACHE/kubernetes-$KUBERNETES_VERSION"
-  if [[ -f "$out/.complete" ]]; then log "kubernetes $KUBERNETES_VERSION cached in $out"; return; fi
+  local out="$CACHE/kubernetes-$KUBERNETES_VERSION" missing="" cmd
+  for cmd in $KUBERNETES_COMMANDS; do [[ -x "$out/bin/$cmd" ]] || missing+=" $cmd"; done
+  if [[ -z "$missing" ]]; then log "kubernetes $KUBERNETES_VERSION cached in $out"; return; fi
   local src="$out/src"
-  rm -rf "$out" && mkdir -p "$src"
-  log "building kubernetes $KUBERNETES_VERSION (cold build: tens of minutes)"
+  # Binaries already built stay; Go's build cache makes rebuilding the set cheap when one is added.
+  rm -rf "$src" && mkdir -p "$src"
+  log "building kubernetes $KUBERNETES_VERSION:$missing (cold build: tens of minutes)"
   local staging_version="v0.${KUBERNETES_VERSION#v1.}"
   local upstream_mod
   upstream_mod=$(cd "$src" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
@@ -31,17 +36,13 @@ build_kubernetes() {
     echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
     grep -oE '^\s+k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$upstream_mod" | awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
   } > "$src/go.mod"
-  cat > "$src/tools.go" <<'GO'
+  cat > "$src/tools.go" <<GO
 //go:build tools
 
 package tools
 
 import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubelet"
-	_ "k8s.io/kubernetes/cmd/kubectl"
+$(for cmd in $KUBERNETES_COMMANDS; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$cmd"; done)
 )
 GO
   (cd "$src" && go mod tidy)
@@ -51,10 +52,8 @@ GO
     ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  (cd "$src" && go build -tags tools -ldflags "$ldflags" -o "$out/bin/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubectl)
-  touch "$out/.complete"
+  # shellcheck disable=SC2086 # one package path per command
+  (cd "$src" && go build -tags tools -ldflags "$ldflags" -o "$out/bin/" $(printf 'k8s.io/kubernetes/cmd/%s ' $KUBERNETES_COMMANDS))
   log "kubernetes $KUBERNETES_VERSION built in $out/bin"
 }
 

@@ -13,6 +13,8 @@ import { restoreCommand } from './cli/commands/restore.ts';
 import { verifyCommand } from './cli/commands/verify.ts';
 import { versionCommand } from './cli/commands/version.ts';
 import { optionsCommand } from './cli/commands/options.ts';
+import { installCommand } from './cli/commands/install.ts';
+import { uninstallCommand } from './cli/commands/uninstall.ts';
 import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts';
 import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
@@ -39,6 +41,8 @@ const COMMANDS: CommandModule<GlobalOptions, never>[] = [
   artifactsCommand,
   diagnoseCommand,
   versionCommand,
+  installCommand,
+  uninstallCommand,
   optionsCommand,
   completionCommand,
 ] as unknown as CommandModule<GlobalOptions, never>[];

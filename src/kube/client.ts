@@ -2,7 +2,18 @@
  * One connection to one cluster: the resolved credentials and the API clients made from them.
  * Commands get it from `connect()` and never build clients themselves.
  */
-import { AuthenticationV1Api, AuthorizationV1Api, CoreV1Api, VersionApi, type V1ResourceAttributes, type V1UserInfo, type VersionInfo } from '@kubernetes/client-node';
+import {
+  AuthenticationV1Api,
+  AuthorizationV1Api,
+  CoreV1Api,
+  KubernetesObjectApi,
+  PatchStrategy,
+  VersionApi,
+  type KubernetesObject,
+  type V1ResourceAttributes,
+  type V1UserInfo,
+  type VersionInfo,
+} from '@kubernetes/client-node';
 import { resolveCredentials, type CredentialRequest, type ResolvedCredentials } from './config.ts';
 import { callApi, type ApiOperation } from './errors.ts';
 
@@ -54,6 +65,37 @@ export class KubeClient {
       api.createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } }),
     );
     return review.status?.userInfo ?? {};
+  }
+
+  /** Server-side apply, as `kubectl apply --server-side --force-conflicts` with the plugin as field manager. */
+  async apply(object: KubernetesObject, options: { dryRun?: boolean } = {}): Promise<KubernetesObject> {
+    const api = KubernetesObjectApi.makeApiClient(this.credentials.kubeConfig);
+    const { kind, metadata } = object;
+    return this.call({ verb: 'patch', resource: `${kind?.toLowerCase()}s`, namespace: metadata?.namespace, name: metadata?.name }, () =>
+      api.patch(object, undefined, options.dryRun ? 'All' : undefined, 'kubectl-nkvm', true, PatchStrategy.ServerSideApply),
+    );
+  }
+
+  /** Deletes one object; one already gone is fine. Dependents (a CronJob's Jobs and pods) go in the background. */
+  async remove(object: KubernetesObject): Promise<boolean> {
+    const api = KubernetesObjectApi.makeApiClient(this.credentials.kubeConfig);
+    const { kind, metadata } = object;
+    try {
+      await this.call({ verb: 'delete', resource: `${kind?.toLowerCase()}s`, namespace: metadata?.namespace, name: metadata?.name }, () =>
+        api.delete(object, undefined, undefined, undefined, undefined, 'Background'),
+      );
+      return true;
+    } catch (error) {
+      if ((error as { code?: string }).code === 'NotFoundError') return false;
+      throw error;
+    }
+  }
+
+  /** Every object of these kinds, in every namespace, that carries the label selector. */
+  async listLabelled(apiVersion: string, kind: string, labelSelector: string): Promise<KubernetesObject[]> {
+    const api = KubernetesObjectApi.makeApiClient(this.credentials.kubeConfig);
+    const list = await this.call({ verb: 'list', resource: `${kind.toLowerCase()}s` }, () => api.list(apiVersion, kind, undefined, undefined, undefined, undefined, undefined, labelSelector));
+    return list.items.map((item) => ({ ...item, apiVersion, kind }));
   }
 
   /** Whether these credentials may do one thing (SelfSubjectAccessReview, whatever authorizer the server runs). */

@@ -174,3 +174,42 @@ spec:
   t.true(files.includes('./usr/local/bin/kubectl-nkvm') && files.includes('./etc/ssl/certs/ca-certificates.crt'));
   t.false(files.some((file) => /^\.\/(usr\/)?bin\/(sh|bash|dash|busybox)$/.test(file)), 'no shell');
 });
+
+test('install creates the schedule with exactly its objects, updates in place, equals its printed YAML applied, and uninstall removes only its own', async (t) => {
+  const { cluster } = t.context;
+  const home = path.join(t.context.workDir, 'install-home');
+  const target = await createNamespace(cluster, 'install-target');
+  const system = `nkvm-system-${target.split('-').pop()}`;
+  const common = ['-n', system, '--store-size', '1Gi', '--keep-last', '3', '--image', 'example.invalid/nkvm:test'];
+  const installed = await kubectlNkvm(t.context, ['install', '--name', 'one', ...common, '--', '-n', target, '--all'], { env: { NKVM_HOME: home } });
+  t.is(installed.exitCode, 0, String(installed.stderr));
+  t.regex(String(installed.stdout), /cronjob\/one applied/);
+  const get = (args: string[]) => cluster.kubectl(['get', ...args, '-o', 'name']).then((out) => out.trim().split('\n').filter(Boolean));
+  t.deepEqual(await get(['cronjob,serviceaccount,pvc', '-n', system, '-l', 'nkvm.dev/install=one']), ['cronjob.batch/one', 'serviceaccount/one', 'persistentvolumeclaim/one-store']);
+  t.deepEqual(await get(['role,rolebinding', '-n', target, '-l', 'nkvm.dev/install=one']), ['role.rbac.authorization.k8s.io/one', 'rolebinding.rbac.authorization.k8s.io/one']);
+  const can = await cluster.kubectl(['auth', 'can-i', 'create', 'pods/exec', '-n', target, `--as=system:serviceaccount:${system}:one`]);
+  t.is(can.trim(), 'yes');
+
+  const again = await kubectlNkvm(t.context, ['install', '--name', 'one', ...common, '--schedule', '15 3 * * *', '--', '-n', target, '--all'], { env: { NKVM_HOME: home } });
+  t.is(again.exitCode, 0, String(again.stderr));
+  t.is((await cluster.kubectl(['get', 'cronjob', 'one', '-n', system, '-o', 'jsonpath={.spec.schedule}'])).trim(), '15 3 * * *', 'updated in place');
+
+  const printed = await kubectlNkvm(t.context, ['install', '--name', 'two', ...common, '--dry-run=client', '-o', 'yaml', '--', '-n', target, '--all']);
+  t.is(printed.exitCode, 0, String(printed.stderr));
+  await cluster.kubectl(['apply', '-f', '-'], { input: String(printed.stdout) });
+  const byPlugin = await kubectlNkvm(t.context, ['install', '--name', 'two', ...common, '-o', 'json', '--', '-n', target, '--all']);
+  t.is(byPlugin.exitCode, 0, String(byPlugin.stderr));
+  const cronSpec = async (name: string) => JSON.parse(await cluster.kubectl(['get', 'cronjob', name, '-n', system, '-o', 'json'])).spec.jobTemplate.spec.template.spec;
+  t.deepEqual((await cronSpec('two')).containers, (await cronSpec('one')).containers, 'the printed YAML and install give the same job');
+
+  const removed = await kubectlNkvm(t.context, ['uninstall', '-n', system, '--name', 'one']);
+  t.is(removed.exitCode, 0, String(removed.stderr));
+  t.deepEqual(await get(['cronjob,serviceaccount', '-n', system, '-l', 'nkvm.dev/install=one']), []);
+  t.deepEqual(await get(['role,rolebinding', '-n', target, '-l', 'nkvm.dev/install=one']), []);
+  t.deepEqual(await get(['pvc', '-n', system, '-l', 'nkvm.dev/install=one']), ['persistentvolumeclaim/one-store'], 'the store stays');
+  t.deepEqual(await get(['cronjob', '-n', system, '-l', 'nkvm.dev/install=two']), ['cronjob.batch/two'], 'another install is untouched');
+  const purged = await kubectlNkvm(t.context, ['uninstall', '-n', system, '--name', 'two', '--purge']);
+  t.is(purged.exitCode, 0, String(purged.stderr));
+  t.deepEqual(await get(['pvc,cronjob,serviceaccount', '-n', system, '-l', 'nkvm.dev/install=two']), []);
+  t.deepEqual(await get(['namespace', system]), [`namespace/${system}`], 'the namespace is not the install\'s to remove');
+});

@@ -1,7 +1,8 @@
 /**
  * The `local` provider: a real single-node cluster from upstream binaries (etcd, kube-apiserver,
  * kube-controller-manager, kube-scheduler, kubelet) and Debian's containerd, runc and CNI plugins,
- * started in the order of kubernetes' hack/local-up-cluster.sh, without DNS or kube-proxy.
+ * started in the order of kubernetes' hack/local-up-cluster.sh, without DNS; a DNAT rule of its own
+ * stands in for kube-proxy for the one Service pods need, `kubernetes`.
  *
  * Everything a cluster owns lives in its own directory (certs, kubeconfigs, etcd data, kubelet
  * root, containerd root/state, volumes, the files behind its loop devices, logs) and its own ports,
@@ -29,7 +30,6 @@ const VOLUME_CAPACITY = '20Gi';
 /** Raw block volumes (volumeMode: Block): loop devices over sparse files, one PV each, sized in MiB. */
 const BLOCK_STORAGE_CLASS = 'nkvm-block';
 const BLOCK_DEVICE_SIZES_MIB = [64, 64, 64, 32];
-const SERVICE_CIDR = '10.96.0.0/24';
 const COMPONENTS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'containerd', 'kubelet'] as const;
 type Component = (typeof COMPONENTS)[number];
 
@@ -44,6 +44,35 @@ interface LocalClusterState {
   pids: Partial<Record<Component, number>>;
   /** The loop devices behind the block PVs, in PV order; absent in states written before they existed. */
   loopDevices?: string[];
+  /** This cluster's Service range (its own, so clusters side by side never share an address). */
+  serviceCIDR?: string;
+  /** The nat chain that sends pods' traffic for the `kubernetes` Service to the API server. */
+  serviceChain?: string;
+}
+
+/** The `kubernetes` Service's ClusterIP: the first address of the range. */
+function serviceIPOf(serviceCIDR: string): string {
+  return serviceCIDR.replace(/\.0\/24$/, '.1');
+}
+
+/**
+ * Pods reach the API server the standard way, through the `kubernetes` Service (the ClusterIP and
+ * port 443 the kubelet puts in KUBERNETES_SERVICE_HOST/PORT): one DNAT rule per cluster, in a chain
+ * of its own, to the API server on the node IP. kube-proxy would do the same, but two kube-proxies
+ * on one host (a test cluster beside a dev cluster) rewrite each other's shared KUBE-* chains; a
+ * chain per cluster cannot collide, and the cluster needs no other Service.
+ */
+async function routeKubernetesService(state: LocalClusterState, apiserverPort: number): Promise<void> {
+  const chain = state.serviceChain!;
+  await run('iptables', ['-t', 'nat', '-N', chain]);
+  await run('iptables', ['-t', 'nat', '-A', chain, '-d', `${serviceIPOf(state.serviceCIDR!)}/32`, '-p', 'tcp', '--dport', '443', '-j', 'DNAT', '--to-destination', `${state.nodeIP}:${apiserverPort}`]);
+  await run('iptables', ['-t', 'nat', '-I', 'PREROUTING', '-j', chain]);
+}
+
+async function unrouteKubernetesService(chain: string): Promise<void> {
+  await run('iptables', ['-t', 'nat', '-D', 'PREROUTING', '-j', chain]).catch(() => '');
+  await run('iptables', ['-t', 'nat', '-F', chain]).catch(() => '');
+  await run('iptables', ['-t', 'nat', '-X', chain]).catch(() => '');
 }
 
 async function freePort(): Promise<number> {
@@ -110,7 +139,7 @@ async function run(command: string, args: string[], options: { input?: string; t
 }
 
 /** openssl, one key and certificate per identity, all signed by the cluster's own CA. */
-async function makePki(pki: string, nodeName: string, nodeIP: string): Promise<void> {
+async function makePki(pki: string, nodeName: string, nodeIP: string, serviceIP: string): Promise<void> {
   fs.mkdirSync(pki, { recursive: true });
   const key = (name: string) => run('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', path.join(pki, `${name}.key`)]);
   await key('ca');
@@ -125,7 +154,6 @@ async function makePki(pki: string, nodeName: string, nodeIP: string): Promise<v
       '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '30', '-extfile', extFile, '-out', path.join(pki, `${name}.crt`),
     ]);
   };
-  const serviceIP = '10.96.0.1';
   await Promise.all([
     leaf('kube-apiserver', '/CN=kube-apiserver',
       `extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:${serviceIP},IP:${nodeIP}`),
@@ -362,6 +390,7 @@ export async function disposeLocalCluster(dir: string): Promise<void> {
   for (const mountPoint of mountsUnder(dir)) {
     await run('umount', [mountPoint]).catch(() => run('umount', ['--lazy', mountPoint]).catch(() => ''));
   }
+  if (state.serviceChain) await unrouteKubernetesService(state.serviceChain);
   await run('ip', ['link', 'delete', state.bridge]).catch(() => '');
   await run('ip', ['address', 'delete', `${state.nodeIP}/32`, 'dev', 'lo']).catch(() => '');
   // The empty cgroup2 hierarchy beside v1 ("unified") gets the same tree from the runtime; it goes too.
@@ -463,7 +492,8 @@ function cniConfig(state: LocalClusterState, subnet: string): string {
           bridge: state.bridge,
           isGateway: true,
           ipMasq: false,
-          ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: path.join(state.dir, 'cni', 'ipam') },
+          // A default route through the bridge: Service addresses are off the pod subnet.
+          ipam: { type: 'host-local', ranges: [[{ subnet }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: path.join(state.dir, 'cni', 'ipam') },
         },
       ],
     },
@@ -580,6 +610,9 @@ export async function startLocalCluster(): Promise<TestCluster> {
     cgroupRoot: `nkvm-${short}`,
     containerdSocket: path.join(dir, 'containerd.sock'),
     pids: {},
+    // Node IP, pod subnet (third octet ^ 0x80) and Service range (^ 0x40) differ in the third octet.
+    serviceCIDR: `10.${octet2}.${octet3 ^ 0x40}.0/24`,
+    serviceChain: `NKVM-${short.toUpperCase()}`,
   };
   for (const sub of ['logs', 'pki', 'etcd', 'kubelet', 'cni/net.d', 'volumes', 'pod-logs']) fs.mkdirSync(path.join(dir, sub), { recursive: true });
   saveState(state);
@@ -595,7 +628,7 @@ export async function startLocalCluster(): Promise<TestCluster> {
       ['etcdClient', 'etcdPeer', 'apiserver', 'kcm', 'scheduler', 'kubelet', 'healthz', 'stream'] as const,
     );
     const images = buildImages();
-    await makePki(pki, name, state.nodeIP);
+    await makePki(pki, name, state.nodeIP, serviceIPOf(state.serviceCIDR!));
     const server = `https://127.0.0.1:${apiserver}`;
     writeKubeconfig(kubeconfigPath, server, pki, 'admin', name);
     for (const user of ['kube-controller-manager', 'kube-scheduler']) writeKubeconfig(path.join(dir, `${user}.kubeconfig`), server, pki, user, name);
@@ -612,13 +645,14 @@ export async function startLocalCluster(): Promise<TestCluster> {
 
     startProcess(state, 'kube-apiserver', path.join(kubernetesBinDir, 'kube-apiserver'), [
       `--etcd-servers=http://127.0.0.1:${etcdClient}`,
-      '--bind-address=127.0.0.1', `--secure-port=${apiserver}`, `--advertise-address=${state.nodeIP}`,
+      // All addresses: 127.0.0.1 for the kubeconfigs, the node IP for pods through the kubernetes Service.
+      '--bind-address=0.0.0.0', `--secure-port=${apiserver}`, `--advertise-address=${state.nodeIP}`,
       `--tls-cert-file=${pki}/kube-apiserver.crt`, `--tls-private-key-file=${pki}/kube-apiserver.key`,
       `--client-ca-file=${pki}/ca.crt`,
       '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction',
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       `--service-account-key-file=${pki}/service-account.pub`, `--service-account-signing-key-file=${pki}/service-account.key`,
-      `--service-cluster-ip-range=${SERVICE_CIDR}`,
+      `--service-cluster-ip-range=${state.serviceCIDR}`,
       `--kubelet-client-certificate=${pki}/apiserver-kubelet-client.crt`, `--kubelet-client-key=${pki}/apiserver-kubelet-client.key`,
       '--kubelet-preferred-address-types=InternalIP',
       '--allow-privileged=true', `--cert-dir=${pki}`, '--endpoint-reconciler-type=none', '--profiling=false', '--v=1',
@@ -626,6 +660,7 @@ export async function startLocalCluster(): Promise<TestCluster> {
     await waitFor('kube-apiserver /readyz', 90_000, async () => (await kubectl(['get', '--raw', '/readyz'], { timeoutMs: 5000 })).trim() === 'ok');
     // exec and logs go from the API server to the kubelet under this identity.
     await kubectl(['create', 'clusterrolebinding', 'nkvm-apiserver-kubelet-client', '--clusterrole=system:kubelet-api-admin', '--user=kube-apiserver-kubelet-client']);
+    await routeKubernetesService(state, apiserver);
 
     const componentFlags = (user: string, port: number) => [
       `--kubeconfig=${dir}/${user}.kubeconfig`, `--authentication-kubeconfig=${dir}/${user}.kubeconfig`,
@@ -636,7 +671,7 @@ export async function startLocalCluster(): Promise<TestCluster> {
       ...componentFlags('kube-controller-manager', kcm),
       '--use-service-account-credentials=true', `--service-account-private-key-file=${pki}/service-account.key`,
       `--root-ca-file=${pki}/ca.crt`, `--cluster-signing-cert-file=${pki}/ca.crt`, `--cluster-signing-key-file=${pki}/ca.key`,
-      `--service-cluster-ip-range=${SERVICE_CIDR}`, '--controllers=*,-cloud-node-lifecycle-controller,-node-ipam-controller',
+      `--service-cluster-ip-range=${state.serviceCIDR}`, '--controllers=*,-cloud-node-lifecycle-controller,-node-ipam-controller',
     ]);
     startProcess(state, 'kube-scheduler', path.join(kubernetesBinDir, 'kube-scheduler'), componentFlags('kube-scheduler', scheduler));
 
@@ -655,6 +690,13 @@ export async function startLocalCluster(): Promise<TestCluster> {
     ]);
 
     const loopDevices = await attachBlockDevices(state);
+    // Made here, world-writable, as rancher's local-path-provisioner (KinD's default) makes its
+    // volumes: a pod running as any user, with or without fsGroup (which hostPath ignores), can write.
+    for (let index = 0; index < VOLUME_COUNT; index++) {
+      const volume = path.join(dir, 'volumes', `nkvm-local-pv-${String(index).padStart(2, '0')}`);
+      fs.mkdirSync(volume, { recursive: true });
+      fs.chmodSync(volume, 0o777);
+    }
     await kubectl(['apply', '-f', '-'], { input: storageManifest(dir, name, loopDevices) });
     await waitFor('the node to be Ready', 90_000, async () =>
       (await kubectl(['get', 'node', name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])).trim() === 'True',

@@ -8,12 +8,24 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { buildImage } from '../../scripts/image/build.ts';
-import { clusterSuite, createNamespace, kubectlNkvm } from './support.ts';
+import { buildImage, type BuiltImage } from '../../scripts/image/build.ts';
+import { seedWorkload } from '../cluster/workload.ts';
+import { clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
 
 const test = clusterSuite();
 
 const FIFTY_MIB = 50 * 1024 * 1024;
+
+/** The plugin image, built once for the suite and loaded into its cluster. */
+let pluginImage: Promise<BuiltImage> | undefined;
+function loadedPluginImage(context: SuiteContext): Promise<BuiltImage> {
+  pluginImage ??= (async () => {
+    const built = buildImage(path.join(context.workDir, 'image-1'));
+    await context.cluster.loadImageArchive(built.archive);
+    return built;
+  })();
+  return pluginImage;
+}
 
 function podWithClaim(namespace: string, image: string): string {
   return `apiVersion: v1
@@ -140,11 +152,10 @@ test('the plugin on PATH runs as `kubectl nkvm version` and reports the server i
 test('the plugin image (npm run image) is reproducible, imports into the node, and runs with no root and no shell in a restricted namespace', async (t) => {
   t.timeout(10 * 60_000);
   const { cluster, workDir } = t.context;
-  const first = buildImage(path.join(workDir, 'image-1'));
+  const first = await loadedPluginImage(t.context);
   const second = buildImage(path.join(workDir, 'image-2'));
   t.is(second.digest, first.digest, 'the same sources give the same digest');
   t.is(createHash('sha256').update(fs.readFileSync(second.archive)).digest('hex'), createHash('sha256').update(fs.readFileSync(first.archive)).digest('hex'));
-  await cluster.loadImageArchive(first.archive);
 
   const namespace = await createNamespace(cluster, 'image');
   await cluster.kubectl(['label', 'namespace', namespace, 'pod-security.kubernetes.io/enforce=restricted']);
@@ -212,4 +223,32 @@ test('install creates the schedule with exactly its objects, updates in place, e
   t.is(purged.exitCode, 0, String(purged.stderr));
   t.deepEqual(await get(['pvc,cronjob,serviceaccount', '-n', system, '-l', 'nkvm.dev/install=two']), []);
   t.deepEqual(await get(['namespace', system]), [`namespace/${system}`], 'the namespace is not the install\'s to remove');
+});
+
+test('a scheduled backup runs in a pod as its ServiceAccount, through the kubernetes Service: backup, then prune, on the store claim; without its permissions the Job fails with the RBAC diagnosis', async (t) => {
+  t.timeout(10 * 60_000);
+  const { cluster } = t.context;
+  const image = await loadedPluginImage(t.context);
+  const target = await createNamespace(cluster, 'scheduled');
+  await seedWorkload(cluster, { namespace: target, claim: 'data', pod: 'app' });
+  const system = `nkvm-${target.split('-').pop()}`;
+  const installed = await kubectlNkvm(t.context, ['install', '-n', system, '--name', 'nightly', '--image', image.reference, '--store-size', '1Gi', '--keep-last', '1', '--', '-n', target, '--all']);
+  t.is(installed.exitCode, 0, String(installed.stderr));
+  const run = async (job: string, outcome: 'Complete' | 'Failed') => {
+    await cluster.kubectl(['create', 'job', `--from=cronjob/nightly`, job, '-n', system]);
+    await cluster.kubectl(['wait', `--for=condition=${outcome}`, `job/${job}`, '-n', system, '--timeout=180s'], { timeoutMs: 190_000 });
+    const logs = async (container: string) => cluster.kubectl(['logs', `job/${job}`, '-n', system, '-c', container]).catch((error: Error) => error.message);
+    return { backup: await logs('backup'), prune: await logs('prune') };
+  };
+  const first = await run('first', 'Complete');
+  t.regex(first.backup, new RegExp(`^${target}\\s+data\\s+succeeded\\s.*/store/artifacts/${target}/data/\\S+\\.tar\\.zst$`, 'm'));
+  t.regex(first.prune, /Nothing to prune/);
+  const second = await run('second', 'Complete');
+  t.regex(second.backup, /succeeded/);
+  t.regex(second.prune, /Pruned 1 backups/, 'the first backup goes, keeping the last one');
+
+  await cluster.kubectl(['delete', 'rolebinding', 'nightly', '-n', target]);
+  const denied = await run('denied', 'Failed');
+  t.regex(denied.backup, /\[KubernetesDiscoveryError\] list persistentvolumeclaims in namespace "[^"]+" failed: API status 403 \(Forbidden\)/);
+  await kubectlNkvm(t.context, ['uninstall', '-n', system, '--name', 'nightly', '--purge']);
 });

@@ -15,6 +15,7 @@ import { versionCommand } from './cli/commands/version.ts';
 import { optionsCommand } from './cli/commands/options.ts';
 import { installCommand } from './cli/commands/install.ts';
 import { uninstallCommand } from './cli/commands/uninstall.ts';
+import { statusCommand } from './cli/commands/status.ts';
 import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts';
 import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
@@ -43,6 +44,7 @@ const COMMANDS: CommandModule<GlobalOptions, never>[] = [
   versionCommand,
   installCommand,
   uninstallCommand,
+  statusCommand,
   optionsCommand,
   completionCommand,
 ] as unknown as CommandModule<GlobalOptions, never>[];

@@ -247,8 +247,29 @@ test('a scheduled backup runs in a pod as its ServiceAccount, through the kubern
   t.regex(second.backup, /succeeded/);
   t.regex(second.prune, /Pruned 1 backups/, 'the first backup goes, keeping the last one');
 
+  // Read from outside: the in-cluster catalog, and one artifact brought out and checked.
+  const home = path.join(t.context.workDir, 'scheduled-home');
+  const from = ['--from-cluster', '-n', system, '--install-name', 'nightly'];
+  const listed = await kubectlNkvm(t.context, ['artifacts', 'list', ...from, '-o', 'json'], { env: { NKVM_HOME: home } });
+  t.is(listed.exitCode, 0, String(listed.stderr));
+  const rows = JSON.parse(String(listed.stdout)).items as { id: string; status: string; namespace: string; credentialSource: string }[];
+  t.deepEqual(rows.map((row) => row.status), ['succeeded', 'pruned']);
+  t.like(rows[0], { namespace: target, credentialSource: 'in-cluster' });
+  const fetched = await kubectlNkvm(t.context, ['artifacts', 'fetch', rows[0]!.id, ...from], { env: { NKVM_HOME: home } });
+  t.is(fetched.exitCode, 0, String(fetched.stderr));
+  t.regex(String(fetched.stderr), /sha256 checked/);
+  const verified = await kubectlNkvm(t.context, ['verify', rows[0]!.id], { env: { NKVM_HOME: home } });
+  t.is(verified.exitCode, 0, String(verified.stdout) + String(verified.stderr));
+  const unpacked = await execa('sh', ['-c', `zstd -dc '${String(fetched.stdout).trim()}' | tar -xOf - ./hello.txt`]);
+  t.is(unpacked.stdout, 'hello from nkvm');
+
   await cluster.kubectl(['delete', 'rolebinding', 'nightly', '-n', target]);
   const denied = await run('denied', 'Failed');
   t.regex(denied.backup, /\[KubernetesDiscoveryError\] list persistentvolumeclaims in namespace "[^"]+" failed: API status 403 \(Forbidden\)/);
+  const status = await kubectlNkvm(t.context, ['status', '-n', system, '--name', 'nightly', '-o', 'json']);
+  t.is(status.exitCode, 0, String(status.stderr));
+  const report = JSON.parse(String(status.stdout)) as { schedule: string; jobs: { name: string; result: string }[] };
+  t.is(report.schedule, '0 2 * * *');
+  t.deepEqual(report.jobs.map((job) => [job.name, job.result]), [['denied', 'failed'], ['second', 'succeeded'], ['first', 'succeeded']]);
   await kubectlNkvm(t.context, ['uninstall', '-n', system, '--name', 'nightly', '--purge']);
 });

@@ -90,7 +90,7 @@ for (const variant of ['script', 'link'] as const) {
     for (const command of ['discover', 'backup', 'restore', 'verify', 'artifacts', 'diagnose', 'version', 'completion']) t.true(commands.values.includes(command), command);
     t.true(commands.lines.includes('backup\tBack up claims into compressed artifacts, each recorded in the catalog'), 'with descriptions');
     t.is(commands.directive, 4);
-    t.deepEqual((await kubectlComplete(t.context, variant, ['artifacts', ''])).values, ['list', 'show', 'prune']);
+    t.deepEqual((await kubectlComplete(t.context, variant, ['artifacts', ''])).values, ['list', 'show', 'fetch', 'prune']);
     t.deepEqual((await kubectlComplete(t.context, variant, ['backup', '--comp'])).values, ['--compression']);
     const shortFlags = (await kubectlComplete(t.context, variant, ['backup', '-'])).values;
     for (const flag of ['-n', '-o', '-A', '-l', '--namespace', '--all', '--allow-partial']) t.true(shortFlags.includes(flag), flag);
@@ -167,7 +167,7 @@ test('bash: the script of `kubectl nkvm completion bash` completes kubectl nkvm 
   const load = `source ${JSON.stringify(scriptFile)}`;
   const values = async (line: string) => (await bashComplete(load, line, env)).map((reply) => reply.split(' ')[0]);
   t.deepEqual(await values('kubectl nkvm back'), ['backup']);
-  t.deepEqual(await values('kubectl nkvm artifacts '), ['list', 'show', 'prune']);
+  t.deepEqual(await values('kubectl nkvm artifacts '), ['list', 'show', 'fetch', 'prune']);
   t.deepEqual(await values('kubectl nkvm backup --compr'), ['--compression']);
   t.deepEqual(await values('kubectl nkvm backup -o js'), ['json']);
   t.true((await values('kubectl nkvm backup -n ')).includes(ns));

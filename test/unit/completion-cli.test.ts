@@ -128,7 +128,7 @@ test('backup IDs from the catalog, newest first; no catalog is created when ther
 test('run under the name kubectl_complete-nkvm, it answers completion requests for its arguments', async (t) => {
   const run = await execa(process.execPath, [path.join(bin, 'kubectl_complete-nkvm'), 'artifacts', ''], { env: env(), extendEnv: false, reject: false });
   t.is(run.exitCode, 0);
-  t.is(run.stdout.split('\n').map((line) => line.split('\t')[0]).join(' '), 'list show prune :4');
+  t.is(run.stdout.split('\n').map((line) => line.split('\t')[0]).join(' '), 'list show fetch prune :4');
   t.is(run.stderr, '');
 });
 
@@ -152,12 +152,12 @@ test('bash: commands, flags and values, for kubectl-nkvm and for kubectl nkvm', 
 
 test('bash: descriptions beside several candidates, within the terminal width; none beside one', async (t) => {
   const listed = await bashComplete(LOAD, 'kubectl nkvm artifacts ', env({ COLUMNS: '60' }));
-  t.deepEqual(listed.map((line) => line.split(' ')[0]), ['list', 'show', 'prune']);
+  t.deepEqual(listed.map((line) => line.split(' ')[0]), ['list', 'show', 'fetch', 'prune']);
   t.is(listed[0], 'list   (List backups recorded in the catalog, newest first)');
   t.true(listed.every((line) => line.length < 60), listed.join('\n'));
   t.is(listed[1]!.at(-1), ')');
   const inserted = await bashComplete(LOAD, 'kubectl nkvm artifacts ', env({ COMP_TYPE: '37' }));
-  t.deepEqual(inserted, ['list', 'show', 'prune'], 'menu-complete inserts values only');
+  t.deepEqual(inserted, ['list', 'show', 'fetch', 'prune'], 'menu-complete inserts values only');
 });
 
 test('bash: a context with colons completes the part after the last colon, as readline replaces it', async (t) => {

@@ -77,7 +77,7 @@ test('the tree is read from the command modules: commands, subcommands, flags wi
   t.like(backup.flags.find((f) => f.name === 'toleration'), { array: true });
   t.like(root.flags.find((f) => f.name === 'namespace'), { aliases: ['n'], takesValue: true, global: true });
   t.like(root.flags.find((f) => f.name === 'color'), { negatable: true });
-  t.deepEqual(root.subcommands.find((c) => c.name === 'artifacts')!.subcommands.map((c) => c.name), ['list', 'show', 'prune']);
+  t.deepEqual(root.subcommands.find((c) => c.name === 'artifacts')!.subcommands.map((c) => c.name), ['list', 'show', 'fetch', 'prune']);
   t.like(root.subcommands.find((c) => c.name === 'restore')!.flags.find((f) => f.name === 'to'), { required: true });
 });
 
@@ -88,7 +88,7 @@ test('the commands are read from a yargs instance as main.ts builds it', (t) => 
   t.deepEqual(fromYargs.subcommands.map((c) => c.description), root.subcommands.map((c) => c.description));
   t.deepEqual(
     fromYargs.subcommands.find((c) => c.name === 'artifacts')!.subcommands.map((c) => c.name),
-    ['list', 'show', 'prune'],
+    ['list', 'show', 'fetch', 'prune'],
   );
 });
 
@@ -98,7 +98,7 @@ test('command names, with their descriptions', async (t) => {
   t.is(all.directive, Directive.noFileComp);
   t.is(all.candidates.find((c) => c.value === 'backup')!.description, backupCommand.describe as string);
   t.deepEqual((await values(['ba'])).values, ['backup']);
-  t.deepEqual((await values(['artifacts', ''])).values, ['list', 'show', 'prune']);
+  t.deepEqual((await values(['artifacts', ''])).values, ['list', 'show', 'fetch', 'prune']);
   t.deepEqual((await values(['artifacts', 'p'])).values, ['prune']);
   t.deepEqual((await values(['-n', 'shop', 'di'])).values, ['discover', 'diagnose'], 'after a global flag and its value');
   t.deepEqual((await values(['completion', ''])).values, ['bash', 'zsh', 'fish', 'powershell']);

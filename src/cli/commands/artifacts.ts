@@ -6,16 +6,41 @@ import { parsePositiveInteger } from '../flags.ts';
 import { formatBytes, formatDuration } from '../format.ts';
 import { parseDuration, type GlobalOptions } from '../global-options.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeInfo, writeResult, type OutputFormat } from '../output.ts';
-import { openCatalog, outputDir, withStoreOptions, type StoreOptions } from '../store-options.ts';
+import { openCatalog, outputDir, withStoreOptions, writableOutputDir, type StoreOptions } from '../store-options.ts';
+import type { Catalog } from '../../store/catalog.ts';
+import type { ClusterStore } from '../../install/cluster-store.ts';
+import { connectFromFlags } from '../context.ts';
+import { DEFAULT_INSTALL_NAMESPACE } from './install.ts';
 
-interface ListArgs extends GlobalOptions, StoreOptions {
+/** --from-cluster: read the catalog an install keeps on its store claim, instead of the local one. */
+interface SourceArgs extends GlobalOptions, StoreOptions {
+  fromCluster: boolean;
+  installName: string;
+}
+
+function withSourceOptions<T>(argv: Argv<T>): Argv<T & SourceArgs> {
+  return withStoreOptions(argv)
+    .option('from-cluster', { type: 'boolean', default: false, description: 'Read the catalog of the in-cluster install (kubectl nkvm install) in the namespace of -n (default nkvm-system)' })
+    .option('install-name', { type: 'string', default: 'nkvm', description: 'With --from-cluster: the name given to install' }) as unknown as Argv<T & SourceArgs>;
+}
+
+/** Runs `use` with the local catalog, or with the install's (through a helper pod that mounts its store). */
+async function withCatalog<R>(args: SourceArgs, use: (catalog: Catalog, store?: ClusterStore) => Promise<R>): Promise<R> {
+  if (!args.fromCluster) return use(await openCatalog(args));
+  const client = await connectFromFlags(args);
+  const { ClusterStore } = await import('../../install/cluster-store.ts');
+  const install = { namespace: args.namespace ?? DEFAULT_INSTALL_NAMESPACE, name: args.installName };
+  return ClusterStore.with(client, install, { podReadyTimeoutMs: 120_000 }, async (store) => use(await store.catalog(), store));
+}
+
+interface ListArgs extends SourceArgs {
   pvc: string | undefined;
   status: BackupStatus | undefined;
   limit: number | undefined;
   output: OutputFormat;
 }
 
-interface ShowArgs extends GlobalOptions, StoreOptions {
+interface ShowArgs extends SourceArgs {
   id: string;
   output: 'text' | 'json' | 'yaml';
 }
@@ -98,44 +123,68 @@ const listCommand: CommandModule<GlobalOptions, ListArgs> = {
   command: 'list',
   describe: 'List backups recorded in the catalog, newest first',
   builder: (argv) =>
-    withStoreOptions(argv)
+    withSourceOptions(argv)
       .option('pvc', { type: 'string', description: 'Only backups of this claim' })
       .option('status', { choices: ['running', 'succeeded', 'failed', 'interrupted', 'pruned'] as const, description: 'Only backups with this outcome' })
       .option('limit', { type: 'number', description: 'At most this many rows' })
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format (name: IDs)' })
       .example('kubectl nkvm artifacts list', 'Every backup in the catalog')
-      .example('kubectl nkvm artifacts list -n shop --pvc data --status succeeded -o json', 'Good backups of one claim, for scripts') as unknown as Argv<ListArgs>,
-  handler: async (args) => {
-    const catalog = await openCatalog(args);
+      .example('kubectl nkvm artifacts list -n shop --pvc data --status succeeded -o json', 'Good backups of one claim, for scripts')
+      .example('kubectl nkvm artifacts list --from-cluster', 'The backups the in-cluster schedule made (install in nkvm-system)') as unknown as Argv<ListArgs>,
+  handler: async (args) =>
+    withCatalog(args, async (catalog) => {
     const records = await catalog.listBackups({
-      ...(args.namespace ? { namespace: args.namespace } : {}),
+      // With --from-cluster, -n names the install's namespace, not the backups'.
+      ...(args.namespace && !args.fromCluster ? { namespace: args.namespace } : {}),
       ...(args.pvc ? { pvc: args.pvc } : {}),
       ...(args.status ? { status: args.status } : {}),
       ...(args.limit ? { limit: args.limit } : {}),
     });
     if (records.length === 0 && (args.output === 'table' || args.output === 'wide')) {
-      writeInfo(`No backups recorded in ${catalog.file}.`);
+      writeInfo(args.fromCluster ? 'No backups recorded in the in-cluster catalog.' : `No backups recorded in ${catalog.file}.`);
       return;
     }
     writeResult(renderRecords(records, args.output));
-  },
+    }),
 };
 
 const showCommand: CommandModule<GlobalOptions, ShowArgs> = {
   command: 'show <id>',
   describe: 'Show one backup: where its artifact is, its checksum, size, timings and outcome',
   builder: (argv) =>
-    withStoreOptions(argv)
+    withSourceOptions(argv)
       .positional('id', { type: 'string', demandOption: true, description: 'Backup ID, or a unique prefix of at least 4 characters' })
       .option('output', { alias: 'o', choices: ['text', 'json', 'yaml'] as const, default: 'text' as const, description: 'Output format' })
       .example('kubectl nkvm artifacts show 3f9c2a', 'Details of one backup')
       .example('kubectl nkvm artifacts show 3f9c2a -o json | jq -r .sha256', 'Its checksum') as unknown as Argv<ShowArgs>,
+  handler: async (args) =>
+    withCatalog(args, async (catalog) => {
+      const record = await catalog.findBackup(String(args.id));
+      if (args.output === 'json') writeResult(toJson(record));
+      else if (args.output === 'yaml') writeResult(toYaml(record));
+      else writeResult(renderRecordText(record));
+    }),
+};
+
+interface FetchArgs extends SourceArgs {
+  id: string;
+}
+
+const fetchCommand: CommandModule<GlobalOptions, FetchArgs> = {
+  command: 'fetch <id>',
+  describe: 'Copy an artifact of the in-cluster schedule to the local output directory, checking its sha256, and record it in the local catalog',
+  builder: (argv) =>
+    withSourceOptions(argv)
+      .positional('id', { type: 'string', demandOption: true, description: 'Backup ID in the in-cluster catalog, or a unique prefix' })
+      .example('kubectl nkvm artifacts fetch 3f9c2a --from-cluster', 'Bring one backup out; then restore or verify it like a local one') as unknown as Argv<FetchArgs>,
   handler: async (args) => {
-    const catalog = await openCatalog(args);
-    const record = await catalog.findBackup(String(args.id));
-    if (args.output === 'json') writeResult(toJson(record));
-    else if (args.output === 'yaml') writeResult(toYaml(record));
-    else writeResult(renderRecordText(record));
+    if (!args.fromCluster) throw new UsageError('fetch copies from the in-cluster store: pass --from-cluster', 'local artifacts are already in the output directory');
+    const localDir = writableOutputDir(args);
+    const local = await openCatalog(args);
+    const { fetchArtifact } = await import('../../install/fetch.ts');
+    const fetched = await withCatalog(args, (catalog, store) => fetchArtifact(catalog, store!, String(args.id), localDir, local));
+    writeResult(`${fetched.artifactPath}\n`);
+    writeInfo(`Fetched backup ${fetched.id} of ${fetched.namespace}/${fetched.pvc} (${formatBytes(fetched.bytes)}, sha256 checked) into the local catalog ${local.file}.`);
   },
 };
 
@@ -252,6 +301,6 @@ const pruneCommand: CommandModule<GlobalOptions, PruneArgs> = {
 export const artifactsCommand: CommandModule<GlobalOptions, GlobalOptions> = {
   command: 'artifacts',
   describe: 'Inspect the backups recorded in the catalog, and prune old ones',
-  builder: (argv) => argv.command([listCommand, showCommand, pruneCommand] as never[]).demandCommand(1, 'Name an artifacts command: list, show or prune.'),
+  builder: (argv) => argv.command([listCommand, showCommand, fetchCommand, pruneCommand] as never[]).demandCommand(1, 'Name an artifacts command: list, show, fetch or prune.'),
   handler: () => {},
 };

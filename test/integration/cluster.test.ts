@@ -273,3 +273,38 @@ test('a scheduled backup runs in a pod as its ServiceAccount, through the kubern
   t.deepEqual(report.jobs.map((job) => [job.name, job.result]), [['denied', 'failed'], ['second', 'succeeded'], ['first', 'succeeded']]);
   await kubectlNkvm(t.context, ['uninstall', '-n', system, '--name', 'nightly', '--purge']);
 });
+
+test('a scheduled backup with --remote-kubeconfig-secret uses the kubeconfig mounted from a real Secret, and its rows say so', async (t) => {
+  t.timeout(10 * 60_000);
+  const { cluster } = t.context;
+  const image = await loadedPluginImage(t.context);
+  const target = await createNamespace(cluster, 'remote');
+  await seedWorkload(cluster, { namespace: target, claim: 'data', pod: 'app' });
+  const system = `nkvm-${target.split('-').pop()}`;
+  // "The other cluster": this one, through its Service address as a pod sees it, as another ServiceAccount.
+  await cluster.kubectl(['create', 'serviceaccount', 'remote-backup', '-n', target]);
+  await cluster.kubectl(['create', 'role', 'remote-backup', '-n', target, '--verb=get,list', '--resource=persistentvolumeclaims', '--verb=get,list,create,delete', '--resource=pods', '--verb=create,get', '--resource=pods/exec']);
+  await cluster.kubectl(['create', 'rolebinding', 'remote-backup', '-n', target, '--role=remote-backup', `--serviceaccount=${target}:remote-backup`]);
+  const token = (await cluster.kubectl(['create', 'token', 'remote-backup', '-n', target, '--duration=1h'])).trim();
+  const clusterIP = (await cluster.kubectl(['get', 'service', 'kubernetes', '-n', 'default', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+  const caData = (await cluster.kubectl(['get', 'configmap', 'kube-root-ca.crt', '-n', 'default', '-o', 'jsonpath={.data.ca\\.crt}']));
+  const kubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: remote, cluster: {server: "https://${clusterIP}:443", certificate-authority-data: "${Buffer.from(caData).toString('base64')}"}}]
+users: [{name: remote-backup, user: {token: "${token}"}}]
+contexts: [{name: remote, context: {cluster: remote, user: remote-backup, namespace: ${target}}}]
+current-context: remote
+`;
+  await cluster.kubectl(['create', 'namespace', system]);
+  const kubeconfigFile = path.join(t.context.workDir, `${target}.kubeconfig`);
+  fs.writeFileSync(kubeconfigFile, kubeconfig, { mode: 0o600 });
+  await cluster.kubectl(['create', 'secret', 'generic', 'remote-kubeconfig', '-n', system, `--from-file=config=${kubeconfigFile}`]);
+  const installed = await kubectlNkvm(t.context, ['install', '-n', system, '--name', 'remote', '--image', image.reference, '--store-size', '1Gi', '--remote-kubeconfig-secret', 'remote-kubeconfig', '--', '-n', target, 'data']);
+  t.is(installed.exitCode, 0, String(installed.stderr));
+  await cluster.kubectl(['create', 'job', '--from=cronjob/remote', 'once', '-n', system]);
+  await cluster.kubectl(['wait', '--for=condition=Complete', 'job/once', '-n', system, '--timeout=180s'], { timeoutMs: 190_000 });
+  const listed = await kubectlNkvm(t.context, ['artifacts', 'list', '--from-cluster', '-n', system, '--install-name', 'remote', '-o', 'json'], { env: { NKVM_HOME: path.join(t.context.workDir, 'remote-home') } });
+  t.is(listed.exitCode, 0, String(listed.stderr));
+  t.like(JSON.parse(String(listed.stdout)).items[0], { status: 'succeeded', namespace: target, pvc: 'data', credentialSource: 'remote-kubeconfig', cluster: `https://${clusterIP}:443` });
+  await kubectlNkvm(t.context, ['uninstall', '-n', system, '--name', 'remote', '--purge']);
+});

@@ -225,15 +225,21 @@ test('install creates the schedule with exactly its objects, updates in place, e
   t.deepEqual(await get(['namespace', system]), [`namespace/${system}`], 'the namespace is not the install\'s to remove');
 });
 
-test('a scheduled backup runs in a pod as its ServiceAccount, through the kubernetes Service: backup, then prune, on the store claim; without its permissions the Job fails with the RBAC diagnosis', async (t) => {
+test('a scheduled backup runs in a pod as its ServiceAccount, through the kubernetes Service: claims of two namespaces, then the prune, on the store claim; without its permissions the Job fails with the RBAC diagnosis', async (t) => {
   t.timeout(10 * 60_000);
   const { cluster } = t.context;
   const image = await loadedPluginImage(t.context);
-  const target = await createNamespace(cluster, 'scheduled');
-  await seedWorkload(cluster, { namespace: target, claim: 'data', pod: 'app' });
-  const system = `nkvm-${target.split('-').pop()}`;
-  const installed = await kubectlNkvm(t.context, ['install', '-n', system, '--name', 'nightly', '--image', image.reference, '--store-size', '1Gi', '--keep-last', '1', '--', '-n', target, '--all']);
+  const targets = [await createNamespace(cluster, 'scheduled'), await createNamespace(cluster, 'scheduled')];
+  const mark = `nkvm.dev/scheduled=${targets[0]!.split('-').pop()}`;
+  for (const namespace of targets) {
+    await seedWorkload(cluster, { namespace, claim: 'data', pod: 'app' });
+    await cluster.kubectl(['label', 'pvc', 'data', '-n', namespace, mark]);
+  }
+  const system = `nkvm-${targets[0]!.split('-').pop()}`;
+  // Across namespaces (-A): a ClusterRole, exactly as the README writes it but for the image and the size.
+  const installed = await kubectlNkvm(t.context, ['install', '-n', system, '--name', 'nightly', '--image', image.reference, '--store-size', '1Gi', '--keep-last', '1', '--', '--all', '-A', '-l', mark]);
   t.is(installed.exitCode, 0, String(installed.stderr));
+  t.regex(String(installed.stdout), /clusterrole\/nightly-/);
   const run = async (job: string, outcome: 'Complete' | 'Failed') => {
     await cluster.kubectl(['create', 'job', `--from=cronjob/nightly`, job, '-n', system]);
     await cluster.kubectl(['wait', `--for=condition=${outcome}`, `job/${job}`, '-n', system, '--timeout=180s'], { timeoutMs: 190_000 });
@@ -241,31 +247,36 @@ test('a scheduled backup runs in a pod as its ServiceAccount, through the kubern
     return { backup: await logs('backup'), prune: await logs('prune') };
   };
   const first = await run('first', 'Complete');
-  t.regex(first.backup, new RegExp(`^${target}\\s+data\\s+succeeded\\s.*/store/artifacts/${target}/data/\\S+\\.tar\\.zst$`, 'm'));
+  for (const namespace of targets) t.regex(first.backup, new RegExp(`^${namespace}\\s+data\\s+succeeded\\s.*/store/artifacts/${namespace}/data/\\S+\\.tar\\.zst$`, 'm'));
   t.regex(first.prune, /Nothing to prune/);
   const second = await run('second', 'Complete');
-  t.regex(second.backup, /succeeded/);
-  t.regex(second.prune, /Pruned 1 backups/, 'the first backup goes, keeping the last one');
+  t.is(second.backup.match(/succeeded/g)?.length, 2);
+  t.regex(second.prune, /Pruned 2 backups/, 'the first backup of each claim goes, keeping the last one');
 
-  // Read from outside: the in-cluster catalog, and one artifact brought out and checked.
+  // Read from outside: the in-cluster catalog, and one artifact brought out, checked and unpacked.
   const home = path.join(t.context.workDir, 'scheduled-home');
   const from = ['--from-cluster', '-n', system, '--install-name', 'nightly'];
   const listed = await kubectlNkvm(t.context, ['artifacts', 'list', ...from, '-o', 'json'], { env: { NKVM_HOME: home } });
   t.is(listed.exitCode, 0, String(listed.stderr));
   const rows = JSON.parse(String(listed.stdout)).items as { id: string; status: string; namespace: string; credentialSource: string }[];
-  t.deepEqual(rows.map((row) => row.status), ['succeeded', 'pruned']);
-  t.like(rows[0], { namespace: target, credentialSource: 'in-cluster' });
-  const fetched = await kubectlNkvm(t.context, ['artifacts', 'fetch', rows[0]!.id, ...from], { env: { NKVM_HOME: home } });
+  t.deepEqual(rows.map((row) => row.status).sort(), ['pruned', 'pruned', 'succeeded', 'succeeded']);
+  const kept = rows.find((row) => row.status === 'succeeded' && row.namespace === targets[1])!;
+  t.like(kept, { credentialSource: 'in-cluster' });
+  const fetched = await kubectlNkvm(t.context, ['artifacts', 'fetch', kept.id, ...from], { env: { NKVM_HOME: home } });
   t.is(fetched.exitCode, 0, String(fetched.stderr));
   t.regex(String(fetched.stderr), /sha256 checked/);
-  const verified = await kubectlNkvm(t.context, ['verify', rows[0]!.id], { env: { NKVM_HOME: home } });
+  const verified = await kubectlNkvm(t.context, ['verify', kept.id], { env: { NKVM_HOME: home } });
   t.is(verified.exitCode, 0, String(verified.stdout) + String(verified.stderr));
-  const unpacked = await execa('sh', ['-c', `zstd -dc '${String(fetched.stdout).trim()}' | tar -xOf - ./hello.txt`]);
-  t.is(unpacked.stdout, 'hello from nkvm');
+  const unpackDir = path.join(t.context.workDir, 'scheduled-unpacked');
+  fs.mkdirSync(unpackDir);
+  await execa('sh', ['-c', `zstd -dc '${String(fetched.stdout).trim()}' | tar -xf - -C '${unpackDir}'`]);
+  const SUMS = 'find . -type f | sort | xargs sha256sum';
+  const inClaim = await cluster.kubectl(['exec', 'app', '-n', targets[1]!, '--', 'sh', '-c', `cd /data && ${SUMS}`]);
+  t.is((await execa('sh', ['-c', SUMS], { cwd: unpackDir })).stdout.trim(), inClaim.trim(), 'byte for byte');
 
-  await cluster.kubectl(['delete', 'rolebinding', 'nightly', '-n', target]);
+  await cluster.kubectl(['delete', 'clusterrolebinding', '-l', `nkvm.dev/install=nightly,nkvm.dev/install-namespace=${system}`]);
   const denied = await run('denied', 'Failed');
-  t.regex(denied.backup, /\[KubernetesDiscoveryError\] list persistentvolumeclaims in namespace "[^"]+" failed: API status 403 \(Forbidden\)/);
+  t.regex(denied.backup, /\[KubernetesDiscoveryError\] list persistentvolumeclaims failed: API status 403 \(Forbidden\)/);
   const status = await kubectlNkvm(t.context, ['status', '-n', system, '--name', 'nightly', '-o', 'json']);
   t.is(status.exitCode, 0, String(status.stderr));
   const report = JSON.parse(String(status.stdout)) as { schedule: string; jobs: { name: string; result: string }[] };

@@ -11,6 +11,8 @@ import { ACCESS_REQUIREMENTS } from '../kube/access.ts';
 export const INSTALL_LABEL = 'nkvm.dev/install';
 /** With the name, what tells two installs apart: cluster-scoped objects too carry it. */
 export const INSTALL_NAMESPACE_LABEL = 'nkvm.dev/install-namespace';
+/** On the store claim install creates: `backup --all` leaves such claims out. */
+export const STORE_LABEL = 'nkvm.dev/store';
 export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'kubectl-nkvm', 'app.kubernetes.io/name': 'kubectl-nkvm' } as const;
 export const STORE_MOUNT = '/store';
 export const REMOTE_KUBECONFIG_DIR = '/etc/nkvm/remote';
@@ -97,7 +99,7 @@ export function installManifests(options: InstallOptions): KubeObject[] {
           {
             apiVersion: 'v1',
             kind: 'PersistentVolumeClaim',
-            metadata: meta(storeClaim, options.namespace),
+            metadata: { ...meta(storeClaim, options.namespace), labels: { ...labels, [STORE_LABEL]: 'true' } },
             spec: {
               accessModes: ['ReadWriteOnce'],
               resources: { requests: { storage: options.store.size } },

@@ -1,13 +1,18 @@
 /**
  * `npm run cluster:up` keeps one cluster running while a developer iterates and prints its
  * kubeconfig; `npm run cluster:down` disposes it. The running cluster is recorded in the cache dir.
+ * `up --with-plugin-image` (what npm run cluster:up does, after building it) also imports the
+ * plugin's image under the name `kubectl nkvm install` uses by default, so install works there as
+ * the README writes it.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { createCluster } from './index.ts';
 import { disposeKindCluster } from './kind.ts';
 import { disposeLocalCluster } from './local.ts';
-import { CACHE_DIR } from './paths.ts';
+import { CACHE_DIR, REPO_ROOT } from './paths.ts';
+import { pluginVersion } from '../../src/version.ts';
+import { imageReference } from '../../src/install/image.ts';
 
 const recordFile = path.join(CACHE_DIR, 'dev-cluster.json');
 
@@ -27,6 +32,12 @@ async function up(): Promise<void> {
   }
   const started = Date.now();
   const cluster = await createCluster();
+  if (process.argv.includes('--with-plugin-image')) {
+    const archive = path.join(REPO_ROOT, 'dist', 'image', `kubectl-nkvm-${pluginVersion}.oci.tar`);
+    if (!fs.existsSync(archive)) throw new Error(`${archive} is missing: run \`npm run image\` first`);
+    await cluster.loadImageArchive(archive);
+    console.error(`imported ${imageReference(pluginVersion)} from ${archive}`);
+  }
   const record: DevClusterRecord = { name: cluster.name, provider: cluster.provider, dir: cluster.dir, kubeconfigPath: cluster.kubeconfigPath };
   fs.mkdirSync(CACHE_DIR, { recursive: true });
   fs.writeFileSync(recordFile, `${JSON.stringify(record, null, 2)}\n`);

@@ -26,7 +26,8 @@ const execFileAsync = promisify(execFile);
 const STORAGE_CLASS = 'nkvm-local';
 /** Pre-made PVs (Retain, never reused): enough for the busiest suite, which binds 17 claims. */
 const VOLUME_COUNT = 32;
-const VOLUME_CAPACITY = '20Gi';
+// Nominal (hostPath): big enough that install's default 50Gi store binds like any plain claim.
+const VOLUME_CAPACITY = '100Gi';
 /** Raw block volumes (volumeMode: Block): loop devices over sparse files, one PV each, sized in MiB. */
 const BLOCK_STORAGE_CLASS = 'nkvm-block';
 const BLOCK_DEVICE_SIZES_MIB = [64, 64, 64, 32];

@@ -39,6 +39,7 @@ test('a cluster-wide backup gets a ClusterRole with exactly the verbs diagnose c
   t.deepEqual(pod.initContainers![0]!.args, ['backup', '--all', '-A', '--progress', 'never'], 'the backup runs first');
   t.deepEqual(pod.containers[0]!.args, ['artifacts', 'prune', '--keep-last', '7'], 'then the retention prune');
   t.true(objects.filter((object) => object.kind !== 'Namespace').every((object) => object.metadata.labels?.['nkvm.dev/install'] === 'nkvm'));
+  t.is(objects.find((object) => object.kind === 'PersistentVolumeClaim')!.metadata.labels?.['nkvm.dev/store'], 'true', 'backup --all leaves the store out');
 });
 
 test('a namespaced backup gets a Role in each namespace it reaches; an existing claim and a remote kubeconfig are used as given', (t) => {

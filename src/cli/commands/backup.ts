@@ -2,6 +2,7 @@ import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
 import { COMPRESSIONS, defaultCompression, zstdSupported, type Compression } from '../../backup/artifacts.ts';
 import { discoverClaims } from '../../backup/discovery.ts';
+import { STORE_LABEL } from '../../install/manifests.ts';
 import type { BackupResult, BackupTarget } from '../../backup/manager.ts';
 import { UsageError } from '../../errors.ts';
 import { connectFromFlags } from '../context.ts';
@@ -102,7 +103,9 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     const client = await connectFromFlags(args);
     let targets: BackupTarget[];
     if (args.all) {
-      const claims = await discoverClaims(client, { namespace: client.namespace, allNamespaces: args.allNamespaces, labelSelector: args.selector });
+      // An in-cluster install's own store is never among "all": it would be backed up into itself.
+      const labelSelector = [args.selector, `!${STORE_LABEL}`].filter(Boolean).join(',');
+      const claims = await discoverClaims(client, { namespace: client.namespace, allNamespaces: args.allNamespaces, labelSelector });
       targets = claims.map((claim) => ({ namespace: claim.namespace, pvc: claim.name, claim }));
       if (targets.length === 0) {
         writeInfo(args.allNamespaces ? 'No PersistentVolumeClaims found.' : `No PersistentVolumeClaims found in namespace ${client.namespace}.`);

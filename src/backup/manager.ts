@@ -235,6 +235,8 @@ export class BackupManager {
     let cleanupProblem: string | undefined;
     let retriedBecause: string[] = [];
     let unreadable: UnreadableSummary | undefined;
+    /** What the helper could not read, in words: the failure's reason, or a kept partial backup's note. */
+    let unreadableText: string | undefined;
     try {
       if (failure) throw failure;
       stage = 'copy';
@@ -248,11 +250,11 @@ export class BackupManager {
       if (copied.unreadable.count > 0) {
         unreadable = copied.unreadable;
         record.unreadable = unreadable.count;
-        const why = describeUnreadable(unreadable, record.runAs ?? 'the helper');
+        unreadableText = describeUnreadable(unreadable, record.runAs ?? 'the helper');
         if (!this.options.allowPartial) {
           throw new StageFailure(
             'copy',
-            `copy stage failed: ${why}; nothing was kept. Pass --allow-partial to keep such a backup, or --run-as-user/--run-as-group/--fs-group to read as a user who may`,
+            `copy stage failed: ${unreadableText}; nothing was kept. Pass --allow-partial to keep such a backup, or --run-as-user/--run-as-group/--fs-group to read as a user who may`,
             'UnreadableFilesError',
           );
         }
@@ -286,7 +288,7 @@ export class BackupManager {
     const finished = new Date();
     const status: BackupOutcome = failure ? (signal?.aborted ? 'interrupted' : 'failed') : 'succeeded';
     const retried = retriedBecause.length ? ` (${record.attempts} attempts; ${retriedBecause.join('; ')})` : '';
-    const partialNote = unreadable && !failure ? ` (partial: ${describeUnreadable(unreadable, record.runAs ?? 'the helper')})` : '';
+    const partialNote = unreadableText && !failure ? ` (partial: ${unreadableText})` : '';
     const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${artifact!.path}${partialNote}${retried}`;
     const message = cleanupProblem ? `${outcome}; ${cleanupProblem}` : outcome;
     await this.catalog.updateBackup(id, {

@@ -32,6 +32,7 @@ import { pluginVersion } from '../version.ts';
 import { ArchiveSafety, UnsafeArchiveError } from './archive-safety.ts';
 import { compressionOf, scanArtifact } from './archive.ts';
 import { decompressor, newBackupId } from './artifacts.ts';
+import { measureDeviceBytes } from './copy.ts';
 import { Digest } from './digest.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, StageFailure } from './stage-failure.ts';
@@ -435,8 +436,8 @@ export class RestoreManager {
    */
   private async checkDevice(request: RestoreRequest, contents: ArtifactContents, pod: string, created: boolean): Promise<void> {
     const { namespace, pvc } = request;
-    const size = Number((await runInHelper(this.client, namespace, pod, ['blockdev', '--getsize64', DATA_DEVICE_PATH], { signal: this.options.signal })).trim());
-    if (!(size >= contents.tarBytes)) {
+    const size = await measureDeviceBytes(this.client.credentials.kubeConfig, namespace, pod, this.options.signal);
+    if (size < contents.tarBytes) {
       throw new RestoreFailure('prepare', `claim ${namespace}/${pvc} is a ${size}-byte device, smaller than the ${contents.tarBytes}-byte image; nothing was changed. Restore into a claim at least that big (or --create one)`);
     }
     if (!created && request.mode === 'empty-only') {

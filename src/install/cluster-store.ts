@@ -12,7 +12,7 @@ import { finished } from 'node:stream/promises';
 import { NotFoundError } from '../errors.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { execWithAck } from '../kube/acked-exec.ts';
-import { describeExecFailure, TailBuffer } from '../kube/exec.ts';
+import { describeExecFailure } from '../kube/exec.ts';
 import { DEFAULT_ACK_TIMEOUT_SECONDS, DEFAULT_HELPER_IMAGE } from '../backup/defaults.ts';
 import { discoverClaim } from '../backup/discovery.ts';
 import { DATA_MOUNT_PATH, deleteHelperPod, HELPER_CONTAINER, startHelperPod, waitForHelperPod } from '../backup/helper-pod.ts';
@@ -76,14 +76,12 @@ export class ClusterStore {
 
   /** Copies one file of the store into `sink`, all of it (acknowledged: the tail cannot be lost). */
   async copy(storePath: string, sink: Writable): Promise<void> {
-    const stderr = new TailBuffer();
     const outcome = await execWithAck(this.client.credentials.kubeConfig, {
       namespace: this.namespace,
       pod: this.pod,
       container: HELPER_CONTAINER,
       command: ['cat', this.helperPath(storePath)],
       stdout: sink,
-      onStderr: (chunk) => stderr.write(chunk),
       ackTimeoutSeconds: DEFAULT_ACK_TIMEOUT_SECONDS,
     });
     if (outcome.commandExitCode !== 0) throw new Error(describeExecFailure(`cat ${storePath} in the helper pod`, { ...outcome, exitCode: outcome.commandExitCode }));

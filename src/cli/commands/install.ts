@@ -87,7 +87,8 @@ export const installCommand: CommandModule<GlobalOptions, InstallArgs> = {
       .example('kubectl nkvm install --dry-run=client -o yaml > nkvm.yaml', 'The manifests, to commit and apply with kubectl apply -f')
       .example('kubectl nkvm install --remote-kubeconfig-secret prod-kubeconfig', 'Back up another cluster from this one') as unknown as Argv<InstallArgs>,
   handler: async (args) => {
-    const objects = installManifests(installOptionsFromArgs(args));
+    const options = installOptionsFromArgs(args);
+    const objects = installManifests(options);
     if (args.dryRun === 'client') {
       writeResult(args.output === 'json' ? toJson({ apiVersion: 'v1', kind: 'List', items: objects }) : objects.map((object) => `---\n${toYaml(object)}`).join(''));
       return;
@@ -101,6 +102,6 @@ export const installCommand: CommandModule<GlobalOptions, InstallArgs> = {
       const suffix = args.dryRun === 'server' ? ' (server dry run)' : '';
       writeResult(objects.map((object) => `${object.kind.toLowerCase()}/${object.metadata.name} applied${suffix}\n`).join(''));
     }
-    if (args.dryRun === 'none') writeInfo(`Scheduled: ${args.schedule}. See it with \`kubectl get cronjob ${args.name} -n ${objects[1]!.metadata.namespace}\`; remove it with \`kubectl nkvm uninstall -n ${objects[1]!.metadata.namespace}\`.`);
+    if (args.dryRun === 'none') writeInfo(`Scheduled: ${options.schedule}. See it with \`kubectl get cronjob ${options.name} -n ${options.namespace}\`; remove it with \`kubectl nkvm uninstall -n ${options.namespace}\`.`);
   },
 };

@@ -78,6 +78,12 @@ export function withGlobalOptions<T>(argv: Argv<T>): Argv<T & GlobalOptions> {
 
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
+/** An age such as --older-than: a bare number is refused, since "30" would mean 30 seconds and prune nearly everything. */
+export function parseAge(text: string, flag: string): number {
+  if (/^\s*\d+\s*$/.test(text)) throw new UsageError(`${flag} needs a unit: "${text}"`, `e.g. ${flag} 30d, 12h, 90m`);
+  return parseDuration(text, flag);
+}
+
 /** Parses kubectl-style durations: "30s", "1m30s", "500ms", "7d", or a bare number of seconds. 0 means none. */
 export function parseDuration(text: string, flag: string): number {
   const trimmed = text.trim();

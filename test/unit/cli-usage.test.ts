@@ -38,6 +38,11 @@ for (const [args, message] of [
   [['restore', 'abcd', '--to', 'Bad_Name'], /"Bad_Name" is not a valid claim name/],
   [['restore', 'abcd', '--to', 'x', '--mode', 'merge'], /Invalid values:[\s\S]*Argument: mode/],
   [['artifacts', 'prune'], /say what to keep: --keep-last N, --older-than DURATION, or both/],
+  [['artifacts', 'fetch', 'abcd'], /fetch copies from the in-cluster store: pass --from-cluster/],
+  [['backup', 'a', '--run-as-user', '-1'], /--run-as-user must be a user or group ID/],
+  [['backup', 'a', '--fs-group', '1.5'], /--fs-group must be a user or group ID/],
+  [['install', '--dry-run=client', '--store-claim', 'mine', '--storage-class', 'fast'], /--storage-class is for the claim install creates/],
+  [['install', '--dry-run=client', '--older-than', '30'], /--older-than needs a unit: "30"/],
 ] as const) {
   test(`usage error: ${args.join(' ')}`, async (t) => {
     const run = await nkvm([...args]);

@@ -4,7 +4,7 @@ import { UsageError } from '../../errors.ts';
 import type { BackupRecord, BackupStatus } from '../../store/catalog.ts';
 import { parsePositiveInteger } from '../flags.ts';
 import { formatBytes, formatDuration } from '../format.ts';
-import { parseDuration, type GlobalOptions } from '../global-options.ts';
+import { parseAge, type GlobalOptions } from '../global-options.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeInfo, writeResult, type OutputFormat } from '../output.ts';
 import { openCatalog, outputDir, withStoreOptions, writableOutputDir, type StoreOptions } from '../store-options.ts';
 import type { Catalog } from '../../store/catalog.ts';
@@ -239,11 +239,9 @@ export function renderPruneOutcomes(outcomes: PruneOutcome[], format: OutputForm
   }
 }
 
-/** --older-than as an instant; a bare number is refused, since "30" would mean 30 seconds and prune nearly everything. */
+/** --older-than as an instant. */
 function startedBeforeFromFlag(olderThan: string | undefined, now: Date): Date | undefined {
-  if (olderThan === undefined) return undefined;
-  if (/^\s*\d+\s*$/.test(olderThan)) throw new UsageError(`--older-than needs a unit: "${olderThan}"`, 'e.g. --older-than 30d, 12h, 90m');
-  return new Date(now.getTime() - parseDuration(olderThan, '--older-than'));
+  return olderThan === undefined ? undefined : new Date(now.getTime() - parseAge(olderThan, '--older-than'));
 }
 
 const pruneCommand: CommandModule<GlobalOptions, PruneArgs> = {

@@ -7,7 +7,7 @@ import { DEFAULT_HELPER_RESOURCES } from '../../backup/helper-pod.ts';
 import { pluginVersion } from '../../version.ts';
 import { connectFromFlags } from '../context.ts';
 import { parseKeyValues, parsePositiveInteger } from '../flags.ts';
-import { parseDuration, type GlobalOptions } from '../global-options.ts';
+import { parseAge, type GlobalOptions } from '../global-options.ts';
 import { toJson, toYaml, writeInfo, writeResult } from '../output.ts';
 
 export const DEFAULT_INSTALL_NAMESPACE = 'nkvm-system';
@@ -42,7 +42,8 @@ export function installOptionsFromArgs(args: InstallArgs): InstallOptions {
   if (backupArgs.some((arg) => /^--(catalog|output-dir)(=|$)/.test(arg))) {
     throw new UsageError('the scheduled backup keeps its catalog and artifacts on the store claim: leave out --catalog and --output-dir');
   }
-  if (args.olderThan !== undefined) parseDuration(args.olderThan, '--older-than');
+  // Checked as the prune in the job will check it: a schedule must not fail every night.
+  if (args.olderThan !== undefined) parseAge(args.olderThan, '--older-than');
   const pruneArgs = [
     ...(args.keepLast !== undefined ? ['--keep-last', String(parsePositiveInteger(args.keepLast, '--keep-last'))] : []),
     ...(args.olderThan !== undefined ? ['--older-than', args.olderThan] : []),

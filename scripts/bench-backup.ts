@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createCluster, type TestCluster } from '../test/cluster/index.ts';
 import { kubernetesBinDir, REPO_ROOT } from '../test/cluster/paths.ts';
-import { workloadManifest } from '../test/cluster/workload.ts';
+import { seedWorkload } from '../test/cluster/workload.ts';
 
 const env = process.env;
 const bigMiB = Number(env.NKVM_BENCH_MIB ?? 1024);
@@ -64,9 +64,7 @@ async function timed(cluster: TestCluster, commandLine: string, extraEnv: Record
 }
 
 async function seedClaim(cluster: TestCluster, claim: string, script: string): Promise<void> {
-  await cluster.kubectl(['apply', '-f', '-'], { input: workloadManifest(NAMESPACE, claim, `app-${claim}`, cluster.images.helper, cluster.storageClass) });
-  await cluster.kubectl(['wait', '--for=condition=Ready', `pod/app-${claim}`, '-n', NAMESPACE, '--timeout=120s'], { timeoutMs: 130_000 });
-  await cluster.kubectl(['exec', `app-${claim}`, '-n', NAMESPACE, '--', 'sh', '-c', script], { timeoutMs: 30 * 60_000 });
+  await seedWorkload(cluster, { namespace: NAMESPACE, claim, pod: `app-${claim}` }, script, 30 * 60_000);
 }
 
 /** A third each of random bytes, text and zeros, as real volumes mix them. */

@@ -1,19 +1,21 @@
 #!/bin/sh
 # Makes a fresh clone ready: npm dependencies (which bring Node 26 into node_modules/.bin), the
-# plugin build, and, when asked, the local cluster's toolchain (Debian packages, and Kubernetes and
-# etcd compiled from the Go module proxy, cached under ~/.cache/nkvm). Idempotent; a second run is fast.
+# plugin build, and, when asked, the test clusters' toolchain (Debian packages, and Kubernetes, etcd,
+# local-path-provisioner, CoreDNS and kind compiled from the Go module proxy, cached under
+# ~/.cache/nkvm). Idempotent; a second run is fast.
 #   sh scripts/bootstrap.sh                            dependencies and build
-#   sh scripts/bootstrap.sh --cluster                  ... and the local cluster toolchain
-#   sh scripts/bootstrap.sh --cluster-if-integration   with NKVM_RUN_KIND_INTEGRATION=1: the release archives
-#                                                      (the Krew tests install them), and the toolchain when
-#                                                      the local provider will be used
+#   sh scripts/bootstrap.sh --cluster                  ... and the toolchain of both cluster providers
+#   sh scripts/bootstrap.sh --cluster-if-integration   with NKVM_RUN_KIND_INTEGRATION=1: the toolchain and the
+#                                                      release archives (the Krew tests install them)
 set -eu
 cd "$(dirname "$0")/.."
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
-# Pinned to what Debian 12 ships; the local provider was checked against exactly these.
+# Pinned to what Debian 12 ships; the local provider was checked against exactly these. The kind
+# provider adds Docker (started by hand where there is no engine) and debootstrap (its node image).
 DEBIAN_PACKAGES="containerd=1.6.20~ds1-1+deb12u3 runc=1.1.5+ds1-1+deb12u1 containernetworking-plugins=1.1.1+ds1-3+b5 busybox-static=1:1.35.0-4+deb12u1+b1 zstd=1.5.4+dfsg2-5"
+KIND_DEBIAN_PACKAGES="docker.io=20.10.24+dfsg1-1+deb12u1+b6 debootstrap=1.0.128+nmu2+deb12u2"
 . scripts/go-env.sh
 
 install_node_modules() {
@@ -22,18 +24,9 @@ install_node_modules() {
   npm ci --no-audit --no-fund --loglevel=error
 }
 
-wants_local_cluster() {
-  case "${NKVM_CLUSTER_PROVIDER:-}" in
-    local) return 0 ;;
-    kind) return 1 ;;
-  esac
-  if command -v kind >/dev/null 2>&1 && docker info >/dev/null 2>&1; then return 1; fi
-  return 0
-}
-
 install_debian_packages() {
   missing=""
-  for pkg in $DEBIAN_PACKAGES; do
+  for pkg in "$@"; do
     name="${pkg%%=*}" version="${pkg#*=}"
     [ "$(dpkg-query -W -f '${Version}' "$name" 2>/dev/null || true)" = "$version" ] || missing="$missing $pkg"
   done
@@ -63,8 +56,16 @@ ensure_go() {
   export PATH
 }
 
+# Both providers': the local one runs these binaries, the kind one builds its node image from them.
 install_cluster_toolchain() {
-  install_debian_packages
+  if [ "$(cut -d. -f1 /etc/debian_version 2>/dev/null)" = "12" ]; then
+    # shellcheck disable=SC2086
+    install_debian_packages $DEBIAN_PACKAGES $KIND_DEBIAN_PACKAGES
+  else
+    for tool in containerd ctr runc busybox docker debootstrap; do
+      command -v "$tool" >/dev/null 2>&1 || log "warning: $tool is missing (on Debian 12 these are installed, pinned: $DEBIAN_PACKAGES $KIND_DEBIAN_PACKAGES)"
+    done
+  fi
   ensure_go
   bash scripts/build-cluster-binaries.sh
 }
@@ -75,7 +76,7 @@ case "${1:-}" in
   --cluster) install_cluster_toolchain ;;
   --cluster-if-integration)
     if [ "${NKVM_RUN_KIND_INTEGRATION:-}" = "1" ]; then
-      if wants_local_cluster; then install_cluster_toolchain; else ensure_go; fi
+      install_cluster_toolchain
       node_modules/.bin/node scripts/release/release.ts
     fi ;;
   "") ;;

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes and etcd binaries the local cluster provider runs, from the Go module proxy.
+# Builds, from the Go module proxy, the binaries the local cluster provider runs (Kubernetes, etcd,
+# local-path-provisioner) and what the kind provider's setup and node image add.
 # Idempotent and cached: everything lands under $NKVM_CACHE (default ~/.cache/nkvm), keyed by version,
 # so only the first run on a machine pays the 15-35 minute compile.
 set -euo pipefail
 
 KUBERNETES_VERSION="${NKVM_KUBERNETES_VERSION:-v1.34.4}"
 ETCD_VERSION="${NKVM_ETCD_VERSION:-v3.6.16}"
+# The dynamic provisioner behind the default StorageClass, as KinD ships it.
+LOCAL_PATH_PROVISIONER_VERSION="v0.0.30"
+KIND_VERSION="v0.33.0"
+KUBEADM_ETCD_VERSION="v3.6.5"
+KUBEADM_COREDNS_VERSION="v1.12.1"
 . "$(dirname "$0")/go-env.sh"
 
 # kube-proxy gives pods the `kubernetes` Service; kubeadm is what a KinD node image carries.
@@ -57,18 +63,19 @@ GO
   log "kubernetes $KUBERNETES_VERSION built in $out/bin"
 }
 
+# etcd's main lives in an internal package: a wrapper module calls it.
 build_etcd() {
-  local out="$CACHE/etcd-$ETCD_VERSION"
-  if [[ -f "$out/.complete" ]]; then log "etcd $ETCD_VERSION cached in $out"; return; fi
+  local version="$1" out="$CACHE/etcd-$1"
+  if [[ -f "$out/.complete" ]]; then log "etcd $version cached in $out"; return; fi
   local src="$out/src"
   rm -rf "$out" && mkdir -p "$src"
-  log "building etcd $ETCD_VERSION"
+  log "building etcd $version"
   cat > "$src/go.mod" <<MOD
 module nkvm.local/etcd-binary
 
 go 1.24.0
 
-require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+require go.etcd.io/etcd/server/v3 $version
 MOD
   cat > "$src/main.go" <<'GO'
 package main
@@ -83,8 +90,31 @@ func main() { etcdmain.Main(os.Args) }
 GO
   (cd "$src" && go mod tidy && go build -ldflags "-s -w" -o "$out/bin/etcd" .)
   touch "$out/.complete"
-  log "etcd $ETCD_VERSION built in $out/bin"
+  log "etcd $version built in $out/bin"
 }
 
-build_etcd
+# A main package of another module, built from a wrapper module that requires it:
+#   build_main_package NAME VERSION MODULE [PACKAGE] -> $CACHE/NAME-VERSION/bin/NAME
+build_main_package() {
+  local name="$1" version="$2" module="$3" package="${4:-$3}" out="$CACHE/$1-$2"
+  if [[ -f "$out/.complete" ]]; then log "$name $version cached in $out"; return; fi
+  local src="$out/src"
+  rm -rf "$out" && mkdir -p "$src"
+  log "building $name $version"
+  printf 'module nkvm.local/%s-binary\n\ngo 1.24.0\n\nrequire %s %s\n' "$name" "$module" "$version" > "$src/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$package" > "$src/tools.go"
+  (cd "$src" && go mod tidy && go build -ldflags "-s -w" -o "$out/bin/$name" "$package")
+  touch "$out/.complete"
+  log "$name $version built in $out/bin"
+}
+
+build_etcd "$ETCD_VERSION"
+build_main_package local-path-provisioner "$LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner
 build_kubernetes
+# What a KinD node image holds beyond the binaries above: the etcd and CoreDNS versions kubeadm
+# v1.34 deploys (it looks their images up by these tags); and kind itself.
+build_etcd "$KUBEADM_ETCD_VERSION"
+build_main_package coredns "$KUBEADM_COREDNS_VERSION" github.com/coredns/coredns
+build_main_package kind "$KIND_VERSION" sigs.k8s.io/kind
+# dockerd's runtime where the capability bounding set lacks some capability (scripts/kind/nkvm-runc).
+(cd "$(dirname "$0")/kind/nkvm-runc" && go build -ldflags "-s -w" -o "$CACHE/nkvm-runc/nkvm-runc" .)

@@ -2,7 +2,8 @@
  * The `local` provider: a real single-node cluster from upstream binaries (etcd, kube-apiserver,
  * kube-controller-manager, kube-scheduler, kubelet) and Debian's containerd, runc and CNI plugins,
  * started in the order of kubernetes' hack/local-up-cluster.sh, without DNS; a DNAT rule of its own
- * stands in for kube-proxy for the one Service pods need, `kubernetes`.
+ * stands in for kube-proxy for the one Service pods need, `kubernetes`. Its default StorageClass is
+ * KinD's, local-path-provisioner, provisioning into the cluster's volumes directory.
  *
  * Everything a cluster owns lives in its own directory (certs, kubeconfigs, etcd data, kubelet
  * root, containerd root/state, volumes, the files behind its loop devices, logs) and its own ports,
@@ -10,24 +11,19 @@
  * nothing behind. state.json in that directory records it all, so `npm run cluster:down` can
  * dispose a cluster another process started.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { buildImages, HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL, PAUSE_IMAGE } from './images/build.ts';
-import { etcdBinary, kubectlBinary, kubernetesBinDir } from './paths.ts';
+import { buildImages, HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL, LOCAL_PATH_PROVISIONER_IMAGE, PAUSE_IMAGE } from './images/build.ts';
+import { DEFAULT_STORAGE_CLASS, localPathStorageManifest } from './local-path-storage.ts';
+import { etcdBinary, kubectlBinary, kubernetesBinDir, localPathProvisionerBinary } from './paths.ts';
+import { run } from './run.ts';
 import { ClusterStartError, type TestCluster } from './types.ts';
 
-const execFileAsync = promisify(execFile);
 
-const STORAGE_CLASS = 'nkvm-local';
-/** Pre-made PVs (Retain, never reused): enough for the busiest suite, which binds 17 claims. */
-const VOLUME_COUNT = 32;
-// Nominal (hostPath): big enough that install's default 50Gi store binds like any plain claim.
-const VOLUME_CAPACITY = '100Gi';
 /** Raw block volumes (volumeMode: Block): loop devices over sparse files, one PV each, sized in MiB. */
 const BLOCK_STORAGE_CLASS = 'nkvm-block';
 const BLOCK_DEVICE_SIZES_MIB = [64, 64, 64, 32];
@@ -123,19 +119,6 @@ function isAlive(pid: number): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function run(command: string, args: string[], options: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
-  const child = execFileAsync(command, args, { maxBuffer: 256 * 1024 * 1024, timeout: options.timeoutMs ?? 120_000, env: options.env ?? process.env });
-  if (options.input !== undefined) {
-    child.child.stdin!.end(options.input);
-  }
-  try {
-    return (await child).stdout;
-  } catch (error) {
-    const { stderr, stdout } = error as { stderr?: string; stdout?: string };
-    throw new Error(`${command} ${args.join(' ')} failed: ${(error as Error).message.split('\n')[0]}\n${stderr ?? ''}${stdout ?? ''}`.trim());
   }
 }
 
@@ -535,37 +518,9 @@ spec:
     .join('');
 }
 
+/** The two StorageClasses: local-path (the default, dynamic, as on KinD) and the static block volumes. */
 function storageManifest(dir: string, nodeName: string, loopDevices: string[]): string {
-  const volumes = Array.from({ length: VOLUME_COUNT }, (_, index) => {
-    const name = `nkvm-local-pv-${String(index).padStart(2, '0')}`;
-    return `---
-apiVersion: v1
-kind: PersistentVolume
-metadata:
-  name: ${name}
-  labels:
-    nkvm.dev/test-volume: "true"
-spec:
-  capacity:
-    storage: ${VOLUME_CAPACITY}
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: ${STORAGE_CLASS}
-  hostPath:
-    path: ${path.join(dir, 'volumes', name)}
-    type: DirectoryOrCreate
-`;
-  });
-  return `apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata:
-  name: ${STORAGE_CLASS}
-  annotations:
-    storageclass.kubernetes.io/is-default-class: "true"
-provisioner: kubernetes.io/no-provisioner
-volumeBindingMode: Immediate
-reclaimPolicy: Retain
----
+  return `${localPathStorageManifest({ basePath: path.join(dir, 'volumes'), provisionerImage: LOCAL_PATH_PROVISIONER_IMAGE, helperImage: HELPER_IMAGE })}---
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata:
@@ -573,10 +528,20 @@ metadata:
 provisioner: kubernetes.io/no-provisioner
 volumeBindingMode: Immediate
 reclaimPolicy: Retain
-${volumes.join('')}${blockVolumesManifest(nodeName, loopDevices)}`;
+${blockVolumesManifest(nodeName, loopDevices)}`;
 }
 
+/** Proves the cluster end to end: a claim of the default class is provisioned, mounted, and exec works. */
 const GATE_POD = `apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: nkvm-cluster-gate
+  namespace: default
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Mi}}
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: nkvm-cluster-gate
@@ -587,10 +552,12 @@ spec:
   - name: gate
     image: ${HELPER_IMAGE}
     command: [sleep, "3600"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: nkvm-cluster-gate}}]
 `;
 
 export async function startLocalCluster(): Promise<TestCluster> {
-  for (const binary of [etcdBinary, path.join(kubernetesBinDir, 'kubelet'), kubectlBinary]) {
+  for (const binary of [etcdBinary, path.join(kubernetesBinDir, 'kubelet'), kubectlBinary, localPathProvisionerBinary]) {
     if (!fs.existsSync(binary)) {
       throw new ClusterStartError(`${binary} is missing`, 'run `sh scripts/bootstrap.sh --cluster` to build the cluster toolchain');
     }
@@ -691,13 +658,6 @@ export async function startLocalCluster(): Promise<TestCluster> {
     ]);
 
     const loopDevices = await attachBlockDevices(state);
-    // Made here, world-writable, as rancher's local-path-provisioner (KinD's default) makes its
-    // volumes: a pod running as any user, with or without fsGroup (which hostPath ignores), can write.
-    for (let index = 0; index < VOLUME_COUNT; index++) {
-      const volume = path.join(dir, 'volumes', `nkvm-local-pv-${String(index).padStart(2, '0')}`);
-      fs.mkdirSync(volume, { recursive: true });
-      fs.chmodSync(volume, 0o777);
-    }
     await kubectl(['apply', '-f', '-'], { input: storageManifest(dir, name, loopDevices) });
     await waitFor('the node to be Ready', 90_000, async () =>
       (await kubectl(['get', 'node', name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])).trim() === 'True',
@@ -709,9 +669,9 @@ export async function startLocalCluster(): Promise<TestCluster> {
     });
     await kubectl(['apply', '-f', '-'], { input: GATE_POD });
     await kubectl(['wait', '--for=condition=Ready', 'pod/nkvm-cluster-gate', '-n', 'default', '--timeout=90s'], { timeoutMs: 100_000 });
-    const echoed = await kubectl(['exec', 'nkvm-cluster-gate', '-n', 'default', '--', 'echo', 'gate-ok']);
+    const echoed = await kubectl(['exec', 'nkvm-cluster-gate', '-n', 'default', '--', 'sh', '-c', 'echo gate-ok > /data/gate && cat /data/gate']);
     if (echoed.trim() !== 'gate-ok') throw new Error(`exec into the gate pod returned ${JSON.stringify(echoed)}`);
-    await kubectl(['delete', 'pod', 'nkvm-cluster-gate', '-n', 'default', '--wait=true', '--timeout=60s']);
+    await kubectl(['delete', 'pod,pvc', 'nkvm-cluster-gate', '-n', 'default', '--wait=true', '--timeout=60s']);
   } catch (error) {
     const logs = componentLogs(dir);
     await disposeLocalCluster(dir).catch((disposeError) => process.stderr.write(`dispose after failed start: ${disposeError}\n`));
@@ -725,7 +685,7 @@ export async function startLocalCluster(): Promise<TestCluster> {
     kubeconfigPath,
     dir,
     images: { helper: HELPER_IMAGE, helperWithoutShell: HELPER_IMAGE_WITHOUT_SHELL },
-    storageClass: STORAGE_CLASS,
+    storageClass: DEFAULT_STORAGE_CLASS,
     blockStorageClass: BLOCK_STORAGE_CLASS,
     kubectl,
     loadImageArchive: async (archive) => void (await run('ctr', ['--address', state.containerdSocket, '--namespace', 'k8s.io', 'images', 'import', '--all-platforms', archive], { timeoutMs: 300_000 })),

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import type { TestCluster } from '../cluster/types.ts';
-import { claimManifest } from '../cluster/workload.ts';
+import { createBoundClaims } from '../cluster/workload.ts';
 import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
 
 const test = clusterSuite();
@@ -34,13 +34,6 @@ function filesUnder(dir: string): string[] {
 
 async function sql(catalog: string, query: string): Promise<unknown> {
   return JSON.parse((await execa('sqlite3', ['-json', catalog, query])).stdout || '[]');
-}
-
-/** A claim of the cluster's default class, bound before anything mounts it. */
-async function boundClaim(cluster: TestCluster, namespace: string, claim: string): Promise<void> {
-  const manifest = claimManifest(namespace, claim, cluster.storageClass).split('---\n')[1]!;
-  await cluster.kubectl(['apply', '-f', '-'], { input: manifest });
-  await cluster.kubectl(['wait', '--for=jsonpath={.status.phase}=Bound', `pvc/${claim}`, '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
 }
 
 /** Runs `script` as root in a pod that mounts the claims at /<claim>, then deletes the pod. */
@@ -94,8 +87,7 @@ test('Pod Security "restricted": backup runs as the workload\'s user, names what
   const namespace = await createNamespace(cluster, 'restricted');
   t.context.diagnose = { namespace, sourcePod: 'web' };
   const s = store(t, 'restricted');
-  await boundClaim(cluster, namespace, 'data');
-  await boundClaim(cluster, namespace, 'copy');
+  await createBoundClaims(cluster, namespace, ['data', 'copy']);
   // Laid out by root before the namespace is locked down: the workload's files, and two of root's.
   await asRoot(cluster, namespace, ['data', 'copy'], [
     'cd /data && mkdir -p app/logs private && echo config > app/config.yaml && head -c 2097152 /dev/urandom > app/logs/blob.bin',
@@ -161,8 +153,7 @@ test('Pod Security "baseline": the helper runs as root and the restore gives eve
   const namespace = await createNamespace(cluster, 'baseline');
   t.context.diagnose = { namespace };
   const s = store(t, 'baseline');
-  await boundClaim(cluster, namespace, 'data');
-  await boundClaim(cluster, namespace, 'copy');
+  await createBoundClaims(cluster, namespace, ['data', 'copy']);
   const OWNERS = `cd /data && find . -exec stat -c '%n %u:%g %a' {} + | sort`;
   await asRoot(cluster, namespace, ['data'], 'cd /data && echo a > a && chown 1000:2000 a && mkdir d && echo b > d/b && chown 33:33 d/b && chmod 640 d/b && echo c > c && chmod 600 c');
   await cluster.kubectl(['label', 'namespace', namespace, 'pod-security.kubernetes.io/enforce=baseline']);
@@ -191,7 +182,7 @@ test('a quota that demands limits admits the default helper; one too small is na
   const namespace = await createNamespace(cluster, 'quota');
   t.context.diagnose = { namespace };
   const s = store(t, 'quota');
-  await boundClaim(cluster, namespace, 'data');
+  await createBoundClaims(cluster, namespace, ['data']);
   await cluster.kubectl(['create', 'quota', 'q', '--hard=limits.cpu=2,limits.memory=1Gi,requests.cpu=1,requests.memory=512Mi', '-n', namespace]);
   const admitted = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '-o', 'json', ...s.flags]);
   t.is(admitted.exitCode, 0, String(admitted.stderr));
@@ -215,7 +206,7 @@ test('a claim held by a pod that is scheduled but cannot start: the helper goes 
   const namespace = await createNamespace(cluster, 'pending');
   t.context.diagnose = { namespace };
   const s = store(t, 'pending');
-  await boundClaim(cluster, namespace, 'data');
+  await createBoundClaims(cluster, namespace, ['data']);
   await cluster.kubectl(['apply', '-f', '-'], {
     input: `apiVersion: v1
 kind: Pod

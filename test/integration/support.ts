@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createCluster, type TestCluster } from '../cluster/index.ts';
 import { kubernetesBinDir, REPO_ROOT } from '../cluster/paths.ts';
+import { waitForDefaultServiceAccount } from '../cluster/workload.ts';
 
 export const integrationEnabled = process.env.NKVM_RUN_KIND_INTEGRATION === '1';
 
@@ -91,6 +92,7 @@ export function kubectlNkvm(context: SuiteContext, args: string[], options: { en
 export async function createNamespace(cluster: TestCluster, prefix: string): Promise<string> {
   const name = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
   await cluster.kubectl(['create', 'namespace', name]);
+  await waitForDefaultServiceAccount(cluster, name);
   return name;
 }
 

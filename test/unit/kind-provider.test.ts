@@ -1,18 +1,29 @@
 import test from 'ava';
 import { chooseProvider } from '../cluster/index.ts';
-import { KIND_HELPER_WITHOUT_SHELL, kindCommands } from '../cluster/kind.ts';
-import { DEFAULT_HELPER_IMAGE } from '../../src/backup/defaults.ts';
+import { boundingSetIsFull, dockerdArguments } from '../cluster/docker.ts';
+import { kindCommands, kindEnvironment } from '../cluster/kind.ts';
 
-test('the kind provider creates and deletes exactly the named cluster with its own kubeconfig', (t) => {
-  t.deepEqual(kindCommands.create('nkvm-it-1', '/tmp/k'), ['kind', 'create', 'cluster', '--name', 'nkvm-it-1', '--kubeconfig', '/tmp/k', '--wait', '120s']);
-  t.deepEqual(kindCommands.delete('nkvm-it-1', '/tmp/k'), ['kind', 'delete', 'cluster', '--name', 'nkvm-it-1', '--kubeconfig', '/tmp/k']);
-  t.deepEqual(kindCommands.exportLogs('nkvm-it-1', '/tmp/logs'), ['kind', 'export', 'logs', '/tmp/logs', '--name', 'nkvm-it-1']);
+test('the kind provider creates and deletes exactly the named cluster, from the given node image, with its own kubeconfig', (t) => {
+  const [, ...create] = kindCommands.create('nkvm-it-1', '/tmp/k', 'nkvm.local/kind-node:v1.34.4-abc');
+  t.deepEqual(create, ['create', 'cluster', '--name', 'nkvm-it-1', '--kubeconfig', '/tmp/k', '--image', 'nkvm.local/kind-node:v1.34.4-abc', '--wait', '120s']);
+  t.deepEqual(kindCommands.delete('nkvm-it-1', '/tmp/k').slice(1), ['delete', 'cluster', '--name', 'nkvm-it-1', '--kubeconfig', '/tmp/k']);
+  t.deepEqual(kindCommands.loadImageArchive('nkvm-it-1', '/a.tar').slice(1), ['load', 'image-archive', '/a.tar', '--name', 'nkvm-it-1']);
 });
 
-test('the kind provider loads the public helper image and a copy without sh and tar into the cluster', (t) => {
-  t.deepEqual(kindCommands.pullHelper(), ['docker', 'pull', DEFAULT_HELPER_IMAGE]);
-  t.deepEqual(kindCommands.buildHelperWithoutShell('/d'), ['docker', 'build', '--tag', KIND_HELPER_WITHOUT_SHELL, '/d']);
-  t.deepEqual(kindCommands.loadImage('nkvm-it-1', DEFAULT_HELPER_IMAGE), ['kind', 'load', 'docker-image', DEFAULT_HELPER_IMAGE, '--name', 'nkvm-it-1']);
+test('each kind cluster gets a Docker network of its own name, which dispose removes', (t) => {
+  t.is(kindEnvironment('nkvm-it-1', { PATH: '/bin' }).KIND_EXPERIMENTAL_DOCKER_NETWORK, 'nkvm-it-1');
+  t.is(kindEnvironment('nkvm-it-1', { PATH: '/bin' }).PATH, '/bin');
+  t.deepEqual(kindCommands.removeNetwork('nkvm-it-1'), ['docker', 'network', 'rm', 'nkvm-it-1']);
+});
+
+test('the runtime wrapper is used only where the bounding set lacks a capability the kernel knows', (t) => {
+  const status = (bounding: string) => `Name:\tnode\nCapEff:\t000001ffffffffff\nCapBnd:\t${bounding}\nCapAmb:\t0000000000000000\n`;
+  t.true(boundingSetIsFull(status('000001ffffffffff'), '40\n'));
+  t.false(boundingSetIsFull(status('000001fffeffffff'), '40\n'), 'CAP_SYS_RESOURCE (24) missing, as on these machines');
+  t.true(boundingSetIsFull(status('000000ffffffffff'), '39\n'), 'an older kernel knows fewer');
+  t.deepEqual(dockerdArguments(true).slice(-4), ['--add-runtime', dockerdArguments(true)[7]!, '--default-runtime', 'nkvm-runc']);
+  t.regex(dockerdArguments(true)[7]!, /^nkvm-runc=\/.*\/nkvm-runc$/);
+  t.false(dockerdArguments(false).includes('--default-runtime'));
 });
 
 test('NKVM_CLUSTER_PROVIDER chooses the provider and rejects unknown names', async (t) => {

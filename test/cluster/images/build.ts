@@ -4,29 +4,35 @@
  *   - the pod sandbox (pause), compiled static from pause.c
  *   - the plugin's default helper image, from busybox-static with its applets linked in /bin
  *   - the same without sh and tar, to make the copy stage fail on purpose in tests
+ *   - rancher's local-path-provisioner (built by scripts/build-cluster-binaries.sh), the default
+ *     StorageClass's dynamic provisioner, as on KinD; its helper pods use the helper image
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_HELPER_IMAGE } from '../../../src/backup/defaults.ts';
-import { CACHE_DIR } from '../paths.ts';
+import { CACHE_DIR, LOCAL_PATH_PROVISIONER_VERSION, localPathProvisionerBinary } from '../paths.ts';
 
 export const PAUSE_IMAGE = 'registry.k8s.io/pause:3.10';
 export const HELPER_IMAGE = DEFAULT_HELPER_IMAGE;
 export const HELPER_IMAGE_WITHOUT_SHELL = 'nkvm.local/busybox-without-shell:test';
+export const LOCAL_PATH_PROVISIONER_IMAGE = `nkvm.local/local-path-provisioner:${LOCAL_PATH_PROVISIONER_VERSION}`;
 
 const BUSYBOX = '/bin/busybox';
 const PAUSE_SOURCE = path.join(import.meta.dirname, 'pause.c');
 
-interface ImageSpec {
+export interface ImageSpec {
   name: string;
   /** Fills an empty directory with the image's root file system. */
   populate(root: string): void;
   cmd: string[];
+  entrypoint?: string[];
+  /** PATH=/bin unless given. */
+  env?: string[];
 }
 
-function sha256(data: Buffer | string): string {
+export function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
@@ -55,11 +61,20 @@ function imageSpecs(workDir: string): ImageSpec[] {
     },
     { name: HELPER_IMAGE, cmd: ['sh'], populate: (root) => busyboxRoot(root, new Set()) },
     { name: HELPER_IMAGE_WITHOUT_SHELL, cmd: ['sleep', '3600'], populate: (root) => busyboxRoot(root, new Set(['tar', 'sh'])) },
+    {
+      name: LOCAL_PATH_PROVISIONER_IMAGE,
+      cmd: ['local-path-provisioner'],
+      populate: (root) => {
+        fs.mkdirSync(path.join(root, 'bin'));
+        fs.copyFileSync(localPathProvisionerBinary, path.join(root, 'bin', 'local-path-provisioner'));
+        fs.chmodSync(path.join(root, 'bin', 'local-path-provisioner'), 0o755);
+      },
+    },
   ];
 }
 
 /** Writes one docker-archive: manifest.json, the config blob, and one uncompressed layer tar. */
-function buildArchive(spec: ImageSpec, outFile: string, workDir: string): void {
+export function buildArchive(spec: ImageSpec, outFile: string, workDir: string): void {
   const root = path.join(workDir, 'rootfs');
   const archive = path.join(workDir, 'archive');
   fs.mkdirSync(root, { recursive: true });
@@ -71,7 +86,7 @@ function buildArchive(spec: ImageSpec, outFile: string, workDir: string): void {
   const config = JSON.stringify({
     architecture: 'amd64',
     os: 'linux',
-    config: { Cmd: spec.cmd, Env: ['PATH=/bin'], WorkingDir: '/' },
+    config: { Entrypoint: spec.entrypoint, Cmd: spec.cmd, Env: spec.env ?? ['PATH=/bin'], WorkingDir: '/' },
     rootfs: { type: 'layers', diff_ids: [diffId] },
     history: [{ created_by: 'kubectl-nkvm test/cluster/images/build.ts' }],
   });
@@ -86,16 +101,18 @@ export interface BuiltImage {
   archive: string;
 }
 
-/** Builds (or finds in the cache) every image; the cache key covers the inputs that shape them. */
-export function buildImages(): BuiltImage[] {
-  const key = sha256(
-    [fs.readFileSync(BUSYBOX), fs.readFileSync(PAUSE_SOURCE), fs.readFileSync(import.meta.filename)].map((b) => sha256(b)).join(':'),
-  ).slice(0, 16);
-  const cacheDir = path.join(CACHE_DIR, `images-${key}`);
+/** A cache key over the content of the files that shape some images. */
+export function contentKey(files: string[]): string {
+  return sha256(files.map((file) => sha256(fs.readFileSync(file))).join(':')).slice(0, 16);
+}
+
+/** Builds (or finds in the cache) the archives of `specs`; `cacheKey` covers every input that shapes them. */
+export function buildImageArchives(cacheKey: string, specs: (workDir: string) => ImageSpec[]): BuiltImage[] {
+  const cacheDir = path.join(CACHE_DIR, `images-${cacheKey}`);
   fs.mkdirSync(cacheDir, { recursive: true });
   const workRoot = fs.mkdtempSync(path.join(cacheDir, 'work-'));
   try {
-    return imageSpecs(workRoot).map((spec, index) => {
+    return specs(workRoot).map((spec, index) => {
       const archive = path.join(cacheDir, `${spec.name.replace(/[^a-zA-Z0-9.-]+/g, '_')}.tar`);
       if (!fs.existsSync(archive)) {
         const workDir = path.join(workRoot, String(index));
@@ -108,4 +125,9 @@ export function buildImages(): BuiltImage[] {
   } finally {
     fs.rmSync(workRoot, { recursive: true, force: true });
   }
+}
+
+/** The images every local cluster imports, and the kind provider loads into its node. */
+export function buildImages(): BuiltImage[] {
+  return buildImageArchives(contentKey([BUSYBOX, PAUSE_SOURCE, localPathProvisionerBinary, import.meta.filename]), imageSpecs);
 }

@@ -1,0 +1,3 @@
+module nkvm.local/nkvm-runc
+
+go 1.24.0

@@ -2,8 +2,10 @@
 // executable applications load), a node shebang, and sql.js's WASM embedded so nothing else is
 // needed beside it at run time.
 import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { PRERENDERED_HELP_WIDTHS } from './src/cli/fast-paths.ts';
 
 // src/store/sql-wasm.ts reads sql.js's WASM from node_modules when run from source; in the bundle it
 // becomes this module instead, which embeds the binary through the '.wasm' binary loader below.
@@ -51,3 +53,20 @@ await chmod(outfile, 0o755);
 await writeFile('dist/package.json', '{ "type": "commonjs" }\n');
 const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0);
 console.error(`built ${outfile} (${(bytes / 1024 / 1024).toFixed(1)} MiB)`);
+
+// The single executable's main script (src/sea-front.ts; the release stores the bundle beside it),
+// with the bundle's own --help output at each width the front answers for.
+const helpByWidth = Object.fromEntries(PRERENDERED_HELP_WIDTHS.map((width) => [width, execFileSync(process.execPath, [
+  '--import', `data:text/javascript,Object.defineProperty(process.stdout, "columns", { value: ${width} })`, outfile, '--help',
+], { encoding: 'utf8' })]));
+await build({
+  entryPoints: ['src/sea-front.ts'],
+  outfile: 'dist/sea-front.js',
+  bundle: true,
+  platform: 'node',
+  target: 'node22',
+  format: 'cjs',
+  legalComments: 'none',
+  logLevel: 'warning',
+  define: { NKVM_HELP_BY_WIDTH: JSON.stringify(helpByWidth) },
+});

@@ -3,7 +3,8 @@
  * take through the executable Krew installs (the linux/amd64 single executable, built here with
  * `scripts/release/release.ts --platforms linux/amd64`) and through the bundle on Node, against
  * `kubectl version --client` on the same machine, in the same run. Medians of NKVM_BENCH_STARTUP_RUNS
- * (21) runs each, after one warm-up. Goal: within 1.5x of kubectl.
+ * (21) runs each, after one warm-up. Goal: within 1.5x of kubectl. The executable answers those two
+ * from its front (src/sea-front.ts); `discover --help` shows what loading the whole CLI costs.
  */
 import { execa, execaSync } from 'execa';
 import fs from 'node:fs';
@@ -51,10 +52,12 @@ try {
   ] as const) {
     rows.push([`${name}: --help`, await wallMs(command, [...prefix, '--help'])]);
     rows.push([`${name}: version --client`, await wallMs(command, [...prefix, 'version', '--client'])]);
+    // Not a goal: what any other command pays before it starts, the whole CLI loaded.
+    rows.push([`${name}: discover --help`, await wallMs(command, [...prefix, 'discover', '--help'])]);
   }
   const nodeAlone = await wallMs(process.execPath, ['-e', '0']);
   console.log(`\nStart-up, ${os.cpus().length} cores, Node ${process.version}; wall ms, median of ${runs}; ratio = ours / kubectl version --client (${reference.toFixed(0)} ms)`);
-  for (const [name, ms] of rows) console.log(`${name.padEnd(44)} ${ms.toFixed(0).padStart(5)} ms   ratio ${(ms / reference).toFixed(2)}   goal <= ${GOAL.toFixed(2)}`);
+  for (const [name, ms] of rows) console.log(`${name.padEnd(44)} ${ms.toFixed(0).padStart(5)} ms   ratio ${(ms / reference).toFixed(2)}${name.endsWith('discover --help') ? "" : `   goal <= ${GOAL.toFixed(2)}`}`);
   console.log(`${'node -e 0 (the floor of any Node program)'.padEnd(44)} ${nodeAlone.toFixed(0).padStart(5)} ms`);
 } finally {
   fs.rmSync(workDir, { recursive: true, force: true });

@@ -20,6 +20,7 @@ import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts'
 import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
 import { describeUnknownArguments } from './cli/unknown-flags.ts';
+import { helpWidth } from './cli/fast-paths.ts';
 import { pluginVersion } from './version.ts';
 
 const EPILOGUE = `Exit codes:
@@ -65,7 +66,7 @@ export async function main(argv: string[]): Promise<number> {
     .help()
     .alias('help', 'h')
     .epilogue(EPILOGUE)
-    .wrap(Math.min(110, process.stdout.columns || 100))
+    .wrap(helpWidth(process.stdout.columns))
     // Throwing is what stops yargs: a fail handler that returns lets it run the command anyway.
     .fail((message, error) => {
       if (error) throw error;

@@ -22,7 +22,7 @@ import { sha256File, writeTarGz, writeZip } from './archive.ts';
 import { rcodesignPath, signAdHoc, verifyAdHocSignature } from './codesign.ts';
 import { COMPLETE_NAME, completeName, completeScript } from './complete-executable.ts';
 import {
-  archiveName, binName, BUNDLE, LICENSE, log, PLATFORMS, platformId, pluginVersion, RELEASE_DIR, REPO_ROOT, TEMPLATE,
+  archiveName, binName, BUNDLE, LICENSE, log, PLATFORMS, platformId, pluginVersion, RELEASE_DIR, REPO_ROOT, SEA_FRONT, TEMPLATE,
 } from './config.ts';
 import { nodeBinaryFor, postjectModule } from './fetch.ts';
 import { checkFormat } from './format.ts';
@@ -56,8 +56,8 @@ const rcodesign = platforms.some((p) => p.os === 'darwin') ? rcodesignPath() : u
 
 const host = PLATFORMS.find((p) => p.os === process.platform && p.arch === (process.arch === 'x64' ? 'amd64' : process.arch));
 // The host's executable carries V8's code cache (valid only for this very Node binary); the rest the script alone.
-const portableBlob = makeBlob(BUNDLE, work, { codeCache: false });
-const hostBlob = host && platforms.some((p) => platformId(p) === platformId(host)) ? makeBlob(BUNDLE, work, { codeCache: true }) : undefined;
+const portableBlob = makeBlob(BUNDLE, SEA_FRONT, work, { codeCache: false });
+const hostBlob = host && platforms.some((p) => platformId(p) === platformId(host)) ? makeBlob(BUNDLE, SEA_FRONT, work, { codeCache: true }) : undefined;
 const archives = new Map<string, string>();
 for (const platform of platforms) {
   const id = platformId(platform);

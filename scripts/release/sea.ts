@@ -2,10 +2,11 @@
  * Node.js single executable applications: one preparation blob made from the esbuild bundle, then
  * injected into each platform's official Node.js binary with postject.
  *
- * The blob for the platform this runs on also holds V8's code cache of the script (useCodeCache): the
- * executable then starts without compiling 8 MiB of JavaScript (136 ms -> 100 ms for --help here).
- * The cache is valid only for the Node.js binary that made it, so every other platform gets a blob
- * with the script alone. V8 seeds its code cache from a random seed: --random-seed fixes it, so the
+ * The blob's main script is the front (src/sea-front.ts), which answers `--help` and `version --client`
+ * itself and otherwise runs the CLI bundle, stored as an asset: starting never means compiling 8 MiB of
+ * JavaScript first. The blob for the platform this runs on also holds V8's code cache of the front
+ * (useCodeCache) and of the bundle (an asset the front hands to vm.Script). A cache is valid only for
+ * the Node.js binary that made it, so every other platform gets a blob with the scripts alone. V8 seeds its code cache from a random seed: --random-seed fixes it, so the
  * same sources give the same bytes (other seed flags, such as --hash-seed, would make the running
  * executable reject the cache). The blob must be made by the very Node.js version it is injected
  * into, so this refuses to run on any other version.
@@ -19,30 +20,51 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { NODE_VERSION, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, type Platform } from './config.ts';
+import { NODE_VERSION, REPO_ROOT, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, type Platform } from './config.ts';
+import { CLI_ASSET, CLI_CODE_CACHE_ASSET } from '../../src/sea-assets.ts';
 
 interface PostjectApi {
   inject(filename: string, resourceName: string, resourceData: Buffer,
     options?: { machoSegmentName?: string; sentinelFuse?: string; overwrite?: boolean }): Promise<void>;
 }
 
-/** Writes the SEA preparation blob for `bundle` into `workDir`; returns its path. */
-export function makeBlob(bundle: string, workDir: string, options: { codeCache: boolean }): string {
+/**
+ * Writes the SEA preparation blob into `workDir` and returns its path: the front (dist/sea-front.js)
+ * as the main script, the CLI bundle as an asset, and with `codeCache` V8's code cache of both.
+ */
+export function makeBlob(bundle: string, front: string, workDir: string, options: { codeCache: boolean }): string {
   if (process.versions.node !== NODE_VERSION) {
     throw new Error(`the SEA blob must be made by Node.js ${NODE_VERSION} (the version injected into); this is ${process.version}: run it with node_modules/.bin/node`);
   }
   const kind = options.codeCache ? 'with-code-cache' : 'portable';
   const blob = path.join(workDir, `sea-prep-${kind}.blob`);
   const config = path.join(workDir, `sea-config-${kind}.json`);
+  const assets: Record<string, string> = { [CLI_ASSET]: bundle };
+  if (options.codeCache) assets[CLI_CODE_CACHE_ASSET] = makeCliCodeCache(bundle, workDir);
   fs.writeFileSync(config, `${JSON.stringify({
-    main: bundle,
+    main: front,
     output: blob,
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
     useCodeCache: options.codeCache,
+    assets,
   }, null, 2)}\n`);
   execFileSync(process.execPath, ['--random-seed=1', '--experimental-sea-config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
   return blob;
+}
+
+/** V8's code cache of the bundle as the front compiles it, made (like the blob) with a fixed seed. */
+function makeCliCodeCache(bundle: string, workDir: string): string {
+  const output = path.join(workDir, CLI_CODE_CACHE_ASSET);
+  const assets = path.join(REPO_ROOT, 'src', 'sea-assets.ts');
+  execFileSync(process.execPath, ['--random-seed=1', '--input-type=module', '-e', `
+    import fs from 'node:fs';
+    import vm from 'node:vm';
+    import { CLI_FILENAME, wrapCliBundle } from ${JSON.stringify(assets)};
+    const script = new vm.Script(wrapCliBundle(fs.readFileSync(${JSON.stringify(bundle)}, 'utf8')), { filename: CLI_FILENAME });
+    fs.writeFileSync(${JSON.stringify(output)}, script.createCachedData());
+  `], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return output;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { VersionInfo } from '@kubernetes/client-node';
 import { pluginVersion } from '../../version.ts';
 import { connectFromFlags } from '../context.ts';
 import type { GlobalOptions } from '../global-options.ts';
+import { clientVersionLine } from '../fast-paths.ts';
 import { toJson, toYaml, writeResult } from '../output.ts';
 
 interface VersionArgs extends GlobalOptions {
@@ -36,7 +37,7 @@ export const versionCommand: CommandModule<GlobalOptions, VersionArgs> = {
     }
     if (args.output === 'json') return writeResult(toJson(report));
     if (args.output === 'yaml') return writeResult(toYaml(report));
-    const lines = [`Client Version: v${pluginVersion} (node ${process.version}, ${report.clientVersion.platform})`];
+    const lines = [clientVersionLine()];
     if (report.serverVersion) lines.push(`Server Version: ${report.serverVersion.gitVersion} (${report.credentials!.server})`);
     writeResult(`${lines.join('\n')}\n`);
   },

@@ -9,12 +9,12 @@
  * `kubectl nkvm completion SHELL` and the shipped kubectl_complete-nkvm script ask), or when it is run
  * under the name kubectl_complete-nkvm (a link to it).
  */
-import path from 'node:path';
 import { complete, type CompletionResult, type CompletionSources } from './engine.ts';
 import { clusterSources } from './sources.ts';
 import { commandsOfYargs, commandTree } from './spec.ts';
+import { invokedForCompletion } from '../invocation.ts';
 
-export const COMPLETE_EXECUTABLE = 'kubectl_complete-nkvm';
+export { COMPLETE_EXECUTABLE } from '../invocation.ts';
 export const COMPLETE_REQUEST = '__complete';
 export const COMPLETE_REQUEST_NO_DESCRIPTIONS = '__completeNoDesc';
 
@@ -35,8 +35,7 @@ export function completionRequest(argv: readonly string[], invokedAs: string | u
     const words = argv.slice(1);
     return { words: words.length > 0 ? words : [''], descriptions: first === COMPLETE_REQUEST };
   }
-  const name = path.basename(invokedAs ?? '').replace(/\.(exe|cmd|bat)$/i, '');
-  if (name === COMPLETE_EXECUTABLE) return { words: argv.length > 0 ? [...argv] : [''], descriptions: true };
+  if (invokedForCompletion(invokedAs)) return { words: argv.length > 0 ? [...argv] : [''], descriptions: true };
   return undefined;
 }
 

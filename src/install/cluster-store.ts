@@ -84,15 +84,25 @@ export class ClusterStore {
       stdout: sink,
       ackTimeoutSeconds: DEFAULT_ACK_TIMEOUT_SECONDS,
     });
+    if (outcome.commandExitCode !== 0 && /No such file/.test(outcome.stderr)) throw new NotFoundError(`${storePath} is not in the store`);
     if (outcome.commandExitCode !== 0) throw new Error(describeExecFailure(`cat ${storePath} in the helper pod`, { ...outcome, exitCode: outcome.commandExitCode }));
   }
 
-  /** The in-cluster catalog, opened from a local copy (changes to it go nowhere). */
+  /**
+   * The in-cluster catalog, opened from a local copy (changes to it go nowhere); an empty one while
+   * the job has never run, so a list is empty and a show finds nothing, as for a new local catalog.
+   */
   async catalog(): Promise<Catalog> {
     const file = path.join(this.workDir, 'catalog.sqlite');
     const sink = fs.createWriteStream(file);
-    await this.copy(path.posix.join(STORE_MOUNT, 'catalog.sqlite'), sink);
-    await finished(sink);
+    try {
+      await this.copy(path.posix.join(STORE_MOUNT, 'catalog.sqlite'), sink);
+      await finished(sink);
+    } catch (error) {
+      sink.destroy();
+      if (!(error instanceof NotFoundError)) throw error;
+      fs.rmSync(file, { force: true });
+    }
     return Catalog.open(file);
   }
 }

@@ -240,6 +240,11 @@ test('a scheduled backup runs in a pod as its ServiceAccount, through the kubern
   const installed = await kubectlNkvm(t.context, ['install', '-n', system, '--name', 'nightly', '--image', image.reference, '--store-size', '1Gi', '--keep-last', '1', '--', '--all', '-A', '-l', mark]);
   t.is(installed.exitCode, 0, String(installed.stderr));
   t.regex(String(installed.stdout), /clusterrole\/nightly-/);
+  const home = path.join(t.context.workDir, 'scheduled-home');
+  const from = ['--from-cluster', '-n', system, '--install-name', 'nightly'];
+  const beforeAnyRun = await kubectlNkvm(t.context, ['artifacts', 'list', ...from, '-o', 'json'], { env: { NKVM_HOME: home } });
+  t.is(beforeAnyRun.exitCode, 0, `a store the job has not written to yet lists nothing: ${beforeAnyRun.stderr}`);
+  t.deepEqual(JSON.parse(String(beforeAnyRun.stdout)).items, []);
   const run = async (job: string, outcome: 'Complete' | 'Failed') => {
     await cluster.kubectl(['create', 'job', `--from=cronjob/nightly`, job, '-n', system]);
     await cluster.kubectl(['wait', `--for=condition=${outcome}`, `job/${job}`, '-n', system, '--timeout=180s'], { timeoutMs: 190_000 });
@@ -254,8 +259,6 @@ test('a scheduled backup runs in a pod as its ServiceAccount, through the kubern
   t.regex(second.prune, /Pruned 2 backups/, 'the first backup of each claim goes, keeping the last one');
 
   // Read from outside: the in-cluster catalog, and one artifact brought out, checked and unpacked.
-  const home = path.join(t.context.workDir, 'scheduled-home');
-  const from = ['--from-cluster', '-n', system, '--install-name', 'nightly'];
   const listed = await kubectlNkvm(t.context, ['artifacts', 'list', ...from, '-o', 'json'], { env: { NKVM_HOME: home } });
   t.is(listed.exitCode, 0, String(listed.stderr));
   const rows = JSON.parse(String(listed.stdout)).items as { id: string; status: string; namespace: string; credentialSource: string }[];

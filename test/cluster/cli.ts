@@ -3,11 +3,12 @@
  * kubeconfig; `npm run cluster:down` disposes it. The running cluster is recorded in the cache dir.
  * `up --with-plugin-image` (what npm run cluster:up does, after building it) also imports the
  * plugin's image under the name `kubectl nkvm install` uses by default, so install works there as
- * the README writes it.
+ * the README writes it. `provider` prints the provider a suite would get (NKVM_CLUSTER_PROVIDER, or
+ * the default).
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { createCluster } from './index.ts';
+import { chooseProvider, createCluster } from './index.ts';
 import { disposeKindCluster } from './kind.ts';
 import { disposeLocalCluster } from './local.ts';
 import { CACHE_DIR, REPO_ROOT } from './paths.ts';
@@ -61,7 +62,8 @@ async function down(): Promise<void> {
 const action = process.argv[2];
 if (action === 'up') await up();
 else if (action === 'down') await down();
+else if (action === 'provider') console.log(await chooseProvider());
 else {
-  console.error('usage: node test/cluster/cli.ts up|down');
+  console.error('usage: node test/cluster/cli.ts up|down|provider');
   process.exitCode = 2;
 }

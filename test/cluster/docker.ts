@@ -1,8 +1,8 @@
 /**
  * The Docker engine the kind provider needs. Where one runs (a laptop, GitHub Actions) it is used as
  * is. Where none runs but Debian's docker.io is installed and there is no systemd to start it (these
- * machines), dockerd is started here and stopped again by stopDockerIfStarted(), which also takes
- * back what it did to iptables. Where the capability bounding set lacks capabilities (these
+ * machines), dockerd is started here and stopped again by stopDockerIfStarted(), which also removes
+ * the iptables chains it made. Where the capability bounding set lacks capabilities (these
  * machines lack CAP_SYS_RESOURCE), privileged containers, and so KinD nodes, need nkvm-runc as the
  * default runtime (scripts/kind/nkvm-runc).
  */
@@ -17,7 +17,6 @@ const execFileAsync = promisify(execFile);
 /** Survives the process that started dockerd (cluster:up, then cluster:down), not a reboot. */
 const STATE_DIR = '/run/nkvm-dockerd';
 const PID_FILE = path.join(STATE_DIR, 'dockerd.pid');
-const FORWARD_POLICY_FILE = path.join(STATE_DIR, 'forward-policy');
 const LOG_FILE = path.join(CACHE_DIR, 'docker', 'dockerd.log');
 
 async function succeeds(command: string, args: string[], timeoutMs = 15_000): Promise<boolean> {
@@ -37,6 +36,10 @@ export function dockerdArguments(useRuntimeWrapper: boolean): string[] {
     '--storage-driver', 'overlay2',
     // kind makes its own network per cluster; the default bridge would only add docker0.
     '--bridge', 'none',
+    // Nodes need no routing (kubectl reaches them through a published port, which docker-proxy
+    // serves); left alone, dockerd would enable IP forwarding and set the FORWARD policy to DROP,
+    // which other networks on the machine (the local provider's pods) would feel.
+    '--ip-forward=false',
     ...(useRuntimeWrapper ? ['--add-runtime', `nkvm-runc=${nkvmRuncBinary}`, '--default-runtime', 'nkvm-runc'] : []),
   ];
 }
@@ -55,9 +58,6 @@ export async function ensureDocker(log: (line: string) => void = () => {}): Prom
   if (useRuntimeWrapper && !fs.existsSync(nkvmRuncBinary)) throw new Error(`${nkvmRuncBinary} is missing: run \`sh scripts/bootstrap.sh --cluster\``);
   fs.mkdirSync(STATE_DIR, { recursive: true });
   fs.mkdirSync(path.dirname(LOG_FILE), { recursive: true });
-  // dockerd sets the FORWARD policy to DROP; stopDockerIfStarted() puts back what was there.
-  const policy = /^-P FORWARD (\w+)$/m.exec(await iptables(['-S', 'FORWARD']))?.[1] ?? 'ACCEPT';
-  fs.writeFileSync(FORWARD_POLICY_FILE, policy);
   log(`starting dockerd${useRuntimeWrapper ? ' with nkvm-runc as its default runtime' : ''} (log: ${LOG_FILE})`);
   const logFd = fs.openSync(LOG_FILE, 'a');
   const dockerd = spawn('dockerd', dockerdArguments(useRuntimeWrapper), { detached: true, stdio: ['ignore', logFd, logFd] });
@@ -90,8 +90,6 @@ export async function stopDockerIfStarted(): Promise<void> {
     }
   }
   await removeDockerChains();
-  const policy = fs.existsSync(FORWARD_POLICY_FILE) ? fs.readFileSync(FORWARD_POLICY_FILE, 'utf8').trim() : 'ACCEPT';
-  await iptables(['-P', 'FORWARD', policy]);
   fs.rmSync(STATE_DIR, { recursive: true, force: true });
 }
 

@@ -21,9 +21,11 @@ test('the runtime wrapper is used only where the bounding set lacks a capability
   t.true(boundingSetIsFull(status('000001ffffffffff'), '40\n'));
   t.false(boundingSetIsFull(status('000001fffeffffff'), '40\n'), 'CAP_SYS_RESOURCE (24) missing, as on these machines');
   t.true(boundingSetIsFull(status('000000ffffffffff'), '39\n'), 'an older kernel knows fewer');
-  t.deepEqual(dockerdArguments(true).slice(-4), ['--add-runtime', dockerdArguments(true)[7]!, '--default-runtime', 'nkvm-runc']);
-  t.regex(dockerdArguments(true)[7]!, /^nkvm-runc=\/.*\/nkvm-runc$/);
+  const withWrapper = dockerdArguments(true);
+  t.regex(withWrapper[withWrapper.indexOf('--add-runtime') + 1]!, /^nkvm-runc=\/.*\/nkvm-runc$/);
+  t.is(withWrapper[withWrapper.indexOf('--default-runtime') + 1], 'nkvm-runc');
   t.false(dockerdArguments(false).includes('--default-runtime'));
+  t.true(dockerdArguments(false).includes('--ip-forward=false'), 'the FORWARD policy of the machine stays as it is');
 });
 
 test('NKVM_CLUSTER_PROVIDER chooses the provider and rejects unknown names', async (t) => {

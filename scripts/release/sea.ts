@@ -53,16 +53,24 @@ export function makeBlob(bundle: string, front: string, workDir: string, options
   return blob;
 }
 
-/** V8's code cache of the bundle as the front compiles it, made (like the blob) with a fixed seed. */
+/**
+ * V8's code cache of the bundle as the front compiles it, made (like the blob) with a fixed seed, and
+ * once the bundle has run `backup --help` (at exit): a cache made before running holds only the functions V8
+ * compiles eagerly, and every command would compile the rest (yargs, the command builders) each time.
+ */
 function makeCliCodeCache(bundle: string, workDir: string): string {
   const output = path.join(workDir, CLI_CODE_CACHE_ASSET);
   const assets = path.join(REPO_ROOT, 'src', 'sea-assets.ts');
   execFileSync(process.execPath, ['--random-seed=1', '--input-type=module', '-e', `
     import fs from 'node:fs';
+    import { createRequire } from 'node:module';
     import vm from 'node:vm';
     import { CLI_FILENAME, wrapCliBundle } from ${JSON.stringify(assets)};
     const script = new vm.Script(wrapCliBundle(fs.readFileSync(${JSON.stringify(bundle)}, 'utf8')), { filename: CLI_FILENAME });
-    fs.writeFileSync(${JSON.stringify(output)}, script.createCachedData());
+    process.argv = [process.execPath, ${JSON.stringify(bundle)}, 'backup', '--help'];
+    const module = { exports: {} };
+    process.once('exit', () => fs.writeFileSync(${JSON.stringify(output)}, script.createCachedData())); // help may exit at once
+    script.runInThisContext()(module.exports, createRequire(${JSON.stringify(bundle)}), module, ${JSON.stringify(bundle)}, ${JSON.stringify(path.dirname(bundle))});
   `], { stdio: ['ignore', 'ignore', 'inherit'] });
   return output;
 }

@@ -117,8 +117,10 @@ export function buildImageArchives(cacheKey: string, specs: (workDir: string) =>
       if (!fs.existsSync(archive)) {
         const workDir = path.join(workRoot, String(index));
         fs.mkdirSync(workDir);
-        buildArchive(spec, `${archive}.partial`, workDir);
-        fs.renameSync(`${archive}.partial`, archive);
+        // Suites on both providers may build the same image at once (npm test runs them side by side).
+        const partial = `${archive}.partial-${process.pid}`;
+        buildArchive(spec, partial, workDir);
+        fs.renameSync(partial, archive);
       }
       return { name: spec.name, archive };
     });

@@ -7,7 +7,7 @@
 import sea from 'node:sea';
 import vm from 'node:vm';
 import { fastAnswer } from './cli/fast-paths.ts';
-import { CLI_ASSET, CLI_CODE_CACHE_ASSET, CLI_FILENAME, wrapCliBundle } from './sea-assets.ts';
+import { CLI_ASSET, CLI_CODE_CACHE_ASSET, CLI_FILENAME, runCliScript, wrapCliBundle } from './sea-assets.ts';
 
 /** The CLI's own `--help` output at each prerendered width, put here by the release build. */
 declare const NKVM_HELP_BY_WIDTH: Record<string, string>;
@@ -24,6 +24,5 @@ function runCli(): void {
     // Only the executable for the platform the release was built on has one.
   }
   const script = new vm.Script(wrapCliBundle(sea.getAsset(CLI_ASSET, 'utf8')), { filename: CLI_FILENAME, cachedData });
-  const cli = script.runInThisContext() as (exports: object, require: NodeJS.Require, module: NodeJS.Module, filename: string, dirname: string) => void;
-  cli.call(module.exports, module.exports, require, module, __filename, __dirname);
+  runCliScript(script, module, require, __filename);
 }

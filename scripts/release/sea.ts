@@ -6,10 +6,11 @@
  * itself and otherwise runs the CLI bundle, stored as an asset: starting never means compiling 8 MiB of
  * JavaScript first. The blob for the platform this runs on also holds V8's code cache of the front
  * (useCodeCache) and of the bundle (an asset the front hands to vm.Script). A cache is valid only for
- * the Node.js binary that made it, so every other platform gets a blob with the scripts alone. V8 seeds its code cache from a random seed: --random-seed fixes it, so the
- * same sources give the same bytes (other seed flags, such as --hash-seed, would make the running
- * executable reject the cache). The blob must be made by the very Node.js version it is injected
- * into, so this refuses to run on any other version.
+ * the Node.js binary that made it, so every other platform gets a blob with the scripts alone. V8
+ * seeds its code cache from a random seed: --random-seed fixes it, so the same sources give the
+ * same bytes (other seed flags, such as --hash-seed, would make the running executable reject the
+ * cache). The blob must be made by the very Node.js version it is injected into, so this refuses to
+ * run on any other version.
  *
  * Why postject and not `node --build-sea` (which Node 26 has, and which also takes a foreign
  * "executable"): nodejs/node#65479 reports that --build-sea produces a segfaulting executable for
@@ -55,8 +56,9 @@ export function makeBlob(bundle: string, front: string, workDir: string, options
 
 /**
  * V8's code cache of the bundle as the front compiles it, made (like the blob) with a fixed seed, and
- * once the bundle has run `backup --help` (at exit): a cache made before running holds only the functions V8
- * compiles eagerly, and every command would compile the rest (yargs, the command builders) each time.
+ * once the bundle has run `backup --help` (at exit): a cache made before running holds only the
+ * functions V8 compiles eagerly, and every command would compile the rest (yargs, the command
+ * builders) each time.
  */
 function makeCliCodeCache(bundle: string, workDir: string): string {
   const output = path.join(workDir, CLI_CODE_CACHE_ASSET);
@@ -65,12 +67,11 @@ function makeCliCodeCache(bundle: string, workDir: string): string {
     import fs from 'node:fs';
     import { createRequire } from 'node:module';
     import vm from 'node:vm';
-    import { CLI_FILENAME, wrapCliBundle } from ${JSON.stringify(assets)};
+    import { CLI_FILENAME, runCliScript, wrapCliBundle } from ${JSON.stringify(assets)};
     const script = new vm.Script(wrapCliBundle(fs.readFileSync(${JSON.stringify(bundle)}, 'utf8')), { filename: CLI_FILENAME });
     process.argv = [process.execPath, ${JSON.stringify(bundle)}, 'backup', '--help'];
-    const module = { exports: {} };
     process.once('exit', () => fs.writeFileSync(${JSON.stringify(output)}, script.createCachedData())); // help may exit at once
-    script.runInThisContext()(module.exports, createRequire(${JSON.stringify(bundle)}), module, ${JSON.stringify(bundle)}, ${JSON.stringify(path.dirname(bundle))});
+    runCliScript(script, { exports: {} }, createRequire(${JSON.stringify(bundle)}), ${JSON.stringify(bundle)});
   `], { stdio: ['ignore', 'ignore', 'inherit'] });
   return output;
 }

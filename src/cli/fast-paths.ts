@@ -8,12 +8,16 @@
 import { invokedForCompletion } from './invocation.ts';
 import { pluginVersion } from '../version.ts';
 
+/** Help is wrapped to the terminal's width, at most WIDEST; where stdout is not a terminal, to UNKNOWN. */
+const UNKNOWN_TERMINAL_HELP_WIDTH = 100;
+const WIDEST_HELP_WIDTH = 110;
+
 /** What main.ts passes to yargs' wrap(). */
 export function helpWidth(columns: number | undefined): number {
-  return Math.min(110, columns || 100);
+  return Math.min(WIDEST_HELP_WIDTH, columns || UNKNOWN_TERMINAL_HELP_WIDTH);
 }
 
-export const PRERENDERED_HELP_WIDTHS = [100, 110] as const;
+export const PRERENDERED_HELP_WIDTHS = [UNKNOWN_TERMINAL_HELP_WIDTH, WIDEST_HELP_WIDTH] as const;
 
 export function clientVersionLine(): string {
   return `Client Version: v${pluginVersion} (node ${process.version}, ${process.platform}/${process.arch})`;

@@ -6,13 +6,11 @@
  * machines lack CAP_SYS_RESOURCE), privileged containers, and so KinD nodes, need nkvm-runc as the
  * default runtime (scripts/kind/nkvm-runc).
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { CACHE_DIR, nkvmRuncBinary } from './paths.ts';
-
-const execFileAsync = promisify(execFile);
+import { run, sleep } from './run.ts';
 
 /** Survives the process that started dockerd (cluster:up, then cluster:down), not a reboot. */
 const STATE_DIR = '/run/nkvm-dockerd';
@@ -20,7 +18,7 @@ const PID_FILE = path.join(STATE_DIR, 'dockerd.pid');
 const LOG_FILE = path.join(CACHE_DIR, 'docker', 'dockerd.log');
 
 async function succeeds(command: string, args: string[], timeoutMs = 15_000): Promise<boolean> {
-  return execFileAsync(command, args, { timeout: timeoutMs }).then(() => true, () => false);
+  return run(command, args, { timeoutMs }).then(() => true, () => false);
 }
 
 /** Whether this process's bounding set holds every capability the kernel knows. */
@@ -44,8 +42,8 @@ export function dockerdArguments(useRuntimeWrapper: boolean): string[] {
   ];
 }
 
-async function iptables(args: string[]): Promise<string> {
-  return (await execFileAsync('iptables', ['-w', ...args])).stdout;
+function iptables(args: string[]): Promise<string> {
+  return run('iptables', ['-w', ...args]);
 }
 
 /** Starts dockerd unless a Docker engine answers already. */
@@ -67,7 +65,7 @@ export async function ensureDocker(log: (line: string) => void = () => {}): Prom
     if (Date.now() > deadline || dockerd.exitCode !== null) {
       throw new Error(`dockerd did not come up; the end of ${LOG_FILE}:\n${fs.readFileSync(LOG_FILE, 'utf8').split('\n').slice(-20).join('\n')}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await sleep(500);
   }
 }
 
@@ -77,13 +75,13 @@ export async function ensureDocker(log: (line: string) => void = () => {}): Prom
  */
 export async function stopDockerIfStarted(): Promise<void> {
   if (!fs.existsSync(PID_FILE)) return;
-  const nodes = await execFileAsync('docker', ['ps', '--quiet', '--filter', 'label=io.x-k8s.kind.cluster']).then((r) => r.stdout.trim(), () => '');
+  const nodes = await run('docker', ['ps', '--quiet', '--filter', 'label=io.x-k8s.kind.cluster']).then((out) => out.trim(), () => '');
   if (nodes) return;
   const pid = Number(fs.readFileSync(PID_FILE, 'utf8').trim());
   if (pid > 0) {
     try {
       process.kill(pid, 'SIGTERM');
-      for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 250))) process.kill(pid, 0);
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(250)) process.kill(pid, 0);
       process.kill(pid, 'SIGKILL');
     } catch {
       // gone

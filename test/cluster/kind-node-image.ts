@@ -6,7 +6,7 @@
  *     in place of the ones it compiles, and the files of images/base/files from the kind module;
  *   - the Kubernetes binaries scripts/build-cluster-binaries.sh compiles (kubeadm, kubelet, kubectl);
  *   - the images kubeadm v1.34 deploys, made from the same binaries, preloaded into containerd,
- *     with the local cluster's pause, helper and local-path-provisioner images;
+ *     with the local cluster's pause, local-path-provisioner and helper (its helper pods') images;
  *   - a static CNI config instead of kindnetd (which no registry here serves): one node needs no
  *     routes to other nodes, and local-path as the default StorageClass, as kind ships it.
  * Cached by content: the debootstrapped root and the finished root as tarballs under the cache, the
@@ -17,11 +17,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  buildArchive, buildImages, type BuiltImage, contentKey, HELPER_IMAGE, type ImageSpec, LOCAL_PATH_PROVISIONER_IMAGE, sha256,
+  buildArchive, buildImages, type BuiltImage, contentKey, HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL, type ImageSpec, installBinary, LOCAL_PATH_PROVISIONER_IMAGE, sha256,
 } from './images/build.ts';
 import { ensureDocker } from './docker.ts';
 import { localPathStorageManifest } from './local-path-storage.ts';
-import { run } from './run.ts';
+import { run, waitFor } from './run.ts';
 import {
   CACHE_DIR, corednsBinary, KUBEADM_COREDNS_VERSION, KUBEADM_ETCD_VERSION, kubeadmEtcdBinary, KUBERNETES_VERSION,
   kindModuleDir, kubernetesBinDir,
@@ -68,10 +68,6 @@ async function debootstrappedRoot(): Promise<string> {
   }
 }
 
-function copyTree(from: string, to: string): void {
-  fs.cpSync(from, to, { recursive: true, verbatimSymlinks: true, force: true });
-}
-
 /** Files of installed Debian packages (their dpkg lists), copied from one root into another with their symlinks. */
 function copyPackageFiles(fromRoot: string, toRoot: string, packages: string[]): void {
   for (const link of ['bin', 'sbin', 'lib', 'lib64']) {
@@ -102,12 +98,6 @@ function copyPackageFiles(fromRoot: string, toRoot: string, packages: string[]):
       if (fs.lstatSync(source).isSymbolicLink() && !fs.existsSync(path.join(toRoot, dir, name))) fs.symlinkSync(fs.readlinkSync(source), path.join(toRoot, dir, name));
     }
   }
-}
-
-function installBinary(root: string, binary: string, name: string, dir = 'usr/local/bin'): void {
-  fs.mkdirSync(path.join(root, dir), { recursive: true });
-  fs.copyFileSync(binary, path.join(root, dir, name));
-  fs.chmodSync(path.join(root, dir, name), 0o755);
 }
 
 const IMAGE_PATH = ['PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin'];
@@ -146,7 +136,7 @@ function kubeadmImageSpecs(nodeRoot: string): ImageSpec[] {
 async function applyKindBaseFiles(root: string): Promise<void> {
   const files = path.join(kindModuleDir, 'images', 'base', 'files');
   if (!fs.existsSync(files)) throw new Error(`${files} is missing: run \`sh scripts/bootstrap.sh --cluster\``);
-  copyTree(files, root);
+  fs.cpSync(files, root, { recursive: true, verbatimSymlinks: true, force: true });
   // The module cache is read-only: scripts 0755, the rest 0644, directories 0755 (as the Dockerfile's COPY --chmod).
   const fix = (dir: string) => {
     for (const entry of fs.readdirSync(path.join(files, dir), { withFileTypes: true })) {
@@ -234,15 +224,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   const containerd = execFile('containerd', ['--config', path.join(state, 'config.toml')]);
   try {
     const ctr = ['--address', socket, '--namespace', 'k8s.io'];
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await run('ctr', [...ctr, 'version'], { timeoutMs: 5000 });
-        break;
-      } catch (error) {
-        if (attempt > 50) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    }
+    await waitFor('the preloading containerd', 15_000, async () => (await run('ctr', [...ctr, 'version'], { timeoutMs: 5000 }), true));
     for (const { name, archive } of images) {
       await run('ctr', [...ctr, 'images', 'import', '--no-unpack', archive], SLOW);
       // Pinned, as kind's node build does, so the kubelet's image GC never removes them.
@@ -282,7 +264,8 @@ export async function ensureKindNodeImage(log: (line: string) => void = () => {}
       await applyKindBaseFiles(root);
       writeKubernetesFiles(root);
       const kubeadmImages = await buildKubeadmImages(root, path.join(work, 'images'));
-      await preloadImages(root, [...kubeadmImages, ...buildImages()]);
+      // What the node itself runs: pause, and local-path with its helper image; tests load the rest.
+      await preloadImages(root, [...kubeadmImages, ...buildImages().filter((built) => built.name !== HELPER_IMAGE_WITHOUT_SHELL)]);
       await run('tar', ['--create', '--file', `${tarball}.partial`, '--numeric-owner', '--xattrs', '-C', root, '.'], SLOW);
       fs.renameSync(`${tarball}.partial`, tarball);
     } finally {

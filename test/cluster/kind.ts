@@ -2,7 +2,7 @@
  * The `kind` provider: the same disposable single-node cluster, made by `kind create cluster` from
  * the node image test/cluster/kind-node-image.ts builds offline (or NKVM_KIND_NODE_IMAGE), one code
  * path wherever Docker and kind exist. Each cluster gets its own Docker network, removed with it;
- * the images tests need (the helper images) are loaded with `kind load`. Where no Docker engine
+ * the images tests need that the node image lacks are loaded with `kind load`. Where no Docker engine
  * runs, test/cluster/docker.ts starts dockerd, and stops it when the last cluster is gone.
  */
 import { randomUUID } from 'node:crypto';
@@ -69,11 +69,11 @@ export async function startKindCluster(log: (line: string) => void = (line) => p
   const dispose = () => disposeKindCluster(name, kubeconfigPath, dir);
   try {
     await ensureDocker(log);
-    const image = process.env.NKVM_KIND_NODE_IMAGE ?? (await ensureKindNodeImage(log));
-    await runLine(kindCommands.create(name, kubeconfigPath, image), { env: kindEnvironment(name) });
-    for (const built of buildImages().filter((b) => b.name === HELPER_IMAGE || b.name === HELPER_IMAGE_WITHOUT_SHELL)) {
-      await runLine(kindCommands.loadImageArchive(name, built.archive));
-    }
+    const otherNodeImage = process.env.NKVM_KIND_NODE_IMAGE;
+    await runLine(kindCommands.create(name, kubeconfigPath, otherNodeImage ?? (await ensureKindNodeImage(log))), { env: kindEnvironment(name) });
+    // Our node image holds the helper image already (local-path's helper pods use it).
+    const needed = otherNodeImage ? [HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL] : [HELPER_IMAGE_WITHOUT_SHELL];
+    for (const built of buildImages().filter((b) => needed.includes(b.name))) await runLine(kindCommands.loadImageArchive(name, built.archive));
   } catch (error) {
     const exported = await logs();
     await dispose();

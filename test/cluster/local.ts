@@ -20,7 +20,7 @@ import path from 'node:path';
 import { buildImages, HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL, LOCAL_PATH_PROVISIONER_IMAGE, PAUSE_IMAGE } from './images/build.ts';
 import { DEFAULT_STORAGE_CLASS, localPathStorageManifest } from './local-path-storage.ts';
 import { etcdBinary, kubectlBinary, kubernetesBinDir, localPathProvisionerBinary } from './paths.ts';
-import { run } from './run.ts';
+import { run, sleep, waitFor } from './run.ts';
 import { ClusterStartError, type TestCluster } from './types.ts';
 
 
@@ -97,21 +97,6 @@ async function freePorts<Name extends string>(names: readonly Name[]): Promise<R
   return ports;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(description: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-    } catch (error) {
-      lastError = error;
-    }
-    await sleep(250);
-  }
-  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${description}${lastError ? `: ${(lastError as Error).message}` : ''}`);
-}
 
 function isAlive(pid: number): boolean {
   try {

@@ -36,6 +36,13 @@ export function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** Copies an executable into an image's root as DIR/NAME, mode 0755. */
+export function installBinary(root: string, binary: string, name: string, dir = 'usr/local/bin'): void {
+  fs.mkdirSync(path.join(root, dir), { recursive: true });
+  fs.copyFileSync(binary, path.join(root, dir, name));
+  fs.chmodSync(path.join(root, dir, name), 0o755);
+}
+
 function busyboxRoot(root: string, skip: Set<string>): void {
   for (const dir of ['bin', 'tmp', 'etc', 'data']) fs.mkdirSync(path.join(root, dir), { recursive: true });
   fs.chmodSync(path.join(root, 'tmp'), 0o1777);
@@ -64,11 +71,7 @@ function imageSpecs(workDir: string): ImageSpec[] {
     {
       name: LOCAL_PATH_PROVISIONER_IMAGE,
       cmd: ['local-path-provisioner'],
-      populate: (root) => {
-        fs.mkdirSync(path.join(root, 'bin'));
-        fs.copyFileSync(localPathProvisionerBinary, path.join(root, 'bin', 'local-path-provisioner'));
-        fs.chmodSync(path.join(root, 'bin', 'local-path-provisioner'), 0o755);
-      },
+      populate: (root) => installBinary(root, localPathProvisionerBinary, 'local-path-provisioner', 'bin'),
     },
   ];
 }

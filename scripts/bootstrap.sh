@@ -2,7 +2,7 @@
 # Makes a fresh clone ready: npm dependencies (which bring Node 26 into node_modules/.bin), the
 # plugin build, and, when asked, the test clusters' toolchain (Debian packages, and Kubernetes, etcd,
 # local-path-provisioner, CoreDNS and kind compiled from the Go module proxy, cached under
-# ~/.cache/nkvm). Idempotent; a second run is fast.
+# ~/.cache/nkvm), and restic and versitygw, the repository tests' judges. Idempotent; a second run is fast.
 #   sh scripts/bootstrap.sh                            dependencies and build
 #   sh scripts/bootstrap.sh --cluster                  ... and the toolchain of both cluster providers
 #   sh scripts/bootstrap.sh --cluster-if-integration   with NKVM_RUN_KIND_INTEGRATION=1: the toolchain and the
@@ -68,6 +68,7 @@ install_cluster_toolchain() {
   fi
   ensure_go
   bash scripts/build-cluster-binaries.sh
+  bash scripts/build-repository-tools.sh
 }
 
 install_node_modules

@@ -12,14 +12,12 @@ LOCAL_PATH_PROVISIONER_VERSION="v0.0.30"
 KIND_VERSION="v0.33.0"
 KUBEADM_ETCD_VERSION="v3.6.5"
 KUBEADM_COREDNS_VERSION="v1.12.1"
-. "$(dirname "$0")/go-env.sh"
 
 # kube-proxy gives pods the `kubernetes` Service; kubeadm is what a KinD node image carries.
 KUBERNETES_COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy kubeadm"
 
 log() { printf '[build-cluster-binaries] %s\n' "$*" >&2; }
-
-command -v go >/dev/null || { log "Go is required (go1.24 or newer); install it first"; exit 1; }
+. "$(dirname "$0")/go-build.sh"
 
 build_kubernetes() {
   local out="$CACHE/kubernetes-$KUBERNETES_VERSION" missing="" cmd
@@ -91,21 +89,6 @@ GO
   (cd "$src" && go mod tidy && go build -ldflags "-s -w" -o "$out/bin/etcd" .)
   touch "$out/.complete"
   log "etcd $version built in $out/bin"
-}
-
-# A main package of another module, built from a wrapper module that requires it:
-#   build_main_package NAME VERSION MODULE [PACKAGE] -> $CACHE/NAME-VERSION/bin/NAME
-build_main_package() {
-  local name="$1" version="$2" module="$3" package="${4:-$3}" out="$CACHE/$1-$2"
-  if [[ -f "$out/.complete" ]]; then log "$name $version cached in $out"; return; fi
-  local src="$out/src"
-  rm -rf "$out" && mkdir -p "$src"
-  log "building $name $version"
-  printf 'module nkvm.local/%s-binary\n\ngo 1.24.0\n\nrequire %s %s\n' "$name" "$module" "$version" > "$src/go.mod"
-  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$package" > "$src/tools.go"
-  (cd "$src" && go mod tidy && go build -ldflags "-s -w" -o "$out/bin/$name" "$package")
-  touch "$out/.complete"
-  log "$name $version built in $out/bin"
 }
 
 build_etcd "$ETCD_VERSION"

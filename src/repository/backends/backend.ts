@@ -39,9 +39,15 @@ export interface Backend {
 
 /** The file does not exist. */
 export class BackendNotFoundError extends Error {
-  constructor(readonly location: string, readonly type: FileType, readonly fileName: string) {
+  readonly location: string;
+  readonly type: FileType;
+  readonly fileName: string;
+  constructor(location: string, type: FileType, fileName: string) {
     super(`${type === 'config' ? 'config' : `${type}/${fileName}`} not found in repository ${location}`);
     this.name = 'BackendNotFoundError';
+    this.location = location;
+    this.type = type;
+    this.fileName = fileName;
   }
 }
 

@@ -18,7 +18,7 @@
  * - --keep-tag a,b: every snapshot that has all of a and b; several lists are alternatives.
  */
 import { UsageError } from '../errors.ts';
-import { type Duration, formatDuration, isZeroDuration } from './duration.ts';
+import { type Duration, formatDuration, goTrimSpace, isZeroDuration } from './duration.ts';
 import {
   addDate,
   addHours,
@@ -124,6 +124,14 @@ export function parseKeepCount(text: string): number {
 
 const COUNTS = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const;
 const WITHINS = ['keepWithin', 'keepWithinHourly', 'keepWithinDaily', 'keepWithinWeekly', 'keepWithinMonthly', 'keepWithinYearly'] as const;
+
+/**
+ * A --keep-tag value as restic reads it (splitTagList): tags separated by commas, spaces around each
+ * trimmed; "" is one empty tag, which matches the snapshots without tags.
+ */
+export function parseTagList(text: string): string[] {
+  return text.split(',').map(goTrimSpace);
+}
 
 /** restic's verifyForgetOptions. */
 export function validatePolicy(policy: ForgetPolicy): void {

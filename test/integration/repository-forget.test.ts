@@ -17,6 +17,7 @@ import {
   type ForgetPolicy,
   parseGroupBy,
   parseKeepCount,
+  parseTagList,
   planForget,
   type SnapshotJson,
   snapshotSummary,
@@ -87,7 +88,7 @@ const plan: { time: string; zone: string; host: string; dir: 'a' | 'b'; tags?: s
   { time: '2024-06-29 10:00:00', zone: 'Europe/Berlin', host: 'shop', dir: 'b' },
 ];
 
-/** restic's forget flags, read into our policy with our parsers (restic's splitTagList for --keep-tag). */
+/** restic's forget flags, read into our policy with our parsers. */
 function policyFromFlags(flags: string[]): ForgetPolicy {
   const policy: Record<string, unknown> = {};
   const counts: Record<string, string> = {
@@ -102,7 +103,7 @@ function policyFromFlags(flags: string[]): ForgetPolicy {
     const [flag, value] = [flags[i]!, flags[i + 1]!];
     if (counts[flag]) policy[counts[flag]] = parseKeepCount(value);
     else if (durations[flag]) policy[durations[flag]] = parseDuration(value);
-    else if (flag === '--keep-tag') policy.keepTags = [...((policy.keepTags as string[][]) ?? []), value.split(',').map((t) => t.trim())];
+    else if (flag === '--keep-tag') policy.keepTags = [...((policy.keepTags as string[][]) ?? []), parseTagList(value)];
     else throw new Error(`flag not handled here: ${flag}`);
   }
   return policy as ForgetPolicy;

@@ -18,6 +18,7 @@ import {
   isEmptyPolicy,
   parseGroupBy,
   parseKeepCount,
+  parseTagList,
   planForget,
   type SnapshotSummary,
   snapshotSummary,
@@ -463,3 +464,10 @@ for (const zone of ['Europe/Berlin', 'UTC']) {
     t.deepEqual(JSON.parse(out), want);
   });
 }
+
+test('--keep-tag values as restic splits them', (t) => {
+  t.deepEqual(parseTagList('a, b'), ['a', 'b']);
+  t.deepEqual(parseTagList(''), ['']);
+  t.deepEqual(parseTagList(' a ,,b\u0085'), ['a', '', 'b']);
+  t.deepEqual(parseTagList('\ufeffa'), ['\ufeffa']);
+});

@@ -12,25 +12,30 @@ import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm } from '
 
 const test = clusterSuite();
 
-/** Every file the application publishes (f*) holds exactly this, 4 KiB; only its temporary files (.t*) may be torn. */
+/** Every file the application publishes (f*) holds exactly this, 4 KiB (16 KiB under q/, r/, s/); only its temporary files (.t*) may be torn. */
 const LINE = 'nkvm whole file, 32 bytes long.\n';
 const WHOLE = LINE.repeat(128);
+const WHOLE_BIG = WHOLE.repeat(4);
 
 /**
- * What a database, a cache or a mail queue does, as three loops: in each of 24 directories of 100
- * files, a temporary file renamed over a published one and another deleted; a directory of 200
- * files renamed back and forth (tar lists a directory, then reads its entries one by one: by then
- * they are elsewhere); and a log appended to.
+ * What a database, a cache or a mail queue does, as four loops that also append to a log: in each
+ * of 24 directories of 100 files, a temporary file renamed over a published one and another
+ * deleted; and three directories of 300 files of 16 KiB, each renamed back and forth. tar lists a
+ * directory, then reads its entries one by one: by then some are elsewhere. The log has grown
+ * between tar's read of it and the helper's look after tar.
  */
 const BUSY_APP = String.raw`
 cd /data
 line='${LINE.trimEnd()}'
 i=0; while [ $i -lt 128 ]; do echo "$line"; i=$((i+1)); done > .seed
+cat .seed .seed .seed .seed > .big
 for d in $(seq -w 0 23); do
   mkdir -p z$d
   for i in $(seq 0 99); do cp .seed z$d/f$i; done
 done
-mkdir -p q/a && for i in $(seq 0 199); do cp .seed q/a/f$i; done
+for d in q r s; do
+  mkdir -p $d/a && for i in $(seq 0 299); do cp .big $d/a/f$i; done
+done
 touch ready
 n=0
 while :; do
@@ -38,10 +43,12 @@ while :; do
     cp .seed z$d/.t$n && mv z$d/.t$n z$d/f$((n % 100))
     rm -f z$d/f$(((n + 50) % 100))
   done
+  echo "z $n" >> app.log
   n=$((n + 1))
 done &
-while :; do mv q/a q/b; mv q/b q/a; done &
-n=0; while :; do echo "log line $n" >> app.log; n=$((n + 1)); usleep 20000; done &
+for d in q r s; do
+  while :; do mv $d/a $d/b; mv $d/b $d/a; echo "$d" >> app.log; done &
+done
 wait
 `;
 
@@ -79,8 +86,8 @@ test('a claim whose application renames, deletes and appends while tar reads it 
   const [result] = JSON.parse(String(backup.stdout)).items;
   t.is(result.status, 'succeeded', result.message);
   t.true(result.vanished?.count > 0, `paths vanished: ${JSON.stringify(result.vanished)}`);
-  t.true(result.vanished.sample.every((p: string) => /^(?:z\d\d\/(?:\.t\d+|f\d+)|q\/[ab](?:\/f\d+)?)$/.test(p)), result.vanished.sample.join(', '));
-  t.regex(result.message, /^backed up to .* \(\d+ paths? vanished while the backup ran, so are not in it: [zq]/);
+  t.true(result.vanished.sample.every((p: string) => /^(?:z\d\d\/(?:\.t\d+|f\d+)|[qrs]\/[ab](?:\/f\d+)?)$/.test(p)), result.vanished.sample.join(', '));
+  t.regex(result.message, /^backed up to .* \(\d+ paths? vanished while the backup ran, so are not in it: [zqrs]/);
   // The log grows all the time: tar archived it at one size, the helper saw it at another afterwards.
   t.true(result.changed?.sample.includes('app.log'), `changed: ${JSON.stringify(result.changed)}`);
   t.regex(String(backup.stderr), /warning: .*live changed while it was backed up: /);
@@ -95,11 +102,11 @@ test('a claim whose application renames, deletes and appends while tar reads it 
   const tree = fs.mkdtempSync(path.join(home, 'tree-'));
   await execa('tar', ['-xzf', result.artifact.path, '-C', tree]);
   let published = 0;
-  const dirs = [...fs.readdirSync(tree).filter((name) => /^z\d\d$/.test(name)), ...['q/a', 'q/b'].filter((dir) => fs.existsSync(path.join(tree, dir)))];
+  const dirs = [...fs.readdirSync(tree).filter((name) => /^z\d\d$/.test(name)), ...['q/a', 'q/b', 'r/a', 'r/b', 's/a', 's/b'].filter((dir) => fs.existsSync(path.join(tree, dir)))];
   for (const dir of dirs) {
     for (const name of fs.readdirSync(path.join(tree, dir)).filter((file) => file.startsWith('f'))) {
       published += 1;
-      t.is(fs.readFileSync(path.join(tree, dir, name), 'utf8'), WHOLE, `${dir}/${name} is whole`);
+      t.is(fs.readFileSync(path.join(tree, dir, name), 'utf8'), dir.startsWith('z') ? WHOLE : WHOLE_BIG, `${dir}/${name} is whole`);
     }
   }
   t.true(published > 1000, `${published} published files`);

@@ -18,9 +18,25 @@ export function findRestic(): string {
   return resticBinary;
 }
 
-/** Runs restic on a repository with a password; never throws on its exit code. */
-export function restic(repository: string, password: string, args: string[], options: { env?: Record<string, string> } = {}): Promise<Result<{ reject: false }>> {
-  return execa(findRestic(), ['--repo', repository, '--no-cache', ...args], {
+/** Debian 12's restic 0.14.0 (scripts/bootstrap.sh installs it pinned): the first release with repository format 2. */
+export const DEBIAN_RESTIC_VERSION = '0.14.0';
+export const debianResticBinary = process.env.NKVM_RESTIC_DEBIAN ?? '/usr/bin/restic';
+
+export function findDebianRestic(): string {
+  if (!fs.existsSync(debianResticBinary)) {
+    throw new Error(`Debian's restic ${DEBIAN_RESTIC_VERSION} is missing at ${debianResticBinary}: run \`sh scripts/bootstrap.sh --cluster\` on Debian 12 (apt-get install restic=0.14.0-1+b5), or set NKVM_RESTIC_DEBIAN`);
+  }
+  return debianResticBinary;
+}
+
+/** Runs restic (v0.19.1, or the binary given) on a repository with a password; never throws on its exit code. */
+export function restic(
+  repository: string,
+  password: string,
+  args: string[],
+  options: { env?: Record<string, string>; binary?: string } = {},
+): Promise<Result<{ reject: false }>> {
+  return execa(options.binary ?? findRestic(), ['--repo', repository, '--no-cache', ...args], {
     reject: false,
     env: { RESTIC_PASSWORD: password, ...options.env },
     timeout: 5 * 60_000,

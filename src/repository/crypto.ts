@@ -38,11 +38,27 @@ export function masterKeyFromBytes(bytes: Uint8Array): MasterKey {
   return { encrypt: b.subarray(0, 32), mac: { k: b.subarray(32, 48), r: b.subarray(48, 64) } };
 }
 
+/**
+ * AES-128-ECB ciphers by MAC key, reused: ECB without padding is stateless block by block, and a
+ * cipher per blob (native memory V8 does not see) made the process grow by kilobytes per small blob.
+ */
+const ecbCiphers = new WeakMap<Buffer, crypto.Cipheriv>();
+
+function aes128Block(k: Buffer, block: Uint8Array): Buffer {
+  let cipher = ecbCiphers.get(k);
+  if (!cipher) {
+    cipher = crypto.createCipheriv('aes-128-ecb', k, null);
+    cipher.setAutoPadding(false);
+    ecbCiphers.set(k, cipher);
+  }
+  return cipher.update(block);
+}
+
 export function poly1305Mac(message: Uint8Array, nonce: Uint8Array, key: MasterKey['mac']): Buffer {
-  const aes = crypto.createCipheriv('aes-128-ecb', key.k, null);
-  aes.setAutoPadding(false);
-  const s = Buffer.concat([aes.update(nonce), aes.final()]);
-  return Buffer.from(poly1305(message, Buffer.concat([key.r, s])));
+  const polyKey = Buffer.allocUnsafe(32);
+  key.r.copy(polyKey, 0);
+  aes128Block(key.k, nonce).copy(polyKey, 16);
+  return Buffer.from(poly1305(message, polyKey));
 }
 
 function ctr(key: MasterKey, iv: Uint8Array, data: Uint8Array): Buffer {
@@ -70,5 +86,5 @@ export function decrypt(key: MasterKey, data: Uint8Array, what?: string): Buffer
 }
 
 export function sha256(data: Uint8Array): Buffer {
-  return crypto.createHash('sha256').update(data).digest();
+  return crypto.hash('sha256', data, 'buffer');
 }

@@ -4,7 +4,7 @@
  * `restic backup` writes (compressed or not) we open, and our tar of it extracts to the source tree.
  */
 import anyTest, { type TestFn } from 'ava';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -72,7 +72,10 @@ function makeTree(root: string): void {
   fs.writeFileSync(at('a', 'linked'), 'hard linked content\n');
   fs.linkSync(at('a', 'linked'), at('hard link'));
   fs.linkSync(at('a', 'linked'), at('a/b/c', 'hard link too'));
+  execFileSync('mkfifo', ['-m', '0640', at('fifo').toString()]);
   if (asRoot) {
+    // A character device with a major and a minor above 255, to check the device number's packing.
+    execFileSync('mknod', ['-m', '0600', at('chardev').toString(), 'c', '259', '300']);
     fs.lchownSync(at('private'), 1000, 2000);
     fs.lchownSync(at('dir with space'), 1001, 1002);
     fs.lchownSync(at('symlink'), 1003, 1004);
@@ -106,7 +109,7 @@ function describe(root: string, times: 'ns' | 'seconds' | 'files' = 'ns'): Recor
     const stat = fs.lstatSync(p, { bigint: true });
     const entry: Record<string, unknown> = {
       path: relative,
-      type: stat.isDirectory() ? 'dir' : stat.isSymbolicLink() ? 'symlink' : stat.isFile() ? 'file' : 'other',
+      type: stat.isDirectory() ? 'dir' : stat.isSymbolicLink() ? 'symlink' : stat.isFile() ? 'file' : stat.isFIFO() ? 'fifo' : stat.isCharacterDevice() ? `chardev ${stat.rdev}` : 'other',
       mode: (stat.mode & 0o7777n).toString(8),
       mtime: times === 'ns' ? stat.mtimeNs : times === 'seconds' || stat.isFile() ? stat.mtimeNs / 1_000_000_000n : undefined,
     };

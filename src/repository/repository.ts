@@ -15,7 +15,7 @@ import { decrypt, encrypt, randomMasterKey, sha256, type MasterKey } from './cry
 import { encodeIndexFiles, Index, MAX_BLOBS_PER_INDEX_FILE } from './index.ts';
 import { addKey, DEFAULT_KDF, openWithPassword, type KdfParams } from './key.ts';
 import { decodeHeader, headerRange, PackWriter, type BlobType, type PackedBlob } from './pack.ts';
-import { decodeSnapshot, encodeSnapshot, type Snapshot, type SnapshotWithId } from './snapshot.ts';
+import { decodeSnapshot, encodeSnapshot, snapshotTimeNs, type Snapshot, type SnapshotWithId } from './snapshot.ts';
 import { decodeTree, encodeTree, type Node } from './tree.ts';
 
 /** restic's default pack size. */
@@ -247,7 +247,8 @@ export class Repository {
   async listSnapshots(): Promise<SnapshotWithId[]> {
     const snapshots: SnapshotWithId[] = [];
     for await (const file of this.backend.list('snapshots')) snapshots.push(await this.loadSnapshot(file.name));
-    return snapshots.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+    const times = new Map(snapshots.map((s) => [s, snapshotTimeNs(s)]));
+    return snapshots.sort((a, b) => (times.get(a)! < times.get(b)! ? -1 : times.get(a)! > times.get(b)! ? 1 : 0));
   }
 
   /** A snapshot by its ID or a unique prefix of it. */

@@ -3,8 +3,18 @@
  * nanoseconds kept exactly as BigInt (a Date has milliseconds only).
  */
 
-/** Nanoseconds since the epoch, as RFC3339Nano in UTC: trailing zeros of the fraction dropped, no fraction when it is zero. */
+/** 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z: what RFC 3339 can write. */
+const MIN_NS = BigInt(Date.UTC(2000, 0, 1) - 2000 * 365.2425 * 86_400_000) * 1_000_000n;
+const MAX_NS = BigInt(Date.UTC(9999, 11, 31, 23, 59, 59)) * 1_000_000n + 999_999_999n;
+
+/**
+ * Nanoseconds since the epoch, as RFC3339Nano in UTC: trailing zeros of the fraction dropped, no
+ * fraction when it is zero. A time outside years 0 to 9999 is clamped to them (restic's fixTime moves
+ * such years into range too, rather than fail a backup over a bogus mtime).
+ */
 export function formatTime(ns: bigint): string {
+  if (ns < MIN_NS) ns = MIN_NS;
+  if (ns > MAX_NS) ns = MAX_NS;
   let seconds = ns / 1_000_000_000n;
   let fraction = ns % 1_000_000_000n;
   if (fraction < 0n) {
@@ -12,9 +22,7 @@ export function formatTime(ns: bigint): string {
     seconds -= 1n;
   }
   const date = new Date(Number(seconds) * 1000);
-  if (Number.isNaN(date.getTime())) throw new Error(`time out of range: ${ns}ns`);
   const year = date.getUTCFullYear();
-  if (year < 0 || year > 9999) throw new Error(`time out of range: year ${year}`);
   const pad = (value: number, width = 2) => String(value).padStart(width, '0');
   const base = `${pad(year, 4)}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}T${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}`;
   const digits = fraction === 0n ? '' : `.${fraction.toString().padStart(9, '0').replace(/0+$/, '')}`;

@@ -89,6 +89,11 @@ test('times: RFC3339Nano from BigInt nanoseconds, exactly, both ways', (t) => {
   t.is(parseTime('2024-12-06T01:53:20.123456789Z'), time);
   t.is(parseTime('2024-12-06T02:53:20.123456789+01:00'), time);
   t.is(parseTime('2026-12-06T04:04:44.856845688Z'), 1_796_529_884_856_845_688n);
+  t.is(parseTime('0001-02-03T04:05:06Z'), -62_132_730_894n * 1_000_000_000n);
+  t.is(formatTime(parseTime('0001-02-03T04:05:06Z')), '0001-02-03T04:05:06Z');
+  // Outside what RFC 3339 writes: clamped, not an error that fails a backup.
+  t.is(formatTime(10n ** 30n), '9999-12-31T23:59:59.999999999Z');
+  t.is(formatTime(-(10n ** 30n)), '0000-01-01T00:00:00Z');
 });
 
 test('reads nodes leniently: missing fields, null lists, unknown fields kept', (t) => {

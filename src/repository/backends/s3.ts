@@ -1,0 +1,553 @@
+/**
+ * A repository in an S3 bucket, laid out as restic lays it out (repositoryPath under the prefix),
+ * spoken to with path-style requests signed with AWS Signature Version 4 (s3-sigv4.ts) over one
+ * keep-alive undici Agent.
+ *
+ * Payloads are signed with their real SHA-256, not UNSIGNED-PAYLOAD: the data is in memory anyway,
+ * hashing costs little beside the network, and the server then checks every byte it stores against
+ * the signature, which on a plain-http endpoint is the only integrity check the upload has.
+ *
+ * Every failure is a BackendError naming the endpoint and bucket and the cause in words a user can
+ * act on; a missing file is a BackendNotFoundError.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import tls from 'node:tls';
+import { Agent, type Dispatcher } from 'undici';
+import { type Backend, BackendError, BackendNotFoundError, type FileInfo, type FileType, repositoryPath } from './backend.ts';
+import { EMPTY_PAYLOAD_SHA256, encodeKeyPath, canonicalQueryString, type S3Credentials, sha256Hex, sign } from './s3-sigv4.ts';
+import { parseErrorDocument, parseListObjectsV2, type S3ErrorDocument, XmlError } from './s3-xml.ts';
+
+export interface S3Location {
+  /** 'http' only when the location says so (tests, a server on a trusted network). */
+  scheme: 'http' | 'https';
+  /** host[:port], as it goes in the Host header. */
+  host: string;
+  bucket: string;
+  /** Where the repository starts inside the bucket ('' for the bucket's root), cleaned like a path. */
+  prefix: string;
+}
+
+/**
+ * Parses a location as restic's s3 backend does (internal/backend/s3/config.go):
+ *   s3:https://HOST[:PORT]/BUCKET[/PREFIX]   s3:http://...   (a URL: host, then bucket and prefix)
+ *   s3:HOST/BUCKET[/PREFIX]   s3://HOST/BUCKET[/PREFIX]     (https)
+ * The prefix is cleaned like Go's path.Clean.
+ */
+export function parseS3Location(location: string): S3Location {
+  const bad = (why: string): never => {
+    throw new BackendError(`invalid S3 repository location "${location}": ${why}; expected s3:https://HOST[:PORT]/BUCKET[/PREFIX]`);
+  };
+  let scheme: 'http' | 'https' = 'https';
+  let host: string;
+  let rest: string;
+  if (location.startsWith('s3:http')) {
+    let url: URL;
+    try {
+      url = new URL(location.slice(3));
+    } catch {
+      return bad('not a URL');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return bad(`unknown scheme "${url.protocol}"`);
+    if (url.search || url.hash || url.username || url.password) return bad('a query, fragment or user in the URL is not supported');
+    scheme = url.protocol === 'http:' ? 'http' : 'https';
+    host = url.host;
+    if (url.pathname === '' || url.pathname === '/') return bad('no bucket name');
+    rest = decodeURIComponent(url.pathname.slice(1));
+  } else {
+    let s: string;
+    if (location.startsWith('s3://')) s = location.slice(5);
+    else if (location.startsWith('s3:')) s = location.slice(3);
+    else return bad('it does not start with "s3:"');
+    const slash = s.indexOf('/');
+    host = slash === -1 ? s : s.slice(0, slash);
+    rest = slash === -1 ? '' : s.slice(slash + 1);
+  }
+  const slash = rest.indexOf('/');
+  const bucket = slash === -1 ? rest : rest.slice(0, slash);
+  const rawPrefix = slash === -1 ? '' : rest.slice(slash + 1);
+  if (host === '') return bad('no host');
+  if (bucket === '') return bad('no bucket name');
+  let prefix = rawPrefix === '' ? '' : path.posix.normalize(rawPrefix);
+  if (prefix.length > 1 && prefix.endsWith('/')) prefix = prefix.slice(0, -1);
+  if (prefix === '.') prefix = '';
+  return { scheme, host, bucket, prefix };
+}
+
+export interface S3BackendOptions {
+  /** A PEM file of CA certificates to trust besides the system's (a self-signed endpoint). */
+  caCertFile?: string;
+  /** Where AWS_* come from; process.env by default. */
+  env?: NodeJS.ProcessEnv;
+  /** Instead of AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN. */
+  credentials?: S3Credentials;
+  /** Instead of AWS_DEFAULT_REGION (default us-east-1). */
+  region?: string;
+  /** Retries after the first attempt for throttling, 5xx and dropped connections. Default 6. */
+  retries?: number;
+  /** First backoff delay; it doubles each retry (with jitter), capped by maxRetryDelayMs. Default 250. */
+  retryBaseDelayMs?: number;
+  maxRetryDelayMs?: number;
+  /** Connections kept to the endpoint, as restic's default. Default 5. */
+  connections?: number;
+  /** Keys per ListObjectsV2 page (S3's maximum and default is 1000). */
+  listPageSize?: number;
+  /** Waiting for a connection, for response headers, between body chunks. */
+  connectTimeoutMs?: number;
+  responseTimeoutMs?: number;
+}
+
+interface Attempted {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** An operation's description for messages: "read data/ab/abcd…". */
+interface Op {
+  verb: string;
+  key?: string;
+}
+
+const RETRYABLE_STATUS = new Set([500, 502, 503, 504]);
+const THROTTLE_CODES = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequests', 'TooManyRequestsException']);
+const RETRYABLE_CODES = new Set([...THROTTLE_CODES, 'RequestTimeout', 'InternalError', 'ServiceUnavailable', 'ConditionalRequestConflict', 'OperationAborted']);
+/** Network failures worth another attempt: the connection went away or never answered in time. */
+const RETRYABLE_NETWORK = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
+  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+]);
+const TLS_TRUST_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
+]);
+
+/** An error undici or the socket raised, with its code found on it or on its cause. */
+function networkCode(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && code !== 'UND_ERR' && !code.startsWith('ERR_INVALID')) {
+      // undici wraps socket errors; prefer the innermost system code when there is one.
+      const inner = (e as { cause?: { code?: unknown } }).cause?.code;
+      if (typeof inner === 'string' && /^E[A-Z]+$/.test(inner)) return inner;
+      return code;
+    }
+  }
+  return undefined;
+}
+
+function errorText(error: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const message = (e as { message?: unknown }).message;
+    if (typeof message === 'string' && message && !parts.includes(message)) parts.push(message);
+  }
+  return parts.join(': ') || String(error);
+}
+
+class NetworkFailure {
+  readonly error: unknown;
+  readonly code: string | undefined;
+  constructor(error: unknown) {
+    this.error = error;
+    this.code = networkCode(error);
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class S3Backend implements Backend {
+  readonly location: string;
+  readonly endpoint: string;
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly region: string;
+  private readonly host: string;
+  private readonly origin: string;
+  private readonly credentials: S3Credentials;
+  private readonly agent: Agent;
+  private readonly retries: number;
+  private readonly retryBaseDelayMs: number;
+  private readonly maxRetryDelayMs: number;
+  private readonly listPageSize: number;
+  private readonly responseTimeoutMs: number;
+  private readonly caCertFile: string | undefined;
+  /** Cleared when the server answers If-None-Match with 501: then a HEAD guards each write. */
+  private conditionalWrites = true;
+
+  constructor(location: string, options: S3BackendOptions = {}) {
+    const parsed = parseS3Location(location);
+    const env = options.env ?? process.env;
+    this.location = location;
+    this.bucket = parsed.bucket;
+    this.prefix = parsed.prefix;
+    this.host = parsed.host;
+    this.origin = `${parsed.scheme}://${parsed.host}`;
+    this.endpoint = this.origin;
+    this.region = options.region ?? (env.AWS_DEFAULT_REGION || 'us-east-1');
+    const credentials = options.credentials ?? credentialsFromEnv(env);
+    if (!credentials) {
+      throw new BackendError(
+        `no credentials for S3 endpoint ${this.origin} (bucket "${this.bucket}"): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
+      );
+    }
+    this.credentials = credentials;
+    this.retries = options.retries ?? 6;
+    this.retryBaseDelayMs = options.retryBaseDelayMs ?? 250;
+    this.maxRetryDelayMs = options.maxRetryDelayMs ?? 10_000;
+    this.listPageSize = options.listPageSize ?? 1000;
+    this.responseTimeoutMs = options.responseTimeoutMs ?? 120_000;
+    this.caCertFile = options.caCertFile;
+    let ca: string[] | undefined;
+    if (options.caCertFile) {
+      let pem: string;
+      try {
+        pem = fs.readFileSync(options.caCertFile, 'utf8');
+      } catch (error) {
+        throw new BackendError(`cannot read the CA certificate file ${options.caCertFile} (--cacert): ${(error as Error).message}`, { cause: error });
+      }
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+        throw new BackendError(`${options.caCertFile} (--cacert) holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`);
+      }
+      // Node's `ca` replaces the system's roots; restic's --cacert adds to them.
+      ca = [...tls.rootCertificates, pem];
+    }
+    this.agent = new Agent({
+      connections: options.connections ?? 5,
+      keepAliveTimeout: 30_000,
+      connect: { timeout: options.connectTimeoutMs ?? 15_000, ...(ca ? { ca } : {}) },
+      headersTimeout: this.responseTimeoutMs,
+      bodyTimeout: this.responseTimeoutMs,
+    });
+  }
+
+  /** Closes the kept-alive connections. */
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  /** The object key of a repository file. */
+  key(type: FileType, name: string): string {
+    checkName(type, name);
+    // Go's path.Join, as restic joins them: no prefix means the bucket's root.
+    return path.posix.join(this.prefix, repositoryPath(type, name));
+  }
+
+  private where(): string {
+    return `S3 endpoint ${this.origin}, bucket "${this.bucket}"`;
+  }
+
+  async exists(): Promise<boolean> {
+    try {
+      await this.stat('config', 'config');
+      return true;
+    } catch (error) {
+      if (error instanceof BackendNotFoundError) return false;
+      throw error;
+    }
+  }
+
+  async create(): Promise<void> {
+    // A listing, not HEAD bucket: its error body says why (HEAD answers carry no body).
+    await this.listPage({ verb: 'list the bucket' }, this.prefix === '' ? '' : `${path.posix.join(this.prefix, '.')}/`, undefined, undefined, 1);
+  }
+
+  async write(type: FileType, name: string, data: Uint8Array): Promise<void> {
+    const key = this.key(type, name);
+    const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const payloadHash = sha256Hex(body);
+    const op = { verb: 'write', key };
+    const mayOverwrite = type === 'locks';
+    if (!mayOverwrite && !this.conditionalWrites && (await this.head(key, op)) !== undefined) {
+      throw this.exists_(type, name, key);
+    }
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (!mayOverwrite && this.conditionalWrites) headers['if-none-match'] = '*';
+    const expected = !mayOverwrite && this.conditionalWrites ? [200, 412, 501] : [200];
+    const response = await this.send(op, { method: 'PUT', key, headers, body, payloadHash }, expected, async (attempt, res) => {
+      // A PUT retried after its answer was lost may find its own first attempt: same bytes, same ETag.
+      if (res.status === 412 && attempt > 0) {
+        const etag = await this.headEtag(key, op);
+        if (etag !== undefined && etag === createHash('md5').update(body).digest('hex')) return { ...res, status: 200 };
+      }
+      return res;
+    });
+    if (response.status === 412) throw this.exists_(type, name, key);
+    if (response.status === 501) {
+      // Conditional writes unsupported (older S3-compatible servers): check first, then write.
+      this.conditionalWrites = false;
+      await this.write(type, name, data);
+    }
+  }
+
+  private exists_(type: FileType, name: string, key: string): BackendError {
+    return new BackendError(`${this.where()}: refusing to overwrite ${type === 'config' ? 'config' : `${type}/${name}`} (key "${key}"): it already exists`);
+  }
+
+  async read(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer> {
+    const key = this.key(type, name);
+    const op = { verb: 'read', key };
+    const headers: Record<string, string> = {};
+    if (range) {
+      if (!Number.isSafeInteger(range.offset) || !Number.isSafeInteger(range.length) || range.offset < 0 || range.length < 0) {
+        throw new RangeError(`invalid range offset ${range.offset} length ${range.length}`);
+      }
+      if (range.length === 0) {
+        await this.stat(type, name);
+        return Buffer.alloc(0);
+      }
+      headers.range = `bytes=${range.offset}-${range.offset + range.length - 1}`;
+    }
+    const response = await this.send(op, { method: 'GET', key, headers }, [200, 206, 404, 416]);
+    if (response.status === 404) throw await this.notFound(type, name, key, response);
+    if (response.status === 416) {
+      throw new BackendError(`${this.where()}: cannot read ${range!.length} bytes at offset ${range!.offset} of ${key}: the range is beyond the end of the file`);
+    }
+    let body = response.body;
+    if (range && response.status === 200) body = body.subarray(range.offset, range.offset + range.length);
+    if (range && body.length !== range.length) {
+      throw new BackendError(`${this.where()}: read ${body.length} bytes instead of ${range.length} at offset ${range.offset} of ${key}: the file is shorter`);
+    }
+    return body;
+  }
+
+  async stat(type: FileType, name: string): Promise<FileInfo> {
+    const key = this.key(type, name);
+    const size = await this.head(key, { verb: 'stat', key });
+    if (size === undefined) throw await this.notFound(type, name, key);
+    return { name, size };
+  }
+
+  async *list(type: FileType): AsyncIterable<FileInfo> {
+    if (type === 'config') {
+      if (await this.exists()) yield await this.stat('config', 'config');
+      return;
+    }
+    const dir = `${path.posix.join(this.prefix, type)}/`;
+    // data/ has one level of subdirectories; the other types none, so a delimiter keeps
+    // whatever else lies below them (restic lists them the same way) out of the answer.
+    const delimiter = type === 'data' ? undefined : '/';
+    let token: string | undefined;
+    const seenTokens = new Set<string>();
+    do {
+      const page = await this.listPage({ verb: `list ${dir}` }, dir, delimiter, token, this.listPageSize);
+      for (const object of page.objects) {
+        if (!object.key.startsWith(dir) || object.key.endsWith('/')) continue;
+        const name = object.key.slice(object.key.lastIndexOf('/') + 1);
+        if (name === '') continue;
+        yield { name, size: object.size };
+      }
+      if (page.isTruncated) {
+        token = page.nextContinuationToken;
+        if (token === undefined) throw new BackendError(`${this.where()}: listing ${dir} was cut short without a continuation token (a server bug)`);
+        if (seenTokens.has(token)) throw new BackendError(`${this.where()}: listing ${dir} repeats continuation token "${token}" (a server bug)`);
+        seenTokens.add(token);
+      } else {
+        token = undefined;
+      }
+    } while (token !== undefined);
+  }
+
+  async remove(type: FileType, name: string): Promise<void> {
+    const key = this.key(type, name);
+    const op = { verb: 'remove', key };
+    const response = await this.send(op, { method: 'DELETE', key }, [200, 204, 404]);
+    if (response.status === 404) {
+      const error = parseErrorDocument(response.body.toString('utf8'));
+      if (error?.code === 'NoSuchBucket') throw this.describe(op, response, error);
+    }
+  }
+
+
+  private async listPage(op: Op, prefix: string, delimiter: string | undefined, token: string | undefined, maxKeys: number) {
+    const query: Record<string, string> = { 'list-type': '2', prefix, 'max-keys': String(maxKeys) };
+    if (delimiter) query.delimiter = delimiter;
+    if (token !== undefined) query['continuation-token'] = token;
+    const response = await this.send(op, { method: 'GET', key: undefined, query }, [200]);
+    try {
+      return parseListObjectsV2(response.body.toString('utf8'));
+    } catch (error) {
+      if (error instanceof XmlError) {
+        throw new BackendError(`${this.where()}: cannot ${op.verb}: the server's answer is not a ListObjectsV2 result (${error.message})`, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  /** The object's size, or undefined when it does not exist. */
+  private async head(key: string, op: Op): Promise<number | undefined> {
+    const response = await this.send(op, { method: 'HEAD', key }, [200, 404]);
+    if (response.status === 404) return undefined;
+    return contentLength(response, this.where(), key);
+  }
+
+  private async headEtag(key: string, op: Op): Promise<string | undefined> {
+    const response = await this.send(op, { method: 'HEAD', key }, [200, 404]);
+    const etag = response.headers.etag;
+    return response.status === 200 && typeof etag === 'string' ? etag.replace(/"/g, '').toLowerCase() : undefined;
+  }
+
+  /**
+   * A 404 for an object: not found, unless the bucket itself is missing. HEAD answers have no body,
+   * so a missing bucket is told apart by a listing, whose error body names it.
+   */
+  private async notFound(type: FileType, name: string, key: string, response?: Attempted): Promise<Error> {
+    const op = { verb: response ? 'read' : 'stat', key };
+    const known = response ? parseErrorDocument(response.body.toString('utf8')) : undefined;
+    if (known?.code === 'NoSuchBucket') return this.describe(op, response!, known);
+    if (!known) await this.listPage(op, key, undefined, undefined, 1);
+    return new BackendNotFoundError(this.location, type, name);
+  }
+
+  /**
+   * One request, retried with backoff on throttling, 5xx and dropped connections. Returns the answer
+   * when its status is one the caller handles; anything else becomes a BackendError.
+   */
+  private async send(
+    op: Op,
+    request: { method: string; key: string | undefined; query?: Record<string, string>; headers?: Record<string, string>; body?: Buffer; payloadHash?: string },
+    expected: number[],
+    check?: (attempt: number, response: Attempted) => Promise<Attempted>,
+  ): Promise<Attempted> {
+    const requestPath = encodeKeyPath(this.bucket, request.key ?? '');
+    const queryString = canonicalQueryString(request.query);
+    const wirePath = queryString ? `${requestPath}?${queryString}` : requestPath;
+    let lastFailure: Attempted | NetworkFailure | undefined;
+    for (let attempt = 0; attempt <= this.retries; attempt++) {
+      if (attempt > 0) {
+        const exp = Math.min(this.maxRetryDelayMs, this.retryBaseDelayMs * 2 ** (attempt - 1));
+        await sleep(exp / 2 + Math.random() * (exp / 2));
+      }
+      const signed = sign({
+        method: request.method,
+        host: this.host,
+        path: requestPath,
+        query: request.query ?? {},
+        headers: request.headers ?? {},
+        payloadHash: request.payloadHash ?? EMPTY_PAYLOAD_SHA256,
+        region: this.region,
+        credentials: this.credentials,
+        now: new Date(),
+      });
+      let response: Attempted;
+      try {
+        const res = await this.agent.request({
+          origin: this.origin,
+          path: wirePath,
+          method: request.method as Dispatcher.HttpMethod,
+          headers: signed.headers,
+          body: request.body ?? null,
+        });
+        const body = Buffer.from(await res.body.arrayBuffer());
+        response = { status: res.statusCode, headers: res.headers, body };
+      } catch (error) {
+        const failure = new NetworkFailure(error);
+        lastFailure = failure;
+        if (failure.code && RETRYABLE_NETWORK.has(failure.code)) continue;
+        throw this.describeNetwork(op, failure, attempt);
+      }
+      if (check) response = await check(attempt, response);
+      if (expected.includes(response.status)) return response;
+      const error = parseErrorDocument(response.body.toString('utf8'));
+      if (RETRYABLE_STATUS.has(response.status) || response.status === 429 || (error?.code && RETRYABLE_CODES.has(error.code))) {
+        lastFailure = response;
+        continue;
+      }
+      if (request.method === 'HEAD' && !error && response.status >= 400) {
+        // HEAD answers carry no body to say why; a listing of the same key does (and throws).
+        await this.listPage(op, request.key ?? '', undefined, undefined, 1);
+      }
+      throw this.describe(op, response, error);
+    }
+    if (lastFailure instanceof NetworkFailure) throw this.describeNetwork(op, lastFailure, this.retries);
+    const error = parseErrorDocument(lastFailure!.body.toString('utf8'));
+    throw this.describe(op, lastFailure!, error, this.retries);
+  }
+
+  private describeNetwork(op: Op, failure: NetworkFailure, retries: number): BackendError {
+    const code = failure.code;
+    const detail = errorText(failure.error);
+    const after = retries > 0 ? ` (after ${retries} ${retries === 1 ? 'retry' : 'retries'})` : '';
+    const what = `cannot ${op.verb}${op.key ? ` ${op.key}` : ''}`;
+    let cause: string;
+    if (code && TLS_TRUST_CODES.has(code)) {
+      cause = `the server's TLS certificate is not trusted (${code}: ${detail}); if the endpoint uses a self-signed or private CA, pass its certificate with --cacert FILE`;
+      if (this.caCertFile) cause = `the server's TLS certificate is not trusted even with --cacert ${this.caCertFile} (${code}: ${detail}); is that the CA that signed the server's certificate?`;
+    } else if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+      cause = `the server's TLS certificate is not valid for ${this.host} (${detail}); use the host name the certificate was issued for`;
+    } else if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+      cause = `the server's TLS certificate is expired or not yet valid (${code}); check the server's certificate and this machine's clock`;
+    } else if (code === 'EPROTO' || /wrong version number|packet length too long/i.test(detail)) {
+      cause = `the TLS handshake failed (${detail}); does the endpoint speak plain http? then write s3:http://...`;
+    } else if (code === 'ECONNREFUSED') {
+      cause = `the server is unreachable: connection refused${after}; check the address and port and that the S3 server is running`;
+    } else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+      cause = `the server is unreachable: the host name ${this.host.replace(/:\d+$/, '')} does not resolve (${code})${after}; check the endpoint's spelling and DNS`;
+    } else if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
+      cause = `the server is unreachable: no connection (${code})${after}; check the address, the network and any firewall between here and the endpoint`;
+    } else if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+      cause = `the server stopped answering (no response in ${Math.round(this.responseTimeoutMs / 1000)} s, ${code})${after}; the server may be overloaded or hung`;
+    } else if (code && RETRYABLE_NETWORK.has(code)) {
+      cause = `the connection failed (${code}: ${detail})${after}; the server or the network dropped it`;
+    } else {
+      cause = `${detail}${code ? ` (${code})` : ''}`;
+    }
+    return new BackendError(`${this.where()}: ${what}: ${cause}`, { cause: failure.error });
+  }
+
+  private describe(op: Op, response: Attempted, error: S3ErrorDocument | undefined, retries = 0): BackendError {
+    const what = `cannot ${op.verb}${op.key ? ` ${op.key}` : ''}`;
+    const code = error?.code;
+    const said = error?.message ? `: "${error.message}"` : '';
+    const status = `HTTP ${response.status}${code ? ` ${code}` : ''}`;
+    let cause: string;
+    if (code === 'InvalidAccessKeyId') {
+      cause = `the server does not know the access key ID "${this.credentials.accessKeyId}" (${status}); check AWS_ACCESS_KEY_ID`;
+    } else if (code === 'SignatureDoesNotMatch') {
+      cause = `the access key ID "${this.credentials.accessKeyId}" is known but the signature does not match (${status}): the secret access key is likely wrong; check AWS_SECRET_ACCESS_KEY`;
+    } else if (code === 'InvalidToken' || code === 'ExpiredToken' || code === 'TokenRefreshRequired') {
+      cause = `the session token was refused (${status}${said}); renew the temporary credentials and AWS_SESSION_TOKEN`;
+    } else if (code === 'RequestTimeTooSkewed') {
+      cause = `this machine's clock differs too much from the server's (${status}); set the clock right`;
+    } else if (code === 'AuthorizationHeaderMalformed' || code === 'IncorrectRegion') {
+      cause = `the server refused the region "${this.region}" (${status}${said}); set AWS_DEFAULT_REGION to the bucket's region`;
+    } else if (code === 'AccessDenied' || response.status === 403) {
+      cause = `access denied (${status}${said}): the credentials are valid for the server but not allowed to ${op.verb.split(' ')[0]} in this bucket; check the key's policy`;
+    } else if (code === 'NoSuchBucket') {
+      cause = `the bucket "${this.bucket}" does not exist (${status}); create it or correct the repository location`;
+    } else if (code === 'PermanentRedirect' || (response.status >= 300 && response.status < 400)) {
+      cause = `the server redirects elsewhere (${status}${said}); the bucket may live in another region or endpoint`;
+    } else if (retries > 0 && (response.status === 503 || response.status === 429 || (code && THROTTLE_CODES.has(code)))) {
+      cause = `the server is throttling requests (${status}${said}) and still was after ${retries} retries; lower the number of parallel requests or try again later`;
+    } else if (retries > 0) {
+      cause = `the server kept failing (${status}${said}) after ${retries} retries; check the S3 server's health and logs`;
+    } else if (code === 'NoSuchKey') {
+      cause = `the file does not exist (${status})`;
+    } else {
+      cause = `the server answered ${status}${said}`;
+    }
+    return new BackendError(`${this.where()}: ${what}: ${cause}`);
+  }
+}
+
+function contentLength(response: Attempted, where: string, key: string): number {
+  const value = response.headers['content-length'];
+  const size = typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(size)) throw new BackendError(`${where}: the server gave no valid size for ${key} (Content-Length "${String(value)}")`);
+  return size;
+}
+
+function checkName(type: FileType, name: string): void {
+  if (type === 'config') return;
+  if (name === '' || name.includes('/') || name === '.' || name === '..') throw new RangeError(`invalid ${type} file name "${name}"`);
+}
+
+/** AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and, if set, AWS_SESSION_TOKEN; undefined when either key is unset. */
+export function credentialsFromEnv(env: NodeJS.ProcessEnv = process.env): S3Credentials | undefined {
+  const accessKeyId = env.AWS_ACCESS_KEY_ID;
+  const secretAccessKey = env.AWS_SECRET_ACCESS_KEY;
+  if (!accessKeyId || !secretAccessKey) return undefined;
+  return env.AWS_SESSION_TOKEN ? { accessKeyId, secretAccessKey, sessionToken: env.AWS_SESSION_TOKEN } : { accessKeyId, secretAccessKey };
+}

@@ -28,6 +28,8 @@ export interface S3ServerOptions {
   host?: string;
   /** A fixed port; a free one by default. */
   port?: number;
+  /** Keep connections open between requests (versitygw's --keep-alive). Default true. */
+  keepAlive?: boolean;
 }
 
 export interface S3Server {
@@ -121,7 +123,10 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
 
   const start = async (): Promise<void> => {
     const out = fs.openSync(logFile, 'a');
+    // versitygw closes every connection after one answer unless told --keep-alive; real S3 keeps
+    // them open, and the client's connection reuse is what is under test.
     const args = ['--port', `${host}:${port}`, '--iam-dir', iam, '--region', region, '--quiet'];
+    if (options.keepAlive !== false) args.push('--keep-alive');
     if (tlsFiles) args.push('--cert', tlsFiles.cert, '--key', tlsFiles.key);
     args.push('posix', root);
     // Only what it needs: versitygw also reads VGW_* and ROOT_* settings from the environment.

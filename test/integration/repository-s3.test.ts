@@ -14,7 +14,7 @@ import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { BackendError, BackendNotFoundError, type FileInfo, type FileType } from '../../src/repository/backends/backend.ts';
-import { S3Backend, type S3BackendOptions } from '../../src/repository/backends/s3.ts';
+import { S3Backend, S3BackendError, type S3BackendOptions } from '../../src/repository/backends/s3.ts';
 import { CACHE_DIR } from '../cluster/paths.ts';
 import { type S3Server, startS3Server } from '../cluster/s3-server.ts';
 import { integrationEnabled } from './support.ts';
@@ -127,7 +127,8 @@ test('an existing file is never overwritten (If-None-Match: *); a lock may be', 
   for (const type of ['config', 'keys', 'snapshots', 'index', 'data'] as const) {
     const name = type === 'config' ? 'config' : hexId();
     await b.write(type, name, first);
-    const error = await t.throwsAsync(b.write(type, name, Buffer.from('second')), { instanceOf: BackendError }, type);
+    const error = await t.throwsAsync(b.write(type, name, Buffer.from('second')), { instanceOf: S3BackendError }, type);
+    t.is(error!.reason, 'exists');
     t.regex(error!.message, new RegExp(`^S3 endpoint ${server.endpoint}, bucket "${server.bucket}": refusing to overwrite .*: it already exists$`));
     t.deepEqual(await b.read(type, name), first, type);
   }
@@ -154,11 +155,13 @@ test('a wrong secret is a 403 that says the secret is the likely culprit; an unk
   const { server } = t.context;
   const wrongSecret = backend(t, server, 'any', { env: { ...server.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret' } });
   for (const attempt of [() => wrongSecret.exists(), () => wrongSecret.create(), () => wrongSecret.read('config', 'config'), () => wrongSecret.write('keys', hexId(), Buffer.from('x'))]) {
-    const error = await t.throwsAsync(attempt(), { instanceOf: BackendError });
+    const error = await t.throwsAsync(attempt(), { instanceOf: S3BackendError });
+    t.like(error, { reason: 'authentication', status: 403, s3Code: 'SignatureDoesNotMatch' });
     t.regex(error!.message, new RegExp(`^S3 endpoint ${server.endpoint}, bucket "${server.bucket}": cannot .*: the access key ID "${server.accessKeyId}" is known but the signature does not match \\(HTTP 403 SignatureDoesNotMatch\\): the secret access key is likely wrong; check AWS_SECRET_ACCESS_KEY$`));
   }
   const unknownKey = backend(t, server, 'any', { env: { ...server.env, AWS_ACCESS_KEY_ID: 'AKIANOBODY' } });
-  const error = await t.throwsAsync(unknownKey.exists(), { instanceOf: BackendError });
+  const error = await t.throwsAsync(unknownKey.exists(), { instanceOf: S3BackendError });
+  t.like(error, { reason: 'authentication', status: 403, s3Code: 'InvalidAccessKeyId' });
   t.regex(error!.message, /the server does not know the access key ID "AKIANOBODY" \(HTTP 403 InvalidAccessKeyId\); check AWS_ACCESS_KEY_ID$/);
 });
 
@@ -177,8 +180,9 @@ test('an unknown bucket is named, for every operation', async (t) => {
     [`write repo/keys/${id}`, () => b.write('keys', id, Buffer.from('x'))],
     [`list repo/index/`, () => collect(b.list('index'))],
   ] as const) {
-    const error = await t.throwsAsync(attempt(), { instanceOf: BackendError }, what);
+    const error = await t.throwsAsync(attempt(), { instanceOf: S3BackendError }, what);
     t.is(error!.message, `${message}${what}${tail}`);
+    t.like(error, { reason: 'no-such-bucket', status: 404, s3Code: 'NoSuchBucket' });
   }
 });
 
@@ -188,7 +192,8 @@ test('a stopped server is unreachable, after the retries', async (t) => {
   const b = backend(t, server, 'repo', { retries: 2, retryBaseDelayMs: 20 });
   await b.create();
   await server.stop();
-  const error = await t.throwsAsync(b.exists(), { instanceOf: BackendError });
+  const error = await t.throwsAsync(b.exists(), { instanceOf: S3BackendError });
+  t.is(error!.reason, 'unreachable');
   t.is(
     error!.message,
     `S3 endpoint ${server.endpoint}, bucket "${server.bucket}": cannot stat repo/config: the server is unreachable: connection refused (after 2 retries); check the address and port and that the S3 server is running`,
@@ -266,7 +271,8 @@ test('throttling that does not stop gives up with the throttled message', async 
   const b = new S3Backend(proxy.location('throttled'), { env: server.env, retries: 3, retryBaseDelayMs: 10 });
   t.teardown(() => b.close());
   const id = hexId();
-  const error = await t.throwsAsync(b.write('index', id, Buffer.from('x')), { instanceOf: BackendError });
+  const error = await t.throwsAsync(b.write('index', id, Buffer.from('x')), { instanceOf: S3BackendError });
+  t.like(error, { reason: 'throttled', status: 503, s3Code: 'SlowDown' });
   t.is(
     error!.message,
     `S3 endpoint ${proxy.endpoint}, bucket "${server.bucket}": cannot write throttled/index/${id}: the server is throttling requests (HTTP 503 SlowDown: "Please reduce your request rate.") and still was after 3 retries; lower the number of parallel requests or try again later`,
@@ -312,7 +318,8 @@ test('https with a self-signed certificate: refused with the --cacert hint, trus
   t.teardown(() => server.dispose());
   t.true(server.endpoint.startsWith('https://127.0.0.1:'));
   const untrusting = backend(t, server, 'tls');
-  const error = await t.throwsAsync(untrusting.exists(), { instanceOf: BackendError });
+  const error = await t.throwsAsync(untrusting.exists(), { instanceOf: S3BackendError });
+  t.is(error!.reason, 'tls');
   t.regex(
     error!.message,
     new RegExp(`^S3 endpoint ${server.endpoint}, bucket "${server.bucket}": cannot stat tls/config: the server's TLS certificate is not trusted \\((DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN)[^)]*\\); if the endpoint uses a self-signed or private CA, pass its certificate with --cacert FILE$`),
@@ -324,7 +331,17 @@ test('https with a self-signed certificate: refused with the --cacert hint, trus
   // Plain http against the https port says what is wrong rather than hanging.
   const plain = new S3Backend(server.location('tls').replace('https:', 'http:'), { env: server.env, retries: 0 });
   t.teardown(() => plain.close());
-  await t.throwsAsync(plain.exists(), { instanceOf: BackendError, message: new RegExp(`^S3 endpoint http://127.0.0.1:${server.port}, bucket`) });
+  const plainError = await t.throwsAsync(plain.exists(), { instanceOf: S3BackendError });
+  // versitygw closes a plain-http connection to its TLS port without answering.
+  t.is(plainError!.reason, 'unreachable');
+  t.regex(plainError!.message, new RegExp(`^S3 endpoint http://127.0.0.1:${server.port}, bucket "${server.bucket}": cannot stat tls/config: the connection failed .*\\(if the endpoint speaks https, write s3:https://\\.\\.\\.\\)$`));
+  // And https against a plain-http server says the endpoint may speak http.
+  const { server: httpServer } = t.context;
+  const tlsToPlain = new S3Backend(httpServer.location('x').replace('http:', 'https:'), { env: httpServer.env, retries: 0 });
+  t.teardown(() => tlsToPlain.close());
+  const tlsError = await t.throwsAsync(tlsToPlain.exists(), { instanceOf: S3BackendError });
+  t.is(tlsError!.reason, 'tls');
+  t.regex(tlsError!.message, /the TLS handshake failed \(.*\); does the endpoint speak plain http\? then write s3:http:\/\/\.\.\.$/);
 });
 
 function restic(server: S3Server, args: string[], env: Record<string, string> = {}) {

@@ -37,7 +37,7 @@ export interface S3Location {
  */
 export function parseS3Location(location: string): S3Location {
   const bad = (why: string): never => {
-    throw new BackendError(`invalid S3 repository location "${location}": ${why}; expected s3:https://HOST[:PORT]/BUCKET[/PREFIX]`);
+    throw new S3BackendError(`invalid S3 repository location "${location}": ${why}; expected s3:https://HOST[:PORT]/BUCKET[/PREFIX]`, 'configuration');
   };
   let scheme: 'http' | 'https' = 'https';
   let host: string;
@@ -73,6 +73,31 @@ export function parseS3Location(location: string): S3Location {
   if (prefix.length > 1 && prefix.endsWith('/')) prefix = prefix.slice(0, -1);
   if (prefix === '.') prefix = '';
   return { scheme, host, bucket, prefix };
+}
+
+/**
+ * What went wrong, for whoever maps failures to exit codes: 'unreachable' (refused, unknown host,
+ * timeouts, dropped), 'tls' (certificate not trusted or not for this host), 'authentication' (key ID,
+ * secret, token or clock), 'permission' (AccessDenied), 'no-such-bucket', 'configuration' (region,
+ * redirect), 'throttled' (retries exhausted), 'server' (5xx and anything else it answered),
+ * 'exists' (a refused overwrite), 'short-file' (a range past the end), 'protocol' (an answer that
+ * is not S3's).
+ */
+export type S3FailureReason =
+  | 'unreachable' | 'tls' | 'authentication' | 'permission' | 'no-such-bucket' | 'configuration'
+  | 'throttled' | 'server' | 'exists' | 'short-file' | 'protocol' | 'unknown';
+
+/** A BackendError with the reason, and the HTTP status and S3 error code when the server answered. */
+export class S3BackendError extends BackendError {
+  readonly reason: S3FailureReason;
+  readonly status: number | undefined;
+  readonly s3Code: string | undefined;
+  constructor(message: string, reason: S3FailureReason, options: { cause?: unknown; status?: number; s3Code?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.reason = reason;
+    this.status = options.status;
+    this.s3Code = options.s3Code;
+  }
 }
 
 export interface S3BackendOptions {
@@ -142,7 +167,9 @@ function errorText(error: unknown): string {
   const parts: string[] = [];
   for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const message = (e as { message?: unknown }).message;
-    if (typeof message === 'string' && message && !parts.includes(message)) parts.push(message);
+    // OpenSSL's messages carry its error queue: keep the reason ("wrong version number").
+    const clean = typeof message === 'string' ? (/:SSL routines:[^:]*:([^:]+):/.exec(message)?.[1] ?? message).replace(/\s+/g, ' ').trim() : '';
+    if (clean && !parts.includes(clean)) parts.push(clean);
   }
   return parts.join(': ') || String(error);
 }
@@ -189,8 +216,9 @@ export class S3Backend implements Backend {
     this.region = options.region ?? (env.AWS_DEFAULT_REGION || 'us-east-1');
     const credentials = options.credentials ?? credentialsFromEnv(env);
     if (!credentials) {
-      throw new BackendError(
+      throw new S3BackendError(
         `no credentials for S3 endpoint ${this.origin} (bucket "${this.bucket}"): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
+        'authentication',
       );
     }
     this.credentials = credentials;
@@ -206,10 +234,10 @@ export class S3Backend implements Backend {
       try {
         pem = fs.readFileSync(options.caCertFile, 'utf8');
       } catch (error) {
-        throw new BackendError(`cannot read the CA certificate file ${options.caCertFile} (--cacert): ${(error as Error).message}`, { cause: error });
+        throw new S3BackendError(`cannot read the CA certificate file ${options.caCertFile} (--cacert): ${(error as Error).message}`, 'configuration', { cause: error });
       }
       if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
-        throw new BackendError(`${options.caCertFile} (--cacert) holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`);
+        throw new S3BackendError(`${options.caCertFile} (--cacert) holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`, 'configuration');
       }
       // Node's `ca` replaces the system's roots; restic's --cacert adds to them.
       ca = [...tls.rootCertificates, pem];
@@ -283,7 +311,7 @@ export class S3Backend implements Backend {
   }
 
   private exists_(type: FileType, name: string, key: string): BackendError {
-    return new BackendError(`${this.where()}: refusing to overwrite ${type === 'config' ? 'config' : `${type}/${name}`} (key "${key}"): it already exists`);
+    return new S3BackendError(`${this.where()}: refusing to overwrite ${type === 'config' ? 'config' : `${type}/${name}`} (key "${key}"): it already exists`, 'exists');
   }
 
   async read(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer> {
@@ -303,12 +331,12 @@ export class S3Backend implements Backend {
     const response = await this.send(op, { method: 'GET', key, headers }, [200, 206, 404, 416]);
     if (response.status === 404) throw await this.notFound(type, name, key, response);
     if (response.status === 416) {
-      throw new BackendError(`${this.where()}: cannot read ${range!.length} bytes at offset ${range!.offset} of ${key}: the range is beyond the end of the file`);
+      throw new S3BackendError(`${this.where()}: cannot read ${range!.length} bytes at offset ${range!.offset} of ${key}: the range is beyond the end of the file`, 'short-file');
     }
     let body = response.body;
     if (range && response.status === 200) body = body.subarray(range.offset, range.offset + range.length);
     if (range && body.length !== range.length) {
-      throw new BackendError(`${this.where()}: read ${body.length} bytes instead of ${range.length} at offset ${range.offset} of ${key}: the file is shorter`);
+      throw new S3BackendError(`${this.where()}: read ${body.length} bytes instead of ${range.length} at offset ${range.offset} of ${key}: the file is shorter`, 'short-file');
     }
     return body;
   }
@@ -341,8 +369,8 @@ export class S3Backend implements Backend {
       }
       if (page.isTruncated) {
         token = page.nextContinuationToken;
-        if (token === undefined) throw new BackendError(`${this.where()}: listing ${dir} was cut short without a continuation token (a server bug)`);
-        if (seenTokens.has(token)) throw new BackendError(`${this.where()}: listing ${dir} repeats continuation token "${token}" (a server bug)`);
+        if (token === undefined) throw new S3BackendError(`${this.where()}: listing ${dir} was cut short without a continuation token (a server bug)`, 'protocol');
+        if (seenTokens.has(token)) throw new S3BackendError(`${this.where()}: listing ${dir} repeats continuation token "${token}" (a server bug)`, 'protocol');
         seenTokens.add(token);
       } else {
         token = undefined;
@@ -370,7 +398,7 @@ export class S3Backend implements Backend {
       return parseListObjectsV2(response.body.toString('utf8'));
     } catch (error) {
       if (error instanceof XmlError) {
-        throw new BackendError(`${this.where()}: cannot ${op.verb}: the server's answer is not a ListObjectsV2 result (${error.message})`, { cause: error });
+        throw new S3BackendError(`${this.where()}: cannot ${op.verb}: the server's answer is not a ListObjectsV2 result (${error.message})`, 'protocol', { cause: error });
       }
       throw error;
     }
@@ -473,29 +501,45 @@ export class S3Backend implements Backend {
     const after = retries > 0 ? ` (after ${retries} ${retries === 1 ? 'retry' : 'retries'})` : '';
     const what = `cannot ${op.verb}${op.key ? ` ${op.key}` : ''}`;
     let cause: string;
+    let reason: S3FailureReason;
     if (code && TLS_TRUST_CODES.has(code)) {
+      reason = 'tls';
+      // Node adds advice about its own flags after a ';', which a user of this tool cannot follow.
+      const detail = errorText(failure.error).split(';')[0]!;
       cause = `the server's TLS certificate is not trusted (${code}: ${detail}); if the endpoint uses a self-signed or private CA, pass its certificate with --cacert FILE`;
       if (this.caCertFile) cause = `the server's TLS certificate is not trusted even with --cacert ${this.caCertFile} (${code}: ${detail}); is that the CA that signed the server's certificate?`;
     } else if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+      reason = 'tls';
       cause = `the server's TLS certificate is not valid for ${this.host} (${detail}); use the host name the certificate was issued for`;
     } else if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+      reason = 'tls';
       cause = `the server's TLS certificate is expired or not yet valid (${code}); check the server's certificate and this machine's clock`;
     } else if (code === 'EPROTO' || /wrong version number|packet length too long/i.test(detail)) {
+      reason = 'tls';
       cause = `the TLS handshake failed (${detail}); does the endpoint speak plain http? then write s3:http://...`;
     } else if (code === 'ECONNREFUSED') {
+      reason = 'unreachable';
       cause = `the server is unreachable: connection refused${after}; check the address and port and that the S3 server is running`;
     } else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+      reason = 'unreachable';
       cause = `the server is unreachable: the host name ${this.host.replace(/:\d+$/, '')} does not resolve (${code})${after}; check the endpoint's spelling and DNS`;
     } else if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
+      reason = 'unreachable';
       cause = `the server is unreachable: no connection (${code})${after}; check the address, the network and any firewall between here and the endpoint`;
     } else if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+      reason = 'unreachable';
       cause = `the server stopped answering (no response in ${Math.round(this.responseTimeoutMs / 1000)} s, ${code})${after}; the server may be overloaded or hung`;
     } else if (code && RETRYABLE_NETWORK.has(code)) {
+      reason = 'unreachable';
       cause = `the connection failed (${code}: ${detail})${after}; the server or the network dropped it`;
+      // A TLS server closes a plain-http connection without a byte of answer.
+      const bytesRead = (failure.error as { socket?: { bytesRead?: number } }).socket?.bytesRead;
+      if (this.origin.startsWith('http:') && code === 'UND_ERR_SOCKET' && bytesRead === 0) cause += ` (if the endpoint speaks https, write s3:https://...)`;
     } else {
+      reason = 'unknown';
       cause = `${detail}${code ? ` (${code})` : ''}`;
     }
-    return new BackendError(`${this.where()}: ${what}: ${cause}`, { cause: failure.error });
+    return new S3BackendError(`${this.where()}: ${what}: ${cause}`, reason, { cause: failure.error });
   }
 
   private describe(op: Op, response: Attempted, error: S3ErrorDocument | undefined, retries = 0): BackendError {
@@ -504,32 +548,48 @@ export class S3Backend implements Backend {
     const said = error?.message ? `: "${error.message}"` : '';
     const status = `HTTP ${response.status}${code ? ` ${code}` : ''}`;
     let cause: string;
+    let reason: S3FailureReason;
     if (code === 'InvalidAccessKeyId') {
+      reason = 'authentication';
       cause = `the server does not know the access key ID "${this.credentials.accessKeyId}" (${status}); check AWS_ACCESS_KEY_ID`;
     } else if (code === 'SignatureDoesNotMatch') {
+      reason = 'authentication';
       cause = `the access key ID "${this.credentials.accessKeyId}" is known but the signature does not match (${status}): the secret access key is likely wrong; check AWS_SECRET_ACCESS_KEY`;
     } else if (code === 'InvalidToken' || code === 'ExpiredToken' || code === 'TokenRefreshRequired') {
+      reason = 'authentication';
       cause = `the session token was refused (${status}${said}); renew the temporary credentials and AWS_SESSION_TOKEN`;
     } else if (code === 'RequestTimeTooSkewed') {
+      reason = 'authentication';
       cause = `this machine's clock differs too much from the server's (${status}); set the clock right`;
     } else if (code === 'AuthorizationHeaderMalformed' || code === 'IncorrectRegion') {
+      reason = 'configuration';
       cause = `the server refused the region "${this.region}" (${status}${said}); set AWS_DEFAULT_REGION to the bucket's region`;
     } else if (code === 'AccessDenied' || response.status === 403) {
+      reason = 'permission';
       cause = `access denied (${status}${said}): the credentials are valid for the server but not allowed to ${op.verb.split(' ')[0]} in this bucket; check the key's policy`;
     } else if (code === 'NoSuchBucket') {
+      reason = 'no-such-bucket';
       cause = `the bucket "${this.bucket}" does not exist (${status}); create it or correct the repository location`;
+    } else if (!error && response.body.includes('HTTP request to an HTTPS server')) {
+      reason = 'configuration';
+      cause = `the endpoint speaks https, not http (${status}); write the location as s3:https://...`;
     } else if (code === 'PermanentRedirect' || (response.status >= 300 && response.status < 400)) {
+      reason = 'configuration';
       cause = `the server redirects elsewhere (${status}${said}); the bucket may live in another region or endpoint`;
     } else if (retries > 0 && (response.status === 503 || response.status === 429 || (code && THROTTLE_CODES.has(code)))) {
+      reason = 'throttled';
       cause = `the server is throttling requests (${status}${said}) and still was after ${retries} retries; lower the number of parallel requests or try again later`;
     } else if (retries > 0) {
+      reason = 'server';
       cause = `the server kept failing (${status}${said}) after ${retries} retries; check the S3 server's health and logs`;
     } else if (code === 'NoSuchKey') {
+      reason = 'server';
       cause = `the file does not exist (${status})`;
     } else {
+      reason = 'server';
       cause = `the server answered ${status}${said}`;
     }
-    return new BackendError(`${this.where()}: ${what}: ${cause}`);
+    return new S3BackendError(`${this.where()}: ${what}: ${cause}`, reason, { status: response.status, ...(code ? { s3Code: code } : {}) });
   }
 }
 
@@ -554,7 +614,7 @@ async function readBody(body: AsyncIterable<Buffer> & { arrayBuffer(): Promise<A
 function contentLength(response: Attempted, where: string, key: string): number {
   const value = response.headers['content-length'];
   const size = typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(size)) throw new BackendError(`${where}: the server gave no valid size for ${key} (Content-Length "${String(value)}")`);
+  if (!Number.isSafeInteger(size)) throw new S3BackendError(`${where}: the server gave no valid size for ${key} (Content-Length "${String(value)}")`, 'protocol');
   return size;
 }
 

@@ -116,6 +116,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
     fs.rmSync(dir, { recursive: true, force: true });
     throw error;
   }
+  const urlHost = net.isIPv6(host) ? `[${host}]` : host;
   let port = options.port ?? (await freePort(host));
   let child: ChildProcess | undefined;
   const killOnExit = () => child?.kill('SIGKILL');
@@ -125,7 +126,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
     const out = fs.openSync(logFile, 'a');
     // versitygw closes every connection after one answer unless told --keep-alive; real S3 keeps
     // them open, and the client's connection reuse is what is under test.
-    const args = ['--port', `${host}:${port}`, '--iam-dir', iam, '--region', region, '--quiet'];
+    const args = ['--port', `${urlHost}:${port}`, '--iam-dir', iam, '--region', region, '--quiet'];
     if (options.keepAlive !== false) args.push('--keep-alive');
     if (tlsFiles) args.push('--cert', tlsFiles.cert, '--key', tlsFiles.key);
     args.push('posix', root);
@@ -145,7 +146,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
       if (exited) throw new Error(`versitygw exited at start (code ${proc.exitCode}):\n${readLog()}`);
       if (Date.now() > deadline) {
         proc.kill('SIGKILL');
-        throw new Error(`versitygw did not listen on ${host}:${port} within 20 s:\n${readLog()}`);
+        throw new Error(`versitygw did not listen on ${urlHost}:${port} within 20 s:\n${readLog()}`);
       }
       await sleep(50);
     }
@@ -186,7 +187,6 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
     throw error;
   }
 
-  const urlHost = net.isIPv6(host) ? `[${host}]` : host;
   const endpoint = `${tlsFiles ? 'https' : 'http'}://${urlHost}:${port}`;
   let disposed = false;
   const server: S3Server = {

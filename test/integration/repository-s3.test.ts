@@ -344,6 +344,26 @@ test('https with a self-signed certificate: refused with the --cacert hint, trus
   t.regex(tlsError!.message, /the TLS handshake failed \(.*\); does the endpoint speak plain http\? then write s3:http:\/\/\.\.\.$/);
 });
 
+test('a server bound to another address of this machine (as pods reach the node), over https; and IPv6', async (t) => {
+  const address = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+  if (!address) {
+    t.log('no non-loopback IPv4 address here; only IPv6 loopback is tried');
+  } else {
+    const server = await startS3Server({ host: address, tls: true });
+    t.teardown(() => server.dispose());
+    t.is(server.endpoint, `https://${address}:${server.port}`);
+    const b = backend(t, server, 'bound', { caCertFile: server.caCertFile! });
+    await b.write('config', 'config', Buffer.from('bound'));
+    t.deepEqual(await b.read('config', 'config'), Buffer.from('bound'));
+  }
+  const v6 = await startS3Server({ host: '::1' });
+  t.teardown(() => v6.dispose());
+  t.is(v6.endpoint, `http://[::1]:${v6.port}`);
+  const b6 = backend(t, v6, 'six');
+  await b6.write('keys', 'ab'.repeat(32), Buffer.from('over IPv6'));
+  t.deepEqual(await collect(b6.list('keys')), [{ name: 'ab'.repeat(32), size: 9 }]);
+});
+
 function restic(server: S3Server, args: string[], env: Record<string, string> = {}) {
   return execa(resticBinary, ['--no-cache', ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), RESTIC_PASSWORD: 'nkvm-test-password', ...server.env, ...env },

@@ -6,6 +6,8 @@
  *
  * versitygw's posix backend: every directory under its root is a bucket (names of 3 to 63
  * characters, like S3's), each object a file, metadata such as the ETag in extended attributes.
+ * Put test files in through S3, not by copying them under the root: versitygw's conditional write
+ * (If-None-Match: *) looks for the ETag attribute, so it overwrites a file that has none.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

@@ -101,7 +101,10 @@ export class S3BackendError extends BackendError {
 }
 
 export interface S3BackendOptions {
-  /** A PEM file of CA certificates to trust besides the system's (a self-signed endpoint). */
+  /**
+   * A PEM file of CA certificates to trust besides the public roots Node carries (a self-signed or
+   * private endpoint). The operating system's store is not read: that costs ~150 ms at start.
+   */
   caCertFile?: string;
   /** Where AWS_* come from; process.env by default. */
   env?: NodeJS.ProcessEnv;
@@ -279,7 +282,7 @@ export class S3Backend implements Backend {
 
   async create(): Promise<void> {
     // A listing, not HEAD bucket: its error body says why (HEAD answers carry no body).
-    await this.listPage({ verb: 'list the bucket' }, this.prefix === '' ? '' : `${path.posix.join(this.prefix, '.')}/`, undefined, undefined, 1);
+    await this.listPage({ verb: 'list the bucket' }, this.prefix === '' ? '' : `${this.prefix}/`, undefined, undefined, 1);
   }
 
   async write(type: FileType, name: string, data: Uint8Array): Promise<void> {
@@ -289,7 +292,7 @@ export class S3Backend implements Backend {
     const op = { verb: 'write', key };
     const mayOverwrite = type === 'locks';
     if (!mayOverwrite && !this.conditionalWrites && (await this.head(key, op)) !== undefined) {
-      throw this.exists_(type, name, key);
+      throw this.refusedOverwrite(type, name, key);
     }
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
     if (!mayOverwrite && this.conditionalWrites) headers['if-none-match'] = '*';
@@ -302,7 +305,7 @@ export class S3Backend implements Backend {
       }
       return res;
     });
-    if (response.status === 412) throw this.exists_(type, name, key);
+    if (response.status === 412) throw this.refusedOverwrite(type, name, key);
     if (response.status === 501) {
       // Conditional writes unsupported (older S3-compatible servers): check first, then write.
       this.conditionalWrites = false;
@@ -310,7 +313,7 @@ export class S3Backend implements Backend {
     }
   }
 
-  private exists_(type: FileType, name: string, key: string): BackendError {
+  private refusedOverwrite(type: FileType, name: string, key: string): BackendError {
     return new S3BackendError(`${this.where()}: refusing to overwrite ${type === 'config' ? 'config' : `${type}/${name}`} (key "${key}"): it already exists`, 'exists');
   }
 
@@ -334,7 +337,12 @@ export class S3Backend implements Backend {
       throw new S3BackendError(`${this.where()}: cannot read ${range!.length} bytes at offset ${range!.offset} of ${key}: the range is beyond the end of the file`, 'short-file');
     }
     let body = response.body;
+    // A server that ignores Range sends the whole file; one that honours it must say which bytes.
     if (range && response.status === 200) body = body.subarray(range.offset, range.offset + range.length);
+    const contentRange = response.headers['content-range'];
+    if (range && response.status === 206 && typeof contentRange === 'string' && !contentRange.startsWith(`bytes ${range.offset}-`)) {
+      throw new S3BackendError(`${this.where()}: asked for bytes from ${range.offset} of ${key} and got "${contentRange}"`, 'protocol');
+    }
     if (range && body.length !== range.length) {
       throw new S3BackendError(`${this.where()}: read ${body.length} bytes instead of ${range.length} at offset ${range.offset} of ${key}: the file is shorter`, 'short-file');
     }

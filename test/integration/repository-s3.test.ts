@@ -408,13 +408,21 @@ test('oracle: what restic writes over S3 we list and read byte for byte', async 
   const prefix = uniquePrefix('restic-made');
   const init = await restic(server, ['-r', server.location(prefix), 'init']);
   t.regex(init.stdout, /created restic repository/);
+  const b = backend(t, server, prefix);
+  const onDisk = path.join(server.root, server.bucket, prefix);
+  // Right after init: exactly restic's one key and its config, nothing else.
+  const [key] = fs.readdirSync(path.join(onDisk, 'keys'));
+  t.deepEqual(await collect(b.list('keys')), [{ name: key!, size: fs.statSync(path.join(onDisk, 'keys', key!)).size }]);
+  t.deepEqual(await collect(b.list('config')), [{ name: 'config', size: fs.statSync(path.join(onDisk, 'config')).size }]);
+  for (const type of ['locks', 'snapshots', 'index', 'data'] as const) t.deepEqual(await collect(b.list(type)), [], type);
+  t.deepEqual(await b.read('config', 'config'), fs.readFileSync(path.join(onDisk, 'config')));
+  t.deepEqual(await b.read('keys', key!), fs.readFileSync(path.join(onDisk, 'keys', key!)));
+
   const source = path.join(work, 'source-a');
   seedDirectory(source);
   await restic(server, ['-r', server.location(prefix), 'backup', source]);
 
-  const b = backend(t, server, prefix);
   t.true(await b.exists());
-  const onDisk = path.join(server.root, server.bucket, prefix);
   const local = localRepositoryFiles(onDisk);
   for (const type of ['config', 'keys', 'locks', 'snapshots', 'index', 'data'] as const) {
     const expected = local

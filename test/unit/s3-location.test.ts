@@ -2,7 +2,7 @@
 // and the object keys restic's default layout gives them.
 import test from 'ava';
 import { BackendError } from '../../src/repository/backends/backend.ts';
-import { credentialsFromEnv, parseS3Location, S3Backend } from '../../src/repository/backends/s3.ts';
+import { credentialsFromEnv, isS3Location, parseS3Location, S3Backend } from '../../src/repository/backends/s3.ts';
 
 const cases: [string, string, string, string, string][] = [
   // location, scheme, host, bucket, prefix
@@ -30,8 +30,15 @@ for (const [location, scheme, host, bucket, prefix] of cases) {
   });
 }
 
+test('isS3Location tells restic\'s s3: locations from directories', (t) => {
+  t.true(isS3Location('s3:https://h/b'));
+  t.true(isS3Location('s3://h/b'));
+  t.false(isS3Location('/srv/restic'));
+  t.false(isS3Location('./s3:odd-directory'));
+});
+
 test('refuses what is not an S3 location, saying the expected form', (t) => {
-  for (const location of ['s3:', 's3://', 's3:http://hostname:9999', 's3:http://hostname:9999/', 's3:/bucket', 'https://host/bucket', '/srv/repo', 's3:ftp://h/b']) {
+  for (const location of ['s3:http://h/bucket/%zz', 's3:', 's3://', 's3:http://hostname:9999', 's3:http://hostname:9999/', 's3:/bucket', 'https://host/bucket', '/srv/repo', 's3:ftp://h/b']) {
     const error = t.throws(() => parseS3Location(location), { instanceOf: BackendError }, location);
     t.regex(error!.message, /expected s3:https:\/\/HOST\[:PORT\]\/BUCKET\[\/PREFIX\]/);
   }

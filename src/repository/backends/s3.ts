@@ -54,7 +54,11 @@ export function parseS3Location(location: string): S3Location {
     scheme = url.protocol === 'http:' ? 'http' : 'https';
     host = url.host;
     if (url.pathname === '' || url.pathname === '/') return bad('no bucket name');
-    rest = decodeURIComponent(url.pathname.slice(1));
+    try {
+      rest = decodeURIComponent(url.pathname.slice(1));
+    } catch {
+      return bad('malformed percent-encoding in the path');
+    }
   } else {
     let s: string;
     if (location.startsWith('s3://')) s = location.slice(5);
@@ -98,6 +102,11 @@ export class S3BackendError extends BackendError {
     this.status = options.status;
     this.s3Code = options.s3Code;
   }
+}
+
+/** Whether a repository location names an S3 bucket (restic's "s3:" locations) rather than a directory. */
+export function isS3Location(location: string): boolean {
+  return location.startsWith('s3:');
 }
 
 export interface S3BackendOptions {

@@ -322,6 +322,50 @@ test('a PUT whose answer was lost is not reported as an overwrite when it is ret
   await t.throwsAsync(b.write('snapshots', id, randomBytes(3000)), { instanceOf: BackendError, message: /already exists/ });
 });
 
+test('a body altered on the way is refused by the server (the payload is signed) and sent again', async (t) => {
+  const { server } = t.context;
+  // Flips one byte of the first `corrupt` PUT bodies it forwards.
+  const corruptingProxy = async (corrupt: number) => {
+    let puts = 0;
+    const proxy = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        if (req.method === 'PUT' && ++puts <= corrupt && body.length > 0) body[body.length >> 1]! ^= 0x01;
+        const upstream = http.request({ host: server.host, port: server.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        });
+        upstream.end(body);
+      });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => new Promise<void>((resolve) => {
+      proxy.closeAllConnections();
+      proxy.close(() => resolve());
+    }));
+    return { port: (proxy.address() as net.AddressInfo).port, puts: () => puts };
+  };
+  const once = await corruptingProxy(1);
+  const b = new S3Backend(`s3:http://127.0.0.1:${once.port}/${server.bucket}/altered`, { env: server.env, retries: 2, retryBaseDelayMs: 10 });
+  t.teardown(() => b.close());
+  const id = hexId();
+  const data = randomBytes(4096);
+  await b.write('data', id, data);
+  t.is(once.puts(), 2);
+  t.deepEqual(fs.readFileSync(path.join(server.root, server.bucket, 'altered', 'data', id.slice(0, 2), id)), data, 'the good copy is stored');
+
+  const always = await corruptingProxy(1000);
+  const c = new S3Backend(`s3:http://127.0.0.1:${always.port}/${server.bucket}/altered`, { env: server.env, retries: 2, retryBaseDelayMs: 10 });
+  t.teardown(() => c.close());
+  const other = hexId();
+  const error = await t.throwsAsync(c.write('data', other, data), { instanceOf: S3BackendError });
+  t.like(error, { reason: 'integrity', s3Code: 'XAmzContentSHA256Mismatch' });
+  t.regex(error!.message, /the bytes the server received differ from those sent \(HTTP 400 XAmzContentSHA256Mismatch\) every time, after 2 retries; something between here and the server alters them/);
+  t.false(fs.existsSync(path.join(server.root, server.bucket, 'altered', 'data', other.slice(0, 2), other)), 'nothing altered was stored');
+});
+
 test('https with a self-signed certificate: refused with the --cacert hint, trusted with --cacert', async (t) => {
   const server = await startS3Server({ tls: true });
   t.teardown(() => server.dispose());

@@ -84,12 +84,13 @@ export function parseS3Location(location: string): S3Location {
  * timeouts, dropped), 'tls' (certificate not trusted or not for this host), 'authentication' (key ID,
  * secret, token or clock), 'permission' (AccessDenied), 'no-such-bucket', 'configuration' (region,
  * redirect), 'throttled' (retries exhausted), 'server' (5xx and anything else it answered),
+ * 'integrity' (the server received other bytes than were sent, every time),
  * 'exists' (a refused overwrite), 'short-file' (a range past the end), 'protocol' (an answer that
  * is not S3's).
  */
 export type S3FailureReason =
   | 'unreachable' | 'tls' | 'authentication' | 'permission' | 'no-such-bucket' | 'configuration'
-  | 'throttled' | 'server' | 'exists' | 'short-file' | 'protocol' | 'unknown';
+  | 'throttled' | 'server' | 'integrity' | 'exists' | 'short-file' | 'protocol' | 'unknown';
 
 /** A BackendError with the reason, and the HTTP status and S3 error code when the server answered. */
 export class S3BackendError extends BackendError {
@@ -149,7 +150,9 @@ interface Op {
 
 const RETRYABLE_STATUS = new Set([500, 502, 503, 504]);
 const THROTTLE_CODES = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequests', 'TooManyRequestsException']);
-const RETRYABLE_CODES = new Set([...THROTTLE_CODES, 'RequestTimeout', 'InternalError', 'ServiceUnavailable', 'ConditionalRequestConflict', 'OperationAborted']);
+/** The body arrived other than it was sent (the signed SHA-256 or Content-MD5 says so): send it again. */
+const CORRUPTION_CODES = new Set(['XAmzContentSHA256Mismatch', 'BadDigest']);
+const RETRYABLE_CODES = new Set([...THROTTLE_CODES, ...CORRUPTION_CODES, 'RequestTimeout', 'InternalError', 'ServiceUnavailable', 'ConditionalRequestConflict', 'OperationAborted']);
 /** Network failures worth another attempt: the connection went away or never answered in time. */
 const RETRYABLE_NETWORK = new Set([
   'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
@@ -593,6 +596,9 @@ export class S3Backend implements Backend {
     } else if (code === 'PermanentRedirect' || (response.status >= 300 && response.status < 400)) {
       reason = 'configuration';
       cause = `the server redirects elsewhere (${status}${said}); the bucket may live in another region or endpoint`;
+    } else if (code && CORRUPTION_CODES.has(code)) {
+      reason = 'integrity';
+      cause = `the bytes the server received differ from those sent (${status})${retries > 0 ? ` every time, after ${retries} retries` : ''}; something between here and the server alters them (a proxy, faulty network hardware)`;
     } else if (retries > 0 && (response.status === 503 || response.status === 429 || (code && THROTTLE_CODES.has(code)))) {
       reason = 'throttled';
       cause = `the server is throttling requests (${status}${said}) and still was after ${retries} retries; lower the number of parallel requests or try again later`;

@@ -121,8 +121,15 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
   const urlHost = net.isIPv6(host) ? `[${host}]` : host;
   let port = options.port ?? (await freePort(host));
   let child: ChildProcess | undefined;
-  const killOnExit = () => child?.kill('SIGKILL');
-  process.once('exit', killOnExit);
+  const pidFile = path.join(dir, 'versitygw.pid');
+  /** Signals versitygw itself (not its watchdog shell), by the id the shell wrote down. */
+  const signalServer = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(Number(fs.readFileSync(pidFile, 'utf8')), signal);
+    } catch {
+      // already gone, or not started
+    }
+  };
 
   const start = async (): Promise<void> => {
     const out = fs.openSync(logFile, 'a');
@@ -132,11 +139,17 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
     if (options.keepAlive !== false) args.push('--keep-alive');
     if (tlsFiles) args.push('--cert', tlsFiles.cert, '--key', tlsFiles.key);
     args.push('posix', root);
+    fs.rmSync(pidFile, { force: true });
+    // A watchdog shell runs versitygw and stops it when our end of its stdin closes: on stop(), and
+    // also when this process dies without running any handler (a test runner's timeout kill), so
+    // no server outlives its test. The shell exits when versitygw does.
+    const watchdog = 'exec 3<&0 </dev/null; "$@" 3<&- & pid=$!; echo $pid > "$NKVM_PID_FILE"; (read _ <&3; kill $pid 2>/dev/null) & wait $pid';
     // Only what it needs: versitygw also reads VGW_* and ROOT_* settings from the environment.
-    const proc = spawn(versitygwBinary, args, {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ROOT_ACCESS_KEY: accessKeyId, ROOT_SECRET_KEY: secretAccessKey },
-      stdio: ['ignore', out, out],
+    const proc = spawn('sh', ['-c', watchdog, 'versitygw-watchdog', versitygwBinary, ...args], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ROOT_ACCESS_KEY: accessKeyId, ROOT_SECRET_KEY: secretAccessKey, NKVM_PID_FILE: pidFile },
+      stdio: ['pipe', out, out],
     });
+    proc.stdin!.on('error', () => {});
     fs.closeSync(out);
     child = proc;
     let exited = false;
@@ -147,7 +160,6 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
     while (!(await listening(host, port))) {
       if (exited) throw new Error(`versitygw exited at start (code ${proc.exitCode}):\n${readLog()}`);
       if (Date.now() > deadline) {
-        proc.kill('SIGKILL');
         throw new Error(`versitygw did not listen on ${urlHost}:${port} within 20 s:\n${readLog()}`);
       }
       await sleep(50);
@@ -163,10 +175,12 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
   const stop = async (): Promise<void> => {
     const proc = child;
     child = undefined;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    if (!proc) return;
+    // Closing its stdin is the watchdog's signal to stop versitygw (also when it already exited).
+    proc.stdin!.end();
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+    const timer = setTimeout(() => signalServer('SIGKILL'), 5_000);
     await exited;
     clearTimeout(timer);
   };
@@ -184,7 +198,6 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
       }
     }
   } catch (error) {
-    process.removeListener('exit', killOnExit);
     fs.rmSync(dir, { recursive: true, force: true });
     throw error;
   }
@@ -212,7 +225,6 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
       if (disposed) return;
       disposed = true;
       await stop();
-      process.removeListener('exit', killOnExit);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -153,11 +153,19 @@ test('listing more than 1000 files across data/ subdirectories, page by page', a
   const names = Array.from({ length: 1234 }, hexId);
   await parallel(names, 8, (name) => b.write('data', name, Buffer.from(name.slice(0, 1 + (parseInt(name[2]!, 16))))));
   const expected = names.map((name) => ({ name, size: 1 + parseInt(name[2]!, 16) })).sort((a, c) => (a.name < c.name ? -1 : 1));
-  const listed = await collect(b.list('data'));
-  t.is(listed.length, 1234, 'every file once (S3 pages hold at most 1000 keys)');
+  // Through a counting proxy, to see the real server cut the listing into pages.
+  const proxy = await faultyProxy(t.context.server, { slowDowns: 0 });
+  t.teardown(proxy.close);
+  const viaProxy = new S3Backend(proxy.location(b.prefix), { env: t.context.server.env });
+  t.teardown(() => viaProxy.close());
+  const listed = await collect(viaProxy.list('data'));
+  t.is(listed.length, 1234, 'every file once');
   t.deepEqual(listed, expected);
-  const small = backend(t, t.context.server, b.prefix, { listPageSize: 100 });
-  t.deepEqual(await collect(small.list('data')), expected, 'with 13 pages of 100');
+  t.is(proxy.requests(), 2, 'two pages: S3 pages hold at most 1000 keys');
+  const small = new S3Backend(proxy.location(b.prefix), { env: t.context.server.env, listPageSize: 100 });
+  t.teardown(() => small.close());
+  t.deepEqual(await collect(small.list('data')), expected);
+  t.is(proxy.requests(), 2 + 13, 'then 13 pages of 100');
 });
 
 test('a wrong secret is a 403 that says the secret is the likely culprit; an unknown key ID says so', async (t) => {

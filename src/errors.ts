@@ -12,6 +12,10 @@ export const ExitCode = {
   permission: 4,
   admission: 5,
   unreachable: 6,
+  // restic's own codes, so scripts written for restic read ours the same way.
+  noRepository: 10,
+  repositoryLocked: 11,
+  wrongPassword: 12,
   interrupted: 130,
   terminated: 143,
 } as const;
@@ -24,7 +28,11 @@ export type ErrorCode =
   | 'KubernetesConnectionError'
   | 'NotFoundError'
   | 'CatalogError'
-  | 'BackupFailedError';
+  | 'BackupFailedError'
+  | 'RepositoryError'
+  | 'NoRepositoryError'
+  | 'RepositoryLockedError'
+  | 'WrongPasswordError';
 
 const brand = Symbol.for('kubectl-nkvm.error');
 
@@ -107,5 +115,33 @@ export class NotFoundError extends NkvmError {
 export class CatalogError extends NkvmError {
   constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
     super('CatalogError', message, { exitCode: ExitCode.failed, ...options });
+  }
+}
+
+/** The repository or its backend failed: unreachable, refused, damaged, a config we do not know. */
+export class RepositoryError extends NkvmError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super('RepositoryError', message, { exitCode: ExitCode.failed, ...options });
+  }
+}
+
+/** No repository where one was named (restic's exit 10). */
+export class NoRepositoryError extends NkvmError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super('NoRepositoryError', message, { exitCode: ExitCode.noRepository, ...options });
+  }
+}
+
+/** Another process holds a lock that this operation cannot share (restic's exit 11). */
+export class RepositoryLockedError extends NkvmError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super('RepositoryLockedError', message, { exitCode: ExitCode.repositoryLocked, ...options });
+  }
+}
+
+/** No key file of the repository opens with the password given (restic's exit 12); nothing was written. */
+export class WrongPasswordError extends NkvmError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super('WrongPasswordError', message, { exitCode: ExitCode.wrongPassword, ...options });
   }
 }

@@ -22,7 +22,7 @@ import {
   type SnapshotJson,
   snapshotSummary,
 } from '../../src/repository/forget.ts';
-import { resticBinary } from '../cluster/restic-binary.ts';
+import { findRestic } from '../cluster/restic.ts';
 import { integrationEnabled } from './support.ts';
 
 interface Context {
@@ -125,7 +125,7 @@ async function restic(t: { context: Context }, args: string[], env: Record<strin
 if (integrationEnabled) {
   test.before(async (t) => {
     t.timeout(5 * 60_000, 'making the snapshots');
-    t.context.restic = resticBinary();
+    t.context.restic = findRestic();
     const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-forget-'));
     t.context.workDir = workDir;
     for (const dir of ['a', 'b']) {

@@ -147,6 +147,17 @@ test('an existing file is never overwritten (If-None-Match: *); a lock may be', 
   t.deepEqual(await b.read('locks', lock), Buffer.from('two'));
 });
 
+test('of writers racing for one name exactly one wins; the others are told it exists', async (t) => {
+  const b = backend(t, t.context.server, uniquePrefix('race'), { connections: 8 });
+  const id = hexId();
+  const bodies = Array.from({ length: 8 }, (_, i) => Buffer.from(`writer ${i} `.repeat(1000)));
+  const results = await Promise.allSettled(bodies.map((body) => b.write('snapshots', id, body)));
+  const winners = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+  t.is(winners.length, 1);
+  for (const r of results) if (r.status === 'rejected') t.is((r.reason as S3BackendError).reason, 'exists');
+  t.deepEqual(await b.read('snapshots', id), bodies[winners[0]!]);
+});
+
 test('listing more than 1000 files across data/ subdirectories, page by page', async (t) => {
   t.timeout(5 * 60_000);
   const b = backend(t, t.context.server, uniquePrefix('many'), { connections: 8 });

@@ -14,7 +14,9 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # Pinned to what Debian 12 ships; the local provider was checked against exactly these. The kind
 # provider adds Docker (started by hand where there is no engine) and debootstrap (its node image).
-DEBIAN_PACKAGES="containerd=1.6.20~ds1-1+deb12u3 runc=1.1.5+ds1-1+deb12u1 containernetworking-plugins=1.1.1+ds1-3+b5 busybox-static=1:1.35.0-4+deb12u1+b1 zstd=1.5.4+dfsg2-5"
+# restic 0.14 is the repository tests' second restic (the first repository format 2 release), beside
+# the v0.19.1 that scripts/build-repository-tools.sh builds.
+DEBIAN_PACKAGES="containerd=1.6.20~ds1-1+deb12u3 runc=1.1.5+ds1-1+deb12u1 containernetworking-plugins=1.1.1+ds1-3+b5 busybox-static=1:1.35.0-4+deb12u1+b1 zstd=1.5.4+dfsg2-5 restic=0.14.0-1+b5"
 KIND_DEBIAN_PACKAGES="docker.io=20.10.24+dfsg1-1+deb12u1+b6 debootstrap=1.0.128+nmu2+deb12u2"
 . scripts/go-env.sh
 
@@ -62,7 +64,7 @@ install_cluster_toolchain() {
     # shellcheck disable=SC2086
     install_debian_packages $DEBIAN_PACKAGES $KIND_DEBIAN_PACKAGES
   else
-    for tool in containerd ctr runc busybox docker debootstrap; do
+    for tool in containerd ctr runc busybox docker debootstrap restic; do
       command -v "$tool" >/dev/null 2>&1 || log "warning: $tool is missing (on Debian 12 these are installed, pinned: $DEBIAN_PACKAGES $KIND_DEBIAN_PACKAGES)"
     done
   fi

@@ -17,10 +17,32 @@ import { ArtifactFile } from './artifact-file.ts';
 import { Digest } from './digest.ts';
 import { beforeAckFor, consumerStallFor, type CopyFault } from './faults.ts';
 import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
+import { ArchivedFiles } from './archived-files.ts';
+import { CopyStderr, PathTally, RECENT_FILES_BEGIN, RECENT_FILES_END, type PathSummary } from './copy-stderr.ts';
 import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
-import { UnreadablePaths, type UnreadableSummary } from './unreadable.ts';
 
-export const TAR_COMMAND = ['tar', '-c', '-f', '-', '-C', DATA_MOUNT_PATH, '.'];
+/**
+ * tar of the claim, then, on stderr between two marker lines, the regular files modified since tar
+ * began, as `<mtime> <size> <path>`: busybox tar reads a file once, with the size its header gave,
+ * and never looks again, so the client compares this listing with the headers it received
+ * (archived-files.ts). -mmin counts whole minutes, so find looks a minute further back and awk keeps
+ * what is not older than tar's start. A helper without date, find, stat or awk lists nothing, and
+ * the exit status is always tar's.
+ */
+export function copyScript(root: string): string {
+  return [
+    't0=$(date +%s 2>/dev/null)',
+    `tar -c -f - -C ${root} .; s=$?`,
+    'if [ -n "$t0" ] && command -v find >/dev/null && command -v stat >/dev/null && command -v awk >/dev/null; then',
+    '  m=$(( ($(date +%s) - t0) / 60 + 2 ))',
+    `  echo ${RECENT_FILES_BEGIN} >&2`,
+    `  (cd ${root} && find . -type f -mmin -"$m" -exec stat -c '%Y %s %n' -- {} + 2>/dev/null | awk -v t0="$t0" '$1 >= t0') >&2`,
+    `  echo ${RECENT_FILES_END} >&2`,
+    'fi',
+    'exit $s',
+  ].join('\n');
+}
+export const TAR_COMMAND = ['sh', '-c', copyScript(DATA_MOUNT_PATH)];
 /** A Block claim's device, read whole in 1 MiB blocks (dd's record counts on stderr are ignored). */
 export const IMAGE_COMMAND = ['dd', `if=${DATA_DEVICE_PATH}`, 'bs=1048576'];
 
@@ -44,7 +66,13 @@ export interface CopyResult {
   /** sha256 of the artifact file as written. */
   sha256: string;
   /** Paths tar could not read (a helper running as the workload's user): the archive lacks them. */
-  unreadable: UnreadableSummary;
+  unreadable: PathSummary;
+  /** Paths that vanished between tar's listing and its read: they no longer exist, so are not archived. */
+  vanished: PathSummary;
+  /** Files that changed while the copy ran (after tar wrote their header): archived as tar read them. */
+  changed: PathSummary;
+  /** What else the copy noticed and the result should say (a device that shrank while it was read). */
+  notes: string[];
 }
 
 export interface CopyRequest {
@@ -69,7 +97,17 @@ export interface CopyRequest {
 export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   const image = request.deviceBytes !== undefined;
   // A tar stream is checked entry by entry; a device image is hashed raw and counted.
-  const checker = image ? new Digest() : new TarStreamCheck();
+  const archived = new ArchivedFiles();
+  /** The entry tar was writing when its stream ended: the file that shrank under busybox tar. */
+  let lastEntry = '';
+  const checker = image
+    ? new Digest()
+    : new TarStreamCheck({
+        onEntry: (entry) => {
+          lastEntry = entry.name.toString('utf8');
+          if (entry.type === 'file') archived.add(entry.name, entry.size, entry.mtime);
+        },
+      });
   const contentBytes = () => (checker instanceof Digest ? checker.bytes : checker.summary.bytes);
   const digest = new Digest();
   if (request.onBytes) {
@@ -78,7 +116,7 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   const compress = compressor(request.compression);
   // Synced before it finishes, so the rename publishes durable bytes.
   const file = new ArtifactFile(request.partialPath);
-  const unreadable = new UnreadablePaths();
+  const stderr = new CopyStderr();
   const stall = consumerStallFor(request.fault);
   const transforms: Transform[] = [...(stall ? [stall] : []), checker, ...(compress ? [compress] : []), digest];
   // The exec's output (gathered into blocks, with slack, by acked-exec's splitter) enters here.
@@ -105,7 +143,7 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
       container: HELPER_CONTAINER,
       command: image ? IMAGE_COMMAND : TAR_COMMAND,
       stdout: intake,
-      onStderr: (chunk) => unreadable.push(chunk),
+      onStderr: (chunk) => stderr.push(chunk),
       signal: execSignal,
       ackTimeoutSeconds: request.ackTimeoutSeconds,
       beforeAck: beforeAckFor(request.fault, request.attempt ?? 1),
@@ -120,11 +158,17 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
       // The wrapper ended without running tar to its end (no sh in the image, say).
       return fail(new CopyStageError(describeExecFailure('the copy command in the helper pod', outcome)));
     }
-    unreadable.end();
-    // tar exits 1 after skipping what it could not read, the archive otherwise whole: the caller decides.
-    const partial = outcome.commandExitCode === 1 && unreadable.onlyRefusals;
-    if (outcome.commandExitCode !== undefined && outcome.commandExitCode !== 0 && !partial) {
-      return fail(new CopyStageError(describeExecFailure(`${image ? 'dd' : 'tar'} in the helper pod`, { ...outcome, exitCode: outcome.commandExitCode })));
+    stderr.end();
+    if (stderr.shortRead) {
+      // Worth another try: the file is unlikely to shrink again at the very moment tar reads it.
+      const file = lastEntry ? ` (${lastEntry.replace(/^\.\//, '')})` : '';
+      return fail(new CopyStageError(`a file shrank while busybox tar read it${file}, and tar stops there: the archive is cut`, { retryable: !request.signal?.aborted }));
+    }
+    // tar exits 1 after skipping paths it could not read or that vanished, the archive otherwise whole.
+    const pathsOnly = outcome.commandExitCode === 1 && stderr.onlyPathComplaints;
+    if (outcome.commandExitCode !== undefined && outcome.commandExitCode !== 0 && !pathsOnly) {
+      const described = { ...outcome, exitCode: outcome.commandExitCode, stderr: image ? outcome.stderr : stderr.complaintText };
+      return fail(new CopyStageError(describeExecFailure(`${image ? 'dd' : 'tar'} in the helper pod`, described)));
     }
     if (outcome.exitCode === ACK_TIMEOUT_EXIT_CODE) {
       return fail(new CopyStageError(`the helper pod gave up waiting for this client's acknowledgement: ${outcome.stderr}`));
@@ -137,17 +181,39 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
     throw new CopyStageError(`writing the artifact failed: ${(error as Error).message}`, { cause: error });
   }
   const result = { bytes: digest.bytes, sha256: digest.hash.digest('hex') };
+  const none = new PathTally().summary;
   if (checker instanceof Digest) {
+    const notes: string[] = [];
     if (checker.bytes !== request.deviceBytes) {
-      throw new CopyStageError(`the device image ended after ${checker.bytes} of ${request.deviceBytes} bytes (truncated)`, { retryable: true });
+      // dd reads to the device's end: an image of another length is whole if the device now has that length.
+      const now = await measureDeviceBytes(request.kubeConfig, request.namespace, request.pod, request.signal).catch(() => undefined);
+      if (now !== checker.bytes) {
+        throw new CopyStageError(`the device image ended after ${checker.bytes} of ${request.deviceBytes} bytes (truncated)`, { retryable: true });
+      }
+      notes.push(`the device ${now < request.deviceBytes! ? 'shrank' : 'grew'} from ${request.deviceBytes} to ${now} bytes while it was read; the image holds all ${now}`);
     }
     const tar: TarSummary = { bytes: checker.bytes, entries: 0, regularFiles: 0, directories: 0, contentBytes: checker.bytes, complete: true };
-    return { ...result, tar, imageSha256: checker.hash.digest('hex'), unreadable: { count: 0, sample: [] } };
+    return { ...result, tar, imageSha256: checker.hash.digest('hex'), unreadable: none, vanished: none, changed: none, notes };
   }
   if (!checker.summary.complete) {
     throw new CopyStageError(`the tar stream ended after ${checker.summary.bytes} bytes without its end-of-archive marker (truncated)`, { retryable: true });
   }
-  return { ...result, tar: checker.summary, imageSha256: null, unreadable: unreadable.summary };
+  return { ...result, tar: checker.summary, imageSha256: null, unreadable: stderr.unreadable.summary, vanished: stderr.vanished.summary, changed: changedFiles(stderr, archived), notes: [] };
+}
+
+/**
+ * The files tar reported changing, and those the helper saw modified since tar began whose size or
+ * mtime is not what their header said. Files archived as they are now, or not archived at all
+ * (created behind tar's walk), are not changes to this backup.
+ */
+function changedFiles(stderr: CopyStderr, archived: ArchivedFiles): PathSummary {
+  const paths = new Set(stderr.changedByTar);
+  for (const file of stderr.recentFiles) {
+    if (archived.compare(file.name, file.size, file.mtime) === 'changed') paths.add(file.name.toString('utf8'));
+  }
+  const changed = new PathTally();
+  for (const path of paths) changed.add(path);
+  return changed.summary;
 }
 
 /** The claim's disk usage as `du` sees it, in bytes: the progress display's (approximate) total. */

@@ -18,7 +18,7 @@ import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, StageFailure } from './stage-failure.ts';
 import { deleteHelperPod, placementFor, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
 import { describeIdentity } from './helper-identity.ts';
-import { describeUnreadable, type UnreadableSummary } from './unreadable.ts';
+import { describeChanged, describeUnreadable, describeVanished, type PathSummary } from './copy-stderr.ts';
 
 export type BackupStage = 'discovery' | 'helper-pod' | 'copy' | 'finalize' | 'done';
 export type BackupOutcome = 'succeeded' | 'failed' | 'interrupted';
@@ -55,7 +55,11 @@ export interface BackupResult {
   /** Where the helper was placed, and why. */
   placement: string | null;
   /** Paths left out because the helper could not read them (a partial backup, or why it failed). */
-  unreadable?: UnreadableSummary | undefined;
+  unreadable?: PathSummary | undefined;
+  /** Paths that vanished while the backup ran (renamed or deleted by an application): not in the backup. */
+  vanished?: PathSummary | undefined;
+  /** Files that changed while the backup ran: archived as tar read them. */
+  changed?: PathSummary | undefined;
   pv: string | null;
   storageClass: string | null;
   capacity: string | null;
@@ -194,6 +198,8 @@ export class BackupManager {
       volumeMode: null,
       runAs: null,
       unreadable: null,
+      vanished: null,
+      changed: null,
       contentSha256: null,
       pluginVersion,
       prunedAt: null,
@@ -234,9 +240,13 @@ export class BackupManager {
     let artifact: BackupArtifact | undefined;
     let cleanupProblem: string | undefined;
     let retriedBecause: string[] = [];
-    let unreadable: UnreadableSummary | undefined;
+    let unreadable: PathSummary | undefined;
     /** What the helper could not read, in words: the failure's reason, or a kept partial backup's note. */
     let unreadableText: string | undefined;
+    let vanished: PathSummary | undefined;
+    let changed: PathSummary | undefined;
+    /** What a successful backup should still tell: paths that vanished or changed, a device that shrank. */
+    let copyNotes: string[] = [];
     try {
       if (failure) throw failure;
       stage = 'copy';
@@ -247,6 +257,12 @@ export class BackupManager {
       const deviceBytes = image ? await measureDeviceBytes(this.client.credentials.kubeConfig, target.namespace, helperPod!, signal) : undefined;
       const copied = await this.copyWithRetries({ target, pod: helperPod!, partial, record, progress, deviceBytes });
       retriedBecause = copied.retriedBecause;
+      // Not failures: a path that no longer exists cannot be backed up, and a change is kept as read.
+      if (copied.vanished.count > 0) vanished = copied.vanished;
+      if (copied.changed.count > 0) changed = copied.changed;
+      record.vanished = copied.vanished.count;
+      record.changed = copied.changed.count;
+      copyNotes = [...(vanished ? [describeVanished(vanished)] : []), ...(changed ? [describeChanged(changed)] : []), ...copied.notes];
       if (copied.unreadable.count > 0) {
         unreadable = copied.unreadable;
         record.unreadable = unreadable.count;
@@ -288,7 +304,8 @@ export class BackupManager {
     const finished = new Date();
     const status: BackupOutcome = failure ? (signal?.aborted ? 'interrupted' : 'failed') : 'succeeded';
     const retried = retriedBecause.length ? ` (${record.attempts} attempts; ${retriedBecause.join('; ')})` : '';
-    const partialNote = unreadableText && !failure ? ` (partial: ${unreadableText})` : '';
+    const notes = [...(unreadableText ? [`partial: ${unreadableText}`] : []), ...copyNotes];
+    const partialNote = notes.length && !failure ? ` (${notes.join('; ')})` : '';
     const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${artifact!.path}${partialNote}${retried}`;
     const message = cleanupProblem ? `${outcome}; ${cleanupProblem}` : outcome;
     await this.catalog.updateBackup(id, {
@@ -301,6 +318,8 @@ export class BackupManager {
       volumeMode: record.volumeMode,
       runAs: record.runAs,
       unreadable: record.unreadable,
+      vanished: record.vanished,
+      changed: record.changed,
       contentSha256: artifact?.imageSha256 ?? null,
       finishedAt: finished.toISOString(),
       status,
@@ -325,6 +344,8 @@ export class BackupManager {
       runAs: record.runAs,
       placement: flight.placement,
       ...(unreadable ? { unreadable } : {}),
+      ...(vanished ? { vanished } : {}),
+      ...(changed ? { changed } : {}),
       pv: record.pv,
       storageClass: record.storageClass,
       capacity: record.capacity,

@@ -173,7 +173,11 @@ async function runInHelper(client: KubeClient, namespace: string, pod: string, c
 }
 
 const FIRST_ENTRY = `find ${DATA_MOUNT_PATH} -mindepth 1 -maxdepth 1 ! -name lost+found | head -n 1`;
-const EMPTY_CLAIM = `find ${DATA_MOUNT_PATH} -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf -- {} +`;
+/**
+ * Judged by its result, not by find's status: an entry that vanishes while it is removed (a pod
+ * pinned beside the restore still writing) is as good as removed, and anything left is named.
+ */
+const EMPTY_CLAIM = `find ${DATA_MOUNT_PATH} -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf -- {} + 2>/dev/null; left=$(${FIRST_ENTRY}); [ -z "$left" ] || { echo "still there after emptying the claim: $left" >&2; exit 1; }`;
 /** Regular files (hard links once, as tar stores them) and their bytes, as `<files> <bytes>`. */
 const COUNT_FILES = `cd ${DATA_MOUNT_PATH} && find . -type f -exec stat -c '%i %s' -- {} + | awk '!seen[$1]++ { n++; s += $2 } END { printf "%.0f %.0f\\n", n, s }'`;
 

@@ -53,11 +53,21 @@ export interface TarEntry {
   size: number;
   /** Seconds since the epoch (the integer part of a fractional pax mtime). */
   mtime: number;
+  /** Nanoseconds since the epoch: a fractional pax mtime exactly, else `mtime` whole (always set by the reader). */
+  mtimeNs?: bigint;
+  /** Device numbers of character and block devices (always set by the reader, 0 for other entries). */
+  devMajor?: number;
+  devMinor?: number;
 }
 
 export interface TarStreamCheckOptions {
   /** Called once per file-system entry, in archive order; what it throws fails the stream. */
   onEntry?: (entry: TarEntry) => void;
+  /**
+   * Called with the contents of the regular file `onEntry` last reported, in pieces, padding left
+   * out; the pieces are views of the chunk being inspected, valid until the next one.
+   */
+  onData?: (data: Buffer) => void;
 }
 
 export interface TarSummary {
@@ -85,6 +95,7 @@ interface NextEntry {
   gid?: number;
   size?: number;
   mtime?: number;
+  mtimeNs?: bigint;
 }
 
 /** A metadata entry being collected: its type, where its header is, its data so far. */
@@ -149,6 +160,14 @@ function paxRecords(data: Buffer): Map<string, Buffer> {
 }
 
 /** A pax number; a fractional one (mtime) keeps its integer part. */
+/** A pax time, `seconds[.fraction]`, as nanoseconds (digits past the ninth are dropped). */
+function paxTimeNs(value: Buffer): bigint {
+  const match = /^(-?)([0-9]+)(?:\.([0-9]*))?$/.exec(value.toString('latin1'));
+  if (!match) throw new Error(`malformed pax mtime ${JSON.stringify(value.toString('latin1'))}`);
+  const ns = BigInt(match[2]!) * 1_000_000_000n + BigInt((match[3] ?? '').slice(0, 9).padEnd(9, '0'));
+  return match[1] === '-' ? -ns : ns;
+}
+
 function paxNumber(key: string, value: Buffer): number {
   const text = value.toString('latin1');
   if (!/^-?[0-9]+(\.[0-9]*)?$/.test(text)) throw new Error(`malformed pax ${key} ${JSON.stringify(text)}`);
@@ -158,6 +177,9 @@ function paxNumber(key: string, value: Buffer): number {
 export class TarStreamCheck extends Transform {
   readonly summary: TarSummary = { bytes: 0, entries: 0, regularFiles: 0, directories: 0, contentBytes: 0, complete: false };
   private readonly onEntry: ((entry: TarEntry) => void) | undefined;
+  private readonly onData: ((data: Buffer) => void) | undefined;
+  /** Content bytes of the current regular file still to pass to onData. */
+  private contentLeft = 0;
   /** Bytes inspected so far: where the next header or data byte sits in the stream. */
   private position = 0;
   /** Header bytes collected so far when a header straddles chunks. */
@@ -172,17 +194,26 @@ export class TarStreamCheck extends Transform {
   constructor(options: TarStreamCheckOptions = {}) {
     super();
     this.onEntry = options.onEntry;
+    this.onData = options.onData;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.summary.bytes += chunk.length;
     try {
-      this.inspect(chunk);
+      this.feed(chunk);
     } catch (error) {
       callback(error as Error);
       return;
     }
     callback(null, chunk);
+  }
+
+  /**
+   * Inspects the next chunk of the stream synchronously, calling onEntry and onData as it goes, for a
+   * consumer that reads the tar itself rather than piping it through.
+   */
+  feed(chunk: Buffer): void {
+    this.summary.bytes += chunk.length;
+    this.inspect(chunk);
   }
 
   private inspect(chunk: Buffer): void {
@@ -194,6 +225,11 @@ export class TarStreamCheck extends Transform {
         this.position += data.length;
         this.skip -= data.length;
         if (this.metadata) this.collect(this.metadata, data);
+        else if (this.contentLeft > 0) {
+          const content = data.subarray(0, this.contentLeft);
+          this.contentLeft -= content.length;
+          this.onData?.(content);
+        }
         continue;
       }
       const needed = BLOCK - this.pending.length;
@@ -237,6 +273,7 @@ export class TarStreamCheck extends Transform {
       this.summary.contentBytes += size;
     }
     const entry = this.entry(header, type, hasData ? size : 0);
+    this.contentLeft = entry.type === 'file' ? entry.size : 0;
     this.onEntry?.(entry);
   }
 
@@ -257,6 +294,7 @@ export class TarStreamCheck extends Transform {
     if (entryType === 'file' && name.at(-1) === 0x2f) {
       throw this.headerError('it is a regular file whose name ends in "/", which GNU tar and some busybox builds extract as a directory');
     }
+    const mtime = next.mtime ?? this.number(header, 136, 12, 'mtime');
     return {
       name,
       linkName: entryType === 'symlink' || entryType === 'hardlink' ? linkName : Buffer.alloc(0),
@@ -265,7 +303,10 @@ export class TarStreamCheck extends Transform {
       uid: next.uid ?? this.number(header, 108, 8, 'uid'),
       gid: next.gid ?? this.number(header, 116, 8, 'gid'),
       size,
-      mtime: next.mtime ?? this.number(header, 136, 12, 'mtime'),
+      mtime,
+      mtimeNs: next.mtimeNs ?? BigInt(mtime) * 1_000_000_000n,
+      devMajor: entryType === 'char-device' || entryType === 'block-device' ? this.number(header, 329, 8, 'devmajor') : 0,
+      devMinor: entryType === 'char-device' || entryType === 'block-device' ? this.number(header, 337, 8, 'devminor') : 0,
     };
   }
 
@@ -301,6 +342,7 @@ export class TarStreamCheck extends Transform {
       if (key === 'path') next.name = cString(value);
       else if (key === 'linkpath') next.paxLinkPath = cString(value);
       else if (key === 'uid' || key === 'gid' || key === 'size' || key === 'mtime') next[key] = paxNumber(key, value);
+      if (key === 'mtime') next.mtimeNs = paxTimeNs(value);
     }
   }
 }

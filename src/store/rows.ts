@@ -43,6 +43,10 @@ export interface BackupRecord {
   runAs: string | null;
   /** Paths the helper could not read, left out of a partial backup (--allow-partial). */
   unreadable: number | null;
+  /** Paths that vanished while the backup ran (null before schema 6). */
+  vanished: number | null;
+  /** Files that changed while the backup ran, archived as read (null before schema 6). */
+  changed: number | null;
   /** sha256 of the uncompressed content: the raw device image of a Block backup. */
   contentSha256: string | null;
   pluginVersion: string;
@@ -136,6 +140,8 @@ export const BACKUPS: Table<BackupRecord> = {
     volumeMode: 'volume_mode',
     runAs: 'run_as',
     unreadable: 'unreadable',
+    vanished: 'vanished',
+    changed: 'changed',
     contentSha256: 'content_sha256',
     pluginVersion: 'plugin_version',
   },

@@ -66,6 +66,8 @@ export const MIGRATIONS: readonly string[] = [
    ALTER TABLE restores ADD COLUMN run_as TEXT;`,
   // Newest first is how backups are listed: with this index a page of them is read, not the whole table sorted.
   `CREATE INDEX backups_by_start ON backups (started_at, id);`,
+  `ALTER TABLE backups ADD COLUMN vanished INTEGER;
+   ALTER TABLE backups ADD COLUMN changed INTEGER;`,
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;

@@ -187,7 +187,7 @@ test('a read waits for the writes before it, and every save advances the change 
   t.is(sqlite(file, 'PRAGMA integrity_check;'), 'ok');
 });
 
-test('a catalog at schema version 4 gains the index that lists backups newest first, keeping its rows', async (t) => {
+test('a catalog at schema version 4 gains the index that lists backups newest first and the counts of paths that vanished or changed, keeping its rows', async (t) => {
   const file = catalogFile(t);
   sqlite(file, `${MIGRATIONS.slice(0, 4).join('\n')}
     INSERT INTO backups (id, namespace, pvc, started_at, status, plugin_version) VALUES ('v4-a', 'ns', 'data', '2025-01-01T00:00:00.000Z', 'succeeded', '0.1.0');
@@ -195,9 +195,12 @@ test('a catalog at schema version 4 gains the index that lists backups newest fi
     PRAGMA user_version = 4;`);
 
   const catalog = await Catalog.open(file);
-  t.is(LATEST_SCHEMA_VERSION, 5);
-  t.is(sqlite(file, 'PRAGMA user_version;'), '5');
+  t.is(LATEST_SCHEMA_VERSION, 6);
+  t.is(sqlite(file, 'PRAGMA user_version;'), '6');
   t.deepEqual(ids(await catalog.listBackups()), ['v4-b', 'v4-a']);
+  t.like(await catalog.findBackup('v4-a'), { vanished: null, changed: null });
+  await catalog.updateBackup('v4-a', { vanished: 3, changed: 1 });
+  t.is(sqlite(file, "SELECT vanished, changed FROM backups WHERE id = 'v4-a';"), '3|1');
   t.regex(sqlite(file, 'EXPLAIN QUERY PLAN SELECT id FROM backups ORDER BY started_at DESC, id DESC LIMIT 50;'), /USING (COVERING )?INDEX backups_by_start/);
 });
 

@@ -52,11 +52,21 @@ export function renderResults(results: BackupResult[], format: OutputFormat): st
         formatDuration(r.durationMs),
         r.id,
         ...(wide ? [r.node ?? '-', r.runAs ?? '-', r.artifact?.sha256 ?? '-'] : []),
-        r.artifact ? `${r.artifact.path}${r.unreadable ? chalk.yellow(` (partial: ${r.unreadable.count} unreadable)`) : ''}` : r.message,
+        r.artifact ? `${r.artifact.path}${copyWarnings(r)}` : r.message,
       ]);
       return renderTable(headers, rows);
     }
   }
+}
+
+/** " (partial: 2 unreadable; 3 vanished)" after an artifact's path, in yellow; empty when the copy was clean. */
+function copyWarnings(result: BackupResult): string {
+  const parts = [
+    ...(result.unreadable ? [`partial: ${result.unreadable.count} unreadable`] : []),
+    ...(result.vanished ? [`${result.vanished.count} vanished`] : []),
+    ...(result.changed ? [`${result.changed.count} changed`] : []),
+  ];
+  return parts.length ? chalk.yellow(` (${parts.join('; ')})`) : '';
 }
 
 function validate(args: BackupArgs): void {
@@ -140,6 +150,10 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     writeResult(renderResults(results, args.output));
     for (const partial of results.filter((result) => result.status === 'succeeded' && result.unreadable)) {
       writeWarning(`${partial.namespace}/${partial.pvc} is a partial backup: ${partial.message}`);
+    }
+    // The claim was busy: the backup is good, but the user should know what it does not hold as it is now.
+    for (const busy of results.filter((result) => result.status === 'succeeded' && !result.unreadable && (result.vanished || result.changed))) {
+      writeWarning(`${busy.namespace}/${busy.pvc} changed while it was backed up: ${busy.message}`);
     }
     for (const failed of results.filter((result) => result.status === 'failed')) {
       writeError(`[${failed.errorCode ?? 'BackupFailed'}] ${failed.namespace}/${failed.pvc}: ${failed.message}`);

@@ -1,0 +1,338 @@
+/**
+ * Tar stream in, restic snapshot out. The helper pods speak tar; this turns one archive into a
+ * snapshot whose tree mirrors it: files (chunked like restic, so the same file gives the same blobs),
+ * directories (empty ones too), symlinks, hard links, fifos and devices, with modes, owners and
+ * mtimes. The archive's root becomes the last component of the snapshot's path (`/data/<pvc>`), under
+ * directories made up for the rest of the path, as `restic backup /data/<pvc>` records it.
+ *
+ * Memory: tar walks depth-first, and so does this. Only the directories on the path to the current
+ * entry are open, each holding its nodes; a directory's tree blob is saved when tar leaves it. What
+ * is held is (depth x entries of one directory) nodes, one chunk (at most 8 MiB) and one pack per
+ * blob type, whatever the archive's size.
+ *
+ * Hard links: a tar stream names the earlier path a link points to, but says nothing when it writes
+ * that first name, and no inode numbers. The first name is written as a plain file; when a link to it
+ * comes, its node is looked up through the trees (bounded memory), marked `links: 2` with an inode
+ * number made up for the archive, and the trees above it that are already saved are saved again
+ * (the old tree blobs stay unreferenced until a prune). Every name of the file then records links 2
+ * and that inode: restic's restorer links names with the same inode when links > 1. The true link
+ * count is not known without a second pass, so it is recorded as 2.
+ */
+import { TarStreamCheck, type TarEntry } from '../backup/tar-stream.ts';
+import { Chunker } from './chunker.ts';
+import type { Repository } from './repository.ts';
+import { newSnapshot, type Snapshot } from './snapshot.ts';
+import { formatTime, nowNs } from './time.ts';
+import { goQuote, toGoFileMode, type Node } from './tree.ts';
+
+export interface ArchiveOptions {
+  /** The snapshot's path, e.g. `/data/<pvc>` (k8up's convention). */
+  path: string;
+  /** The snapshot's hostname: the namespace, as k8up records it. */
+  hostname: string;
+  tags?: string[];
+  parent?: string;
+  /** The snapshot's time (ns), also the mtime of directories made up for the path above the archive's root. */
+  time?: bigint;
+  programVersion?: string;
+}
+
+export interface ArchiveResult {
+  snapshotId: string;
+  snapshot: Snapshot;
+  files: number;
+  dirs: number;
+  bytes: number;
+}
+
+export class ArchiveError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ArchiveError';
+  }
+}
+
+interface Frame {
+  name: Buffer;
+  /** The directory's own node, without subtree, once its tar entry is seen (else made up). */
+  self: Node | undefined;
+  nodes: Node[];
+}
+
+interface OpenFile {
+  node: Node;
+  chunker: Chunker;
+  pieces: Buffer[];
+  pieceBytes: number;
+  left: number;
+}
+
+type Event = { kind: 'entry'; entry: TarEntry } | { kind: 'data'; data: Buffer };
+
+const SLASH = 0x2f;
+
+/** The entry's path as components, `.` and empty ones dropped; `..` refused. */
+function components(name: Buffer): Buffer[] {
+  const parts: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i <= name.length; i++) {
+    if (i === name.length || name[i] === SLASH) {
+      const part = name.subarray(start, i);
+      start = i + 1;
+      if (part.length === 0 || (part.length === 1 && part[0] === 0x2e)) continue;
+      if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e) throw new ArchiveError(`tar entry ${JSON.stringify(goQuote(name))} has a ".." component`);
+      parts.push(Buffer.from(part));
+    }
+  }
+  return parts;
+}
+
+function madeUpDir(name: Buffer, time: bigint): Node {
+  return { name, type: 'dir', mode: toGoFileMode('dir', 0o755), mtime: time, atime: time, ctime: time, uid: 0, gid: 0 };
+}
+
+export class TarArchiver {
+  private readonly repo: Repository;
+  private readonly stack: Frame[] = [];
+  private file: OpenFile | undefined;
+  private readonly time: bigint;
+  private nextInode = 1;
+  private files = 0;
+  private dirs = 0;
+  private bytes = 0;
+
+  constructor(repo: Repository, time: bigint) {
+    this.repo = repo;
+    this.time = time;
+    this.stack.push({ name: Buffer.alloc(0), self: undefined, nodes: [] });
+  }
+
+  async entry(entry: TarEntry): Promise<void> {
+    if (this.file) throw new ArchiveError('tar entry started before the previous file ended');
+    const path = components(entry.name);
+    const mtime = entry.mtimeNs ?? BigInt(entry.mtime) * 1_000_000_000n;
+    const base = { mtime, atime: mtime, ctime: mtime, uid: entry.uid, gid: entry.gid };
+    if (path.length === 0) {
+      if (entry.type !== 'directory') throw new ArchiveError(`tar entry ${JSON.stringify(goQuote(entry.name))} is the archive's root but not a directory`);
+      await this.closeTo(0);
+      this.stack[0]!.self = { name: Buffer.alloc(0), type: 'dir', mode: toGoFileMode('dir', entry.mode), ...base };
+      return;
+    }
+    const name = path.at(-1)!;
+    if (entry.type === 'directory') {
+      // Opened, or reopened when tar already went through it without announcing it.
+      this.dirs += 1;
+      await this.openParents(path);
+      this.stack.at(-1)!.self = { name, type: 'dir', mode: toGoFileMode('dir', entry.mode), ...base };
+      return;
+    }
+    await this.openParents(path.slice(0, -1));
+    const parent = this.stack.at(-1)!;
+    switch (entry.type) {
+      case 'file': {
+        this.files += 1;
+        const node: Node = { name, type: 'file', mode: toGoFileMode('file', entry.mode), ...base, size: entry.size, links: 1, content: [] };
+        parent.nodes.push(node);
+        if (entry.size > 0) this.file = { node, chunker: new Chunker(this.repo.config.chunkerPolynomial), pieces: [], pieceBytes: 0, left: entry.size };
+        return;
+      }
+      case 'symlink':
+        parent.nodes.push({ name, type: 'symlink', mode: toGoFileMode('symlink', 0o777), ...base, linkTarget: Buffer.from(entry.linkName) });
+        return;
+      case 'hardlink': {
+        this.files += 1;
+        const target = await this.linkTarget(components(entry.linkName), entry.linkName);
+        parent.nodes.push({ ...target, name, mode: toGoFileMode('file', entry.mode), ...base });
+        return;
+      }
+      case 'fifo':
+        parent.nodes.push({ name, type: 'fifo', mode: toGoFileMode('fifo', entry.mode), ...base });
+        return;
+      case 'char-device':
+      case 'block-device': {
+        const type = entry.type === 'char-device' ? 'chardev' : 'dev';
+        const major = entry.devMajor ?? 0;
+        const minor = entry.devMinor ?? 0;
+        // Linux's makedev, as st_rdev holds it.
+        const device = (minor & 0xff) + (major & 0xfff) * 2 ** 8 + Math.floor(minor / 256) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 32;
+        parent.nodes.push({ name, type, mode: toGoFileMode(type, entry.mode), ...base, device });
+        return;
+      }
+      default:
+        throw new ArchiveError(`tar entry ${JSON.stringify(goQuote(entry.name))} has a type this archiver does not know`);
+    }
+  }
+
+  async data(data: Buffer): Promise<void> {
+    const file = this.file;
+    if (!file) throw new ArchiveError('file data outside a file entry');
+    const cuts = file.chunker.push(data);
+    let start = 0;
+    for (const cut of cuts) {
+      file.pieces.push(data.subarray(start, cut));
+      await this.saveChunk(file);
+      start = cut;
+    }
+    if (start < data.length) {
+      // Copied: the caller's buffer is reused once this returns.
+      file.pieces.push(Buffer.from(data.subarray(start)));
+      file.pieceBytes += data.length - start;
+    }
+    file.left -= data.length;
+    this.bytes += data.length;
+    if (file.left === 0) {
+      if (file.pieces.length > 0) await this.saveChunk(file);
+      this.file = undefined;
+    }
+  }
+
+  private async saveChunk(file: OpenFile): Promise<void> {
+    const chunk = file.pieces.length === 1 ? file.pieces[0]! : Buffer.concat(file.pieces);
+    file.pieces = [];
+    file.pieceBytes = 0;
+    const { id } = await this.repo.saveBlob('data', chunk);
+    file.node.content!.push(id);
+  }
+
+  /** Makes the open directories exactly the root and `path`: closes what tar has left, opens (made-up) parents it skipped. */
+  private async openParents(path: Buffer[]): Promise<void> {
+    let common = 0;
+    while (common < path.length && common + 1 < this.stack.length && this.stack[common + 1]!.name.equals(path[common]!)) common += 1;
+    await this.closeTo(common);
+    for (let i = common; i < path.length; i++) {
+      const name = path[i]!;
+      const parent = this.stack.at(-1)!;
+      // A directory tar already left, or one it has not announced: reopen it by its saved tree.
+      const index = parent.nodes.findIndex((n) => n.name.equals(name));
+      if (index >= 0) {
+        const existing = parent.nodes[index]!;
+        if (existing.type !== 'dir') throw new ArchiveError(`tar entry below ${JSON.stringify(goQuote(name))}, which is not a directory`);
+        parent.nodes.splice(index, 1);
+        const nodes = existing.subtree ? await this.repo.loadTree(existing.subtree) : [];
+        const { subtree: _subtree, ...self } = existing;
+        this.stack.push({ name, self, nodes });
+      } else {
+        this.stack.push({ name, self: undefined, nodes: [] });
+      }
+    }
+  }
+
+  /** Saves and closes open directories until `depth` + 1 remain open (the root is depth 0). */
+  private async closeTo(depth: number): Promise<void> {
+    while (this.stack.length > depth + 1) {
+      const frame = this.stack.pop()!;
+      const subtree = await this.repo.saveTree(frame.nodes);
+      const self = frame.self ?? madeUpDir(frame.name, this.time);
+      this.stack.at(-1)!.nodes.push({ ...self, name: frame.name, subtree });
+    }
+  }
+
+  /** The node of the file a hard link names, marked as hard-linked (saved trees above it rewritten). */
+  private async linkTarget(path: Buffer[], raw: Buffer): Promise<Node> {
+    const fail = (why: string) => new ArchiveError(`hard link to ${JSON.stringify(goQuote(raw))}: ${why}`);
+    if (path.length === 0) throw fail('no such file earlier in the archive');
+    // The deepest open directory on the target's path.
+    let depth = 0;
+    while (depth + 1 < this.stack.length && depth < path.length - 1 && this.stack[depth + 1]!.name.equals(path[depth]!)) depth += 1;
+    const mark = (node: Node): Node => {
+      if (node.type !== 'file') throw fail('not a regular file');
+      if (!node.links || node.links < 2 || node.inode === undefined) {
+        node.links = 2;
+        node.inode = this.nextInode++;
+      }
+      return node;
+    };
+    let found: Node | undefined;
+    const rewrite = async (nodes: Node[], rest: Buffer[]): Promise<void> => {
+      const node = nodes.find((n) => n.name.equals(rest[0]!));
+      if (!node) throw fail('no such file earlier in the archive');
+      if (rest.length === 1) {
+        found = mark(node);
+        return;
+      }
+      if (node.type !== 'dir' || !node.subtree) throw fail(`${JSON.stringify(goQuote(rest[0]!))} is not a directory`);
+      const children = await this.repo.loadTree(node.subtree);
+      await rewrite(children, rest.slice(1));
+      // Unchanged, the tree has the same ID and is not stored again.
+      node.subtree = await this.repo.saveTree(children);
+    };
+    await rewrite(this.stack[depth]!.nodes, path.slice(depth));
+    const { name: _name, ...target } = found!;
+    return { ...target, name: Buffer.alloc(0), content: [...(target.content ?? [])] };
+  }
+
+  /** Closes every directory and returns the root tree of the snapshot, `path`'s directories above the archive's root. */
+  async finish(snapshotPath: string): Promise<string> {
+    if (this.file) throw new ArchiveError('the archive ended inside a file');
+    await this.closeTo(0);
+    const root = this.stack[0]!;
+    const above = snapshotPath.split('/').filter((p) => p !== '' && p !== '.');
+    if (above.length === 0) return this.repo.saveTree(root.nodes);
+    let tree = await this.repo.saveTree(root.nodes);
+    const self = root.self ?? madeUpDir(Buffer.alloc(0), this.time);
+    let node: Node = { ...self, name: Buffer.from(above.at(-1)!), subtree: tree };
+    for (let i = above.length - 2; i >= 0; i--) {
+      tree = await this.repo.saveTree([node]);
+      node = { ...madeUpDir(Buffer.from(above[i]!), this.time), subtree: tree };
+    }
+    return this.repo.saveTree([node]);
+  }
+
+  get counts(): { files: number; dirs: number; bytes: number } {
+    return { files: this.files, dirs: this.dirs, bytes: this.bytes };
+  }
+}
+
+/**
+ * Reads a whole tar stream into the repository and writes its snapshot (after the packs and the
+ * index). A stream without tar's end-of-archive marker is refused: it was cut short.
+ */
+export async function archiveTar(repo: Repository, input: AsyncIterable<Buffer | Uint8Array>, options: ArchiveOptions): Promise<ArchiveResult> {
+  const start = nowNs();
+  const time = options.time ?? start;
+  const archiver = new TarArchiver(repo, time);
+  const events: Event[] = [];
+  const checker = new TarStreamCheck({
+    onEntry: (entry) => events.push({ kind: 'entry', entry }),
+    onData: (data) => events.push({ kind: 'data', data }),
+  });
+  for await (const chunk of input) {
+    checker.feed(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    for (const event of events.splice(0)) {
+      if (event.kind === 'entry') await archiver.entry(event.entry);
+      else await archiver.data(event.data);
+    }
+  }
+  if (!checker.summary.complete) throw new ArchiveError('the tar stream ended without its end-of-archive marker: it was cut short');
+  const tree = await archiver.finish(options.path);
+  const snapshot = newSnapshot({
+    tree,
+    paths: [options.path],
+    hostname: options.hostname,
+    time,
+    ...(options.tags ? { tags: options.tags } : {}),
+    ...(options.parent ? { parent: options.parent } : {}),
+    ...(options.programVersion ? { programVersion: options.programVersion } : {}),
+  });
+  const counts = archiver.counts;
+  await repo.flush();
+  const end = nowNs();
+  snapshot.summary = {
+    backup_start: formatTime(start),
+    backup_end: formatTime(end),
+    files_new: counts.files,
+    files_changed: 0,
+    files_unmodified: 0,
+    dirs_new: counts.dirs,
+    dirs_changed: 0,
+    dirs_unmodified: 0,
+    data_blobs: repo.stats.dataBlobs,
+    tree_blobs: repo.stats.treeBlobs,
+    data_added: repo.stats.dataAdded,
+    data_added_packed: repo.stats.dataAddedPacked,
+    total_files_processed: counts.files,
+    total_bytes_processed: counts.bytes,
+  };
+  const snapshotId = await repo.saveSnapshot(snapshot);
+  return { snapshotId, snapshot, ...counts };
+}

@@ -1,0 +1,270 @@
+/**
+ * A restic repository (format version 2) over a backend: init and open with a password, blobs saved
+ * deduplicated into packs (data and tree blobs in separate packs, zstd-compressed, ~16 MiB each),
+ * index files, snapshots, and reading all of it back.
+ *
+ * Order of writes, as restic's: packs first, then the index files that list them, then the snapshot
+ * that refers to the trees. A backup interrupted at any point leaves only packs that nothing refers
+ * to yet (which `restic check` accepts and `restic prune` removes), never a snapshot whose blobs are
+ * missing.
+ */
+import zlib from 'node:zlib';
+import { BackendNotFoundError, type Backend } from './backends/backend.ts';
+import { encodeConfig, newConfig, parseConfig, type RepositoryConfig } from './config.ts';
+import { decrypt, encrypt, randomMasterKey, sha256, type MasterKey } from './crypto.ts';
+import { encodeIndexFiles, Index, MAX_BLOBS_PER_INDEX_FILE } from './index.ts';
+import { addKey, DEFAULT_KDF, openWithPassword, type KdfParams } from './key.ts';
+import { decodeHeader, headerRange, PackWriter, type BlobType, type PackedBlob } from './pack.ts';
+import { decodeSnapshot, encodeSnapshot, snapshotTimeNs, type Snapshot, type SnapshotWithId } from './snapshot.ts';
+import { decodeTree, encodeTree, type Node } from './tree.ts';
+
+/** restic's default pack size. */
+export const PACK_SIZE = 16 * 1024 * 1024;
+
+export class RepositoryExistsError extends Error {
+  constructor(location: string) {
+    super(`repository ${location} already exists (it has a config file)`);
+    this.name = 'RepositoryExistsError';
+  }
+}
+
+export class NoRepositoryError extends Error {
+  constructor(location: string) {
+    super(`there is no repository at ${location} (no config file)`);
+    this.name = 'NoRepositoryError';
+  }
+}
+
+/** A blob's plaintext does not hash to its ID, or the index and the pack disagree. */
+export class BlobCorruptedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BlobCorruptedError';
+  }
+}
+
+export interface RepositoryOptions {
+  /** Compress blobs and unpacked files (version 2 only); restic's --compression auto is the default. */
+  compression?: boolean;
+  packSize?: number;
+}
+
+export interface SaveStats {
+  dataBlobs: number;
+  treeBlobs: number;
+  /** Plaintext bytes of new blobs. */
+  dataAdded: number;
+  /** Bytes of new blobs as stored (compressed, encrypted). */
+  dataAddedPacked: number;
+}
+
+const ZSTD_OPTIONS = {
+  params: {
+    [zlib.constants.ZSTD_c_compressionLevel]: 3,
+    // restic writes no checksum: the MAC and the blob ID already cover the data.
+    [zlib.constants.ZSTD_c_checksumFlag]: 0,
+  },
+};
+
+function compress(data: Buffer): Buffer {
+  return zlib.zstdCompressSync(data, ZSTD_OPTIONS);
+}
+
+function decompress(data: Buffer, expectedLength?: number): Buffer {
+  const out = zlib.zstdDecompressSync(data, expectedLength ? { maxOutputLength: Math.max(expectedLength, 1) } : {});
+  return out;
+}
+
+export class Repository {
+  readonly backend: Backend;
+  readonly config: RepositoryConfig;
+  readonly key: MasterKey;
+  readonly keyId: string;
+  readonly index = new Index();
+  readonly stats: SaveStats = { dataBlobs: 0, treeBlobs: 0, dataAdded: 0, dataAddedPacked: 0 };
+  private readonly compression: boolean;
+  private readonly packSize: number;
+  private readonly packers: Record<BlobType, PackWriter> = { data: new PackWriter(), tree: new PackWriter() };
+  /** Blobs in a packer not yet written: where to find their bytes. */
+  private readonly pending: Record<BlobType, Map<string, number>> = { data: new Map(), tree: new Map() };
+  /** Packs written whose index file is not yet written. */
+  private unindexed: { id: string; blobs: PackedBlob[] }[] = [];
+  private unindexedBlobs = 0;
+
+  private constructor(backend: Backend, config: RepositoryConfig, key: MasterKey, keyId: string, options: RepositoryOptions) {
+    this.backend = backend;
+    this.config = config;
+    this.key = key;
+    this.keyId = keyId;
+    this.compression = config.version >= 2 && options.compression !== false;
+    this.packSize = options.packSize ?? PACK_SIZE;
+  }
+
+  /** Creates a new repository: layout, key file, config. Refuses a location that already has a config. */
+  static async init(backend: Backend, password: string, options: RepositoryOptions & { polynomial?: bigint; kdf?: KdfParams } = {}): Promise<Repository> {
+    if (await backend.exists()) throw new RepositoryExistsError(backend.location);
+    await backend.create();
+    const master = randomMasterKey();
+    const config = newConfig(options.polynomial);
+    const keyId = await addKey(backend, master, password, options.kdf ?? DEFAULT_KDF);
+    await backend.write('config', 'config', encrypt(master, encodeConfig(config)));
+    return new Repository(backend, config, master, keyId, options);
+  }
+
+  /** Opens with a password (WrongPasswordError when no key file opens), then reads and checks the config. */
+  static async open(backend: Backend, password: string, options: RepositoryOptions = {}): Promise<Repository> {
+    if (!(await backend.exists())) throw new NoRepositoryError(backend.location);
+    const key = await openWithPassword(backend, password);
+    const config = parseConfig(decrypt(key.master, await backend.read('config', 'config'), 'config'), backend.location);
+    const repository = new Repository(backend, config, key.master, key.id, options);
+    await repository.loadIndex();
+    return repository;
+  }
+
+  /** Adds a key file that opens this repository with another password. */
+  addKey(password: string, kdf: KdfParams = DEFAULT_KDF): Promise<string> {
+    return addKey(this.backend, this.key, password, kdf);
+  }
+
+  private async loadIndex(): Promise<void> {
+    for await (const file of this.backend.list('index')) this.index.addFile(await this.loadUnpacked('index', file.name));
+  }
+
+  /** An index, snapshot or lock file's plaintext: decrypted, decompressed when it starts with version byte 2. */
+  async loadUnpacked(type: 'index' | 'snapshots' | 'locks', id: string): Promise<Buffer> {
+    const raw = await this.backend.read(type, id);
+    if (sha256(raw).toString('hex') !== id) throw new BlobCorruptedError(`${type}/${id} does not hash to its name: the file is damaged`);
+    const plaintext = decrypt(this.key, raw, `${type}/${id}`);
+    if (this.config.version < 2 || plaintext.length === 0 || plaintext[0] === 0x7b || plaintext[0] === 0x5b) return plaintext;
+    if (plaintext[0] !== 2) throw new Error(`${type}/${id}: unsupported encoding version ${plaintext[0]}`);
+    return decompress(plaintext.subarray(1));
+  }
+
+  /** Stores an index, snapshot or lock file; its name is the SHA-256 of what is stored. */
+  async saveUnpacked(type: 'index' | 'snapshots' | 'locks', plaintext: Buffer): Promise<string> {
+    const body = this.compression ? Buffer.concat([Buffer.from([2]), compress(plaintext)]) : plaintext;
+    const sealed = encrypt(this.key, body);
+    const id = sha256(sealed).toString('hex');
+    await this.backend.write(type, id, sealed);
+    return id;
+  }
+
+  hasBlob(type: BlobType, id: string): boolean {
+    return this.index.has(type, id) || this.pending[type].has(id);
+  }
+
+  /** Saves a blob unless the repository has it; returns its ID and whether it was new. */
+  async saveBlob(type: BlobType, plaintext: Buffer): Promise<{ id: string; added: boolean }> {
+    const id = sha256(plaintext).toString('hex');
+    if (this.hasBlob(type, id)) return { id, added: false };
+    let stored = plaintext;
+    let uncompressedLength: number | undefined;
+    if (this.compression && plaintext.length > 0) {
+      const compressed = compress(plaintext);
+      if (compressed.length < plaintext.length) {
+        stored = compressed;
+        uncompressedLength = plaintext.length;
+      }
+    }
+    const sealed = encrypt(this.key, stored);
+    const packer = this.packers[type];
+    this.pending[type].set(id, packer.count);
+    packer.add(type, id, sealed, uncompressedLength);
+    if (type === 'data') this.stats.dataBlobs += 1;
+    else this.stats.treeBlobs += 1;
+    this.stats.dataAdded += plaintext.length;
+    this.stats.dataAddedPacked += sealed.length;
+    if (packer.length >= this.packSize) await this.writePack(type);
+    return { id, added: true };
+  }
+
+  private async writePack(type: BlobType): Promise<void> {
+    const packer = this.packers[type];
+    if (packer.count === 0) return;
+    const pack = packer.finish(this.key);
+    await this.backend.write('data', pack.id, pack.bytes);
+    this.packers[type] = new PackWriter();
+    this.index.addPack(pack.id, pack.blobs);
+    this.pending[type].clear();
+    this.unindexed.push({ id: pack.id, blobs: pack.blobs });
+    this.unindexedBlobs += pack.blobs.length;
+    if (this.unindexedBlobs >= MAX_BLOBS_PER_INDEX_FILE) await this.writeIndex();
+  }
+
+  private async writeIndex(): Promise<void> {
+    for (const file of encodeIndexFiles(this.unindexed)) await this.saveUnpacked('index', file);
+    this.unindexed = [];
+    this.unindexedBlobs = 0;
+  }
+
+  /** Writes the packs in progress, then the index files for every pack written since the last flush. */
+  async flush(): Promise<void> {
+    await this.writePack('data');
+    await this.writePack('tree');
+    await this.writeIndex();
+  }
+
+  /** A blob's plaintext, checked against its ID. */
+  async loadBlob(type: BlobType, id: string): Promise<Buffer> {
+    let sealed: Buffer;
+    let uncompressedLength: number | undefined;
+    const pendingAt = this.pending[type].get(id);
+    if (pendingAt !== undefined) {
+      sealed = this.packers[type].blobBytes(pendingAt);
+      uncompressedLength = this.packers[type].blobs[pendingAt]!.uncompressedLength;
+    } else {
+      const entry = this.index.get(type, id);
+      if (!entry) throw new BackendNotFoundError(this.backend.location, 'data', `${type} blob ${id} (not in any index)`);
+      sealed = await this.backend.read('data', entry.pack, { offset: entry.offset, length: entry.length });
+      uncompressedLength = entry.uncompressedLength;
+    }
+    const stored = decrypt(this.key, sealed, `${type} blob ${id}`);
+    const plaintext = uncompressedLength ? decompress(stored, uncompressedLength) : stored;
+    if (uncompressedLength && plaintext.length !== uncompressedLength) throw new BlobCorruptedError(`${type} blob ${id}: ${plaintext.length} bytes, the index says ${uncompressedLength}`);
+    if (sha256(plaintext).toString('hex') !== id) throw new BlobCorruptedError(`${type} blob ${id} does not hash to its ID`);
+    return plaintext;
+  }
+
+  async loadTree(id: string): Promise<Node[]> {
+    return decodeTree(await this.loadBlob('tree', id));
+  }
+
+  async saveTree(nodes: Node[]): Promise<string> {
+    return (await this.saveBlob('tree', encodeTree(nodes))).id;
+  }
+
+  /** Flushes packs and index, then writes the snapshot: nothing it refers to can be missing. */
+  async saveSnapshot(snapshot: Snapshot): Promise<string> {
+    await this.flush();
+    return this.saveUnpacked('snapshots', encodeSnapshot(snapshot));
+  }
+
+  async loadSnapshot(id: string): Promise<SnapshotWithId> {
+    return decodeSnapshot(id, await this.loadUnpacked('snapshots', id));
+  }
+
+  /** Every snapshot, oldest first. */
+  async listSnapshots(): Promise<SnapshotWithId[]> {
+    const snapshots: SnapshotWithId[] = [];
+    for await (const file of this.backend.list('snapshots')) snapshots.push(await this.loadSnapshot(file.name));
+    const times = new Map(snapshots.map((s) => [s, snapshotTimeNs(s)]));
+    return snapshots.sort((a, b) => (times.get(a)! < times.get(b)! ? -1 : times.get(a)! > times.get(b)! ? 1 : 0));
+  }
+
+  /** A snapshot by its ID or a unique prefix of it. */
+  async findSnapshot(prefix: string): Promise<SnapshotWithId> {
+    const matches: string[] = [];
+    for await (const file of this.backend.list('snapshots')) if (file.name.startsWith(prefix)) matches.push(file.name);
+    if (matches.length === 0) throw new BackendNotFoundError(this.backend.location, 'snapshots', prefix);
+    if (matches.length > 1) throw new Error(`snapshot ID prefix ${prefix} is ambiguous (${matches.length} snapshots)`);
+    return this.loadSnapshot(matches[0]!);
+  }
+
+  /** The blobs a pack's own header lists (for checking a pack against the index). */
+  async readPackHeader(packId: string): Promise<PackedBlob[]> {
+    const { size } = await this.backend.stat('data', packId);
+    const lastFour = await this.backend.read('data', packId, { offset: size - 4, length: 4 });
+    const range = headerRange(packId, size, lastFour);
+    return decodeHeader(this.key, packId, await this.backend.read('data', packId, range));
+  }
+}

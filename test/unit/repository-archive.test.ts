@@ -1,0 +1,103 @@
+import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { TarStreamCheck, type TarEntry } from '../../src/backup/tar-stream.ts';
+import { endOfArchive, entryHeader, dataPadding, type TarWriteEntry } from '../../src/backup/tar-writer.ts';
+import { archiveTar, ArchiveError } from '../../src/repository/archiver.ts';
+import { LocalBackend } from '../../src/repository/backends/local.ts';
+import { Repository } from '../../src/repository/repository.ts';
+import { restoreTar } from '../../src/repository/restorer.ts';
+import { parseTime } from '../../src/repository/time.ts';
+
+/** Cheap scrypt for tests: the key format is the same, only the cost differs. */
+const KDF = { N: 1024, r: 8, p: 1 };
+
+async function repository(t: { teardown: (fn: () => void) => void }): Promise<Repository> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-repo-unit-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return Repository.init(new LocalBackend(path.join(dir, 'repo')), 'pw', { kdf: KDF });
+}
+
+const T = 1_600_000_000_123_456_789n;
+function entry(name: string, type: TarWriteEntry['type'], fields: Partial<TarWriteEntry> & { data?: string } = {}): Buffer {
+  const data = fields.data === undefined ? undefined : Buffer.from(fields.data);
+  const header = entryHeader({ name: Buffer.from(name), type, mode: 0o644, uid: 1, gid: 2, size: data?.length ?? 0, mtimeNs: T, ...fields });
+  return data ? Buffer.concat([header, data, dataPadding(data.length)]) : header;
+}
+
+async function entriesOf(stream: Readable): Promise<(TarEntry & { data: string })[]> {
+  const entries: (TarEntry & { data: string })[] = [];
+  const check = new TarStreamCheck({ onEntry: (e) => entries.push({ ...e, data: '' }), onData: (d) => (entries.at(-1)!.data += d.toString()) });
+  for await (const chunk of stream) check.feed(chunk as Buffer);
+  if (!check.summary.complete) throw new Error('incomplete tar');
+  return entries;
+}
+
+test('a tar stream in and back out: hard links to files in directories tar already left, revisited and implicit directories', async (t) => {
+  const repo = await repository(t);
+  const archive = Buffer.concat([
+    entry('./', 'directory', { mode: 0o750 }),
+    entry('./a/', 'directory', { mode: 0o755 }),
+    entry('./a/x/', 'directory', { mode: 0o700 }),
+    entry('./a/x/f', 'file', { data: 'linked content', mode: 0o4755 }),
+    entry('./b/', 'directory', { mode: 0o1777 }),
+    // a and a/x are saved by now: the link rewrites both trees.
+    entry('./b/link', 'hardlink', { linkName: Buffer.from('./a/x/f'), mode: 0o4755 }),
+    entry('./second link', 'hardlink', { linkName: Buffer.from('a/x/f'), mode: 0o4755 }),
+    // No entry for c/ or c/d/: made up.
+    entry('./c/d/file', 'file', { data: 'in an implicit directory' }),
+    entry('./sym', 'symlink', { linkName: Buffer.from([0x74, 0xff]), mode: 0o777 }),
+    entry(`./${'n'.repeat(150)}`, 'file', { data: 'long name' }),
+    endOfArchive(),
+  ]);
+  const result = await archiveTar(repo, Readable.from([archive]), { path: '/data/pvc', hostname: 'ns' });
+  t.is(result.files, 5);
+  const out = await entriesOf(restoreTar(repo, await repo.findSnapshot(result.snapshotId)));
+  t.deepEqual(
+    out.map((e) => [e.name.toString('latin1'), e.type, e.mode.toString(8), e.linkName.toString('latin1'), e.data, e.mtimeNs]),
+    [
+      ['./', 'directory', '750', '', '', T],
+      ['./a/', 'directory', '755', '', '', T],
+      ['./a/x/', 'directory', '700', '', '', T],
+      ['./a/x/f', 'file', '4755', '', 'linked content', T],
+      ['./b/', 'directory', '1777', '', '', T],
+      ['./b/link', 'hardlink', '4755', './a/x/f', '', T],
+      // Directories tar did not announce get the snapshot's time.
+      ['./c/', 'directory', '755', '', '', parseTime(result.snapshot.time)],
+      ['./c/d/', 'directory', '755', '', '', parseTime(result.snapshot.time)],
+      ['./c/d/file', 'file', '644', '', 'in an implicit directory', T],
+      [`./${'n'.repeat(150)}`, 'file', '644', '', 'long name', T],
+      ['./second link', 'hardlink', '4755', './a/x/f', '', T],
+      ['./sym', 'symlink', '777', 't\xff', '', T],
+    ],
+  );
+  // The trees rewritten for the link are the ones the snapshot uses; restic's restorer links names by inode when links > 1.
+  const pvc = (await repo.loadTree((await repo.loadTree((await repo.loadTree(result.snapshot.tree))[0]!.subtree!))[0]!.subtree!));
+  const a = await repo.loadTree(pvc.find((n) => n.name.toString() === 'a')!.subtree!);
+  const [f] = await repo.loadTree(a[0]!.subtree!);
+  const link = (await repo.loadTree(pvc.find((n) => n.name.toString() === 'b')!.subtree!))[0]!;
+  t.like(f, { links: 2, inode: 1, size: 14 });
+  t.like(link, { links: 2, inode: 1, size: 14, content: f!.content });
+});
+
+test('a stream cut short, a link to nothing and ".." are refused, and no snapshot is written', async (t) => {
+  const repo = await repository(t);
+  const file = entry('./f', 'file', { data: 'x'.repeat(1000) });
+  await t.throwsAsync(archiveTar(repo, Readable.from([file.subarray(0, 700)]), { path: '/data/p', hostname: 'n' }), { instanceOf: ArchiveError, message: /cut short/ });
+  await t.throwsAsync(archiveTar(repo, Readable.from([Buffer.concat([entry('./l', 'hardlink', { linkName: Buffer.from('./nothing') }), endOfArchive()])]), { path: '/data/p', hostname: 'n' }), {
+    message: /hard link to "\.\/nothing": no such file/,
+  });
+  await t.throwsAsync(archiveTar(repo, Readable.from([Buffer.concat([entry('./../escape', 'file', { data: '' }), endOfArchive()])]), { path: '/data/p', hostname: 'n' }), { message: /"\.\." component/ });
+  t.deepEqual(await repo.listSnapshots(), []);
+});
+
+test('the same content twice is stored once', async (t) => {
+  const repo = await repository(t);
+  const data = 'same '.repeat(10_000);
+  const result = await archiveTar(repo, Readable.from([Buffer.concat([entry('./one', 'file', { data }), entry('./two', 'file', { data }), endOfArchive()])]), { path: '/data/p', hostname: 'n' });
+  t.is(result.snapshot.summary!.data_blobs, 1);
+  // Like restic's, data_added counts tree blobs too.
+  t.true(result.snapshot.summary!.data_added < 2 * data.length);
+});

@@ -1,0 +1,69 @@
+import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BackendError, BackendNotFoundError } from '../../src/repository/backends/backend.ts';
+import { LocalBackend } from '../../src/repository/backends/local.ts';
+import { encrypt, randomMasterKey, sha256 } from '../../src/repository/crypto.ts';
+import { encodeIndexFiles, Index } from '../../src/repository/index.ts';
+import { decodeHeader, encodeHeader, headerRange, PackWriter } from '../../src/repository/pack.ts';
+
+const id = (n: number) => sha256(Buffer.from([n])).toString('hex');
+
+test('pack header entries are 37 bytes, 41 when compressed, and read back with offsets', (t) => {
+  const key = randomMasterKey();
+  const pack = new PackWriter();
+  pack.add('data', id(1), encrypt(key, Buffer.from('plain')));
+  pack.add('tree', id(2), encrypt(key, Buffer.from('compressed tree')), 1000);
+  pack.add('data', id(3), encrypt(key, Buffer.from('compressed data')), 2000);
+  t.is(encodeHeader(pack.blobs).length, 37 + 41 + 41);
+  t.deepEqual([...encodeHeader(pack.blobs)].filter((_, i) => i === 0 || i === 37 || i === 78), [0, 3, 2]);
+  const { id: packId, bytes, blobs } = pack.finish(key);
+  t.is(packId, sha256(bytes).toString('hex'));
+  const range = headerRange(packId, bytes.length, bytes.subarray(-4));
+  t.deepEqual(decodeHeader(key, packId, bytes.subarray(range.offset, range.offset + range.length)), blobs);
+  t.deepEqual(blobs.map((b) => b.offset), [0, 37, 37 + 47]);
+});
+
+test('index files list packs as restic does, uncompressed_length only when compressed, and load back', (t) => {
+  const blobs = [
+    { type: 'data' as const, id: id(1), offset: 0, length: 40 },
+    { type: 'data' as const, id: id(2), offset: 40, length: 50, uncompressedLength: 900 },
+  ];
+  const [file] = encodeIndexFiles([{ id: id(9), blobs }]);
+  t.deepEqual(JSON.parse(file!.toString()), {
+    packs: [{ id: id(9), blobs: [{ id: id(1), type: 'data', offset: 0, length: 40 }, { id: id(2), type: 'data', offset: 40, length: 50, uncompressed_length: 900 }] }],
+  });
+  const index = new Index();
+  index.addFile(file!);
+  index.addFile(Buffer.from('{"supersedes":null,"packs":[{"id":"' + id(8) + '","blobs":null}]}'));
+  t.deepEqual(index.get('data', id(2)), { type: 'data', pack: id(9), offset: 40, length: 50, uncompressedLength: 900 });
+  t.false(index.has('tree', id(1)));
+});
+
+test('the local backend: restic layout, read-only files, no overwrites, ranges, typed not-found', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-local-backend-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  const backend = new LocalBackend(path.join(root, 'repo'));
+  await backend.create();
+  t.false(await backend.exists());
+  t.is(fs.readdirSync(path.join(root, 'repo', 'data')).length, 256);
+  const name = id(1);
+  await backend.write('data', name, Buffer.from('0123456789'));
+  t.is((fs.statSync(path.join(root, 'repo', 'data', name.slice(0, 2), name)).mode & 0o777).toString(8), '400');
+  await t.throwsAsync(backend.write('data', name, Buffer.from('other')), { instanceOf: BackendError, message: /already exists/ });
+  t.is((await backend.read('data', name, { offset: 3, length: 4 })).toString(), '3456');
+  await t.throwsAsync(backend.read('data', name, { offset: 8, length: 4 }), { instanceOf: BackendError, message: /shorter than expected/ });
+  await t.throwsAsync(backend.read('snapshots', id(2)), { instanceOf: BackendNotFoundError });
+  await backend.write('locks', id(3), Buffer.from('a'));
+  await backend.write('locks', id(3), Buffer.from('b'));
+  t.is((fs.statSync(path.join(root, 'repo', 'locks', id(3))).mode & 0o777).toString(8), '600');
+  const listed = [];
+  for await (const info of backend.list('data')) listed.push(info);
+  t.deepEqual(listed, [{ name, size: 10 }]);
+  t.deepEqual(fs.readdirSync(path.join(root, 'repo', 'data', name.slice(0, 2))), [name], 'no temporary file is left');
+  await backend.remove('data', name);
+  await backend.remove('data', name);
+  await backend.write('config', 'config', Buffer.from('c'));
+  t.true(await backend.exists());
+});

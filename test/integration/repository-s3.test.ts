@@ -21,11 +21,9 @@ import { archiveTar } from '../../src/repository/archiver.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { restoreTar } from '../../src/repository/restorer.ts';
 import { pipeline } from 'node:stream/promises';
-import { CACHE_DIR } from '../cluster/paths.ts';
+import { findRestic } from '../cluster/restic.ts';
 import { type S3Server, startS3Server } from '../cluster/s3-server.ts';
 import { integrationEnabled } from './support.ts';
-
-const resticBinary = path.join(CACHE_DIR, 'restic-v0.19.1', 'bin', 'restic');
 
 interface Context {
   server: S3Server;
@@ -35,7 +33,8 @@ const test = (integrationEnabled ? anyTest.serial : anyTest.skip) as TestFn<Cont
 
 if (integrationEnabled) {
   (anyTest as TestFn<Context>).before(async (t) => {
-    if (!fs.existsSync(resticBinary)) throw new Error(`restic v0.19.1 is missing at ${resticBinary}: build it with scripts/build-repository-tools.sh`);
+    // Enabled but no restic or versitygw: fail, saying how to get them, rather than skip.
+    findRestic();
     t.context.server = await startS3Server();
     t.context.work = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-s3-it-'));
   });
@@ -443,7 +442,7 @@ test('a server bound to another address of this machine (as pods reach the node)
 });
 
 function restic(server: S3Server, args: string[], env: Record<string, string> = {}) {
-  return execa(resticBinary, ['--no-cache', ...args], {
+  return execa(findRestic(), ['--no-cache', ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), RESTIC_PASSWORD: 'nkvm-test-password', ...server.env, ...env },
     extendEnv: false,
     timeout: 5 * 60_000,

@@ -3,6 +3,8 @@
  * curl --aws-sigv4 moving the same bytes to the same server (what a user would otherwise run):
  *   - PUT and GET of one NKVM_BENCH_S3_MIB (64) MiB object, median of NKVM_BENCH_REPEAT (3);
  *   - 500 small (1 KiB) writes one after another, and the TCP connections that took (keep-alive);
+ *   - the repository code archiving a tar of the same object into S3 and into a local directory
+ *     (archiveTar: chunking, encryption, packs; the backend's share is the difference);
  *   - SHA-256 of the object alone, the part of the PUT that signing the real payload costs (curl
  *     is handed the hash, untimed; the server checks it for both).
  * Nothing is asserted; the figures are printed.
@@ -13,7 +15,11 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { archiveTar } from '../src/repository/archiver.ts';
+import { LocalBackend } from '../src/repository/backends/local.ts';
 import { S3Backend } from '../src/repository/backends/s3.ts';
+import { Repository } from '../src/repository/repository.ts';
 import { startS3Server } from '../test/cluster/s3-server.ts';
 
 const mib = Number(process.env.NKVM_BENCH_S3_MIB ?? 64);
@@ -78,6 +84,24 @@ try {
   for (let i = 0; i < 500; i++) await backend.write('index', randomBytes(32).toString('hex'), small);
   const ms = performance.now() - t0;
   console.log(`  500 sequential 1 KiB writes: ${ms.toFixed(0)} ms (${(500 / (ms / 1000)).toFixed(0)} writes/s) over ${connections - before} new TCP connection(s)`);
+
+  // One tar of the object (GNU tar: it is what a user has), archived into each repository.
+  const tarFile = path.join(tmp, 'object.tar');
+  execFileSync('tar', ['-c', '-f', tarFile, '-C', tmp, 'object.bin']);
+  const archive = async (repo: Repository) => {
+    const t0 = performance.now();
+    await archiveTar(repo, Readable.from(fs.createReadStream(tarFile)), { path: '/data/bench', hostname: 'bench' });
+    return performance.now() - t0;
+  };
+  const s3Ms: number[] = [];
+  const localMs: number[] = [];
+  for (let i = 0; i < repeat; i++) {
+    const s3Repo = new S3Backend(server.location(`archive-${i}`), { env: server.env });
+    s3Ms.push(await archive(await Repository.init(s3Repo, 'bench')));
+    await s3Repo.close();
+    localMs.push(await archive(await Repository.init(new LocalBackend(path.join(tmp, `repo-${i}`)), 'bench')));
+  }
+  console.log(`  archiveTar of the ${mib} MiB tar: into S3 ${median(s3Ms).toFixed(0)} ms (${rate(bytes, median(s3Ms))}), into a local directory ${median(localMs).toFixed(0)} ms (${rate(bytes, median(localMs))}), ratio ${(median(s3Ms) / median(localMs)).toFixed(2)}`);
   await backend.close();
 } finally {
   await server.dispose();

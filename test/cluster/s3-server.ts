@@ -19,7 +19,7 @@ import { CACHE_DIR } from './paths.ts';
 import { run, sleep } from './run.ts';
 
 export const VERSITYGW_VERSION = 'v1.8.0';
-export const versitygwBinary = path.join(CACHE_DIR, `versitygw-${VERSITYGW_VERSION}`, 'bin', 'versitygw');
+export const versitygwBinary = process.env.NKVM_VERSITYGW ?? path.join(CACHE_DIR, `versitygw-${VERSITYGW_VERSION}`, 'bin', 'versitygw');
 
 export interface S3ServerOptions {
   /** The bucket to create (a directory under the root). Default "nkvm-test". */
@@ -98,7 +98,7 @@ async function selfSignedCertificate(dir: string, host: string): Promise<{ cert:
 /** Starts versitygw. Fails with what to run when the binary has not been built. */
 export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Server> {
   if (!fs.existsSync(versitygwBinary)) {
-    throw new Error(`versitygw ${VERSITYGW_VERSION} is missing at ${versitygwBinary}: build it with scripts/build-repository-tools.sh`);
+    throw new Error(`versitygw ${VERSITYGW_VERSION} is missing at ${versitygwBinary}: run \`sh scripts/bootstrap.sh\` (it builds it with scripts/build-repository-tools.sh), or set NKVM_VERSITYGW`);
   }
   const host = options.host ?? '127.0.0.1';
   const bucket = options.bucket ?? 'nkvm-test';

@@ -16,6 +16,8 @@ import { optionsCommand } from './cli/commands/options.ts';
 import { installCommand } from './cli/commands/install.ts';
 import { uninstallCommand } from './cli/commands/uninstall.ts';
 import { statusCommand } from './cli/commands/status.ts';
+import { repoCommand } from './cli/commands/repo.ts';
+import { snapshotsCommand } from './cli/commands/snapshots.ts';
 import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts';
 import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
@@ -27,6 +29,7 @@ const EPILOGUE = `Exit codes:
   0  success            1  one or more operations failed   2  usage error
   3  authentication     4  permission (RBAC)               5  refused by admission (Pod Security, quota, webhook)
   6  API server unreachable (refused, DNS, no route, timeout)
+  10 no repository      11 repository locked               12 wrong repository password
   130/143  interrupted (Ctrl-C / SIGTERM)
 
 Use "kubectl nkvm options" for a list of global command-line options (applies to all commands).
@@ -41,6 +44,8 @@ const COMMANDS: CommandModule<GlobalOptions, never>[] = [
   restoreCommand,
   verifyCommand,
   artifactsCommand,
+  repoCommand,
+  snapshotsCommand,
   diagnoseCommand,
   versionCommand,
   installCommand,

@@ -6,7 +6,7 @@
  * flushed; anything less is a CopyStageError (retryable when the stream was cut) and the caller
  * removes the file.
  */
-import type { Transform } from 'node:stream';
+import { PassThrough, type Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ACK_TIMEOUT_EXIT_CODE, execWithAck, type AckedExecOutcome } from '../kube/acked-exec.ts';
@@ -17,6 +17,8 @@ import { ArtifactFile } from './artifact-file.ts';
 import { Digest } from './digest.ts';
 import { beforeAckFor, consumerStallFor, type CopyFault } from './faults.ts';
 import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
+import { archiveTree, type ArchivedTree } from '../repository/archiver.ts';
+import type { Repository } from '../repository/repository.ts';
 import { ArchivedFiles } from './archived-files.ts';
 import { CopyStderr, PathTally, RECENT_FILES_BEGIN, RECENT_FILES_END, type PathSummary } from './copy-stderr.ts';
 import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
@@ -73,6 +75,8 @@ export interface CopyResult {
   changed: PathSummary;
   /** What else the copy noticed and the result should say (a device that shrank while it was read). */
   notes: string[];
+  /** Into a repository: the stored tree, its packs and index written, its snapshot not yet (the caller's to commit). */
+  stored?: ArchivedTree;
 }
 
 export interface CopyRequest {
@@ -92,6 +96,14 @@ export interface CopyRequest {
   attempt?: number;
   /** A Block claim: the device's size in bytes, all of which must arrive. Absent: tar of /data. */
   deviceBytes?: number | undefined;
+  /** Into a repository instead of an artifact file (compression and partialPath unused): tar streams only. */
+  repository?: RepositoryCopy | undefined;
+}
+
+export interface RepositoryCopy {
+  repository: Repository;
+  /** The snapshot's path, `/data/<pvc>`. */
+  path: string;
 }
 
 export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
@@ -113,17 +125,30 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   if (request.onBytes) {
     checker.on('data', () => request.onBytes!(contentBytes()));
   }
-  const compress = compressor(request.compression);
-  // Synced before it finishes, so the rename publishes durable bytes.
-  const file = new ArtifactFile(request.partialPath);
   const stderr = new CopyStderr();
   const stall = consumerStallFor(request.fault);
-  const transforms: Transform[] = [...(stall ? [stall] : []), checker, ...(compress ? [compress] : []), digest];
+  const intoRepository = request.repository && !image ? request.repository : undefined;
+  let storing: Promise<ArchivedTree> | undefined;
+  let sink: Writable;
+  let transforms: Transform[];
+  if (intoRepository) {
+    // The repository reads the tar stream at its own pace; a failure there stops the pipeline, and tar.
+    const feed = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+    storing = archiveTree(intoRepository.repository, feed, { path: intoRepository.path });
+    storing.catch((error: Error) => feed.destroy(error));
+    sink = feed;
+    transforms = [...(stall ? [stall] : []), checker];
+  } else {
+    const compress = compressor(request.compression);
+    // Synced before it finishes, so the rename publishes durable bytes.
+    sink = new ArtifactFile(request.partialPath);
+    transforms = [...(stall ? [stall] : []), checker, ...(compress ? [compress] : []), digest];
+  }
   // The exec's output (gathered into blocks, with slack, by acked-exec's splitter) enters here.
   const intake = transforms[0]!;
   // If the pipeline fails (disk full, a cut stream), stop tar too rather than stream into nothing.
   const pipelineFailed = new AbortController();
-  const written = pipeline([intake, ...transforms.slice(1), file], request.signal ? { signal: request.signal } : {});
+  const written = pipeline([intake, ...transforms.slice(1), sink], request.signal ? { signal: request.signal } : {});
   written.catch(() => pipelineFailed.abort(new Error('the artifact pipeline failed')));
   const execSignal = request.signal ? AbortSignal.any([request.signal, pipelineFailed.signal]) : pipelineFailed.signal;
   /** A cut stream is worth another attempt, unless the user interrupted it. */
@@ -178,7 +203,13 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
     await written;
   } catch (error) {
     if (error instanceof ExecStreamCutError) throw cut(error);
-    throw new CopyStageError(`writing the artifact failed: ${(error as Error).message}`, { cause: error });
+    throw new CopyStageError(`writing ${intoRepository ? 'into the repository' : 'the artifact'} failed: ${(error as Error).message}`, { cause: error });
+  }
+  let stored: ArchivedTree | undefined;
+  try {
+    stored = await storing;
+  } catch (error) {
+    throw new CopyStageError(`writing into the repository failed: ${(error as Error).message}`, { cause: error });
   }
   const result = { bytes: digest.bytes, sha256: digest.hash.digest('hex') };
   const none = new PathTally().summary;
@@ -198,7 +229,16 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   if (!checker.summary.complete) {
     throw new CopyStageError(`the tar stream ended after ${checker.summary.bytes} bytes without its end-of-archive marker (truncated)`, { retryable: true });
   }
-  return { ...result, tar: checker.summary, imageSha256: null, unreadable: stderr.unreadable.summary, vanished: stderr.vanished.summary, changed: changedFiles(stderr, archived), notes: [] };
+  return {
+    ...result,
+    tar: checker.summary,
+    imageSha256: null,
+    unreadable: stderr.unreadable.summary,
+    vanished: stderr.vanished.summary,
+    changed: changedFiles(stderr, archived),
+    notes: [],
+    ...(stored ? { stored } : {}),
+  };
 }
 
 /**

@@ -19,6 +19,8 @@ import { fromPluginError, StageFailure } from './stage-failure.ts';
 import { deleteHelperPod, placementFor, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
 import { describeIdentity } from './helper-identity.ts';
 import { describeChanged, describeUnreadable, describeVanished, type PathSummary } from './copy-stderr.ts';
+import { saveArchiveSnapshot } from '../repository/archiver.ts';
+import type { Repository } from '../repository/repository.ts';
 
 export type BackupStage = 'discovery' | 'helper-pod' | 'copy' | 'finalize' | 'done';
 export type BackupOutcome = 'succeeded' | 'failed' | 'interrupted';
@@ -37,6 +39,22 @@ export interface BackupArtifact {
   imageSha256?: string | undefined;
 }
 
+/** A backup into a repository: its snapshot, and what the backup moved and added. */
+export interface BackupSnapshot {
+  /** The repository, as the user named it. */
+  repository: string;
+  id: string;
+  /** The snapshot's path in the repository, `/data/<pvc>`; its host is the namespace. */
+  path: string;
+  files: number;
+  /** Bytes of file contents read from the claim. */
+  bytesRead: number;
+  /** Bytes of tar that crossed the API server. */
+  bytesSent: number;
+  /** Bytes the repository grew by (new blobs, compressed and encrypted). */
+  bytesAdded: number;
+}
+
 export interface BackupResult {
   id: string;
   namespace: string;
@@ -48,6 +66,8 @@ export interface BackupResult {
   /** The typed error behind a failure, for scripts: KubernetesDiscoveryError, CopyStageError, ... */
   errorCode?: ErrorCode | 'CopyStageError' | 'UnreadableFilesError' | 'HelperPodError' | 'InternalError' | undefined;
   artifact?: BackupArtifact | undefined;
+  /** Into a repository: the snapshot, instead of an artifact. */
+  snapshot?: BackupSnapshot | undefined;
   /** Filesystem (a tar of the files) or Block (an image of the device); null if discovery failed. */
   volumeMode: string | null;
   /** Who the helper ran as: "root", or the user and groups and where they came from. */
@@ -95,6 +115,8 @@ export type BackupProgressListener = (target: BackupTarget, event: BackupProgres
 
 export interface BackupOptions {
   outputDir: string;
+  /** Back up Filesystem claims into this repository as snapshots (Block claims still become image artifacts). */
+  repository?: { repository: Repository; location: string } | undefined;
   compression: Compression;
   helper: Omit<HelperPodOptions, 'runId'>;
   podReadyTimeoutMs: number;
@@ -130,7 +152,8 @@ type BackupFailure = StageFailure<BackupStage, BackupErrorCode>;
 interface CopyJob {
   target: BackupTarget;
   pod: string;
-  partial: string;
+  /** The artifact's partial file; null when the copy goes into the repository. */
+  partial: string | null;
   record: BackupRecord;
   progress: (event: BackupProgressEvent) => void;
   deviceBytes: number | undefined;
@@ -152,6 +175,7 @@ export class BackupManager {
   private readonly options: BackupOptions;
   /** Namespaces where Pod Security refused a root helper during this run (helper-pod.ts). */
   private readonly restrictedNamespaces = new Set<string>();
+  private repositoryQueue: Promise<unknown> = Promise.resolve();
 
   constructor(client: KubeClient, catalog: Catalog, options: BackupOptions) {
     this.client = client;
@@ -201,6 +225,10 @@ export class BackupManager {
       vanished: null,
       changed: null,
       contentSha256: null,
+      repository: null,
+      snapshotId: null,
+      filesNew: null,
+      bytesAdded: null,
       pluginVersion,
       prunedAt: null,
     };
@@ -238,6 +266,7 @@ export class BackupManager {
     let { stage, failure } = flight;
     let partial: string | null = null;
     let artifact: BackupArtifact | undefined;
+    let snapshot: BackupSnapshot | undefined;
     let cleanupProblem: string | undefined;
     let retriedBecause: string[] = [];
     let unreadable: PathSummary | undefined;
@@ -251,11 +280,17 @@ export class BackupManager {
       if (failure) throw failure;
       stage = 'copy';
       const image = record.volumeMode === 'Block';
+      const repository = image ? undefined : this.options.repository;
       const finalPath = artifactPath(this.options.outputDir, target.namespace, target.pvc, started, id, this.options.compression, image ? 'image' : 'tar');
-      fs.mkdirSync(path.dirname(finalPath), { recursive: true });
-      partial = partialPath(finalPath);
+      if (!repository) {
+        fs.mkdirSync(path.dirname(finalPath), { recursive: true });
+        partial = partialPath(finalPath);
+      }
       const deviceBytes = image ? await measureDeviceBytes(this.client.credentials.kubeConfig, target.namespace, helperPod!, signal) : undefined;
-      const copied = await this.copyWithRetries({ target, pod: helperPod!, partial, record, progress, deviceBytes });
+      // One copy at a time goes into the repository: its packers are shared by every archive.
+      const copied = repository
+        ? await this.repositoryTurn(() => this.copyWithRetries({ target, pod: helperPod!, partial, record, progress, deviceBytes }))
+        : await this.copyWithRetries({ target, pod: helperPod!, partial, record, progress, deviceBytes });
       retriedBecause = copied.retriedBecause;
       // Not failures: a path that no longer exists cannot be backed up, and a change is kept as read.
       if (copied.vanished.count > 0) vanished = copied.vanished;
@@ -277,17 +312,33 @@ export class BackupManager {
       }
 
       stage = 'finalize';
-      commitArtifact(partial, finalPath);
-      partial = null;
-      artifact = {
-        path: finalPath,
-        compression: this.options.compression,
-        bytes: copied.bytes,
-        sha256: copied.sha256,
-        tarBytes: copied.tar.bytes,
-        entries: copied.tar.entries,
-        ...(copied.imageSha256 ? { imageSha256: copied.imageSha256 } : {}),
-      };
+      if (repository && copied.stored) {
+        // Last, as restic does: the snapshot that refers to the packs and index the copy wrote.
+        const snapshotPath = `/data/${target.pvc}`;
+        const saved = await saveArchiveSnapshot(repository.repository, copied.stored, { path: snapshotPath, hostname: target.namespace, programVersion: `kubectl-nkvm ${pluginVersion}` });
+        snapshot = {
+          repository: repository.location,
+          id: saved.snapshotId,
+          path: snapshotPath,
+          files: saved.files,
+          bytesRead: saved.bytes,
+          bytesSent: copied.tar.bytes,
+          bytesAdded: copied.stored.added.dataAddedPacked,
+        };
+        Object.assign(record, { repository: repository.location, snapshotId: saved.snapshotId, filesNew: saved.files, bytesAdded: snapshot.bytesAdded, tarBytes: copied.tar.bytes, fileCount: copied.tar.entries });
+      } else {
+        commitArtifact(partial!, finalPath);
+        partial = null;
+        artifact = {
+          path: finalPath,
+          compression: this.options.compression,
+          bytes: copied.bytes,
+          sha256: copied.sha256,
+          tarBytes: copied.tar.bytes,
+          entries: copied.tar.entries,
+          ...(copied.imageSha256 ? { imageSha256: copied.imageSha256 } : {}),
+        };
+      }
       stage = 'done';
     } catch (error) {
       failure = stageFailure(stage, error);
@@ -306,7 +357,8 @@ export class BackupManager {
     const retried = retriedBecause.length ? ` (${record.attempts} attempts; ${retriedBecause.join('; ')})` : '';
     const notes = [...(unreadableText ? [`partial: ${unreadableText}`] : []), ...copyNotes];
     const partialNote = notes.length && !failure ? ` (${notes.join('; ')})` : '';
-    const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${artifact!.path}${partialNote}${retried}`;
+    const destination = snapshot ? `snapshot ${snapshot.id.slice(0, 8)} in ${snapshot.repository}` : artifact?.path;
+    const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${destination}${partialNote}${retried}`;
     const message = cleanupProblem ? `${outcome}; ${cleanupProblem}` : outcome;
     await this.catalog.updateBackup(id, {
       pv: record.pv,
@@ -327,9 +379,13 @@ export class BackupManager {
       message,
       artifactPath: artifact?.path ?? null,
       bytes: artifact?.bytes ?? null,
-      tarBytes: artifact?.tarBytes ?? null,
-      fileCount: artifact?.entries ?? null,
+      tarBytes: artifact?.tarBytes ?? record.tarBytes,
+      fileCount: artifact?.entries ?? record.fileCount,
       sha256: artifact?.sha256 ?? null,
+      repository: record.repository,
+      snapshotId: record.snapshotId,
+      filesNew: record.filesNew,
+      bytesAdded: record.bytesAdded,
     });
     const result: BackupResult = {
       id,
@@ -340,6 +396,7 @@ export class BackupManager {
       message,
       ...(failure ? { errorCode: failure.errorCode } : {}),
       ...(artifact ? { artifact } : {}),
+      ...(snapshot ? { snapshot } : {}),
       volumeMode: record.volumeMode,
       runAs: record.runAs,
       placement: flight.placement,
@@ -360,6 +417,13 @@ export class BackupManager {
     };
     this.options.onResult?.(result);
     return result;
+  }
+
+  /** Runs `work` after every earlier repository copy of this run has ended. */
+  private repositoryTurn<T>(work: () => Promise<T>): Promise<T> {
+    const turn = this.repositoryQueue.then(work);
+    this.repositoryQueue = turn.catch(() => {});
+    return turn;
   }
 
   /**
@@ -392,14 +456,15 @@ export class BackupManager {
     for (;;) {
       const attempt = (record.attempts += 1);
       progress({ stage: 'copy', tarBytes: 0, attempt });
-      fs.rmSync(partial, { force: true });
+      if (partial) fs.rmSync(partial, { force: true });
       try {
         const copied = await copyClaimData({
           kubeConfig: this.client.credentials.kubeConfig,
           namespace: target.namespace,
           pod,
           compression: this.options.compression,
-          partialPath: partial,
+          partialPath: partial ?? '',
+          repository: partial === null && this.options.repository ? { repository: this.options.repository.repository, path: `/data/${target.pvc}` } : undefined,
           ackTimeoutSeconds: this.options.ackTimeoutSeconds ?? DEFAULT_ACK_TIMEOUT_SECONDS,
           fault: this.options.fault,
           attempt,

@@ -20,7 +20,7 @@
  */
 import { TarStreamCheck, type TarEntry } from '../backup/tar-stream.ts';
 import { Chunker } from './chunker.ts';
-import type { Repository } from './repository.ts';
+import type { Repository, SaveStats } from './repository.ts';
 import { newSnapshot, type Snapshot } from './snapshot.ts';
 import { formatTime, nowNs } from './time.ts';
 import { goQuote, toGoFileMode, type Node } from './tree.ts';
@@ -283,13 +283,29 @@ export class TarArchiver {
   }
 }
 
+/** A tar stream stored as trees and blobs, its packs and index written, its snapshot not yet. */
+export interface ArchivedTree {
+  tree: string;
+  files: number;
+  dirs: number;
+  bytes: number;
+  /** When reading began (ns). */
+  start: bigint;
+  time: bigint;
+  /** What this archive added to the repository (blobs it shared with others are not counted). */
+  added: SaveStats;
+}
+
 /**
- * Reads a whole tar stream into the repository and writes its snapshot (after the packs and the
- * index). A stream without tar's end-of-archive marker is refused: it was cut short.
+ * Reads a whole tar stream into the repository: blobs and trees, then its packs and index. A stream
+ * without tar's end-of-archive marker is refused: it was cut short. What it stored is referred to by
+ * nothing until saveArchiveSnapshot(), so a caller that finds the copy failed after all (tar's exit
+ * status comes after its stream) writes no snapshot, and the packs wait for a prune.
  */
-export async function archiveTar(repo: Repository, input: AsyncIterable<Buffer | Uint8Array>, options: ArchiveOptions): Promise<ArchiveResult> {
+export async function archiveTree(repo: Repository, input: AsyncIterable<Buffer | Uint8Array>, options: Pick<ArchiveOptions, 'path' | 'time'>): Promise<ArchivedTree> {
   const start = nowNs();
   const time = options.time ?? start;
+  const before = { ...repo.stats };
   const archiver = new TarArchiver(repo, time);
   const events: Event[] = [];
   const checker = new TarStreamCheck({
@@ -305,34 +321,43 @@ export async function archiveTar(repo: Repository, input: AsyncIterable<Buffer |
   }
   if (!checker.summary.complete) throw new ArchiveError('the tar stream ended without its end-of-archive marker: it was cut short');
   const tree = await archiver.finish(options.path);
+  await repo.flush();
+  const added = Object.fromEntries(Object.entries(repo.stats).map(([key, value]) => [key, value - before[key as keyof SaveStats]])) as unknown as SaveStats;
+  return { tree, ...archiver.counts, start, time, added };
+}
+
+/** Writes the snapshot of an archived tree, last, as restic does: after the packs and index it refers to. */
+export async function saveArchiveSnapshot(repo: Repository, archived: ArchivedTree, options: ArchiveOptions): Promise<ArchiveResult> {
   const snapshot = newSnapshot({
-    tree,
+    tree: archived.tree,
     paths: [options.path],
     hostname: options.hostname,
-    time,
+    time: archived.time,
     ...(options.tags ? { tags: options.tags } : {}),
     ...(options.parent ? { parent: options.parent } : {}),
     ...(options.programVersion ? { programVersion: options.programVersion } : {}),
   });
-  const counts = archiver.counts;
-  await repo.flush();
-  const end = nowNs();
   snapshot.summary = {
-    backup_start: formatTime(start),
-    backup_end: formatTime(end),
-    files_new: counts.files,
+    backup_start: formatTime(archived.start),
+    backup_end: formatTime(nowNs()),
+    files_new: archived.files,
     files_changed: 0,
     files_unmodified: 0,
-    dirs_new: counts.dirs,
+    dirs_new: archived.dirs,
     dirs_changed: 0,
     dirs_unmodified: 0,
-    data_blobs: repo.stats.dataBlobs,
-    tree_blobs: repo.stats.treeBlobs,
-    data_added: repo.stats.dataAdded,
-    data_added_packed: repo.stats.dataAddedPacked,
-    total_files_processed: counts.files,
-    total_bytes_processed: counts.bytes,
+    data_blobs: archived.added.dataBlobs,
+    tree_blobs: archived.added.treeBlobs,
+    data_added: archived.added.dataAdded,
+    data_added_packed: archived.added.dataAddedPacked,
+    total_files_processed: archived.files,
+    total_bytes_processed: archived.bytes,
   };
   const snapshotId = await repo.saveSnapshot(snapshot);
-  return { snapshotId, snapshot, ...counts };
+  return { snapshotId, snapshot, files: archived.files, dirs: archived.dirs, bytes: archived.bytes };
+}
+
+/** Reads a whole tar stream into the repository and writes its snapshot (after the packs and the index). */
+export async function archiveTar(repo: Repository, input: AsyncIterable<Buffer | Uint8Array>, options: ArchiveOptions): Promise<ArchiveResult> {
+  return saveArchiveSnapshot(repo, await archiveTree(repo, input, options), options);
 }

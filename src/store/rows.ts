@@ -47,6 +47,13 @@ export interface BackupRecord {
   vanished: number | null;
   /** Files that changed while the backup ran, archived as read (null before schema 6). */
   changed: number | null;
+  /** The repository a snapshot went into, as the user named it (null for an artifact; before schema 7). */
+  repository: string | null;
+  snapshotId: string | null;
+  /** Files the snapshot stored (a first backup: all of them). */
+  filesNew: number | null;
+  /** Bytes the repository grew by: new blobs, compressed and encrypted. */
+  bytesAdded: number | null;
   /** sha256 of the uncompressed content: the raw device image of a Block backup. */
   contentSha256: string | null;
   pluginVersion: string;
@@ -142,6 +149,10 @@ export const BACKUPS: Table<BackupRecord> = {
     unreadable: 'unreadable',
     vanished: 'vanished',
     changed: 'changed',
+    repository: 'repository',
+    snapshotId: 'snapshot_id',
+    filesNew: 'files_new',
+    bytesAdded: 'bytes_added',
     contentSha256: 'content_sha256',
     pluginVersion: 'plugin_version',
   },

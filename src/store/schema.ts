@@ -68,6 +68,10 @@ export const MIGRATIONS: readonly string[] = [
   `CREATE INDEX backups_by_start ON backups (started_at, id);`,
   `ALTER TABLE backups ADD COLUMN vanished INTEGER;
    ALTER TABLE backups ADD COLUMN changed INTEGER;`,
+  `ALTER TABLE backups ADD COLUMN repository TEXT;
+   ALTER TABLE backups ADD COLUMN snapshot_id TEXT;
+   ALTER TABLE backups ADD COLUMN files_new INTEGER;
+   ALTER TABLE backups ADD COLUMN bytes_added INTEGER;`,
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;

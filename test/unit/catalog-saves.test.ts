@@ -195,8 +195,8 @@ test('a catalog at schema version 4 gains the index that lists backups newest fi
     PRAGMA user_version = 4;`);
 
   const catalog = await Catalog.open(file);
-  t.is(LATEST_SCHEMA_VERSION, 6);
-  t.is(sqlite(file, 'PRAGMA user_version;'), '6');
+  t.is(LATEST_SCHEMA_VERSION, 7);
+  t.is(sqlite(file, 'PRAGMA user_version;'), '7');
   t.deepEqual(ids(await catalog.listBackups()), ['v4-b', 'v4-a']);
   t.like(await catalog.findBackup('v4-a'), { vanished: null, changed: null });
   await catalog.updateBackup('v4-a', { vanished: 3, changed: 1 });

@@ -63,7 +63,6 @@ interface OpenFile {
   node: Node;
   chunker: Chunker;
   pieces: Buffer[];
-  pieceBytes: number;
   left: number;
 }
 
@@ -133,7 +132,7 @@ export class TarArchiver {
         this.files += 1;
         const node: Node = { name, type: 'file', mode: toGoFileMode('file', entry.mode), ...base, size: entry.size, links: 1, content: [] };
         parent.nodes.push(node);
-        if (entry.size > 0) this.file = { node, chunker: new Chunker(this.repo.config.chunkerPolynomial), pieces: [], pieceBytes: 0, left: entry.size };
+        if (entry.size > 0) this.file = { node, chunker: new Chunker(this.repo.config.chunkerPolynomial), pieces: [], left: entry.size };
         return;
       }
       case 'symlink':
@@ -176,7 +175,6 @@ export class TarArchiver {
     if (start < data.length) {
       // Copied: the caller's buffer is reused once this returns.
       file.pieces.push(Buffer.from(data.subarray(start)));
-      file.pieceBytes += data.length - start;
     }
     file.left -= data.length;
     this.bytes += data.length;
@@ -189,7 +187,6 @@ export class TarArchiver {
   private async saveChunk(file: OpenFile): Promise<void> {
     const chunk = file.pieces.length === 1 ? file.pieces[0]! : Buffer.concat(file.pieces);
     file.pieces = [];
-    file.pieceBytes = 0;
     const { id } = await this.repo.saveBlob('data', chunk);
     file.node.content!.push(id);
   }

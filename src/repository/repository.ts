@@ -128,6 +128,7 @@ export class Repository {
 
   private async loadIndex(): Promise<void> {
     for await (const file of this.backend.list('index')) this.index.addFile(await this.loadUnpacked('index', file.name));
+    this.index.compact();
   }
 
   /** An index, snapshot or lock file's plaintext: decrypted, decompressed when it starts with version byte 2. */

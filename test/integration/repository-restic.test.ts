@@ -278,3 +278,29 @@ suite("Debian's restic 0.14 checks and restores what we write, and we read what 
   await extract(theirs, summary.snapshot_id, target);
   t.deepEqual(withoutRawTarget(describe(target)), withoutRawTarget(describe(t.context.source)));
 });
+
+suite('a backup cut off mid-stream leaves no snapshot and a repository restic check accepts, and the next backup succeeds', async (t) => {
+  const repoPath = path.join(t.context.work, 'ours-interrupted');
+  // Packs of 4 MiB: 18 MiB in, at least 10 MiB of it in finished chunks (8 MiB at most each), so a
+  // pack is written before the cut whatever the random polynomial.
+  const repo = await Repository.init(new LocalBackend(repoPath), PASSWORD, { packSize: 4 * 1024 * 1024 });
+  const archive = execFileSync('tar', ['--format=posix', '-cf', '-', '-C', t.context.source, 'big'], { maxBuffer: 64 * 1024 * 1024 });
+  async function* cutOff() {
+    // Past the first 16 MiB pack, then the connection drops.
+    yield archive.subarray(0, 18 * 1024 * 1024);
+    throw new Error('connection lost');
+  }
+  await t.throwsAsync(archiveTar(repo, cutOff(), { path: '/data/data-pvc', hostname: 'shop' }), { message: 'connection lost' });
+  t.true(fs.readdirSync(path.join(repoPath, 'data')).some((dir) => fs.readdirSync(path.join(repoPath, 'data', dir)).length > 0), 'a pack was written before the cut');
+  t.deepEqual(fs.readdirSync(path.join(repoPath, 'snapshots')), []);
+  const check = await restic(repoPath, PASSWORD, ['check', '--read-data']);
+  t.is(check.exitCode, 0, `${check.stdout}\n${check.stderr}`);
+  // The pack no index lists yet: restic calls it non-critical, and prune removes it.
+  t.regex(check.stdout + check.stderr, /[1-9]\d* additional files were found in the repo/);
+
+  const again = await Repository.open(new LocalBackend(repoPath), PASSWORD);
+  await archiveSource(again, t.context.source, 'data-pvc');
+  const after = await restic(repoPath, PASSWORD, ['check', '--read-data']);
+  t.is(after.exitCode, 0, `${after.stdout}\n${after.stderr}`);
+  t.is((JSON.parse((await restic(repoPath, PASSWORD, ['snapshots', '--json'])).stdout) as unknown[]).length, 1);
+});

@@ -41,6 +41,27 @@ test('index files list packs as restic does, uncompressed_length only when compr
   t.false(index.has('tree', id(1)));
 });
 
+test('the index finds every blob among 120,000 across merges of its compact tables, and duplicates keep their first pack', (t) => {
+  const index = new Index();
+  const ids = Array.from({ length: 120_000 }, (_, i) => sha256(Buffer.from(String(i))).toString('hex'));
+  for (let p = 0; p < 120; p++) {
+    index.addPack(id(p), ids.slice(p * 1000, p * 1000 + 1000).map((blobId, i) => ({ type: 'data' as const, id: blobId, offset: i * 100, length: 100, ...(i % 2 ? { uncompressedLength: 500 } : {}) })));
+  }
+  index.addPack(id(200), [{ type: 'data', id: ids[5]!, offset: 7, length: 8 }]);
+  index.compact();
+  t.is(index.size, 120_000);
+  for (const [n, blobId] of ids.entries()) {
+    const entry = index.get('data', blobId);
+    if (entry?.pack !== id(Math.floor(n / 1000)) || entry.offset !== (n % 1000) * 100 || entry.uncompressedLength !== (n % 2 ? 500 : undefined)) {
+      t.fail(`blob ${n}: ${JSON.stringify(entry)}`);
+      return;
+    }
+  }
+  t.false(index.has('tree', ids[0]!));
+  t.false(index.has('data', id(250)));
+  t.is(index.packs().size, 120);
+});
+
 test('the local backend: restic layout, read-only files, no overwrites, ranges, typed not-found', async (t) => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-local-backend-'));
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));

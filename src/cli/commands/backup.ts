@@ -17,8 +17,13 @@ import { interruptSignal } from '../interrupt.ts';
 import { doneText, PROGRESS_MODES, progressEnabled, ProgressBars, type ProgressMode } from '../progress.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeInfo, writeResult, writeWarning, type OutputFormat } from '../output.ts';
 import { openCatalog, withStoreOptions, writableOutputDir, type StoreOptions } from '../store-options.ts';
+import { chooseRepository, openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
 
-interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags {
+const FORMATS = ['auto', 'repo', 'tar'] as const;
+type BackupFormat = (typeof FORMATS)[number];
+
+interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags, RepositoryFlags {
+  format: BackupFormat;
   pvc: string[];
   all: boolean;
   allNamespaces: boolean;
@@ -38,7 +43,7 @@ export function renderResults(results: BackupResult[], format: OutputFormat): st
     case 'yaml':
       return toYaml(asList(results));
     case 'name':
-      return results.filter((r) => r.status === 'succeeded').map((r) => `${r.artifact!.path}\n`).join('');
+      return results.filter((r) => r.status === 'succeeded').map((r) => `${r.snapshot?.id ?? r.artifact!.path}\n`).join('');
     case 'table':
     case 'wide': {
       const wide = format === 'wide';
@@ -47,12 +52,12 @@ export function renderResults(results: BackupResult[], format: OutputFormat): st
         r.namespace,
         r.pvc,
         r.status === 'succeeded' ? chalk.green(r.status) : chalk.red(r.status),
-        formatBytes(r.artifact?.bytes),
-        r.artifact ? (r.volumeMode === 'Block' ? 'image' : String(r.artifact.entries)) : '-',
+        formatBytes(r.artifact?.bytes ?? r.snapshot?.bytesAdded),
+        r.artifact ? (r.volumeMode === 'Block' ? 'image' : String(r.artifact.entries)) : r.snapshot ? String(r.snapshot.files) : '-',
         formatDuration(r.durationMs),
         r.id,
         ...(wide ? [r.node ?? '-', r.runAs ?? '-', r.artifact?.sha256 ?? '-'] : []),
-        r.artifact ? `${r.artifact.path}${copyWarnings(r)}` : r.message,
+        r.snapshot ? `snapshot ${r.snapshot.id.slice(0, 8)} in ${r.snapshot.repository}${copyWarnings(r)}` : r.artifact ? `${r.artifact.path}${copyWarnings(r)}` : r.message,
       ]);
       return renderTable(headers, rows);
     }
@@ -82,15 +87,16 @@ function validate(args: BackupArgs): void {
 
 export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
   command: 'backup [pvc..]',
-  describe: 'Back up claims into compressed artifacts, each recorded in the catalog',
+  describe: 'Back up claims into the repository (or compressed tar artifacts), each recorded in the catalog',
   builder: (argv) =>
-    withHelperOptions(withStoreOptions(argv))
+    withRepositoryOptions(withHelperOptions(withStoreOptions(argv)))
       .positional('pvc', { type: 'string', array: true, default: [], description: 'Claims to back up, in the namespace of -n' })
       .option('all', { type: 'boolean', default: false, description: 'Back up every claim in the namespace (or with -A, the cluster)' })
       .option('all-namespaces', { alias: 'A', type: 'boolean', default: false, description: 'With --all: every namespace' })
       .option('selector', { alias: 'l', type: 'string', description: 'With --all: only claims with these labels' })
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format of the results (name: artifact paths)' })
       .option('parallel', { type: 'number', default: 1, description: 'Claims backed up at the same time' })
+      .option('format', { choices: FORMATS, default: 'auto' as BackupFormat, description: 'repo: snapshots in the repository; tar: compressed tar artifacts; auto: repo when a repository is configured (repo init, --repo, $RESTIC_REPOSITORY), else tar' })
       .option('compression', { choices: COMPRESSIONS, default: defaultCompression(), description: 'Artifact compression: zstd is smaller and faster; gzip is read by every tar (default zstd, or gzip on Node < 22.15)' })
       .option('progress', { choices: PROGRESS_MODES, default: 'auto' as ProgressMode, description: 'Progress bars on stderr: auto (on a terminal, not with -o json|yaml), always, never' })
       .option('retries', { type: 'number', default: DEFAULT_COPY_RETRIES, description: 'How many times a copy cut short is tried again, in the same helper pod' })
@@ -110,54 +116,62 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     // Local paths first: a run that cannot write its artifacts or catalog never starts a helper.
     const artifactDir = writableOutputDir(args);
     const catalog = await openCatalog(args);
-    const client = await connectFromFlags(args);
-    let targets: BackupTarget[];
-    if (args.all) {
-      // An in-cluster install's own store is never among "all": it would be backed up into itself.
-      const labelSelector = [args.selector, `!${STORE_LABEL}`].filter(Boolean).join(',');
-      const claims = await discoverClaims(client, { namespace: client.namespace, allNamespaces: args.allNamespaces, labelSelector });
-      targets = claims.map((claim) => ({ namespace: claim.namespace, pvc: claim.name, claim }));
-      if (targets.length === 0) {
-        writeInfo(args.allNamespaces ? 'No PersistentVolumeClaims found.' : `No PersistentVolumeClaims found in namespace ${client.namespace}.`);
-        return;
-      }
-    } else {
-      targets = args.pvc.map((pvc) => ({ namespace: client.namespace, pvc }));
-    }
-    const machineOutput = args.output === 'json' || args.output === 'yaml';
-    const bars = progressEnabled(args.progress, Boolean(process.stderr.isTTY), machineOutput) ? new ProgressBars(process.stderr) : undefined;
-    const key = (claim: { namespace: string; pvc: string }) => `${claim.namespace}/${claim.pvc}`;
-    const { BackupManager } = await import('../../backup/manager.ts');
-    const manager = new BackupManager(client, catalog, {
-      outputDir: artifactDir,
-      compression: args.compression,
-      podReadyTimeoutMs,
-      retries,
-      allowPartial: args.allowPartial,
-      ackTimeoutSeconds,
-      fault,
-      signal: interruptSignal,
-      helper,
-      onProgress: bars && ((target, event) => bars.update(key(target), { ...event, maxAttempts: retries + 1 })),
-      onResult: bars && ((result) => bars.finish(key(result), result.status === 'succeeded' ? { ok: true, text: doneText(result.artifact!.tarBytes, result.durationMs) } : { ok: false, text: result.message })),
-    });
-    let results: BackupResult[];
+    // The repository next: a wrong password or a missing repository stops the run before any helper starts.
+    const intoRepository = args.format === 'repo' || (args.format === 'auto' && chooseRepository(args) !== undefined);
+    const repository: OpenedRepository | undefined = intoRepository ? await openRepository(args) : undefined;
     try {
-      results = await manager.backupMany(targets, parallel);
+      const client = await connectFromFlags(args);
+      let targets: BackupTarget[];
+      if (args.all) {
+        // An in-cluster install's own store is never among "all": it would be backed up into itself.
+        const labelSelector = [args.selector, `!${STORE_LABEL}`].filter(Boolean).join(',');
+        const claims = await discoverClaims(client, { namespace: client.namespace, allNamespaces: args.allNamespaces, labelSelector });
+        targets = claims.map((claim) => ({ namespace: claim.namespace, pvc: claim.name, claim }));
+        if (targets.length === 0) {
+          writeInfo(args.allNamespaces ? 'No PersistentVolumeClaims found.' : `No PersistentVolumeClaims found in namespace ${client.namespace}.`);
+          return;
+        }
+      } else {
+        targets = args.pvc.map((pvc) => ({ namespace: client.namespace, pvc }));
+      }
+      const machineOutput = args.output === 'json' || args.output === 'yaml';
+      const bars = progressEnabled(args.progress, Boolean(process.stderr.isTTY), machineOutput) ? new ProgressBars(process.stderr) : undefined;
+      const key = (claim: { namespace: string; pvc: string }) => `${claim.namespace}/${claim.pvc}`;
+      const { BackupManager } = await import('../../backup/manager.ts');
+      const manager = new BackupManager(client, catalog, {
+        outputDir: artifactDir,
+        repository: repository && { repository: repository.repository, location: repository.location },
+        compression: args.compression,
+        podReadyTimeoutMs,
+        retries,
+        allowPartial: args.allowPartial,
+        ackTimeoutSeconds,
+        fault,
+        signal: interruptSignal,
+        helper,
+        onProgress: bars && ((target, event) => bars.update(key(target), { ...event, maxAttempts: retries + 1 })),
+        onResult: bars && ((result) => bars.finish(key(result), result.status === 'succeeded' ? { ok: true, text: doneText(result.artifact?.tarBytes ?? result.snapshot!.bytesSent, result.durationMs) } : { ok: false, text: result.message })),
+      });
+      let results: BackupResult[];
+      try {
+        results = await manager.backupMany(targets, parallel);
+      } finally {
+        bars?.close();
+      }
+      writeResult(renderResults(results, args.output));
+      for (const partial of results.filter((result) => result.status === 'succeeded' && result.unreadable)) {
+        writeWarning(`${partial.namespace}/${partial.pvc} is a partial backup: ${partial.message}`);
+      }
+      // The claim was busy: the backup is good, but the user should know what it does not hold as it is now.
+      for (const busy of results.filter((result) => result.status === 'succeeded' && !result.unreadable && (result.vanished || result.changed))) {
+        writeWarning(`${busy.namespace}/${busy.pvc} changed while it was backed up: ${busy.message}`);
+      }
+      for (const failed of results.filter((result) => result.status === 'failed')) {
+        writeError(`[${failed.errorCode ?? 'BackupFailed'}] ${failed.namespace}/${failed.pvc}: ${failed.message}`);
+      }
+      process.exitCode = outcomeExitCode(results);
     } finally {
-      bars?.close();
+      await repository?.close();
     }
-    writeResult(renderResults(results, args.output));
-    for (const partial of results.filter((result) => result.status === 'succeeded' && result.unreadable)) {
-      writeWarning(`${partial.namespace}/${partial.pvc} is a partial backup: ${partial.message}`);
-    }
-    // The claim was busy: the backup is good, but the user should know what it does not hold as it is now.
-    for (const busy of results.filter((result) => result.status === 'succeeded' && !result.unreadable && (result.vanished || result.changed))) {
-      writeWarning(`${busy.namespace}/${busy.pvc} changed while it was backed up: ${busy.message}`);
-    }
-    for (const failed of results.filter((result) => result.status === 'failed')) {
-      writeError(`[${failed.errorCode ?? 'BackupFailed'}] ${failed.namespace}/${failed.pvc}: ${failed.message}`);
-    }
-    process.exitCode = outcomeExitCode(results);
   },
 };

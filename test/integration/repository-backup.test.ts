@@ -1,0 +1,121 @@
+/**
+ * Backups into a repository in restic's format, on a real cluster, judged by the real restic:
+ * `repo init` with a generated key file, `backup` into it, `snapshots`, and restic's own check,
+ * snapshots and restore of what the plugin wrote.
+ */
+import { execa } from 'execa';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ExecutionContext } from 'ava';
+import { findRestic } from '../cluster/restic.ts';
+import { seedWorkload } from '../cluster/workload.ts';
+import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
+
+const test = clusterSuite();
+
+/** Odd names, links, an empty directory and 5 MiB of random bytes: what a claim holds. */
+const TREE = String.raw`set -e
+cd /data
+mkdir -p -- 'dir with spaces/nested' empty-dir '-leading-dash' 'ünïcødé'
+head -c 5242880 /dev/urandom > 'dir with spaces/random.bin'
+echo hello > 'ünïcødé/grüße.txt'
+echo dash > ./-leading-dash/-file
+printf 'line1\nline2\n' > 'dir with spaces/nested/text'
+ln -s 'dir with spaces/nested/text' link-to-text
+ln 'ünïcødé/grüße.txt' hardlink
+chmod 640 'dir with spaces/nested/text'
+`;
+
+/** sha256 of every regular file under a root, by relative path, as one sorted text. */
+const SUMS = `cd /data && find . -type f | sort | while read -r f; do sha256sum "$f"; done`;
+
+function home(t: ExecutionContext<SuiteContext>): { env: Record<string, string>; dir: string; flags: string[] } {
+  const dir = fs.mkdtempSync(path.join(t.context.workDir, 'repo-home-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return { dir, env: { NKVM_HOME: dir }, flags: ['--catalog', path.join(dir, 'catalog.sqlite')] };
+}
+
+function resticRun(repo: string, keyFile: string, args: string[]) {
+  return execa(findRestic(), ['--repo', repo, '--no-cache', ...args], { reject: false, env: { RESTIC_PASSWORD_FILE: keyFile }, timeout: 5 * 60_000 });
+}
+
+test('repo init, then backups go into the repository: restic checks it, lists the snapshot and restores every file; an unchanged claim adds almost nothing', async (t) => {
+  t.timeout(10 * 60_000);
+  findRestic();
+  const { cluster } = t.context;
+  const namespace = await createNamespace(cluster, 'repo');
+  t.context.diagnose = { namespace, sourcePod: 'app' };
+  await seedWorkload(cluster, { namespace, claim: 'data', pod: 'app' }, TREE);
+  const h = home(t);
+
+  const init = await kubectlNkvm(t.context, ['repo', 'init', '-o', 'json'], { env: h.env });
+  t.is(init.exitCode, 0, String(init.stderr));
+  const created = JSON.parse(String(init.stdout));
+  const repo = path.join(h.dir, 'repository');
+  const keyFile = path.join(h.dir, 'repository.key');
+  t.like(created, { repository: repo, keyFile });
+  t.is(fs.statSync(keyFile).mode & 0o777, 0o600, 'the generated key file is its owner\'s alone');
+  t.regex(String(init.stderr), /password was generated into .*repository\.key.*Keep a copy of it/);
+
+  const first = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '-o', 'json', ...h.flags], { env: h.env });
+  t.is(first.exitCode, 0, String(first.stderr));
+  const [result] = JSON.parse(String(first.stdout)).items;
+  t.like(result, { status: 'succeeded', snapshot: { repository: repo, path: '/data/data' } });
+  t.is(result.artifact, undefined, 'no tar artifact beside the snapshot');
+  t.true(result.snapshot.bytesAdded > 5 * 1024 * 1024 * 0.9, `added ${result.snapshot.bytesAdded} bytes`);
+  const row = JSON.parse((await execa('sqlite3', ['-json', h.flags[1]!, `SELECT status, repository, snapshot_id, files_new, bytes_added FROM backups WHERE id = '${result.id}'`])).stdout);
+  t.deepEqual(row, [{ status: 'succeeded', repository: repo, snapshot_id: result.snapshot.id, files_new: result.snapshot.files, bytes_added: result.snapshot.bytesAdded }]);
+
+  // The real restic is the judge: the repository is sound, the snapshot k8up-shaped, the files whole.
+  const check = await resticRun(repo, keyFile, ['check', '--read-data']);
+  t.is(check.exitCode, 0, String(check.stdout) + String(check.stderr));
+  const listed = JSON.parse(String((await resticRun(repo, keyFile, ['snapshots', '--json'])).stdout));
+  t.like(listed[0], { id: result.snapshot.id, hostname: namespace, paths: ['/data/data'] });
+  const target = fs.mkdtempSync(path.join(h.dir, 'restored-'));
+  const restore = await resticRun(repo, keyFile, ['restore', result.snapshot.id, '--target', target]);
+  t.is(restore.exitCode, 0, String(restore.stderr));
+  const inPod = await cluster.kubectl(['exec', 'app', '-n', namespace, '--', 'sh', '-c', SUMS]);
+  const restored = (await execa('sh', ['-c', SUMS.replace('cd /data', `cd '${path.join(target, 'data', 'data')}'`)])).stdout;
+  t.is(restored.trim(), inPod.trim());
+  t.is(fs.readlinkSync(path.join(target, 'data', 'data', 'link-to-text')), 'dir with spaces/nested/text');
+  t.is(fs.statSync(path.join(target, 'data', 'data', 'hardlink')).ino, fs.statSync(path.join(target, 'data', 'data', 'ünïcødé', 'grüße.txt')).ino, 'hard links stay linked');
+  t.true(fs.statSync(path.join(target, 'data', 'data', 'empty-dir')).isDirectory());
+
+  const snapshots = await kubectlNkvm(t.context, ['snapshots', '-n', namespace, '--pvc', 'data', '-o', 'json'], { env: h.env });
+  t.is(snapshots.exitCode, 0, String(snapshots.stderr));
+  t.deepEqual(JSON.parse(String(snapshots.stdout)).items.map((s: { id: string }) => s.id), [result.snapshot.id]);
+
+  // Unchanged, the claim's second snapshot stores no new data (the wire still carries it, for now).
+  const second = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '-o', 'json', ...h.flags], { env: h.env });
+  t.is(second.exitCode, 0, String(second.stderr));
+  const [again] = JSON.parse(String(second.stdout)).items;
+  t.true(again.snapshot.bytesAdded < 0.005 * result.snapshot.bytesAdded, `the second backup added ${again.snapshot.bytesAdded} bytes`);
+  t.not(again.snapshot.id, result.snapshot.id);
+  await assertNoHelperPods(t, 10_000);
+});
+
+test('a wrong password or a missing repository stops the backup before any helper pod, with restic\'s exit codes', async (t) => {
+  t.timeout(5 * 60_000);
+  const { cluster } = t.context;
+  const namespace = await createNamespace(cluster, 'repo-pw');
+  await seedWorkload(cluster, { namespace, claim: 'data', pod: 'app' });
+  const h = home(t);
+  t.is((await kubectlNkvm(t.context, ['repo', 'init'], { env: h.env })).exitCode, 0);
+  const before = fs.readdirSync(path.join(h.dir, 'repository', 'snapshots'));
+
+  const wrong = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '-o', 'json', ...h.flags], { env: { ...h.env, RESTIC_PASSWORD: 'not the password' } });
+  t.is(wrong.exitCode, 12, String(wrong.stderr));
+  t.regex(String(wrong.stderr), /\[WrongPasswordError\] wrong password or no key found in repository/);
+  t.is(String(wrong.stdout), '');
+  t.deepEqual(fs.readdirSync(path.join(h.dir, 'repository', 'snapshots')), before, 'nothing was written');
+  await assertNoHelperPods(t);
+
+  const missing = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '--repo', path.join(h.dir, 'nowhere'), ...h.flags], { env: h.env });
+  t.is(missing.exitCode, 10, String(missing.stderr));
+  t.regex(String(missing.stderr), /\[NoRepositoryError\] there is no repository at .*nowhere/);
+
+  // --format tar still makes today's artifacts, whatever repository is configured.
+  const tar = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '--format', 'tar', '--output-dir', path.join(h.dir, 'artifacts'), '-o', 'json', ...h.flags], { env: h.env });
+  t.is(tar.exitCode, 0, String(tar.stderr));
+  t.regex(JSON.parse(String(tar.stdout)).items[0].artifact.path, /\.tar\.zst$/);
+});

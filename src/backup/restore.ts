@@ -36,14 +36,27 @@ import { measureDeviceBytes } from './copy.ts';
 import { Digest } from './digest.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, StageFailure } from './stage-failure.ts';
-import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, deleteHelperPod, HELPER_CONTAINER, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
+import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, deleteHelperPod, HELPER_CONTAINER, labelValue, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
 import { describeIdentity, isRoot } from './helper-identity.ts';
 import { TarStreamCheck, type TarEntry } from './tar-stream.ts';
+import { restoreTar } from '../repository/restorer.ts';
+import type { Repository } from '../repository/repository.ts';
+import type { SnapshotWithId } from '../repository/snapshot.ts';
 
 export type RestoreStage = 'verify' | 'target' | 'helper-pod' | 'prepare' | 'write' | 'finalize' | 'done';
 
+/** A snapshot in a repository to restore instead of an artifact file. */
+export interface SnapshotSource {
+  repository: Repository;
+  snapshot: SnapshotWithId;
+  location: string;
+}
+
 export interface RestoreRequest {
+  /** The catalogued backup; for a snapshot no backup of this catalog wrote, snapshotBackupRecord() stands in. */
   backup: BackupRecord;
+  /** Restore this snapshot (the backup's, or one another writer made) rather than the backup's artifact. */
+  snapshot?: SnapshotSource | undefined;
   namespace: string;
   pvc: string;
   mode: RestoreMode;
@@ -228,7 +241,8 @@ export class RestoreManager {
     let failure: RestoreFailure | undefined;
     let message = '';
     try {
-      const fixups = await this.verifyArtifact(backup);
+      const fixups = request.snapshot ? await this.verifySnapshot(request.snapshot) : await this.verifyArtifact(backup);
+      const source = request.snapshot ? `snapshot ${request.snapshot.snapshot.id.slice(0, 8)}` : `backup ${backup.id}`;
       Object.assign(record, { entries: fixups.entries, bytes: fixups.tarBytes });
 
       stage = 'target';
@@ -236,7 +250,7 @@ export class RestoreManager {
       const image = fixups.imageSha256 !== null;
       const what = image ? `a ${fixups.tarBytes}-byte device image` : `${fixups.entries} entries (${fixups.tarBytes} bytes of tar)`;
       if (request.dryRun) {
-        message = `dry run: would restore ${what} from backup ${backup.id} into ${
+        message = `dry run: would restore ${what} from ${source} into ${
           claim ? `${namespace}/${pvc}` : `a new claim ${namespace}/${pvc}`
         } (mode ${request.mode}); nothing was changed`;
       } else {
@@ -269,7 +283,9 @@ export class RestoreManager {
             if (firstEntry) await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', EMPTY_CLAIM], { signal });
 
             stage = 'write';
-            await this.writeArtifact(backup, namespace, record.helperPod, ['tar', '-x', '-f', '-', '-C', DATA_MOUNT_PATH, '--numeric-owner']);
+            const extract = ['tar', '-x', '-f', '-', '-C', DATA_MOUNT_PATH, '--numeric-owner'];
+            if (request.snapshot) await this.writeSnapshot(request.snapshot, namespace, record.helperPod, extract);
+            else await this.writeArtifact(backup, namespace, record.helperPod, extract);
             await this.checkWritten(fixups, namespace, record.helperPod);
 
             stage = 'finalize';
@@ -282,8 +298,8 @@ export class RestoreManager {
         }
         const owners = isRoot(helper.identity) || image ? '' : `; file owners could not be restored: the helper ran as ${record.runAs}, so the files belong to that user`;
         message = image
-          ? `restored the ${fixups.tarBytes}-byte device image of backup ${backup.id} into ${namespace}/${pvc} (read back, sha256 matches)${message}`
-          : `restored ${fixups.entries} entries from backup ${backup.id} into ${namespace}/${pvc}${owners}${message}`;
+          ? `restored the ${fixups.tarBytes}-byte device image of ${source} into ${namespace}/${pvc} (read back, sha256 matches)${message}`
+          : `restored ${fixups.entries} entries from ${source} into ${namespace}/${pvc}${owners}${message}`;
       }
       stage = 'done';
     } catch (error) {
@@ -366,6 +382,44 @@ export class RestoreManager {
     return { imageSha256: null, entries: scan.tar.entries, tarBytes: scan.tar.bytes, regularFiles: scan.tar.regularFiles, contentBytes: scan.tar.contentBytes, metadata };
   }
 
+  /**
+   * The first pass over a snapshot: its whole tar, as the write will send it, read from the
+   * repository (every blob decrypted, authenticated and hashed to its ID on the way), checked entry
+   * by entry like an artifact's, its directories' and symlinks' metadata kept for the finalize stage.
+   */
+  private async verifySnapshot(source: SnapshotSource): Promise<ArtifactContents> {
+    const safety = new ArchiveSafety();
+    const metadata: TarEntry[] = [];
+    const checker = new TarStreamCheck({
+      onEntry: (entry) => {
+        safety.check(entry);
+        if (entry.type === 'symlink' || entry.type === 'directory') metadata.push(entry);
+      },
+    });
+    const sink = new PassThrough();
+    sink.resume();
+    try {
+      await pipeline([restoreTar(source.repository, source.snapshot), checker, sink], this.options.signal ? { signal: this.options.signal } : {});
+    } catch (error) {
+      if (error instanceof UnsafeArchiveError) throw error;
+      throw new RestoreFailure('verify', `snapshot ${source.snapshot.id.slice(0, 8)} in ${source.location} cannot be read: ${(error as Error).message}`);
+    }
+    const tar = checker.summary;
+    return { imageSha256: null, entries: tar.entries, tarBytes: tar.bytes, regularFiles: tar.regularFiles, contentBytes: tar.contentBytes, metadata };
+  }
+
+  /** The second pass: the snapshot's tar again, straight from the repository into `command`'s stdin. */
+  private async writeSnapshot(source: SnapshotSource, namespace: string, pod: string, command: string[]): Promise<void> {
+    const tarStream = new PassThrough();
+    const reading = pipeline([restoreTar(source.repository, source.snapshot), tarStream]);
+    reading.catch(() => {}); // its failure surfaces as the exec's
+    try {
+      await runInHelper(this.client, namespace, pod, command, { stdin: tarStream, signal: this.options.signal });
+    } catch (error) {
+      throw new RestoreFailure('write', `writing into the claim failed: ${(error as Error).message}`, isNkvmError(error) ? error.code : 'RestoreError');
+    }
+  }
+
   /** The target claim, created with --create; undefined in a dry run that would create it. */
   private async target(request: RestoreRequest, record: RestoreRecord): Promise<DiscoveredClaim | undefined> {
     const { namespace, pvc } = request;
@@ -409,7 +463,7 @@ export class RestoreManager {
     const body: V1PersistentVolumeClaim = {
       apiVersion: 'v1',
       kind: 'PersistentVolumeClaim',
-      metadata: { name: request.pvc, namespace: request.namespace, labels: { 'app.kubernetes.io/managed-by': 'kubectl-nkvm', 'nkvm.dev/restored-from': request.backup.id } },
+      metadata: { name: request.pvc, namespace: request.namespace, labels: { 'app.kubernetes.io/managed-by': 'kubectl-nkvm', 'nkvm.dev/restored-from': labelValue(request.backup.id) } },
       spec: {
         accessModes: ['ReadWriteOnce'],
         ...(request.backup.volumeMode === 'Block' ? { volumeMode: 'Block' } : {}),
@@ -476,4 +530,49 @@ export class RestoreManager {
       throw new RestoreFailure('write', `the artifact changed while it was being restored (sha256 ${sha256}, expected ${backup.sha256})`);
     }
   }
+}
+
+/**
+ * A snapshot no backup of this catalog wrote (restic, k8up, another machine), as the backup record a
+ * restore refers to: its ID is the snapshot's; the claim's size is unknown (--create needs --size).
+ */
+export function snapshotBackupRecord(snapshot: SnapshotWithId, location: string): BackupRecord {
+  const pvc = /^\/data\/([^/]+)$/.exec(snapshot.paths[0] ?? '')?.[1] ?? snapshot.paths.join(',');
+  return {
+    id: snapshot.id,
+    context: null,
+    cluster: null,
+    credentialSource: null,
+    namespace: snapshot.hostname ?? '',
+    pvc,
+    pv: null,
+    storageClass: null,
+    capacity: null,
+    node: null,
+    helperPod: null,
+    startedAt: snapshot.time,
+    finishedAt: snapshot.time,
+    status: 'succeeded',
+    prunedAt: null,
+    failedStage: null,
+    message: null,
+    artifactPath: null,
+    compression: null,
+    bytes: null,
+    tarBytes: null,
+    fileCount: null,
+    sha256: null,
+    attempts: 0,
+    volumeMode: 'Filesystem',
+    runAs: null,
+    unreadable: null,
+    vanished: null,
+    changed: null,
+    repository: location,
+    snapshotId: snapshot.id,
+    filesNew: null,
+    bytesAdded: null,
+    contentSha256: null,
+    pluginVersion: snapshot.program_version ?? '',
+  };
 }

@@ -35,6 +35,28 @@ function home(t: ExecutionContext<SuiteContext>): { env: Record<string, string>;
   return { dir, env: { NKVM_HOME: dir }, flags: ['--catalog', path.join(dir, 'catalog.sqlite')] };
 }
 
+/** The SUMS of a claim, read by a throw-away pod that mounts it. */
+async function sumsOfClaim(t: ExecutionContext<SuiteContext>, namespace: string, claim: string): Promise<string> {
+  const { cluster } = t.context;
+  const name = `sums-${Math.random().toString(36).slice(2, 8)}`;
+  await cluster.kubectl(['apply', '-f', '-'], {
+    input: `apiVersion: v1
+kind: Pod
+metadata: {name: ${name}, namespace: ${namespace}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers: [{name: c, image: ${cluster.images.helper}, command: [sleep, "3600"], volumeMounts: [{name: d, mountPath: /data}]}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: ${claim}}}]
+`,
+  });
+  try {
+    await cluster.kubectl(['wait', '--for=condition=Ready', `pod/${name}`, '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
+    return await cluster.kubectl(['exec', name, '-n', namespace, '--', 'sh', '-c', SUMS]);
+  } finally {
+    await cluster.kubectl(['delete', 'pod', name, '-n', namespace, '--wait=false', '--grace-period=0']);
+  }
+}
+
 function resticRun(repo: string, keyFile: string, args: string[]) {
   return execa(findRestic(), ['--repo', repo, '--no-cache', ...args], { reject: false, env: { RESTIC_PASSWORD_FILE: keyFile }, timeout: 5 * 60_000 });
 }
@@ -85,6 +107,12 @@ test('repo init, then backups go into the repository: restic checks it, lists th
   t.is(snapshots.exitCode, 0, String(snapshots.stderr));
   t.deepEqual(JSON.parse(String(snapshots.stdout)).items.map((s: { id: string }) => s.id), [result.snapshot.id]);
 
+  // Back into the cluster: the catalogued backup, restored from its snapshot into a new claim.
+  const back = await kubectlNkvm(t.context, ['restore', result.id, '--to', 'copy', '--create', '-n', namespace, '-o', 'json', ...h.flags], { env: h.env });
+  t.is(back.exitCode, 0, String(back.stderr) + String(back.stdout));
+  t.regex(JSON.parse(String(back.stdout)).message, new RegExp(`^restored \\d+ entries from snapshot ${result.snapshot.id.slice(0, 8)} into ${namespace}/copy`));
+  t.is((await sumsOfClaim(t, namespace, 'copy')).trim(), inPod.trim());
+
   // Unchanged, the claim's second snapshot stores no new data (the wire still carries it, for now).
   const second = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '-o', 'json', ...h.flags], { env: h.env });
   t.is(second.exitCode, 0, String(second.stderr));
@@ -118,4 +146,35 @@ test('a wrong password or a missing repository stops the backup before any helpe
   const tar = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '--format', 'tar', '--output-dir', path.join(h.dir, 'artifacts'), '-o', 'json', ...h.flags], { env: h.env });
   t.is(tar.exitCode, 0, String(tar.stderr));
   t.regex(JSON.parse(String(tar.stdout)).items[0].artifact.path, /\.tar\.zst$/);
+});
+
+test('a snapshot the restic CLI wrote is listed and restored into a new claim', async (t) => {
+  t.timeout(5 * 60_000);
+  const { cluster } = t.context;
+  const namespace = await createNamespace(cluster, 'repo-restic');
+  t.context.diagnose = { namespace };
+  const h = home(t);
+  t.is((await kubectlNkvm(t.context, ['repo', 'init'], { env: h.env })).exitCode, 0);
+  const repo = path.join(h.dir, 'repository');
+  const keyFile = path.join(h.dir, 'repository.key');
+  // What k8up does: restic backup of a claim's directory, the namespace as host.
+  const source = path.join(h.dir, 'source');
+  fs.mkdirSync(path.join(source, 'sub dir'), { recursive: true });
+  fs.writeFileSync(path.join(source, 'sub dir', 'a.txt'), 'written by restic\n');
+  fs.writeFileSync(path.join(source, 'big.bin'), Buffer.alloc(3 * 1024 * 1024, 7));
+  fs.symlinkSync('sub dir/a.txt', path.join(source, 'link'));
+  const backup = await resticRun(repo, keyFile, ['backup', '--host', namespace, '--json', source]);
+  t.is(backup.exitCode, 0, String(backup.stderr));
+  const snapshotId = JSON.parse(String(backup.stdout).trim().split('\n').at(-1)!).snapshot_id as string;
+
+  const listed = await kubectlNkvm(t.context, ['snapshots', '-n', namespace, '-o', 'json'], { env: h.env });
+  t.deepEqual(JSON.parse(String(listed.stdout)).items.map((s: { id: string; paths: string[] }) => [s.id, s.paths]), [[snapshotId, [source]]]);
+
+  const restored = await kubectlNkvm(t.context, ['restore', snapshotId.slice(0, 8), '--to', 'from-restic', '--create', '--size', '64Mi', '-n', namespace, '-o', 'json', ...h.flags], { env: h.env });
+  t.is(restored.exitCode, 0, String(restored.stderr) + String(restored.stdout));
+  const expected = (await execa('sh', ['-c', SUMS.replace('cd /data', `cd '${source}'`)])).stdout;
+  t.is((await sumsOfClaim(t, namespace, 'from-restic')).trim(), expected.trim());
+  const rows = JSON.parse((await execa('sqlite3', ['-json', h.flags[1]!, 'SELECT backup_id, status FROM restores'])).stdout);
+  t.deepEqual(rows, [{ backup_id: snapshotId, status: 'succeeded' }]);
+  await assertNoHelperPods(t, 10_000);
 });

@@ -1,8 +1,8 @@
 import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
-import type { RestoreResult } from '../../backup/restore.ts';
+import type { RestoreResult, SnapshotSource } from '../../backup/restore.ts';
 import type { RestoreMode } from '../../store/catalog.ts';
-import { UsageError } from '../../errors.ts';
+import { NotFoundError, UsageError } from '../../errors.ts';
 import { connectFromFlags } from '../context.ts';
 import { formatDuration } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
@@ -11,8 +11,9 @@ import { interruptSignal } from '../interrupt.ts';
 import { outcomeExitCode } from '../outcome.ts';
 import { renderTable, toJson, toYaml, writeError, writeResult } from '../output.ts';
 import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
+import { chooseRepository, openRepository, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
 
-interface RestoreArgs extends GlobalOptions, StoreOptions, HelperFlags {
+interface RestoreArgs extends GlobalOptions, StoreOptions, HelperFlags, RepositoryFlags {
   id: string;
   to: string;
   create: boolean;
@@ -46,8 +47,8 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
   command: 'restore <id>',
   describe: 'Restore a backup into a claim, exactly as it was backed up (owners, modes, links, times)',
   builder: (argv) =>
-    withHelperOptions(withStoreOptions(argv))
-      .positional('id', { type: 'string', demandOption: true, description: 'Backup ID (or a unique prefix of 4+ characters)' })
+    withRepositoryOptions(withHelperOptions(withStoreOptions(argv)))
+      .positional('id', { type: 'string', demandOption: true, description: 'Backup ID (or a unique prefix of 4+ characters), or a snapshot ID (or prefix) of the repository' })
       .option('to', { type: 'string', demandOption: true, description: 'The claim to restore into, in the namespace of -n' })
       .option('create', { type: 'boolean', default: false, description: 'Create the claim if it does not exist' })
       .option('storage-class', { type: 'string', description: 'With --create: the new claim\'s storage class (default: the cluster default)' })
@@ -58,6 +59,7 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
       .option('output', { alias: 'o', choices: ['table', 'json', 'yaml'] as const, default: 'table' as const, description: 'Output format' })
       .example('kubectl nkvm restore 3f9c2a --to data -n shop', 'Into an existing, empty claim')
       .example('kubectl nkvm restore 3f9c2a --to data-copy --create --size 5Gi', 'Into a new claim')
+      .example('kubectl nkvm restore 50464567 --to data -n shop', 'A snapshot of the repository (ours, restic\'s or k8up\'s)')
       .example('kubectl nkvm restore 3f9c2a --to data --mode overwrite', 'Replace what the claim holds')
       .example('kubectl nkvm restore 3f9c2a --to data --dry-run -o json', 'Check everything first') as unknown as Argv<RestoreArgs>,
   handler: async (args) => {
@@ -65,21 +67,41 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
     if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(args.to)) throw new UsageError(`"${args.to}" is not a valid claim name`);
     const { helper, podReadyTimeoutMs } = helperOptionsFromFlags(args);
     const catalog = await openCatalog(args);
-    const backup = await catalog.findBackup(String(args.id));
-    const client = await connectFromFlags(args);
-    const { RestoreManager } = await import('../../backup/restore.ts');
-    const manager = new RestoreManager(client, catalog, { helper, podReadyTimeoutMs, signal: interruptSignal });
-    const result = await manager.restore({
-      backup,
-      namespace: client.namespace,
-      pvc: args.to,
-      mode: args.mode,
-      dryRun: args.dryRun,
-      pinToNode: args.pinToNode,
-      create: args.create ? { storageClass: args.storageClass, size: args.size } : undefined,
+    const { RestoreManager, snapshotBackupRecord } = await import('../../backup/restore.ts');
+    const id = String(args.id);
+    let backup = await catalog.findBackup(id).catch((error: Error) => {
+      if ((error as { code?: string }).code === 'NotFoundError' && chooseRepository(args)) return undefined;
+      throw error;
     });
-    writeResult(renderRestore(result, args.output));
-    if (result.status === 'failed') writeError(`[${result.errorCode ?? 'RestoreError'}] ${result.namespace}/${result.pvc}: ${result.message}`);
-    process.exitCode = outcomeExitCode([result]);
+    // A backup into a repository, or a snapshot of the repository that no backup of this catalog wrote.
+    const opened = backup?.snapshotId ? await openRepository({ ...args, repo: args.repo ?? backup.repository ?? undefined }) : backup ? undefined : await openRepository(args);
+    try {
+      let snapshot: SnapshotSource | undefined;
+      if (opened) {
+        const found = await (backup?.snapshotId ? opened.repository.loadSnapshot(backup.snapshotId) : opened.repository.findSnapshot(id)).catch((error: Error) => {
+          if (error.name === 'BackendNotFoundError') throw new NotFoundError(`no backup in the catalog and no snapshot in ${opened.location} matches "${id}"`, 'list them with `kubectl nkvm artifacts list` and `kubectl nkvm snapshots`');
+          throw new UsageError(error.message);
+        });
+        snapshot = { repository: opened.repository, snapshot: found, location: opened.location };
+        backup ??= snapshotBackupRecord(found, opened.location);
+      }
+      const client = await connectFromFlags(args);
+      const manager = new RestoreManager(client, catalog, { helper, podReadyTimeoutMs, signal: interruptSignal });
+      const result = await manager.restore({
+        backup: backup!,
+        snapshot,
+        namespace: client.namespace,
+        pvc: args.to,
+        mode: args.mode,
+        dryRun: args.dryRun,
+        pinToNode: args.pinToNode,
+        create: args.create ? { storageClass: args.storageClass, size: args.size } : undefined,
+      });
+      writeResult(renderRestore(result, args.output));
+      if (result.status === 'failed') writeError(`[${result.errorCode ?? 'RestoreError'}] ${result.namespace}/${result.pvc}: ${result.message}`);
+      process.exitCode = outcomeExitCode([result]);
+    } finally {
+      await opened?.close();
+    }
   },
 };

@@ -8,9 +8,12 @@
  *   - --parallel 4 against --parallel 1 over 8 claims of NKVM_BENCH_PARALLEL_MIB (64) MiB;
  *   - files/s over NKVM_BENCH_FILES (1,000,000) files of 4 KiB (text), against the hand pipeline;
  *   - completion: NKVM_BENCH_ROUNDS (3) rounds of `backup --parallel 3` over three big claims,
- *     against three hand pipelines at once, each checked for its whole tar stream.
+ *     against three hand pipelines at once, each checked for its whole tar stream;
+ *   - repository: the big claim into a fresh local repository against `kubectl exec tar | restic
+ *     backup --stdin` (restic v0.19.1), then an unchanged second backup against the first, with the
+ *     bytes that crossed the API server.
  * Figures, never pass/fail: the goals are printed beside them. NKVM_BENCH_ONLY=modes,parallel,files,
- * completion runs a subset.
+ * completion,repository runs a subset.
  */
 import { execa } from 'execa';
 import fs from 'node:fs';
@@ -19,6 +22,7 @@ import path from 'node:path';
 import { createCluster, type TestCluster } from '../test/cluster/index.ts';
 import { kubernetesBinDir, REPO_ROOT } from '../test/cluster/paths.ts';
 import { seedWorkload } from '../test/cluster/workload.ts';
+import { findRestic } from '../test/cluster/restic.ts';
 
 const env = process.env;
 const bigMiB = Number(env.NKVM_BENCH_MIB ?? 1024);
@@ -26,7 +30,7 @@ const repeat = Number(env.NKVM_BENCH_REPEAT ?? 3);
 const parallelMiB = Number(env.NKVM_BENCH_PARALLEL_MIB ?? 64);
 const fileCount = Number(env.NKVM_BENCH_FILES ?? 1_000_000);
 const rounds = Number(env.NKVM_BENCH_ROUNDS ?? 3);
-const only = new Set((env.NKVM_BENCH_ONLY ?? 'modes,parallel,files,completion').split(','));
+const only = new Set((env.NKVM_BENCH_ONLY ?? 'modes,parallel,files,completion,repository').split(','));
 
 const NAMESPACE = 'bench';
 const MODES = [
@@ -105,7 +109,7 @@ const print = (line = '') => {
 try {
   print(`kubectl-nkvm ${JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')).version} bench, ${os.cpus().length} cores (${os.cpus()[0]?.model}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${cluster.provider} cluster`);
 
-  if (only.has('modes') || only.has('completion')) {
+  if (only.has('modes') || only.has('completion') || only.has('repository')) {
     log(`seeding claim big-0 with ${bigMiB} MiB of mixed data`);
     await seedClaim(cluster, 'big-0', mixedData(bigMiB));
   }
@@ -214,6 +218,42 @@ try {
     print();
     print(`Completion, ${rounds} rounds over three ${bigMiB} MiB claims at once, gzip:`);
     print(`ours (backup --parallel 3): ${ours} of ${total} complete, ${firstAttempt} of ${total} on the first attempt   by hand (3 x kubectl exec tar | gzip -6): ${handComplete} of ${total} complete`);
+  }
+  if (only.has('repository')) {
+    const restic = findRestic();
+    const tarBytes = await tarBytesOf(cluster, 'big-0');
+    const password = { RESTIC_PASSWORD: 'bench-password' };
+    const hand: number[] = [];
+    const first: number[] = [];
+    const second: number[] = [];
+    const rss: number[] = [];
+    let sent = 0;
+    let added = 0;
+    for (let i = 0; i < repeat; i++) {
+      log(`repository: round ${i + 1} of ${repeat}`);
+      const handRepo = path.join(workDir, `restic-${i}`);
+      const ourRepo = path.join(workDir, `ours-${i}`);
+      await execa(restic, ['--repo', handRepo, 'init', '-q'], { env: password });
+      hand.push((await timed(cluster, `kubectl exec -n ${NAMESPACE} app-big-0 -- tar -c -f - -C /data . | ${restic} --repo ${handRepo} --no-cache -q backup --stdin --stdin-filename data.tar`, password)).seconds);
+      await timed(cluster, `kubectl nkvm repo init ${ourRepo}`, password);
+      const runs: Timed[] = [];
+      for (let n = 0; n < 2; n++) {
+        const run = await timed(cluster, `kubectl nkvm backup big-0 -n ${NAMESPACE} --repo ${ourRepo} -o json`, password);
+        const [item] = JSON.parse(run.stdout).items as { status: string; message: string; snapshot: { bytesSent: number; bytesAdded: number } }[];
+        if (item?.status !== 'succeeded') throw new Error(`backup into the repository failed: ${item?.message}`);
+        runs.push(run);
+        if (n === 1) ({ bytesSent: sent, bytesAdded: added } = item.snapshot);
+      }
+      first.push(runs[0]!.seconds);
+      second.push(runs[1]!.seconds);
+      rss.push(...runs.map((run) => run.peakMiB));
+      fs.rmSync(handRepo, { recursive: true, force: true });
+      fs.rmSync(ourRepo, { recursive: true, force: true });
+    }
+    print();
+    print(`Into a local repository, one claim of ${mib(tarBytes).toFixed(0)} MiB of tar; wall seconds, median of ${repeat}`);
+    print(`first backup: by hand (kubectl exec tar | restic backup --stdin) ${median(hand).toFixed(1)} s   ours ${median(first).toFixed(1)} s   ratio ${(median(first) / median(hand)).toFixed(2)}   goal <= 1.00   ours peak RSS ${Math.max(...rss).toFixed(0)} MiB (goal <= 150)`);
+    print(`unchanged second backup: ${median(second).toFixed(1)} s, ${(median(second) / median(first)).toFixed(2)} of the first (goal <= 0.20); sent through the API server ${(100 * sent / tarBytes).toFixed(1)}% of the claim's tar (goal < 1%); the repository grew by ${added} bytes`);
   }
 } finally {
   await cluster.dispose();

@@ -11,7 +11,7 @@ import type { KubeClient } from '../kube/client.ts';
 import type { Catalog, BackupRecord } from '../store/catalog.ts';
 import { pluginVersion } from '../version.ts';
 import { artifactPath, commitArtifact, newBackupId, partialPath, type Compression } from './artifacts.ts';
-import { copyClaimData, CopyStageError, measureClaimBytes, measureDeviceBytes, type CopyResult } from './copy.ts';
+import { copyClaimData, CopyStageError, measureClaimBytes, measureDeviceBytes, type CopyResult, type RepositoryCopy } from './copy.ts';
 import { DEFAULT_ACK_TIMEOUT_SECONDS, DEFAULT_COPY_RETRIES } from './defaults.ts';
 import type { CopyFault } from './faults.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
@@ -154,6 +154,8 @@ interface CopyJob {
   pod: string;
   /** The artifact's partial file; null when the copy goes into the repository. */
   partial: string | null;
+  /** Into a repository instead of a file. */
+  repository: RepositoryCopy | undefined;
   record: BackupRecord;
   progress: (event: BackupProgressEvent) => void;
   deviceBytes: number | undefined;
@@ -288,9 +290,8 @@ export class BackupManager {
       }
       const deviceBytes = image ? await measureDeviceBytes(this.client.credentials.kubeConfig, target.namespace, helperPod!, signal) : undefined;
       // One copy at a time goes into the repository: its packers are shared by every archive.
-      const copied = repository
-        ? await this.repositoryTurn(() => this.copyWithRetries({ target, pod: helperPod!, partial, record, progress, deviceBytes }))
-        : await this.copyWithRetries({ target, pod: helperPod!, partial, record, progress, deviceBytes });
+      const job: CopyJob = { target, pod: helperPod!, partial, repository: repository && { repository: repository.repository, path: `/data/${target.pvc}` }, record, progress, deviceBytes };
+      const copied = repository ? await this.repositoryTurn(() => this.copyWithRetries(job)) : await this.copyWithRetries(job);
       retriedBecause = copied.retriedBecause;
       // Not failures: a path that no longer exists cannot be backed up, and a change is kept as read.
       if (copied.vanished.count > 0) vanished = copied.vanished;
@@ -314,7 +315,7 @@ export class BackupManager {
       stage = 'finalize';
       if (repository && copied.stored) {
         // Last, as restic does: the snapshot that refers to the packs and index the copy wrote.
-        const snapshotPath = `/data/${target.pvc}`;
+        const snapshotPath = job.repository!.path;
         const saved = await saveArchiveSnapshot(repository.repository, copied.stored, { path: snapshotPath, hostname: target.namespace, programVersion: `kubectl-nkvm ${pluginVersion}` });
         snapshot = {
           repository: repository.location,
@@ -451,7 +452,7 @@ export class BackupManager {
     }
   }
 
-  private async copyAttempts({ target, pod, partial, record, progress, deviceBytes }: CopyJob): Promise<CopyResult & { retriedBecause: string[] }> {
+  private async copyAttempts({ target, pod, partial, repository, record, progress, deviceBytes }: CopyJob): Promise<CopyResult & { retriedBecause: string[] }> {
     const retriedBecause: string[] = [];
     for (;;) {
       const attempt = (record.attempts += 1);
@@ -464,7 +465,7 @@ export class BackupManager {
           pod,
           compression: this.options.compression,
           partialPath: partial ?? '',
-          repository: partial === null && this.options.repository ? { repository: this.options.repository.repository, path: `/data/${target.pvc}` } : undefined,
+          repository,
           ackTimeoutSeconds: this.options.ackTimeoutSeconds ?? DEFAULT_ACK_TIMEOUT_SECONDS,
           fault: this.options.fault,
           attempt,

@@ -379,6 +379,8 @@ export class BackupManager {
       failedStage: failure ? failure.stage : null,
       message,
       artifactPath: artifact?.path ?? null,
+      // A snapshot's compression is the repository's: the artifact's setting does not apply.
+      compression: snapshot ? null : record.compression,
       bytes: artifact?.bytes ?? null,
       tarBytes: artifact?.tarBytes ?? record.tarBytes,
       fileCount: artifact?.entries ?? record.fileCount,

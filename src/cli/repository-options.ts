@@ -20,7 +20,6 @@ import {
   isNkvmError,
 } from '../errors.ts';
 import { BackendError } from '../repository/backends/backend.ts';
-import { openBackend } from '../repository/backends/open.ts';
 import type { Repository } from '../repository/repository.ts';
 
 export interface RepositoryFlags {
@@ -170,6 +169,8 @@ export async function openRepository(flags: RepositoryFlags, choice = chooseRepo
   if (!choice) {
     throw new NoRepositoryUserError('no repository is configured', { hint: 'create one with `kubectl nkvm repo init`, or name one with --repo or RESTIC_REPOSITORY' });
   }
+  // Loaded on use: the S3 client and the format code stay out of every other command's start-up.
+  const { openBackend } = await import('../repository/backends/open.ts');
   const backend = openBackend(choice.location, { caCertFile: flags.cacert ?? choice.saved?.cacert });
   const close = async () => (backend as { close?: () => Promise<void> }).close?.();
   try {

@@ -120,6 +120,24 @@ test('repo init, then backups go into the repository: restic checks it, lists th
   t.true(again.snapshot.bytesAdded < 0.005 * result.snapshot.bytesAdded, `the second backup added ${again.snapshot.bytesAdded} bytes`);
   t.not(again.snapshot.id, result.snapshot.id);
   await assertNoHelperPods(t, 10_000);
+
+  // verify reads each snapshot back whole; a flipped byte in a pack is found.
+  const verified = await kubectlNkvm(t.context, ['verify', result.id, ...h.flags], { env: h.env });
+  t.is(verified.exitCode, 0, String(verified.stdout) + String(verified.stderr));
+  t.regex(String(verified.stdout), new RegExp(`${result.id} .* OK `));
+  const packs = (fs.readdirSync(path.join(repo, 'data'), { recursive: true }) as string[])
+    .map((name) => path.join(repo, 'data', name))
+    .filter((file) => fs.statSync(file).isFile())
+    .sort((a, b) => fs.statSync(b).size - fs.statSync(a).size);
+  const damaged = fs.readFileSync(packs[0]!);
+  damaged[Math.floor(damaged.length / 2)]! ^= 0xff;
+  fs.chmodSync(packs[0]!, 0o600);
+  fs.writeFileSync(packs[0]!, damaged);
+  const broken = await kubectlNkvm(t.context, ['verify', result.id, '-o', 'json', ...h.flags], { env: h.env });
+  t.is(broken.exitCode, 1, String(broken.stdout) + String(broken.stderr));
+  const [report] = JSON.parse(String(broken.stdout)).items;
+  t.like(report, { id: result.id, ok: false });
+  t.regex(report.problems.join('; '), new RegExp(`snapshot ${result.snapshot.id.slice(0, 8)} cannot be read back: `));
 });
 
 test('a wrong password or a missing repository stops the backup before any helper pod, with restic\'s exit codes', async (t) => {

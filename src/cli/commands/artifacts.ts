@@ -106,6 +106,13 @@ export function renderRecordText(record: BackupRecord): string {
     ['Duration', formatDuration(durationOf(record))],
     ['Copy attempts', record.attempts ? String(record.attempts) : '-'],
     ...(record.prunedAt ? ([['Pruned', record.prunedAt]] as [string, string][]) : []),
+    ...(record.snapshotId
+      ? ([
+          ['Repository', record.repository ?? '-'],
+          ['Snapshot', record.snapshotId],
+          ['Added', record.bytesAdded === null ? '-' : `${formatBytes(record.bytesAdded)} (${record.bytesAdded} bytes) to the repository`],
+        ] as [string, string][])
+      : []),
     ['Artifact', record.artifactPath ?? '-'],
     ['Compression', record.compression ?? '-'],
     ['Size', record.bytes === null ? '-' : `${formatBytes(record.bytes)} (${record.bytes} bytes; ${formatBytes(record.tarBytes)} uncompressed)`],

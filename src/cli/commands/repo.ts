@@ -6,7 +6,6 @@
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { RepositoryError, UsageError } from '../../errors.ts';
-import { openBackend } from '../../repository/backends/open.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { toJson, writeResult, writeWarning } from '../output.ts';
 import {
@@ -40,6 +39,7 @@ const initCommand: CommandModule<GlobalOptions, InitArgs> = {
     if (args.location && args.repo && args.location !== args.repo) throw new UsageError('name the repository once: as the argument or with --repo, not both');
     const location = args.location ?? args.repo ?? process.env.RESTIC_REPOSITORY ?? defaultRepositoryPath();
     const previous = readSavedRepository();
+    const { openBackend } = await import('../../repository/backends/open.ts');
     const backend = openBackend(location, { caCertFile: args.cacert });
     try {
       if (await backend.exists()) {

@@ -2,7 +2,8 @@
  * `kubectl nkvm verify`: reads artifacts back and checks them against the catalog. A backup is OK when
  * its file is there with the recorded size and sha256, and its tar stream is complete (end-of-archive
  * marker) with the recorded number of entries; a Block claim's image, when its raw bytes have the recorded
- * size and sha256. Nothing is changed; any problem makes the exit code 1.
+ * size and sha256; a backup into a repository, when its snapshot reads back whole with the recorded
+ * entries. Nothing is changed; any problem makes the exit code 1.
  */
 import chalk from 'chalk';
 import { createHash } from 'node:crypto';
@@ -16,8 +17,11 @@ import type { GlobalOptions } from '../global-options.ts';
 import { interruptSignal } from '../interrupt.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeInfo, writeResult, type OutputFormat } from '../output.ts';
 import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
+import { openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
-interface VerifyArgs extends GlobalOptions, StoreOptions {
+interface VerifyArgs extends GlobalOptions, StoreOptions, RepositoryFlags {
   id: string | undefined;
   all: boolean;
   pvc: string | undefined;
@@ -42,7 +46,7 @@ export interface VerifyReport {
  * Reads the backup's artifact (a second time only to hash one that cannot be decoded) and lists every
  * way it differs from its catalog row.
  */
-async function verifyBackup(record: BackupRecord, signal?: AbortSignal): Promise<VerifyReport> {
+async function verifyBackup(record: BackupRecord, repositories: RepositoryOpener, signal?: AbortSignal): Promise<VerifyReport> {
   const report: VerifyReport = {
     id: record.id,
     namespace: record.namespace,
@@ -54,7 +58,8 @@ async function verifyBackup(record: BackupRecord, signal?: AbortSignal): Promise
     tarBytes: null,
     bytes: null,
   };
-  await findProblems(record, report, signal);
+  if (record.snapshotId && record.status === 'succeeded') await findSnapshotProblems(record, report, repositories, signal);
+  else await findProblems(record, report, signal);
   report.ok = report.problems.length === 0;
   return report;
 }
@@ -106,6 +111,41 @@ async function findProblems(record: BackupRecord, report: VerifyReport, signal: 
   if (scan.tar.entries !== record.fileCount) problems.push(`entry count mismatch: catalog ${record.fileCount ?? 'none'}, archive ${scan.tar.entries}`);
 }
 
+/** Opens each repository once per run, on first need. */
+type RepositoryOpener = (location: string) => Promise<OpenedRepository>;
+
+/**
+ * A backup into a repository: its snapshot read back whole, as a restore reads it (every blob
+ * decrypted, authenticated and hashed to its ID), into a complete tar stream with the recorded
+ * number of entries.
+ */
+async function findSnapshotProblems(record: BackupRecord, report: VerifyReport, repositories: RepositoryOpener, signal: AbortSignal | undefined): Promise<void> {
+  const { problems } = report;
+  let opened: OpenedRepository;
+  try {
+    opened = await repositories(record.repository!);
+  } catch (error) {
+    problems.push(`repository ${record.repository} cannot be opened: ${(error as Error).message}`);
+    return;
+  }
+  const [{ TarStreamCheck }, { restoreTar }] = await Promise.all([import('../../backup/tar-stream.ts'), import('../../repository/restorer.ts')]);
+  const checker = new TarStreamCheck();
+  const sink = new PassThrough();
+  sink.resume();
+  try {
+    const snapshot = await opened.repository.loadSnapshot(record.snapshotId!);
+    await pipeline([restoreTar(opened.repository, snapshot), checker, sink], signal ? { signal } : {});
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    problems.push(`snapshot ${record.snapshotId!.slice(0, 8)} cannot be read back: ${(error as Error).message}`);
+    return;
+  }
+  report.tarBytes = checker.summary.bytes;
+  report.entries = checker.summary.entries;
+  report.bytes = record.bytesAdded;
+  if (checker.summary.entries !== record.fileCount) problems.push(`entry count mismatch: catalog ${record.fileCount ?? 'none'}, snapshot ${checker.summary.entries}`);
+}
+
 async function sha256Of(file: string, signal: AbortSignal | undefined): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of fs.createReadStream(file, signal ? { signal } : {})) hash.update(chunk as Buffer);
@@ -151,7 +191,7 @@ export const verifyCommand: CommandModule<GlobalOptions, VerifyArgs> = {
   command: 'verify [id]',
   describe: 'Check that artifacts are intact: present, with the recorded size, sha256 and entries, and a complete tar stream',
   builder: (argv) =>
-    withStoreOptions(argv)
+    withRepositoryOptions(withStoreOptions(argv))
       .positional('id', { type: 'string', description: 'Backup ID, or a unique prefix of at least 4 characters' })
       .option('all', { type: 'boolean', default: false, description: 'Every succeeded backup (in the namespace of -n, if given)' })
       .option('pvc', { type: 'string', description: 'With --all: only backups of this claim' })
@@ -173,8 +213,17 @@ export const verifyCommand: CommandModule<GlobalOptions, VerifyArgs> = {
       writeInfo(`No succeeded backups to verify in ${catalog.file}.`);
       return;
     }
+    const opened = new Map<string, Promise<OpenedRepository>>();
+    const repositories: RepositoryOpener = (location) => {
+      if (!opened.has(location)) opened.set(location, openRepository({ ...args, repo: location }));
+      return opened.get(location)!;
+    };
     const reports: VerifyReport[] = [];
-    for (const record of records) reports.push(await verifyBackup(record, interruptSignal));
+    try {
+      for (const record of records) reports.push(await verifyBackup(record, repositories, interruptSignal));
+    } finally {
+      for (const repository of opened.values()) await repository.then((r) => r.close(), () => {});
+    }
     writeResult(renderVerifyReports(reports, args.output));
     const failed = reports.filter((report) => !report.ok).length;
     if (failed > 0) writeInfo(`${failed} of ${reports.length} backups failed verification.`);

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { findRestic } from '../cluster/restic.ts';
+import { startS3Server } from '../cluster/s3-server.ts';
 import { seedWorkload } from '../cluster/workload.ts';
 import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
 
@@ -194,5 +195,42 @@ test('a snapshot the restic CLI wrote is listed and restored into a new claim', 
   t.is((await sumsOfClaim(t, namespace, 'from-restic')).trim(), expected.trim());
   const rows = JSON.parse((await execa('sqlite3', ['-json', h.flags[1]!, 'SELECT backup_id, status FROM restores'])).stdout);
   t.deepEqual(rows, [{ backup_id: snapshotId, status: 'succeeded' }]);
+  await assertNoHelperPods(t, 10_000);
+});
+
+test('into an S3 bucket (a real S3 server): repo init, backup, snapshots, and restic checks and restores it from the bucket', async (t) => {
+  t.timeout(5 * 60_000);
+  const { cluster } = t.context;
+  const namespace = await createNamespace(cluster, 'repo-s3');
+  t.context.diagnose = { namespace, sourcePod: 'app' };
+  await seedWorkload(cluster, { namespace, claim: 'data', pod: 'app' }, TREE);
+  const server = await startS3Server();
+  t.teardown(() => server.dispose());
+  const h = home(t);
+  const location = server.location('shop');
+  const env = { ...h.env, ...server.env };
+
+  const init = await kubectlNkvm(t.context, ['repo', 'init', location], { env });
+  t.is(init.exitCode, 0, String(init.stderr));
+  const backup = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '-o', 'json', ...h.flags], { env });
+  t.is(backup.exitCode, 0, String(backup.stderr));
+  const [result] = JSON.parse(String(backup.stdout)).items;
+  t.like(result, { status: 'succeeded', snapshot: { repository: location } });
+  const snapshots = await kubectlNkvm(t.context, ['snapshots', '-o', 'name'], { env });
+  t.is(String(snapshots.stdout).trim(), result.snapshot.id);
+
+  const keyFile = path.join(h.dir, 'repository.key');
+  const resticS3 = (args: string[]) => execa(findRestic(), ['--repo', location, '--no-cache', ...args], { reject: false, env: { RESTIC_PASSWORD_FILE: keyFile, ...server.env }, timeout: 5 * 60_000 });
+  const check = await resticS3(['check', '--read-data']);
+  t.is(check.exitCode, 0, String(check.stdout) + String(check.stderr));
+  const target = fs.mkdtempSync(path.join(h.dir, 'restored-'));
+  t.is((await resticS3(['restore', result.snapshot.id, '--target', target])).exitCode, 0);
+  const inPod = await cluster.kubectl(['exec', 'app', '-n', namespace, '--', 'sh', '-c', SUMS]);
+  t.is((await execa('sh', ['-c', SUMS.replace('cd /data', `cd '${path.join(target, 'data', 'data')}'`)])).stdout.trim(), inPod.trim());
+
+  // A wrong secret is the server's refusal, named, before any helper pod.
+  const refused = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, ...h.flags], { env: { ...env, AWS_SECRET_ACCESS_KEY: 'wrong' } });
+  t.is(refused.exitCode, 1, String(refused.stderr));
+  t.regex(String(refused.stderr), /\[RepositoryError\] .*secret access key is likely wrong/);
   await assertNoHelperPods(t, 10_000);
 });

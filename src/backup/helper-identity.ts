@@ -33,6 +33,19 @@ const NOBODY = 65534;
 
 export const isRoot = (identity: HelperIdentity): boolean => identity.uid === 0;
 
+/** The helper runs as nobody only because nothing said who owns the claim's files. */
+export const isNobodyFallback = (identity: HelperIdentity): boolean => identity.uid === NOBODY && identity.source === NOBODY_SOURCE;
+
+const NOBODY_SOURCE = 'no pod mounting the claim names a non-root user: nobody';
+
+/**
+ * The owner of the claim's root directory, as a restore's identity where no pod names one: its
+ * group as fsGroup too, so files the restore makes are the group's, as a setgid root would make them.
+ */
+export function rootOwnerIdentity(uid: number, gid: number): HelperIdentity {
+  return { uid, gid, fsGroup: gid, source: "owner of the claim's root" };
+}
+
 /**
  * The workload's identity: the first pod mounting the claim whose spec names a user (running pods
  * first), else nobody. The flags, where given, override field by field.
@@ -42,7 +55,7 @@ export function workloadIdentity(claim: DiscoveredClaim, flags: RunAsFlags = {})
   const pod = pods.find((candidate) => candidate.identity.runAsUser !== undefined && candidate.identity.runAsUser !== 0);
   const base: HelperIdentity = pod
     ? { uid: pod.identity.runAsUser!, gid: pod.identity.runAsGroup, fsGroup: pod.identity.fsGroup, supplementalGroups: pod.identity.supplementalGroups, source: `pod ${pod.name}` }
-    : { uid: NOBODY, gid: NOBODY, source: 'no pod mounting the claim names a non-root user: nobody' };
+    : { uid: NOBODY, gid: NOBODY, source: NOBODY_SOURCE };
   return withFlags(base, flags);
 }
 

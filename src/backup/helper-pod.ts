@@ -39,6 +39,8 @@ export interface HelperPodOptions {
   imagePullSecrets?: string[] | undefined;
   /** --run-as-user, --run-as-group, --fs-group. */
   runAs?: RunAsFlags | undefined;
+  /** An identity the caller settled on (a restore: the owner of the claim's root), used as it is. */
+  identity?: HelperIdentity | undefined;
 }
 
 /** Enough for tar and sh; a ResourceQuota on limits admits a pod only when it names them. */
@@ -236,11 +238,11 @@ export async function startHelperPod(
   create: { dryRun?: boolean } = {},
 ): Promise<{ name: string; identity: HelperIdentity }> {
   const runAs = options.runAs ?? {};
-  const identity = initialIdentity(claim, runAs, restricted.has(claim.namespace));
+  const identity = options.identity ?? initialIdentity(claim, runAs, restricted.has(claim.namespace));
   try {
     return { name: await createHelperPod(client, helperPodManifest(claim, options, purpose, identity), create), identity };
   } catch (error) {
-    const refusedAsRoot = error instanceof KubernetesAdmissionError && error.admission === 'PodSecurity' && isRoot(identity) && runAs.runAsUser === undefined;
+    const refusedAsRoot = error instanceof KubernetesAdmissionError && error.admission === 'PodSecurity' && isRoot(identity) && runAs.runAsUser === undefined && !options.identity;
     if (!refusedAsRoot) throw error;
     restricted.add(claim.namespace);
     const workload = workloadIdentity(claim, runAs);

@@ -37,7 +37,7 @@ import { Digest } from './digest.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, StageFailure } from './stage-failure.ts';
 import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, deleteHelperPod, HELPER_CONTAINER, labelValue, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
-import { describeIdentity, isRoot } from './helper-identity.ts';
+import { describeIdentity, isNobodyFallback, isRoot, rootOwnerIdentity } from './helper-identity.ts';
 import { TarStreamCheck, type TarEntry } from './tar-stream.ts';
 import { restoreTar } from '../repository/restorer.ts';
 import type { Repository } from '../repository/repository.ts';
@@ -256,11 +256,21 @@ export class RestoreManager {
       } else {
         stage = 'helper-pod';
         const target = claim ?? (await discoverClaim(this.client, namespace, pvc));
-        const helper = await startHelperPod(this.client, target, { ...this.options.helper, runId: this.runId }, 'restore', this.restrictedNamespaces);
+        let helper = await startHelperPod(this.client, target, { ...this.options.helper, runId: this.runId }, 'restore', this.restrictedNamespaces);
         record.helperPod = helper.name;
         record.runAs = describeIdentity(helper.identity);
         try {
-          const running = await waitForHelperPod(this.client, namespace, record.helperPod, this.options.podReadyTimeoutMs, signal);
+          let running = await waitForHelperPod(this.client, namespace, record.helperPod, this.options.podReadyTimeoutMs, signal);
+          // As nobody (restricted, no pod names a user), the restore could not write into a claim
+          // whose root another user owns: the helper is made again as that owner.
+          const owner = !image && isNobodyFallback(helper.identity) ? await this.rootOwner(namespace, record.helperPod) : undefined;
+          if (owner && owner.uid !== 0 && owner.uid !== helper.identity.uid) {
+            await deleteHelperPod(this.client, namespace, record.helperPod);
+            helper = await startHelperPod(this.client, target, { ...this.options.helper, runId: this.runId, identity: rootOwnerIdentity(owner.uid, owner.gid) }, 'restore', this.restrictedNamespaces);
+            record.helperPod = helper.name;
+            record.runAs = describeIdentity(helper.identity);
+            running = await waitForHelperPod(this.client, namespace, record.helperPod, this.options.podReadyTimeoutMs, signal);
+          }
           record.node = running.spec?.nodeName ?? null;
 
           if (image) {
@@ -418,6 +428,13 @@ export class RestoreManager {
     } catch (error) {
       throw new RestoreFailure('write', `writing into the claim failed: ${(error as Error).message}`, isNkvmError(error) ? error.code : 'RestoreError');
     }
+  }
+
+  /** Who owns the claim's root directory (any user may stat the mount point). */
+  private async rootOwner(namespace: string, pod: string): Promise<{ uid: number; gid: number } | undefined> {
+    const printed = (await runInHelper(this.client, namespace, pod, ['stat', '-c', '%u %g', DATA_MOUNT_PATH], { signal: this.options.signal })).trim();
+    const match = /^(\d+) (\d+)$/.exec(printed);
+    return match ? { uid: Number(match[1]), gid: Number(match[2]) } : undefined;
   }
 
   /** The target claim, created with --create; undefined in a dry run that would create it. */

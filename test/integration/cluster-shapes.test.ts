@@ -87,13 +87,14 @@ test('Pod Security "restricted": backup runs as the workload\'s user, names what
   const namespace = await createNamespace(cluster, 'restricted');
   t.context.diagnose = { namespace, sourcePod: 'web' };
   const s = store(t, 'restricted');
-  await createBoundClaims(cluster, namespace, ['data', 'copy']);
+  await createBoundClaims(cluster, namespace, ['data', 'copy', 'back']);
   // Laid out by root before the namespace is locked down: the workload's files, and two of root's.
-  await asRoot(cluster, namespace, ['data', 'copy'], [
+  await asRoot(cluster, namespace, ['data', 'copy', 'back'], [
     'cd /data && mkdir -p app/logs private && echo config > app/config.yaml && head -c 2097152 /dev/urandom > app/logs/blob.bin',
     'echo root-only > secret.key && chmod 600 secret.key && echo hidden > private/x && chmod 700 private',
     'chown -R 1000:2000 app && chmod 2775 /data && chgrp 2000 /data',
     'chown 1000:2000 /copy && chmod 2770 /copy',
+    'chown 1000:2000 /back && chmod 2770 /back',
   ].join(' && '));
   await cluster.kubectl(['label', 'namespace', namespace, 'pod-security.kubernetes.io/enforce=restricted']);
   await cluster.kubectl(['apply', '-f', '-'], { input: restrictedWorkload(namespace, 'data', cluster.images.helper) });
@@ -135,6 +136,12 @@ test('Pod Security "restricted": backup runs as the workload\'s user, names what
   await cluster.kubectl(['apply', '-f', '-'], { input: restrictedWorkload(namespace, 'copy', cluster.images.helper) });
   await cluster.kubectl(['wait', '--for=condition=Ready', 'pod/web', '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
   t.is(await cluster.kubectl(['exec', 'web', '-n', namespace, '--', 'sh', '-c', `cd /data/app && find . -type f | sort | xargs sha256sum`]), readable);
+
+  // No pod mounts "back" and no flag names a user: the restore runs as the owner of the claim's root,
+  // which nobody (the identity of last resort) could not write into.
+  const owner = await kubectlNkvm(t.context, ['restore', kept.id, '--to', 'back', '-n', namespace, '-o', 'json', ...s.flags]);
+  t.is(owner.exitCode, 0, String(owner.stderr) + String(owner.stdout));
+  t.like(JSON.parse(String(owner.stdout)), { status: 'succeeded', runAs: "uid 1000, gid 2000, fsGroup 2000 (owner of the claim's root)" });
 
   // Root, asked for outright, is refused by Pod Security: its own diagnosis and exit code, not RBAC's.
   const root = await kubectlNkvm(t.context, ['backup', 'copy', '-n', namespace, '--run-as-user', '0', '-o', 'json', ...s.flags]);

@@ -404,7 +404,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     progress({ phase: 'read-data', done: stats.packsRead, total: toRead.length });
     if (result.damaged.length === 0 && result.reasons.length === 0) return;
     const parts = [...result.reasons];
-    if (result.damaged.length > 0) parts.push(`${result.damaged.length} of its ${packs.get(id)!.length} blobs are damaged (${result.damaged[0]!.reason}${result.damaged.length > 1 ? ', ...' : ''})`);
+    if (result.damaged.length > 0) parts.push(`${result.damaged.length} of its ${packs.get(id)!.length} blobs ${result.damaged.length === 1 ? 'is' : 'are'} damaged (${result.damaged[0]!.reason}${result.damaged.length > 1 ? ', ...' : ''})`);
     const problem = packProblem('pack-damaged', id, `pack ${short(id)} is damaged: ${parts.join('; ')}`);
     for (const { blob } of result.damaged) loseBlob(problem, id, blob);
   });

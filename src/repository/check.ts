@@ -16,7 +16,11 @@
  * that walk knows what is damaged; each tree is loaded once however many snapshots share it.
  *
  * Memory: the index as parsed (like Repository's own), one entry per tree seen, and per pack being
- * read at most one window plus its largest blob. Packs are never loaded whole.
+ * read at most one window plus its largest blob. Packs are never loaded whole. Measured on a local
+ * repository of 100 MB and of 300 MB (2 packs at once, 4 MiB windows): peak RSS 200-215 MB and
+ * 200-237 MB, against 92 MB for Node with these modules loaded; about 100 MB/s on one core
+ * (Poly1305 in JS dominates), where restic check --read-data takes 0.6 s and 0.95 s on the same
+ * repositories (about 330 MB/s, several cores, 68-72 MB).
  *
  * The caller opens the repository with `loadIndex: false` (this reads the index files itself, and
  * carries on past a damaged one) and holds a shared lock, as restic check does.
@@ -34,7 +38,7 @@ export type ReadDataSubset = { kind: 'group'; n: number; t: number } | { kind: '
 export interface CheckOptions {
   /** Read every pack, or the subset given. */
   readData?: boolean | ReadDataSubset;
-  /** Bytes per read of a pack; a blob larger than this is read whole. Default 8 MiB. */
+  /** Bytes per read of a pack; a blob larger than this is read whole. Default 4 MiB. */
   readWindow?: number;
   /** Packs read at once. Default 2. */
   concurrency?: number;
@@ -397,7 +401,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   const read = new Set<string>();
   await pool(toRead, options.concurrency ?? 2, async (id) => {
     signal?.throwIfAborted();
-    const result = await readPack(repo, id, readable.get(id)!, packs.get(id)!, options.readWindow ?? 8 * 1024 * 1024);
+    const result = await readPack(repo, id, readable.get(id)!, packs.get(id)!, options.readWindow ?? 4 * 1024 * 1024);
     read.add(id);
     stats.packsRead += 1;
     stats.bytesRead += result.bytesRead;

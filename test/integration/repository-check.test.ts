@@ -95,6 +95,16 @@ suite('a repository we wrote checks clean by restic check --read-data and by our
   t.is(ours.stats.packsRead, ours.stats.packs);
   t.true(ours.stats.packs >= 4, 'a data and a tree pack per backup');
   t.log(`ours: ${JSON.stringify(ours.stats)}`);
+
+  // --read-data-subset n/t: the same group of packs as restic's.
+  for (const n of [1, 2, 3]) {
+    const group = await restic(t.context.ours, PASSWORD, ['check', `--read-data-subset=${n}/3`]);
+    t.is(group.exitCode, 0, group.stderr);
+    const [, count, total] = /read group #\d+ of (\d+) data packs \(out of total (\d+) packs/.exec(group.stdout) ?? [];
+    const subset = await checkRepository(await Repository.open(new LocalBackend(t.context.ours), PASSWORD, { loadIndex: false }), { readData: { kind: 'group', n, t: 3 } });
+    t.is(subset.stats.packsRead, Number(count), group.stdout);
+    t.is(subset.stats.packs, Number(total));
+  }
 });
 
 suite('a flipped byte in a pack: our read-data check finds it and names the one snapshot it costs; restic check --read-data agrees', async (t) => {

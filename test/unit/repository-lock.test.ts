@@ -11,6 +11,7 @@ import {
   acquireLock,
   decodeLock,
   encodeLock,
+  InvalidLockError,
   isStale,
   listLocks,
   removeStaleLocks,
@@ -135,4 +136,21 @@ test('unlock removes stale locks only; --remove-all removes every lock', async (
   t.is(all.removed.length, 2);
   t.is((await listLocks(repo)).length, 0);
   await fresh.release();
+});
+
+test('a lock file that does not decode blocks locking (whether it conflicts is unknown) until unlock --remove-all', async (t) => {
+  const repo = await repository(t);
+  const bad = 'ab'.repeat(32);
+  await repo.backend.write('locks', bad, Buffer.from('not a lock'));
+  const error = await t.throwsAsync(acquireLock(repo, { exclusive: false, waitBeforeCheckMs: 1, unreadableRetries: 2, unreadableDelayMs: 5 }), { instanceOf: InvalidLockError });
+  t.is(error.lockId, bad);
+  t.regex(error.message, /--remove-all/);
+  t.deepEqual((await listLocks(repo)).map((l) => l.id), [bad], 'nothing of ours is left behind');
+  t.deepEqual(await removeStaleLocks(repo), { removed: [], kept: [], unreadable: [bad] });
+  t.deepEqual((await removeStaleLocks(repo, { all: true })).unreadable, [bad]);
+  t.deepEqual(await listLocks(repo), []);
+  // An empty lock file (an interrupted upload) is ignored, as restic ignores it.
+  await repo.backend.write('locks', bad, Buffer.alloc(0));
+  const held = await acquireLock(repo, { exclusive: true, waitBeforeCheckMs: 1 });
+  await held.release();
 });

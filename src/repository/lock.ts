@@ -263,7 +263,6 @@ export class RepositoryLock {
     this.exclusive = info.exclusive;
     this.options = options;
     this.lastRefreshMs = Date.now();
-    holdSighup();
     this.timer = setInterval(() => void this.refresh().catch(() => {}), options.refreshIntervalMs ?? REFRESH_INTERVAL_MS);
     this.timer.unref();
   }
@@ -344,12 +343,16 @@ export class RepositoryLock {
 export async function acquireLock(repo: Repository, options: LockOptions): Promise<RepositoryLock> {
   await checkForOtherLocks(repo, new Set(), options);
   const info = ourLockInfo(options.exclusive);
-  const id = await repo.saveUnpacked('locks', encodeLock(info));
+  // From the moment our file may exist, a restic on this host may probe our PID with SIGHUP.
+  holdSighup();
+  let id: string | undefined;
   try {
+    id = await repo.saveUnpacked('locks', encodeLock(info));
     await sleep(options.waitBeforeCheckMs ?? WAIT_BEFORE_CHECK_MS);
     await checkForOtherLocks(repo, new Set([id]), options);
   } catch (error) {
-    await repo.backend.remove('locks', id).catch(() => {});
+    if (id) await repo.backend.remove('locks', id).catch(() => {});
+    releaseSighup();
     throw error;
   }
   return new RepositoryLock(repo, id, info, options);

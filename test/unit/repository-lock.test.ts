@@ -154,3 +154,15 @@ test('a lock file that does not decode blocks locking (whether it conflicts is u
   const held = await acquireLock(repo, { exclusive: true, waitBeforeCheckMs: 1 });
   await held.release();
 });
+
+test.serial('SIGHUP is ignored from writing the lock file until release, also when taking it fails', async (t) => {
+  const repo = await repository(t);
+  const before = process.listenerCount('SIGHUP');
+  const held = await acquireLock(repo, { exclusive: true, waitBeforeCheckMs: 1 });
+  t.is(process.listenerCount('SIGHUP'), before + 1);
+  await t.throwsAsync(acquireLock(repo, { exclusive: true, waitBeforeCheckMs: 1 }), { instanceOf: RepositoryLockedError });
+  t.is(process.listenerCount('SIGHUP'), before + 1);
+  await held.release();
+  await held.release();
+  t.is(process.listenerCount('SIGHUP'), before);
+});

@@ -38,6 +38,12 @@ export type ReadDataSubset = { kind: 'group'; n: number; t: number } | { kind: '
 export interface CheckOptions {
   /** Read every pack, or the subset given. */
   readData?: boolean | ReadDataSubset;
+  /**
+   * Check only these snapshots (full IDs), as `restic check` given snapshots: the index and every
+   * pack's presence are still checked in full, but only their trees are walked and only the packs
+   * they reach are read (the subset, if any, chosen among those).
+   */
+  snapshots?: string[];
   /** Bytes per read of a pack; a blob larger than this is read whole. Default 4 MiB. */
   readWindow?: number;
   /** Packs read at once. Default 2. */
@@ -67,7 +73,11 @@ export interface CheckProblem {
   pack?: string;
   /** Blobs this problem loses (damaged, unreadable or not indexed). */
   blobs?: { type: BlobType; id: string }[];
-  /** Snapshots whose trees reach a lost blob of this problem: the backups it damages. Oldest first. */
+  /**
+   * Snapshots whose trees reach a lost blob of this problem: the backups it damages. Oldest first.
+   * Empty when no blob is lost (a pack damaged only in its header or tail: every blob still decrypts
+   * and hashes to its ID, so restore works, though restic check reports the pack too).
+   */
   snapshots: string[];
 }
 
@@ -280,6 +290,41 @@ async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
 }
 
+/** The packs holding the trees and file contents of some snapshots (what fails to load is left to the tree walk to report). */
+async function packsOfSnapshots(repo: Repository, ids: string[], blobHome: Map<string, { pack: string }>): Promise<Set<string>> {
+  const packs = new Set<string>();
+  const seen = new Set<string>();
+  const stack: string[] = [];
+  for (const id of ids) {
+    try {
+      stack.push((await repo.loadSnapshot(id)).tree);
+    } catch {
+      // Reported by the walk.
+    }
+  }
+  while (stack.length > 0) {
+    const tree = stack.pop()!;
+    if (seen.has(tree)) continue;
+    seen.add(tree);
+    const home = blobHome.get(blobKey('tree', tree));
+    if (!home) continue;
+    packs.add(home.pack);
+    let nodes: Node[];
+    try {
+      nodes = decodeTree(await repo.loadBlob('tree', tree));
+    } catch {
+      continue;
+    }
+    for (const node of nodes) {
+      if (node.type === 'file') for (const blob of node.content ?? []) {
+        const pack = blobHome.get(blobKey('data', blob))?.pack;
+        if (pack) packs.add(pack);
+      } else if (node.type === 'dir' && node.subtree) stack.push(node.subtree);
+    }
+  }
+  return packs;
+}
+
 export async function checkRepository(repo: Repository, options: CheckOptions = {}): Promise<CheckResult> {
   const problems: CheckProblem[] = [];
   const notes: string[] = [];
@@ -396,7 +441,8 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
 
   // Read data.
   const readable = new Map<string, number>();
-  for (const id of packs.keys()) if (onDisk.has(id)) readable.set(id, onDisk.get(id)!);
+  const wanted = options.snapshots && options.readData ? await packsOfSnapshots(repo, options.snapshots, blobHome) : undefined;
+  for (const id of packs.keys()) if (onDisk.has(id) && (!wanted || wanted.has(id))) readable.set(id, onDisk.get(id)!);
   const toRead = options.readData === true ? [...readable.keys()] : options.readData ? selectPacks(readable, options.readData, options.random) : [];
   const read = new Set<string>();
   await pool(toRead, options.concurrency ?? 2, async (id) => {
@@ -469,8 +515,8 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     return result;
   };
 
-  const snapshotNames: string[] = [];
-  for await (const file of repo.backend.list('snapshots')) snapshotNames.push(file.name);
+  const snapshotNames: string[] = options.snapshots ? [...new Set(options.snapshots)] : [];
+  if (!options.snapshots) for await (const file of repo.backend.list('snapshots')) snapshotNames.push(file.name);
   const snapshots: { id: string; time: bigint }[] = [];
   for (const name of snapshotNames) {
     signal?.throwIfAborted();

@@ -119,3 +119,42 @@ test('a truncated pack is the wrong size, and a damaged index file loses what it
   t.true(noIndex.problems.some((p) => p.kind === 'blob-missing'));
   t.deepEqual(noIndex.damagedSnapshots, [f.a, f.b]);
 });
+
+function flipByte(file: string, at: number): void {
+  fs.chmodSync(file, 0o600);
+  const fd = fs.openSync(file, 'r+');
+  const byte = Buffer.alloc(1);
+  fs.readSync(fd, byte, 0, 1, at);
+  byte[0]! ^= 0x01;
+  fs.writeSync(fd, byte, 0, 1, at);
+  fs.closeSync(fd);
+}
+
+test('checking some snapshots reads only the packs they reach and names only them', async (t) => {
+  const f = await fixture(t);
+  const packX = f.packOf(f.x);
+  flipByte(f.packPath(packX), 20);
+  const onlyB = await checkRepository(await f.reopen(), { readData: true, snapshots: [f.b] });
+  t.true(onlyB.ok, 'B does not reach x, whose pack is not read');
+  t.is(onlyB.stats.snapshots, 1);
+  t.is(onlyB.stats.packsRead, 3, "the packs of y, z and of B's tree");
+  const onlyA = await checkRepository(await f.reopen(), { readData: true, snapshots: [f.a] });
+  t.like(onlyA.problems[0], { kind: 'pack-damaged', pack: packX, snapshots: [f.a] });
+  t.deepEqual(onlyA.damagedSnapshots, [f.a]);
+  const missing = await checkRepository(await f.reopen(), { snapshots: ['0'.repeat(64)] });
+  t.like(missing.problems.at(-1), { kind: 'snapshot', snapshots: ['0'.repeat(64)] });
+});
+
+test('a pack damaged only after its blobs (a byte appended) is reported, but no snapshot loses data: every blob is intact', async (t) => {
+  const f = await fixture(t);
+  const packX = f.packOf(f.x);
+  fs.chmodSync(f.packPath(packX), 0o600);
+  fs.appendFileSync(f.packPath(packX), 'x');
+  const result = await checkRepository(await f.reopen(), { readData: true });
+  t.is(result.problems.length, 1);
+  t.like(result.problems[0], { kind: 'pack-size', pack: packX, snapshots: [] });
+  t.regex(result.problems[0]!.message, /header/);
+  t.false('blobs' in result.problems[0]!);
+  t.deepEqual(result.damagedSnapshots, []);
+  t.false(result.ok);
+});

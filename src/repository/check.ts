@@ -28,6 +28,7 @@
 import crypto from 'node:crypto';
 import type { BlobType, PackedBlob } from './pack.ts';
 import { decodeHeader, headerRange, packSize } from './pack.ts';
+import { withLock, type LockOptions } from './lock.ts';
 import { unsealBlob, type Repository } from './repository.ts';
 import { snapshotTimeNs } from './snapshot.ts';
 import { decodeTree, type Node } from './tree.ts';
@@ -548,4 +549,14 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
     if (problem.blobs?.length === 0) delete problem.blobs;
   }
   return { ok: problems.length === 0, problems, notes, damagedSnapshots: [...damaged].sort((a, b) => rank(a) - rank(b)), stats };
+}
+
+/**
+ * The check as `verify` runs it: under a shared lock, as restic check takes one (so no prune removes
+ * packs while they are read), stopped with a LockLostError if the lock cannot be kept.
+ */
+export async function checkRepositoryLocked(repo: Repository, options: CheckOptions = {}, lockOptions: Partial<LockOptions> = {}): Promise<CheckResult> {
+  return withLock(repo, { ...lockOptions, exclusive: false }, (lock) =>
+    checkRepository(repo, { ...options, signal: options.signal ? AbortSignal.any([options.signal, lock.signal]) : lock.signal }),
+  );
 }

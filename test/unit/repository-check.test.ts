@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
-import { checkRepository, parseReadDataSubset, selectPacks } from '../../src/repository/check.ts';
+import { checkRepository, checkRepositoryLocked, parseReadDataSubset, selectPacks } from '../../src/repository/check.ts';
+import { acquireLock, listLocks, RepositoryLockedError } from '../../src/repository/lock.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { newSnapshot } from '../../src/repository/snapshot.ts';
 import { GoMode, type Node } from '../../src/repository/tree.ts';
@@ -157,4 +158,19 @@ test('a pack damaged only after its blobs (a byte appended) is reported, but no 
   t.false('blobs' in result.problems[0]!);
   t.deepEqual(result.damagedSnapshots, []);
   t.false(result.ok);
+});
+
+test('the locked check holds a shared lock while it runs: an exclusive lock (prune) is refused meanwhile', async (t) => {
+  const f = await fixture(t);
+  const repo = await f.reopen();
+  let attempt: Promise<unknown> | undefined;
+  const result = await checkRepositoryLocked(repo, {
+    readData: true,
+    onProgress: (p) => {
+      if (p.phase === 'index' && !attempt) attempt = acquireLock(repo, { exclusive: true, waitBeforeCheckMs: 1 }).then((l) => l.release(), (e: unknown) => e);
+    },
+  }, { waitBeforeCheckMs: 1 });
+  t.true(result.ok);
+  t.true((await attempt) instanceof RepositoryLockedError);
+  t.deepEqual(await listLocks(repo), []);
 });

@@ -292,7 +292,7 @@ async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise
 }
 
 /** The packs holding the trees and file contents of some snapshots (what fails to load is left to the tree walk to report). */
-async function packsOfSnapshots(repo: Repository, ids: string[], blobHome: Map<string, { pack: string }>): Promise<Set<string>> {
+async function packsOfSnapshots(repo: Repository, ids: string[], blobHome: Map<string, string>): Promise<Set<string>> {
   const packs = new Set<string>();
   const seen = new Set<string>();
   const stack: string[] = [];
@@ -309,7 +309,7 @@ async function packsOfSnapshots(repo: Repository, ids: string[], blobHome: Map<s
     seen.add(tree);
     const home = blobHome.get(blobKey('tree', tree));
     if (!home) continue;
-    packs.add(home.pack);
+    packs.add(home);
     let nodes: Node[];
     try {
       nodes = decodeTree(await repo.loadBlob('tree', tree));
@@ -318,7 +318,7 @@ async function packsOfSnapshots(repo: Repository, ids: string[], blobHome: Map<s
     }
     for (const node of nodes) {
       if (node.type === 'file') for (const blob of node.content ?? []) {
-        const pack = blobHome.get(blobKey('data', blob))?.pack;
+        const pack = blobHome.get(blobKey('data', blob));
         if (pack) packs.add(pack);
       } else if (node.type === 'dir' && node.subtree) stack.push(node.subtree);
     }
@@ -351,8 +351,11 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   const indexNames: string[] = [];
   for await (const file of repo.backend.list('index')) indexNames.push(file.name);
   const packs = new Map<string, PackedBlob[]>();
-  const blobHome = new Map<string, PackedBlob & { pack: string }>();
+  /** Blob key -> the pack the index (first) places it in; the pack ID strings are shared, not copied. */
+  const blobHome = new Map<string, string>();
   let duplicateBlobs = 0;
+  /** For blobs stored more than once (rare): the other packs holding them. */
+  const otherHomes = new Map<string, string[]>();
   for (const name of indexNames) {
     signal?.throwIfAborted();
     let listed: { id: string; blobs: PackedBlob[] }[];
@@ -373,25 +376,28 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
       packs.set(pack.id, pack.blobs);
       for (const blob of pack.blobs) {
         const key = blobKey(blob.type, blob.id);
-        const other = blobHome.get(key);
-        if (other) {
+        const otherPack = blobHome.get(key);
+        if (otherPack !== undefined) {
+          // Rare: look the first entry up again rather than keep every entry twice.
+          const other = (packs.get(otherPack) ?? []).find((b) => b.type === blob.type && b.id === blob.id)!;
           if (plaintextLength(other) !== plaintextLength(blob)) {
             problems.push({
               kind: 'index-inconsistent',
-              message: `${blob.type} blob ${short(blob.id)} is indexed in packs ${short(other.pack)} and ${short(pack.id)} with different lengths (${plaintextLength(other)} and ${plaintextLength(blob)} bytes)`,
+              message: `${blob.type} blob ${short(blob.id)} is indexed in packs ${short(otherPack)} and ${short(pack.id)} with different lengths (${plaintextLength(other)} and ${plaintextLength(blob)} bytes)`,
               blobs: [{ type: blob.type, id: blob.id }],
               snapshots: [],
             });
           } else {
             duplicateBlobs += 1;
+            otherHomes.set(key, [...(otherHomes.get(key) ?? []), pack.id]);
           }
           continue;
         }
-        blobHome.set(key, { ...blob, pack: pack.id });
+        blobHome.set(key, pack.id);
       }
       repo.index.addPack(
         pack.id,
-        pack.blobs.filter((b) => blobHome.get(blobKey(b.type, b.id))?.pack === pack.id),
+        pack.blobs.filter((b) => blobHome.get(blobKey(b.type, b.id)) === pack.id),
       );
     }
   }
@@ -413,9 +419,15 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
   const loseBlob = (problem: CheckProblem, damageKey: string, blob: { type: BlobType; id: string }) => {
     const key = blobKey(blob.type, blob.id);
     if (lostBlobs.has(key)) return;
-    // A blob whose other copy is intact is not lost.
-    const home = blobHome.get(key);
-    if (home && home.pack !== damageKey && !byDamage.has(home.pack)) return;
+    // A blob with an intact copy is not lost: read it from there.
+    const intact = [blobHome.get(key), ...(otherHomes.get(key) ?? [])].find((home) => home !== undefined && home !== damageKey && !byDamage.has(home));
+    if (intact !== undefined) {
+      if (intact !== blobHome.get(key)) {
+        blobHome.set(key, intact);
+        repo.index.addPack(intact, packs.get(intact)!.filter((b) => b.type === blob.type && b.id === blob.id));
+      }
+      return;
+    }
     lostBlobs.set(key, damageKey);
     problem.blobs!.push({ type: blob.type, id: blob.id });
   };
@@ -489,7 +501,7 @@ export async function checkRepository(repo: Repository, options: CheckOptions = 
       try {
         nodes = decodeTree(await repo.loadBlob('tree', treeId));
       } catch (error) {
-        const pack = blobHome.get(key)!.pack;
+        const pack = blobHome.get(key)!;
         const problem = packProblem('tree-damaged', pack, `pack ${short(pack)} is damaged: tree ${short(treeId)} of ${path} does not load (${(error as Error).message})`);
         loseBlob(problem, pack, { type: 'tree', id: treeId });
         found.add(pack);

@@ -174,3 +174,31 @@ test('the locked check holds a shared lock while it runs: an exclusive lock (pru
   t.true((await attempt) instanceof RepositoryLockedError);
   t.deepEqual(await listLocks(repo), []);
 });
+
+test('a blob indexed in two packs: a note when the lengths agree, a problem when they do not; a lost copy loses nothing', async (t) => {
+  const f = await fixture(t);
+  const repo = await f.reopen();
+  const entry = (await Repository.open(new LocalBackend(f.repoPath), 'pw')).index.get('data', f.x)!;
+  // An index file naming a pack that does not exist, which also holds x.
+  const ghost = 'ee'.repeat(32);
+  const claim = (length: number) => Buffer.from(JSON.stringify({ packs: [{ id: ghost, blobs: [{ id: f.x, type: 'data', offset: 0, length }] }] }));
+  const same = await repo.saveUnpacked('index', claim(entry.length));
+  // Whichever index file is read first, x is found in its intact pack.
+  for (const order of [(a: string, b: string) => (a < b ? -1 : 1), (a: string, b: string) => (a < b ? 1 : -1)]) {
+    const reordered = await f.reopen();
+    const list = reordered.backend.list.bind(reordered.backend);
+    reordered.backend.list = async function* (type) {
+      const files = [];
+      for await (const file of list(type)) files.push(file);
+      yield* files.sort((a, b) => order(a.name, b.name));
+    };
+    const consistent = await checkRepository(reordered, { readData: true });
+    t.deepEqual(consistent.problems.map((p) => p.kind), ['pack-missing']);
+    t.deepEqual(consistent.problems[0]!.snapshots, [], 'x has an intact copy: no snapshot loses it');
+    t.regex(consistent.notes.join('\n'), /1 blobs are stored more than once/);
+  }
+  await repo.backend.remove('index', same);
+  await repo.saveUnpacked('index', claim(entry.length + 5));
+  const inconsistent = await checkRepository(await f.reopen());
+  t.true(inconsistent.problems.some((p) => p.kind === 'index-inconsistent' && /different lengths/.test(p.message)), JSON.stringify(inconsistent.problems));
+});

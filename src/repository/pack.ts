@@ -116,6 +116,13 @@ export function encodeHeader(blobs: PackedBlob[]): Buffer {
   return Buffer.concat(entries);
 }
 
+/** A pack file's size as its blobs imply it: the blobs, the encrypted header of their entries, the header's length. */
+export function packSize(blobs: readonly PackedBlob[]): number {
+  let size = OVERHEAD + HEADER_LENGTH_SIZE;
+  for (const blob of blobs) size += blob.length + (blob.uncompressedLength ? COMPRESSED_ENTRY : PLAIN_ENTRY);
+  return size;
+}
+
 export class InvalidPackError extends Error {
   constructor(packId: string, reason: string) {
     super(`pack ${packId}: ${reason}`);

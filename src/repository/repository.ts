@@ -75,6 +75,23 @@ function decompress(data: Buffer, expectedLength?: number): Buffer {
   return out;
 }
 
+/**
+ * A blob's plaintext from its bytes in a pack: decrypted (UnauthenticatedError when the MAC fails),
+ * decompressed when the index gives an uncompressed length, and checked against its ID.
+ */
+export function unsealBlob(key: MasterKey, type: BlobType, id: string, sealed: Buffer, uncompressedLength?: number): Buffer {
+  const stored = decrypt(key, sealed, `${type} blob ${id}`);
+  let plaintext: Buffer;
+  try {
+    plaintext = uncompressedLength ? decompress(stored, uncompressedLength) : stored;
+  } catch (error) {
+    throw new BlobCorruptedError(`${type} blob ${id} does not decompress: ${(error as Error).message}`);
+  }
+  if (uncompressedLength && plaintext.length !== uncompressedLength) throw new BlobCorruptedError(`${type} blob ${id}: ${plaintext.length} bytes, the index says ${uncompressedLength}`);
+  if (sha256(plaintext).toString('hex') !== id) throw new BlobCorruptedError(`${type} blob ${id} does not hash to its ID`);
+  return plaintext;
+}
+
 export class Repository {
   readonly backend: Backend;
   readonly config: RepositoryConfig;
@@ -111,13 +128,17 @@ export class Repository {
     return new Repository(backend, config, master, keyId, options);
   }
 
-  /** Opens with a password (WrongPasswordError when no key file opens), then reads and checks the config. */
-  static async open(backend: Backend, password: string, options: RepositoryOptions = {}): Promise<Repository> {
+  /**
+   * Opens with a password (WrongPasswordError when no key file opens), then reads and checks the
+   * config and loads the index. `loadIndex: false` leaves the index empty, for a check that reads
+   * the index files itself and must carry on past a damaged one.
+   */
+  static async open(backend: Backend, password: string, options: RepositoryOptions & { loadIndex?: boolean } = {}): Promise<Repository> {
     if (!(await backend.exists())) throw new NoRepositoryError(backend.location);
     const key = await openWithPassword(backend, password);
     const config = parseConfig(decrypt(key.master, await backend.read('config', 'config'), 'config'), backend.location);
     const repository = new Repository(backend, config, key.master, key.id, options);
-    await repository.loadIndex();
+    if (options.loadIndex !== false) await repository.loadIndex();
     return repository;
   }
 
@@ -219,11 +240,7 @@ export class Repository {
       sealed = await this.backend.read('data', entry.pack, { offset: entry.offset, length: entry.length });
       uncompressedLength = entry.uncompressedLength;
     }
-    const stored = decrypt(this.key, sealed, `${type} blob ${id}`);
-    const plaintext = uncompressedLength ? decompress(stored, uncompressedLength) : stored;
-    if (uncompressedLength && plaintext.length !== uncompressedLength) throw new BlobCorruptedError(`${type} blob ${id}: ${plaintext.length} bytes, the index says ${uncompressedLength}`);
-    if (sha256(plaintext).toString('hex') !== id) throw new BlobCorruptedError(`${type} blob ${id} does not hash to its ID`);
-    return plaintext;
+    return unsealBlob(this.key, type, id, sealed, uncompressedLength);
   }
 
   async loadTree(id: string): Promise<Node[]> {

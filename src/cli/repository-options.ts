@@ -15,6 +15,7 @@ import {
   NkvmError,
   NoRepositoryError as NoRepositoryUserError,
   RepositoryError,
+  RepositoryLockedError as RepositoryLockedUserError,
   UsageError,
   WrongPasswordError as WrongPasswordUserError,
   isNkvmError,
@@ -153,6 +154,7 @@ export function toRepositoryError(error: unknown, location: string): NkvmError {
   if (name === 'WrongPasswordError') {
     return new WrongPasswordUserError(message, { hint: 'check --password-file, RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD; nothing was written', cause: error });
   }
+  if (name === 'RepositoryLockedError') return new RepositoryLockedUserError(message, { hint: (error as { hint?: string }).hint, cause: error });
   if (name === 'NoRepositoryError') return new NoRepositoryUserError(message, { hint: `create it with \`kubectl nkvm repo init ${location}\``, cause: error });
   if (error instanceof BackendError) return new RepositoryError(message, { cause: error });
   return new RepositoryError(`repository ${location}: ${message}`, { cause: error });
@@ -164,8 +166,13 @@ export interface OpenedRepository {
   close(): Promise<void>;
 }
 
-/** Opens the configured repository with its password; typed errors for every way that fails. */
-export async function openRepository(flags: RepositoryFlags, choice = chooseRepository(flags)): Promise<OpenedRepository> {
+/**
+ * Opens the configured repository with its password; typed errors for every way that fails. With
+ * `lock`, holds a shared lock (restic's, refreshed while it runs) until close(): a `restic prune`
+ * then waits instead of deleting packs this run is writing or reading.
+ */
+export async function openRepository(flags: RepositoryFlags, options: { lock?: boolean; choice?: RepositoryChoice | undefined } = {}): Promise<OpenedRepository> {
+  const choice = 'choice' in options ? options.choice : chooseRepository(flags);
   if (!choice) {
     throw new NoRepositoryUserError('no repository is configured', { hint: 'create one with `kubectl nkvm repo init`, or name one with --repo or RESTIC_REPOSITORY' });
   }
@@ -181,7 +188,18 @@ export async function openRepository(flags: RepositoryFlags, choice = chooseRepo
       throw new UsageError(`no password for repository ${choice.location}`, 'give one with --password-file, RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD');
     }
     const { Repository } = await import('../repository/repository.ts');
-    return { repository: await Repository.open(backend, found.password), location: choice.location, close };
+    const repository = await Repository.open(backend, found.password);
+    if (!options.lock) return { repository, location: choice.location, close };
+    const { acquireLock } = await import('../repository/lock.ts');
+    const lock = await acquireLock(repository, { exclusive: false });
+    return {
+      repository,
+      location: choice.location,
+      close: async () => {
+        await lock.release().catch(() => {}); // a lock left behind goes stale; `repo unlock` removes it
+        await close();
+      },
+    };
   } catch (error) {
     await close();
     throw toRepositoryError(error, choice.location);

@@ -9,6 +9,9 @@ import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { findRestic } from '../cluster/restic.ts';
 import { startS3Server } from '../cluster/s3-server.ts';
+import { LocalBackend } from '../../src/repository/backends/local.ts';
+import { acquireLock } from '../../src/repository/lock.ts';
+import { Repository } from '../../src/repository/repository.ts';
 import { seedWorkload } from '../cluster/workload.ts';
 import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
 
@@ -160,6 +163,22 @@ test('a wrong password or a missing repository stops the backup before any helpe
   const missing = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '--repo', path.join(h.dir, 'nowhere'), ...h.flags], { env: h.env });
   t.is(missing.exitCode, 10, String(missing.stderr));
   t.regex(String(missing.stderr), /\[NoRepositoryError\] there is no repository at .*nowhere/);
+
+  // Another process's exclusive lock (a prune, say) stops the backup before any helper pod, naming the holder.
+  const repository = await Repository.open(new LocalBackend(path.join(h.dir, 'repository')), fs.readFileSync(path.join(h.dir, 'repository.key'), 'utf8').trim());
+  const exclusive = await acquireLock(repository, { exclusive: true });
+  try {
+    const locked = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, ...h.flags], { env: h.env });
+    t.is(locked.exitCode, 11, String(locked.stderr));
+    t.regex(String(locked.stderr), new RegExp(`\\[RepositoryLockedError\\] repository .* is already locked exclusively by PID ${process.pid} `));
+    await assertNoHelperPods(t);
+    const unlock = await kubectlNkvm(t.context, ['repo', 'unlock'], { env: h.env });
+    t.is(unlock.exitCode, 0, String(unlock.stderr));
+    t.regex(String(unlock.stdout), /^removed 0 locks from .*; kept 1 that is not stale/);
+  } finally {
+    await exclusive.release();
+  }
+  t.deepEqual(fs.readdirSync(path.join(h.dir, 'repository', 'locks')), [], 'the backup released its shared lock, and ours is gone');
 
   // --format tar still makes today's artifacts, whatever repository is configured.
   const tar = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '--format', 'tar', '--output-dir', path.join(h.dir, 'artifacts'), '-o', 'json', ...h.flags], { env: h.env });

@@ -14,6 +14,7 @@ import {
   defaultRepositoryPath,
   findPassword,
   readSavedRepository,
+  openRepository,
   saveRepository,
   toRepositoryError,
   withRepositoryOptions,
@@ -82,9 +83,35 @@ const initCommand: CommandModule<GlobalOptions, InitArgs> = {
   },
 };
 
+interface UnlockArgs extends GlobalOptions, RepositoryFlags {
+  removeAll: boolean;
+}
+
+const unlockCommand: CommandModule<GlobalOptions, UnlockArgs> = {
+  command: 'unlock',
+  describe: "Remove stale locks (restic's rules: over 30 minutes old, or of a process gone on this host)",
+  builder: (argv) =>
+    withRepositoryOptions(argv)
+      .option('remove-all', { type: 'boolean', default: false, description: 'Remove every lock, fresh ones too (only when no other process uses the repository)' })
+      .example('kubectl nkvm repo unlock', 'After a backup that was killed') as unknown as Argv<UnlockArgs>,
+  handler: async (args) => {
+    const opened = await openRepository(args);
+    try {
+      const { removeStaleLocks } = await import('../../repository/lock.ts');
+      const result = await removeStaleLocks(opened.repository, { all: args.removeAll });
+      const removed = result.removed.length + result.unreadable.length;
+      writeResult(`removed ${removed} lock${removed === 1 ? '' : 's'} from ${opened.location}${result.kept.length ? `; kept ${result.kept.length} that ${result.kept.length === 1 ? 'is' : 'are'} not stale` : ''}\n`);
+    } catch (error) {
+      throw toRepositoryError(error, opened.location);
+    } finally {
+      await opened.close();
+    }
+  },
+};
+
 export const repoCommand: CommandModule<GlobalOptions, GlobalOptions> = {
   command: 'repo',
   describe: "Manage the repository backups go into (restic's format)",
-  builder: (argv) => argv.command([initCommand] as never[]).demandCommand(1, 'Name a repo command: init.'),
+  builder: (argv) => argv.command([initCommand, unlockCommand] as never[]).demandCommand(1, 'Name a repo command: init or unlock.'),
   handler: () => {},
 };

@@ -215,7 +215,7 @@ export const verifyCommand: CommandModule<GlobalOptions, VerifyArgs> = {
     }
     const opened = new Map<string, Promise<OpenedRepository>>();
     const repositories: RepositoryOpener = (location) => {
-      if (!opened.has(location)) opened.set(location, openRepository({ ...args, repo: location }));
+      if (!opened.has(location)) opened.set(location, openRepository({ ...args, repo: location }, { lock: true }));
       return opened.get(location)!;
     };
     const reports: VerifyReport[] = [];

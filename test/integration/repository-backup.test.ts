@@ -142,6 +142,15 @@ test('repo init, then backups go into the repository: restic checks it, lists th
   const [report] = JSON.parse(String(broken.stdout)).items;
   t.like(report, { id: result.id, ok: false });
   t.regex(report.problems.join('; '), new RegExp(`snapshot ${result.snapshot.id.slice(0, 8)} cannot be read back: `));
+  // --read-data checks the packs as restic check does, and names both snapshots the pack's blobs cost.
+  const checked = await kubectlNkvm(t.context, ['verify', '--all', '--read-data', '-o', 'json', ...h.flags], { env: h.env });
+  t.is(checked.exitCode, 1, String(checked.stdout) + String(checked.stderr));
+  for (const item of JSON.parse(String(checked.stdout)).items) {
+    t.false(item.ok);
+    t.regex(item.problems.join('; '), new RegExp(`damages snapshots (?=.*${result.snapshot.id.slice(0, 8)})(?=.*${again.snapshot.id.slice(0, 8)})`));
+  }
+  const badSubset = await kubectlNkvm(t.context, ['verify', '--all', '--read-data-subset', 'lots', ...h.flags], { env: h.env });
+  t.is(badSubset.exitCode, 2, String(badSubset.stderr));
 });
 
 test('a wrong password or a missing repository stops the backup before any helper pod, with restic\'s exit codes', async (t) => {

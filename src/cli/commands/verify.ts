@@ -18,10 +18,13 @@ import { interruptSignal } from '../interrupt.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeInfo, writeResult, type OutputFormat } from '../output.ts';
 import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
 import { openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
+import type { CheckResult } from '../../repository/check.ts';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 interface VerifyArgs extends GlobalOptions, StoreOptions, RepositoryFlags {
+  readData: boolean;
+  readDataSubset: string | undefined;
   id: string | undefined;
   all: boolean;
   pvc: string | undefined;
@@ -46,7 +49,7 @@ export interface VerifyReport {
  * Reads the backup's artifact (a second time only to hash one that cannot be decoded) and lists every
  * way it differs from its catalog row.
  */
-async function verifyBackup(record: BackupRecord, repositories: RepositoryOpener, signal?: AbortSignal): Promise<VerifyReport> {
+async function verifyBackup(record: BackupRecord, repositories: RepositoryOpener, signal?: AbortSignal, readData?: ReadDataCheck): Promise<VerifyReport> {
   const report: VerifyReport = {
     id: record.id,
     namespace: record.namespace,
@@ -58,8 +61,12 @@ async function verifyBackup(record: BackupRecord, repositories: RepositoryOpener
     tarBytes: null,
     bytes: null,
   };
-  if (record.snapshotId && record.status === 'succeeded') await findSnapshotProblems(record, report, repositories, signal);
-  else await findProblems(record, report, signal);
+  if (record.snapshotId && record.status === 'succeeded') {
+    if (readData) report.problems.push(...(await readData(record)));
+    else await findSnapshotProblems(record, report, repositories, signal);
+  } else {
+    await findProblems(record, report, signal);
+  }
   report.ok = report.problems.length === 0;
   return report;
 }
@@ -109,6 +116,38 @@ async function findProblems(record: BackupRecord, report: VerifyReport, signal: 
   report.entries = scan.tar.entries;
   if (!scan.tar.complete) problems.push('truncated: the tar stream ends without its end-of-archive marker');
   if (scan.tar.entries !== record.fileCount) problems.push(`entry count mismatch: catalog ${record.fileCount ?? 'none'}, archive ${scan.tar.entries}`);
+}
+
+/** With --read-data: the problems of a repository backup, from one check of its repository (every pack its snapshots reach, or a subset, read whole). */
+type ReadDataCheck = (record: BackupRecord) => Promise<string[]>;
+
+/**
+ * One check per repository, of the snapshots of the backups to verify in it (restic's `check
+ * --read-data[-subset]` given snapshots): a problem that damages a snapshot is that backup's, named
+ * with every snapshot it costs; one that damages none (a pack's header) is every backup's there.
+ */
+function readDataChecker(records: BackupRecord[], repositories: RepositoryOpener, subset: string | undefined, signal: AbortSignal | undefined): ReadDataCheck {
+  const checks = new Map<string, Promise<CheckResult | Error>>();
+  const run = async (location: string): Promise<CheckResult | Error> => {
+    try {
+      const opened = await repositories(location);
+      const { checkRepository, parseReadDataSubset } = await import('../../repository/check.ts');
+      const snapshots = records.filter((record) => record.repository === location && record.snapshotId).map((record) => record.snapshotId!);
+      return await checkRepository(opened.repository, { readData: subset ? parseReadDataSubset(subset) : true, snapshots, ...(signal ? { signal } : {}) });
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      return error as Error;
+    }
+  };
+  return async (record) => {
+    const location = record.repository!;
+    if (!checks.has(location)) checks.set(location, run(location));
+    const result = await checks.get(location)!;
+    if (result instanceof Error) return [`repository ${location} could not be checked: ${result.message}`];
+    return result.problems
+      .filter((problem) => problem.snapshots.length === 0 || problem.snapshots.includes(record.snapshotId!))
+      .map((problem) => (problem.snapshots.length ? `${problem.message} (damages snapshots ${problem.snapshots.map((id) => id.slice(0, 8)).join(', ')})` : problem.message));
+  };
 }
 
 /** Opens each repository once per run, on first need. */
@@ -195,12 +234,23 @@ export const verifyCommand: CommandModule<GlobalOptions, VerifyArgs> = {
       .positional('id', { type: 'string', description: 'Backup ID, or a unique prefix of at least 4 characters' })
       .option('all', { type: 'boolean', default: false, description: 'Every succeeded backup (in the namespace of -n, if given)' })
       .option('pvc', { type: 'string', description: 'With --all: only backups of this claim' })
+      .option('read-data', { type: 'boolean', default: false, description: "Backups into a repository: check the repository as `restic check --read-data` does, reading every pack their snapshots reach, and name the snapshots any damage costs" })
+      .option('read-data-subset', { type: 'string', description: 'With --read-data: only n/t of the packs, x% or a size (restic\'s --read-data-subset)' })
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format (name: IDs of the intact backups)' })
       .example('kubectl nkvm verify 3f9c2a', 'Check one backup')
       .example('kubectl nkvm verify --all -n shop', 'Check every good backup in namespace shop')
-      .example('kubectl nkvm verify --all -o json', 'A report per backup with its problems, for scripts') as unknown as Argv<VerifyArgs>,
+      .example('kubectl nkvm verify --all -o json', 'A report per backup with its problems, for scripts')
+      .example('kubectl nkvm verify --all --read-data-subset 10%', 'Read a tenth of the repository\'s packs, as restic check does') as unknown as Argv<VerifyArgs>,
   handler: async (args) => {
     validate(args);
+    if (args.readDataSubset) {
+      const { parseReadDataSubset } = await import('../../repository/check.ts');
+      try {
+        parseReadDataSubset(args.readDataSubset);
+      } catch (error) {
+        throw new UsageError(`--read-data-subset ${args.readDataSubset}: ${(error as Error).message}`, 'e.g. 1/5, 10% or 500M');
+      }
+    }
     const catalog = await openCatalog(args);
     const records = args.all
       ? await catalog.listBackups({
@@ -218,9 +268,10 @@ export const verifyCommand: CommandModule<GlobalOptions, VerifyArgs> = {
       if (!opened.has(location)) opened.set(location, openRepository({ ...args, repo: location }, { lock: true }));
       return opened.get(location)!;
     };
+    const readData = args.readData || args.readDataSubset ? readDataChecker(records, repositories, args.readDataSubset, interruptSignal) : undefined;
     const reports: VerifyReport[] = [];
     try {
-      for (const record of records) reports.push(await verifyBackup(record, repositories, interruptSignal));
+      for (const record of records) reports.push(await verifyBackup(record, repositories, interruptSignal, readData));
     } finally {
       for (const repository of opened.values()) await repository.then((r) => r.close(), () => {});
     }

@@ -18,6 +18,7 @@ import { uninstallCommand } from './cli/commands/uninstall.ts';
 import { statusCommand } from './cli/commands/status.ts';
 import { repoCommand } from './cli/commands/repo.ts';
 import { snapshotsCommand } from './cli/commands/snapshots.ts';
+import { forgetCommand } from './cli/commands/forget.ts';
 import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts';
 import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
@@ -46,6 +47,7 @@ const COMMANDS: CommandModule<GlobalOptions, never>[] = [
   artifactsCommand,
   repoCommand,
   snapshotsCommand,
+  forgetCommand,
   diagnoseCommand,
   versionCommand,
   installCommand,

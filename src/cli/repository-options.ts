@@ -168,10 +168,10 @@ export interface OpenedRepository {
 
 /**
  * Opens the configured repository with its password; typed errors for every way that fails. With
- * `lock`, holds a shared lock (restic's, refreshed while it runs) until close(): a `restic prune`
- * then waits instead of deleting packs this run is writing or reading.
+ * `lock`, holds restic's lock of that kind (refreshed while it runs) until close(): beside a shared
+ * one, a `restic prune` waits instead of deleting packs this run is writing or reading.
  */
-export async function openRepository(flags: RepositoryFlags, options: { lock?: boolean; choice?: RepositoryChoice | undefined } = {}): Promise<OpenedRepository> {
+export async function openRepository(flags: RepositoryFlags, options: { lock?: 'shared' | 'exclusive'; choice?: RepositoryChoice | undefined } = {}): Promise<OpenedRepository> {
   const choice = 'choice' in options ? options.choice : chooseRepository(flags);
   if (!choice) {
     throw new NoRepositoryUserError('no repository is configured', { hint: 'create one with `kubectl nkvm repo init`, or name one with --repo or RESTIC_REPOSITORY' });
@@ -191,7 +191,7 @@ export async function openRepository(flags: RepositoryFlags, options: { lock?: b
     const repository = await Repository.open(backend, found.password);
     if (!options.lock) return { repository, location: choice.location, close };
     const { acquireLock } = await import('../repository/lock.ts');
-    const lock = await acquireLock(repository, { exclusive: false });
+    const lock = await acquireLock(repository, { exclusive: options.lock === 'exclusive' });
     return {
       repository,
       location: choice.location,

@@ -262,3 +262,36 @@ test('into an S3 bucket (a real S3 server): repo init, backup, snapshots, and re
   t.regex(String(refused.stderr), /\[RepositoryError\] .*secret access key is likely wrong/);
   await assertNoHelperPods(t, 10_000);
 });
+
+test('forget removes what restic forget would remove, and the repository stays sound', async (t) => {
+  t.timeout(5 * 60_000);
+  const h = home(t);
+  t.is((await kubectlNkvm(t.context, ['repo', 'init'], { env: h.env })).exitCode, 0);
+  const repo = path.join(h.dir, 'repository');
+  const keyFile = path.join(h.dir, 'repository.key');
+  const source = path.join(h.dir, 'source');
+  fs.mkdirSync(source);
+  for (const [i, time] of ['2026-10-30 23:00:00', '2026-10-31 10:00:00', '2026-11-01 09:00:00', '2026-11-01 18:00:00', '2026-11-08 12:00:00', '2026-11-09 12:00:00'].entries()) {
+    fs.writeFileSync(path.join(source, 'file'), `version ${i}\n`);
+    t.is((await resticRun(repo, keyFile, ['backup', '-q', '--host', 'shop', '--time', time, source])).exitCode, 0);
+  }
+  const policy = ['--keep-last', '1', '--keep-daily', '2', '--keep-monthly', '2'];
+  const oracle = JSON.parse(String((await resticRun(repo, keyFile, ['forget', '--dry-run', '--json', ...policy])).stdout)) as { keep: { id: string }[]; remove: { id: string }[] }[];
+  const planned = await kubectlNkvm(t.context, ['forget', ...policy, '--dry-run', '-o', 'json', ...h.flags], { env: h.env });
+  t.is(planned.exitCode, 0, String(planned.stderr));
+  const [group] = JSON.parse(String(planned.stdout));
+  t.deepEqual(group.keep, oracle[0]!.keep.map((snapshot) => snapshot.id));
+  t.deepEqual(group.remove, oracle[0]!.remove.map((snapshot) => snapshot.id));
+  t.true(group.remove.length > 0);
+
+  const applied = await kubectlNkvm(t.context, ['forget', ...policy, ...h.flags], { env: h.env });
+  t.is(applied.exitCode, 0, String(applied.stderr));
+  const left = JSON.parse(String((await resticRun(repo, keyFile, ['snapshots', '--json'])).stdout)) as { id: string }[];
+  t.deepEqual(left.map((snapshot) => snapshot.id).sort(), [...group.keep].sort());
+  t.is((await resticRun(repo, keyFile, ['check'])).exitCode, 0);
+  t.deepEqual(fs.readdirSync(path.join(repo, 'locks')), [], 'the exclusive lock is released');
+
+  const empty = await kubectlNkvm(t.context, ['forget', ...h.flags], { env: h.env });
+  t.is(empty.exitCode, 2);
+  t.regex(String(empty.stderr), /no policy was specified, no snapshots will be removed/);
+});

@@ -118,7 +118,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     const catalog = await openCatalog(args);
     // The repository next: a wrong password or a missing repository stops the run before any helper starts.
     const intoRepository = args.format === 'repo' || (args.format === 'auto' && chooseRepository(args) !== undefined);
-    const repository: OpenedRepository | undefined = intoRepository ? await openRepository(args, { lock: true }) : undefined;
+    const repository: OpenedRepository | undefined = intoRepository ? await openRepository(args, { lock: 'shared' }) : undefined;
     try {
       const client = await connectFromFlags(args);
       let targets: BackupTarget[];

@@ -74,7 +74,7 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
       throw error;
     });
     // A backup into a repository, or a snapshot of the repository that no backup of this catalog wrote.
-    const opened = backup?.snapshotId ? await openRepository({ ...args, repo: args.repo ?? backup.repository ?? undefined }, { lock: true }) : backup ? undefined : await openRepository(args, { lock: true });
+    const opened = backup?.snapshotId ? await openRepository({ ...args, repo: args.repo ?? backup.repository ?? undefined }, { lock: 'shared' }) : backup ? undefined : await openRepository(args, { lock: 'shared' });
     try {
       let snapshot: SnapshotSource | undefined;
       if (opened) {

@@ -265,7 +265,7 @@ export const verifyCommand: CommandModule<GlobalOptions, VerifyArgs> = {
     }
     const opened = new Map<string, Promise<OpenedRepository>>();
     const repositories: RepositoryOpener = (location) => {
-      if (!opened.has(location)) opened.set(location, openRepository({ ...args, repo: location }, { lock: true }));
+      if (!opened.has(location)) opened.set(location, openRepository({ ...args, repo: location }, { lock: 'shared' }));
       return opened.get(location)!;
     };
     const readData = args.readData || args.readDataSubset ? readDataChecker(records, repositories, args.readDataSubset, interruptSignal) : undefined;

@@ -194,6 +194,22 @@ const EMPTY_CLAIM = `find ${DATA_MOUNT_PATH} -mindepth 1 -maxdepth 1 ! -name los
 /** Regular files (hard links once, as tar stores them) and their bytes, as `<files> <bytes>`. */
 const COUNT_FILES = `cd ${DATA_MOUNT_PATH} && find . -type f -exec stat -c '%i %s' -- {} + | awk '!seen[$1]++ { n++; s += $2 } END { printf "%.0f %.0f\\n", n, s }'`;
 
+/**
+ * The first pass's tar checker: every entry must be safe to extract (ArchiveSafety throws at the
+ * first that is not), and the directories' and symlinks' metadata is kept for the finalize stage.
+ */
+function restorableEntries(): { checker: TarStreamCheck; metadata: TarEntry[] } {
+  const safety = new ArchiveSafety();
+  const metadata: TarEntry[] = [];
+  const checker = new TarStreamCheck({
+    onEntry: (entry) => {
+      safety.check(entry);
+      if (entry.type === 'symlink' || entry.type === 'directory') metadata.push(entry);
+    },
+  });
+  return { checker, metadata };
+}
+
 export class RestoreManager {
   readonly runId = newBackupId();
   private readonly client: KubeClient;
@@ -364,14 +380,7 @@ export class RestoreManager {
       throw new RestoreFailure('verify', `backup ${backup.id} is ${backup.status}${backup.status === 'pruned' ? ' (its artifact was deleted)' : ''}: only a succeeded backup can be restored`);
     }
     if (!fs.existsSync(backup.artifactPath)) throw new RestoreFailure('verify', `the artifact of backup ${backup.id} is missing: ${backup.artifactPath}`);
-    const safety = new ArchiveSafety();
-    const metadata: TarEntry[] = [];
-    const checker = new TarStreamCheck({
-      onEntry: (entry) => {
-        safety.check(entry);
-        if (entry.type === 'symlink' || entry.type === 'directory') metadata.push(entry);
-      },
-    });
+    const { checker, metadata } = restorableEntries();
     let scan;
     try {
       scan = await scanArtifact(backup.artifactPath, checker, this.options.signal);
@@ -398,14 +407,7 @@ export class RestoreManager {
    * by entry like an artifact's, its directories' and symlinks' metadata kept for the finalize stage.
    */
   private async verifySnapshot(source: SnapshotSource): Promise<ArtifactContents> {
-    const safety = new ArchiveSafety();
-    const metadata: TarEntry[] = [];
-    const checker = new TarStreamCheck({
-      onEntry: (entry) => {
-        safety.check(entry);
-        if (entry.type === 'symlink' || entry.type === 'directory') metadata.push(entry);
-      },
-    });
+    const { checker, metadata } = restorableEntries();
     const sink = new PassThrough();
     sink.resume();
     try {

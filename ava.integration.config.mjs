@@ -1,10 +1,31 @@
-// Integration tests: the built plugin, run as `kubectl nkvm ...`, against real clusters. Each file
-// starts its own cluster, so files run one at a time, in child processes (they spawn and mount).
+// Integration tests: the built plugin, run as `kubectl nkvm ...`, against real clusters, in child
+// processes (they spawn and mount). scripts/test-integration.sh starts one cluster for the run and
+// names it in NKVM_SHARED_CLUSTER (test/cluster/shared.ts): the files then run side by side on it,
+// each test in namespaces of its own, the longest first. Without it each file starts a cluster of
+// its own, so the files run one at a time.
+const shared = Boolean(process.env.NKVM_SHARED_CLUSTER);
+
+/** Longest first, so that the last file to start is a short one; any file not named goes last. */
+const LONGEST_FIRST = [
+  'kind-backup-smoke',
+  'restore',
+  'cluster',
+  'cluster-shapes',
+  'copy-protocol',
+  'krew',
+  'completion',
+].map((name) => `/test/integration/${name}.test.ts`);
+const rank = (file) => {
+  const index = LONGEST_FIRST.findIndex((suffix) => file.endsWith(suffix));
+  return index === -1 ? LONGEST_FIRST.length : index;
+};
+
 export default {
   files: ['test/integration/**/*.test.ts'],
   extensions: ['ts'],
   workerThreads: false,
-  concurrency: 1,
+  concurrency: shared ? 3 : 1,
+  ...(shared ? { sortTestFiles: (a, b) => rank(a) - rank(b) || a.localeCompare(b) } : {}),
   timeout: '10m',
   verbose: true,
 };

@@ -1,20 +1,29 @@
 #!/bin/sh
 # The integration suites (skipped unless NKVM_RUN_KIND_INTEGRATION=1): all of them on the provider
-# test/cluster/index.ts chooses, and where that is the local one (these machines), the seed's
-# integration harness (backup smoke, auth, RBAC, copy stage, remote kubeconfig, in-cluster
-# ServiceAccount) on a KinD cluster as well, at the same time: the two clusters share nothing but
-# the CPUs, and most of a suite's time is spent waiting for pods. The KinD run's output follows.
+# test/cluster/index.ts chooses, on one cluster started for them all (test/cluster/cli.ts run: the
+# files run side by side on it, each test in namespaces of its own, and the cluster is disposed when
+# they end, however they end; a file that needs a cluster to itself still starts its own). Where
+# that provider is the local one (these machines), the seed's integration harness (backup smoke,
+# auth, RBAC, copy stage, remote kubeconfig, in-cluster ServiceAccount) runs on a KinD cluster as
+# well, at the same time: the clusters share nothing but the CPUs, and most of a suite's time is
+# spent waiting for pods. The KinD run's output follows.
 set -u
+unset NKVM_SHARED_CLUSTER # set by test/cluster/cli.ts run for the suites it runs, never from outside
 cd "$(dirname "$0")/.."
+node=node_modules/.bin/node
 ava="node_modules/.bin/ava --config ava.integration.config.mjs"
-provider=${NKVM_CLUSTER_PROVIDER:-$(node_modules/.bin/node test/cluster/cli.ts provider)}
-if [ "${NKVM_RUN_KIND_INTEGRATION:-}" != "1" ] || [ "$provider" = "kind" ]; then
-  NKVM_CLUSTER_PROVIDER=$provider exec $ava
+if [ "${NKVM_RUN_KIND_INTEGRATION:-}" != "1" ]; then
+  exec $ava # every test skips: no cluster
+fi
+provider=${NKVM_CLUSTER_PROVIDER:-$($node test/cluster/cli.ts provider)}
+shared="$node test/cluster/cli.ts run --"
+if [ "$provider" = "kind" ]; then
+  NKVM_CLUSTER_PROVIDER=kind exec $shared $ava
 fi
 kind_log=$(mktemp)
 NKVM_CLUSTER_PROVIDER=kind $ava test/integration/kind-backup-smoke.test.ts > "$kind_log" 2>&1 &
 kind_pid=$!
-NKVM_CLUSTER_PROVIDER=$provider $ava
+NKVM_CLUSTER_PROVIDER=$provider $shared $ava
 main_status=$?
 wait "$kind_pid"
 kind_status=$?

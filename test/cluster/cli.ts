@@ -1,6 +1,8 @@
 /**
  * `npm run cluster:up` keeps one cluster running while a developer iterates and prints its
  * kubeconfig; `npm run cluster:down` disposes it. The running cluster is recorded in the cache dir.
+ * `run -- COMMAND...` starts a cluster for COMMAND alone (the integration suites share it) and
+ * disposes it when COMMAND ends, however it ends (test/cluster/shared.ts).
  * `up --with-plugin-image` (what npm run cluster:up does, after building it) also imports the
  * plugin's image under the name `kubectl nkvm install` uses by default, so install works there as
  * the README writes it. `provider` prints the provider a suite would get (NKVM_CLUSTER_PROVIDER, or
@@ -12,21 +14,15 @@ import { chooseProvider, createCluster } from './index.ts';
 import { disposeKindCluster } from './kind.ts';
 import { disposeLocalCluster } from './local.ts';
 import { CACHE_DIR, REPO_ROOT } from './paths.ts';
+import { readRecord, recordOf, runWithSharedCluster } from './shared.ts';
 import { pluginVersion } from '../../src/version.ts';
 import { imageReference } from '../../src/install/image.ts';
 
 const recordFile = path.join(CACHE_DIR, 'dev-cluster.json');
 
-interface DevClusterRecord {
-  name: string;
-  provider: 'local' | 'kind';
-  dir: string;
-  kubeconfigPath: string;
-}
-
 async function up(): Promise<void> {
   if (fs.existsSync(recordFile)) {
-    const record = JSON.parse(fs.readFileSync(recordFile, 'utf8')) as DevClusterRecord;
+    const record = readRecord(recordFile);
     console.error(`a development cluster is already up (${record.name}); \`npm run cluster:down\` first`);
     console.log(record.kubeconfigPath);
     return;
@@ -39,7 +35,7 @@ async function up(): Promise<void> {
     await cluster.loadImageArchive(archive);
     console.error(`imported ${imageReference(pluginVersion)} from ${archive}`);
   }
-  const record: DevClusterRecord = { name: cluster.name, provider: cluster.provider, dir: cluster.dir, kubeconfigPath: cluster.kubeconfigPath };
+  const record = recordOf(cluster);
   fs.mkdirSync(CACHE_DIR, { recursive: true });
   fs.writeFileSync(recordFile, `${JSON.stringify(record, null, 2)}\n`);
   console.error(`cluster ${cluster.name} (${cluster.provider}) is up after ${((Date.now() - started) / 1000).toFixed(1)}s; use it with:`);
@@ -52,7 +48,7 @@ async function down(): Promise<void> {
     console.error('no development cluster is up');
     return;
   }
-  const record = JSON.parse(fs.readFileSync(recordFile, 'utf8')) as DevClusterRecord;
+  const record = readRecord(recordFile);
   if (record.provider === 'local') await disposeLocalCluster(record.dir);
   else await disposeKindCluster(record.name, record.kubeconfigPath, record.dir);
   fs.rmSync(recordFile);
@@ -63,7 +59,8 @@ const action = process.argv[2];
 if (action === 'up') await up();
 else if (action === 'down') await down();
 else if (action === 'provider') console.log(await chooseProvider());
+else if (action === 'run' && process.argv[3] === '--' && process.argv.length > 4) process.exitCode = await runWithSharedCluster(process.argv.slice(4));
 else {
-  console.error('usage: node test/cluster/cli.ts up|down|provider');
+  console.error('usage: node test/cluster/cli.ts up|down|provider|run -- COMMAND...');
   process.exitCode = 2;
 }

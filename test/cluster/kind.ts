@@ -56,29 +56,8 @@ export async function disposeKindCluster(name: string, kubeconfigPath: string, d
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-export async function startKindCluster(log: (line: string) => void = (line) => process.stderr.write(`[kind] ${line}\n`)): Promise<TestCluster> {
-  const name = `nkvm-it-${randomUUID()}`;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${name}-`));
-  const kubeconfigPath = path.join(dir, 'kubeconfig');
-  const clusterKubectl = (args: string[], options: { input?: string; timeoutMs?: number } = {}) => runLine([kubectl, '--kubeconfig', kubeconfigPath, ...args], options);
-  const logs = async () => {
-    const logDir = path.join(dir, 'kind-logs');
-    await runLine(kindCommands.exportLogs(name, logDir)).catch((error) => `kind export logs failed: ${error}`);
-    return `kind logs exported to ${logDir}`;
-  };
-  const dispose = () => disposeKindCluster(name, kubeconfigPath, dir);
-  try {
-    await ensureDocker(log);
-    const otherNodeImage = process.env.NKVM_KIND_NODE_IMAGE;
-    await runLine(kindCommands.create(name, kubeconfigPath, otherNodeImage ?? (await ensureKindNodeImage(log))), { env: kindEnvironment(name) });
-    // Our node image holds the helper image already (local-path's helper pods use it).
-    const needed = otherNodeImage ? [HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL] : [HELPER_IMAGE_WITHOUT_SHELL];
-    for (const built of buildImages().filter((b) => needed.includes(b.name))) await runLine(kindCommands.loadImageArchive(name, built.archive));
-  } catch (error) {
-    const exported = await logs();
-    await dispose();
-    throw new ClusterStartError(`kind cluster ${name} did not start: ${(error as Error).message}`, exported);
-  }
+/** The handle of a cluster: one started here, or one another process started and records (test/cluster/shared.ts). */
+export function attachKindCluster(name: string, kubeconfigPath: string, dir: string): TestCluster {
   let disposed = false;
   return {
     name,
@@ -87,13 +66,38 @@ export async function startKindCluster(log: (line: string) => void = (line) => p
     dir,
     images: { helper: HELPER_IMAGE, helperWithoutShell: HELPER_IMAGE_WITHOUT_SHELL },
     storageClass: DEFAULT_STORAGE_CLASS,
-    kubectl: clusterKubectl,
+    kubectl: (args, options = {}) => runLine([kubectl, '--kubeconfig', kubeconfigPath, ...args], options),
     loadImageArchive: async (archive) => void (await runLine(kindCommands.loadImageArchive(name, archive), { timeoutMs: 300_000 })),
-    logs,
+    logs: () => exportLogs(name, dir),
     dispose: async () => {
       if (disposed) return;
       disposed = true;
-      await dispose();
+      await disposeKindCluster(name, kubeconfigPath, dir);
     },
   };
+}
+
+async function exportLogs(name: string, dir: string): Promise<string> {
+  const logDir = path.join(dir, 'kind-logs');
+  await runLine(kindCommands.exportLogs(name, logDir)).catch((error) => `kind export logs failed: ${error}`);
+  return `kind logs exported to ${logDir}`;
+}
+
+export async function startKindCluster(log: (line: string) => void = (line) => process.stderr.write(`[kind] ${line}\n`)): Promise<TestCluster> {
+  const name = `nkvm-it-${randomUUID()}`;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${name}-`));
+  const kubeconfigPath = path.join(dir, 'kubeconfig');
+  try {
+    await ensureDocker(log);
+    const otherNodeImage = process.env.NKVM_KIND_NODE_IMAGE;
+    await runLine(kindCommands.create(name, kubeconfigPath, otherNodeImage ?? (await ensureKindNodeImage(log))), { env: kindEnvironment(name) });
+    // Our node image holds the helper image already (local-path's helper pods use it).
+    const needed = otherNodeImage ? [HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL] : [HELPER_IMAGE_WITHOUT_SHELL];
+    for (const built of buildImages().filter((b) => needed.includes(b.name))) await runLine(kindCommands.loadImageArchive(name, built.archive));
+  } catch (error) {
+    const exported = await exportLogs(name, dir);
+    await disposeKindCluster(name, kubeconfigPath, dir);
+    throw new ClusterStartError(`kind cluster ${name} did not start: ${(error as Error).message}`, exported);
+  }
+  return attachKindCluster(name, kubeconfigPath, dir);
 }

@@ -541,6 +541,39 @@ spec:
   volumes: [{name: data, persistentVolumeClaim: {claimName: nkvm-cluster-gate}}]
 `;
 
+const adminKubeconfig = (dir: string) => path.join(dir, 'admin.kubeconfig');
+
+/** The handle tests get, for a cluster started here or by another process (attachLocalCluster). */
+function localCluster(state: LocalClusterState): TestCluster {
+  const { name, dir } = state;
+  const kubeconfigPath = adminKubeconfig(dir);
+  let disposed = false;
+  return {
+    name,
+    provider: 'local',
+    kubeconfigPath,
+    dir,
+    images: { helper: HELPER_IMAGE, helperWithoutShell: HELPER_IMAGE_WITHOUT_SHELL },
+    storageClass: DEFAULT_STORAGE_CLASS,
+    blockStorageClass: BLOCK_STORAGE_CLASS,
+    kubectl: (args, options = {}) => run(kubectlBinary, ['--kubeconfig', kubeconfigPath, ...args], options),
+    loadImageArchive: async (archive) => void (await run('ctr', ['--address', state.containerdSocket, '--namespace', 'k8s.io', 'images', 'import', '--all-platforms', archive], { timeoutMs: 300_000 })),
+    logs: async () => componentLogs(dir, 60),
+    dispose: async () => {
+      if (disposed) return;
+      disposed = true;
+      await disposeLocalCluster(dir);
+    },
+  };
+}
+
+/** The handle of a running cluster another process started (test/cluster/shared.ts), from the state.json in its directory. */
+export function attachLocalCluster(dir: string): TestCluster {
+  const stateFile = path.join(dir, 'state.json');
+  if (!fs.existsSync(stateFile)) throw new Error(`${dir} holds no local cluster (no state.json)`);
+  return localCluster(JSON.parse(fs.readFileSync(stateFile, 'utf8')) as LocalClusterState);
+}
+
 export async function startLocalCluster(): Promise<TestCluster> {
   for (const binary of [etcdBinary, path.join(kubernetesBinDir, 'kubelet'), kubectlBinary, localPathProvisionerBinary]) {
     if (!fs.existsSync(binary)) {
@@ -571,7 +604,7 @@ export async function startLocalCluster(): Promise<TestCluster> {
   saveState(state);
 
   const pki = path.join(dir, 'pki');
-  const kubeconfigPath = path.join(dir, 'admin.kubeconfig');
+  const kubeconfigPath = adminKubeconfig(dir);
   const kubectl = (args: string[], options: { input?: string; timeoutMs?: number } = {}) =>
     run(kubectlBinary, ['--kubeconfig', kubeconfigPath, ...args], options);
 
@@ -663,22 +696,5 @@ export async function startLocalCluster(): Promise<TestCluster> {
     throw new ClusterStartError(`local cluster ${name} did not start: ${(error as Error).message}`, logs);
   }
 
-  let disposed = false;
-  return {
-    name,
-    provider: 'local',
-    kubeconfigPath,
-    dir,
-    images: { helper: HELPER_IMAGE, helperWithoutShell: HELPER_IMAGE_WITHOUT_SHELL },
-    storageClass: DEFAULT_STORAGE_CLASS,
-    blockStorageClass: BLOCK_STORAGE_CLASS,
-    kubectl,
-    loadImageArchive: async (archive) => void (await run('ctr', ['--address', state.containerdSocket, '--namespace', 'k8s.io', 'images', 'import', '--all-platforms', archive], { timeoutMs: 300_000 })),
-    logs: async () => componentLogs(dir, 60),
-    dispose: async () => {
-      if (disposed) return;
-      disposed = true;
-      await disposeLocalCluster(dir);
-    },
-  };
+  return localCluster(state);
 }

@@ -1,7 +1,7 @@
 /**
- * What the integration suites share: the gate, a cluster per suite, the plugin on PATH exactly as a
- * user would have it (`kubectl nkvm ...` finds `kubectl-nkvm`), and the diagnostics printed when a
- * test fails.
+ * What the integration suites share: the gate, the cluster (one started for the whole run, which
+ * NKVM_SHARED_CLUSTER names, or else one per suite), the plugin on PATH exactly as a user would have
+ * it (`kubectl nkvm ...` finds `kubectl-nkvm`), and the diagnostics printed when a test fails.
  */
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { execa, type Options, type Result } from 'execa';
@@ -10,12 +10,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { createCluster, type TestCluster } from '../cluster/index.ts';
 import { kubernetesBinDir, REPO_ROOT } from '../cluster/paths.ts';
+import { HELPER_SELECTOR, helperPodsLeft, sharedCluster } from '../cluster/shared.ts';
 import { waitForDefaultServiceAccount } from '../cluster/workload.ts';
 
 export const integrationEnabled = process.env.NKVM_RUN_KIND_INTEGRATION === '1';
 
 export interface SuiteContext {
   cluster: TestCluster;
+  /** True when the cluster is the run's shared one: other files' tests run on it at the same time. */
+  shared: boolean;
   /** PATH with kubectl-nkvm (the built bundle) and kubectl on it. */
   pluginPath: string;
   workDir: string;
@@ -25,12 +28,21 @@ export interface SuiteContext {
 
 export const pluginBundle = path.join(REPO_ROOT, 'dist', 'kubectl-nkvm');
 
+export interface SuiteOptions {
+  /**
+   * Why this suite needs a cluster of its own even when the run shares one: it changes or asserts
+   * something of the whole cluster that other files' tests, running at the same time, would disturb.
+   */
+  ownCluster?: string;
+}
+
 /**
- * Registers the suite's cluster: created once before the tests, disposed after them even when they
- * fail. Without NKVM_RUN_KIND_INTEGRATION=1 every test is skipped; with it, a cluster that cannot
- * start fails the run with its logs.
+ * Registers the suite's cluster: the run's shared one (NKVM_SHARED_CLUSTER, started and disposed
+ * by test/cluster/cli.ts run), or else one created before the tests and disposed after them even
+ * when they fail. Without NKVM_RUN_KIND_INTEGRATION=1 every test is skipped; with it, a cluster
+ * that cannot start fails the run with its logs.
  */
-export function clusterSuite(): TestFn<SuiteContext>['serial'] {
+export function clusterSuite(options: SuiteOptions = {}): TestFn<SuiteContext>['serial'] {
   const test = anyTest as TestFn<SuiteContext>;
   // Tests in a suite share its cluster, so they run one after another.
   if (!integrationEnabled) return test.skip as unknown as TestFn<SuiteContext>['serial'];
@@ -45,7 +57,9 @@ export function clusterSuite(): TestFn<SuiteContext>['serial'] {
     const pluginPath = [binDir, ...kubectlDir, process.env.PATH ?? ''].join(path.delimiter);
     t.context.workDir = workDir;
     t.context.pluginPath = pluginPath;
-    t.context.cluster = await createCluster();
+    const shared = options.ownCluster ? undefined : sharedCluster();
+    t.context.shared = Boolean(shared);
+    t.context.cluster = shared ?? (await createCluster());
   });
   test.afterEach.always(async (t) => {
     if (!t.passed && t.context.cluster) t.log(await collectDiagnostics(t.context.cluster, t.context.diagnose));
@@ -57,23 +71,19 @@ export function clusterSuite(): TestFn<SuiteContext>['serial'] {
   return test.serial;
 }
 
-export const HELPER_SELECTOR = 'app.kubernetes.io/component=backup-helper';
+export { HELPER_SELECTOR };
 
-async function helperPods(cluster: TestCluster): Promise<string[]> {
-  const out = await cluster.kubectl(['get', 'pods', '-A', '-l', HELPER_SELECTOR, '-o', 'name']);
-  return out.trim().split('\n').filter(Boolean);
-}
+/** The namespaces this file's tests made (createNamespace): where its backups and restores run their helpers. */
+const ownNamespaces = new Set<string>();
 
 /**
- * Fails the test if any helper pod is left. Helper pods are deleted with no grace period; graceMs
- * gives the API that long to drop them.
+ * Fails the test if any helper pod is left: in the whole cluster when the suite has it to itself;
+ * on the shared cluster, in the namespaces this file made, since other files' helpers come and go
+ * there at the same time (the shared cluster's runner checks the whole cluster once all have
+ * ended). Helper pods are deleted with no grace period; graceMs gives the API that long to drop them.
  */
 export async function assertNoHelperPods(t: ExecutionContext<SuiteContext>, graceMs = 0): Promise<void> {
-  let left = await helperPods(t.context.cluster);
-  for (const deadline = Date.now() + graceMs; left.length > 0 && Date.now() < deadline; ) {
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    left = await helperPods(t.context.cluster);
-  }
+  const left = await helperPodsLeft(t.context.cluster, { graceMs, ...(t.context.shared ? { namespaces: ownNamespaces } : {}) });
   t.deepEqual(left, [], 'no helper pod is left');
 }
 
@@ -91,6 +101,7 @@ export function kubectlNkvm(context: SuiteContext, args: string[], options: { en
 /** A namespace of the test's own, deleted afterwards. */
 export async function createNamespace(cluster: TestCluster, prefix: string): Promise<string> {
   const name = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
+  ownNamespaces.add(name);
   await cluster.kubectl(['create', 'namespace', name]);
   await waitForDefaultServiceAccount(cluster, name);
   return name;

@@ -11,7 +11,9 @@ const LONGEST_FIRST = [
   'restore',
   'cluster',
   'cluster-shapes',
+  'repository-backup',
   'copy-protocol',
+  'live-claims',
   'krew',
   'completion',
 ].map((name) => `/test/integration/${name}.test.ts`);

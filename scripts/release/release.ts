@@ -15,6 +15,7 @@
  * into) after `node build.mjs`; `npm run release` does both.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,7 +23,7 @@ import { sha256File, writeTarGz, writeZip } from './archive.ts';
 import { rcodesignPath, signAdHoc, verifyAdHocSignature } from './codesign.ts';
 import { COMPLETE_NAME, completeName, completeScript } from './complete-executable.ts';
 import {
-  archiveName, binName, BUNDLE, LICENSE, log, PLATFORMS, platformId, pluginVersion, RELEASE_DIR, REPO_ROOT, SEA_FRONT, TEMPLATE,
+  archiveName, binName, BUNDLE, CACHE, LICENSE, log, PLATFORMS, platformId, pluginVersion, RELEASE_DIR, REPO_ROOT, SEA_FRONT, TEMPLATE,
 } from './config.ts';
 import { nodeBinaryFor, postjectModule } from './fetch.ts';
 import { checkFormat } from './format.ts';
@@ -49,6 +50,26 @@ fs.mkdirSync(work, { recursive: true });
 // Archive entries' time: SOURCE_DATE_EPOCH, else the last commit's, so the same tree gives the same bytes.
 const mtime = Number(process.env.SOURCE_DATE_EPOCH ??
   (spawnSync('git', ['log', '-1', '--format=%ct'], { cwd: REPO_ROOT, encoding: 'utf8' }).stdout.trim() || 0));
+
+/**
+ * The same inputs give the same archives (they are reproducible), so a release is kept under the
+ * cache keyed by everything it is made of: the bundle, its front, the release scripts, the
+ * template, the license, the platforms, the entries' time, the flags and this Node. A second run of
+ * the same tree (CI after a developer's run) copies it instead of spending minutes rebuilding it.
+ */
+const key = createHash('sha256');
+for (const file of [BUNDLE, SEA_FRONT, TEMPLATE, LICENSE, ...fs.readdirSync(import.meta.dirname).sort().map((name) => path.join(import.meta.dirname, name))]) {
+  key.update(`${path.basename(file)}\0`).update(fs.readFileSync(file));
+}
+key.update(JSON.stringify({ platforms: platforms.map(platformId), mtime, version, node: process.version, skipKrew: args['skip-krew-validation'] }));
+const cached = path.join(CACHE, 'release', key.digest('hex').slice(0, 32));
+if (fs.existsSync(path.join(cached, '.complete'))) {
+  fs.cpSync(cached, RELEASE_DIR, { recursive: true, filter: (source) => path.basename(source) !== '.complete' });
+  fs.rmSync(work, { recursive: true, force: true });
+  log(`the same release is cached: ${path.relative(REPO_ROOT, RELEASE_DIR)}/ copied from ${cached}`);
+  for (const name of fs.readdirSync(RELEASE_DIR).filter((file) => file !== 'plugin.yaml')) process.stdout.write(`${sha256File(path.join(RELEASE_DIR, name))}  ${name}\n`);
+  process.exit(0);
+}
 
 log(`kubectl-nkvm ${version}: ${platforms.map(platformId).join(', ')}`);
 const postject = postjectModule();
@@ -95,6 +116,12 @@ if (dropped.length > 0) log(`left out of plugin.yaml (not built in this run): ${
 fs.rmSync(work, { recursive: true, force: true });
 
 if (!args['skip-krew-validation']) validateWithKrew(manifestFile);
+fs.cpSync(RELEASE_DIR, cached, { recursive: true });
+fs.writeFileSync(path.join(cached, '.complete'), '');
+// The three newest releases are kept (a full one and `npm run image`'s two platforms, say): each is up to a few hundred MB.
+const releases = path.join(CACHE, 'release');
+const byAge = fs.readdirSync(releases).map((name) => path.join(releases, name)).sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+for (const old of byAge.slice(3)) fs.rmSync(old, { recursive: true, force: true });
 log(`done in ${((Date.now() - started) / 1000).toFixed(0)}s: ${path.relative(REPO_ROOT, RELEASE_DIR)}/`);
 for (const [name, sha256] of archives) process.stdout.write(`${sha256}  ${name}\n`);
 

@@ -12,10 +12,15 @@ import { ExecStreamCutError } from '../../src/kube/exec.ts';
 
 const TOKEN = `nkvm-end-${'ab'.repeat(16)}`;
 
-/** Runs the wrapped command with busybox sh; `answer` decides what reaches its stdin and when. */
-function runWrapped(command: string[], answer: (stdin: NodeJS.WritableStream, stdout: () => string) => void, ackTimeoutSeconds = 5) {
+/**
+ * Runs the wrapped command with busybox sh; `answer` decides what reaches its stdin and when. The
+ * deadline is generous unless a test is about it: on a loaded machine starting sh alone takes seconds.
+ */
+function runWrapped(command: string[], answer: (stdin: NodeJS.WritableStream, stdout: () => string) => void, ackTimeoutSeconds = 30) {
   const [, ...args] = ackedCommand(command, TOKEN, ackTimeoutSeconds);
   const child = spawn('busybox', ['sh', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // A wrapper that already gave up closes its stdin: the test's assertions on its exit say so, not an EPIPE.
+  child.stdin.on('error', () => {});
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('latin1')));
@@ -56,7 +61,8 @@ test('wrapper: stays alive until the ack arrives, however late', async (t) => {
 test('wrapper: a closed stdin (the client gave up) ends the wait at once', async (t) => {
   const closed = await runWrapped(['true'], (stdin) => setTimeout(() => stdin.end(), 200));
   t.is(closed.code, ACK_TIMEOUT_EXIT_CODE);
-  t.true(closed.ms < 3000, `exited after ${closed.ms} ms`);
+  // Long before its 30 s deadline (what matters), whatever the machine's load adds to starting sh.
+  t.true(closed.ms < 15_000, `exited after ${closed.ms} ms`);
 });
 
 test('wrapper: without an ack it gives up at its deadline with a message, never hangs', async (t) => {

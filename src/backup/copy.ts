@@ -196,7 +196,7 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
       return fail(new CopyStageError(describeExecFailure(`${image ? 'dd' : 'tar'} in the helper pod`, described)));
     }
     if (outcome.exitCode === ACK_TIMEOUT_EXIT_CODE) {
-      return fail(new CopyStageError(`the helper pod gave up waiting for this client's acknowledgement: ${outcome.stderr}`));
+      return fail(new CopyStageError(`the helper pod gave up waiting for this client's acknowledgement: ${image ? outcome.stderr : stderr.complaintText}`));
     }
   }
   try {

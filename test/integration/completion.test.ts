@@ -88,7 +88,7 @@ for (const variant of ['script', 'link'] as const) {
     const commands = await kubectlComplete(t.context, variant, ['']);
     t.is(commands.exitCode, 0);
     for (const command of ['discover', 'backup', 'restore', 'verify', 'artifacts', 'diagnose', 'version', 'completion']) t.true(commands.values.includes(command), command);
-    t.true(commands.lines.includes('backup\tBack up claims into compressed artifacts, each recorded in the catalog'), 'with descriptions');
+    t.true(commands.lines.includes('backup\tBack up claims into the repository (or compressed tar artifacts), each recorded in the catalog'), 'with descriptions');
     t.is(commands.directive, 4);
     t.deepEqual((await kubectlComplete(t.context, variant, ['artifacts', ''])).values, ['list', 'show', 'fetch', 'prune']);
     t.deepEqual((await kubectlComplete(t.context, variant, ['backup', '--comp'])).values, ['--compression']);

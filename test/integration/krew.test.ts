@@ -127,7 +127,7 @@ test('krew installs the linux/amd64 archive; it runs with no node on PATH agains
   const linked = await execa('sh', ['-c', linkCommand!], { env: { PATH: '/usr/bin:/bin', HOME: workDir, KREW_ROOT: krewRoot }, reject: false });
   t.is(linked.exitCode, 0, String(linked.stderr));
   t.true(fs.lstatSync(link).isSymbolicLink());
-  t.true((await completions([''])).includes('backup\tBack up claims into compressed artifacts, each recorded in the catalog'));
+  t.true((await completions([''])).includes('backup\tBack up claims into the repository (or compressed tar artifacts), each recorded in the catalog'));
   t.true((await completions(['backup', '-n', ''])).includes(namespace), 'namespaces from the cluster');
   t.true((await completions(['backup', '-n', namespace, ''])).some((line) => line.startsWith('data\t')), 'claims from the cluster');
   const backupId = String(JSON.parse(String(backup.stdout)).items[0].id);

@@ -179,7 +179,7 @@ export async function openRepository(flags: RepositoryFlags, options: { lock?: '
   // Loaded on use: the S3 client and the format code stay out of every other command's start-up.
   const { openBackend } = await import('../repository/backends/open.ts');
   const backend = openBackend(choice.location, { caCertFile: flags.cacert ?? choice.saved?.cacert });
-  const close = async () => (backend as { close?: () => Promise<void> }).close?.();
+  const close = async () => backend.close?.();
   try {
     // A location with no repository says so before asking for a password it would not need.
     if (!(await backend.exists())) throw Object.assign(new Error(`there is no repository at ${choice.location} (no config file; from ${choice.source})`), { name: 'NoRepositoryError' });

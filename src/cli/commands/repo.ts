@@ -47,7 +47,7 @@ const initCommand: CommandModule<GlobalOptions, InitArgs> = {
         throw new RepositoryError(`a repository already exists at ${location}; nothing was changed`, { hint: `use it with --repo ${location}, or name another location` });
       }
     } catch (error) {
-      await (backend as { close?: () => Promise<void> }).close?.();
+      await backend.close?.();
       throw toRepositoryError(error, location);
     }
     const given = findPassword(args, undefined);
@@ -67,7 +67,7 @@ const initCommand: CommandModule<GlobalOptions, InitArgs> = {
     } catch (error) {
       throw toRepositoryError(error, location);
     } finally {
-      await (backend as { close?: () => Promise<void> }).close?.();
+      await backend.close?.();
     }
     // Remembered without the password itself: where the repository and its key file are.
     saveRepository({ repository: location, ...(keyFile ? { passwordFile: keyFile } : {}), ...(args.cacert ? { cacert: path.resolve(args.cacert) } : {}) });

@@ -35,6 +35,8 @@ export interface Backend {
   remove(type: FileType, name: string): Promise<void>;
   /** Creates the layout (directories for local; nothing for S3 but a check the bucket answers). */
   create(): Promise<void>;
+  /** Releases what the backend keeps open (S3's pooled connections); a local directory has nothing to close. */
+  close?(): Promise<void>;
 }
 
 /** The file does not exist. */

@@ -18,7 +18,3 @@ export function openBackend(location: string, options: BackendOptions = {}): Bac
   }
   return new LocalBackend(location.startsWith('local:') ? location.slice('local:'.length) : location);
 }
-
-export function isLocalLocation(location: string): boolean {
-  return !isS3Location(location);
-}

@@ -23,7 +23,7 @@ const GONE = '(?:No such file or directory|Not a directory)';
  * other path, such as tar's own directory, is never a path complaint.
  */
 const PATH = String.raw`(\.(?:/.*)?)`;
-const pattern = (text: string) => new RegExp(`^tar: ${text.replaceAll('PATH', PATH)}$`);
+const pattern = (text: string, tool = 'tar') => new RegExp(`^${tool}: ${text.replaceAll('PATH', PATH)}$`);
 /** Most specific first: the generic busybox form would swallow the others' wording into the path. */
 const PATTERNS: [RegExp, 'unreadable' | 'vanished' | 'changed'][] = [
   // busybox: `can't open 'x'` (files), `x: Permission denied` (directories); GNU: `x: Cannot open: ...`.
@@ -38,6 +38,13 @@ const PATTERNS: [RegExp, 'unreadable' | 'vanished' | 'changed'][] = [
   [pattern('PATH: Permission denied'), 'unreadable'],
   // busybox's lstat of a listed entry, or opendir of a listed directory, that is no longer there.
   [pattern(`PATH: ${GONE}`), 'vanished'],
+  // The listing of an incremental copy (incremental-copy.ts): busybox and GNU find and stat.
+  [pattern('PATH: Permission denied', 'find'), 'unreadable'],
+  [pattern("['‘]PATH['’]: Permission denied", 'find'), 'unreadable'],
+  [pattern(`PATH: ${GONE}`, 'find'), 'vanished'],
+  [pattern(`['‘]PATH['’]: ${GONE}`, 'find'), 'vanished'],
+  [pattern(`can(?:no|')t stat(?:x)? ['‘]PATH['’]: ${GONE}`, 'stat'), 'vanished'],
+  [pattern("can(?:no|')t stat(?:x)? ['‘]PATH['’]: Permission denied", 'stat'), 'unreadable'],
 ];
 /** Lines that are no complaint of their own: both tars' closing summaries, and skipped sockets (exit 0). */
 const NOISE = /^tar: (?:error exit delayed from previous errors|Exiting with failure status due to previous errors|.*: socket ignored)$/;
@@ -57,6 +64,12 @@ export class PathTally {
   add(path: string): void {
     this.count += 1;
     if (this.sample.length < SAMPLE_SIZE) this.sample.push(path.replace(/^\.\//, ''));
+  }
+
+  /** Adds another tally's paths (another command's complaints about the same claim). */
+  absorb(other: PathTally): void {
+    this.count += other.count;
+    for (const path of other.sample) if (this.sample.length < SAMPLE_SIZE) this.sample.push(path);
   }
 
   get summary(): PathSummary {

@@ -22,6 +22,8 @@ import type { Repository } from '../repository/repository.ts';
 import { ArchivedFiles } from './archived-files.ts';
 import { CopyStderr, PathTally, RECENT_FILES_BEGIN, RECENT_FILES_END, type PathSummary } from './copy-stderr.ts';
 import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
+import { NotIncrementalError, prepareIncrementalCopy, type IncrementalCopy } from './incremental-copy.ts';
+import type { Node } from '../repository/tree.ts';
 
 /**
  * tar of the claim, then, on stderr between two marker lines, the regular files modified since tar
@@ -31,10 +33,10 @@ import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
  * what is not older than tar's start. A helper without date, find, stat or awk lists nothing, and
  * the exit status is always tar's.
  */
-export function copyScript(root: string): string {
+export function copyScript(root: string, tarCommand = `tar -c -f - -C ${root} .`): string {
   return [
     't0=$(date +%s 2>/dev/null)',
-    `tar -c -f - -C ${root} .; s=$?`,
+    `${tarCommand}; s=$?`,
     'if [ -n "$t0" ] && command -v find >/dev/null && command -v stat >/dev/null && command -v awk >/dev/null; then',
     '  m=$(( ($(date +%s) - t0) / 60 + 2 ))',
     `  echo ${RECENT_FILES_BEGIN} >&2`,
@@ -77,6 +79,8 @@ export interface CopyResult {
   notes: string[];
   /** Into a repository: the stored tree, its packs and index written, its snapshot not yet (the caller's to commit). */
   stored?: ArchivedTree;
+  /** Bytes of the claim's listing (an incremental copy), which crossed the API server too. */
+  listingBytes?: number;
 }
 
 export interface CopyRequest {
@@ -90,6 +94,8 @@ export interface CopyRequest {
   signal?: AbortSignal | undefined;
   /** Called with the tar bytes received so far, for progress display. */
   onBytes?: ((tarBytes: number) => void) | undefined;
+  /** Called once the copy knows how many content bytes it will read (an incremental copy, after its listing). */
+  onTotalBytes?: ((bytes: number) => void) | undefined;
   /** A fault to inject, for tests only (faults.ts). */
   fault?: CopyFault | undefined;
   /** The copy attempt, 1-based (faults may play on the first only). */
@@ -104,9 +110,32 @@ export interface RepositoryCopy {
   repository: Repository;
   /** The snapshot's path, `/data/<pvc>`. */
   path: string;
+  /** The parent snapshot's nodes at the claim's root: what need not be read again. Undefined: none. */
+  previousRoot?: Node[] | undefined;
 }
 
 export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
+  const image = request.deviceBytes !== undefined;
+  const notes: string[] = [];
+  let incremental: IncrementalCopy | undefined;
+  if (request.repository && !image) {
+    try {
+      incremental = await prepareIncrementalCopy({ ...request, repository: request.repository.repository, snapshotPath: request.repository.path, previousRoot: request.repository.previousRoot });
+      request.onTotalBytes?.(incremental.plan.requestedBytes);
+    } catch (error) {
+      if (error instanceof ExecStreamCutError) throw new CopyStageError(`listing the claim failed: ${error.message}`, { cause: error, retryable: !request.signal?.aborted });
+      if (!(error instanceof NotIncrementalError)) throw error;
+      notes.push(`the whole claim was read: ${error.message}`);
+    }
+  }
+  try {
+    return await copyStream(request, incremental, notes);
+  } finally {
+    incremental?.dispose();
+  }
+}
+
+async function copyStream(request: CopyRequest, incremental: IncrementalCopy | undefined, notes: string[]): Promise<CopyResult> {
   const image = request.deviceBytes !== undefined;
   // A tar stream is checked entry by entry; a device image is hashed raw and counted.
   const archived = new ArchivedFiles();
@@ -115,6 +144,7 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   const checker = image
     ? new Digest()
     : new TarStreamCheck({
+        concatenated: incremental !== undefined,
         onEntry: (entry) => {
           lastEntry = entry.name.toString('utf8');
           if (entry.type === 'file') archived.add(entry.name, entry.size, entry.mtime);
@@ -134,7 +164,7 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   if (intoRepository) {
     // The repository reads the tar stream at its own pace; a failure there stops the pipeline, and tar.
     const feed = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
-    storing = archiveTree(intoRepository.repository, feed, { path: intoRepository.path });
+    storing = incremental ? incremental.archive(feed) : archiveTree(intoRepository.repository, feed, { path: intoRepository.path });
     storing.catch((error: Error) => feed.destroy(error));
     sink = feed;
     transforms = [...(stall ? [stall] : []), checker];
@@ -166,7 +196,8 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
       namespace: request.namespace,
       pod: request.pod,
       container: HELPER_CONTAINER,
-      command: image ? IMAGE_COMMAND : TAR_COMMAND,
+      command: image ? IMAGE_COMMAND : incremental ? ['sh', '-c', copyScript(DATA_MOUNT_PATH, incremental.tarCommand)] : TAR_COMMAND,
+      input: incremental?.input,
       stdout: intake,
       onStderr: (chunk) => stderr.push(chunk),
       signal: execSignal,
@@ -214,7 +245,6 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   const result = { bytes: digest.bytes, sha256: digest.hash.digest('hex') };
   const none = new PathTally().summary;
   if (checker instanceof Digest) {
-    const notes: string[] = [];
     if (checker.bytes !== request.deviceBytes) {
       // dd reads to the device's end: an image of another length is whole if the device now has that length.
       const now = await measureDeviceBytes(request.kubeConfig, request.namespace, request.pod, request.signal).catch(() => undefined);
@@ -229,6 +259,11 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   if (!checker.summary.complete) {
     throw new CopyStageError(`the tar stream ended after ${checker.summary.bytes} bytes without its end-of-archive marker (truncated)`, { retryable: true });
   }
+  // What the listing could not read or saw vanish counts as tar's own complaints do.
+  if (incremental) {
+    stderr.unreadable.absorb(incremental.stderr.unreadable);
+    stderr.vanished.absorb(incremental.stderr.vanished);
+  }
   return {
     ...result,
     tar: checker.summary,
@@ -236,8 +271,9 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
     unreadable: stderr.unreadable.summary,
     vanished: stderr.vanished.summary,
     changed: changedFiles(stderr, archived),
-    notes: [],
+    notes,
     ...(stored ? { stored } : {}),
+    ...(incremental ? { listingBytes: incremental.listingBytes } : {}),
   };
 }
 

@@ -20,6 +20,8 @@ import { deleteHelperPod, placementFor, startHelperPod, waitForHelperPod, type H
 import { describeIdentity } from './helper-identity.ts';
 import { describeChanged, describeUnreadable, describeVanished, type PathSummary } from './copy-stderr.ts';
 import { saveArchiveSnapshot } from '../repository/archiver.ts';
+import { findParentSnapshot, nodesAtPath } from '../repository/incremental.ts';
+import type { SnapshotWithId } from '../repository/snapshot.ts';
 import type { Repository } from '../repository/repository.ts';
 
 export type BackupStage = 'discovery' | 'helper-pod' | 'copy' | 'finalize' | 'done';
@@ -46,10 +48,16 @@ export interface BackupSnapshot {
   id: string;
   /** The snapshot's path in the repository, `/data/<pvc>`; its host is the namespace. */
   path: string;
+  /** The snapshot this one was compared with: what it did not read again. */
+  parent?: string | undefined;
   files: number;
+  /** Files new since the parent, changed since it (both read), and unmodified (not read: taken from the parent). */
+  filesNew: number;
+  filesChanged: number;
+  filesUnmodified: number;
   /** Bytes of file contents read from the claim. */
   bytesRead: number;
-  /** Bytes of tar that crossed the API server. */
+  /** Bytes that crossed the API server: the tar, and the listing an incremental copy made first. */
   bytesSent: number;
   /** Bytes the repository grew by (new blobs, compressed and encrypted). */
   bytesAdded: number;
@@ -288,10 +296,18 @@ export class BackupManager {
         fs.mkdirSync(path.dirname(finalPath), { recursive: true });
         partial = partialPath(finalPath);
       }
+      let parent: SnapshotWithId | undefined;
       const deviceBytes = image ? await measureDeviceBytes(this.client.credentials.kubeConfig, target.namespace, helperPod!, signal) : undefined;
       // One copy at a time goes into the repository: its packers are shared by every archive.
       const job: CopyJob = { target, pod: helperPod!, partial, repository: repository && { repository: repository.repository, path: `/data/${target.pvc}` }, record, progress, deviceBytes };
-      const copied = repository ? await this.repositoryTurn(() => this.copyWithRetries(job)) : await this.copyWithRetries(job);
+      const copied = repository
+        ? await this.repositoryTurn(async () => {
+            // restic's parent: the latest snapshot of the same claim (host = namespace, same path).
+            parent = await findParentSnapshot(repository.repository, target.namespace, job.repository!.path);
+            if (parent) job.repository!.previousRoot = await nodesAtPath(repository.repository, parent.tree, job.repository!.path);
+            return this.copyWithRetries(job);
+          })
+        : await this.copyWithRetries(job);
       retriedBecause = copied.retriedBecause;
       // Not failures: a path that no longer exists cannot be backed up, and a change is kept as read.
       if (copied.vanished.count > 0) vanished = copied.vanished;
@@ -316,17 +332,27 @@ export class BackupManager {
       if (repository && copied.stored) {
         // Last, as restic does: the snapshot that refers to the packs and index the copy wrote.
         const snapshotPath = job.repository!.path;
-        const saved = await saveArchiveSnapshot(repository.repository, copied.stored, { path: snapshotPath, hostname: target.namespace, programVersion: `kubectl-nkvm ${pluginVersion}` });
+        const saved = await saveArchiveSnapshot(repository.repository, copied.stored, {
+          path: snapshotPath,
+          hostname: target.namespace,
+          programVersion: `kubectl-nkvm ${pluginVersion}`,
+          ...(parent ? { parent: parent.id } : {}),
+        });
+        const changes = copied.stored.changes;
         snapshot = {
           repository: repository.location,
           id: saved.snapshotId,
           path: snapshotPath,
+          ...(parent ? { parent: parent.id } : {}),
           files: saved.files,
-          bytesRead: saved.bytes,
-          bytesSent: copied.tar.bytes,
+          filesNew: changes?.filesNew ?? saved.files,
+          filesChanged: changes?.filesChanged ?? 0,
+          filesUnmodified: changes?.filesUnmodified ?? 0,
+          bytesRead: copied.stored.read ?? saved.bytes,
+          bytesSent: copied.tar.bytes + (copied.listingBytes ?? 0),
           bytesAdded: copied.stored.added.dataAddedPacked,
         };
-        Object.assign(record, { repository: repository.location, snapshotId: saved.snapshotId, filesNew: saved.files, bytesAdded: snapshot.bytesAdded, tarBytes: copied.tar.bytes, fileCount: copied.tar.entries });
+        Object.assign(record, { repository: repository.location, snapshotId: saved.snapshotId, filesNew: snapshot.filesNew, bytesAdded: snapshot.bytesAdded, tarBytes: copied.tar.bytes, fileCount: copied.stored.entries ?? copied.tar.entries });
       } else {
         commitArtifact(partial!, finalPath);
         partial = null;
@@ -441,6 +467,8 @@ export class BackupManager {
     const signal = this.options.signal ? AbortSignal.any([this.options.signal, copyEnded.signal]) : copyEnded.signal;
     const measuring = deviceBytes !== undefined
       ? Promise.resolve(progress({ stage: 'copy', totalBytes: deviceBytes }))
+      : job.repository
+      ? undefined // an incremental copy knows what it will read once it has listed the claim
       : this.options.onProgress
       ? measureClaimBytes(this.client.credentials.kubeConfig, target.namespace, pod, signal)
           .then((totalBytes) => progress({ stage: 'copy', totalBytes }))
@@ -474,6 +502,7 @@ export class BackupManager {
           deviceBytes,
           signal: this.options.signal,
           onBytes: (tarBytes) => progress({ stage: 'copy', tarBytes, attempt }),
+          onTotalBytes: (totalBytes) => progress({ stage: 'copy', totalBytes }),
         });
         return { ...copied, retriedBecause };
       } catch (error) {

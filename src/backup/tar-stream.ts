@@ -61,6 +61,11 @@ export interface TarEntry {
 }
 
 export interface TarStreamCheckOptions {
+  /**
+   * Archives one after another, as `xargs tar` writes them (GNU tar's --ignore-zeros): entries after
+   * an end-of-archive marker are read on, and the stream is complete if it ends with one.
+   */
+  concatenated?: boolean;
   /** Called once per file-system entry, in archive order; what it throws fails the stream. */
   onEntry?: (entry: TarEntry) => void;
   /**
@@ -190,11 +195,13 @@ export class TarStreamCheck extends Transform {
   private metadata: Metadata | undefined;
   private next: NextEntry = {};
   private zeroBlocks = 0;
+  private readonly concatenated: boolean;
 
   constructor(options: TarStreamCheckOptions = {}) {
     super();
     this.onEntry = options.onEntry;
     this.onData = options.onData;
+    this.concatenated = options.concatenated ?? false;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -218,7 +225,7 @@ export class TarStreamCheck extends Transform {
 
   private inspect(chunk: Buffer): void {
     let offset = 0;
-    while (offset < chunk.length && !this.summary.complete) {
+    while (offset < chunk.length && (this.concatenated || !this.summary.complete)) {
       if (this.skip > 0) {
         const data = chunk.subarray(offset, offset + this.skip);
         offset += data.length;
@@ -251,6 +258,8 @@ export class TarStreamCheck extends Transform {
       return;
     }
     this.zeroBlocks = 0;
+    // Another archive follows the end of the last (concatenated): complete again only at its end.
+    this.summary.complete = false;
     if (!checksumMatches(header)) throw new Error(`corrupt tar header at byte ${this.position - BLOCK} (checksum mismatch)`);
     // busybox tar takes a header without a name for a zero block and reads on from the next block,
     // which here would be this entry's data: the two would see different entries from then on.

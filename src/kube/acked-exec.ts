@@ -9,7 +9,8 @@
  * of 21 copies. A remote process that outlives the drain loses nothing.
  *
  * The protocol, per exec:
- *   1. The wrapper runs the command (stdin from /dev/null), then writes a trailer on stdout:
+ *   1. The wrapper runs the command (stdin from /dev/null, or the request's input: exactly its
+ *      length, read by head), then writes a trailer on stdout:
  *      `<token> <exit code>\n`, the token random per exec, so no data can be taken for it.
  *   2. The client strips the trailer from the stream. Having it means every byte before it arrived
  *      (one stdout channel, in order) and tells the command's own exit status.
@@ -19,15 +20,16 @@
  *      `ackTimeoutSeconds` (exit 125 with a message), so nothing hangs on either side.
  */
 import { randomBytes } from 'node:crypto';
-import { PassThrough, Transform, Writable, type TransformCallback } from 'node:stream';
+import { PassThrough, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { execStream, ExecStreamCutError, type ExecOutcome, type ExecRequest } from './exec.ts';
 
 /** busybox ash and POSIX sh alike. Arguments: token, ack timeout in seconds, the command. */
 const WRAPPER = [
-  't=$1 w=$2; shift 2',
-  '"$@" </dev/null; s=$?',
+  't=$1 w=$2 n=$3; shift 3',
+  // Exactly n bytes of input, when there are any: the acknowledgement follows them on stdin.
+  'if [ "$n" -gt 0 ]; then head -c "$n" | "$@"; s=$?; else "$@" </dev/null; s=$?; fi',
   'printf "%s %s\\n" "$t" "$s"',
   'read -r -t "$w" reply',
   '[ "$reply" = ack ] && exit "$s"',
@@ -40,8 +42,8 @@ export const ACK_TIMEOUT_EXIT_CODE = 125;
 /** How long the client waits for the exec's status once it has the trailer and has acknowledged. */
 const STATUS_AFTER_ACK_MS = 10_000;
 
-export function ackedCommand(command: string[], token: string, ackTimeoutSeconds: number): string[] {
-  return ['sh', '-c', WRAPPER, 'nkvm-ack', token, String(ackTimeoutSeconds), ...command];
+export function ackedCommand(command: string[], token: string, ackTimeoutSeconds: number, inputBytes = 0): string[] {
+  return ['sh', '-c', WRAPPER, 'nkvm-ack', token, String(ackTimeoutSeconds), String(inputBytes), ...command];
 }
 
 /** Output is passed on in blocks of this size: exec frames are mostly 4 KiB or less, each a trip down the pipeline. */
@@ -122,6 +124,8 @@ export interface AckedExecRequest extends Omit<ExecRequest, 'stdin' | 'stdout'> 
    * use it to hold the command alive, or to cut the connection as if just before the trailer.
    */
   beforeAck?: ((control: { cut(): void }) => boolean | Promise<boolean>) | undefined;
+  /** What the command reads on stdin: `bytes` long exactly (the wrapper passes on that many and no more). */
+  input?: { stream: Readable; bytes: number } | undefined;
 }
 
 export interface AckedExecOutcome extends ExecOutcome {
@@ -135,6 +139,7 @@ export async function execWithAck(kubeConfig: KubeConfig, request: AckedExecRequ
   const token = `nkvm-end-${randomBytes(16).toString('hex')}`;
   const splitter = new TrailerSplitter(token);
   const ack = new PassThrough();
+  if (request.input) request.input.stream.pipe(ack, { end: false });
   const cut = new AbortController();
   const signal = request.signal ? AbortSignal.any([request.signal, cut.signal]) : cut.signal;
   const delivered = pipeline(splitter, request.stdout);
@@ -181,7 +186,7 @@ export async function execWithAck(kubeConfig: KubeConfig, request: AckedExecRequ
       namespace: request.namespace,
       pod: request.pod,
       container: request.container,
-      command: ackedCommand(request.command, token, request.ackTimeoutSeconds),
+      command: ackedCommand(request.command, token, request.ackTimeoutSeconds, request.input?.bytes),
       stdout: intake,
       stdin: ack,
       onStderr: request.onStderr,

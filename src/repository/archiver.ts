@@ -21,6 +21,7 @@
 import { TarStreamCheck, type TarEntry } from '../backup/tar-stream.ts';
 import { Chunker } from './chunker.ts';
 import type { Repository, SaveStats } from './repository.ts';
+import type { ChangeCounts } from './incremental.ts';
 import { newSnapshot, type Snapshot } from './snapshot.ts';
 import { formatTime, nowNs } from './time.ts';
 import { goQuote, toGoFileMode, type Node } from './tree.ts';
@@ -59,11 +60,51 @@ interface Frame {
   nodes: Node[];
 }
 
+/**
+ * One file's content as it streams, cut like restic cuts it and saved blob by blob. Holds at most one
+ * chunk (8 MiB).
+ */
+export class FileChunks {
+  readonly content: string[] = [];
+  private readonly repo: Repository;
+  private readonly chunker: Chunker;
+  private pieces: Buffer[] = [];
+  /** Bytes still to come. */
+  left: number;
+
+  constructor(repo: Repository, size: number) {
+    this.repo = repo;
+    this.chunker = new Chunker(repo.config.chunkerPolynomial);
+    this.left = size;
+  }
+
+  /** Takes the next bytes (the caller may reuse `data` once this returns); true once the file is whole and saved. */
+  async push(data: Buffer): Promise<boolean> {
+    const cuts = this.chunker.push(data);
+    let start = 0;
+    for (const cut of cuts) {
+      this.pieces.push(data.subarray(start, cut));
+      await this.save();
+      start = cut;
+    }
+    if (start < data.length) this.pieces.push(Buffer.from(data.subarray(start)));
+    this.left -= data.length;
+    if (this.left > 0) return false;
+    if (this.pieces.length > 0) await this.save();
+    return true;
+  }
+
+  private async save(): Promise<void> {
+    const chunk = this.pieces.length === 1 ? this.pieces[0]! : Buffer.concat(this.pieces);
+    this.pieces = [];
+    const { id } = await this.repo.saveBlob('data', chunk);
+    this.content.push(id);
+  }
+}
+
 interface OpenFile {
   node: Node;
-  chunker: Chunker;
-  pieces: Buffer[];
-  left: number;
+  chunks: FileChunks;
 }
 
 type Event = { kind: 'entry'; entry: TarEntry } | { kind: 'data'; data: Buffer };
@@ -71,7 +112,7 @@ type Event = { kind: 'entry'; entry: TarEntry } | { kind: 'data'; data: Buffer }
 const SLASH = 0x2f;
 
 /** The entry's path as components, `.` and empty ones dropped; `..` refused. */
-function components(name: Buffer): Buffer[] {
+export function components(name: Buffer): Buffer[] {
   const parts: Buffer[] = [];
   let start = 0;
   for (let i = 0; i <= name.length; i++) {
@@ -86,7 +127,7 @@ function components(name: Buffer): Buffer[] {
   return parts;
 }
 
-function madeUpDir(name: Buffer, time: bigint): Node {
+export function madeUpDir(name: Buffer, time: bigint): Node {
   return { name, type: 'dir', mode: toGoFileMode('dir', 0o755), mtime: time, atime: time, ctime: time, uid: 0, gid: 0 };
 }
 
@@ -132,7 +173,7 @@ export class TarArchiver {
         this.files += 1;
         const node: Node = { name, type: 'file', mode: toGoFileMode('file', entry.mode), ...base, size: entry.size, links: 1, content: [] };
         parent.nodes.push(node);
-        if (entry.size > 0) this.file = { node, chunker: new Chunker(this.repo.config.chunkerPolynomial), pieces: [], left: entry.size };
+        if (entry.size > 0) this.file = { node, chunks: new FileChunks(this.repo, entry.size) };
         return;
       }
       case 'symlink':
@@ -152,9 +193,7 @@ export class TarArchiver {
         const type = entry.type === 'char-device' ? 'chardev' : 'dev';
         const major = entry.devMajor ?? 0;
         const minor = entry.devMinor ?? 0;
-        // Linux's makedev, as st_rdev holds it.
-        const device = (minor & 0xff) + (major & 0xfff) * 2 ** 8 + Math.floor(minor / 256) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 32;
-        parent.nodes.push({ name, type, mode: toGoFileMode(type, entry.mode), ...base, device });
+        parent.nodes.push({ name, type, mode: toGoFileMode(type, entry.mode), ...base, device: linuxDevice(major, minor) });
         return;
       }
       default:
@@ -165,30 +204,11 @@ export class TarArchiver {
   async data(data: Buffer): Promise<void> {
     const file = this.file;
     if (!file) throw new ArchiveError('file data outside a file entry');
-    const cuts = file.chunker.push(data);
-    let start = 0;
-    for (const cut of cuts) {
-      file.pieces.push(data.subarray(start, cut));
-      await this.saveChunk(file);
-      start = cut;
-    }
-    if (start < data.length) {
-      // Copied: the caller's buffer is reused once this returns.
-      file.pieces.push(Buffer.from(data.subarray(start)));
-    }
-    file.left -= data.length;
     this.bytes += data.length;
-    if (file.left === 0) {
-      if (file.pieces.length > 0) await this.saveChunk(file);
+    if (await file.chunks.push(data)) {
+      file.node.content = file.chunks.content;
       this.file = undefined;
     }
-  }
-
-  private async saveChunk(file: OpenFile): Promise<void> {
-    const chunk = file.pieces.length === 1 ? file.pieces[0]! : Buffer.concat(file.pieces);
-    file.pieces = [];
-    const { id } = await this.repo.saveBlob('data', chunk);
-    file.node.content!.push(id);
   }
 
   /** Makes the open directories exactly the root and `path`: closes what tar has left, opens (made-up) parents it skipped. */
@@ -263,21 +283,35 @@ export class TarArchiver {
     if (this.file) throw new ArchiveError('the archive ended inside a file');
     await this.closeTo(0);
     const root = this.stack[0]!;
-    const above = snapshotPath.split('/').filter((p) => p !== '' && p !== '.');
-    if (above.length === 0) return this.repo.saveTree(root.nodes);
-    let tree = await this.repo.saveTree(root.nodes);
-    const self = root.self ?? madeUpDir(Buffer.alloc(0), this.time);
-    let node: Node = { ...self, name: Buffer.from(above.at(-1)!), subtree: tree };
-    for (let i = above.length - 2; i >= 0; i--) {
-      tree = await this.repo.saveTree([node]);
-      node = { ...madeUpDir(Buffer.from(above[i]!), this.time), subtree: tree };
-    }
-    return this.repo.saveTree([node]);
+    return saveSnapshotRoot(this.repo, root.nodes, root.self, snapshotPath, this.time);
   }
 
   get counts(): { files: number; dirs: number; bytes: number } {
     return { files: this.files, dirs: this.dirs, bytes: this.bytes };
   }
+}
+
+/** Linux's makedev, as st_rdev holds it. */
+export function linuxDevice(major: number, minor: number): number {
+  return (minor & 0xff) + (major & 0xfff) * 2 ** 8 + Math.floor(minor / 256) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 32;
+}
+
+/**
+ * Saves the tree of the archive's root (`nodes`) and the directories made up above it for the
+ * snapshot's path, as `restic backup /data/<pvc>` records them; returns the snapshot's root tree.
+ */
+export async function saveSnapshotRoot(repo: Repository, nodes: Node[], rootSelf: Node | undefined, snapshotPath: string, time: bigint): Promise<string> {
+  const above = snapshotPath.split('/').filter((p) => p !== '' && p !== '.');
+  let tree = await repo.saveTree(nodes);
+  if (above.length === 0) return tree;
+  const self = rootSelf ?? madeUpDir(Buffer.alloc(0), time);
+  let node: Node = { ...self, name: Buffer.from(above.at(-1)!), subtree: tree };
+  // The made-up directories take the root's mtime, not the snapshot's: an unchanged claim then has the same root tree.
+  for (let i = above.length - 2; i >= 0; i--) {
+    tree = await repo.saveTree([node]);
+    node = { ...madeUpDir(Buffer.from(above[i]!), self.mtime), subtree: tree };
+  }
+  return repo.saveTree([node]);
 }
 
 /** A tar stream stored as trees and blobs, its packs and index written, its snapshot not yet. */
@@ -291,36 +325,62 @@ export interface ArchivedTree {
   time: bigint;
   /** What this archive added to the repository (blobs it shared with others are not counted). */
   added: SaveStats;
+  /** Content bytes read from the tar: `bytes` unless unchanged files were taken from a parent. */
+  read?: number;
+  /** Entries in the snapshot below its path, its root included (as a tar of it lists them), where the tar read had fewer. */
+  entries?: number;
+  /** Against the parent snapshot (an incremental backup): files and directories new, changed and unmodified. */
+  changes?: ChangeCounts;
+}
+
+/** What turns tar entries into a snapshot's trees: TarArchiver, or incremental.ts's ListingArchiver. */
+export interface TarConsumer {
+  entry(entry: TarEntry): Promise<void>;
+  data(data: Buffer): Promise<void>;
+  /** Closes every directory; the snapshot's root tree. */
+  finish(snapshotPath: string): Promise<string>;
+  readonly counts: { files: number; dirs: number; bytes: number; read?: number; entries?: number; changes?: ChangeCounts };
 }
 
 /**
- * Reads a whole tar stream into the repository: blobs and trees, then its packs and index. A stream
- * without tar's end-of-archive marker is refused: it was cut short. What it stored is referred to by
- * nothing until saveArchiveSnapshot(), so a caller that finds the copy failed after all (tar's exit
- * status comes after its stream) writes no snapshot, and the packs wait for a prune.
+ * Reads a whole tar stream into the repository through `consumer`: blobs and trees, then its packs
+ * and index. A stream without tar's end-of-archive marker is refused: it was cut short. What it
+ * stored is referred to by nothing until saveArchiveSnapshot(), so a caller that finds the copy failed
+ * after all (tar's exit status comes after its stream) writes no snapshot, and the packs wait for a prune.
  */
-export async function archiveTree(repo: Repository, input: AsyncIterable<Buffer | Uint8Array>, options: Pick<ArchiveOptions, 'path' | 'time'>): Promise<ArchivedTree> {
+export async function archiveWith(
+  repo: Repository,
+  input: AsyncIterable<Buffer | Uint8Array>,
+  options: Pick<ArchiveOptions, 'path' | 'time'> & { concatenated?: boolean },
+  makeConsumer: (time: bigint) => TarConsumer,
+): Promise<ArchivedTree> {
   const start = nowNs();
   const time = options.time ?? start;
   const before = { ...repo.stats };
-  const archiver = new TarArchiver(repo, time);
+  const consumer = makeConsumer(time);
   const events: Event[] = [];
   const checker = new TarStreamCheck({
+    concatenated: options.concatenated ?? false,
     onEntry: (entry) => events.push({ kind: 'entry', entry }),
     onData: (data) => events.push({ kind: 'data', data }),
   });
   for await (const chunk of input) {
     checker.feed(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     for (const event of events.splice(0)) {
-      if (event.kind === 'entry') await archiver.entry(event.entry);
-      else await archiver.data(event.data);
+      if (event.kind === 'entry') await consumer.entry(event.entry);
+      else await consumer.data(event.data);
     }
   }
   if (!checker.summary.complete) throw new ArchiveError('the tar stream ended without its end-of-archive marker: it was cut short');
-  const tree = await archiver.finish(options.path);
+  const tree = await consumer.finish(options.path);
   await repo.flush();
   const added = Object.fromEntries(Object.entries(repo.stats).map(([key, value]) => [key, value - before[key as keyof SaveStats]])) as unknown as SaveStats;
-  return { tree, ...archiver.counts, start, time, added };
+  return { tree, ...consumer.counts, start, time, added };
+}
+
+/** A whole tar stream (the claim's root at its top) into the repository, its snapshot not yet written. */
+export async function archiveTree(repo: Repository, input: AsyncIterable<Buffer | Uint8Array>, options: Pick<ArchiveOptions, 'path' | 'time'>): Promise<ArchivedTree> {
+  return archiveWith(repo, input, options, (time) => new TarArchiver(repo, time));
 }
 
 /** Writes the snapshot of an archived tree, last, as restic does: after the packs and index it refers to. */
@@ -337,12 +397,12 @@ export async function saveArchiveSnapshot(repo: Repository, archived: ArchivedTr
   snapshot.summary = {
     backup_start: formatTime(archived.start),
     backup_end: formatTime(nowNs()),
-    files_new: archived.files,
-    files_changed: 0,
-    files_unmodified: 0,
-    dirs_new: archived.dirs,
-    dirs_changed: 0,
-    dirs_unmodified: 0,
+    files_new: archived.changes?.filesNew ?? archived.files,
+    files_changed: archived.changes?.filesChanged ?? 0,
+    files_unmodified: archived.changes?.filesUnmodified ?? 0,
+    dirs_new: archived.changes?.dirsNew ?? archived.dirs,
+    dirs_changed: archived.changes?.dirsChanged ?? 0,
+    dirs_unmodified: archived.changes?.dirsUnmodified ?? 0,
     data_blobs: archived.added.dataBlobs,
     tree_blobs: archived.added.treeBlobs,
     data_added: archived.added.dataAdded,

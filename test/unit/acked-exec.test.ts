@@ -16,8 +16,8 @@ const TOKEN = `nkvm-end-${'ab'.repeat(16)}`;
  * Runs the wrapped command with busybox sh; `answer` decides what reaches its stdin and when. The
  * deadline is generous unless a test is about it: on a loaded machine starting sh alone takes seconds.
  */
-function runWrapped(command: string[], answer: (stdin: NodeJS.WritableStream, stdout: () => string) => void, ackTimeoutSeconds = 30) {
-  const [, ...args] = ackedCommand(command, TOKEN, ackTimeoutSeconds);
+function runWrapped(command: string[], answer: (stdin: NodeJS.WritableStream, stdout: () => string) => void, ackTimeoutSeconds = 30, inputBytes = 0) {
+  const [, ...args] = ackedCommand(command, TOKEN, ackTimeoutSeconds, inputBytes);
   const child = spawn('busybox', ['sh', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   // A wrapper that already gave up closes its stdin: the test's assertions on its exit say so, not an EPIPE.
   child.stdin.on('error', () => {});
@@ -70,6 +70,16 @@ test('wrapper: without an ack it gives up at its deadline with a message, never 
   t.is(silent.code, ACK_TIMEOUT_EXIT_CODE);
   t.regex(silent.stderr, /no acknowledgement from kubectl-nkvm within 1s after the command ended \(exit code 0\)/);
   t.true(silent.ms >= 900 && silent.ms < 4000, `exited after ${silent.ms} ms`);
+});
+
+test('wrapper: a command with input reads exactly its bytes, names with newlines and NULs included, and the ack still arrives', async (t) => {
+  const input = Buffer.from('./a\nb\0./c d\0');
+  const result = await runWrapped(['sh', '-c', 'od -An -c | tr -s " " | tr -d "\n"'], (stdin, stdout) => {
+    stdin.write(input);
+    ackOnTrailer(stdin, stdout);
+  }, 30, input.length);
+  t.is(result.code, 0);
+  t.is(result.stdout, ` . / a \\n b \\0 . / c d \\0${TOKEN} 0\n`);
 });
 
 test('wrapper: the command does not read the ack channel', async (t) => {

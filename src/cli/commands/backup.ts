@@ -3,7 +3,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { COMPRESSIONS, defaultCompression, zstdSupported, type Compression } from '../../backup/artifacts.ts';
 import { discoverClaims } from '../../backup/discovery.ts';
 import { STORE_LABEL } from '../../install/manifests.ts';
-import type { BackupResult, BackupTarget } from '../../backup/manager.ts';
+import type { BackupResult, BackupSnapshot, BackupTarget } from '../../backup/manager.ts';
 import { UsageError } from '../../errors.ts';
 import { connectFromFlags } from '../context.ts';
 import { parseNonNegativeInteger, parsePositiveInteger } from '../flags.ts';
@@ -57,11 +57,17 @@ export function renderResults(results: BackupResult[], format: OutputFormat): st
         formatDuration(r.durationMs),
         r.id,
         ...(wide ? [r.node ?? '-', r.runAs ?? '-', r.artifact?.sha256 ?? '-'] : []),
-        r.snapshot ? `snapshot ${r.snapshot.id.slice(0, 8)} in ${r.snapshot.repository}${copyWarnings(r)}` : r.artifact ? `${r.artifact.path}${copyWarnings(r)}` : r.message,
+        r.snapshot ? `snapshot ${r.snapshot.id.slice(0, 8)} in ${r.snapshot.repository}${unchangedNote(r.snapshot)}${copyWarnings(r)}` : r.artifact ? `${r.artifact.path}${copyWarnings(r)}` : r.message,
       ]);
       return renderTable(headers, rows);
     }
   }
+}
+
+/** ", 1191 of 1202 files unchanged since 3f2a9c1d (not read)": what an incremental backup did not move. */
+function unchangedNote(snapshot: BackupSnapshot): string {
+  if (!snapshot.parent) return '';
+  return `, ${snapshot.filesUnmodified} of ${snapshot.files} files unchanged since ${snapshot.parent.slice(0, 8)} (not read)`;
 }
 
 /** " (partial: 2 unreadable; 3 vanished)" after an artifact's path, in yellow; empty when the copy was clean. */

@@ -1,0 +1,374 @@
+/**
+ * A backup that reads only what changed since its parent snapshot, as restic's archiver does: a
+ * listing of every path with its metadata comes first, each regular file and symlink in it is
+ * compared with the parent's node at the same path (same type, size, mtime, ctime and inode, and its
+ * blobs still in the repository: unchanged), and only the others are read. Two passes over the same
+ * listing, which arrives in pre-order (a directory before what it holds):
+ *
+ *   planRequests()    which paths to read (what a tar of only those must hold);
+ *   ListingArchiver   the snapshot's trees: directories and unchanged files from the listing and the
+ *                     parent, the rest from the tar of the requested paths, which comes in the order
+ *                     they were requested. A requested path the tar lacks vanished in between and is
+ *                     left out.
+ *
+ * Metadata is recorded as the listing saw it, before the read, so a file that changes while it is
+ * read has a newer ctime by the next backup, which then reads it again. Only the parent's children
+ * on the path being walked are held: (depth x entries of one directory) nodes.
+ */
+import { archiveWith, components, FileChunks, linuxDevice, madeUpDir, saveSnapshotRoot, ArchiveError, type ArchiveOptions, type ArchivedTree } from './archiver.ts';
+import type { Repository } from './repository.ts';
+import type { SnapshotWithId } from './snapshot.ts';
+import type { TarEntry } from '../backup/tar-stream.ts';
+import { goQuote, toGoFileMode, type Node, type NodeType } from './tree.ts';
+
+/** A path as the listing saw it, before anything was read. */
+export interface ListedEntry {
+  /** Raw bytes, relative to the archive's root (`.`, `./a/b`). */
+  path: Buffer;
+  type: NodeType;
+  /** Permission bits with setuid, setgid and sticky (0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  inode: number;
+  links: number;
+  /** st_dev of the file system holding it. */
+  deviceId: number;
+  rdevMajor: number;
+  rdevMinor: number;
+  /** Nanoseconds since the epoch. */
+  mtime: bigint;
+  ctime: bigint;
+}
+
+export interface ChangeCounts {
+  filesNew: number;
+  filesChanged: number;
+  filesUnmodified: number;
+  dirsNew: number;
+  dirsChanged: number;
+  dirsUnmodified: number;
+}
+
+const key = (name: Buffer) => name.toString('latin1');
+
+/** restic's rule (archiver.go, fileChanged): the same path holds the same file if type, size, mtime, ctime and inode are the same. */
+export function unchangedSince(entry: ListedEntry, previous: Node | undefined): boolean {
+  if (!previous || previous.type !== entry.type) return false;
+  // A size of 0 is left out of the JSON, as restic's omitempty does.
+  if (entry.type === 'file' && (previous.size ?? 0) !== entry.size) return false;
+  if (entry.type === 'symlink' && !previous.linkTarget) return false;
+  return previous.mtime === entry.mtime && previous.ctime === entry.ctime && previous.inode === entry.inode;
+}
+
+/** The node a listed path gets, its content (or link target, or subtree) aside. */
+export function nodeFromListing(name: Buffer, entry: ListedEntry): Node {
+  const node: Node = {
+    name,
+    type: entry.type,
+    mode: toGoFileMode(entry.type, entry.type === 'symlink' ? 0o777 : entry.mode),
+    mtime: entry.mtime,
+    // atime as mtime: reading for a backup moves atime, which would make every tree new each time.
+    atime: entry.mtime,
+    ctime: entry.ctime,
+    uid: entry.uid,
+    gid: entry.gid,
+    inode: entry.inode,
+    links: entry.links,
+  };
+  // As restic: the device only where hard links need it to tell inodes apart.
+  if (entry.links > 1 && entry.type !== 'dir') node.deviceId = entry.deviceId;
+  if (entry.type === 'dev' || entry.type === 'chardev') node.device = linuxDevice(entry.rdevMajor, entry.rdevMinor);
+  return node;
+}
+
+interface Frame {
+  name: Buffer;
+  self: Node | undefined;
+  nodes: Node[];
+  /** The parent snapshot's nodes in this directory, by name. */
+  previous: Map<string, Node> | undefined;
+  /** The parent snapshot's node of this directory. */
+  previousSelf: Node | undefined;
+}
+
+type Decision = { kind: 'dir' } | { kind: 'node'; node: Node; previous: Node | undefined } | { kind: 'request'; name: Buffer; previous: Node | undefined };
+
+/** The pre-order walk both passes share: directories opened and closed, each path decided. */
+class ListingWalk {
+  protected readonly repo: Repository;
+  protected readonly stack: Frame[];
+  readonly changes: ChangeCounts = { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0 };
+
+  constructor(repo: Repository, previousRoot: Node[] | undefined) {
+    this.repo = repo;
+    this.stack = [{ name: Buffer.alloc(0), self: undefined, nodes: [], previous: previousRoot && byName(previousRoot), previousSelf: undefined }];
+  }
+
+  /** Places one listed path: its directory made current, then what it is. */
+  protected async decide(entry: ListedEntry): Promise<Decision> {
+    const path = components(entry.path);
+    if (path.length === 0) {
+      if (entry.type !== 'dir') throw new ArchiveError('the listing\'s root is not a directory');
+      await this.closeTo(0);
+      this.stack[0]!.self = nodeFromListing(Buffer.alloc(0), entry);
+      return { kind: 'dir' };
+    }
+    const name = path.at(-1)!;
+    await this.openParents(path.slice(0, -1));
+    const top = this.stack.at(-1)!;
+    const previous = top.previous?.get(key(name));
+    if (entry.type === 'dir') {
+      await this.open(name, nodeFromListing(name, entry));
+      return { kind: 'dir' };
+    }
+    if (entry.type !== 'file' && entry.type !== 'symlink') return { kind: 'node', node: nodeFromListing(name, entry), previous };
+    if (unchangedSince(entry, previous) && (previous!.content ?? []).every((id) => this.repo.hasBlob('data', id))) {
+      this.count(entry.type, previous);
+      const node = nodeFromListing(name, entry);
+      if (entry.type === 'file') Object.assign(node, { size: previous!.size ?? 0, content: previous!.content ?? [] });
+      else node.linkTarget = previous!.linkTarget!;
+      return { kind: 'node', node, previous };
+    }
+    return { kind: 'request', name, previous };
+  }
+
+  /** Counts a file as restic's summary does: new, changed or unmodified since the parent. */
+  protected count(type: NodeType, previous: Node | undefined, unmodified = true): void {
+    if (type !== 'file') return;
+    if (!previous) this.changes.filesNew += 1;
+    else if (unmodified) this.changes.filesUnmodified += 1;
+    else this.changes.filesChanged += 1;
+  }
+
+  private async open(name: Buffer, self: Node | undefined): Promise<void> {
+    const top = this.stack.at(-1)!;
+    const previousSelf = top.previous?.get(key(name));
+    const previous = previousSelf?.type === 'dir' && previousSelf.subtree ? byName(await this.repo.loadTree(previousSelf.subtree)) : undefined;
+    this.stack.push({ name, self, nodes: [], previous, previousSelf: previousSelf?.type === 'dir' ? previousSelf : undefined });
+  }
+
+  /** Makes the open directories exactly the root and `path`, opening made-up ones the listing skipped (a directory that vanished as it was listed). */
+  private async openParents(path: Buffer[]): Promise<void> {
+    let common = 0;
+    while (common < path.length && common + 1 < this.stack.length && this.stack[common + 1]!.name.equals(path[common]!)) common += 1;
+    await this.closeTo(common);
+    for (let i = common; i < path.length; i++) await this.open(path[i]!, undefined);
+  }
+
+  protected async closeTo(depth: number): Promise<void> {
+    while (this.stack.length > depth + 1) await this.close(this.stack.pop()!);
+  }
+
+  /** A directory is done: the planning pass forgets it. */
+  protected async close(_frame: Frame): Promise<void> {}
+}
+
+function byName(nodes: Node[]): Map<string, Node> {
+  return new Map(nodes.map((node) => [key(node.name), node]));
+}
+
+export interface RequestPlan extends ChangeCounts {
+  /** Paths listed. */
+  entries: number;
+  /** Paths to read, in the order the tar must bring them. */
+  requested: number;
+  /** Their size as listed. */
+  requestedBytes: number;
+  /** Every regular file's size as listed: what a whole copy would read. */
+  totalBytes: number;
+}
+
+/** The first pass: each path to read, in listing order, goes to `request`. */
+export async function planRequests(repo: Repository, previousRoot: Node[] | undefined, listing: AsyncIterable<ListedEntry>, request: (path: Buffer) => void | Promise<void>): Promise<RequestPlan> {
+  const walk = new (class extends ListingWalk {
+    async visit(entry: ListedEntry) {
+      return this.decide(entry);
+    }
+  })(repo, previousRoot);
+  const plan: RequestPlan = { entries: 0, requested: 0, requestedBytes: 0, totalBytes: 0, ...walk.changes };
+  for await (const entry of listing) {
+    plan.entries += 1;
+    if (entry.type === 'file') plan.totalBytes += entry.size;
+    const decision = await walk.visit(entry);
+    if (decision.kind === 'request') {
+      plan.requested += 1;
+      if (entry.type === 'file') plan.requestedBytes += entry.size;
+      await request(entry.path);
+    }
+  }
+  return { ...plan, ...walk.changes };
+}
+
+interface Awaited {
+  entry: ListedEntry;
+  name: Buffer;
+  previous: Node | undefined;
+}
+
+/**
+ * The second pass: walks the listing again as the tar of the requested paths streams in (entry() and
+ * data(), as TarStreamCheck reports them), and saves the snapshot's trees.
+ */
+export class ListingArchiver extends ListingWalk {
+  private readonly listing: AsyncIterator<ListedEntry>;
+  private readonly time: bigint;
+  private file: { node: Node; chunks: FileChunks; linkKey: string | undefined } | undefined;
+  /** Content of files with several links read in this tar, by path: tar names the first for the others. */
+  private readonly linked = new Map<string, { content: string[]; size: number }>();
+  /** Requested paths the tar did not bring. */
+  vanished = 0;
+  /** Content bytes read from the tar. */
+  private read = 0;
+  private files = 0;
+  private dirs = 0;
+  private placed = 0;
+  /** Every file's size in the snapshot, read or not. */
+  private bytes = 0;
+
+  constructor(repo: Repository, previousRoot: Node[] | undefined, listing: AsyncIterable<ListedEntry>, time: bigint) {
+    super(repo, previousRoot);
+    this.listing = listing[Symbol.asyncIterator]();
+    this.time = time;
+  }
+
+  /** The next requested path from the listing, everything before it placed; undefined at its end. */
+  private async nextRequested(): Promise<Awaited | undefined> {
+    for (;;) {
+      const next = await this.listing.next();
+      if (next.done) return undefined;
+      const decision = await this.decide(next.value);
+      if (decision.kind === 'dir' && next.value.path.length > 1) this.dirs += 1;
+      if (decision.kind === 'node') {
+        this.place(decision.node);
+      } else if (decision.kind === 'request') {
+        return { entry: next.value, name: decision.name, previous: decision.previous };
+      }
+    }
+  }
+
+  async entry(tar: TarEntry): Promise<void> {
+    if (this.file) throw new ArchiveError('tar entry started before the previous file ended');
+    const wanted = components(tar.name).join('/');
+    for (;;) {
+      const awaited = await this.nextRequested();
+      if (!awaited) throw new ArchiveError(`the tar brought ${JSON.stringify(goQuote(tar.name))}, which was not asked for (or not in this order)`);
+      if (components(awaited.entry.path).join('/') !== wanted) {
+        this.vanished += 1;
+        continue;
+      }
+      await this.take(awaited, tar);
+      return;
+    }
+  }
+
+  private place(node: Node): void {
+    this.stack.at(-1)!.nodes.push(node);
+    this.placed += 1;
+    if (node.type !== 'file') return;
+    this.files += 1;
+    this.bytes += node.size ?? 0;
+  }
+
+  private async take({ entry, name, previous }: Awaited, tar: TarEntry): Promise<void> {
+    const node = nodeFromListing(name, entry);
+    switch (tar.type) {
+      case 'file': {
+        this.count('file', previous, false);
+        Object.assign(node, { type: 'file', size: tar.size, content: [] });
+        node.mode = toGoFileMode('file', entry.type === 'file' ? entry.mode : tar.mode);
+        this.place(node);
+        const linkKey = entry.links > 1 ? components(tar.name).join('/') : undefined;
+        if (tar.size > 0) this.file = { node, chunks: new FileChunks(this.repo, tar.size), linkKey };
+        else if (linkKey) this.linked.set(linkKey, { content: [], size: 0 });
+        return;
+      }
+      case 'hardlink': {
+        const target = this.linked.get(components(tar.linkName).join('/'));
+        if (!target) {
+          // Its first name was not in this tar: the file is read again next time.
+          this.vanished += 1;
+          return;
+        }
+        this.count('file', previous, false);
+        this.place(Object.assign(node, { type: 'file', size: target.size, content: target.content }));
+        return;
+      }
+      case 'symlink':
+        this.place(Object.assign(node, { type: 'symlink', mode: toGoFileMode('symlink', 0o777), linkTarget: Buffer.from(tar.linkName) }));
+        return;
+      default:
+        // It became something else (a directory) between the listing and the read: the next backup takes it.
+        this.vanished += 1;
+    }
+  }
+
+  async data(data: Buffer): Promise<void> {
+    const file = this.file;
+    if (!file) throw new ArchiveError('file data outside a file entry');
+    this.read += data.length;
+    if (await file.chunks.push(data)) {
+      file.node.content = file.chunks.content;
+      if (file.linkKey) this.linked.set(file.linkKey, { content: file.chunks.content, size: file.node.size! });
+      this.file = undefined;
+    }
+  }
+
+  protected override async close(frame: Frame): Promise<void> {
+    const subtree = await this.repo.saveTree(frame.nodes);
+    const self = frame.self ?? madeUpDir(frame.name, this.time);
+    if (!frame.previousSelf) this.changes.dirsNew += 1;
+    else if (frame.previousSelf.subtree === subtree) this.changes.dirsUnmodified += 1;
+    else this.changes.dirsChanged += 1;
+    this.stack.at(-1)!.nodes.push({ ...self, name: frame.name, subtree });
+  }
+
+  /** Places the rest of the listing, closes every directory and returns the snapshot's root tree. */
+  async finish(snapshotPath: string): Promise<string> {
+    if (this.file) throw new ArchiveError('the archive ended inside a file');
+    while (await this.nextRequested()) this.vanished += 1;
+    await this.closeTo(0);
+    const root = this.stack[0]!;
+    return saveSnapshotRoot(this.repo, root.nodes, root.self, snapshotPath, this.time);
+  }
+
+  get counts(): { files: number; dirs: number; bytes: number; read: number; entries: number; changes: ChangeCounts } {
+    // Every node, and the root, as a tar of the snapshot lists them.
+    return { files: this.files, dirs: this.dirs, bytes: this.bytes, read: this.read, entries: 1 + this.dirs + this.placed, changes: { ...this.changes } };
+  }
+}
+
+/**
+ * The tar of the requested paths (concatenated archives, as `xargs tar` writes them) and the listing
+ * into the repository: the trees of the whole claim, its packs and index; its snapshot not yet.
+ */
+export async function archiveChanges(
+  repo: Repository,
+  tar: AsyncIterable<Buffer | Uint8Array>,
+  listing: AsyncIterable<ListedEntry>,
+  previousRoot: Node[] | undefined,
+  options: Pick<ArchiveOptions, 'path' | 'time'>,
+): Promise<ArchivedTree> {
+  return archiveWith(repo, tar, { ...options, concatenated: true }, (time) => new ListingArchiver(repo, previousRoot, listing, time));
+}
+
+/**
+ * The parent of a backup of `path` from `hostname`, as restic chooses it: the latest snapshot with
+ * the same host and exactly that path. Undefined for a first backup.
+ */
+export async function findParentSnapshot(repo: Repository, hostname: string, path: string): Promise<SnapshotWithId | undefined> {
+  const snapshots = await repo.listSnapshots();
+  return snapshots.filter((s) => s.hostname === hostname && s.paths.length === 1 && s.paths[0] === path).at(-1);
+}
+
+/** The nodes at `path` (`/data/<pvc>`) in a snapshot's tree; undefined where the snapshot has no such directory. */
+export async function nodesAtPath(repo: Repository, tree: string, path: string): Promise<Node[] | undefined> {
+  let nodes = await repo.loadTree(tree);
+  for (const part of path.split('/').filter((p) => p !== '' && p !== '.')) {
+    const dir = nodes.find((node) => node.name.equals(Buffer.from(part)));
+    if (dir?.type !== 'dir' || !dir.subtree) return undefined;
+    nodes = await repo.loadTree(dir.subtree);
+  }
+  return nodes;
+}

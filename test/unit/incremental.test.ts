@@ -1,0 +1,165 @@
+/**
+ * Incremental backups without a cluster: the helper's listing and tar commands run by the same
+ * busybox sh, find, stat, xargs and tar the helper image has, on a real directory; the listing is
+ * compared with the parent snapshot and only what changed is read.
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { listingScript, newListingNonce, parseStatTime, readListing } from '../../src/backup/claim-listing.ts';
+import { EMPTY_ARCHIVE_COMMAND, requestedTarCommand } from '../../src/backup/incremental-copy.ts';
+import { TarStreamCheck, type TarEntry } from '../../src/backup/tar-stream.ts';
+import { saveArchiveSnapshot } from '../../src/repository/archiver.ts';
+import { LocalBackend } from '../../src/repository/backends/local.ts';
+import { archiveChanges, nodesAtPath, planRequests, type RequestPlan } from '../../src/repository/incremental.ts';
+import { Repository } from '../../src/repository/repository.ts';
+import { restoreTar } from '../../src/repository/restorer.ts';
+import type { SnapshotWithId } from '../../src/repository/snapshot.ts';
+
+const KDF = { N: 1024, r: 8, p: 1 };
+const SNAPSHOT_PATH = '/data/pvc';
+
+function run(script: string, input?: Buffer): Promise<{ stdout: Buffer; stderr: string; code: number | null }> {
+  const child = spawn('busybox', ['sh', '-c', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdin.on('error', () => {}); // commands that read no input close it early
+  child.stdin.end(input ?? Buffer.alloc(0));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ stdout: Buffer.concat(out), stderr, code })));
+}
+
+/** One backup as copy.ts makes it, the helper's commands run here; `between` runs after the plan, before tar reads. */
+async function backup(repo: Repository, root: string, parent: SnapshotWithId | undefined, between?: () => void) {
+  const nonce = newListingNonce();
+  const listed = await run(listingScript(root, nonce));
+  if (listed.code !== 0) throw new Error(`listing failed: ${listed.stderr}`);
+  const previousRoot = parent ? await nodesAtPath(repo, parent.tree, SNAPSHOT_PATH) : undefined;
+  const requested: Buffer[] = [];
+  const plan: RequestPlan = await planRequests(repo, previousRoot, readListing(Readable.from([listed.stdout]), nonce), (name) => void requested.push(name));
+  between?.();
+  const list = Buffer.concat(requested.flatMap((name) => [name, Buffer.from([0])]));
+  const tar = await run(plan.requested > 0 ? requestedTarCommand(root) : EMPTY_ARCHIVE_COMMAND, list);
+  const archived = await archiveChanges(repo, Readable.from([tar.stdout]), readListing(Readable.from([listed.stdout]), nonce), previousRoot, { path: SNAPSHOT_PATH });
+  const saved = await saveArchiveSnapshot(repo, archived, { path: SNAPSHOT_PATH, hostname: 'ns', ...(parent ? { parent: parent.id } : {}) });
+  return { plan, requested: requested.map((name) => name.toString('latin1')), archived, snapshot: await repo.loadSnapshot(saved.snapshotId), tar, listingBytes: listed.stdout.length };
+}
+
+async function restored(repo: Repository, snapshot: SnapshotWithId) {
+  const entries: (TarEntry & { data: Buffer })[] = [];
+  const check = new TarStreamCheck({ onEntry: (e) => entries.push({ ...e, data: Buffer.alloc(0) }), onData: (d) => (entries.at(-1)!.data = Buffer.concat([entries.at(-1)!.data, d])) });
+  for await (const chunk of restoreTar(repo, snapshot)) check.feed(chunk as Buffer);
+  return new Map(entries.map((e) => [e.name.toString('latin1').replace(/\/$/, ''), e]));
+}
+
+function fixture(t: { teardown: (fn: () => void) => void }) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-incremental-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const root = path.join(dir, 'claim');
+  fs.mkdirSync(path.join(root, 'sub', 'deeper'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'empty'));
+  fs.writeFileSync(path.join(root, 'big'), Buffer.alloc(3 * 1024 * 1024, 7));
+  fs.writeFileSync(path.join(root, 'a b'), 'spaces');
+  fs.writeFileSync(path.join(root, '-dash'), 'dash');
+  fs.writeFileSync(path.join(root, 'new\nline'), 'newline in its name');
+  fs.writeFileSync(Buffer.from([...Buffer.from(`${root}/latin-`), 0xff]), 'not utf-8');
+  fs.writeFileSync(path.join(root, 'sub', 'deeper', 'file'), 'deep');
+  fs.writeFileSync(path.join(root, 'sub', 'empty-file'), '');
+  fs.linkSync(path.join(root, 'sub', 'deeper', 'file'), path.join(root, 'hard'));
+  fs.symlinkSync('sub/deeper/file', path.join(root, 'link'));
+  fs.chmodSync(path.join(root, 'a b'), 0o4755);
+  return { dir, root };
+}
+
+test('stat times with their offset and nanoseconds', (t) => {
+  t.is(parseStatTime('2026-12-06 06:47:31.635665144 +0000'), 1796539651_635665144n);
+  t.is(parseStatTime('2026-12-06 07:47:31.5 +0100'), 1796539651_500000000n);
+  t.is(parseStatTime('1969-12-31 23:59:59 +0000'), -1_000_000_000n);
+});
+
+test('a first backup reads every file and symlink; an unchanged second reads nothing and stores the same tree', async (t) => {
+  const repo = await Repository.init(new LocalBackend(path.join(fixture(t).dir, 'repo')), 'pw', { kdf: KDF });
+  const { root } = fixture(t);
+  const first = await backup(repo, root, undefined);
+  t.is(first.plan.requested, 9, first.requested.join(' | '));
+  t.is(first.archived.changes!.filesNew, 8);
+  const files = await restored(repo, first.snapshot);
+  t.deepEqual(files.get('./new\nline')?.data.toString(), 'newline in its name');
+  t.deepEqual(files.get('./latin-\xff')?.data.toString(), 'not utf-8');
+  t.is(files.get('./big')?.data.length, 3 * 1024 * 1024);
+  t.is(files.get('./a b')?.mode, 0o4755);
+  t.is(files.get('./link')?.linkName.toString(), 'sub/deeper/file');
+  t.is(files.get('./empty')?.type, 'directory');
+  t.deepEqual(files.get('./sub/empty-file')?.data, Buffer.alloc(0));
+  // Hard links keep their inode: restic's restorer links the names again.
+  const hard = files.get('./hard')!;
+  const deep = files.get('./sub/deeper/file')!;
+  t.true([hard.type, deep.type].includes('hardlink'), 'one name of the two is a link to the other');
+  t.is(fs.statSync(path.join(root, 'big'), { bigint: true }).mtimeNs, files.get('./big')!.mtimeNs!);
+  t.is(first.archived.entries, files.size, 'the snapshot\'s entries, as a tar of it lists them');
+  t.is((await backup(repo, root, first.snapshot)).archived.entries, files.size);
+
+  const second = await backup(repo, root, first.snapshot);
+  t.is(second.plan.requested, 0, second.requested.join(' | '));
+  t.is(second.tar.stdout.length, 1024, 'an empty archive');
+  t.is(second.snapshot.tree, first.snapshot.tree, 'the same tree: nothing new stored');
+  t.is(second.snapshot.parent, first.snapshot.id);
+  t.is(second.archived.added.dataBlobs + second.archived.added.treeBlobs, 0);
+  t.like(second.snapshot.summary, { files_new: 0, files_changed: 0, files_unmodified: 8, total_files_processed: 8 });
+});
+
+test('only new, rewritten and re-permissioned files are read; deleted ones leave the snapshot', async (t) => {
+  const repo = await Repository.init(new LocalBackend(path.join(fixture(t).dir, 'repo')), 'pw', { kdf: KDF });
+  const { root } = fixture(t);
+  const first = await backup(repo, root, undefined);
+  // Same size and mtime, new content and ctime: restic's rule catches it by ctime.
+  const mtime = fs.statSync(path.join(root, '-dash')).mtime;
+  fs.writeFileSync(path.join(root, '-dash'), 'DASH');
+  fs.utimesSync(path.join(root, '-dash'), mtime, mtime);
+  fs.chmodSync(path.join(root, 'sub', 'empty-file'), 0o600);
+  fs.writeFileSync(path.join(root, 'sub', 'added'), 'added');
+  fs.rmSync(path.join(root, 'new\nline'));
+  const second = await backup(repo, root, first.snapshot);
+  t.deepEqual(second.requested.sort(), ['./-dash', './sub/added', './sub/empty-file']);
+  t.like(second.archived.changes, { filesNew: 1, filesChanged: 2, filesUnmodified: 5 });
+  const files = await restored(repo, second.snapshot);
+  t.is(files.get('./-dash')?.data.toString(), 'DASH');
+  t.is(files.get('./sub/added')?.data.toString(), 'added');
+  t.is(files.get('./sub/empty-file')?.mode, 0o600);
+  t.false(files.has('./new\nline'));
+  t.is(files.get('./big')?.data.length, 3 * 1024 * 1024, 'unchanged content comes from the parent');
+  t.true(second.tar.stdout.length < 8 * 1024, `${second.tar.stdout.length} tar bytes for three small files`);
+});
+
+test('a requested file that vanishes before tar reads it is left out; the backup still completes', async (t) => {
+  const repo = await Repository.init(new LocalBackend(path.join(fixture(t).dir, 'repo')), 'pw', { kdf: KDF });
+  const { root } = fixture(t);
+  const first = await backup(repo, root, undefined);
+  fs.writeFileSync(path.join(root, 'sub', 'short-lived'), 'x');
+  fs.writeFileSync(path.join(root, 'a b'), 'rewritten');
+  const second = await backup(repo, root, first.snapshot, () => fs.rmSync(path.join(root, 'sub', 'short-lived')));
+  t.is(second.tar.code, 1, 'tar said the path is gone');
+  t.regex(second.tar.stderr, /short-lived: No such file or directory/);
+  const files = await restored(repo, second.snapshot);
+  t.false(files.has('./sub/short-lived'));
+  t.is(files.get('./a b')?.data.toString(), 'rewritten');
+});
+
+test('the listing splits records at its nonce only, so names with newlines and the nonce-like text stay whole', async (t) => {
+  const nonce = newListingNonce();
+  const { root } = fixture(t);
+  fs.writeFileSync(path.join(root, `x\n${'nkvm-0 '}y`), 'tricky');
+  const listed = await run(listingScript(root, nonce));
+  const chunks: Buffer[] = [];
+  for (let i = 0; i < listed.stdout.length; i += 7) chunks.push(listed.stdout.subarray(i, i + 7));
+  const entries = [];
+  for await (const entry of readListing(Readable.from(chunks), nonce)) entries.push(entry);
+  t.true(entries.some((e) => e.path.toString() === './x\nnkvm-0 y' && e.type === 'file' && e.size === 6));
+  t.true(entries.some((e) => e.path.toString() === './new\nline'));
+  t.is(entries[0]!.path.toString(), '.');
+  t.is(entries.filter((e) => e.type === 'dir').length, 4);
+});

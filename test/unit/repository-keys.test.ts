@@ -1,11 +1,14 @@
 /**
  * Key files without restic: the JSON restic writes (a key file restic v0.19.1 wrote is the golden),
- * scrypt's calibration, adding and removing keys in a local repository, ID prefixes.
+ * scrypt's calibration, adding and removing keys in a local repository, ID prefixes, and what
+ * `repo key list` prints (against the real restic: test/integration/repository-keys.test.ts).
  */
 import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { keyRows, localTime, parseKeyPrefix, renderKeys } from '../../src/cli/commands/repo-key.ts';
+import { isNkvmError } from '../../src/errors.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { sha256 } from '../../src/repository/crypto.ts';
 import {
@@ -146,6 +149,7 @@ test('a key file that is not JSON is listed as unreadable, not fatal', async (t)
   const keys = await listKeys(backend);
   t.is(keys.length, 2);
   t.true(keys.some((k) => k.id === 'ab'.repeat(32) && 'error' in k));
+  t.deepEqual(keyRows(keys, repo.keyId).map((row) => row.id), [repo.keyId]);
 });
 
 const IDS = ['5c657874aa', '5c6500bb00', 'eb78040b11'];
@@ -162,4 +166,42 @@ test('an ambiguous prefix names the keys it matches; an unknown one is its own e
   t.regex(ambiguous.message, /"5c65" matches 2 keys: 5c6500bb, 5c657874/);
   t.throws(() => resolveKeyPrefix(IDS, '5c657874aa0'), { instanceOf: KeyNotFoundError });
   t.throws(() => resolveKeyPrefix([], 'eb'), { instanceOf: KeyNotFoundError });
+});
+
+test('a key ID as typed: hex in any case; anything else is a usage error', (t) => {
+  t.is(parseKeyPrefix('EB78'), 'eb78');
+  for (const bad of ['', 'zz', 'eb78-', 'a'.repeat(65)]) {
+    const error = t.throws(() => parseKeyPrefix(bad));
+    t.true(isNkvmError(error) && error.code === 'UsageError' && error.exitCode === 2, bad);
+  }
+});
+
+test('key list: oldest first, the current one marked, short IDs in the table and full ones in JSON', (t) => {
+  const file = (created: string, username: string) => ({ created, username, hostname: 'vm', kdf: 'scrypt', N: 1024, r: 8, p: 1, salt: '', data: '' });
+  const rows = keyRows(
+    [
+      { id: 'b'.repeat(64), file: file('2026-12-06T08:00:00+01:00', 'bob') },
+      { id: 'a'.repeat(64), file: file('2026-12-06T07:30:00.123Z', 'alice') },
+    ],
+    'b'.repeat(64),
+  );
+  // 08:00 at +01:00 is 07:00 UTC: before 07:30 UTC, whatever the text says.
+  t.deepEqual(rows, [
+    { current: true, id: 'b'.repeat(64), userName: 'bob', hostName: 'vm', created: '2026-12-06T08:00:00+01:00' },
+    { current: false, id: 'a'.repeat(64), userName: 'alice', hostName: 'vm', created: '2026-12-06T07:30:00.123Z' },
+  ]);
+  const table = renderKeys(rows, 'table').split('\n');
+  t.regex(table[0]!, /^CURRENT +ID +USER +HOST +CREATED$/);
+  t.regex(table[1]!, /^\* +bbbbbbbb +bob +vm +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+  t.regex(table[2]!, /^ +aaaaaaaa +alice +vm /);
+  t.deepEqual(JSON.parse(renderKeys(rows, 'json')), rows);
+  t.is(renderKeys(rows, 'name'), `${'b'.repeat(64)}\n${'a'.repeat(64)}\n`);
+});
+
+test("created times in restic's layout, in this machine's zone", (t) => {
+  const ms = Date.UTC(2026, 11, 6, 7, 30, 0);
+  const d = new Date(ms);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  t.is(localTime('2026-12-06T07:30:00.999Z'), `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:00`);
+  t.is(localTime('yesterday'), 'yesterday');
 });

@@ -7,7 +7,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { keyRows, localTime, parseKeyPrefix, renderKeys } from '../../src/cli/commands/repo-key.ts';
+import { GeneratedKeyFile, keyRows, localTime, parseKeyPrefix, renderKeys } from '../../src/cli/commands/repo-key.ts';
 import { isNkvmError } from '../../src/errors.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { sha256 } from '../../src/repository/crypto.ts';
@@ -204,4 +204,26 @@ test("created times in restic's layout, in this machine's zone", (t) => {
   const pad = (n: number) => String(n).padStart(2, '0');
   t.is(localTime('2026-12-06T07:30:00.999Z'), `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:00`);
   t.is(localTime('yesterday'), 'yesterday');
+});
+
+test('a generated key file: 0600, named after its key, never over another file of that name', (t) => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-keys-home-'));
+  t.teardown(() => fs.rmSync(home, { recursive: true, force: true }));
+  const previous = process.env.NKVM_HOME;
+  process.env.NKVM_HOME = home;
+  t.teardown(() => {
+    if (previous === undefined) delete process.env.NKVM_HOME;
+    else process.env.NKVM_HOME = previous;
+  });
+  const id = 'c0ffee00'.repeat(8);
+  const first = GeneratedKeyFile.create();
+  t.is(fs.statSync(first.file).mode & 0o777, 0o600);
+  first.nameAfter(id);
+  t.is(first.file, path.join(home, 'repository-c0ffee00.key'));
+  t.is(fs.readFileSync(first.file, 'utf8'), `${first.password}\n`);
+  const second = GeneratedKeyFile.create();
+  second.nameAfter(id);
+  t.is(second.file, path.join(home, `repository-${id}.key`));
+  t.is(fs.readFileSync(first.file, 'utf8'), `${first.password}\n`, 'the first file is kept');
+  t.deepEqual(fs.readdirSync(home).sort(), ['repository-c0ffee00.key', `repository-${id}.key`]);
 });

@@ -107,7 +107,7 @@ function givenNewPassword(flags: NewKeyFlags): { password: string; file: string 
  * A new password in a new key file (0600, never overwriting one), as `repo init` makes it; named
  * after the key once its ID is known, so `key list` and the file name agree.
  */
-class GeneratedKeyFile {
+export class GeneratedKeyFile {
   readonly password: string;
   file: string;
   private constructor(file: string, password: string) {
@@ -120,11 +120,21 @@ class GeneratedKeyFile {
     return new GeneratedKeyFile(file, createKeyFile(file));
   }
 
+  /** A hard link, not a rename: a rename would replace a key file that has the name already. */
   nameAfter(id: string): void {
-    const short = path.join(nkvmHome(), `repository-${id.slice(0, 8)}.key`);
-    const final = fs.existsSync(short) ? path.join(nkvmHome(), `repository-${id}.key`) : short;
-    fs.renameSync(this.file, final);
-    this.file = final;
+    for (const name of [`repository-${id.slice(0, 8)}.key`, `repository-${id}.key`]) {
+      const final = path.join(nkvmHome(), name);
+      try {
+        fs.linkSync(this.file, final);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw error;
+      }
+      fs.rmSync(this.file);
+      this.file = final;
+      return;
+    }
+    throw new Error(`${path.join(nkvmHome(), `repository-${id}.key`)} exists already`);
   }
 
   discard(): void {

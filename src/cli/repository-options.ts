@@ -99,7 +99,7 @@ export function chooseRepository(flags: RepositoryFlags, env: NodeJS.ProcessEnv 
   return undefined;
 }
 
-function readPasswordFile(file: string, what: string): string {
+export function readPasswordFile(file: string, what: string): string {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -163,6 +163,9 @@ export function toRepositoryError(error: unknown, location: string): NkvmError {
 export interface OpenedRepository {
   repository: Repository;
   location: string;
+  choice: RepositoryChoice;
+  /** The password that opened it, and where it came from. */
+  password: { password: string; source: string; file?: string };
   close(): Promise<void>;
 }
 
@@ -171,7 +174,7 @@ export interface OpenedRepository {
  * `lock`, holds restic's lock of that kind (refreshed while it runs) until close(): beside a shared
  * one, a `restic prune` waits instead of deleting packs this run is writing or reading.
  */
-export async function openRepository(flags: RepositoryFlags, options: { lock?: 'shared' | 'exclusive'; choice?: RepositoryChoice | undefined } = {}): Promise<OpenedRepository> {
+export async function openRepository(flags: RepositoryFlags, options: { lock?: 'shared' | 'exclusive'; choice?: RepositoryChoice | undefined; loadIndex?: boolean } = {}): Promise<OpenedRepository> {
   const choice = 'choice' in options ? options.choice : chooseRepository(flags);
   if (!choice) {
     throw new NoRepositoryUserError('no repository is configured', { hint: 'create one with `kubectl nkvm repo init`, or name one with --repo or RESTIC_REPOSITORY' });
@@ -188,13 +191,15 @@ export async function openRepository(flags: RepositoryFlags, options: { lock?: '
       throw new UsageError(`no password for repository ${choice.location}`, 'give one with --password-file, RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD');
     }
     const { Repository } = await import('../repository/repository.ts');
-    const repository = await Repository.open(backend, found.password);
-    if (!options.lock) return { repository, location: choice.location, close };
+    const repository = await Repository.open(backend, found.password, { loadIndex: options.loadIndex ?? true });
+    if (!options.lock) return { repository, location: choice.location, choice, password: found, close };
     const { acquireLock } = await import('../repository/lock.ts');
     const lock = await acquireLock(repository, { exclusive: options.lock === 'exclusive' });
     return {
       repository,
       location: choice.location,
+      choice,
+      password: found,
       close: async () => {
         await lock.release().catch(() => {}); // a lock left behind goes stale; `repo unlock` removes it
         await close();

@@ -13,7 +13,7 @@ import { BackendNotFoundError, type Backend } from './backends/backend.ts';
 import { encodeConfig, newConfig, parseConfig, type RepositoryConfig } from './config.ts';
 import { decrypt, encrypt, randomMasterKey, sha256, type MasterKey } from './crypto.ts';
 import { encodeIndexFiles, Index, MAX_BLOBS_PER_INDEX_FILE } from './index.ts';
-import { addKey, DEFAULT_KDF, openWithPassword, type KdfParams } from './key.ts';
+import { addKey, DEFAULT_KDF, openWithPassword, type KdfParams, type KeyOwner } from './key.ts';
 import { decodeHeader, headerRange, PackWriter, type BlobType, type PackedBlob } from './pack.ts';
 import { decodeSnapshot, encodeSnapshot, snapshotTimeNs, type Snapshot, type SnapshotWithId } from './snapshot.ts';
 import { decodeTree, encodeTree, type Node } from './tree.ts';
@@ -143,8 +143,8 @@ export class Repository {
   }
 
   /** Adds a key file that opens this repository with another password. */
-  addKey(password: string, kdf: KdfParams = DEFAULT_KDF): Promise<string> {
-    return addKey(this.backend, this.key, password, kdf);
+  addKey(password: string, kdf: KdfParams = DEFAULT_KDF, owner: KeyOwner = {}): Promise<string> {
+    return addKey(this.backend, this.key, password, kdf, owner);
   }
 
   private async loadIndex(): Promise<void> {

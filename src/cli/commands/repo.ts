@@ -20,6 +20,7 @@ import {
   withRepositoryOptions,
   type RepositoryFlags,
 } from '../repository-options.ts';
+import { keyCommand } from './repo-key.ts';
 
 interface InitArgs extends GlobalOptions, RepositoryFlags {
   location: string | undefined;
@@ -112,6 +113,6 @@ const unlockCommand: CommandModule<GlobalOptions, UnlockArgs> = {
 export const repoCommand: CommandModule<GlobalOptions, GlobalOptions> = {
   command: 'repo',
   describe: "Manage the repository backups go into (restic's format)",
-  builder: (argv) => argv.command([initCommand, unlockCommand] as never[]).demandCommand(1, 'Name a repo command: init or unlock.'),
+  builder: (argv) => argv.command([initCommand, unlockCommand, keyCommand] as never[]).demandCommand(1, 'Name a repo command: init, unlock or key.'),
   handler: () => {},
 };

@@ -17,7 +17,7 @@ import { ArtifactFile } from './artifact-file.ts';
 import { Digest } from './digest.ts';
 import { beforeAckFor, consumerStallFor, type CopyFault } from './faults.ts';
 import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
-import { archiveTree, type ArchivedTree } from '../repository/archiver.ts';
+import { archiveImage, archiveTree, type ArchivedTree } from '../repository/archiver.ts';
 import type { Repository } from '../repository/repository.ts';
 import { ArchivedFiles } from './archived-files.ts';
 import { CopyStderr, PathTally, RECENT_FILES_BEGIN, RECENT_FILES_END, type PathSummary } from './copy-stderr.ts';
@@ -102,7 +102,7 @@ export interface CopyRequest {
   attempt?: number;
   /** A Block claim: the device's size in bytes, all of which must arrive. Absent: tar of /data. */
   deviceBytes?: number | undefined;
-  /** Into a repository instead of an artifact file (compression and partialPath unused): tar streams only. */
+  /** Into a repository instead of an artifact file (compression and partialPath unused); a device image becomes one file. */
   repository?: RepositoryCopy | undefined;
 }
 
@@ -157,14 +157,15 @@ async function copyStream(request: CopyRequest, incremental: IncrementalCopy | u
   }
   const stderr = new CopyStderr();
   const stall = consumerStallFor(request.fault);
-  const intoRepository = request.repository && !image ? request.repository : undefined;
+  const intoRepository = request.repository;
   let storing: Promise<ArchivedTree> | undefined;
   let sink: Writable;
   let transforms: Transform[];
   if (intoRepository) {
     // The repository reads the tar stream at its own pace; a failure there stops the pipeline, and tar.
     const feed = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
-    storing = incremental ? incremental.archive(feed) : archiveTree(intoRepository.repository, feed, { path: intoRepository.path });
+    const { repository, path } = intoRepository;
+    storing = image ? archiveImage(repository, feed, { path }) : incremental ? incremental.archive(feed) : archiveTree(repository, feed, { path });
     storing.catch((error: Error) => feed.destroy(error));
     sink = feed;
     transforms = [...(stall ? [stall] : []), checker];
@@ -254,7 +255,7 @@ async function copyStream(request: CopyRequest, incremental: IncrementalCopy | u
       notes.push(`the device ${now < request.deviceBytes! ? 'shrank' : 'grew'} from ${request.deviceBytes} to ${now} bytes while it was read; the image holds all ${now}`);
     }
     const tar: TarSummary = { bytes: checker.bytes, entries: 0, regularFiles: 0, directories: 0, contentBytes: checker.bytes, complete: true };
-    return { ...result, tar, imageSha256: checker.hash.digest('hex'), unreadable: none, vanished: none, changed: none, notes };
+    return { ...result, tar, imageSha256: checker.hash.digest('hex'), unreadable: none, vanished: none, changed: none, notes, ...(stored ? { stored } : {}) };
   }
   if (!checker.summary.complete) {
     throw new CopyStageError(`the tar stream ended after ${checker.summary.bytes} bytes without its end-of-archive marker (truncated)`, { retryable: true });

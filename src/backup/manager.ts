@@ -61,6 +61,8 @@ export interface BackupSnapshot {
   bytesSent: number;
   /** Bytes the repository grew by (new blobs, compressed and encrypted). */
   bytesAdded: number;
+  /** A Block claim's device image (the snapshot's one file): the sha256 of its bytes. */
+  imageSha256?: string | undefined;
 }
 
 export interface BackupResult {
@@ -123,7 +125,7 @@ export type BackupProgressListener = (target: BackupTarget, event: BackupProgres
 
 export interface BackupOptions {
   outputDir: string;
-  /** Back up Filesystem claims into this repository as snapshots (Block claims still become image artifacts). */
+  /** Back up into this repository as snapshots (a Block claim's device image as one file). */
   repository?: { repository: Repository; location: string } | undefined;
   compression: Compression;
   helper: Omit<HelperPodOptions, 'runId'>;
@@ -290,7 +292,7 @@ export class BackupManager {
       if (failure) throw failure;
       stage = 'copy';
       const image = record.volumeMode === 'Block';
-      const repository = image ? undefined : this.options.repository;
+      const repository = this.options.repository;
       const finalPath = artifactPath(this.options.outputDir, target.namespace, target.pvc, started, id, this.options.compression, image ? 'image' : 'tar');
       if (!repository) {
         fs.mkdirSync(path.dirname(finalPath), { recursive: true });
@@ -351,8 +353,18 @@ export class BackupManager {
           bytesRead: copied.stored.read ?? saved.bytes,
           bytesSent: copied.tar.bytes + (copied.listingBytes ?? 0),
           bytesAdded: copied.stored.added.dataAddedPacked,
+          ...(copied.imageSha256 ? { imageSha256: copied.imageSha256 } : {}),
         };
-        Object.assign(record, { repository: repository.location, snapshotId: saved.snapshotId, filesNew: snapshot.filesNew, bytesAdded: snapshot.bytesAdded, tarBytes: copied.tar.bytes, fileCount: copied.stored.entries ?? copied.tar.entries });
+        Object.assign(record, {
+          repository: repository.location,
+          snapshotId: saved.snapshotId,
+          filesNew: snapshot.filesNew,
+          bytesAdded: snapshot.bytesAdded,
+          tarBytes: copied.tar.bytes,
+          fileCount: copied.stored.entries ?? copied.tar.entries,
+          // A device image's hash, which restore and verify check the snapshot's file against.
+          contentSha256: copied.imageSha256,
+        });
       } else {
         commitArtifact(partial!, finalPath);
         partial = null;
@@ -399,7 +411,7 @@ export class BackupManager {
       unreadable: record.unreadable,
       vanished: record.vanished,
       changed: record.changed,
-      contentSha256: artifact?.imageSha256 ?? null,
+      contentSha256: artifact?.imageSha256 ?? record.contentSha256,
       finishedAt: finished.toISOString(),
       status,
       failedStage: failure ? failure.stage : null,

@@ -18,7 +18,7 @@
  * The helper pod is deleted whatever happens; every restore, dry runs too, is a catalog row.
  */
 import fs from 'node:fs';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { isNkvmError, NotFoundError, UsageError, type ErrorCode } from '../errors.ts';
@@ -39,7 +39,7 @@ import { fromPluginError, StageFailure } from './stage-failure.ts';
 import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, deleteHelperPod, HELPER_CONTAINER, labelValue, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
 import { describeIdentity, isNobodyFallback, isRoot, rootOwnerIdentity } from './helper-identity.ts';
 import { TarStreamCheck, type TarEntry } from './tar-stream.ts';
-import { restoreTar } from '../repository/restorer.ts';
+import { fileContent, imageNode, restoreTar } from '../repository/restorer.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
 
@@ -257,7 +257,9 @@ export class RestoreManager {
     let failure: RestoreFailure | undefined;
     let message = '';
     try {
-      const fixups = request.snapshot ? await this.verifySnapshot(request.snapshot) : await this.verifyArtifact(backup);
+      const fixups = request.snapshot ? await this.verifySnapshot(request.snapshot, backup) : await this.verifyArtifact(backup);
+      // A snapshot whose path is one file is a device image (ours, or `restic backup --stdin`): it goes into a Block claim.
+      if (fixups.imageSha256 !== null && backup.volumeMode !== 'Block') request = { ...request, backup: { ...backup, volumeMode: 'Block' } };
       const source = request.snapshot ? `snapshot ${request.snapshot.snapshot.id.slice(0, 8)}` : `backup ${backup.id}`;
       Object.assign(record, { entries: fixups.entries, bytes: fixups.tarBytes });
 
@@ -295,7 +297,9 @@ export class RestoreManager {
             stage = 'write';
             // cat, not busybox dd: over exec stdin, dd was seen to stop at a short read as if at the end.
             // A cut stream also ends cat's input early; the read-back below catches either.
-            await this.writeArtifact(backup, namespace, record.helperPod, ['sh', '-c', `cat > ${DATA_DEVICE_PATH} && sync`]);
+            const intoDevice = ['sh', '-c', `cat > ${DATA_DEVICE_PATH} && sync`];
+            if (request.snapshot) await this.writeSnapshot(request.snapshot, namespace, record.helperPod, intoDevice, true);
+            else await this.writeArtifact(backup, namespace, record.helperPod, intoDevice);
             await this.checkImage(fixups, namespace, record.helperPod);
           } else {
             stage = 'prepare';
@@ -406,7 +410,21 @@ export class RestoreManager {
    * repository (every blob decrypted, authenticated and hashed to its ID on the way), checked entry
    * by entry like an artifact's, its directories' and symlinks' metadata kept for the finalize stage.
    */
-  private async verifySnapshot(source: SnapshotSource): Promise<ArtifactContents> {
+  private async verifySnapshot(source: SnapshotSource, backup: BackupRecord): Promise<ArtifactContents> {
+    const image = await imageNode(source.repository, source.snapshot).catch(() => undefined);
+    if (image) {
+      const digest = new Digest();
+      try {
+        await pipeline([fileContent(source.repository, image), digest, new Writable({ write: (_chunk, _encoding, done) => done() })], this.options.signal ? { signal: this.options.signal } : {});
+      } catch (error) {
+        throw new RestoreFailure('verify', `snapshot ${source.snapshot.id.slice(0, 8)} in ${source.location} cannot be read: ${(error as Error).message}`);
+      }
+      const sha256 = digest.hash.digest('hex');
+      if (digest.bytes !== image.size || (backup.contentSha256 && sha256 !== backup.contentSha256)) {
+        throw new RestoreFailure('verify', `the device image in snapshot ${source.snapshot.id.slice(0, 8)} is not the one the catalog records (${digest.bytes} bytes, sha256 ${sha256})`);
+      }
+      return { imageSha256: sha256, entries: 0, tarBytes: digest.bytes, regularFiles: 0, contentBytes: digest.bytes, metadata: [] };
+    }
     const { checker, metadata } = restorableEntries();
     const sink = new PassThrough();
     sink.resume();
@@ -420,10 +438,11 @@ export class RestoreManager {
     return { imageSha256: null, entries: tar.entries, tarBytes: tar.bytes, regularFiles: tar.regularFiles, contentBytes: tar.contentBytes, metadata };
   }
 
-  /** The second pass: the snapshot's tar again, straight from the repository into `command`'s stdin. */
-  private async writeSnapshot(source: SnapshotSource, namespace: string, pod: string, command: string[]): Promise<void> {
+  /** The second pass: the snapshot's tar (or device image) again, straight from the repository into `command`'s stdin. */
+  private async writeSnapshot(source: SnapshotSource, namespace: string, pod: string, command: string[], image = false): Promise<void> {
     const tarStream = new PassThrough();
-    const reading = pipeline([restoreTar(source.repository, source.snapshot), tarStream]);
+    const node = image ? await imageNode(source.repository, source.snapshot) : undefined;
+    const reading = pipeline([node ? fileContent(source.repository, node) : restoreTar(source.repository, source.snapshot), tarStream]);
     reading.catch(() => {}); // its failure surfaces as the exec's
     try {
       await runInHelper(this.client, namespace, pod, command, { stdin: tarStream, signal: this.options.signal });

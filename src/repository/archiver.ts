@@ -69,17 +69,14 @@ export class FileChunks {
   private readonly repo: Repository;
   private readonly chunker: Chunker;
   private pieces: Buffer[] = [];
-  /** Bytes still to come. */
-  left: number;
 
-  constructor(repo: Repository, size: number) {
+  constructor(repo: Repository) {
     this.repo = repo;
     this.chunker = new Chunker(repo.config.chunkerPolynomial);
-    this.left = size;
   }
 
-  /** Takes the next bytes (the caller may reuse `data` once this returns); true once the file is whole and saved. */
-  async push(data: Buffer): Promise<boolean> {
+  /** Takes the next bytes; the caller may reuse `data` once this returns. */
+  async push(data: Buffer): Promise<void> {
     const cuts = this.chunker.push(data);
     let start = 0;
     for (const cut of cuts) {
@@ -88,10 +85,12 @@ export class FileChunks {
       start = cut;
     }
     if (start < data.length) this.pieces.push(Buffer.from(data.subarray(start)));
-    this.left -= data.length;
-    if (this.left > 0) return false;
+  }
+
+  /** The file ended: its last chunk saved, its blob IDs in order. */
+  async end(): Promise<string[]> {
     if (this.pieces.length > 0) await this.save();
-    return true;
+    return this.content;
   }
 
   private async save(): Promise<void> {
@@ -105,6 +104,8 @@ export class FileChunks {
 interface OpenFile {
   node: Node;
   chunks: FileChunks;
+  /** Bytes still to come. */
+  left: number;
 }
 
 type Event = { kind: 'entry'; entry: TarEntry } | { kind: 'data'; data: Buffer };
@@ -173,7 +174,7 @@ export class TarArchiver {
         this.files += 1;
         const node: Node = { name, type: 'file', mode: toGoFileMode('file', entry.mode), ...base, size: entry.size, links: 1, content: [] };
         parent.nodes.push(node);
-        if (entry.size > 0) this.file = { node, chunks: new FileChunks(this.repo, entry.size) };
+        if (entry.size > 0) this.file = { node, chunks: new FileChunks(this.repo), left: entry.size };
         return;
       }
       case 'symlink':
@@ -205,8 +206,10 @@ export class TarArchiver {
     const file = this.file;
     if (!file) throw new ArchiveError('file data outside a file entry');
     this.bytes += data.length;
-    if (await file.chunks.push(data)) {
-      file.node.content = file.chunks.content;
+    await file.chunks.push(data);
+    file.left -= data.length;
+    if (file.left === 0) {
+      file.node.content = await file.chunks.end();
       this.file = undefined;
     }
   }
@@ -381,6 +384,33 @@ export async function archiveWith(
 /** A whole tar stream (the claim's root at its top) into the repository, its snapshot not yet written. */
 export async function archiveTree(repo: Repository, input: AsyncIterable<Buffer | Uint8Array>, options: Pick<ArchiveOptions, 'path' | 'time'>): Promise<ArchivedTree> {
   return archiveWith(repo, input, options, (time) => new TarArchiver(repo, time));
+}
+
+/**
+ * A Block claim's device image, raw bytes in, as one file at the snapshot's path (`/data/<pvc>` is
+ * the file), as `restic backup --stdin --stdin-filename /data/<pvc>` stores a stream: chunked like
+ * any file, so the regions of a disk that did not change are stored once. Its snapshot not yet written.
+ */
+export async function archiveImage(repo: Repository, input: AsyncIterable<Buffer | Uint8Array>, options: Pick<ArchiveOptions, 'path' | 'time'>): Promise<ArchivedTree> {
+  const start = nowNs();
+  const time = options.time ?? start;
+  const before = { ...repo.stats };
+  const chunks = new FileChunks(repo);
+  let size = 0;
+  for await (const chunk of input) {
+    const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    await chunks.push(data);
+    size += data.length;
+  }
+  const parts = options.path.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.length === 0) throw new ArchiveError('a device image needs a file name for its path');
+  // As restic records a file read from stdin: 0644, the snapshot's time.
+  let node: Node = { name: Buffer.from(parts.at(-1)!), type: 'file', mode: toGoFileMode('file', 0o644), mtime: time, atime: time, ctime: time, uid: 0, gid: 0, size, content: await chunks.end() };
+  for (let i = parts.length - 2; i >= 0; i--) node = { ...madeUpDir(Buffer.from(parts[i]!), time), subtree: await repo.saveTree([node]) };
+  const tree = await repo.saveTree([node]);
+  await repo.flush();
+  const added = Object.fromEntries(Object.entries(repo.stats).map(([key, value]) => [key, value - before[key as keyof SaveStats]])) as unknown as SaveStats;
+  return { tree, files: 1, dirs: 0, bytes: size, entries: 0, start, time, added };
 }
 
 /** Writes the snapshot of an archived tree, last, as restic does: after the packs and index it refers to. */

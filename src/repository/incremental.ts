@@ -214,7 +214,7 @@ interface Awaited {
 export class ListingArchiver extends ListingWalk {
   private readonly listing: AsyncIterator<ListedEntry>;
   private readonly time: bigint;
-  private file: { node: Node; chunks: FileChunks; linkKey: string | undefined } | undefined;
+  private file: { node: Node; chunks: FileChunks; left: number; linkKey: string | undefined } | undefined;
   /** Content of files with several links read in this tar, by path: tar names the first for the others. */
   private readonly linked = new Map<string, { content: string[]; size: number }>();
   /** Requested paths the tar did not bring. */
@@ -280,7 +280,7 @@ export class ListingArchiver extends ListingWalk {
         node.mode = toGoFileMode('file', entry.type === 'file' ? entry.mode : tar.mode);
         this.place(node);
         const linkKey = entry.links > 1 ? components(tar.name).join('/') : undefined;
-        if (tar.size > 0) this.file = { node, chunks: new FileChunks(this.repo, tar.size), linkKey };
+        if (tar.size > 0) this.file = { node, chunks: new FileChunks(this.repo), left: tar.size, linkKey };
         else if (linkKey) this.linked.set(linkKey, { content: [], size: 0 });
         return;
       }
@@ -308,9 +308,11 @@ export class ListingArchiver extends ListingWalk {
     const file = this.file;
     if (!file) throw new ArchiveError('file data outside a file entry');
     this.read += data.length;
-    if (await file.chunks.push(data)) {
-      file.node.content = file.chunks.content;
-      if (file.linkKey) this.linked.set(file.linkKey, { content: file.chunks.content, size: file.node.size! });
+    await file.chunks.push(data);
+    file.left -= data.length;
+    if (file.left === 0) {
+      file.node.content = await file.chunks.end();
+      if (file.linkKey) this.linked.set(file.linkKey, { content: file.node.content, size: file.node.size! });
       this.file = undefined;
     }
   }

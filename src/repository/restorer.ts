@@ -138,3 +138,31 @@ export class Restorer {
 export function restoreTar(repo: Repository, snapshot: Snapshot, options: RestoreOptions = {}): Readable {
   return Readable.from(new Restorer(repo).tar(snapshot, options), { objectMode: false, highWaterMark: 1024 * 1024 });
 }
+
+/**
+ * The file at a snapshot's only path, when that path is a file: a Block claim's device image (or
+ * any `restic backup --stdin` snapshot). Undefined when the path is a directory.
+ */
+export async function imageNode(repo: Repository, snapshot: Snapshot): Promise<Node | undefined> {
+  if (snapshot.paths.length !== 1) return undefined;
+  const parts = snapshot.paths[0]!.split('/').filter((p) => p !== '' && p !== '.');
+  let nodes = await repo.loadTree(snapshot.tree);
+  for (const [i, part] of parts.entries()) {
+    const node = nodes.find((n) => n.name.equals(Buffer.from(part)));
+    if (!node) return undefined;
+    if (i === parts.length - 1) return node.type === 'file' ? node : undefined;
+    if (node.type !== 'dir' || !node.subtree) return undefined;
+    nodes = await repo.loadTree(node.subtree);
+  }
+  return undefined;
+}
+
+/** A file's bytes, blob by blob (each authenticated and checked against its ID as it is read). */
+export function fileContent(repo: Repository, node: Node): Readable {
+  return Readable.from(
+    (async function* () {
+      for (const id of node.content ?? []) yield await repo.loadBlob('data', id);
+    })(),
+    { objectMode: false },
+  );
+}

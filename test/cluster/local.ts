@@ -26,7 +26,8 @@ import { ClusterStartError, type TestCluster } from './types.ts';
 
 /** Raw block volumes (volumeMode: Block): loop devices over sparse files, one PV each, sized in MiB. */
 const BLOCK_STORAGE_CLASS = 'nkvm-block';
-const BLOCK_DEVICE_SIZES_MIB = [64, 64, 64, 32];
+// Two tests take four each: an image restored into devices of its size (and one too small).
+const BLOCK_DEVICE_SIZES_MIB = [64, 64, 64, 32, 64, 64, 64];
 const COMPONENTS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'containerd', 'kubelet'] as const;
 type Component = (typeof COMPONENTS)[number];
 

@@ -12,7 +12,7 @@ export interface TestCluster {
   storageClass: string;
   /**
    * A StorageClass of raw block volumes (volumeMode: Block, ReadWriteOnce, bound at once), where the
-   * provider has one: local offers nkvm-block-pv-0..2 of 64Mi and nkvm-block-pv-3 of 32Mi; kind none.
+   * provider has one: local offers nkvm-block-pv-0..2 and 4..6 of 64Mi and nkvm-block-pv-3 of 32Mi; kind none.
    */
   blockStorageClass?: string;
   /** Makes the images of an archive (OCI layout or docker-archive, every platform in it) available to the node. */

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import type { TestCluster } from '../cluster/types.ts';
+import { findRestic } from '../cluster/restic.ts';
 import { createBoundClaims } from '../cluster/workload.ts';
 import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
 
@@ -325,5 +326,63 @@ test('a Block claim: backed up as a compressed device image, verified, restored 
 
   const intoFiles = await kubectlNkvm(t.context, ['restore', result.id, '--to', 'files', '--create', '-n', namespace, '--dry-run', '-o', 'json', ...s.flags]);
   t.is(intoFiles.exitCode, 0, 'a dry run into a new claim is fine: it would be made a Block claim');
+  await assertNoHelperPods(t, 10_000);
+});
+
+test('a Block claim into a repository: one file of the device\'s bytes that restic reads and checks, unchanged regions stored once, restored into a new Block claim identical', async (t) => {
+  t.timeout(10 * 60_000);
+  const { cluster } = t.context;
+  if (!cluster.blockStorageClass) {
+    t.log(`the ${cluster.provider} provider has no Block volumes`);
+    t.pass();
+    return;
+  }
+  const restic = findRestic();
+  const namespace = await createNamespace(cluster, 'block-repo');
+  t.context.diagnose = { namespace, sourcePod: 'vm' };
+  const s = store(t, 'block-repo');
+  const repo = path.join(path.dirname(s.catalog), 'repository');
+  const env = { RESTIC_PASSWORD: 'block-password' };
+  await blockClaim(cluster, namespace, 'disk', '64Mi');
+  await cluster.kubectl(['apply', '-f', '-'], { input: blockPod(namespace, 'vm', 'disk', cluster.images.helper) });
+  await cluster.kubectl(['wait', '--for=condition=Ready', 'pod/vm', '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
+  const size = Number((await cluster.kubectl(['exec', 'vm', '-n', namespace, '--', 'blockdev', '--getsize64', '/dev/xvda'])).trim());
+  const write = (at: number) => cluster.kubectl(['exec', 'vm', '-n', namespace, '--', 'sh', '-c', `head -c 4194304 /dev/urandom | dd of=/dev/xvda bs=1048576 seek=${at} conv=fsync 2>/dev/null`]);
+  await write(0);
+  await write(40);
+  const source = (await cluster.kubectl(['exec', 'vm', '-n', namespace, '--', 'sh', '-c', 'sha256sum < /dev/xvda'])).split(/\s+/)[0]!;
+  t.is((await kubectlNkvm(t.context, ['repo', 'init', repo], { env })).exitCode, 0);
+
+  const backup = await kubectlNkvm(t.context, ['backup', 'disk', '-n', namespace, '--repo', repo, '-o', 'json', ...s.flags], { env });
+  t.is(backup.exitCode, 0, String(backup.stderr));
+  const [result] = JSON.parse(String(backup.stdout)).items;
+  t.like(result, { status: 'succeeded', volumeMode: 'Block', snapshot: { path: '/data/disk', imageSha256: source, bytesRead: size } });
+  t.true(result.snapshot.bytesAdded < 10 * 1048576, `8 MiB of random data and zeros add ${result.snapshot.bytesAdded} bytes`);
+  // restic reads it as it reads `restic backup --stdin --stdin-filename /data/disk`: one file, the device's bytes.
+  const dumped = await execa('sh', ['-c', `'${restic}' --repo '${repo}' --no-cache dump ${result.snapshot.id} /data/disk | sha256sum`], { env });
+  t.is(dumped.stdout.split(/\s+/)[0], source);
+  const check = await execa(restic, ['--repo', repo, '--no-cache', 'check', '--read-data'], { env, reject: false });
+  t.is(check.exitCode, 0, check.stdout + check.stderr);
+
+  // 4 MiB rewritten: the rest of the image is stored already.
+  await write(20);
+  const changed = (await cluster.kubectl(['exec', 'vm', '-n', namespace, '--', 'sh', '-c', 'sha256sum < /dev/xvda'])).split(/\s+/)[0]!;
+  const second = await kubectlNkvm(t.context, ['backup', 'disk', '-n', namespace, '--repo', repo, '-o', 'json', ...s.flags], { env });
+  t.is(second.exitCode, 0, String(second.stderr));
+  const [again] = JSON.parse(String(second.stdout)).items;
+  t.like(again.snapshot, { imageSha256: changed, parent: result.snapshot.id });
+  t.true(again.snapshot.bytesAdded < 6 * 1048576, `4 MiB rewritten add ${again.snapshot.bytesAdded} bytes`);
+  const verify = await kubectlNkvm(t.context, ['verify', again.id, '-o', 'json', ...s.flags], { env });
+  t.is(verify.exitCode, 0, String(verify.stdout) + String(verify.stderr));
+
+  const created = await kubectlNkvm(t.context, ['restore', result.id, '--to', 'fresh', '--create', '--storage-class', cluster.blockStorageClass, '-n', namespace, '-o', 'json', ...s.flags], { env });
+  t.is(created.exitCode, 0, String(created.stderr) + String(created.stdout));
+  t.regex(JSON.parse(String(created.stdout)).message, /read back, sha256 matches/);
+  t.is(await deviceSha256(cluster, namespace, 'fresh', size), source);
+  // A snapshot found by its ID alone (no catalog row) is known for an image by its one file.
+  await blockClaim(cluster, namespace, 'spare', '64Mi');
+  const byId = await kubectlNkvm(t.context, ['restore', again.snapshot.id.slice(0, 8), '--to', 'spare', '--mode', 'overwrite', '--repo', repo, '-n', namespace, '-o', 'json', '--catalog', path.join(path.dirname(s.catalog), 'other.sqlite')], { env });
+  t.is(byId.exitCode, 0, String(byId.stderr) + String(byId.stdout));
+  t.is(await deviceSha256(cluster, namespace, 'spare', size), changed);
   await assertNoHelperPods(t, 10_000);
 });

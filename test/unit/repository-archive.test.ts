@@ -5,10 +5,10 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { TarStreamCheck, type TarEntry } from '../../src/backup/tar-stream.ts';
 import { endOfArchive, entryHeader, dataPadding, type TarWriteEntry } from '../../src/backup/tar-writer.ts';
-import { archiveTar, ArchiveError } from '../../src/repository/archiver.ts';
+import { archiveImage, archiveTar, ArchiveError, saveArchiveSnapshot } from '../../src/repository/archiver.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { restoreTar } from '../../src/repository/restorer.ts';
+import { fileContent, imageNode, restoreTar } from '../../src/repository/restorer.ts';
 import { parseTime } from '../../src/repository/time.ts';
 
 /** Cheap scrypt for tests: the key format is the same, only the cost differs. */
@@ -100,4 +100,25 @@ test('the same content twice is stored once', async (t) => {
   t.is(result.snapshot.summary!.data_blobs, 1);
   // Like restic's, data_added counts tree blobs too.
   t.true(result.snapshot.summary!.data_added < 2 * data.length);
+});
+
+test('a device image is one file at the snapshot\'s path, chunked like any file: an unchanged region is stored once, and it reads back whole', async (t) => {
+  const repo = await repository(t);
+  const random = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 2654435761 >>> 13) & 0xff));
+  const image = Buffer.concat([random(3 * 1048576), Buffer.alloc(2 * 1048576)]);
+  const pieces = (data: Buffer) => Readable.from(Array.from({ length: Math.ceil(data.length / 65536) }, (_, i) => data.subarray(i * 65536, (i + 1) * 65536)));
+  const first = await archiveImage(repo, pieces(image), { path: '/data/disk' });
+  const saved = await saveArchiveSnapshot(repo, first, { path: '/data/disk', hostname: 'ns' });
+  const snapshot = await repo.loadSnapshot(saved.snapshotId);
+  const node = await imageNode(repo, snapshot);
+  t.like(node, { type: 'file', size: image.length });
+  t.is(node!.name.toString(), 'disk');
+  const back: Buffer[] = [];
+  for await (const chunk of fileContent(repo, node!)) back.push(chunk as Buffer);
+  t.true(Buffer.concat(back).equals(image));
+  // The same image again adds no data; a directory snapshot has no image.
+  const again = await archiveImage(repo, pieces(image), { path: '/data/disk' });
+  t.is(again.added.dataBlobs, 0);
+  const tree = await archiveTar(repo, Readable.from([Buffer.concat([entry('./', 'directory'), endOfArchive()])]), { path: '/data/pvc', hostname: 'ns' });
+  t.is(await imageNode(repo, await repo.loadSnapshot(tree.snapshotId)), undefined);
 });

@@ -21,6 +21,7 @@ import {
   isNkvmError,
 } from '../errors.ts';
 import { BackendError } from '../repository/backends/backend.ts';
+import type { RepositoryLock } from '../repository/lock.ts';
 import type { Repository } from '../repository/repository.ts';
 
 export interface RepositoryFlags {
@@ -163,6 +164,8 @@ export function toRepositoryError(error: unknown, location: string): NkvmError {
 export interface OpenedRepository {
   repository: Repository;
   location: string;
+  /** The lock held when one was asked for: its signal aborts if it is lost. */
+  lock?: RepositoryLock;
   close(): Promise<void>;
 }
 
@@ -195,6 +198,7 @@ export async function openRepository(flags: RepositoryFlags, options: { lock?: '
     return {
       repository,
       location: choice.location,
+      lock,
       close: async () => {
         await lock.release().catch(() => {}); // a lock left behind goes stale; `repo unlock` removes it
         await close();

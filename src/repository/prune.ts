@@ -494,11 +494,20 @@ export type PrunePhase = 'finding used blobs' | 'deleting unreferenced packs' | 
 export async function prune(
   repo: Repository,
   lock: RepositoryLock | undefined,
-  options: PruneOptions & { dryRun?: boolean; ignoreSnapshots?: ReadonlySet<string>; onPhase?: (phase: PrunePhase) => void; onPlan?: (plan: PrunePlan) => void },
+  options: PruneOptions & {
+    dryRun?: boolean;
+    ignoreSnapshots?: ReadonlySet<string>;
+    /** Stops the prune at its next step (Ctrl-C): every step leaves the repository whole. */
+    signal?: AbortSignal;
+    onPhase?: (phase: PrunePhase) => void;
+    onPlan?: (plan: PrunePlan) => void;
+  },
 ): Promise<PruneRun> {
   const phase = options.onPhase ?? (() => {});
-  const signal = lock?.signal;
-  const checkLock = () => lock?.throwIfLost();
+  const signals = [lock?.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
+  const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined;
+  // Before each step that writes or removes: the lock still ours, no Ctrl-C.
+  const checkpoint = () => signal?.throwIfAborted();
   phase('finding used blobs');
   const { used, snapshots } = await findUsedBlobs(repo, { ...(options.ignoreSnapshots ? { ignoreSnapshots: options.ignoreSnapshots } : {}), ...(signal ? { signal } : {}) });
   const index = await readIndexFiles(repo);
@@ -526,7 +535,7 @@ export async function prune(
   if (plan.removePacksFirst.length > 0) {
     phase('deleting unreferenced packs');
     for (const id of plan.removePacksFirst) {
-      checkLock();
+      checkpoint();
       try {
         await repo.backend.remove('data', id);
         run.packBytesAfter -= onDisk.get(id)!;
@@ -540,7 +549,7 @@ export async function prune(
   if (plan.repackPacks.length > 0) {
     phase('repacking');
     for (const packId of plan.repackPacks) {
-      checkLock();
+      checkpoint();
       const blobs = (index.packs.get(packId) ?? []).filter((blob) => plan.keepBlobs.has(blobKey(blob.type, blob.id)));
       if (blobs.length === 0) continue;
       const bytes = await repo.backend.read('data', packId);
@@ -559,7 +568,7 @@ export async function prune(
 
   if (removed.size > 0) {
     phase('rebuilding the index');
-    checkLock();
+    checkpoint();
     // Every index file now, the ones the repacking just wrote included: all are replaced.
     const current = await readIndexFiles(repo);
     for (const [id, blobs] of current.packs) {
@@ -573,7 +582,7 @@ export async function prune(
       run.indexFilesWritten += 1;
     }
     for (const name of current.files) {
-      checkLock();
+      checkpoint();
       await repo.backend.remove('index', name);
       run.indexFilesRemoved += 1;
     }
@@ -582,7 +591,7 @@ export async function prune(
   if (plan.removePacks.length + plan.repackPacks.length > 0) {
     phase('deleting packs');
     for (const id of [...plan.removePacks, ...plan.repackPacks]) {
-      checkLock();
+      checkpoint();
       try {
         await repo.backend.remove('data', id);
         run.packBytesAfter -= onDisk.get(id) ?? 0;

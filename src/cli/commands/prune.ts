@@ -7,6 +7,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { RepositoryError, UsageError } from '../../errors.ts';
 import type { PruneRun } from '../../repository/prune.ts';
 import type { GlobalOptions } from '../global-options.ts';
+import { interruptSignal } from '../interrupt.ts';
 import { toJson, writeInfo, writeResult, writeWarning } from '../output.ts';
 import { openRepository, toRepositoryError, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
 
@@ -82,6 +83,7 @@ export async function runPrune(
       ...pruneOptions,
       repositoryVersion: opened.repository.config.version,
       dryRun: flags.dryRun,
+      signal: interruptSignal,
       ...(options.ignoreSnapshots ? { ignoreSnapshots: options.ignoreSnapshots } : {}),
       onPhase: (phase) => writeInfo(`${phase}...`),
       onPlan: (plan) => {

@@ -8,6 +8,8 @@
  *   to prune;
  * - our --dry-run figures are `restic prune --dry-run -v`'s (and `forget --prune --dry-run -v`'s),
  *   line for line, and a dry run changes nothing;
+ * - a prune stopped at any step (packs written, index rebuilt, old files half removed) leaves every
+ *   snapshot whole by restic's check and restore, and the next prune finishes the job;
  * - beside a running `restic backup` (its shared lock, fresh), prune refuses with exit 11.
  */
 import anyTest, { type TestFn } from 'ava';
@@ -19,8 +21,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { archiveTar } from '../../src/repository/archiver.ts';
+import type { FileType } from '../../src/repository/backends/backend.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { listLocks, type LockFile } from '../../src/repository/lock.ts';
+import { prune } from '../../src/repository/prune.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { kubernetesBinDir } from '../cluster/paths.ts';
 import { findRestic, restic } from '../cluster/restic.ts';
@@ -131,16 +135,19 @@ async function rawData(repoPath: string, snapshots: string[]): Promise<{ stored:
   return { stored: json.total_size, plain: json.total_uncompressed_size };
 }
 
-suite('forget --prune on a repository we wrote: repacks the partly used pack, restic checks it, every kept snapshot restores, nothing unused is left', async (t) => {
-  const repoPath = path.join(t.context.work, 'ours');
+/**
+ * A repository we wrote with three snapshots of one claim: the first holds shared data and twenty
+ * small files in one data pack; the second keeps five of them and adds others; the third one more.
+ * Forgetting the first leaves its data pack partly used.
+ */
+async function ourRepository(t: { context: Context }, name: string): Promise<{ repoPath: string; ids: string[]; expected: Map<string, Buffer>[] }> {
+  const repoPath = path.join(t.context.work, name);
   const repo = await Repository.init(new LocalBackend(repoPath), PASSWORD);
-  const source = path.join(t.context.work, 'source-ours');
-  // Snapshot 1: shared data and twenty small files, all in one data pack.
+  const source = path.join(t.context.work, `source-${name}`);
   for (let i = 0; i < 3; i++) writeRandom(path.join(source, 'shared', `big-${i}`), 1024 * 1024);
   for (let i = 0; i < 20; i++) writeRandom(path.join(source, 'old', `small-${i}`), 100 * 1024);
   const expected: Map<string, Buffer>[] = [readTree(source)];
   const ids = [await archiveDir(repo, source)];
-  // Snapshot 2 keeps five of them and adds others; snapshot 3 adds one more.
   for (let i = 5; i < 20; i++) fs.rmSync(path.join(source, 'old', `small-${i}`));
   for (let i = 0; i < 5; i++) writeRandom(path.join(source, 'new', `small-${i}`), 100 * 1024);
   expected.push(readTree(source));
@@ -148,6 +155,11 @@ suite('forget --prune on a repository we wrote: repacks the partly used pack, re
   writeRandom(path.join(source, 'new', 'last'), 300 * 1024);
   expected.push(readTree(source));
   ids.push(await archiveDir(repo, source));
+  return { repoPath, ids, expected };
+}
+
+suite('forget --prune on a repository we wrote: repacks the partly used pack, restic checks it, every kept snapshot restores, nothing unused is left', async (t) => {
+  const { repoPath, ids, expected } = await ourRepository(t, 'ours');
   const rawKept = await rawData(repoPath, ids.slice(1));
   const rawAll = await rawData(repoPath, ids);
 
@@ -235,6 +247,69 @@ suite('prune on a repository restic wrote: restic prune --dry-run\'s figures; sh
   await assertRestores(t, repoPath, snapB, readTree(b), b.slice(1));
   const again = await restic(repoPath, PASSWORD, ['prune', '--dry-run']);
   t.regex(again.stdout, /total prune:\s+0 blobs \/ 0 B/);
+});
+
+/** A local backend that fails the n-th operation `matches` picks: a prune stopped at that point. */
+class FailingBackend extends LocalBackend {
+  private left: number;
+  private readonly matches: (op: 'write' | 'remove', type: FileType) => boolean;
+  constructor(root: string, matches: (op: 'write' | 'remove', type: FileType) => boolean, n: number) {
+    super(root);
+    this.matches = matches;
+    this.left = n;
+  }
+  private maybeFail(op: 'write' | 'remove', type: FileType) {
+    if (this.matches(op, type) && --this.left === 0) throw new Error(`stopped at ${op} of ${type}`);
+  }
+  override async write(type: FileType, name: string, data: Uint8Array): Promise<void> {
+    this.maybeFail('write', type);
+    return super.write(type, name, data);
+  }
+  override async remove(type: FileType, name: string): Promise<void> {
+    this.maybeFail('remove', type);
+    return super.remove(type, name);
+  }
+}
+
+suite('a prune stopped at any step leaves every snapshot whole (restic check --read-data, restic restore), and the next prune finishes the job', async (t) => {
+  const base = await ourRepository(t, 'interrupted');
+  const forgot = await restic(base.repoPath, PASSWORD, ['forget', base.ids[0]!]);
+  t.is(forgot.exitCode, 0, forgot.stderr);
+  const points: [string, (op: 'write' | 'remove', type: FileType) => boolean, number][] = [
+    ['after the first new pack', (op, type) => op === 'write' && type === 'data', 2],
+    ["before the repacked packs' index file", (op, type) => op === 'write' && type === 'index', 1],
+    ['before the rebuilt index', (op, type) => op === 'write' && type === 'index', 2],
+    ['with one old index file removed', (op, type) => op === 'remove' && type === 'index', 2],
+    ['with one pack removed', (op, type) => op === 'remove' && type === 'data', 2],
+    ['with one pack left', (op, type) => op === 'remove' && type === 'data', 1],
+  ];
+  for (const [where, matches, n] of points) {
+    const repoPath = path.join(t.context.work, `interrupted-${points.findIndex((p) => p[0] === where)}`);
+    fs.cpSync(base.repoPath, repoPath, { recursive: true });
+    const repo = await Repository.open(new FailingBackend(repoPath, matches, n), PASSWORD);
+    const stopped = prune(repo, undefined, { maxUnused: { kind: 'bytes', bytes: 0 }, repositoryVersion: 2 });
+    if (where.startsWith('with one pack')) {
+      // As restic: a pack that fails to go is left (no index lists it any more), the prune carries on.
+      const run = await stopped;
+      t.is(run.packsNotRemoved.length, 1);
+      t.regex(run.packsNotRemoved[0]!, /stopped at remove of data/);
+      t.is(run.packBytesAfter, sum(packFiles(repoPath).values()), 'the bytes reported are the bytes on disk');
+    } else {
+      await t.throwsAsync(stopped, { message: /^stopped at / }, where);
+    }
+    const check = await restic(repoPath, PASSWORD, ['check', '--read-data']);
+    t.is(check.exitCode, 0, `${where}: ${check.stdout}\n${check.stderr}`);
+    for (const i of [1, 2]) await assertRestores(t, repoPath, base.ids[i]!, base.expected[i]!, path.join('data', 'shop-db'));
+
+    const next = await nkvm(t, repoPath, ['prune', '--max-unused', '0']);
+    t.is(next.exitCode, 0, `${where}: ${next.stderr}`);
+    const again = await restic(repoPath, PASSWORD, ['check', '--read-data']);
+    t.is(again.exitCode, 0, `${where}, after the next prune: ${again.stdout}\n${again.stderr}`);
+    const left = await restic(repoPath, PASSWORD, ['prune', '--dry-run', '-v', '--max-unused', '0']);
+    t.regex(left.stdout, /total prune:\s+0 blobs \/ 0 B/, `${where}: ${left.stdout}`);
+    t.false(left.stdout.includes('duplicates:'), `${where}: no blob is stored twice any more`);
+    for (const i of [1, 2]) await assertRestores(t, repoPath, base.ids[i]!, base.expected[i]!, path.join('data', 'shop-db'));
+  }
 });
 
 suite('beside a running restic backup (its shared lock, fresh) prune and forget --prune refuse with exit 11 and change nothing', async (t) => {

@@ -475,7 +475,7 @@ export interface PruneRun {
   dryRun: boolean;
   /** New packs written for the repacked blobs. */
   packsWritten: number;
-  /** Bytes of pack files before, and after (what a dry run would leave). */
+  /** Bytes of pack files before, and after (for a dry run restic's estimate: the headers of packs to delete are not in it). */
   packBytesBefore: number;
   packBytesAfter: number;
   indexFilesWritten: number;

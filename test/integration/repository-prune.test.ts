@@ -10,6 +10,7 @@
  *   line for line, and a dry run changes nothing;
  * - a prune stopped at any step (packs written, index rebuilt, old files half removed) leaves every
  *   snapshot whole by restic's check and restore, and the next prune finishes the job;
+ * - the same on S3 (a versitygw server);
  * - beside a running `restic backup` (its shared lock, fresh), prune refuses with exit 11.
  */
 import anyTest, { type TestFn } from 'ava';
@@ -28,6 +29,7 @@ import { prune } from '../../src/repository/prune.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { kubernetesBinDir } from '../cluster/paths.ts';
 import { findRestic, restic } from '../cluster/restic.ts';
+import { startS3Server } from '../cluster/s3-server.ts';
 import { integrationEnabled, pluginBundle } from './support.ts';
 
 interface Context {
@@ -61,10 +63,10 @@ if (integrationEnabled) {
 }
 
 /** `kubectl nkvm ...` on a repository, as a user would run it; never throws on the exit code. */
-function nkvm(t: { context: Context }, repoPath: string, args: string[]) {
+function nkvm(t: { context: Context }, repoPath: string, args: string[], env: Record<string, string> = {}) {
   return execa('kubectl', ['nkvm', ...args, '--repo', repoPath, '--password-file', t.context.passwordFile], {
     reject: false,
-    env: { PATH: t.context.pluginPath, HOME: t.context.work, NKVM_HOME: path.join(t.context.work, 'nkvm-home') },
+    env: { PATH: t.context.pluginPath, HOME: t.context.work, NKVM_HOME: path.join(t.context.work, 'nkvm-home'), ...env },
     extendEnv: false,
     timeout: 5 * 60_000,
   });
@@ -309,6 +311,43 @@ suite('a prune stopped at any step leaves every snapshot whole (restic check --r
     t.regex(left.stdout, /total prune:\s+0 blobs \/ 0 B/, `${where}: ${left.stdout}`);
     t.false(left.stdout.includes('duplicates:'), `${where}: no blob is stored twice any more`);
     for (const i of [1, 2]) await assertRestores(t, repoPath, base.ids[i]!, base.expected[i]!, path.join('data', 'shop-db'));
+  }
+});
+
+suite('on S3 (versitygw): restic prune --dry-run\'s figures, then our prune leaves a repository restic checks and restores, with nothing unused', async (t) => {
+  const server = await startS3Server();
+  try {
+    const location = server.location('prune');
+    const r = (args: string[]) => restic(location, PASSWORD, args, { env: server.env });
+    t.is((await r(['init'])).exitCode, 0);
+    const dir = path.join(t.context.work, 'source-s3');
+    for (let i = 0; i < 10; i++) writeRandom(path.join(dir, `small-${i}`), 100 * 1024);
+    const first = JSON.parse((await r(['backup', '--json', '--host', 'shop', dir])).stdout.trim().split('\n').at(-1)!) as { snapshot_id: string };
+    for (let i = 3; i < 10; i++) fs.rmSync(path.join(dir, `small-${i}`));
+    writeRandom(path.join(dir, 'other'), 200 * 1024);
+    t.is((await r(['backup', '--host', 'shop', dir])).exitCode, 0);
+    t.is((await r(['forget', first.snapshot_id])).exitCode, 0);
+
+    const theirs = await r(['prune', '--dry-run', '-v', '--max-unused', '0']);
+    t.is(theirs.exitCode, 0, theirs.stderr);
+    const dry = await nkvm(t, location, ['prune', '--dry-run', '--max-unused', '0'], server.env);
+    t.is(dry.exitCode, 0, dry.stderr);
+    t.deepEqual(summaryLines(dry.stdout), summaryLines(theirs.stdout));
+
+    const run = await nkvm(t, location, ['prune', '--max-unused', '0', '-o', 'json'], server.env);
+    t.is(run.exitCode, 0, run.stderr);
+    t.true((JSON.parse(run.stdout) as { stats: { packfiles: { repack: number } } }).stats.packfiles.repack >= 1, run.stdout);
+    const check = await r(['check', '--read-data']);
+    t.is(check.exitCode, 0, `${check.stdout}\n${check.stderr}`);
+    const target = fs.mkdtempSync(path.join(t.context.work, 'restore-s3-'));
+    t.is((await r(['restore', 'latest', '--target', target])).exitCode, 0);
+    const restored = readTree(path.join(target, dir.slice(1)));
+    const expected = readTree(dir);
+    t.deepEqual([...restored.keys()].sort(), [...expected.keys()].sort());
+    for (const [name, bytes] of expected) t.is(Buffer.compare(restored.get(name)!, bytes), 0, name);
+    t.regex((await r(['prune', '--dry-run', '--max-unused', '0'])).stdout, /total prune:\s+0 blobs \/ 0 B/);
+  } finally {
+    await server.dispose();
   }
 });
 

@@ -24,7 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { archiveTar } from '../../src/repository/archiver.ts';
 import type { FileType } from '../../src/repository/backends/backend.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
-import { listLocks, type LockFile } from '../../src/repository/lock.ts';
+import { acquireLock, listLocks, type LockFile } from '../../src/repository/lock.ts';
 import { prune } from '../../src/repository/prune.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { kubernetesBinDir } from '../cluster/paths.ts';
@@ -351,7 +351,7 @@ suite('on S3 (versitygw): restic prune --dry-run\'s figures, then our prune leav
   }
 });
 
-suite('beside a running restic backup (its shared lock, fresh) prune and forget --prune refuse with exit 11 and change nothing', async (t) => {
+suite('beside a running restic backup (its shared lock, fresh), or ours, prune and forget --prune refuse with exit 11 and change nothing', async (t) => {
   const repoPath = path.join(t.context.work, 'locked');
   t.is((await restic(repoPath, PASSWORD, ['init'])).exitCode, 0);
   const dir = path.join(t.context.work, 'source-locked');
@@ -387,6 +387,18 @@ suite('beside a running restic backup (its shared lock, fresh) prune and forget 
     backup.stdin.end();
   }
   t.is(await exited, 0, stderr);
+
+  // Our own backup's lock (shared, this process) stops it the same way.
+  const repo = await Repository.open(new LocalBackend(repoPath), PASSWORD);
+  const ours = await acquireLock(repo, { exclusive: false });
+  try {
+    const r = await nkvm(t, repoPath, ['prune']);
+    t.is(r.exitCode, 11, r.stderr);
+    t.true(r.stderr.includes(`by PID ${process.pid} on ${os.hostname()}`), r.stderr);
+  } finally {
+    await ours.release();
+  }
+  t.is((await nkvm(t, repoPath, ['prune'])).exitCode, 0, 'once the locks are gone, it runs');
 });
 
 suite('a --max-unused restic refuses is a usage error (exit 2), before the repository is touched', async (t) => {

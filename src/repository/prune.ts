@@ -13,10 +13,10 @@
  * leaves extra packs or blobs stored twice, which `restic check` accepts and the next prune removes.
  *
  * Memory: the set of blobs in use is a Map from a 65-character key (type letter and hex ID) to a
- * small count (how often the index lists it): about 120 bytes a blob (a V8 string of 65 one-byte
- * characters, about 88 bytes, plus the map's entry), 120 MB for a million blobs. The index files
- * are held parsed, as the check holds them (one JS object per blob), on top of the repository's own
- * compact index.
+ * small count (how often the index lists it): 117 bytes a blob measured on Node 26 (a V8 string of 65
+ * one-byte characters, about 88 bytes, plus the map's entry), 117 MB for a million blobs. The index
+ * files are held parsed, as the check holds them: one JS object per blob, 187 bytes each measured,
+ * on top of the repository's own compact index (48 bytes a blob). A pack to repack is read whole.
  */
 import { parseIndexFile } from './check.ts';
 import { encodeIndexFiles } from './index.ts';

@@ -82,7 +82,8 @@ export const forgetCommand: CommandModule<GlobalOptions, ForgetArgs> = {
       throw new UsageError((error as Error).message, 'e.g. --keep-daily 7, --keep-last unlimited, --keep-within 1y2m');
     }
     const groupBy = forget.parseGroupBy(args.groupBy);
-    if (args.prune) await pruneOptionsFromFlags(args);
+    // Checked even without --prune, as restic checks them.
+    await pruneOptionsFromFlags(args);
     // A prune, even a dry one, needs the repository to itself (restic's rule).
     const opened = await openRepository(args, { lock: args.dryRun && !args.prune ? 'shared' : 'exclusive' });
     try {

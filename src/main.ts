@@ -19,6 +19,7 @@ import { statusCommand } from './cli/commands/status.ts';
 import { repoCommand } from './cli/commands/repo.ts';
 import { snapshotsCommand } from './cli/commands/snapshots.ts';
 import { forgetCommand } from './cli/commands/forget.ts';
+import { pruneCommand } from './cli/commands/prune.ts';
 import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts';
 import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
@@ -48,6 +49,7 @@ const COMMANDS: CommandModule<GlobalOptions, never>[] = [
   repoCommand,
   snapshotsCommand,
   forgetCommand,
+  pruneCommand,
   diagnoseCommand,
   versionCommand,
   installCommand,

@@ -21,6 +21,7 @@ import {
   isNkvmError,
 } from '../errors.ts';
 import { BackendError } from '../repository/backends/backend.ts';
+import type { RepositoryLock } from '../repository/lock.ts';
 import type { Repository } from '../repository/repository.ts';
 
 export interface RepositoryFlags {
@@ -166,6 +167,8 @@ export interface OpenedRepository {
   choice: RepositoryChoice;
   /** The password that opened it, and where it came from. */
   password: { password: string; source: string; file?: string };
+  /** The lock held when one was asked for: its signal aborts if it is lost. */
+  lock?: RepositoryLock;
   close(): Promise<void>;
 }
 
@@ -200,6 +203,7 @@ export async function openRepository(flags: RepositoryFlags, options: { lock?: '
       location: choice.location,
       choice,
       password: found,
+      lock,
       close: async () => {
         await lock.release().catch(() => {}); // a lock left behind goes stale; `repo unlock` removes it
         await close();

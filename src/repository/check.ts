@@ -152,7 +152,7 @@ interface IndexJson {
   packs?: { id?: unknown; blobs?: { id?: unknown; type?: unknown; offset?: unknown; length?: unknown; uncompressed_length?: unknown }[] | null }[] | null;
 }
 
-function parseIndexFile(plaintext: Buffer): { id: string; blobs: PackedBlob[] }[] {
+export function parseIndexFile(plaintext: Buffer): { id: string; blobs: PackedBlob[] }[] {
   const json = JSON.parse(plaintext.toString('utf8')) as IndexJson;
   const isId = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
   const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;

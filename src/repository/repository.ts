@@ -200,6 +200,21 @@ export class Repository {
     return { id, added: true };
   }
 
+  /**
+   * Stores a blob the repository already has, in a new pack (prune's repacking: the old pack goes
+   * later). Compressed whenever the repository compresses, as restic stores every blob, so a tree
+   * pack repacked for holding uncompressed blobs is not repacked again on the next prune.
+   */
+  async copyBlob(type: BlobType, id: string, plaintext: Buffer): Promise<void> {
+    if (this.pending[type].has(id)) return;
+    const compressed = this.compression && plaintext.length > 0;
+    const sealed = encrypt(this.key, compressed ? compress(plaintext) : plaintext);
+    const packer = this.packers[type];
+    this.pending[type].set(id, packer.count);
+    packer.add(type, id, sealed, compressed ? plaintext.length : undefined);
+    if (packer.length >= this.packSize) await this.writePack(type);
+  }
+
   private async writePack(type: BlobType): Promise<void> {
     const packer = this.packers[type];
     if (packer.count === 0) return;

@@ -38,6 +38,8 @@ for (const [args, message] of [
   [['restore', 'abcd', '--to', 'Bad_Name'], /"Bad_Name" is not a valid claim name/],
   [['restore', 'abcd', '--to', 'x', '--mode', 'merge'], /Invalid values:[\s\S]*Argument: mode/],
   [['artifacts', 'prune'], /say what to keep: --keep-last N, --older-than DURATION, or both/],
+  [['prune', '--max-unused', '100%'], /percentage for --max-unused must be below 100%/],
+  [['forget', '--keep-last', '1', '--prune', '--max-repack-size', 'lots'], /strconv.ParseInt: parsing "lots": invalid syntax/],
   [['artifacts', 'fetch', 'abcd'], /fetch copies from the in-cluster store: pass --from-cluster/],
   [['backup', 'a', '--run-as-user', '-1'], /--run-as-user must be a user or group ID/],
   [['backup', 'a', '--fs-group', '1.5'], /--fs-group must be a user or group ID/],

@@ -2,8 +2,8 @@
  * `kubectl nkvm forget --keep-daily 7 ...`: removes the repository's snapshots a retention policy does
  * not keep, with restic's exact policy (src/repository/forget.ts: the same snapshots kept, for the same
  * reasons), grouped by host and paths (a claim) by default, under an exclusive lock. The data those
- * snapshots alone referred to stays in the packs until a prune; catalog rows of removed snapshots are
- * marked pruned.
+ * snapshots alone referred to stays in the packs until a prune (`--prune` runs one under the same
+ * lock when snapshots were removed, as restic's); catalog rows of removed snapshots are marked pruned.
  */
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../errors.ts';
@@ -12,6 +12,7 @@ import type { GlobalOptions } from '../global-options.ts';
 import { renderTable, toJson, writeInfo, writeResult } from '../output.ts';
 import { openRepository, toRepositoryError, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
 import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
+import { pruneJson, pruneOptionsFromFlags, runPrune, withPruneOptions, type PruneFlags } from './prune.ts';
 import { claimOfSnapshot } from './snapshots.ts';
 
 const COUNTS = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const;
@@ -19,7 +20,9 @@ const WITHIN = ['within', 'within-hourly', 'within-daily', 'within-weekly', 'wit
 
 type ForgetArgs = GlobalOptions &
   StoreOptions &
-  RepositoryFlags & {
+  RepositoryFlags &
+  PruneFlags & {
+    prune: boolean;
     keepTag: string[] | undefined;
     groupBy: string;
     pvc: string | undefined;
@@ -46,17 +49,19 @@ export const forgetCommand: CommandModule<GlobalOptions, ForgetArgs> = {
   command: 'forget',
   describe: "Remove the repository's snapshots a retention policy does not keep (restic's policy, exactly)",
   builder: (argv) => {
-    let built = withRepositoryOptions(withStoreOptions(argv));
+    let built = withPruneOptions(withRepositoryOptions(withStoreOptions(argv)));
     for (const name of COUNTS) built = built.option(`keep-${name}`, { type: 'string', description: `Keep the ${name === 'last' ? 'n newest' : `newest of the last n ${name === 'daily' ? 'days' : name.replace(/ly$/, 's')}`} snapshots ("unlimited" for all)` });
     for (const name of WITHIN) built = built.option(`keep-${name}`, { type: 'string', description: `Keep ${name === 'within' ? 'every snapshot' : `the newest ${name.slice('within-'.length).replace(/ly$/, '').replace(/^dai$/, 'day')} snapshot`} within this duration of the newest (e.g. 1y2m3d4h)` });
     return built
       .option('keep-tag', { type: 'string', array: true, description: 'Keep snapshots with all of these tags (a,b); repeatable' })
       .option('group-by', { type: 'string', default: 'host,paths', description: 'Apply the policy per group of these fields: host (the namespace), paths (the claim), tags' })
       .option('pvc', { type: 'string', description: 'Only snapshots of this claim (and -n: of this namespace)' })
+      .option('prune', { type: 'boolean', default: false, description: 'Then remove the data no snapshot uses any more (as `prune`), if snapshots were removed' })
       .option('dry-run', { type: 'boolean', default: false, description: 'Say what would be removed, remove nothing' })
       .option('output', { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const, description: 'Output format' })
       .example('kubectl nkvm forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12', 'A week of dailies, a month of weeklies, a year of monthlies, per claim')
-      .example('kubectl nkvm forget -n shop --pvc data --keep-last 3 --dry-run', 'What would go, for one claim') as unknown as Argv<ForgetArgs>;
+      .example('kubectl nkvm forget -n shop --pvc data --keep-last 3 --dry-run', 'What would go, for one claim')
+      .example('kubectl nkvm forget --keep-daily 7 --prune', 'And free the space only the removed snapshots used') as unknown as Argv<ForgetArgs>;
   },
   handler: async (args) => {
     const forget = await import('../../repository/forget.ts');
@@ -77,7 +82,10 @@ export const forgetCommand: CommandModule<GlobalOptions, ForgetArgs> = {
       throw new UsageError((error as Error).message, 'e.g. --keep-daily 7, --keep-last unlimited, --keep-within 1y2m');
     }
     const groupBy = forget.parseGroupBy(args.groupBy);
-    const opened = await openRepository(args, { lock: args.dryRun ? 'shared' : 'exclusive' });
+    // Checked even without --prune, as restic checks them.
+    await pruneOptionsFromFlags(args);
+    // A prune, even a dry one, needs the repository to itself (restic's rule).
+    const opened = await openRepository(args, { lock: args.dryRun && !args.prune ? 'shared' : 'exclusive' });
     try {
       const snapshots = (await opened.repository.listSnapshots())
         .filter((snapshot) => (!args.namespace || snapshot.hostname === args.namespace) && (!args.pvc || claimOfSnapshot(snapshot) === args.pvc))
@@ -91,25 +99,27 @@ export const forgetCommand: CommandModule<GlobalOptions, ForgetArgs> = {
         const rows = (await catalog.listBackups({ status: 'succeeded' })).filter((row) => row.snapshotId && gone.has(row.snapshotId));
         if (rows.length) await catalog.markPruned(rows.map((row) => row.id), new Date().toISOString());
       }
-      if (args.output === 'json') {
-        writeResult(
-          toJson(
-            groups.map((group) => ({
-              host: group.key.hostname,
-              paths: group.key.paths ?? null,
-              tags: group.key.tags ?? null,
-              keep: group.keep.map((snapshot) => snapshot.id),
-              remove: group.remove.map((snapshot) => snapshot.id),
-              reasons: group.reasons.map((reason) => ({ snapshot: reason.snapshot.id, matches: reason.matches })),
-            })),
-          ),
+      const groupsJson = groups.map((group) => ({
+        host: group.key.hostname,
+        paths: group.key.paths ?? null,
+        tags: group.key.tags ?? null,
+        keep: group.keep.map((snapshot) => snapshot.id),
+        remove: group.remove.map((snapshot) => snapshot.id),
+        reasons: group.reasons.map((reason) => ({ snapshot: reason.snapshot.id, matches: reason.matches })),
+      }));
+      if (args.output === 'table') writeResult(renderGroups(groups, args.dryRun));
+      const counted = `${removed.length} snapshot${removed.length === 1 ? '' : 's'}`;
+      if (!args.prune) {
+        if (args.output === 'json') writeResult(toJson(groupsJson));
+        writeInfo(
+          `${args.dryRun ? 'would remove' : 'removed'} ${counted} from ${opened.location} (${forget.describePolicy(policy)}); the data only they used stays in the repository until a prune (\`kubectl nkvm prune\`, or forget --prune)`,
         );
-      } else {
-        writeResult(renderGroups(groups, args.dryRun));
+        return;
       }
-      writeInfo(
-        `${args.dryRun ? 'would remove' : 'removed'} ${removed.length} snapshot${removed.length === 1 ? '' : 's'} from ${opened.location} (${forget.describePolicy(policy)}); the data only they used stays in the repository until a prune (restic prune)`,
-      );
+      writeInfo(`${args.dryRun ? 'would remove' : 'removed'} ${counted} from ${opened.location} (${forget.describePolicy(policy)})${removed.length ? `, ${args.dryRun ? 'running prune dry run' : 'running prune'}` : ''}`);
+      // As restic: no snapshot removed, no prune. A dry run counts the removed ones as gone.
+      const run = removed.length ? await runPrune(opened, { ...args, output: args.output === 'json' ? 'none' : 'table' }, { ignoreSnapshots: new Set(removed) }) : undefined;
+      if (args.output === 'json') writeResult(toJson({ groups: groupsJson, prune: run ? pruneJson(run, opened.location) : null }));
     } catch (error) {
       throw toRepositoryError(error, opened.location);
     } finally {

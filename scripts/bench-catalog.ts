@@ -57,9 +57,11 @@ async function measure(operation: string, file: string, id: string): Promise<Mea
   if (operation === 'fold') {
     const fold = (catalog as unknown as { fold?: () => Promise<void> }).fold;
     if (!fold) return { openMs, totalMs: 0, maxRssMiB: maxRssMiB(), detail: 'no journal' };
+    const journal = `${file}.journal`;
+    const journalBytes = fs.existsSync(journal) ? fs.statSync(journal).size : 0;
     const folding = performance.now();
     await fold.call(catalog);
-    return { openMs, totalMs: performance.now() - folding, maxRssMiB: maxRssMiB() };
+    return { openMs, totalMs: performance.now() - folding, maxRssMiB: maxRssMiB(), detail: String(journalBytes) };
   }
   if (operation !== 'list' && operation !== 'find') throw new Error(`unknown operation ${operation}`);
   const detail = operation === 'list' ? `${(await catalog.listBackups({ limit: 50 })).length} rows` : (await catalog.findBackup(id)).id;
@@ -194,7 +196,16 @@ async function main(): Promise<void> {
       }
       // Once, after the backups above: what folding their rows into the file costs at this size.
       const fold = JSON.parse(child('measure', 'fold', file, '-')) as Measurement;
-      if (fold.detail !== 'no journal') console.log(`  fold of the journal (${repeat * 2} saves) into the file: ${ms(fold.totalMs)}, peak RSS ${fold.maxRssMiB.toFixed(0)} MiB`);
+      if (fold.detail !== 'no journal') {
+        const saves = repeat * 2;
+        const journalBytes = Number(fold.detail);
+        console.log(`  fold into the file: ${ms(fold.totalMs)}, peak RSS ${fold.maxRssMiB.toFixed(0)} MiB; ${journalBytes > 0 ? `the journal held ${saves} saves, ${(journalBytes / saves).toFixed(0)} bytes a save` : 'no journal: every save folded'}`);
+        // When saves fold by themselves (catalog.ts, FoldPolicy): at a 256 KiB journal, or 1/256 of the file if that is less.
+        if (journalBytes > 0) {
+          const everySaves = Math.min(256 * 1024, bytes / 256) / (journalBytes / saves);
+          console.log(`    a fold every ~${everySaves.toFixed(0)} saves: ${ms((2 * fold.totalMs) / everySaves)} a small backup on average`);
+        }
+      }
       fs.rmSync(file);
     }
     const empty = backupAt.get(0);

@@ -67,9 +67,9 @@ const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 /**
  * When a save folds. A fold rewrites the file, a cost in proportion to its size: folding when the
  * journal reaches a fraction of the file keeps the folds' share of each save constant (past 64 MiB
- * the journal's own bound comes first: about every 200 saves). A file of a few hundred kilobytes costs about what an append
- * costs, both mostly the wait for the disk: such a file folds on every save, and sqlite3 sees every
- * row at once.
+ * the journal's own bound comes first: a fold about every 250 saves). Folding a file under a
+ * megabyte costs about what an append does, both mostly the wait for the disk: such a file folds on
+ * every save, and sqlite3 sees every row at once.
  */
 export interface FoldPolicy {
   /** Files smaller than this fold on every save. */
@@ -80,8 +80,8 @@ export interface FoldPolicy {
 
 const DEFAULT_FOLD_POLICY: FoldPolicy = { belowBytes: 1024 * 1024, journalFraction: 1 / 256 };
 /**
- * Every command replays the journal (about 200 records, a backup's two saves each, take 20-60 ms at
- * 100,000 rows): beyond this it is folded whatever the file's size.
+ * Every command replays the journal (200 backups' records, two saves each, took 20-60 ms at 100,000
+ * rows): beyond this it is folded whatever the file's size.
  */
 const MAX_JOURNAL_BYTES = 256 * 1024;
 /** Reads that found a fold under way start again; past this they read under the lock. */
@@ -345,9 +345,11 @@ export class Catalog {
     }
     try {
       const stats = fstatSync(fd, { bigint: true });
-      const header = new Uint8Array(HEADER_BYTES);
-      if (stats.size > 0n) readSync(fd, header, 0, HEADER_BYTES, 0);
-      if (stats.size > 0n) return { fd, bytes: Number(stats.size), header, dev: stats.dev, ino: stats.ino };
+      if (stats.size > 0n) {
+        const header = new Uint8Array(HEADER_BYTES);
+        readSync(fd, header, 0, HEADER_BYTES, 0);
+        return { fd, bytes: Number(stats.size), header, dev: stats.dev, ino: stats.ino };
+      }
     } catch (error) {
       closeSync(fd);
       throw cannotRead(this.file, error);

@@ -583,6 +583,9 @@ export class Catalog {
     // The file records the last change it holds: the journal's records up to it are skipped from now on,
     // so a crash before the journal is removed applies nothing twice.
     db.run('UPDATE catalog_journal SET folded_seq = ?', [seq]);
+    // That commit wrote at least a page: if none reached the PagedFile, sql.js writes elsewhere now, and
+    // the pages at hand are not the database.
+    if (paged.writtenPages.size === 0) throw new CatalogError(`cannot fold the catalog ${this.file}: sql.js did not write through the paged file`);
     const changeCounter = (view.changeCounter + 1) >>> 0;
     if (compactIfMostlyFree(db) || !pagesInUse(db, paged)) await replaceFile(this.file, db.export(), changeCounter);
     else await replaceWithPages(this.file, paged.writtenPages, paged.pageSize, paged.size, changeCounter);

@@ -21,6 +21,8 @@ const PAGE_SIZE_OFFSET = 16;
 export class PagedFile {
   /** Pages written since the file was opened, by page number (0-based), whole. */
   readonly writtenPages = new Map<number, Uint8Array>();
+  /** Whether sql.js took this as its storage (a change in sql.js could stop it). */
+  adopted = false;
   /** The size of the file with its writes. */
   size: number;
   readonly pageSize: number;
@@ -86,8 +88,17 @@ export class PagedFile {
  */
 export function openPaged(SQL: SqlJsStatic, fd: number, size: number, header: Uint8Array): { db: Database; file: PagedFile } {
   const file = new PagedFile(fd, size, header);
-  const standIn = { length: size, subarray: (start: number, end: number) => file.subarray(start, end), slice: () => file };
-  return { db: new SQL.Database(standIn as unknown as Uint8Array), file };
+  const adopt = () => {
+    file.adopted = true;
+    return file;
+  };
+  const standIn = { length: size, subarray: (start: number, end: number) => file.subarray(start, end), slice: adopt };
+  const db = new SQL.Database(standIn as unknown as Uint8Array);
+  if (!file.adopted) {
+    db.close();
+    throw new Error('sql.js no longer stores a database the way lazy-file.ts expects: the catalog cannot be opened page by page');
+  }
+  return { db, file };
 }
 
 /** Whether SQLite's idea of the file's size is still the PagedFile's (it is not after a truncation). */

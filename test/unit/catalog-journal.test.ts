@@ -40,8 +40,8 @@ async function plainQuery(file: string, sql: string): Promise<string> {
 }
 
 /** A fixtures/catalog-writer.ts process, driven line by line. */
-function startWriter(file: string, prefix: string, count: number) {
-  const child: ChildProcess = spawn(process.execPath, [WRITER, file, prefix, String(count), 'journal'], { stdio: ['pipe', 'pipe', 'pipe'] });
+function startWriter(file: string, prefix: string, count: number, mode = 'journal') {
+  const child: ChildProcess = spawn(process.execPath, [WRITER, file, prefix, String(count), mode], { stdio: ['pipe', 'pipe', 'pipe'] });
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -216,4 +216,29 @@ test('the save that takes the journal past its bound folds it, whatever the poli
   }
   t.true(saves > 3, `folded after ${saves} saves`);
   t.is(await plainQuery(file, 'SELECT count(*) FROM backups;'), String(saves));
+});
+
+test('a writer killed at any moment of a catalog that folds every few saves loses no row it was told was saved', async (t) => {
+  const file = catalogFile(t);
+  // Past 1 MiB: saves append, and fold when the journal reaches 1/256 of the file (every few saves).
+  const catalog = await Catalog.open(file);
+  for (let i = 0; i < 30; i++) await catalog.insertBackup(record({ id: `filler-${i}`, message: 'x'.repeat(40_000) }));
+  t.true(fs.statSync(file).size > 1024 * 1024);
+  const saved: string[] = [];
+  for (let round = 0; round < 4; round++) {
+    const writer = startWriter(file, `round${round}`, 0, 'default');
+    t.is(await writer.nextLine(), 'ready', writer.stderr());
+    writer.go();
+    const deadline = Date.now() + 50 + Math.random() * 150;
+    while (Date.now() < deadline) saved.push((await writer.nextLine()).replace(/^inserted /, ''));
+    writer.child.kill('SIGKILL');
+    t.deepEqual(await writer.exited, [null, 'SIGKILL']);
+
+    t.is(await plainQuery(file, 'PRAGMA integrity_check;'), 'ok', `round ${round}`);
+    const rows = new Set(ids(await (await Catalog.open(file)).listBackups()));
+    for (const id of saved) t.true(rows.has(id), `round ${round}: ${id}`);
+  }
+  await catalog.fold();
+  t.is(Number(await plainQuery(file, "SELECT count(*) FROM backups WHERE id LIKE 'round%';")) >= saved.length, true);
+  t.deepEqual(fs.readdirSync(path.dirname(file)).sort(), ['catalog.db']);
 });

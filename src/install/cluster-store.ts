@@ -17,6 +17,7 @@ import { DEFAULT_ACK_TIMEOUT_SECONDS, DEFAULT_HELPER_IMAGE } from '../backup/def
 import { discoverClaim } from '../backup/discovery.ts';
 import { DATA_MOUNT_PATH, deleteHelperPod, HELPER_CONTAINER, startHelperPod, waitForHelperPod } from '../backup/helper-pod.ts';
 import { Catalog } from '../store/catalog.ts';
+import { journalPath } from '../store/journal.ts';
 import { INSTALL_LABEL, INSTALL_NAMESPACE_LABEL, STORE_MOUNT } from './manifests.ts';
 
 export interface InstallRef {
@@ -94,14 +95,18 @@ export class ClusterStore {
    */
   async catalog(): Promise<Catalog> {
     const file = path.join(this.workDir, 'catalog.sqlite');
-    const sink = fs.createWriteStream(file);
-    try {
-      await this.copy(path.posix.join(STORE_MOUNT, 'catalog.sqlite'), sink);
-      await finished(sink);
-    } catch (error) {
-      sink.destroy();
-      if (!(error instanceof NotFoundError)) throw error;
-      fs.rmSync(file, { force: true });
+    // The journal first: a file copied after it is never older than the records it holds (the newest
+    // rows of a large catalog are only there until a fold).
+    for (const copied of [journalPath(file), file]) {
+      const sink = fs.createWriteStream(copied);
+      try {
+        await this.copy(path.posix.join(STORE_MOUNT, path.basename(copied)), sink);
+        await finished(sink);
+      } catch (error) {
+        sink.destroy();
+        if (!(error instanceof NotFoundError)) throw error;
+        fs.rmSync(copied, { force: true });
+      }
     }
     return Catalog.open(file);
   }

@@ -1,32 +1,21 @@
 /**
- * The catalog's one file, only ever replaced whole: a save writes a temp file beside it, makes it
- * durable and renames it over the file, so a reader (this plugin or the sqlite3 CLI) opens either the
- * old or the new file, never a mix. A writer killed at any moment leaves the previous file intact and
- * at most a temp file, which the next writer removes.
+ * The catalog's one file, never changed in place: a fold writes a new version to a temp file beside
+ * it, makes it durable and renames it over the file, so a reader (this plugin or the sqlite3 CLI)
+ * opens either the old or the new file, never a mix, and keeps reading the version it opened. A
+ * writer killed at any moment leaves the previous file intact and at most a temp file, which the next
+ * writer removes.
  */
-import { open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { copyFile, open, readdir, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { CatalogError } from '../errors.ts';
 
-/**
- * One version of the file. Saves never change a file in place, so a version the catalog has read is
- * still the file as long as these are unchanged; the change counter tells a new file apart from an
- * older one whose inode number it reuses, even with the same size and modification time.
- */
-export interface FileVersion {
-  dev: bigint;
-  ino: bigint;
-  size: bigint;
-  mtimeNs: bigint;
-  /** The SQLite header's file change counter, which every save advances (replaceFile). */
-  changeCounter: number;
-}
-
-/** Where the SQLite header keeps the file change counter, and the copy of it that vouches for the page count at offset 28. */
+/** Where the SQLite header keeps the file change counter, the page count, and the copy of the counter that vouches for the page count. */
 const CHANGE_COUNTER_OFFSET = 24;
+const PAGE_COUNT_OFFSET = 28;
 const VERSION_VALID_FOR_OFFSET = 92;
-const HEADER_BYTES = 100;
+export const HEADER_BYTES = 100;
 
 export function movedAsideHint(file: string): string {
   return `move it aside (mv ${file} ${file}.broken) and a new, empty catalog is created on the next run`;
@@ -39,99 +28,107 @@ export function asDamaged(file: string, error: unknown): unknown {
   return new CatalogError(`the catalog ${file} is damaged: ${message}`, { hint: movedAsideHint(file), cause: error });
 }
 
-export function sameVersion(a: FileVersion | undefined, b: FileVersion | undefined): boolean {
-  if (!a || !b) return a === b;
-  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.changeCounter === b.changeCounter;
-}
-
-/** The file's version now (its header only is read), or undefined when there is no file (yet). */
-export async function currentVersion(file: string): Promise<FileVersion | undefined> {
-  const handle = await openForReading(file);
-  if (!handle) return undefined;
-  try {
-    const header = Buffer.alloc(HEADER_BYTES);
-    const { bytesRead } = await handle.read(header, 0, HEADER_BYTES, 0);
-    return versionOf(handle, header.subarray(0, bytesRead));
-  } catch (error) {
-    throw cannotRead(file, error);
-  } finally {
-    await handle.close();
-  }
-}
-
-/** The file's bytes and their version, or undefined when there is no file (yet). */
-export async function readCatalogFile(file: string): Promise<{ bytes: Buffer; version: FileVersion } | undefined> {
-  const handle = await openForReading(file);
-  if (!handle) return undefined;
-  try {
-    const bytes = await handle.readFile();
-    return { bytes, version: await versionOf(handle, bytes) };
-  } catch (error) {
-    throw cannotRead(file, error);
-  } finally {
-    await handle.close();
-  }
-}
-
-async function openForReading(file: string): Promise<FileHandle | undefined> {
-  try {
-    return await open(file, 'r');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw cannotRead(file, error);
-  }
-}
-
-function cannotRead(file: string, error: unknown): CatalogError {
+export function cannotRead(file: string, error: unknown): CatalogError {
   return new CatalogError(`cannot read the catalog ${file}: ${(error as Error).message}`, { hint: movedAsideHint(file), cause: error });
 }
 
-async function versionOf(handle: FileHandle, header: Uint8Array): Promise<FileVersion> {
-  const stats = await handle.stat({ bigint: true });
+/** `<file>.<pid>.<random>.tmp`: what removeOrphanedTempFiles recognises. */
+export function tempPathFor(file: string): string {
+  return `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+}
+
+/** Makes a rename or a new file in the directory of `file` durable. */
+export async function syncDirectory(file: string): Promise<void> {
+  const directory = await open(path.dirname(file), 'r');
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
+  }
+}
+
+/** The change counter in a SQLite header. */
+export function changeCounterOf(header: Uint8Array): number {
+  return header.byteLength >= CHANGE_COUNTER_OFFSET + 4 ? new DataView(header.buffer, header.byteOffset, header.byteLength).getUint32(CHANGE_COUNTER_OFFSET) : 0;
+}
+
+/**
+ * Advances the change counter, as SQLite itself does on every commit, with the version-valid-for copy
+ * and the page count, which keeps the header's page count trusted.
+ */
+function stampHeader(header: Uint8Array, changeCounter: number, bytes: number): void {
   const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
-  const changeCounter = header.byteLength >= CHANGE_COUNTER_OFFSET + 4 ? view.getUint32(CHANGE_COUNTER_OFFSET) : 0;
-  return { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeNs: stats.mtimeNs, changeCounter };
+  const pageSize = view.getUint16(16) === 1 ? 65536 : view.getUint16(16);
+  view.setUint32(CHANGE_COUNTER_OFFSET, changeCounter);
+  view.setUint32(VERSION_VALID_FOR_OFFSET, changeCounter);
+  if (pageSize > 0) view.setUint32(PAGE_COUNT_OFFSET, Math.floor(bytes / pageSize));
 }
 
 /**
  * Writes `bytes` (a whole SQLite database) to a temp file beside `file`, with `changeCounter` in its
- * header, makes it durable, and renames it over `file`. sql.js leaves the counter as it found it, so
- * this is where it advances, as SQLite itself advances it on every commit; the version-valid-for copy
- * is set with it, which keeps the header's page count (correct in what sql.js exports) trusted.
+ * header, makes it durable, and renames it over `file`.
  */
-export async function replaceFile(file: string, bytes: Uint8Array, changeCounter: number): Promise<FileVersion> {
-  if (bytes.byteLength >= HEADER_BYTES) {
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    view.setUint32(CHANGE_COUNTER_OFFSET, changeCounter);
-    view.setUint32(VERSION_VALID_FOR_OFFSET, changeCounter);
-  }
-  const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    let version: FileVersion;
+export async function replaceFile(file: string, bytes: Uint8Array, changeCounter: number): Promise<void> {
+  if (bytes.byteLength >= HEADER_BYTES) stampHeader(bytes, changeCounter, bytes.byteLength);
+  await writeAndRename(file, async (temp) => {
     const handle = await open(temp, 'wx');
     try {
       await handle.writeFile(bytes);
       await handle.sync();
-      version = await versionOf(handle, bytes);
     } finally {
       await handle.close();
     }
+  });
+}
+
+/**
+ * A new version of `file` made of its current bytes with `pages` (page number to bytes, `pageSize`
+ * each) written over them, `bytes` long, `changeCounter` in its header; made durable and renamed over
+ * `file` like replaceFile. The copy is a clone where the file system can make one (btrfs, XFS, APFS),
+ * and otherwise a copy in the kernel: the bytes never pass through the catalog's memory.
+ */
+export async function replaceWithPages(file: string, pages: ReadonlyMap<number, Uint8Array>, pageSize: number, bytes: number, changeCounter: number): Promise<void> {
+  await writeAndRename(file, async (temp) => {
+    await copyFile(file, temp, constants.COPYFILE_FICLONE);
+    const handle = await open(temp, 'r+');
+    try {
+      const numbers = [...pages.keys()].sort((a, b) => a - b);
+      for (const page of numbers) {
+        const position = page * pageSize;
+        const length = Math.min(pageSize, bytes - position);
+        if (length <= 0) continue;
+        const data = pages.get(page)!;
+        if (page === 0) stampHeader(data, changeCounter, bytes);
+        await handle.write(data, 0, length, position);
+      }
+      if (!pages.has(0)) {
+        const header = new Uint8Array(HEADER_BYTES);
+        await handle.read(header, 0, HEADER_BYTES, 0);
+        stampHeader(header, changeCounter, bytes);
+        await handle.write(header, 0, HEADER_BYTES, 0);
+      }
+      await handle.truncate(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  });
+}
+
+async function writeAndRename(file: string, write: (temp: string) => Promise<void>): Promise<void> {
+  const temp = tempPathFor(file);
+  try {
+    await write(temp);
     await rename(temp, file);
     // The rename itself is only durable once the directory is.
-    const directory = await open(path.dirname(file), 'r');
-    try {
-      await directory.sync();
-    } finally {
-      await directory.close();
-    }
-    return version;
+    await syncDirectory(file);
   } catch (error) {
     await rm(temp, { force: true });
     throw new CatalogError(`cannot write the catalog ${file}: ${(error as Error).message}`, { cause: error });
   }
 }
 
-/** `<file>.<pid>.<random>.tmp`, as replaceFile names them. */
+/** `<file>.<pid>.<random>.tmp`, as tempPathFor names them. */
 export async function orphanedTempFiles(file: string): Promise<string[]> {
   const prefix = `${path.basename(file)}.`;
   const entries = await readdir(path.dirname(file));

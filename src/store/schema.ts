@@ -72,6 +72,11 @@ export const MIGRATIONS: readonly string[] = [
    ALTER TABLE backups ADD COLUMN snapshot_id TEXT;
    ALTER TABLE backups ADD COLUMN files_new INTEGER;
    ALTER TABLE backups ADD COLUMN bytes_added INTEGER;`,
+  // Saves append to a journal beside the file (journal.ts): which file a journal belongs to, and the
+  // last of its records the file holds. Older versions, which would read the file without the
+  // journal, refuse a file at this version.
+  `CREATE TABLE catalog_journal (file_id TEXT NOT NULL, folded_seq INTEGER NOT NULL);
+   INSERT INTO catalog_journal VALUES (lower(hex(randomblob(16))), 0);`,
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;
@@ -94,15 +99,20 @@ export function readUserVersion(db: Database, file: string): number {
   }
 }
 
-/** Applies the missing migrations in one transaction; true when there were any. */
-export function upgradeSchema(db: Database, file: string): boolean {
-  const version = readUserVersion(db, file);
+/** Throws for a file from a newer kubectl-nkvm, which this one must not read or write. */
+export function checkKnownVersion(version: number, file: string): void {
   if (version > LATEST_SCHEMA_VERSION) {
     throw new CatalogError(
       `the catalog ${file} has schema version ${version}, newer than kubectl-nkvm ${pluginVersion} understands (${LATEST_SCHEMA_VERSION})`,
       { hint: 'upgrade kubectl-nkvm' },
     );
   }
+}
+
+/** Applies the missing migrations in one transaction; true when there were any. */
+export function upgradeSchema(db: Database, file: string): boolean {
+  const version = readUserVersion(db, file);
+  checkKnownVersion(version, file);
   if (version === LATEST_SCHEMA_VERSION) return false;
   // Takes effect only while the database has no page yet, that is, for a new file.
   db.exec(`PRAGMA page_size = ${PAGE_SIZE}`);
@@ -124,11 +134,12 @@ export function upgradeSchema(db: Database, file: string): boolean {
 }
 
 /**
- * Forgotten rows leave free pages, which every save still writes out: once they are a quarter of the
- * file, the database is rebuilt without them (VACUUM, outside any transaction).
+ * Forgotten rows leave free pages, which every fold still copies: once they are a quarter of the
+ * file, the database is rebuilt without them (VACUUM, outside any transaction). True when it was.
  */
-export function compactIfMostlyFree(db: Database): void {
+export function compactIfMostlyFree(db: Database): boolean {
   const pragma = (name: string) => Number(db.exec(`PRAGMA ${name}`)[0]?.values[0]?.[0] ?? 0);
-  if (pragma('freelist_count') * 4 <= pragma('page_count')) return;
+  if (pragma('freelist_count') * 4 <= pragma('page_count')) return false;
   db.exec(`PRAGMA page_size = ${PAGE_SIZE}; VACUUM`);
+  return true;
 }

@@ -103,7 +103,8 @@ test('forgetting most rows compacts the file, which stays a sound database', asy
   const full = fs.statSync(file).size;
 
   await catalog.forgetBackups(forgotten);
-  t.true(fs.statSync(file).size < full / 3, `${fs.statSync(file).size} bytes after forgetting, ${full} before`);
+  // 14 pages for the 50 rows, the tables and their indexes (the journal's table among them).
+  t.true(fs.statSync(file).size < full / 2.5, `${fs.statSync(file).size} bytes after forgetting, ${full} before`);
   t.is(sqlite(file, 'PRAGMA integrity_check; PRAGMA freelist_count; PRAGMA page_size; SELECT count(*) FROM backups;'), 'ok\n0\n8192\n50');
   t.is((await catalog.listBackups()).length, 50);
 });
@@ -195,8 +196,8 @@ test('a catalog at schema version 4 gains the index that lists backups newest fi
     PRAGMA user_version = 4;`);
 
   const catalog = await Catalog.open(file);
-  t.is(LATEST_SCHEMA_VERSION, 7);
-  t.is(sqlite(file, 'PRAGMA user_version;'), '7');
+  t.is(LATEST_SCHEMA_VERSION, 8);
+  t.is(sqlite(file, 'PRAGMA user_version;'), '8');
   t.deepEqual(ids(await catalog.listBackups()), ['v4-b', 'v4-a']);
   t.like(await catalog.findBackup('v4-a'), { vanished: null, changed: null });
   await catalog.updateBackup('v4-a', { vanished: 3, changed: 1 });

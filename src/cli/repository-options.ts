@@ -177,7 +177,10 @@ export interface OpenedRepository {
  * `lock`, holds restic's lock of that kind (refreshed while it runs) until close(): beside a shared
  * one, a `restic prune` waits instead of deleting packs this run is writing or reading.
  */
-export async function openRepository(flags: RepositoryFlags, options: { lock?: 'shared' | 'exclusive'; choice?: RepositoryChoice | undefined; loadIndex?: boolean } = {}): Promise<OpenedRepository> {
+export async function openRepository(
+  flags: RepositoryFlags,
+  options: { lock?: 'shared' | 'exclusive'; choice?: RepositoryChoice | undefined; loadIndex?: boolean; /** Create it first where there is none, with the password given (k8up's first run). */ initIfMissing?: boolean } = {},
+): Promise<OpenedRepository> {
   const choice = 'choice' in options ? options.choice : chooseRepository(flags);
   if (!choice) {
     throw new NoRepositoryUserError('no repository is configured', { hint: 'create one with `kubectl nkvm repo init`, or name one with --repo or RESTIC_REPOSITORY' });
@@ -188,13 +191,14 @@ export async function openRepository(flags: RepositoryFlags, options: { lock?: '
   const close = async () => backend.close?.();
   try {
     // A location with no repository says so before asking for a password it would not need.
-    if (!(await backend.exists())) throw Object.assign(new Error(`there is no repository at ${choice.location} (no config file; from ${choice.source})`), { name: 'NoRepositoryError' });
+    const exists = await backend.exists();
+    if (!exists && !options.initIfMissing) throw Object.assign(new Error(`there is no repository at ${choice.location} (no config file; from ${choice.source})`), { name: 'NoRepositoryError' });
     const found = findPassword(flags, choice.saved);
     if (!found) {
       throw new UsageError(`no password for repository ${choice.location}`, 'give one with --password-file, RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD');
     }
     const { Repository } = await import('../repository/repository.ts');
-    const repository = await Repository.open(backend, found.password, { loadIndex: options.loadIndex ?? true });
+    const repository = exists ? await Repository.open(backend, found.password, { loadIndex: options.loadIndex ?? true }) : await Repository.init(backend, found.password);
     if (!options.lock) return { repository, location: choice.location, choice, password: found, close };
     const { acquireLock } = await import('../repository/lock.ts');
     const lock = await acquireLock(repository, { exclusive: options.lock === 'exclusive' });

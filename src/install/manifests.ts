@@ -2,7 +2,8 @@
  * What `kubectl nkvm install` puts in a cluster, as plain objects (pure, so it is tested without a
  * cluster and printed as-is by --dry-run=client -o yaml): a ServiceAccount with exactly the
  * permissions a backup uses (the list `diagnose` checks), a claim that holds the catalog and the
- * artifacts, and a CronJob whose pod runs `backup BACKUP-ARGS` and then the retention prune. The
+ * artifacts, and a CronJob whose pod runs `backup BACKUP-ARGS` and then the retention (`artifacts
+ * prune`, or `forget` for backups into a repository, its credentials from a Secret). The
  * pod passes Pod Security "restricted". Everything carries the install's label, which is how
  * uninstall finds it and never touches anything else.
  */
@@ -27,8 +28,14 @@ export interface InstallOptions {
   image: string;
   /** The arguments of the scheduled `backup` (default --all -A). */
   backupArgs: string[];
-  /** The arguments of the prune after each backup; none: no prune. */
-  pruneArgs: string[] | undefined;
+  /** The command after each backup that applies the retention (`artifacts prune ...`, or `forget ...` for a repository); none: nothing. */
+  retention: string[] | undefined;
+  /**
+   * Backups into a repository: its location (undefined: RESTIC_REPOSITORY in the Secret), and the
+   * Secret whose keys are the job's environment, as restic reads it (RESTIC_PASSWORD,
+   * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, RESTIC_REPOSITORY).
+   */
+  repository?: { location: string | undefined; secret: string } | undefined;
   store: { existingClaim: string } | { size: string; storageClass: string | undefined };
   /** A Secret whose key `config` is a kubeconfig of the cluster to back up. */
   remoteKubeconfigSecret: string | undefined;
@@ -113,6 +120,8 @@ export function installManifests(options: InstallOptions): KubeObject[] {
     imagePullPolicy: 'IfNotPresent',
     args,
     env: [{ name: 'NKVM_HOME', value: STORE_MOUNT }],
+    // The password and credentials stay in the Secret: never in the pod spec or the arguments.
+    ...(options.repository ? { envFrom: [{ secretRef: { name: options.repository.secret } }] } : {}),
     resources: options.resources,
     securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
     volumeMounts: [
@@ -120,7 +129,11 @@ export function installManifests(options: InstallOptions): KubeObject[] {
       ...(options.remoteKubeconfigSecret ? [{ name: 'remote-kubeconfig', mountPath: REMOTE_KUBECONFIG_DIR, readOnly: true }] : []),
     ],
   });
-  const backup = container('backup', ['backup', ...options.backupArgs, '--progress', 'never']);
+  const intoRepository = options.repository
+    ? ['--format', 'repo', '--init-repository', ...(options.repository.location ? ['--repo', options.repository.location] : [])]
+    : [];
+  const repositoryArgs = options.repository?.location ? ['--repo', options.repository.location] : [];
+  const backup = container('backup', ['backup', ...options.backupArgs, ...intoRepository, '--progress', 'never']);
   const cronJob: KubeObject = {
     apiVersion: 'batch/v1',
     kind: 'CronJob',
@@ -141,8 +154,8 @@ export function installManifests(options: InstallOptions): KubeObject[] {
               restartPolicy: 'Never',
               securityContext: { runAsNonRoot: true, runAsUser: IMAGE_USER, runAsGroup: IMAGE_USER, fsGroup: IMAGE_USER, seccompProfile: { type: 'RuntimeDefault' } },
               nodeSelector: { 'kubernetes.io/os': 'linux' },
-              // The backup first; the prune only after it succeeded (an init container that fails fails the pod).
-              ...(options.pruneArgs ? { initContainers: [backup], containers: [container('prune', ['artifacts', 'prune', ...options.pruneArgs])] } : { containers: [backup] }),
+              // The backup first; the retention only after it succeeded (an init container that fails fails the pod).
+              ...(options.retention ? { initContainers: [backup], containers: [container('prune', [...options.retention, ...repositoryArgs])] } : { containers: [backup] }),
               volumes: [
                 { name: 'store', persistentVolumeClaim: { claimName: storeClaim } },
                 ...(options.remoteKubeconfigSecret

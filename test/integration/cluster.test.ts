@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { buildImage, type BuiltImage } from '../../scripts/image/build.ts';
+import { findRestic } from '../cluster/restic.ts';
+import { startS3Server } from '../cluster/s3-server.ts';
 import { seedWorkload } from '../cluster/workload.ts';
 import { clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
 
@@ -286,6 +288,57 @@ test('a scheduled backup runs in a pod as its ServiceAccount, through the kubern
   t.is(report.schedule, '0 2 * * *');
   t.deepEqual(report.jobs.map((job) => [job.name, job.result]), [['denied', 'failed'], ['second', 'succeeded'], ['first', 'succeeded']]);
   await kubectlNkvm(t.context, ['uninstall', '-n', system, '--name', 'nightly', '--purge']);
+});
+
+test('a scheduled backup into an S3 repository: the job creates it, its credentials come from a Secret, forget --keep-last 1 --prune runs after each backup; restic checks and restores it', async (t) => {
+  t.timeout(10 * 60_000);
+  const { cluster } = t.context;
+  if (cluster.provider !== 'local') {
+    t.log('the S3 server runs on the host, which pods of the local provider reach at the node\'s address');
+    t.pass();
+    return;
+  }
+  const restic = findRestic();
+  const image = await loadedPluginImage(t.context);
+  const target = await createNamespace(cluster, 'repo-cron');
+  await seedWorkload(cluster, { namespace: target, claim: 'data', pod: 'app' });
+  const system = await createNamespace(cluster, 'nkvm-repo');
+  const nodeIP = (await cluster.kubectl(['get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}'])).trim();
+  const server = await startS3Server({ host: nodeIP });
+  t.teardown(() => server.dispose());
+  const password = `pw-${Math.random().toString(36).slice(2)}`;
+  await cluster.kubectl(['create', 'secret', 'generic', 'backup-repo', '-n', system, `--from-literal=RESTIC_PASSWORD=${password}`, ...Object.entries(server.env).map(([key, value]) => `--from-literal=${key}=${value}`)]);
+  const location = server.location('cluster');
+  const installed = await kubectlNkvm(t.context, ['install', '-n', system, '--name', 'repo', '--image', image.reference, '--store-size', '1Gi', '--repo', location, '--repo-secret', 'backup-repo', '--keep-last', '1', '--prune', '--', '-n', target, '--all']);
+  t.is(installed.exitCode, 0, String(installed.stderr));
+  t.false((await cluster.kubectl(['get', 'cronjob', 'repo', '-n', system, '-o', 'json'])).includes(password), 'the password is in the Secret only');
+  const run = async (job: string) => {
+    await cluster.kubectl(['create', 'job', '--from=cronjob/repo', job, '-n', system]);
+    const done = await cluster.kubectl(['wait', '--for=condition=Complete', `job/${job}`, '-n', system, '--timeout=180s'], { timeoutMs: 190_000 }).then(() => true, () => false);
+    const logs = async (container: string) => cluster.kubectl(['logs', `job/${job}`, '-n', system, '-c', container]).catch((error: Error) => error.message);
+    const result = { backup: await logs('backup'), prune: await logs('prune') };
+    t.true(done, `job ${job} did not complete: ${result.backup}\n${result.prune}`);
+    return result;
+  };
+  const first = await run('first');
+  t.regex(first.backup, new RegExp(`^${target}\\s+data\\s+succeeded\\s.*snapshot [0-9a-f]{8} in ${location.replaceAll('.', '\\.')}`, 'm'));
+  const second = await run('second');
+  t.regex(second.backup, /files unchanged since [0-9a-f]{8} \(not read\)/, 'the second run reads only what changed');
+  t.regex(second.prune, /removed 1 snapshot/);
+
+  // restic, from outside, with the same credentials: one snapshot left (--keep-last 1), sound, whole.
+  const env = { ...server.env, RESTIC_PASSWORD: password };
+  const resticRun = (args: string[]) => execa(restic, ['--repo', location, '--no-cache', ...args], { env, reject: false });
+  const snapshots = JSON.parse((await resticRun(['snapshots', '--json'])).stdout) as { hostname: string; paths: string[] }[];
+  t.deepEqual(snapshots.map((snapshot) => [snapshot.hostname, snapshot.paths]), [[target, ['/data/data']]]);
+  const check = await resticRun(['check', '--read-data']);
+  t.is(check.exitCode, 0, check.stdout + check.stderr);
+  const restored = fs.mkdtempSync(path.join(t.context.workDir, 'repo-cron-'));
+  t.is((await resticRun(['restore', 'latest', '--target', restored])).exitCode, 0);
+  const SUMS = 'find . -type f | sort | xargs sha256sum';
+  const inClaim = await cluster.kubectl(['exec', 'app', '-n', target, '--', 'sh', '-c', `cd /data && ${SUMS}`]);
+  t.is((await execa('sh', ['-c', SUMS], { cwd: path.join(restored, 'data', 'data') })).stdout.trim(), inClaim.trim());
+  await kubectlNkvm(t.context, ['uninstall', '-n', system, '--name', 'repo', '--purge']);
 });
 
 test('a scheduled backup with --remote-kubeconfig-secret uses the kubeconfig mounted from a real Secret, and its rows say so', async (t) => {

@@ -223,6 +223,11 @@ test('a snapshot the restic CLI wrote is listed and restored into a new claim', 
   t.is((await sumsOfClaim(t, namespace, 'from-restic')).trim(), expected.trim());
   const rows = JSON.parse((await execa('sqlite3', ['-json', h.flags[1]!, 'SELECT backup_id, status FROM restores'])).stdout);
   t.deepEqual(rows, [{ backup_id: snapshotId, status: 'succeeded' }]);
+  // verify reads restic's snapshot back by its ID, with no backup of it in the catalog.
+  const verified = await kubectlNkvm(t.context, ['verify', snapshotId.slice(0, 8), '-o', 'json', ...h.flags], { env: h.env });
+  t.is(verified.exitCode, 0, String(verified.stderr) + String(verified.stdout));
+  t.like(JSON.parse(String(verified.stdout)).items[0], { id: snapshotId, namespace, ok: true, problems: [] });
+  t.true(JSON.parse(String(verified.stdout)).items[0].entries >= 5);
   await assertNoHelperPods(t, 10_000);
 });
 

@@ -9,7 +9,7 @@ const base: InstallOptions = {
   schedule: '0 2 * * *',
   image: 'ghcr.io/kubectl-nkvm/kubectl-nkvm:0.1.0',
   backupArgs: ['--all', '-A'],
-  pruneArgs: ['--keep-last', '7'],
+  retention: ['artifacts', 'prune', '--keep-last', '7'],
   store: { size: '50Gi', storageClass: undefined },
   remoteKubeconfigSecret: undefined,
   resources: { requests: { cpu: '100m' }, limits: { memory: '512Mi' } },
@@ -45,7 +45,7 @@ test('a cluster-wide backup gets a ClusterRole with exactly the verbs diagnose c
 test('a namespaced backup gets a Role in each namespace it reaches; an existing claim and a remote kubeconfig are used as given', (t) => {
   t.deepEqual(backupScope(['-n', 'shop', '--namespace=db', '-l', 'a=b'], 'nkvm-system'), { clusterWide: false, namespaces: ['shop', 'db'] });
   t.deepEqual(backupScope(['data'], 'backups'), { clusterWide: false, namespaces: ['backups'] }, 'with no -n the pod\'s own namespace');
-  const objects = installManifests({ ...base, backupArgs: ['-n', 'shop', '--all'], pruneArgs: undefined, store: { existingClaim: 'mine' }, remoteKubeconfigSecret: 'prod' });
+  const objects = installManifests({ ...base, backupArgs: ['-n', 'shop', '--all'], retention: undefined, store: { existingClaim: 'mine' }, remoteKubeconfigSecret: 'prod' });
   t.deepEqual(kinds(objects), ['Namespace//nkvm-system', 'ServiceAccount/nkvm-system/nkvm', 'Role/shop/nkvm', 'RoleBinding/shop/nkvm', 'CronJob/nkvm-system/nkvm']);
   t.false(JSON.stringify(backupRules(false)).includes('persistentvolumes"'), 'no cluster-scoped resource in a Role');
   const pod = podSpec(objects).jobTemplate.spec.template.spec;
@@ -67,4 +67,27 @@ test('install --dry-run=client prints the objects without any cluster; bad input
   t.regex(bad.stderr, /not a cron schedule/);
   const catalog = await nkvm(['install', '--dry-run=client', '--', '--all', '--catalog', '/x'], '/tmp');
   t.is(catalog.exitCode, 2);
+});
+
+test('install --repo: the backup goes into the repository (created on the first run), forget applies restic\'s policy, and the credentials come from the Secret, never the pod spec', async (t) => {
+  const printed = await nkvm(['install', '--dry-run=client', '-o', 'json', '--repo', 's3:https://s3.example/b', '--repo-secret', 'backup-repo', '--keep-daily', '7', '--keep-within', '30d', '--prune'], '/tmp');
+  t.is(printed.exitCode, 0, printed.stderr);
+  const pod = podSpec((JSON.parse(printed.stdout) as { items: KubeObject[] }).items).jobTemplate.spec.template.spec as PodSpec & { containers: { args: string[]; envFrom: unknown }[]; initContainers: { args: string[]; envFrom: unknown }[] };
+  t.deepEqual(pod.initContainers[0]!.args, ['backup', '--all', '-A', '--format', 'repo', '--init-repository', '--repo', 's3:https://s3.example/b', '--progress', 'never']);
+  t.deepEqual(pod.containers[0]!.args, ['forget', '--keep-daily', '7', '--keep-within', '30d', '--prune', '--repo', 's3:https://s3.example/b']);
+  for (const container of [pod.initContainers[0]!, pod.containers[0]!]) t.deepEqual(container.envFrom, [{ secretRef: { name: 'backup-repo' } }]);
+  t.false(printed.stdout.includes('RESTIC_PASSWORD'), 'no password in the objects');
+  const misuse = [
+    [['--repo', '/store/repository'], /--repo needs --repo-secret/],
+    [['--repo', '/var/backups', '--repo-secret', 's'], /only on its store claim/],
+    [['--keep-daily', '7'], /--keep-daily is a policy for snapshots in a repository/],
+    [['--repo-secret', 's', '--older-than', '30d'], /--older-than is for tar artifacts/],
+    [['--prune'], /--prune is for a repository/],
+    [['--repo-secret', 's', '--', '--all', '--format', 'tar'], /not in the backup's arguments/],
+  ] as const;
+  for (const [args, message] of misuse) {
+    const refused = await nkvm(['install', '--dry-run=client', ...args], '/tmp');
+    t.is(refused.exitCode, 2, `${args.join(' ')}: ${refused.stderr}`);
+    t.regex(refused.stderr, message);
+  }
 });

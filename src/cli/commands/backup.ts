@@ -24,6 +24,7 @@ type BackupFormat = (typeof FORMATS)[number];
 
 interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags, RepositoryFlags {
   format: BackupFormat;
+  initRepository: boolean;
   pvc: string[];
   all: boolean;
   allNamespaces: boolean;
@@ -103,6 +104,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format of the results (name: artifact paths)' })
       .option('parallel', { type: 'number', default: 1, description: 'Claims backed up at the same time' })
       .option('format', { choices: FORMATS, default: 'auto' as BackupFormat, description: 'repo: snapshots in the repository; tar: compressed tar artifacts; auto: repo when a repository is configured (repo init, --repo, $RESTIC_REPOSITORY), else tar' })
+      .option('init-repository', { type: 'boolean', default: false, description: 'Create the repository first if there is none, with the password given (a scheduled backup\'s first run, as k8up does)' })
       .option('compression', { choices: COMPRESSIONS, default: defaultCompression(), description: 'Artifact compression: zstd is smaller and faster; gzip is read by every tar (default zstd, or gzip on Node < 22.15)' })
       .option('progress', { choices: PROGRESS_MODES, default: 'auto' as ProgressMode, description: 'Progress bars on stderr: auto (on a terminal, not with -o json|yaml), always, never' })
       .option('retries', { type: 'number', default: DEFAULT_COPY_RETRIES, description: 'How many times a copy cut short is tried again, in the same helper pod' })
@@ -124,7 +126,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     const catalog = await openCatalog(args);
     // The repository next: a wrong password or a missing repository stops the run before any helper starts.
     const intoRepository = args.format === 'repo' || (args.format === 'auto' && chooseRepository(args) !== undefined);
-    const repository: OpenedRepository | undefined = intoRepository ? await openRepository(args, { lock: 'shared' }) : undefined;
+    const repository: OpenedRepository | undefined = intoRepository ? await openRepository(args, { lock: 'shared', initIfMissing: args.initRepository }) : undefined;
     try {
       const client = await connectFromFlags(args);
       let targets: BackupTarget[];

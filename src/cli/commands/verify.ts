@@ -10,14 +10,14 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
 import { scanArtifact, type ArtifactScan } from '../../backup/archive.ts';
-import { ExitCode, UsageError } from '../../errors.ts';
-import type { BackupRecord } from '../../store/catalog.ts';
+import { ExitCode, NotFoundError, UsageError } from '../../errors.ts';
+import type { BackupRecord, Catalog } from '../../store/catalog.ts';
 import { formatBytes } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { interruptSignal } from '../interrupt.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeInfo, writeResult, type OutputFormat } from '../output.ts';
 import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
-import { openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
+import { chooseRepository, openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
 import type { CheckResult } from '../../repository/check.ts';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -173,7 +173,7 @@ async function findSnapshotProblems(record: BackupRecord, report: VerifyReport, 
   sink.resume();
   try {
     const snapshot = await opened.repository.loadSnapshot(record.snapshotId!);
-    const image = record.volumeMode === 'Block' ? await imageNode(opened.repository, snapshot) : undefined;
+    const image = await imageNode(opened.repository, snapshot);
     if (image) {
       // A Block claim's image: its bytes, their count and hash, are the whole check.
       const hash = createHash('sha256');
@@ -185,7 +185,7 @@ async function findSnapshotProblems(record: BackupRecord, report: VerifyReport, 
       }
       const sha256 = hash.digest('hex');
       Object.assign(report, { tarBytes: bytes, entries: 0, bytes: record.bytesAdded });
-      if (bytes !== record.tarBytes) problems.push(`image size mismatch: catalog ${record.tarBytes ?? 'none'}, snapshot ${bytes}`);
+      if (record.tarBytes !== null && bytes !== record.tarBytes) problems.push(`image size mismatch: catalog ${record.tarBytes ?? 'none'}, snapshot ${bytes}`);
       if (record.contentSha256 && sha256 !== record.contentSha256) problems.push(`image sha256 mismatch: catalog ${record.contentSha256}, snapshot ${sha256}`);
       return;
     }
@@ -198,7 +198,8 @@ async function findSnapshotProblems(record: BackupRecord, report: VerifyReport, 
   report.tarBytes = checker.summary.bytes;
   report.entries = checker.summary.entries;
   report.bytes = record.bytesAdded;
-  if (checker.summary.entries !== record.fileCount) problems.push(`entry count mismatch: catalog ${record.fileCount ?? 'none'}, snapshot ${checker.summary.entries}`);
+  // A snapshot no backup of this catalog wrote has no recorded count: reading it back whole is the check.
+  if (record.fileCount !== null && checker.summary.entries !== record.fileCount) problems.push(`entry count mismatch: catalog ${record.fileCount}, snapshot ${checker.summary.entries}`);
 }
 
 async function sha256Of(file: string, signal: AbortSignal | undefined): Promise<string> {
@@ -234,6 +235,29 @@ export function renderVerifyReports(reports: VerifyReport[], format: OutputForma
   }
 }
 
+/**
+ * The catalogued backup with this ID, or else a snapshot of the repository with it that no backup of
+ * this catalog wrote (restic's, k8up's, another machine's), standing in as a backup record.
+ */
+async function findRecord(catalog: Catalog, id: string, args: VerifyArgs): Promise<BackupRecord> {
+  try {
+    return await catalog.findBackup(id);
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'NotFoundError' || !chooseRepository(args)) throw error;
+  }
+  const opened = await openRepository(args, { lock: 'shared', loadIndex: false });
+  try {
+    const snapshot = await opened.repository.findSnapshot(id).catch((error: Error) => {
+      if (error.name === 'BackendNotFoundError') throw new NotFoundError(`no backup in the catalog and no snapshot in ${opened.location} matches "${id}"`, 'list them with `kubectl nkvm artifacts list` and `kubectl nkvm snapshots`');
+      throw new UsageError(error.message);
+    });
+    const { snapshotBackupRecord } = await import('../../backup/restore.ts');
+    return snapshotBackupRecord(snapshot, opened.location);
+  } finally {
+    await opened.close();
+  }
+}
+
 function validate(args: VerifyArgs): void {
   if (args.id !== undefined && args.all) throw new UsageError('give a backup ID or --all, not both');
   if (args.id === undefined && !args.all) {
@@ -247,7 +271,7 @@ export const verifyCommand: CommandModule<GlobalOptions, VerifyArgs> = {
   describe: 'Check that artifacts are intact: present, with the recorded size, sha256 and entries, and a complete tar stream',
   builder: (argv) =>
     withRepositoryOptions(withStoreOptions(argv))
-      .positional('id', { type: 'string', description: 'Backup ID, or a unique prefix of at least 4 characters' })
+      .positional('id', { type: 'string', description: 'Backup ID, or a unique prefix of at least 4 characters; or the ID of a snapshot in the repository that no catalogued backup wrote' })
       .option('all', { type: 'boolean', default: false, description: 'Every succeeded backup (in the namespace of -n, if given)' })
       .option('pvc', { type: 'string', description: 'With --all: only backups of this claim' })
       .option('read-data', { type: 'boolean', default: false, description: "Backups into a repository: check the repository as `restic check --read-data` does, reading every pack their snapshots reach, and name the snapshots any damage costs" })
@@ -255,6 +279,7 @@ export const verifyCommand: CommandModule<GlobalOptions, VerifyArgs> = {
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format (name: IDs of the intact backups)' })
       .example('kubectl nkvm verify 3f9c2a', 'Check one backup')
       .example('kubectl nkvm verify --all -n shop', 'Check every good backup in namespace shop')
+      .example('kubectl nkvm verify 50464567 --repo s3:https://s3.example/backups', 'Read back a snapshot that restic or k8up wrote')
       .example('kubectl nkvm verify --all -o json', 'A report per backup with its problems, for scripts')
       .example('kubectl nkvm verify --all --read-data-subset 10%', 'Read a tenth of the repository\'s packs, as restic check does') as unknown as Argv<VerifyArgs>,
   handler: async (args) => {
@@ -274,7 +299,7 @@ export const verifyCommand: CommandModule<GlobalOptions, VerifyArgs> = {
           ...(args.namespace ? { namespace: args.namespace } : {}),
           ...(args.pvc ? { pvc: args.pvc } : {}),
         })
-      : [await catalog.findBackup(String(args.id))];
+      : [await findRecord(catalog, String(args.id), args)];
     if (records.length === 0 && (args.output === 'table' || args.output === 'wide')) {
       writeInfo(`No succeeded backups to verify in ${catalog.file}.`);
       return;

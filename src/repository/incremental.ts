@@ -93,7 +93,7 @@ interface Frame {
   previousSelf: Node | undefined;
 }
 
-type Decision = { kind: 'dir' } | { kind: 'node'; node: Node; previous: Node | undefined } | { kind: 'request'; name: Buffer; previous: Node | undefined };
+export type Decision = { kind: 'dir' } | { kind: 'node'; node: Node; previous: Node | undefined } | { kind: 'request'; name: Buffer; previous: Node | undefined };
 
 /** The pre-order walk both passes share: directories opened and closed, each path decided. */
 class ListingWalk {
@@ -208,29 +208,75 @@ interface Awaited {
 }
 
 /**
- * The second pass: walks the listing again as the tar of the requested paths streams in (entry() and
- * data(), as TarStreamCheck reports them), and saves the snapshot's trees.
+ * A walk that builds the snapshot's trees: placed nodes go into their directory, a directory's tree
+ * is saved when the walk leaves it, and the counts restic's summary gives are kept.
  */
-export class ListingArchiver extends ListingWalk {
-  private readonly listing: AsyncIterator<ListedEntry>;
-  private readonly time: bigint;
-  private file: { node: Node; chunks: FileChunks; left: number; linkKey: string | undefined } | undefined;
-  /** Content of files with several links read in this tar, by path: tar names the first for the others. */
-  private readonly linked = new Map<string, { content: string[]; size: number }>();
-  /** Requested paths the tar did not bring. */
-  vanished = 0;
-  /** Content bytes read from the tar. */
-  private read = 0;
+export abstract class TreeBuilder extends ListingWalk {
+  protected readonly time: bigint;
+  /** Content bytes read (files new or changed). */
+  protected read = 0;
   private files = 0;
   private dirs = 0;
   private placed = 0;
   /** Every file's size in the snapshot, read or not. */
   private bytes = 0;
 
-  constructor(repo: Repository, previousRoot: Node[] | undefined, listing: AsyncIterable<ListedEntry>, time: bigint) {
+  constructor(repo: Repository, previousRoot: Node[] | undefined, time: bigint) {
     super(repo, previousRoot);
-    this.listing = listing[Symbol.asyncIterator]();
     this.time = time;
+  }
+
+  /** Places a decided path: a directory counted, a node put into its directory. */
+  protected placeDecision(entry: ListedEntry, decision: Decision): void {
+    if (decision.kind === 'dir' && entry.path.length > 1) this.dirs += 1;
+    if (decision.kind === 'node') this.place(decision.node);
+  }
+
+  protected place(node: Node): void {
+    this.stack.at(-1)!.nodes.push(node);
+    this.placed += 1;
+    if (node.type !== 'file') return;
+    this.files += 1;
+    this.bytes += node.size ?? 0;
+  }
+
+  protected override async close(frame: Frame): Promise<void> {
+    const subtree = await this.repo.saveTree(frame.nodes);
+    const self = frame.self ?? madeUpDir(frame.name, this.time);
+    if (!frame.previousSelf) this.changes.dirsNew += 1;
+    else if (frame.previousSelf.subtree === subtree) this.changes.dirsUnmodified += 1;
+    else this.changes.dirsChanged += 1;
+    this.stack.at(-1)!.nodes.push({ ...self, name: frame.name, subtree });
+  }
+
+  /** Closes every directory and returns the snapshot's root tree. */
+  protected async saveRoot(snapshotPath: string): Promise<string> {
+    await this.closeTo(0);
+    const root = this.stack[0]!;
+    return saveSnapshotRoot(this.repo, root.nodes, root.self, snapshotPath, this.time);
+  }
+
+  get counts(): { files: number; dirs: number; bytes: number; read: number; entries: number; changes: ChangeCounts } {
+    // Every node, and the root, as a tar of the snapshot lists them.
+    return { files: this.files, dirs: this.dirs, bytes: this.bytes, read: this.read, entries: 1 + this.dirs + this.placed, changes: { ...this.changes } };
+  }
+}
+
+/**
+ * The second pass: walks the listing again as the tar of the requested paths streams in (entry() and
+ * data(), as TarStreamCheck reports them), and saves the snapshot's trees.
+ */
+export class ListingArchiver extends TreeBuilder {
+  private readonly listing: AsyncIterator<ListedEntry>;
+  private file: { node: Node; chunks: FileChunks; left: number; linkKey: string | undefined } | undefined;
+  /** Content of files with several links read in this tar, by path: tar names the first for the others. */
+  private readonly linked = new Map<string, { content: string[]; size: number }>();
+  /** Requested paths the tar did not bring. */
+  vanished = 0;
+
+  constructor(repo: Repository, previousRoot: Node[] | undefined, listing: AsyncIterable<ListedEntry>, time: bigint) {
+    super(repo, previousRoot, time);
+    this.listing = listing[Symbol.asyncIterator]();
   }
 
   /** The next requested path from the listing, everything before it placed; undefined at its end. */
@@ -239,10 +285,8 @@ export class ListingArchiver extends ListingWalk {
       const next = await this.listing.next();
       if (next.done) return undefined;
       const decision = await this.decide(next.value);
-      if (decision.kind === 'dir' && next.value.path.length > 1) this.dirs += 1;
-      if (decision.kind === 'node') {
-        this.place(decision.node);
-      } else if (decision.kind === 'request') {
+      this.placeDecision(next.value, decision);
+      if (decision.kind === 'request') {
         return { entry: next.value, name: decision.name, previous: decision.previous };
       }
     }
@@ -261,14 +305,6 @@ export class ListingArchiver extends ListingWalk {
       await this.take(awaited, tar);
       return;
     }
-  }
-
-  private place(node: Node): void {
-    this.stack.at(-1)!.nodes.push(node);
-    this.placed += 1;
-    if (node.type !== 'file') return;
-    this.files += 1;
-    this.bytes += node.size ?? 0;
   }
 
   private async take({ entry, name, previous }: Awaited, tar: TarEntry): Promise<void> {
@@ -317,27 +353,11 @@ export class ListingArchiver extends ListingWalk {
     }
   }
 
-  protected override async close(frame: Frame): Promise<void> {
-    const subtree = await this.repo.saveTree(frame.nodes);
-    const self = frame.self ?? madeUpDir(frame.name, this.time);
-    if (!frame.previousSelf) this.changes.dirsNew += 1;
-    else if (frame.previousSelf.subtree === subtree) this.changes.dirsUnmodified += 1;
-    else this.changes.dirsChanged += 1;
-    this.stack.at(-1)!.nodes.push({ ...self, name: frame.name, subtree });
-  }
-
   /** Places the rest of the listing, closes every directory and returns the snapshot's root tree. */
   async finish(snapshotPath: string): Promise<string> {
     if (this.file) throw new ArchiveError('the archive ended inside a file');
     while (await this.nextRequested()) this.vanished += 1;
-    await this.closeTo(0);
-    const root = this.stack[0]!;
-    return saveSnapshotRoot(this.repo, root.nodes, root.self, snapshotPath, this.time);
-  }
-
-  get counts(): { files: number; dirs: number; bytes: number; read: number; entries: number; changes: ChangeCounts } {
-    // Every node, and the root, as a tar of the snapshot lists them.
-    return { files: this.files, dirs: this.dirs, bytes: this.bytes, read: this.read, entries: 1 + this.dirs + this.placed, changes: { ...this.changes } };
+    return this.saveRoot(snapshotPath);
   }
 }
 

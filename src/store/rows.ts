@@ -50,8 +50,14 @@ export interface BackupRecord {
   /** The repository a snapshot went into, as the user named it (null for an artifact; before schema 7). */
   repository: string | null;
   snapshotId: string | null;
-  /** Files the snapshot stored (a first backup: all of them). */
+  /** Files new since the parent snapshot (a first backup: all of them). */
   filesNew: number | null;
+  /** Files changed since the parent (read again) and unmodified (taken from it, not read); null before schema 9. */
+  filesChanged: number | null;
+  filesUnmodified: number | null;
+  /** Content bytes read from the claim, and bytes that crossed the API server (listing and tar); null before schema 9. */
+  bytesRead: number | null;
+  bytesSent: number | null;
   /** Bytes the repository grew by: new blobs, compressed and encrypted. */
   bytesAdded: number | null;
   /** sha256 of the uncompressed content: the raw device image of a Block backup. */
@@ -152,6 +158,10 @@ export const BACKUPS: Table<BackupRecord> = {
     repository: 'repository',
     snapshotId: 'snapshot_id',
     filesNew: 'files_new',
+    filesChanged: 'files_changed',
+    filesUnmodified: 'files_unmodified',
+    bytesRead: 'bytes_read',
+    bytesSent: 'bytes_sent',
     bytesAdded: 'bytes_added',
     contentSha256: 'content_sha256',
     pluginVersion: 'plugin_version',

@@ -77,6 +77,11 @@ export const MIGRATIONS: readonly string[] = [
   // journal, refuse a file at this version.
   `CREATE TABLE catalog_journal (file_id TEXT NOT NULL, folded_seq INTEGER NOT NULL);
    INSERT INTO catalog_journal VALUES (lower(hex(randomblob(16))), 0);`,
+  // What an incremental backup into a repository read and moved (backups before this: null).
+  `ALTER TABLE backups ADD COLUMN files_changed INTEGER;
+   ALTER TABLE backups ADD COLUMN files_unmodified INTEGER;
+   ALTER TABLE backups ADD COLUMN bytes_read INTEGER;
+   ALTER TABLE backups ADD COLUMN bytes_sent INTEGER;`,
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;

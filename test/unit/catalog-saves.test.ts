@@ -196,10 +196,12 @@ test('a catalog at schema version 4 gains the index that lists backups newest fi
     PRAGMA user_version = 4;`);
 
   const catalog = await Catalog.open(file);
-  t.is(LATEST_SCHEMA_VERSION, 8);
-  t.is(sqlite(file, 'PRAGMA user_version;'), '8');
+  t.is(LATEST_SCHEMA_VERSION, 9);
+  t.is(sqlite(file, 'PRAGMA user_version;'), '9');
   t.deepEqual(ids(await catalog.listBackups()), ['v4-b', 'v4-a']);
-  t.like(await catalog.findBackup('v4-a'), { vanished: null, changed: null });
+  t.like(await catalog.findBackup('v4-a'), { vanished: null, changed: null, filesChanged: null, bytesSent: null });
+  await catalog.updateBackup('v4-b', { filesChanged: 2, filesUnmodified: 5, bytesRead: 10, bytesSent: 20 });
+  t.is(sqlite(file, "SELECT files_changed, files_unmodified, bytes_read, bytes_sent FROM backups WHERE id = 'v4-b';"), '2|5|10|20');
   await catalog.updateBackup('v4-a', { vanished: 3, changed: 1 });
   t.is(sqlite(file, "SELECT vanished, changed FROM backups WHERE id = 'v4-a';"), '3|1');
   t.regex(sqlite(file, 'EXPLAIN QUERY PLAN SELECT id FROM backups ORDER BY started_at DESC, id DESC LIMIT 50;'), /USING (COVERING )?INDEX backups_by_start/);

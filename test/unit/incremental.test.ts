@@ -4,7 +4,7 @@
  * compared with the parent snapshot and only what changed is read.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +14,7 @@ import { EMPTY_ARCHIVE_COMMAND, requestedTarCommand } from '../../src/backup/inc
 import { TarStreamCheck, type TarEntry } from '../../src/backup/tar-stream.ts';
 import { saveArchiveSnapshot } from '../../src/repository/archiver.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
+import { archiveDirectory } from '../../src/repository/directory.ts';
 import { archiveChanges, nodesAtPath, planRequests, type RequestPlan } from '../../src/repository/incremental.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { restoreTar } from '../../src/repository/restorer.ts';
@@ -162,4 +163,22 @@ test('the listing splits records at its nonce only, so names with newlines and t
   t.true(entries.some((e) => e.path.toString() === './new\nline'));
   t.is(entries[0]!.path.toString(), '.');
   t.is(entries.filter((e) => e.type === 'dir').length, 4);
+});
+
+test('a directory read in place (a data mover) gives the very tree the helper\'s listing and tar gave, and against that parent reads only what changed', async (t) => {
+  const repo = await Repository.init(new LocalBackend(path.join(fixture(t).dir, 'repo')), 'pw', { kdf: KDF });
+  const { root } = fixture(t);
+  execFileSync('mkfifo', [path.join(root, 'fifo')]);
+  const viaTar = await backup(repo, root, undefined);
+  const direct = await archiveDirectory(repo, root, undefined, { path: SNAPSHOT_PATH });
+  t.is(direct.tree, viaTar.snapshot.tree, 'the same metadata, content and links: the same tree');
+  t.is(direct.entries, viaTar.archived.entries);
+  const again = await archiveDirectory(repo, root, await nodesAtPath(repo, viaTar.snapshot.tree, SNAPSHOT_PATH), { path: SNAPSHOT_PATH });
+  t.is(again.read, 0);
+  t.is(again.tree, viaTar.snapshot.tree);
+  fs.appendFileSync(path.join(root, 'a b'), ' and more');
+  const changed = await archiveDirectory(repo, root, await nodesAtPath(repo, viaTar.snapshot.tree, SNAPSHOT_PATH), { path: SNAPSHOT_PATH });
+  t.is(changed.read, 'spaces and more'.length);
+  t.like(changed.changes, { filesChanged: 1, filesUnmodified: 7, filesNew: 0 });
+  t.deepEqual(changed.problems, { vanished: [], unreadable: [] });
 });

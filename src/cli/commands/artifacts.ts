@@ -111,6 +111,12 @@ export function renderRecordText(record: BackupRecord): string {
           ['Repository', record.repository ?? '-'],
           ['Snapshot', record.snapshotId],
           ['Added', record.bytesAdded === null ? '-' : `${formatBytes(record.bytesAdded)} (${record.bytesAdded} bytes) to the repository`],
+          ...(record.filesUnmodified !== null
+            ? ([
+                ['Files', `${record.filesNew ?? 0} new, ${record.filesChanged ?? 0} changed (read), ${record.filesUnmodified} unmodified (not read)`],
+                ['Moved', `${formatBytes(record.bytesRead)} read from the claim, ${formatBytes(record.bytesSent)} through the API server`],
+              ] as [string, string][])
+            : []),
         ] as [string, string][])
       : []),
     ['Artifact', record.artifactPath ?? '-'],

@@ -1,0 +1,159 @@
+/**
+ * A directory of this machine into the repository, read as restic reads one: walked depth-first
+ * with lstat (times to the nanosecond, inode, links), each file and symlink compared with the parent
+ * snapshot's node at the same path (incremental.ts: restic's rule), and only the new and changed ones
+ * read. What a data mover runs where the claim is mounted; its snapshot records the same metadata as
+ * a backup through the helper's listing and tar, so either may be the other's parent.
+ *
+ * Memory: the names of the directories on the current path (readdir reads a directory whole, as
+ * restic does), the parent's nodes of those directories, one chunk, one pack per blob type.
+ */
+import fs from 'node:fs';
+import { ArchiveError, type ArchiveOptions, type ArchivedTree } from './archiver.ts';
+import { FileChunks } from './archiver.ts';
+import { nodeFromListing, TreeBuilder, type ListedEntry } from './incremental.ts';
+import type { Repository, SaveStats } from './repository.ts';
+import { nowNs } from './time.ts';
+import type { Node, NodeType } from './tree.ts';
+
+const FILE_TYPES: Record<number, NodeType> = {
+  0o140000: 'socket',
+  0o120000: 'symlink',
+  0o100000: 'file',
+  0o060000: 'dev',
+  0o040000: 'dir',
+  0o020000: 'chardev',
+  0o010000: 'fifo',
+};
+
+/** What lstat says, as the helper's `stat` listing says it (claim-listing.ts): the two must agree. */
+export function listedFromStats(path: Buffer, stats: fs.BigIntStats): ListedEntry {
+  const mode = Number(stats.mode);
+  const rdev = stats.rdev;
+  return {
+    path,
+    type: FILE_TYPES[mode & 0o170000] ?? 'irregular',
+    mode: mode & 0o7777,
+    uid: Number(stats.uid),
+    gid: Number(stats.gid),
+    size: Number(stats.size),
+    inode: Number(stats.ino),
+    links: Number(stats.nlink),
+    deviceId: Number(stats.dev),
+    // glibc's gnu_dev_major and gnu_dev_minor.
+    rdevMajor: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)),
+    rdevMinor: Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)),
+    mtime: stats.mtimeNs,
+    ctime: stats.ctimeNs,
+  };
+}
+
+const SLASH = Buffer.from('/');
+const join = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
+const gone = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '');
+const denied = (error: unknown) => ['EACCES', 'EPERM'].includes((error as NodeJS.ErrnoException).code ?? '');
+
+/** Paths below the root in pre-order (a directory before what it holds), `.` first, each with its lstat. */
+async function* walk(root: Buffer, problems: DirectoryProblems): AsyncGenerator<{ entry: ListedEntry; absolute: Buffer }> {
+  const top = await fs.promises.lstat(root, { bigint: true });
+  if (!top.isDirectory()) throw new ArchiveError(`${root.toString()} is not a directory`);
+  yield { entry: listedFromStats(Buffer.from('.'), top), absolute: root };
+  async function* below(relative: Buffer, absolute: Buffer): AsyncGenerator<{ entry: ListedEntry; absolute: Buffer }> {
+    let names: Buffer[];
+    try {
+      names = await fs.promises.readdir(absolute, { encoding: 'buffer' });
+    } catch (error) {
+      if (gone(error)) return problems.vanished.push(relative.toString());
+      if (denied(error)) return problems.unreadable.push(relative.toString());
+      throw error;
+    }
+    for (const name of names) {
+      const child = join(absolute, name);
+      let stats: fs.BigIntStats;
+      try {
+        stats = await fs.promises.lstat(child, { bigint: true });
+      } catch (error) {
+        if (gone(error)) {
+          problems.vanished.push(join(relative, name).toString());
+          continue;
+        }
+        throw error;
+      }
+      const path = join(relative, name);
+      yield { entry: listedFromStats(path, stats), absolute: child };
+      if (stats.isDirectory()) yield* below(path, child);
+    }
+  }
+  yield* below(Buffer.from('.'), root);
+}
+
+export interface DirectoryProblems {
+  /** Paths (`./a/b`) gone between the directory's listing and their read. */
+  vanished: string[];
+  /** Paths this process may not read: left out. */
+  unreadable: string[];
+}
+
+class DirectoryArchiver extends TreeBuilder {
+  /** Content of files with several links already read, by device and inode. */
+  private readonly linked = new Map<string, { content: string[]; size: number }>();
+  readonly problems: DirectoryProblems = { vanished: [], unreadable: [] };
+
+  async add(entry: ListedEntry, absolute: Buffer): Promise<void> {
+    const decision = await this.decide(entry);
+    this.placeDecision(entry, decision);
+    if (decision.kind !== 'request') return;
+    const node = nodeFromListing(decision.name, entry);
+    try {
+      if (entry.type === 'symlink') {
+        node.linkTarget = await fs.promises.readlink(absolute, { encoding: 'buffer' });
+      } else {
+        Object.assign(node, await this.content(entry, absolute));
+        this.count('file', decision.previous, false);
+      }
+    } catch (error) {
+      if (gone(error)) return void this.problems.vanished.push(entry.path.toString());
+      if (denied(error)) return void this.problems.unreadable.push(entry.path.toString());
+      throw error;
+    }
+    this.place(node);
+  }
+
+  private async content(entry: ListedEntry, absolute: Buffer): Promise<Pick<Node, 'size' | 'content'>> {
+    const key = `${entry.deviceId}:${entry.inode}`;
+    const known = entry.links > 1 ? this.linked.get(key) : undefined;
+    if (known) return known;
+    const chunks = new FileChunks(this.repo);
+    let size = 0;
+    for await (const chunk of fs.createReadStream(absolute, { highWaterMark: 1024 * 1024 })) {
+      await chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    const read = { size, content: await chunks.end() };
+    this.read += size;
+    if (entry.links > 1) this.linked.set(key, read);
+    return read;
+  }
+
+  finish(snapshotPath: string): Promise<string> {
+    return this.saveRoot(snapshotPath);
+  }
+}
+
+/** A directory into the repository against its parent's nodes: trees, packs and index; its snapshot not yet. */
+export async function archiveDirectory(
+  repo: Repository,
+  root: string,
+  previousRoot: Node[] | undefined,
+  options: Pick<ArchiveOptions, 'path' | 'time'>,
+): Promise<ArchivedTree & { problems: DirectoryProblems }> {
+  const start = nowNs();
+  const time = options.time ?? start;
+  const before = { ...repo.stats };
+  const archiver = new DirectoryArchiver(repo, previousRoot, time);
+  for await (const { entry, absolute } of walk(Buffer.from(root), archiver.problems)) await archiver.add(entry, absolute);
+  const tree = await archiver.finish(options.path);
+  await repo.flush();
+  const added = Object.fromEntries(Object.entries(repo.stats).map(([key, value]) => [key, value - before[key as keyof SaveStats]])) as unknown as SaveStats;
+  return { tree, ...archiver.counts, start, time, added, problems: archiver.problems };
+}

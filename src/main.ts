@@ -20,6 +20,7 @@ import { repoCommand } from './cli/commands/repo.ts';
 import { snapshotsCommand } from './cli/commands/snapshots.ts';
 import { forgetCommand } from './cli/commands/forget.ts';
 import { pruneCommand } from './cli/commands/prune.ts';
+import { moverCommand } from './cli/commands/mover.ts';
 import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts';
 import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
@@ -50,6 +51,7 @@ const COMMANDS: CommandModule<GlobalOptions, never>[] = [
   snapshotsCommand,
   forgetCommand,
   pruneCommand,
+  moverCommand,
   diagnoseCommand,
   versionCommand,
   installCommand,

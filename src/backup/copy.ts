@@ -24,6 +24,7 @@ import { CopyStderr, PathTally, RECENT_FILES_BEGIN, RECENT_FILES_END, type PathS
 import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
 import { NotIncrementalError, prepareIncrementalCopy, type IncrementalCopy } from './incremental-copy.ts';
 import type { Node } from '../repository/tree.ts';
+import type { MoverResult } from '../cli/commands/mover.ts';
 
 /**
  * tar of the claim, then, on stderr between two marker lines, the regular files modified since tar
@@ -81,6 +82,8 @@ export interface CopyResult {
   stored?: ArchivedTree;
   /** Bytes of the claim's listing (an incremental copy), which crossed the API server too. */
   listingBytes?: number;
+  /** A data mover's result: the copy ran in the cluster, and its snapshot is saved already. */
+  moved?: MoverResult;
 }
 
 export interface CopyRequest {

@@ -41,6 +41,8 @@ export interface HelperPodOptions {
   runAs?: RunAsFlags | undefined;
   /** An identity the caller settled on (a restore: the owner of the claim's root), used as it is. */
   identity?: HelperIdentity | undefined;
+  /** The container's command in place of `sleep` (a data mover's `mover wait`), and an emptyDir at /tmp for it to write in. */
+  command?: string[] | undefined;
 }
 
 /** Enough for tar and sh; a ResourceQuota on limits admits a pod only when it names them. */
@@ -151,7 +153,7 @@ export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOpti
           image: options.image,
           imagePullPolicy: 'IfNotPresent',
           // The pod only waits; tar runs over exec. Its deadline ends it if it is never deleted.
-          command: ['sleep', String(options.deadlineSeconds)],
+          command: options.command ?? ['sleep', String(options.deadlineSeconds)],
           securityContext: {
             allowPrivilegeEscalation: false,
             readOnlyRootFilesystem: true,
@@ -160,10 +162,13 @@ export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOpti
           resources: options.resources ?? DEFAULT_HELPER_RESOURCES,
           ...(claim.volumeMode === 'Block'
             ? { volumeDevices: [{ name: 'data', devicePath: DATA_DEVICE_PATH }] }
-            : { volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH, readOnly }] }),
+            : { volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH, readOnly }, ...(options.command ? [{ name: 'scratch', mountPath: '/tmp' }] : [])] }),
         },
       ],
-      volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim.name, readOnly } }],
+      volumes: [
+        { name: 'data', persistentVolumeClaim: { claimName: claim.name, readOnly } },
+        ...(options.command ? [{ name: 'scratch', emptyDir: { sizeLimit: '16Mi' } }] : []),
+      ],
     },
   };
 }

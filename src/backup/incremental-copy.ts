@@ -69,7 +69,12 @@ export class NotIncrementalError extends Error {
 }
 
 export async function prepareIncrementalCopy(request: IncrementalRequest): Promise<IncrementalCopy> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-listing-'));
+  let dir: string;
+  try {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-listing-'));
+  } catch (error) {
+    throw new NotIncrementalError(`the listing has nowhere to wait (${(error as Error).message}; set TMPDIR to a writable directory)`);
+  }
   const dispose = () => fs.rmSync(dir, { recursive: true, force: true });
   try {
     return await prepare(request, dir, dispose);

@@ -22,6 +22,8 @@ import { describeChanged, describeUnreadable, describeVanished, type PathSummary
 import { saveArchiveSnapshot } from '../repository/archiver.ts';
 import { findParentSnapshot, nodesAtPath } from '../repository/incremental.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
+import type { MoverCredentials } from '../cli/commands/mover.ts';
+import { moverWaitCommand, runMoverBackup } from './mover.ts';
 import type { Repository } from '../repository/repository.ts';
 
 export type BackupStage = 'discovery' | 'helper-pod' | 'copy' | 'finalize' | 'done';
@@ -63,6 +65,8 @@ export interface BackupSnapshot {
   bytesAdded: number;
   /** A Block claim's device image (the snapshot's one file): the sha256 of its bytes. */
   imageSha256?: string | undefined;
+  /** The data mover pod that read the claim in place and wrote the snapshot (no data crossed the API server). */
+  mover?: string | undefined;
 }
 
 export interface BackupResult {
@@ -127,6 +131,11 @@ export interface BackupOptions {
   outputDir: string;
   /** Back up into this repository as snapshots (a Block claim's device image as one file). */
   repository?: { repository: Repository; location: string } | undefined;
+  /**
+   * Filesystem claims into the repository through data movers: pods of this image on the claims'
+   * nodes read them in place and write straight into the repository (mover.ts).
+   */
+  mover?: { image: string; credentials: MoverCredentials } | undefined;
   compression: Compression;
   helper: Omit<HelperPodOptions, 'runId'>;
   podReadyTimeoutMs: number;
@@ -261,7 +270,9 @@ export class BackupManager {
       flight.stage = 'helper-pod';
       progress({ stage: 'helper-pod' });
       flight.placement = placementFor(claim).reason;
-      const helper = await startHelperPod(this.client, claim, { ...this.options.helper, runId: this.runId }, 'backup', this.restrictedNamespaces);
+      const mover = this.options.mover && this.options.repository && claim.volumeMode !== 'Block' ? this.options.mover : undefined;
+      const moverPod = mover ? { image: mover.image, command: moverWaitCommand(this.options.helper.deadlineSeconds) } : {};
+      const helper = await startHelperPod(this.client, claim, { ...this.options.helper, ...moverPod, runId: this.runId }, 'backup', this.restrictedNamespaces);
       record.helperPod = helper.name;
       record.runAs = describeIdentity(helper.identity);
       const running = await waitForHelperPod(this.client, target.namespace, record.helperPod, this.options.podReadyTimeoutMs, this.options.signal);
@@ -306,7 +317,18 @@ export class BackupManager {
       const deviceBytes = image ? await measureDeviceBytes(this.client.credentials.kubeConfig, target.namespace, helperPod!, signal) : undefined;
       // One copy at a time goes into the repository: its packers are shared by every archive.
       const job: CopyJob = { target, pod: helperPod!, partial, repository: repository && { repository: repository.repository, path: `/data/${target.pvc}` }, record, progress, deviceBytes };
-      const copied = repository
+      const mover = this.options.mover && repository && !image ? this.options.mover : undefined;
+      const copied = mover
+        ? await this.moveInCluster({
+            kubeConfig: this.client.credentials.kubeConfig,
+            namespace: target.namespace,
+            pod: helperPod!,
+            path: `/data/${target.pvc}`,
+            credentials: mover.credentials,
+            allowPartial: this.options.allowPartial ?? false,
+            signal,
+          }, record)
+        : repository
         ? await this.repositoryTurn(async () => {
             // restic's parent: the latest snapshot of the same claim (host = namespace, same path).
             parent = await findParentSnapshot(repository.repository, target.namespace, job.repository!.path);
@@ -335,7 +357,36 @@ export class BackupManager {
       }
 
       stage = 'finalize';
-      if (repository && copied.stored) {
+      if (repository && copied.moved) {
+        // The mover saved the snapshot in the cluster, last, after its packs and index.
+        const moved = copied.moved;
+        snapshot = {
+          repository: repository.location,
+          id: moved.snapshotId!,
+          path: `/data/${target.pvc}`,
+          ...(moved.parent ? { parent: moved.parent } : {}),
+          files: moved.files ?? 0,
+          filesNew: moved.filesNew ?? 0,
+          filesChanged: moved.filesChanged ?? 0,
+          filesUnmodified: moved.filesUnmodified ?? 0,
+          bytesRead: moved.bytesRead ?? 0,
+          bytesSent: copied.tar.bytes,
+          bytesAdded: moved.bytesAdded ?? 0,
+          mover: helperPod!,
+        };
+        Object.assign(record, {
+          repository: repository.location,
+          snapshotId: snapshot.id,
+          filesNew: snapshot.filesNew,
+          filesChanged: snapshot.filesChanged,
+          filesUnmodified: snapshot.filesUnmodified,
+          bytesRead: snapshot.bytesRead,
+          bytesSent: snapshot.bytesSent,
+          bytesAdded: snapshot.bytesAdded,
+          tarBytes: copied.tar.bytes,
+          fileCount: moved.entries ?? null,
+        });
+      } else if (repository && copied.stored) {
         // Last, as restic does: the snapshot that refers to the packs and index the copy wrote.
         const snapshotPath = job.repository!.path;
         const saved = await saveArchiveSnapshot(repository.repository, copied.stored, {
@@ -470,6 +521,12 @@ export class BackupManager {
     };
     this.options.onResult?.(result);
     return result;
+  }
+
+  /** A data mover's copy: one attempt (a mover's failure is its own; a retry would read only what it missed). */
+  private async moveInCluster(request: Parameters<typeof runMoverBackup>[0], record: BackupRecord): Promise<CopyResult & { retriedBecause: string[] }> {
+    record.attempts += 1;
+    return { ...(await runMoverBackup(request)), retriedBecause: [] };
   }
 
   /** Runs `work` after every earlier repository copy of this run has ended. */

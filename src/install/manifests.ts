@@ -126,6 +126,8 @@ export function installManifests(options: InstallOptions): KubeObject[] {
     securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
     volumeMounts: [
       { name: 'store', mountPath: STORE_MOUNT },
+      // The root file system is read-only; an incremental backup's listing waits in /tmp.
+      { name: 'tmp', mountPath: '/tmp' },
       ...(options.remoteKubeconfigSecret ? [{ name: 'remote-kubeconfig', mountPath: REMOTE_KUBECONFIG_DIR, readOnly: true }] : []),
     ],
   });
@@ -158,6 +160,7 @@ export function installManifests(options: InstallOptions): KubeObject[] {
               ...(options.retention ? { initContainers: [backup], containers: [container('prune', [...options.retention, ...repositoryArgs])] } : { containers: [backup] }),
               volumes: [
                 { name: 'store', persistentVolumeClaim: { claimName: storeClaim } },
+                { name: 'tmp', emptyDir: {} },
                 ...(options.remoteKubeconfigSecret
                   ? [{ name: 'remote-kubeconfig', secret: { secretName: options.remoteKubeconfigSecret, items: [{ key: 'config', path: 'config' }] } }]
                   : []),

@@ -11,8 +11,9 @@ import { execa } from 'execa';
 import { buildImage, type BuiltImage } from '../../scripts/image/build.ts';
 import { findRestic } from '../cluster/restic.ts';
 import { startS3Server } from '../cluster/s3-server.ts';
+import { startCountingProxy } from '../cluster/counting-proxy.ts';
 import { seedWorkload } from '../cluster/workload.ts';
-import { clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
+import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
 
 const test = clusterSuite();
 
@@ -339,6 +340,58 @@ test('a scheduled backup into an S3 repository: the job creates it, its credenti
   const inClaim = await cluster.kubectl(['exec', 'app', '-n', target, '--', 'sh', '-c', `cd /data && ${SUMS}`]);
   t.is((await execa('sh', ['-c', SUMS], { cwd: path.join(restored, 'data', 'data') })).stdout.trim(), inClaim.trim());
   await kubectlNkvm(t.context, ['uninstall', '-n', system, '--name', 'repo', '--purge']);
+});
+
+test('--mover pod: a pod of the plugin image reads the claim on its node and writes straight into S3; the API server carries under 1% of the claim; restic checks and restores it; unchanged, the next run reads nothing', async (t) => {
+  t.timeout(10 * 60_000);
+  const { cluster } = t.context;
+  if (cluster.provider !== 'local') {
+    t.log('the S3 server runs on the host, which pods of the local provider reach at the node\'s address');
+    t.pass();
+    return;
+  }
+  const restic = findRestic();
+  const image = await loadedPluginImage(t.context);
+  const namespace = await createNamespace(cluster, 'mover');
+  t.context.diagnose = { namespace, sourcePod: 'app' };
+  await seedWorkload(cluster, { namespace, claim: 'data', pod: 'app' }, 'set -e; mkdir -p /data/d; i=0; while [ $i -lt 40 ]; do head -c 524288 /dev/urandom > /data/d/f$i; i=$((i+1)); done; ln -s d/f1 /data/link; chmod 600 /data/d/f2; chown 1234:5678 /data/d/f3');
+  const nodeIP = (await cluster.kubectl(['get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}'])).trim();
+  const server = await startS3Server({ host: nodeIP });
+  t.teardown(() => server.dispose());
+  const location = server.location('movers');
+  const home = fs.mkdtempSync(path.join(t.context.workDir, 'mover-'));
+  const proxy = await startCountingProxy(cluster.kubeconfigPath, path.join(home, 'relayed.kubeconfig'));
+  t.teardown(() => proxy.close());
+  const env = { ...server.env, RESTIC_PASSWORD: 'mover-password', NKVM_HOME: home, KUBECONFIG: proxy.kubeconfigFile };
+  t.is((await kubectlNkvm(t.context, ['repo', 'init', location], { env })).exitCode, 0);
+  const backup = async () => {
+    proxy.reset();
+    const run = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '--repo', location, '--mover', 'pod', '--mover-image', image.reference, '-o', 'json'], { env });
+    t.is(run.exitCode, 0, String(run.stderr) + String(run.stdout));
+    const [result] = JSON.parse(String(run.stdout)).items;
+    t.is(result.status, 'succeeded', result.message);
+    return { result, relayed: proxy.received };
+  };
+  const first = await backup();
+  const claimBytes = 40 * 524288;
+  t.like(first.result.snapshot, { files: 40, filesNew: 40, bytesRead: claimBytes });
+  t.regex(first.result.snapshot.mover, /^nkvm-backup-data-/);
+  t.true(first.relayed < 0.01 * claimBytes, `the API server sent ${first.relayed} bytes for a ${claimBytes}-byte claim`);
+
+  const resticRun = (args: string[]) => execa(restic, ['--repo', location, '--no-cache', ...args], { env: { ...server.env, RESTIC_PASSWORD: 'mover-password' }, reject: false });
+  const check = await resticRun(['check', '--read-data']);
+  t.is(check.exitCode, 0, check.stdout + check.stderr);
+  const restored = path.join(home, 'restored');
+  t.is((await resticRun(['restore', first.result.snapshot.id, '--target', restored])).exitCode, 0);
+  const SUMS = 'find . -type f | sort | xargs sha256sum';
+  const inClaim = await cluster.kubectl(['exec', 'app', '-n', namespace, '--', 'sh', '-c', `cd /data && ${SUMS}`]);
+  t.is((await execa('sh', ['-c', SUMS], { cwd: path.join(restored, 'data', 'data') })).stdout.trim(), inClaim.trim());
+  t.is(fs.readlinkSync(path.join(restored, 'data', 'data', 'link')), 'd/f1');
+  t.like(fs.statSync(path.join(restored, 'data', 'data', 'd', 'f3')), { uid: 1234, gid: 5678 });
+
+  const second = await backup();
+  t.like(second.result.snapshot, { parent: first.result.snapshot.id, filesUnmodified: 40, bytesRead: 0 });
+  await assertNoHelperPods(t, 10_000);
 });
 
 test('a scheduled backup with --remote-kubeconfig-secret uses the kubeconfig mounted from a real Secret, and its rows say so', async (t) => {

@@ -89,7 +89,7 @@ test('a second backup reads only what changed: under 1% of the claim through the
   const row = JSON.parse((await execa('sqlite3', ['-json', path.join(home, 'catalog.sqlite'), `SELECT files_new, files_changed, files_unmodified, bytes_read, bytes_sent FROM backups WHERE id = '${second.result.id}'`])).stdout);
   t.deepEqual(row, [{ files_new: 0, files_changed: 0, files_unmodified: 1201, bytes_read: 0, bytes_sent: second.result.snapshot.bytesSent }]);
   const shown = await kubectlNkvm(t.context, ['artifacts', 'show', second.result.id, '--catalog', path.join(home, 'catalog.sqlite')], { env });
-  t.regex(String(shown.stdout), /Files +0 new, 0 changed \(read\), 1201 unmodified \(not read\)/);
+  t.regex(String(shown.stdout), /Files: +0 new, 0 changed \(read\), 1201 unmodified \(not read\)/);
   const noDiff = await resticRun(['diff', first.result.snapshot.id, second.result.snapshot.id]);
   t.is(noDiff.exitCode, 0, String(noDiff.stderr));
   t.notRegex(String(noDiff.stdout), /^[+-M] /m, 'restic sees no difference');

@@ -50,9 +50,10 @@ test('a namespaced backup gets a Role in each namespace it reaches; an existing 
   t.false(JSON.stringify(backupRules(false)).includes('persistentvolumes"'), 'no cluster-scoped resource in a Role');
   const pod = podSpec(objects).jobTemplate.spec.template.spec;
   t.is(pod.initContainers, undefined, 'no prune: the backup is the only container');
-  t.deepEqual(pod.containers[0]!.volumeMounts.map((mount) => mount.mountPath), ['/store', '/etc/nkvm/remote']);
+  t.deepEqual(pod.containers[0]!.volumeMounts.map((mount) => mount.mountPath), ['/store', '/tmp', '/etc/nkvm/remote']);
   t.deepEqual(pod.volumes, [
     { name: 'store', persistentVolumeClaim: { claimName: 'mine' } },
+    { name: 'tmp', emptyDir: {} },
     { name: 'remote-kubeconfig', secret: { secretName: 'prod', items: [{ key: 'config', path: 'config' }] } },
   ]);
 });

@@ -18,6 +18,10 @@ import { doneText, PROGRESS_MODES, progressEnabled, ProgressBars, type ProgressM
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeInfo, writeResult, writeWarning, type OutputFormat } from '../output.ts';
 import { openCatalog, withStoreOptions, writableOutputDir, type StoreOptions } from '../store-options.ts';
 import { chooseRepository, openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
+import fs from 'node:fs';
+import { imageReference } from '../../install/image.ts';
+import { pluginVersion } from '../../version.ts';
+import type { MoverCredentials } from './mover.ts';
 
 const FORMATS = ['auto', 'repo', 'tar'] as const;
 type BackupFormat = (typeof FORMATS)[number];
@@ -25,6 +29,8 @@ type BackupFormat = (typeof FORMATS)[number];
 interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags, RepositoryFlags {
   format: BackupFormat;
   initRepository: boolean;
+  mover: 'exec' | 'pod';
+  moverImage: string;
   pvc: string[];
   all: boolean;
   allNamespaces: boolean;
@@ -71,6 +77,15 @@ function unchangedNote(snapshot: BackupSnapshot): string {
   return `, ${snapshot.filesUnmodified} of ${snapshot.files} files unchanged since ${snapshot.parent.slice(0, 8)} (not read)`;
 }
 
+/** What a mover needs to open the repository from its pod: handed over on its exec's stdin, never stored in the cluster. */
+function moverCredentials(repository: OpenedRepository, args: BackupArgs): MoverCredentials {
+  const env = Object.fromEntries(
+    ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_DEFAULT_REGION', 'AWS_REGION'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
+  );
+  const cacert = args.cacert ?? repository.choice.saved?.cacert;
+  return { repository: repository.location, password: repository.password.password, env, ...(cacert ? { cacert: fs.readFileSync(cacert, 'utf8') } : {}) };
+}
+
 /** " (partial: 2 unreadable; 3 vanished)" after an artifact's path, in yellow; empty when the copy was clean. */
 function copyWarnings(result: BackupResult): string {
   const parts = [
@@ -104,6 +119,8 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format of the results (name: artifact paths)' })
       .option('parallel', { type: 'number', default: 1, description: 'Claims backed up at the same time' })
       .option('format', { choices: FORMATS, default: 'auto' as BackupFormat, description: 'repo: snapshots in the repository; tar: compressed tar artifacts; auto: repo when a repository is configured (repo init, --repo, $RESTIC_REPOSITORY), else tar' })
+      .option('mover', { choices: ['exec', 'pod'] as const, default: 'exec' as const, description: 'Into an S3 repository: pod runs the copy in the cluster (a pod of the plugin\'s image reads the claim on its node and writes straight into the repository; no data crosses the API server); exec streams tar through the API server to this machine' })
+      .option('mover-image', { type: 'string', default: imageReference(pluginVersion), description: 'The image of the data mover pods (npm run image builds it)' })
       .option('init-repository', { type: 'boolean', default: false, description: 'Create the repository first if there is none, with the password given (a scheduled backup\'s first run, as k8up does)' })
       .option('compression', { choices: COMPRESSIONS, default: defaultCompression(), description: 'Artifact compression: zstd is smaller and faster; gzip is read by every tar (default zstd, or gzip on Node < 22.15)' })
       .option('progress', { choices: PROGRESS_MODES, default: 'auto' as ProgressMode, description: 'Progress bars on stderr: auto (on a terminal, not with -o json|yaml), always, never' })
@@ -126,7 +143,12 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     const catalog = await openCatalog(args);
     // The repository next: a wrong password or a missing repository stops the run before any helper starts.
     const intoRepository = args.format === 'repo' || (args.format === 'auto' && chooseRepository(args) !== undefined);
+    if (args.mover === 'pod' && !intoRepository) throw new UsageError('--mover pod writes into a repository: name one (--repo, RESTIC_REPOSITORY, or repo init)');
     const repository: OpenedRepository | undefined = intoRepository ? await openRepository(args, { lock: 'shared', initIfMissing: args.initRepository }) : undefined;
+    if (repository && args.mover === 'pod' && !repository.location.startsWith('s3:')) {
+      await repository.close();
+      throw new UsageError(`--mover pod writes from the cluster, which cannot reach ${repository.location} on this machine`, 'use an S3 repository, or --mover exec');
+    }
     try {
       const client = await connectFromFlags(args);
       let targets: BackupTarget[];
@@ -149,6 +171,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       const manager = new BackupManager(client, catalog, {
         outputDir: artifactDir,
         repository: repository && { repository: repository.repository, location: repository.location },
+        mover: repository && args.mover === 'pod' ? { image: args.moverImage, credentials: moverCredentials(repository, args) } : undefined,
         compression: args.compression,
         podReadyTimeoutMs,
         retries,

@@ -1,0 +1,179 @@
+/**
+ * `kubectl-nkvm mover backup`: what a data mover pod runs where the claim is mounted (hidden: the
+ * plugin starts it, a user does not). It reads the claim's directory in place (directory.ts: restic's
+ * rule against the parent snapshot), writes the packs, index and snapshot straight into the
+ * repository, and reports its result as one JSON line on stdout and as the pod's termination message,
+ * which the plugin reads through the API server: the data never crosses it. The plugin starts the
+ * pod with `mover wait` and runs `mover backup --credentials-stdin` in it over exec, the repository's
+ * password and S3 credentials on stdin (MoverCredentials).
+ */
+import fs from 'node:fs';
+import type { Argv, CommandModule } from 'yargs';
+import { ExitCode } from '../../errors.ts';
+import { pluginVersion } from '../../version.ts';
+import type { GlobalOptions } from '../global-options.ts';
+import { toJson, writeResult } from '../output.ts';
+import { openRepository, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
+
+interface MoverArgs extends GlobalOptions, RepositoryFlags {
+  source: string;
+  path: string;
+  host: string;
+  allowPartial: boolean;
+  credentialsStdin: boolean;
+}
+
+/**
+ * What the plugin hands a mover on its exec's stdin: the repository, its password, and the S3
+ * credentials. Through stdin they are never in the pod spec, its arguments or its environment, nor
+ * stored in the cluster (a Secret would be, in etcd, readable by whoever may read Secrets there).
+ */
+export interface MoverCredentials {
+  repository: string;
+  password: string;
+  /** AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_DEFAULT_REGION, as the plugin has them. */
+  env: Record<string, string>;
+  /** A CA certificate (PEM) to trust for the S3 endpoint (--cacert). */
+  cacert?: string;
+}
+
+/** Where a mover keeps what it must write (the CA file): its emptyDir, the root file system being read-only. */
+export const MOVER_SCRATCH = '/tmp';
+
+async function readCredentials(): Promise<MoverCredentials> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as MoverCredentials;
+  if (typeof parsed.repository !== 'string' || typeof parsed.password !== 'string') throw new Error('the credentials on stdin name no repository or password');
+  return parsed;
+}
+
+/** What the mover reports: the plugin's BackupSnapshot figures, and what it could not read. */
+export interface MoverResult {
+  ok: boolean;
+  message: string;
+  snapshotId?: string;
+  parent?: string;
+  files?: number;
+  filesNew?: number;
+  filesChanged?: number;
+  filesUnmodified?: number;
+  entries?: number;
+  bytesRead?: number;
+  bytesTotal?: number;
+  bytesAdded?: number;
+  vanished?: { count: number; sample: string[] };
+  unreadable?: { count: number; sample: string[] };
+}
+
+/** Where the kubelet reads a container's termination message (at most 4 KiB of it). */
+const TERMINATION_LOG = '/dev/termination-log';
+
+function report(result: MoverResult): void {
+  const line = JSON.stringify(result);
+  writeResult(`${line}\n`);
+  try {
+    fs.writeFileSync(TERMINATION_LOG, line.slice(0, 4096));
+  } catch {
+    // Run outside a pod: stdout is the report.
+  }
+}
+
+const sample = (paths: string[]) => ({ count: paths.length, sample: paths.slice(0, 5).map((p) => p.replace(/^\.\//, '')) });
+
+const backupCommand: CommandModule<GlobalOptions, MoverArgs> = {
+  command: 'backup',
+  describe: 'Back up a mounted claim into the repository, in place (run by a data mover pod)',
+  builder: (argv) =>
+    withRepositoryOptions(argv)
+      .option('source', { type: 'string', default: '/data', description: 'The mounted claim' })
+      .option('path', { type: 'string', demandOption: true, description: 'The snapshot\'s path, /data/<pvc>' })
+      .option('host', { type: 'string', demandOption: true, description: 'The snapshot\'s host: the claim\'s namespace' })
+      .option('allow-partial', { type: 'boolean', default: false, description: 'Keep a snapshot that lacks paths the mover could not read' })
+      .option('credentials-stdin', { type: 'boolean', default: false, description: 'Read the repository, its password and S3 credentials as JSON on stdin' }) as unknown as Argv<MoverArgs>,
+  handler: async (args) => {
+    if (args.credentialsStdin) {
+      const credentials = await readCredentials();
+      Object.assign(process.env, credentials.env, { RESTIC_REPOSITORY: credentials.repository, RESTIC_PASSWORD: credentials.password });
+      delete process.env.RESTIC_PASSWORD_FILE;
+      delete process.env.RESTIC_PASSWORD_COMMAND;
+      if (credentials.cacert) {
+        args.cacert = `${MOVER_SCRATCH}/repository-ca.pem`;
+        fs.writeFileSync(args.cacert, credentials.cacert, { mode: 0o600 });
+      }
+    }
+    const opened = await openRepository(args, { lock: 'shared' });
+    try {
+      const [{ archiveDirectory }, { findParentSnapshot, nodesAtPath }, { saveArchiveSnapshot }] = await Promise.all([
+        import('../../repository/directory.ts'),
+        import('../../repository/incremental.ts'),
+        import('../../repository/archiver.ts'),
+      ]);
+      const repository = opened.repository;
+      const parent = await findParentSnapshot(repository, args.host, args.path);
+      const previousRoot = parent ? await nodesAtPath(repository, parent.tree, args.path) : undefined;
+      const archived = await archiveDirectory(repository, args.source, previousRoot, { path: args.path });
+      const unreadable = sample(archived.problems.unreadable);
+      if (unreadable.count > 0 && !args.allowPartial) {
+        report({ ok: false, message: `${unreadable.count} paths could not be read; no snapshot was written`, unreadable });
+        process.exitCode = ExitCode.failed;
+        return;
+      }
+      const saved = await saveArchiveSnapshot(repository, archived, {
+        path: args.path,
+        hostname: args.host,
+        programVersion: `kubectl-nkvm ${pluginVersion}`,
+        ...(parent ? { parent: parent.id } : {}),
+      });
+      report({
+        ok: true,
+        message: `snapshot ${saved.snapshotId.slice(0, 8)} saved`,
+        snapshotId: saved.snapshotId,
+        ...(parent ? { parent: parent.id } : {}),
+        files: archived.files,
+        filesNew: archived.changes?.filesNew ?? archived.files,
+        filesChanged: archived.changes?.filesChanged ?? 0,
+        filesUnmodified: archived.changes?.filesUnmodified ?? 0,
+        entries: archived.entries ?? 0,
+        bytesRead: archived.read ?? archived.bytes,
+        bytesTotal: archived.bytes,
+        bytesAdded: archived.added.dataAddedPacked,
+        vanished: sample(archived.problems.vanished),
+        unreadable,
+      });
+    } catch (error) {
+      report({ ok: false, message: (error as Error).message });
+      throw error;
+    } finally {
+      await opened.close();
+    }
+  },
+};
+
+interface WaitArgs extends GlobalOptions {
+  seconds: number;
+}
+
+/** The mover pod's own process: it waits (the image has no shell, no sleep) while `mover backup` runs over exec. */
+const waitCommand: CommandModule<GlobalOptions, WaitArgs> = {
+  command: 'wait',
+  describe: 'Wait, so that a mover pod stays up for its exec (its deadline ends it)',
+  builder: (argv) => argv.option('seconds', { type: 'number', default: 21600, description: 'How long' }) as unknown as Argv<WaitArgs>,
+  handler: async (args) => {
+    // A pod's deletion sends SIGTERM: leave at once.
+    process.once('SIGTERM', () => process.exit(0));
+    await new Promise((resolve) => setTimeout(resolve, args.seconds * 1000));
+  },
+};
+
+export const moverCommand: CommandModule<GlobalOptions, GlobalOptions> = {
+  command: 'mover <command>',
+  // Hidden: the plugin runs it in its mover pods.
+  describe: false,
+  builder: (argv) =>
+    argv
+      .command(backupCommand as unknown as CommandModule<GlobalOptions, GlobalOptions>)
+      .command(waitCommand as unknown as CommandModule<GlobalOptions, GlobalOptions>)
+      .demandCommand(1) as unknown as Argv<GlobalOptions>,
+  handler: () => {},
+};

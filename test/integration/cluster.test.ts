@@ -377,6 +377,7 @@ test('--mover pod: a pod of the plugin image reads the claim on its node and wri
   t.like(first.result.snapshot, { files: 40, filesNew: 40, bytesRead: claimBytes });
   t.regex(first.result.snapshot.mover, /^nkvm-backup-data-/);
   t.true(first.relayed < 0.01 * claimBytes, `the API server sent ${first.relayed} bytes for a ${claimBytes}-byte claim`);
+  t.log(`--mover pod: the API server sent ${first.relayed} bytes (${((100 * first.relayed) / claimBytes).toFixed(2)}%) for a ${claimBytes}-byte claim`);
 
   const resticRun = (args: string[]) => execa(restic, ['--repo', location, '--no-cache', ...args], { env: { ...server.env, RESTIC_PASSWORD: 'mover-password' }, reject: false });
   const check = await resticRun(['check', '--read-data']);

@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ListedEntry } from '../repository/incremental.ts';
-import type { NodeType } from '../repository/tree.ts';
+import { nodeTypeOfMode } from '../repository/tree.ts';
 
 const STAT_FORMAT = '%f %u %g %s %i %h %d %t %T %y %z %n';
 /** Words before the name: the nonce, nine numbers, two times of three words. */
@@ -43,17 +43,6 @@ export interface ListingCapabilities {
   xargsNul: boolean;
   noRecursion: boolean;
 }
-
-/** S_IFMT of st_mode, as `%f` prints it in hex. */
-const FILE_TYPES: Record<number, NodeType> = {
-  0o140000: 'socket',
-  0o120000: 'symlink',
-  0o100000: 'file',
-  0o060000: 'dev',
-  0o040000: 'dir',
-  0o020000: 'chardev',
-  0o010000: 'fifo',
-};
 
 const TIME = /^(-?\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))? ([+-])(\d\d)(\d\d)$/;
 
@@ -90,8 +79,8 @@ export function parseListingRecord(record: Buffer, nonce: string): ListedEntry {
   if (words.length < FIXED_WORDS || words[0] !== nonce) throw new ListingFormatError(`a record ${JSON.stringify(record.subarray(0, 200).toString('latin1'))}`);
   const [, modeHex, uid, gid, size, inode, links, dev, major, minor, ...times] = words;
   const rawMode = parseInt(modeHex!, 16);
-  const type = FILE_TYPES[rawMode & 0o170000];
-  if (type === undefined || Number.isNaN(rawMode)) throw new ListingFormatError(`a mode ${JSON.stringify(modeHex)}`);
+  const type = nodeTypeOfMode(rawMode);
+  if (type === 'irregular' || Number.isNaN(rawMode)) throw new ListingFormatError(`a mode ${JSON.stringify(modeHex)}`);
   return {
     path: Buffer.from(record.subarray(start)),
     type,

@@ -180,6 +180,12 @@ interface CopyJob {
   deviceBytes: number | undefined;
 }
 
+/** The catalog's columns of a snapshot. */
+function snapshotColumns(snapshot: BackupSnapshot): Partial<BackupRecord> {
+  const { repository, id: snapshotId, filesNew, filesChanged, filesUnmodified, bytesRead, bytesSent, bytesAdded } = snapshot;
+  return { repository, snapshotId, filesNew, filesChanged, filesUnmodified, bytesRead, bytesSent, bytesAdded };
+}
+
 function stageFailure(stage: BackupStage, error: unknown): BackupFailure {
   if (error instanceof StageFailure) return error as BackupFailure;
   if (error instanceof CopyStageError) return new StageFailure('copy', `copy stage failed: ${error.message}`, 'CopyStageError');
@@ -374,18 +380,7 @@ export class BackupManager {
           bytesAdded: moved.bytesAdded ?? 0,
           mover: helperPod!,
         };
-        Object.assign(record, {
-          repository: repository.location,
-          snapshotId: snapshot.id,
-          filesNew: snapshot.filesNew,
-          filesChanged: snapshot.filesChanged,
-          filesUnmodified: snapshot.filesUnmodified,
-          bytesRead: snapshot.bytesRead,
-          bytesSent: snapshot.bytesSent,
-          bytesAdded: snapshot.bytesAdded,
-          tarBytes: copied.tar.bytes,
-          fileCount: moved.entries ?? null,
-        });
+        Object.assign(record, snapshotColumns(snapshot), { tarBytes: copied.tar.bytes, fileCount: moved.entries ?? null });
       } else if (repository && copied.stored) {
         // Last, as restic does: the snapshot that refers to the packs and index the copy wrote.
         const snapshotPath = job.repository!.path;
@@ -410,15 +405,7 @@ export class BackupManager {
           bytesAdded: copied.stored.added.dataAddedPacked,
           ...(copied.imageSha256 ? { imageSha256: copied.imageSha256 } : {}),
         };
-        Object.assign(record, {
-          repository: repository.location,
-          snapshotId: saved.snapshotId,
-          filesNew: snapshot.filesNew,
-          filesChanged: snapshot.filesChanged,
-          filesUnmodified: snapshot.filesUnmodified,
-          bytesRead: snapshot.bytesRead,
-          bytesSent: snapshot.bytesSent,
-          bytesAdded: snapshot.bytesAdded,
+        Object.assign(record, snapshotColumns(snapshot), {
           tarBytes: copied.tar.bytes,
           fileCount: copied.stored.entries ?? copied.tar.entries,
           // A device image's hash, which restore and verify check the snapshot's file against.

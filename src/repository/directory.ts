@@ -14,17 +14,7 @@ import { FileChunks } from './archiver.ts';
 import { nodeFromListing, TreeBuilder, type ListedEntry } from './incremental.ts';
 import type { Repository, SaveStats } from './repository.ts';
 import { nowNs } from './time.ts';
-import type { Node, NodeType } from './tree.ts';
-
-const FILE_TYPES: Record<number, NodeType> = {
-  0o140000: 'socket',
-  0o120000: 'symlink',
-  0o100000: 'file',
-  0o060000: 'dev',
-  0o040000: 'dir',
-  0o020000: 'chardev',
-  0o010000: 'fifo',
-};
+import { nodeTypeOfMode, type Node } from './tree.ts';
 
 /** What lstat says, as the helper's `stat` listing says it (claim-listing.ts): the two must agree. */
 export function listedFromStats(path: Buffer, stats: fs.BigIntStats): ListedEntry {
@@ -32,7 +22,7 @@ export function listedFromStats(path: Buffer, stats: fs.BigIntStats): ListedEntr
   const rdev = stats.rdev;
   return {
     path,
-    type: FILE_TYPES[mode & 0o170000] ?? 'irregular',
+    type: nodeTypeOfMode(mode),
     mode: mode & 0o7777,
     uid: Number(stats.uid),
     gid: Number(stats.gid),

@@ -42,6 +42,20 @@ const TYPE_BITS: Record<NodeType, number> = {
   irregular: GoMode.irregular,
 };
 
+/** The node type of a file's st_mode (its S_IFMT bits, as lstat and `stat -c %f` give them). */
+export function nodeTypeOfMode(mode: number): NodeType {
+  switch (mode & 0o170000) {
+    case 0o140000: return 'socket';
+    case 0o120000: return 'symlink';
+    case 0o100000: return 'file';
+    case 0o060000: return 'dev';
+    case 0o040000: return 'dir';
+    case 0o020000: return 'chardev';
+    case 0o010000: return 'fifo';
+    default: return 'irregular';
+  }
+}
+
 /** Unix permission bits (0o7777: setuid 0o4000, setgid 0o2000, sticky 0o1000) of a node type, as a Go os.FileMode. */
 export function toGoFileMode(type: NodeType, unixMode: number): number {
   let mode = TYPE_BITS[type] + (unixMode & 0o777);

@@ -8,9 +8,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
+import type { ExecutionContext } from 'ava';
 import { buildImage, type BuiltImage } from '../../scripts/image/build.ts';
 import { findRestic } from '../cluster/restic.ts';
-import { startS3Server } from '../cluster/s3-server.ts';
+import { startS3Server, type S3Server } from '../cluster/s3-server.ts';
 import { startCountingProxy } from '../cluster/counting-proxy.ts';
 import { seedWorkload } from '../cluster/workload.ts';
 import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
@@ -291,22 +292,33 @@ test('a scheduled backup runs in a pod as its ServiceAccount, through the kubern
   await kubectlNkvm(t.context, ['uninstall', '-n', system, '--name', 'nightly', '--purge']);
 });
 
-test('a scheduled backup into an S3 repository: the job creates it, its credentials come from a Secret, forget --keep-last 1 --prune runs after each backup; restic checks and restores it', async (t) => {
-  t.timeout(10 * 60_000);
+/**
+ * An S3 server the cluster's pods reach: on the host, at the node's address, which pods of the local
+ * provider reach. Undefined (the test passes, saying why) on other providers.
+ */
+async function s3ServerForPods(t: ExecutionContext<SuiteContext>): Promise<S3Server | undefined> {
   const { cluster } = t.context;
   if (cluster.provider !== 'local') {
     t.log('the S3 server runs on the host, which pods of the local provider reach at the node\'s address');
     t.pass();
-    return;
+    return undefined;
   }
+  const nodeIP = (await cluster.kubectl(['get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}'])).trim();
+  const server = await startS3Server({ host: nodeIP });
+  t.teardown(() => server.dispose());
+  return server;
+}
+
+test('a scheduled backup into an S3 repository: the job creates it, its credentials come from a Secret, forget --keep-last 1 --prune runs after each backup; restic checks and restores it', async (t) => {
+  t.timeout(10 * 60_000);
+  const { cluster } = t.context;
+  const server = await s3ServerForPods(t);
+  if (!server) return;
   const restic = findRestic();
   const image = await loadedPluginImage(t.context);
   const target = await createNamespace(cluster, 'repo-cron');
   await seedWorkload(cluster, { namespace: target, claim: 'data', pod: 'app' });
   const system = await createNamespace(cluster, 'nkvm-repo');
-  const nodeIP = (await cluster.kubectl(['get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}'])).trim();
-  const server = await startS3Server({ host: nodeIP });
-  t.teardown(() => server.dispose());
   const password = `pw-${Math.random().toString(36).slice(2)}`;
   await cluster.kubectl(['create', 'secret', 'generic', 'backup-repo', '-n', system, `--from-literal=RESTIC_PASSWORD=${password}`, ...Object.entries(server.env).map(([key, value]) => `--from-literal=${key}=${value}`)]);
   const location = server.location('cluster');
@@ -345,19 +357,13 @@ test('a scheduled backup into an S3 repository: the job creates it, its credenti
 test('--mover pod: a pod of the plugin image reads the claim on its node and writes straight into S3; the API server carries under 1% of the claim; restic checks and restores it; unchanged, the next run reads nothing', async (t) => {
   t.timeout(10 * 60_000);
   const { cluster } = t.context;
-  if (cluster.provider !== 'local') {
-    t.log('the S3 server runs on the host, which pods of the local provider reach at the node\'s address');
-    t.pass();
-    return;
-  }
+  const server = await s3ServerForPods(t);
+  if (!server) return;
   const restic = findRestic();
   const image = await loadedPluginImage(t.context);
   const namespace = await createNamespace(cluster, 'mover');
   t.context.diagnose = { namespace, sourcePod: 'app' };
   await seedWorkload(cluster, { namespace, claim: 'data', pod: 'app' }, 'set -e; mkdir -p /data/d; i=0; while [ $i -lt 40 ]; do head -c 524288 /dev/urandom > /data/d/f$i; i=$((i+1)); done; ln -s d/f1 /data/link; chmod 600 /data/d/f2; chown 1234:5678 /data/d/f3');
-  const nodeIP = (await cluster.kubectl(['get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}'])).trim();
-  const server = await startS3Server({ host: nodeIP });
-  t.teardown(() => server.dispose());
   const location = server.location('movers');
   const home = fs.mkdtempSync(path.join(t.context.workDir, 'mover-'));
   const proxy = await startCountingProxy(cluster.kubeconfigPath, path.join(home, 'relayed.kubeconfig'));

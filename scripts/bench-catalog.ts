@@ -79,7 +79,7 @@ function smallBackup(id: string): BackupRecord {
     namespace: 'team-7', pvc: 'data-postgres-42', pv: null, storageClass: null, capacity: null, node: null, helperPod: null,
     startedAt: new Date().toISOString(), finishedAt: null, status: 'running', prunedAt: null, failedStage: null, message: null,
     artifactPath: null, compression: 'zstd', bytes: null, tarBytes: null, fileCount: null, sha256: null, attempts: 0,
-    volumeMode: null, runAs: null, unreadable: null, vanished: null, changed: null, repository: null, snapshotId: null, filesNew: null, filesChanged: null, filesUnmodified: null, bytesRead: null, bytesSent: null, bytesAdded: null, contentSha256: null, pluginVersion: '0.1.0',
+    volumeMode: null, runAs: null, unreadable: null, vanished: null, changed: null, repository: null, snapshotId: null, filesNew: null, filesChanged: null, filesUnmodified: null, bytesRead: null, bytesSent: null, hooks: null, bytesAdded: null, contentSha256: null, pluginVersion: '0.1.0',
   };
 }
 
@@ -88,7 +88,7 @@ function outcome(running: BackupRecord): Partial<BackupRecord> {
   const artifactPath = `/home/operator/.local/share/nkvm/artifacts/team-7/data-postgres-42/20260101T000000Z-${running.id}.tar.zst`;
   return {
     pv: 'pvc-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', storageClass: 'standard-rwo', capacity: '20Gi', node: 'worker-3',
-    helperPod: 'nkvm-backup-data-postgres-42-a1b2c3', attempts: 1, volumeMode: 'Filesystem', runAs: 'root', unreadable: null, vanished: 0, changed: 0, repository: null, snapshotId: null, filesNew: null, filesChanged: null, filesUnmodified: null, bytesRead: null, bytesSent: null, bytesAdded: null,
+    helperPod: 'nkvm-backup-data-postgres-42-a1b2c3', attempts: 1, volumeMode: 'Filesystem', runAs: 'root', unreadable: null, vanished: 0, changed: 0, repository: null, snapshotId: null, filesNew: null, filesChanged: null, filesUnmodified: null, bytesRead: null, bytesSent: null, hooks: null, bytesAdded: null,
     contentSha256: null, finishedAt: new Date().toISOString(), status: 'succeeded', failedStage: null, message: `backed up to ${artifactPath}`,
     artifactPath, bytes: 1_234_567, tarBytes: 9_876_543, fileCount: 321, sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
   };

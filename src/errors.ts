@@ -12,6 +12,8 @@ export const ExitCode = {
   permission: 4,
   admission: 5,
   unreachable: 6,
+  /** A pre-hook failed (with on-error fail): nothing was copied. */
+  hookFailed: 7,
   // restic's own codes, so scripts written for restic read ours the same way.
   noRepository: 10,
   repositoryLocked: 11,

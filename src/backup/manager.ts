@@ -24,9 +24,11 @@ import { findParentSnapshot, nodesAtPath } from '../repository/incremental.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
 import type { MoverCredentials } from '../cli/commands/mover.ts';
 import { moverWaitCommand, runMoverBackup } from './mover.ts';
+import { describeHook, podsForHooks, runHook } from './hooks.ts';
+import { hookFor, type HookFlags, type HookRecord, type HookSpec } from './hook-spec.ts';
 import type { Repository } from '../repository/repository.ts';
 
-export type BackupStage = 'discovery' | 'helper-pod' | 'copy' | 'finalize' | 'done';
+export type BackupStage = 'discovery' | 'helper-pod' | 'pre-hook' | 'copy' | 'finalize' | 'done';
 export type BackupOutcome = 'succeeded' | 'failed' | 'interrupted';
 
 export interface BackupArtifact {
@@ -78,7 +80,9 @@ export interface BackupResult {
   stage: BackupStage;
   message: string;
   /** The typed error behind a failure, for scripts: KubernetesDiscoveryError, CopyStageError, ... */
-  errorCode?: ErrorCode | 'CopyStageError' | 'UnreadableFilesError' | 'HelperPodError' | 'InternalError' | undefined;
+  errorCode?: ErrorCode | 'CopyStageError' | 'UnreadableFilesError' | 'HelperPodError' | 'HookFailedError' | 'InternalError' | undefined;
+  /** The hooks run in the pods that mount the claim, in order: pre-hooks before the copy, post-hooks after it. */
+  hooks?: HookRecord[] | undefined;
   artifact?: BackupArtifact | undefined;
   /** Into a repository: the snapshot, instead of an artifact. */
   snapshot?: BackupSnapshot | undefined;
@@ -136,6 +140,8 @@ export interface BackupOptions {
    * nodes read them in place and write straight into the repository (mover.ts).
    */
   mover?: { image: string; credentials: MoverCredentials } | undefined;
+  /** --pre-hook, --post-hook and their options (pods' Velero annotations apply where these are absent). */
+  hooks?: HookFlags | undefined;
   compression: Compression;
   helper: Omit<HelperPodOptions, 'runId'>;
   podReadyTimeoutMs: number;
@@ -163,6 +169,8 @@ interface InFlight {
   progress: (event: BackupProgressEvent) => void;
   stage: BackupStage;
   placement: string | null;
+  /** The claim as discovered: its pods are where hooks run. */
+  claim?: DiscoveredClaim;
   failure?: BackupFailure;
 }
 type BackupFailure = StageFailure<BackupStage, BackupErrorCode>;
@@ -259,6 +267,7 @@ export class BackupManager {
       filesUnmodified: null,
       bytesRead: null,
       bytesSent: null,
+      hooks: null,
       bytesAdded: null,
       pluginVersion,
       prunedAt: null,
@@ -268,6 +277,7 @@ export class BackupManager {
     try {
       progress({ stage: 'discovery' });
       const claim = target.claim ?? (await discoverClaim(this.client, target.namespace, target.pvc));
+      flight.claim = claim;
       Object.assign(record, { pv: claim.volume, storageClass: claim.storageClass, capacity: claim.capacity, volumeMode: claim.volumeMode });
       if (claim.phase !== 'Bound') {
         throw new StageFailure('discovery', `claim ${target.namespace}/${target.pvc} is ${claim.phase}, not Bound: it has no volume to read`, 'NotFoundError');
@@ -309,8 +319,13 @@ export class BackupManager {
     let changed: PathSummary | undefined;
     /** What a successful backup should still tell: paths that vanished or changed, a device that shrank. */
     let copyNotes: string[] = [];
+    const hooks: HookRecord[] = [];
+    /** Post-hooks owed: every pod with one, known before any pre-hook runs, run whatever happens next. */
+    const postHooks: { pod: string; spec: HookSpec }[] = [];
     try {
       if (failure) throw failure;
+      stage = 'pre-hook';
+      await this.runPreHooks(flight, hooks, postHooks);
       stage = 'copy';
       const image = record.volumeMode === 'Block';
       const repository = this.options.repository;
@@ -428,6 +443,8 @@ export class BackupManager {
     } catch (error) {
       failure = stageFailure(stage, error);
     } finally {
+      // Not on the run's signal: after Ctrl-C too, a frozen application is thawed (each within its timeout).
+      for (const { pod, spec } of postHooks) hooks.push(await runHook(this.client, target.namespace, pod, spec));
       if (partial) fs.rmSync(partial, { force: true });
       if (helperPod) {
         await deleteHelperPod(this.client, target.namespace, helperPod).catch((error: Error) => {
@@ -440,7 +457,8 @@ export class BackupManager {
     const finished = new Date();
     const status: BackupOutcome = failure ? (signal?.aborted ? 'interrupted' : 'failed') : 'succeeded';
     const retried = retriedBecause.length ? ` (${record.attempts} attempts; ${retriedBecause.join('; ')})` : '';
-    const notes = [...(unreadableText ? [`partial: ${unreadableText}`] : []), ...copyNotes];
+    const failedPostHooks = hooks.filter((hook) => hook.phase === 'post' && !hook.ok).map(describeHook);
+    const notes = [...(unreadableText ? [`partial: ${unreadableText}`] : []), ...copyNotes, ...failedPostHooks];
     const partialNote = notes.length && !failure ? ` (${notes.join('; ')})` : '';
     const destination = snapshot ? `snapshot ${snapshot.id.slice(0, 8)} in ${snapshot.repository}` : artifact?.path;
     const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${destination}${partialNote}${retried}`;
@@ -477,6 +495,7 @@ export class BackupManager {
       bytesRead: record.bytesRead,
       bytesSent: record.bytesSent,
       bytesAdded: record.bytesAdded,
+      hooks: hooks.length ? JSON.stringify(hooks) : null,
     });
     const result: BackupResult = {
       id,
@@ -494,6 +513,7 @@ export class BackupManager {
       ...(unreadable ? { unreadable } : {}),
       ...(vanished ? { vanished } : {}),
       ...(changed ? { changed } : {}),
+      ...(hooks.length ? { hooks } : {}),
       pv: record.pv,
       storageClass: record.storageClass,
       capacity: record.capacity,
@@ -508,6 +528,32 @@ export class BackupManager {
     };
     this.options.onResult?.(result);
     return result;
+  }
+
+  /**
+   * The pre-hook of every running pod that mounts the claim, right before the copy. Each pod's
+   * post-hook is owed from then on, whatever happens. A failing pre-hook with on-error fail stops the
+   * backup before anything is copied.
+   */
+  private async runPreHooks(flight: InFlight, hooks: HookRecord[], postHooks: { pod: string; spec: HookSpec }[]): Promise<void> {
+    const claim = flight.claim;
+    if (!claim?.pods.length) return;
+    const pods = await podsForHooks(this.client, claim.namespace, claim.pods.map((pod) => pod.name));
+    const flags = this.options.hooks ?? {};
+    for (const pod of pods) {
+      const post = hookFor(pod, 'post', flags);
+      if (post) postHooks.push({ pod: pod.metadata!.name!, spec: post });
+    }
+    for (const pod of pods) {
+      const pre = hookFor(pod, 'pre', flags);
+      if (!pre) continue;
+      flight.progress({ stage: 'pre-hook' });
+      const ran = await runHook(this.client, claim.namespace, pod.metadata!.name!, pre, this.options.signal);
+      hooks.push(ran);
+      if (!ran.ok && pre.onError === 'fail') {
+        throw new StageFailure('pre-hook', `pre-hook failed, nothing was copied: ${describeHook(ran)}`, 'HookFailedError');
+      }
+    }
   }
 
   /** A data mover's copy: one attempt (a mover's failure is its own; a retry would read only what it missed). */

@@ -35,6 +35,8 @@ export interface MoverRequest {
 /** Runs `mover backup` in the mover pod; its result as the copy stage's, the snapshot already saved (`moved`). */
 export async function runMoverBackup(request: MoverRequest): Promise<CopyResult> {
   const stdout = new TailBuffer();
+  // A cut exec destroys its stdout with the reason, which the outcome reports.
+  stdout.on('error', () => {});
   const command = [MOVER_EXECUTABLE, 'mover', 'backup', '--credentials-stdin', '--path', request.path, '--host', request.namespace, ...(request.allowPartial ? ['--allow-partial'] : [])];
   let outcome;
   try {

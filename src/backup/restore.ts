@@ -613,6 +613,7 @@ export function snapshotBackupRecord(snapshot: SnapshotWithId, location: string)
     filesUnmodified: null,
     bytesRead: null,
     bytesSent: null,
+    hooks: null,
     bytesAdded: null,
     contentSha256: null,
     pluginVersion: snapshot.program_version ?? '',

@@ -59,6 +59,7 @@ interface ClaimState extends ClaimProgress {
 const STAGE_LABELS: Record<Exclude<ProgressStage, 'copy'>, string> = {
   discovery: 'discovering',
   'helper-pod': 'scheduling helper',
+  'pre-hook': 'running pre-hooks',
   finalize: 'finalizing',
   done: 'done',
 };

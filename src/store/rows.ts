@@ -58,6 +58,8 @@ export interface BackupRecord {
   /** Content bytes read from the claim, and bytes that crossed the API server (listing and tar); null before schema 9. */
   bytesRead: number | null;
   bytesSent: number | null;
+  /** The hooks the backup ran, as JSON (backup/hooks.ts HookRecord[]); null when none ran or before schema 10. */
+  hooks: string | null;
   /** Bytes the repository grew by: new blobs, compressed and encrypted. */
   bytesAdded: number | null;
   /** sha256 of the uncompressed content: the raw device image of a Block backup. */
@@ -162,6 +164,7 @@ export const BACKUPS: Table<BackupRecord> = {
     filesUnmodified: 'files_unmodified',
     bytesRead: 'bytes_read',
     bytesSent: 'bytes_sent',
+    hooks: 'hooks',
     bytesAdded: 'bytes_added',
     contentSha256: 'content_sha256',
     pluginVersion: 'plugin_version',

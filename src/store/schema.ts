@@ -82,6 +82,8 @@ export const MIGRATIONS: readonly string[] = [
    ALTER TABLE backups ADD COLUMN files_unmodified INTEGER;
    ALTER TABLE backups ADD COLUMN bytes_read INTEGER;
    ALTER TABLE backups ADD COLUMN bytes_sent INTEGER;`,
+  // The hooks a backup ran, as JSON: command, pod, container, exit code, duration, error (null: none ran).
+  `ALTER TABLE backups ADD COLUMN hooks TEXT;`,
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;

@@ -127,6 +127,7 @@ export function renderRecordText(record: BackupRecord): string {
     ...(record.vanished ? ([['Vanished', `${record.vanished} (gone before tar read them; see the message)`]] as [string, string][]) : []),
     ...(record.changed ? ([['Changed', `${record.changed} (changed while the backup ran, kept as read; see the message)`]] as [string, string][]) : []),
     ['SHA-256', record.sha256 ?? '-'],
+    ...hookLines(record),
     ...(record.failedStage ? ([['Failed stage', record.failedStage]] as [string, string][]) : []),
     ['Message', record.message ?? '-'],
     ['Plugin version', record.pluginVersion],
@@ -318,3 +319,13 @@ export const artifactsCommand: CommandModule<GlobalOptions, GlobalOptions> = {
   builder: (argv) => argv.command([listCommand, showCommand, fetchCommand, pruneCommand] as never[]).demandCommand(1, 'Name an artifacts command: list, show, fetch or prune.'),
   handler: () => {},
 };
+
+/** A line per hook the backup ran: phase, pod and container, command, outcome and duration. */
+function hookLines(record: BackupRecord): [string, string][] {
+  if (!record.hooks) return [];
+  const hooks = JSON.parse(record.hooks) as { phase: string; pod: string; container: string; command: string[]; ok: boolean; exitCode: number | null; durationMs: number; error?: string }[];
+  return hooks.map((hook) => [
+    hook.phase === 'pre' ? 'Pre-hook' : 'Post-hook',
+    `in ${hook.pod}/${hook.container}: ${JSON.stringify(hook.command)} ${hook.ok ? 'ok' : `FAILED (${hook.error ?? `exit code ${hook.exitCode}`})`} in ${(hook.durationMs / 1000).toFixed(1)}s`,
+  ]);
+}

@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import { imageReference } from '../../install/image.ts';
 import { pluginVersion } from '../../version.ts';
 import type { MoverCredentials } from './mover.ts';
+import { parseGoDuration } from '../../backup/hook-spec.ts';
 
 const FORMATS = ['auto', 'repo', 'tar'] as const;
 type BackupFormat = (typeof FORMATS)[number];
@@ -30,6 +31,11 @@ interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags, Repositor
   format: BackupFormat;
   initRepository: boolean;
   mover: 'exec' | 'pod';
+  preHook: string | undefined;
+  postHook: string | undefined;
+  hookContainer: string | undefined;
+  hookTimeout: string | undefined;
+  hookOnError: 'fail' | 'continue' | undefined;
   moverImage: string;
   pvc: string[];
   all: boolean;
@@ -121,6 +127,11 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .option('format', { choices: FORMATS, default: 'auto' as BackupFormat, description: 'repo: snapshots in the repository; tar: compressed tar artifacts; auto: repo when a repository is configured (repo init, --repo, $RESTIC_REPOSITORY), else tar' })
       .option('mover', { choices: ['exec', 'pod'] as const, default: 'exec' as const, description: 'Into an S3 repository: pod runs the copy in the cluster (a pod of the plugin\'s image reads the claim on its node and writes straight into the repository; no data crosses the API server); exec streams tar through the API server to this machine' })
       .option('mover-image', { type: 'string', default: imageReference(pluginVersion), description: 'The image of the data mover pods (npm run image builds it)' })
+      .option('pre-hook', { type: 'string', description: 'Run this (sh -c) in every pod that mounts the claim right before the copy, e.g. to flush and freeze; it fails the backup if it fails (see --hook-on-error). Without it, pods\' pre.hook.backup.velero.io annotations apply' })
+      .option('post-hook', { type: 'string', description: 'Run this (sh -c) in those pods after the copy, also when the backup failed or was interrupted. Without it, post.hook.backup.velero.io annotations apply' })
+      .option('hook-container', { type: 'string', description: 'The container hooks run in (default: the annotation\'s, else the pod\'s first)' })
+      .option('hook-timeout', { type: 'string', description: 'How long a hook may run (a duration: 30s, the default, or 2m; else a Velero annotation\'s)' })
+      .option('hook-on-error', { choices: ['fail', 'continue'] as const, description: 'A failing pre-hook fails the backup (fail, the default) or the copy goes on (continue)' })
       .option('init-repository', { type: 'boolean', default: false, description: 'Create the repository first if there is none, with the password given (a scheduled backup\'s first run, as k8up does)' })
       .option('compression', { choices: COMPRESSIONS, default: defaultCompression(), description: 'Artifact compression: zstd is smaller and faster; gzip is read by every tar (default zstd, or gzip on Node < 22.15)' })
       .option('progress', { choices: PROGRESS_MODES, default: 'auto' as ProgressMode, description: 'Progress bars on stderr: auto (on a terminal, not with -o json|yaml), always, never' })
@@ -134,6 +145,8 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
   handler: async (args) => {
     validate(args);
     const parallel = parsePositiveInteger(args.parallel, '--parallel');
+    const hookTimeoutMs = args.hookTimeout === undefined ? undefined : parseGoDuration(args.hookTimeout);
+    if (args.hookTimeout !== undefined && !hookTimeoutMs) throw new UsageError(`--hook-timeout ${args.hookTimeout} is not a duration`, 'e.g. --hook-timeout 30s or 2m');
     const retries = parseNonNegativeInteger(args.retries, '--retries');
     const fault = parseCopyFault(process.env.NKVM_TEST_FAULT);
     const ackTimeoutSeconds = process.env.NKVM_ACK_TIMEOUT_SECONDS ? parsePositiveInteger(Number(process.env.NKVM_ACK_TIMEOUT_SECONDS), 'NKVM_ACK_TIMEOUT_SECONDS') : undefined;
@@ -172,6 +185,13 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
         outputDir: artifactDir,
         repository: repository && { repository: repository.repository, location: repository.location },
         mover: repository && args.mover === 'pod' ? { image: args.moverImage, credentials: moverCredentials(repository, args) } : undefined,
+        hooks: {
+          preHook: args.preHook,
+          postHook: args.postHook,
+          hookContainer: args.hookContainer,
+          hookTimeoutMs,
+          hookOnError: args.hookOnError,
+        },
         compression: args.compression,
         podReadyTimeoutMs,
         retries,

@@ -34,7 +34,8 @@ export async function runHook(client: KubeClient, namespace: string, pod: string
     const exitCode = outcome.exitCode ?? null;
     const ok = exitCode === 0;
     const tail = output.text.trim();
-    const why = exitCode === null ? outcome.status?.message ?? 'the exec ended without an exit code' : `exit code ${exitCode}`;
+    const why =
+      exitCode !== null ? `exit code ${exitCode}` : timeout.aborted ? `timed out after ${spec.timeoutMs / 1000}s` : outcome.status?.message ?? 'the exec ended without an exit code';
     return { ...record, exitCode, durationMs: Date.now() - started, ok, ...(ok ? {} : { error: `${why}${tail ? `: ${tail}` : ''}` }) };
   } catch (error) {
     const why = timeout.aborted

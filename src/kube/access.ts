@@ -24,7 +24,7 @@ export const ACCESS_REQUIREMENTS: AccessRequirement[] = [
   { verb: 'create', resource: 'pods', required: true, neededFor: 'starting the helper pod' },
   { verb: 'delete', resource: 'pods', required: true, neededFor: 'removing the helper pod' },
   // Exec over WebSocket is a GET upgrade: authorized as "get" (and, from Kubernetes 1.35, also "create").
-  { verb: 'create', resource: 'pods', subresource: 'exec', required: true, neededFor: 'running tar in the helper pod' },
+  { verb: 'create', resource: 'pods', subresource: 'exec', required: true, neededFor: 'running tar in the helper pod, and --pre-hook/--post-hook (or Velero hook annotations) in the workload\'s pods' },
   { verb: 'get', resource: 'pods', subresource: 'exec', required: true, neededFor: 'running tar in the helper pod (WebSocket)' },
   { verb: 'list', resource: 'events', required: false, neededFor: 'explaining a helper pod that does not start (optional)' },
 ];

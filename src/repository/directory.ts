@@ -14,7 +14,7 @@ import { FileChunks } from './archiver.ts';
 import { nodeFromListing, TreeBuilder, type ListedEntry } from './incremental.ts';
 import type { Repository, SaveStats } from './repository.ts';
 import { nowNs } from './time.ts';
-import { nodeTypeOfMode, type Node } from './tree.ts';
+import { fromGoFileMode, nodeTypeOfMode, type Node } from './tree.ts';
 
 /** What lstat says, as the helper's `stat` listing says it (claim-listing.ts): the two must agree. */
 export function listedFromStats(path: Buffer, stats: fs.BigIntStats): ListedEntry {
@@ -146,4 +146,82 @@ export async function archiveDirectory(
   await repo.flush();
   const added = Object.fromEntries(Object.entries(repo.stats).map(([key, value]) => [key, value - before[key as keyof SaveStats]])) as unknown as SaveStats;
   return { tree, ...archiver.counts, start, time, added, problems: archiver.problems };
+}
+
+export interface RestoredDirectory {
+  /** Entries written below the target (the target itself not counted). */
+  entries: number;
+  files: number;
+  bytes: number;
+  /** Paths of kinds a process cannot make without mknod (fifos, devices, sockets): left out, named. */
+  skipped: string[];
+}
+
+const seconds = (ns: bigint) => Number(ns) / 1e9;
+
+/**
+ * A snapshot's directory written into `target` (which exists): files (their blobs authenticated and
+ * hashed as they are read), directories, symlinks and hard links (names of one inode linked again),
+ * then owners (when `owners`, as root), modes and times, each directory's after what it holds, as
+ * restic's restorer does.
+ */
+export async function restoreDirectory(repo: Repository, nodes: Node[], rootSelf: Node | undefined, target: string, options: { owners: boolean }): Promise<RestoredDirectory> {
+  const result: RestoredDirectory = { entries: 0, files: 0, bytes: 0, skipped: [] };
+  /** The first path of each hard-linked file, by device and inode. */
+  const linked = new Map<string, Buffer>();
+  const finish = async (path: Buffer, node: Node) => {
+    if (options.owners) await fs.promises.lchown(path, node.uid, node.gid);
+    if (node.type !== 'symlink') await fs.promises.chmod(path, fromGoFileMode(node.mode));
+    await fs.promises.lutimes(path, seconds(node.atime), seconds(node.mtime));
+  };
+  const write = async (dir: Buffer, relative: string, children: Node[]): Promise<void> => {
+    for (const node of children) {
+      const path = join(dir, node.name);
+      const shown = `${relative}${node.name.toString()}`;
+      result.entries += 1;
+      switch (node.type) {
+        case 'dir':
+          await fs.promises.mkdir(path, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+            if (error.code !== 'EEXIST') throw error;
+          });
+          await write(path, `${shown}/`, node.subtree ? await repo.loadTree(node.subtree) : []);
+          await finish(path, node);
+          break;
+        case 'file': {
+          const key = `${node.deviceId ?? 0}:${node.inode ?? 0}`;
+          const first = (node.links ?? 1) > 1 && node.inode ? linked.get(key) : undefined;
+          if (first) {
+            await fs.promises.link(first, path);
+            result.files += 1;
+            break;
+          }
+          const handle = await fs.promises.open(path, 'w', 0o600);
+          try {
+            for (const id of node.content ?? []) {
+              const blob = await repo.loadBlob('data', id);
+              await handle.write(blob);
+              result.bytes += blob.length;
+            }
+          } finally {
+            await handle.close();
+          }
+          result.files += 1;
+          await finish(path, node);
+          if ((node.links ?? 1) > 1 && node.inode) linked.set(key, path);
+          break;
+        }
+        case 'symlink':
+          await fs.promises.symlink(node.linkTarget ?? Buffer.alloc(0), path);
+          await finish(path, node);
+          break;
+        default:
+          result.entries -= 1;
+          result.skipped.push(shown);
+      }
+    }
+  };
+  const root = Buffer.from(target);
+  await write(root, '', nodes);
+  if (rootSelf) await finish(root, rootSelf);
+  return result;
 }

@@ -384,6 +384,19 @@ export async function findParentSnapshot(repo: Repository, hostname: string, pat
   return snapshots.filter((s) => s.hostname === hostname && s.paths.length === 1 && s.paths[0] === path).at(-1);
 }
 
+/** The directory at `path` in a snapshot's tree: its own node and its nodes; undefined where there is none. */
+export async function directoryAtPath(repo: Repository, tree: string, path: string): Promise<{ self: Node | undefined; nodes: Node[] } | undefined> {
+  let nodes = await repo.loadTree(tree);
+  let self: Node | undefined;
+  for (const part of path.split('/').filter((p) => p !== '' && p !== '.')) {
+    const dir = nodes.find((node) => node.name.equals(Buffer.from(part)));
+    if (dir?.type !== 'dir' || !dir.subtree) return undefined;
+    self = dir;
+    nodes = await repo.loadTree(dir.subtree);
+  }
+  return { self, nodes };
+}
+
 /** The nodes at `path` (`/data/<pvc>`) in a snapshot's tree; undefined where the snapshot has no such directory. */
 export async function nodesAtPath(repo: Repository, tree: string, path: string): Promise<Node[] | undefined> {
   let nodes = await repo.loadTree(tree);

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { describeExecFailure, execStream, ExecStreamCutError, TailBuffer } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
-import type { MoverCredentials, MoverResult } from '../cli/commands/mover.ts';
+import type { MoverCredentials, MoverRestoreResult, MoverResult } from '../cli/commands/mover.ts';
 import { CopyStageError, type CopyResult } from './copy.ts';
 import { HELPER_CONTAINER } from './helper-pod.ts';
 
@@ -80,4 +80,39 @@ export async function runMoverBackup(request: MoverRequest): Promise<CopyResult>
     notes: [],
     ...(result.ok ? { moved: result } : {}),
   };
+}
+
+export interface MoverRestoreRequest {
+  kubeConfig: KubeConfig;
+  namespace: string;
+  pod: string;
+  snapshotId: string;
+  mode: 'empty-only' | 'overwrite';
+  credentials: MoverCredentials;
+  signal?: AbortSignal | undefined;
+}
+
+/** Runs `mover restore` in the mover pod: the snapshot written into the claim straight from the repository. */
+export async function runMoverRestore(request: MoverRestoreRequest): Promise<MoverRestoreResult> {
+  const stdout = new TailBuffer();
+  stdout.on('error', () => {});
+  const command = [MOVER_EXECUTABLE, 'mover', 'restore', '--credentials-stdin', '--snapshot', request.snapshotId, '--mode', request.mode];
+  const outcome = await execStream(request.kubeConfig, {
+    namespace: request.namespace,
+    pod: request.pod,
+    container: HELPER_CONTAINER,
+    command,
+    stdin: Readable.from([Buffer.from(JSON.stringify(request.credentials))]),
+    stdout,
+    signal: request.signal,
+  }).catch((error: unknown) => {
+    throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
+  });
+  const line = stdout.text.trim().split('\n').at(-1) ?? '';
+  try {
+    if (line.startsWith('{')) return JSON.parse(line) as MoverRestoreResult;
+  } catch {
+    // reported below
+  }
+  return { ok: false, message: describeExecFailure('the mover in its pod', outcome) };
 }

@@ -40,6 +40,8 @@ import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, deleteHelperPod, HELPER_CONTAINER, l
 import { describeIdentity, isNobodyFallback, isRoot, rootOwnerIdentity } from './helper-identity.ts';
 import { TarStreamCheck, type TarEntry } from './tar-stream.ts';
 import { fileContent, imageNode, restoreTar } from '../repository/restorer.ts';
+import type { MoverCredentials } from '../cli/commands/mover.ts';
+import { moverWaitCommand, runMoverRestore } from './mover.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
 
@@ -68,6 +70,9 @@ export interface RestoreRequest {
 }
 
 /** What the first pass learned of an artifact. */
+/** What is known of a snapshot a mover restores before it does: nothing read yet (its result fills the record in). */
+const MOVED: ArtifactContents = { imageSha256: null, entries: 0, tarBytes: 0, regularFiles: 0, contentBytes: 0, metadata: [] };
+
 interface ArtifactContents {
   /** A Block claim's device image: the sha256 of its raw bytes. */
   imageSha256: string | null;
@@ -83,6 +88,8 @@ export interface RestoreOptions {
   helper: Omit<HelperPodOptions, 'runId'>;
   podReadyTimeoutMs: number;
   signal?: AbortSignal | undefined;
+  /** A snapshot of a directory restored by a data mover: a pod of this image writes it in place, from the repository. */
+  mover?: { image: string; credentials: MoverCredentials } | undefined;
 }
 
 export interface RestoreResult {
@@ -256,8 +263,11 @@ export class RestoreManager {
     let stage: RestoreStage = 'verify';
     let failure: RestoreFailure | undefined;
     let message = '';
+    let movedNote = '';
     try {
-      const fixups = request.snapshot ? await this.verifySnapshot(request.snapshot, backup) : await this.verifyArtifact(backup);
+      // A mover reads and checks every blob as it writes it, in the cluster: the snapshot is not read here first.
+      const mover = this.options.mover && request.snapshot && !request.dryRun && !(await imageNode(request.snapshot.repository, request.snapshot.snapshot)) ? this.options.mover : undefined;
+      const fixups = mover ? MOVED : request.snapshot ? await this.verifySnapshot(request.snapshot, backup) : await this.verifyArtifact(backup);
       // A snapshot whose path is one file is a device image (ours, or `restic backup --stdin`): it goes into a Block claim.
       if (fixups.imageSha256 !== null && backup.volumeMode !== 'Block') request = { ...request, backup: { ...backup, volumeMode: 'Block' } };
       const source = request.snapshot ? `snapshot ${request.snapshot.snapshot.id.slice(0, 8)}` : `backup ${backup.id}`;
@@ -274,14 +284,15 @@ export class RestoreManager {
       } else {
         stage = 'helper-pod';
         const target = claim ?? (await discoverClaim(this.client, namespace, pvc));
-        let helper = await startHelperPod(this.client, target, { ...this.options.helper, runId: this.runId }, 'restore', this.restrictedNamespaces);
+        const moverPod = mover ? { image: mover.image, command: moverWaitCommand(this.options.helper.deadlineSeconds) } : {};
+        let helper = await startHelperPod(this.client, target, { ...this.options.helper, ...moverPod, runId: this.runId }, 'restore', this.restrictedNamespaces);
         record.helperPod = helper.name;
         record.runAs = describeIdentity(helper.identity);
         try {
           let running = await waitForHelperPod(this.client, namespace, record.helperPod, this.options.podReadyTimeoutMs, signal);
           // As nobody (restricted, no pod names a user), the restore could not write into a claim
           // whose root another user owns: the helper is made again as that owner.
-          const owner = !image && isNobodyFallback(helper.identity) ? await this.rootOwner(namespace, record.helperPod) : undefined;
+          const owner = !image && !mover && isNobodyFallback(helper.identity) ? await this.rootOwner(namespace, record.helperPod) : undefined;
           if (owner && owner.uid !== 0 && owner.uid !== helper.identity.uid) {
             await deleteHelperPod(this.client, namespace, record.helperPod);
             helper = await startHelperPod(this.client, target, { ...this.options.helper, runId: this.runId, identity: rootOwnerIdentity(owner.uid, owner.gid) }, 'restore', this.restrictedNamespaces);
@@ -291,7 +302,21 @@ export class RestoreManager {
           }
           record.node = running.spec?.nodeName ?? null;
 
-          if (image) {
+          if (mover) {
+            stage = 'write';
+            const moved = await runMoverRestore({
+              kubeConfig: this.client.credentials.kubeConfig,
+              namespace,
+              pod: record.helperPod,
+              snapshotId: request.snapshot!.snapshot.id,
+              mode: request.mode,
+              credentials: mover.credentials,
+              signal,
+            });
+            if (!moved.ok) throw new RestoreFailure(/not empty/.test(moved.message) ? 'prepare' : 'write', `claim ${namespace}/${pvc}: ${moved.message}`);
+            Object.assign(record, { entries: moved.entries ?? null, bytes: moved.bytes ?? null });
+            movedNote = ` (in the cluster, by data mover ${record.helperPod}${moved.skipped?.count ? `; ${moved.skipped.count} fifos, devices or sockets left out: ${moved.skipped.sample.join(', ')}` : ''})`;
+          } else if (image) {
             stage = 'prepare';
             await this.checkDevice(request, fixups, record.helperPod, record.createdClaim);
             stage = 'write';
@@ -327,7 +352,9 @@ export class RestoreManager {
           });
         }
         const owners = isRoot(helper.identity) || image ? '' : `; file owners could not be restored: the helper ran as ${record.runAs}, so the files belong to that user`;
-        message = image
+        message = mover
+          ? `restored ${record.entries ?? 0} entries from ${source} into ${namespace}/${pvc}${movedNote}${message}`
+          : image
           ? `restored the ${fixups.tarBytes}-byte device image of ${source} into ${namespace}/${pvc} (read back, sha256 matches)${message}`
           : `restored ${fixups.entries} entries from ${source} into ${namespace}/${pvc}${owners}${message}`;
       }

@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { MoverCredentials } from './commands/mover.ts';
 import type { Argv } from 'yargs';
 import { nkvmHome } from '../backup/artifacts.ts';
 import {
@@ -217,4 +218,13 @@ export async function openRepository(
     await close();
     throw toRepositoryError(error, choice.location);
   }
+}
+
+/** What a data mover needs to open the repository from its pod: handed over on its exec's stdin, never stored in the cluster. */
+export function moverCredentials(repository: OpenedRepository, flags: RepositoryFlags): MoverCredentials {
+  const env = Object.fromEntries(
+    ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_DEFAULT_REGION', 'AWS_REGION'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
+  );
+  const cacert = flags.cacert ?? repository.choice.saved?.cacert;
+  return { repository: repository.location, password: repository.password.password, env, ...(cacert ? { cacert: fs.readFileSync(cacert, 'utf8') } : {}) };
 }

@@ -354,7 +354,7 @@ test('a scheduled backup into an S3 repository: the job creates it, its credenti
   await kubectlNkvm(t.context, ['uninstall', '-n', system, '--name', 'repo', '--purge']);
 });
 
-test('--mover pod: a pod of the plugin image reads the claim on its node and writes straight into S3; the API server carries under 1% of the claim; restic checks and restores it; unchanged, the next run reads nothing', async (t) => {
+test('--mover pod: a pod of the plugin image reads the claim on its node and writes straight into S3; the API server carries under 1% of the claim; restic checks and restores it; unchanged, the next run reads nothing; restore --mover pod writes it back the same way', async (t) => {
   t.timeout(10 * 60_000);
   const { cluster } = t.context;
   const server = await s3ServerForPods(t);
@@ -398,6 +398,28 @@ test('--mover pod: a pod of the plugin image reads the claim on its node and wri
 
   const second = await backup();
   t.like(second.result.snapshot, { parent: first.result.snapshot.id, filesUnmodified: 40, bytesRead: 0 });
+
+  // And back, the same way: the mover writes the snapshot into a new claim straight from S3.
+  proxy.reset();
+  const back = await kubectlNkvm(t.context, ['restore', first.result.snapshot.id.slice(0, 8), '--to', 'copy', '--create', '--size', '1Gi', '-n', namespace, '--repo', location, '--mover', 'pod', '--mover-image', image.reference, '-o', 'json'], { env });
+  t.is(back.exitCode, 0, String(back.stderr) + String(back.stdout));
+  t.regex(JSON.parse(String(back.stdout)).message, /restored 4\d entries from snapshot [0-9a-f]{8} into .*\/copy \(in the cluster, by data mover nkvm-restore-copy-/);
+  t.true(proxy.received < 0.01 * claimBytes, `the restore: the API server sent ${proxy.received} bytes`);
+  t.log(`--mover pod restore: the API server sent ${proxy.received} bytes`);
+  await cluster.kubectl(['apply', '-f', '-'], {
+    input: `apiVersion: v1
+kind: Pod
+metadata: {name: reader, namespace: ${namespace}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers: [{name: c, image: ${cluster.images.helper}, command: [sleep, "3600"], volumeMounts: [{name: d, mountPath: /data}]}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: copy}}]
+`,
+  });
+  await cluster.kubectl(['wait', '--for=condition=Ready', 'pod/reader', '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
+  t.is((await cluster.kubectl(['exec', 'reader', '-n', namespace, '--', 'sh', '-c', `cd /data && ${SUMS}`])).trim(), inClaim.trim());
+  t.is((await cluster.kubectl(['exec', 'reader', '-n', namespace, '--', 'stat', '-c', '%u:%g %a', '/data/d/f3', '/data/d/f2'])).trim(), '1234:5678 644\n0:0 600');
+  t.is((await cluster.kubectl(['exec', 'reader', '-n', namespace, '--', 'readlink', '/data/link'])).trim(), 'd/f1');
   await assertNoHelperPods(t, 10_000);
 });
 

@@ -17,11 +17,9 @@ import { interruptSignal } from '../interrupt.ts';
 import { doneText, PROGRESS_MODES, progressEnabled, ProgressBars, type ProgressMode } from '../progress.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeInfo, writeResult, writeWarning, type OutputFormat } from '../output.ts';
 import { openCatalog, withStoreOptions, writableOutputDir, type StoreOptions } from '../store-options.ts';
-import { chooseRepository, openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
-import fs from 'node:fs';
+import { chooseRepository, moverCredentials, openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
 import { imageReference } from '../../install/image.ts';
 import { pluginVersion } from '../../version.ts';
-import type { MoverCredentials } from './mover.ts';
 import { parseGoDuration } from '../../backup/hook-spec.ts';
 
 const FORMATS = ['auto', 'repo', 'tar'] as const;
@@ -81,15 +79,6 @@ export function renderResults(results: BackupResult[], format: OutputFormat): st
 function unchangedNote(snapshot: BackupSnapshot): string {
   if (!snapshot.parent) return '';
   return `, ${snapshot.filesUnmodified} of ${snapshot.files} files unchanged since ${snapshot.parent.slice(0, 8)} (not read)`;
-}
-
-/** What a mover needs to open the repository from its pod: handed over on its exec's stdin, never stored in the cluster. */
-function moverCredentials(repository: OpenedRepository, args: BackupArgs): MoverCredentials {
-  const env = Object.fromEntries(
-    ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_DEFAULT_REGION', 'AWS_REGION'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
-  );
-  const cacert = args.cacert ?? repository.choice.saved?.cacert;
-  return { repository: repository.location, password: repository.password.password, env, ...(cacert ? { cacert: fs.readFileSync(cacert, 'utf8') } : {}) };
 }
 
 /** " (partial: 2 unreadable; 3 vanished)" after an artifact's path, in yellow; empty when the copy was clean. */

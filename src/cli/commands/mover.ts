@@ -69,7 +69,19 @@ export interface MoverResult {
 /** Where the kubelet reads a container's termination message (at most 4 KiB of it). */
 const TERMINATION_LOG = '/dev/termination-log';
 
-function report(result: MoverResult): void {
+/** The credentials on stdin become the environment restic's names are read from; a CA goes to the scratch directory. */
+async function useCredentials(args: RepositoryFlags): Promise<void> {
+  const credentials = await readCredentials();
+  Object.assign(process.env, credentials.env, { RESTIC_REPOSITORY: credentials.repository, RESTIC_PASSWORD: credentials.password });
+  delete process.env.RESTIC_PASSWORD_FILE;
+  delete process.env.RESTIC_PASSWORD_COMMAND;
+  if (credentials.cacert) {
+    args.cacert = `${MOVER_SCRATCH}/repository-ca.pem`;
+    fs.writeFileSync(args.cacert, credentials.cacert, { mode: 0o600 });
+  }
+}
+
+function report(result: MoverResult | MoverRestoreResult): void {
   const line = JSON.stringify(result);
   writeResult(`${line}\n`);
   try {
@@ -92,16 +104,7 @@ const backupCommand: CommandModule<GlobalOptions, MoverArgs> = {
       .option('allow-partial', { type: 'boolean', default: false, description: 'Keep a snapshot that lacks paths the mover could not read' })
       .option('credentials-stdin', { type: 'boolean', default: false, description: 'Read the repository, its password and S3 credentials as JSON on stdin' }) as unknown as Argv<MoverArgs>,
   handler: async (args) => {
-    if (args.credentialsStdin) {
-      const credentials = await readCredentials();
-      Object.assign(process.env, credentials.env, { RESTIC_REPOSITORY: credentials.repository, RESTIC_PASSWORD: credentials.password });
-      delete process.env.RESTIC_PASSWORD_FILE;
-      delete process.env.RESTIC_PASSWORD_COMMAND;
-      if (credentials.cacert) {
-        args.cacert = `${MOVER_SCRATCH}/repository-ca.pem`;
-        fs.writeFileSync(args.cacert, credentials.cacert, { mode: 0o600 });
-      }
-    }
+    if (args.credentialsStdin) await useCredentials(args);
     const opened = await openRepository(args, { lock: 'shared' });
     try {
       const [{ archiveDirectory }, { findParentSnapshot, nodesAtPath }, { saveArchiveSnapshot }] = await Promise.all([
@@ -150,6 +153,67 @@ const backupCommand: CommandModule<GlobalOptions, MoverArgs> = {
   },
 };
 
+interface RestoreArgs extends GlobalOptions, RepositoryFlags {
+  snapshot: string;
+  target: string;
+  mode: 'empty-only' | 'overwrite';
+  credentialsStdin: boolean;
+}
+
+/** What `mover restore` reports. */
+export interface MoverRestoreResult {
+  ok: boolean;
+  message: string;
+  entries?: number;
+  files?: number;
+  bytes?: number;
+  /** Fifos, devices and sockets, which a process without mknod cannot make. */
+  skipped?: { count: number; sample: string[] };
+}
+
+/** The claim's root holds nothing a restore must keep (a new file system's lost+found aside). */
+async function entriesOf(target: string): Promise<string[]> {
+  return (await fs.promises.readdir(target)).filter((name) => name !== 'lost+found');
+}
+
+const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
+  command: 'restore',
+  describe: 'Write a snapshot into a mounted claim, in place (run by a data mover pod)',
+  builder: (argv) =>
+    withRepositoryOptions(argv)
+      .option('snapshot', { type: 'string', demandOption: true, description: 'The snapshot (ID or unique prefix)' })
+      .option('target', { type: 'string', default: '/data', description: 'The mounted claim' })
+      .option('mode', { choices: ['empty-only', 'overwrite'] as const, default: 'empty-only' as const, description: 'Refuse a claim that holds anything, or replace what it holds' })
+      .option('credentials-stdin', { type: 'boolean', default: false, description: 'Read the repository, its password and S3 credentials as JSON on stdin' }) as unknown as Argv<RestoreArgs>,
+  handler: async (args) => {
+    if (args.credentialsStdin) await useCredentials(args);
+    const opened = await openRepository(args, { lock: 'shared' });
+    try {
+      const [{ directoryAtPath }, { restoreDirectory }] = await Promise.all([import('../../repository/incremental.ts'), import('../../repository/directory.ts')]);
+      const repository = opened.repository;
+      const snapshot = await repository.findSnapshot(args.snapshot);
+      const at = await directoryAtPath(repository, snapshot.tree, snapshot.paths.length === 1 ? snapshot.paths[0]! : '/');
+      if (!at) throw new Error(`snapshot ${snapshot.id.slice(0, 8)} holds no directory at ${snapshot.paths.join(', ')}`);
+      const present = await entriesOf(args.target);
+      if (present.length > 0) {
+        if (args.mode === 'empty-only') {
+          report({ ok: false, message: `the claim is not empty (it holds ${JSON.stringify(present[0])}, among others); nothing was changed. Pass --mode overwrite to replace its contents` });
+          process.exitCode = ExitCode.failed;
+          return;
+        }
+        for (const name of present) await fs.promises.rm(`${args.target}/${name}`, { recursive: true, force: true });
+      }
+      const restored = await restoreDirectory(repository, at.nodes, at.self, args.target, { owners: process.getuid?.() === 0 });
+      report({ ok: true, message: `restored ${restored.entries} entries`, entries: restored.entries, files: restored.files, bytes: restored.bytes, skipped: sample(restored.skipped) });
+    } catch (error) {
+      report({ ok: false, message: (error as Error).message });
+      throw error;
+    } finally {
+      await opened.close();
+    }
+  },
+};
+
 interface WaitArgs extends GlobalOptions {
   seconds: number;
 }
@@ -173,6 +237,7 @@ export const moverCommand: CommandModule<GlobalOptions, GlobalOptions> = {
   builder: (argv) =>
     argv
       .command(backupCommand as unknown as CommandModule<GlobalOptions, GlobalOptions>)
+      .command(restoreCommand as unknown as CommandModule<GlobalOptions, GlobalOptions>)
       .command(waitCommand as unknown as CommandModule<GlobalOptions, GlobalOptions>)
       .demandCommand(1) as unknown as Argv<GlobalOptions>,
   handler: () => {},

@@ -11,7 +11,9 @@ import { interruptSignal } from '../interrupt.ts';
 import { outcomeExitCode } from '../outcome.ts';
 import { renderTable, toJson, toYaml, writeError, writeResult } from '../output.ts';
 import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
-import { chooseRepository, openRepository, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
+import { chooseRepository, moverCredentials, openRepository, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
+import { imageReference } from '../../install/image.ts';
+import { pluginVersion } from '../../version.ts';
 
 interface RestoreArgs extends GlobalOptions, StoreOptions, HelperFlags, RepositoryFlags {
   id: string;
@@ -22,6 +24,8 @@ interface RestoreArgs extends GlobalOptions, StoreOptions, HelperFlags, Reposito
   mode: RestoreMode;
   dryRun: boolean;
   pinToNode: boolean;
+  mover: 'exec' | 'pod';
+  moverImage: string;
   output: 'table' | 'json' | 'yaml';
 }
 
@@ -55,6 +59,8 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
       .option('size', { type: 'string', description: 'With --create: the new claim\'s size (default: the backed-up claim\'s capacity)' })
       .option('mode', { choices: ['empty-only', 'overwrite'] as const, default: 'empty-only' as RestoreMode, description: 'empty-only refuses a claim that holds files; overwrite replaces its contents' })
       .option('dry-run', { type: 'boolean', default: false, description: 'Check the artifact and the target, change nothing' })
+      .option('mover', { choices: ['exec', 'pod'] as const, default: 'exec' as const, description: 'A snapshot in an S3 repository: pod writes it into the claim in the cluster, straight from the repository (no data crosses the API server); exec streams it as tar from this machine' })
+      .option('mover-image', { type: 'string', default: imageReference(pluginVersion), description: 'The image of the data mover pod (npm run image builds it)' })
       .option('pin-to-node', { type: 'boolean', default: false, description: 'Restore into a ReadWriteOnce claim a running pod holds, on that pod\'s node' })
       .option('output', { alias: 'o', choices: ['table', 'json', 'yaml'] as const, default: 'table' as const, description: 'Output format' })
       .example('kubectl nkvm restore 3f9c2a --to data -n shop', 'Into an existing, empty claim')
@@ -86,7 +92,11 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
         backup ??= snapshotBackupRecord(found, opened.location);
       }
       const client = await connectFromFlags(args);
-      const manager = new RestoreManager(client, catalog, { helper, podReadyTimeoutMs, signal: interruptSignal });
+      if (args.mover === 'pod' && !opened?.location.startsWith('s3:')) {
+        throw new UsageError('--mover pod restores a snapshot of an S3 repository, which the cluster can reach', 'use --mover exec for tar artifacts and local repositories');
+      }
+      const mover = args.mover === 'pod' && opened ? { image: args.moverImage, credentials: moverCredentials(opened, args) } : undefined;
+      const manager = new RestoreManager(client, catalog, { helper, podReadyTimeoutMs, signal: interruptSignal, mover });
       const result = await manager.restore({
         backup: backup!,
         snapshot,

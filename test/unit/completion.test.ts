@@ -115,7 +115,7 @@ test('flags of the command typed so far: long names and short forms, global ones
   t.is(backup.directive, Directive.noFileComp);
   t.is(backup.candidates.find((c) => c.value === '-o')!.description, 'Output format of the results (name: artifact paths)');
   t.deepEqual((await values(['backup', '--comp'])).values, ['--compression']);
-  t.deepEqual((await values(['restore', '--m'])).values, ['--mode']);
+  t.deepEqual((await values(['restore', '--mo'])).values, ['--mode', '--mover', '--mover-image']);
   t.deepEqual((await values(['artifacts', 'list', '--s'])).values.filter((v) => v.startsWith('--st')), ['--status']);
   t.false((await values(['backup', '--all', '--a'])).values.includes('--all'), 'a flag given is not offered again');
   t.false((await values(['backup', '-A', '--a'])).values.includes('--all-namespaces'), '... by its short form either');

@@ -404,7 +404,8 @@ test('--mover pod: a pod of the plugin image reads the claim on its node and wri
   const back = await kubectlNkvm(t.context, ['restore', first.result.snapshot.id.slice(0, 8), '--to', 'copy', '--create', '--size', '1Gi', '-n', namespace, '--repo', location, '--mover', 'pod', '--mover-image', image.reference, '-o', 'json'], { env });
   t.is(back.exitCode, 0, String(back.stderr) + String(back.stdout));
   t.regex(JSON.parse(String(back.stdout)).message, /restored 4\d entries from snapshot [0-9a-f]{8} into .*\/copy \(in the cluster, by data mover nkvm-restore-copy-/);
-  t.true(proxy.received < 0.01 * claimBytes, `the restore: the API server sent ${proxy.received} bytes`);
+  // No data: what the API server sends is a fixed cost (the new claim, the pod's start, polls of both), about 250 KB.
+  t.true(proxy.received < 0.02 * claimBytes, `the restore: the API server sent ${proxy.received} bytes`);
   t.log(`--mover pod restore: the API server sent ${proxy.received} bytes`);
   await cluster.kubectl(['apply', '-f', '-'], {
     input: `apiVersion: v1

@@ -7,7 +7,7 @@
  */
 import { Readable } from 'node:stream';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { describeExecFailure, execStream, ExecStreamCutError, TailBuffer } from '../kube/exec.ts';
+import { describeExecFailure, execStream, ExecStreamCutError, TailBuffer, type ExecOutcome } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
 import type { MoverCredentials, MoverRestoreResult, MoverResult } from '../cli/commands/mover.ts';
 import { CopyStageError, type CopyResult } from './copy.ts';
@@ -32,35 +32,46 @@ export interface MoverRequest {
   signal?: AbortSignal | undefined;
 }
 
-/** Runs `mover backup` in the mover pod; its result as the copy stage's, the snapshot already saved (`moved`). */
-export async function runMoverBackup(request: MoverRequest): Promise<CopyResult> {
+/**
+ * Runs a mover command in its pod with the credentials on stdin: its exec outcome and the JSON report
+ * it printed last (undefined when none arrived). A failed or cut exec throws, as the exec does.
+ */
+async function execMover<T>(
+  request: { kubeConfig: KubeConfig; namespace: string; pod: string; credentials: MoverCredentials; signal?: AbortSignal | undefined },
+  args: string[],
+): Promise<{ outcome: ExecOutcome; report: T | undefined; stdoutBytes: number }> {
   const stdout = new TailBuffer();
   // A cut exec destroys its stdout with the reason, which the outcome reports.
   stdout.on('error', () => {});
-  const command = [MOVER_EXECUTABLE, 'mover', 'backup', '--credentials-stdin', '--path', request.path, '--host', request.namespace, ...(request.allowPartial ? ['--allow-partial'] : [])];
-  let outcome;
+  const outcome = await execStream(request.kubeConfig, {
+    namespace: request.namespace,
+    pod: request.pod,
+    container: HELPER_CONTAINER,
+    command: [MOVER_EXECUTABLE, 'mover', ...args, '--credentials-stdin'],
+    stdin: Readable.from([Buffer.from(JSON.stringify(request.credentials))]),
+    stdout,
+    signal: request.signal,
+  });
+  const line = stdout.text.trim().split('\n').at(-1) ?? '';
+  const stdoutBytes = stdout.text.length;
   try {
-    outcome = await execStream(request.kubeConfig, {
-      namespace: request.namespace,
-      pod: request.pod,
-      container: HELPER_CONTAINER,
-      command,
-      stdin: Readable.from([Buffer.from(JSON.stringify(request.credentials))]),
-      stdout,
-      signal: request.signal,
-    });
+    return { outcome, report: line.startsWith('{') ? (JSON.parse(line) as T) : undefined, stdoutBytes };
+  } catch {
+    return { outcome, report: undefined, stdoutBytes };
+  }
+}
+
+/** Runs `mover backup` in the mover pod; its result as the copy stage's, the snapshot already saved (`moved`). */
+export async function runMoverBackup(request: MoverRequest): Promise<CopyResult> {
+  let ran: { outcome: ExecOutcome; report: MoverResult | undefined; stdoutBytes: number };
+  try {
+    ran = await execMover<MoverResult>(request, ['backup', '--path', request.path, '--host', request.namespace, ...(request.allowPartial ? ['--allow-partial'] : [])]);
   } catch (error) {
     if (error instanceof ExecStreamCutError) throw new CopyStageError(`the mover's connection was cut: ${error.message}`, { cause: error, retryable: !request.signal?.aborted });
     const typed = toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
     throw new CopyStageError(typed.message, { cause: typed });
   }
-  const line = stdout.text.trim().split('\n').at(-1) ?? '';
-  let result: MoverResult | undefined;
-  try {
-    result = line.startsWith('{') ? (JSON.parse(line) as MoverResult) : undefined;
-  } catch {
-    result = undefined;
-  }
+  const { outcome, report: result } = ran;
   const none = { count: 0, sample: [] };
   if (!result) {
     // Its snapshot may be saved; another attempt reads nothing again (the parent then is that snapshot).
@@ -68,7 +79,7 @@ export async function runMoverBackup(request: MoverRequest): Promise<CopyResult>
   }
   const unreadable = result.unreadable ?? none;
   if (!result.ok && unreadable.count === 0) throw new CopyStageError(`the mover failed: ${result.message}`);
-  const exchanged = stdout.text.length + outcome.stderr.length;
+  const exchanged = ran.stdoutBytes + outcome.stderr.length;
   return {
     tar: { bytes: exchanged, entries: result.entries ?? 0, regularFiles: result.files ?? 0, directories: 0, contentBytes: result.bytesRead ?? 0, complete: true },
     imageSha256: null,
@@ -94,25 +105,8 @@ export interface MoverRestoreRequest {
 
 /** Runs `mover restore` in the mover pod: the snapshot written into the claim straight from the repository. */
 export async function runMoverRestore(request: MoverRestoreRequest): Promise<MoverRestoreResult> {
-  const stdout = new TailBuffer();
-  stdout.on('error', () => {});
-  const command = [MOVER_EXECUTABLE, 'mover', 'restore', '--credentials-stdin', '--snapshot', request.snapshotId, '--mode', request.mode];
-  const outcome = await execStream(request.kubeConfig, {
-    namespace: request.namespace,
-    pod: request.pod,
-    container: HELPER_CONTAINER,
-    command,
-    stdin: Readable.from([Buffer.from(JSON.stringify(request.credentials))]),
-    stdout,
-    signal: request.signal,
-  }).catch((error: unknown) => {
+  const { outcome, report } = await execMover<MoverRestoreResult>(request, ['restore', '--snapshot', request.snapshotId, '--mode', request.mode]).catch((error: unknown) => {
     throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
   });
-  const line = stdout.text.trim().split('\n').at(-1) ?? '';
-  try {
-    if (line.startsWith('{')) return JSON.parse(line) as MoverRestoreResult;
-  } catch {
-    // reported below
-  }
-  return { ok: false, message: describeExecFailure('the mover in its pod', outcome) };
+  return report ?? { ok: false, message: describeExecFailure('the mover in its pod', outcome) };
 }

@@ -460,7 +460,7 @@ export class BackupManager {
     const failedPostHooks = hooks.filter((hook) => hook.phase === 'post' && !hook.ok).map(describeHook);
     const notes = [...(unreadableText ? [`partial: ${unreadableText}`] : []), ...copyNotes, ...failedPostHooks];
     const partialNote = notes.length && !failure ? ` (${notes.join('; ')})` : '';
-    const destination = snapshot ? `snapshot ${snapshot.id.slice(0, 8)} in ${snapshot.repository}` : artifact?.path;
+    const destination = snapshot ? `snapshot ${snapshot.id.slice(0, 8)} in ${snapshot.repository}${snapshot.mover ? ` by data mover ${snapshot.mover}` : ''}` : artifact?.path;
     const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${destination}${partialNote}${retried}`;
     const message = cleanupProblem ? `${outcome}; ${cleanupProblem}` : outcome;
     await this.catalog.updateBackup(id, {

@@ -131,8 +131,10 @@ export function installManifests(options: InstallOptions): KubeObject[] {
       ...(options.remoteKubeconfigSecret ? [{ name: 'remote-kubeconfig', mountPath: REMOTE_KUBECONFIG_DIR, readOnly: true }] : []),
     ],
   });
+  // Into S3, the copies run in movers of this same image, so a scheduled backup relays no data through the API server.
+  const movers = options.repository?.location?.startsWith('s3:') ? ['--mover', 'pod', '--mover-image', options.image] : [];
   const intoRepository = options.repository
-    ? ['--format', 'repo', '--init-repository', ...(options.repository.location ? ['--repo', options.repository.location] : [])]
+    ? ['--format', 'repo', '--init-repository', ...(options.repository.location ? ['--repo', options.repository.location] : []), ...movers]
     : [];
   const repositoryArgs = options.repository?.location ? ['--repo', options.repository.location] : [];
   const backup = container('backup', ['backup', ...options.backupArgs, ...intoRepository, '--progress', 'never']);

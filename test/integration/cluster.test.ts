@@ -337,6 +337,7 @@ test('a scheduled backup into an S3 repository: the job creates it, its credenti
   t.regex(first.backup, new RegExp(`^${target}\\s+data\\s+succeeded\\s.*snapshot [0-9a-f]{8} in ${location.replaceAll('.', '\\.')}`, 'm'));
   const second = await run('second');
   t.regex(second.backup, /files unchanged since [0-9a-f]{8} \(not read\)/, 'the second run reads only what changed');
+  t.regex(first.backup, /by data mover nkvm-backup-data-/, 'the job\'s copies run in movers: no data through the API server');
   t.regex(second.prune, /removed 1 snapshot/);
 
   // restic, from outside, with the same credentials: one snapshot left (--keep-last 1), sound, whole.

@@ -74,7 +74,12 @@ test('install --repo: the backup goes into the repository (created on the first 
   const printed = await nkvm(['install', '--dry-run=client', '-o', 'json', '--repo', 's3:https://s3.example/b', '--repo-secret', 'backup-repo', '--keep-daily', '7', '--keep-within', '30d', '--prune'], '/tmp');
   t.is(printed.exitCode, 0, printed.stderr);
   const pod = podSpec((JSON.parse(printed.stdout) as { items: KubeObject[] }).items).jobTemplate.spec.template.spec as PodSpec & { containers: { args: string[]; envFrom: unknown }[]; initContainers: { args: string[]; envFrom: unknown }[] };
-  t.deepEqual(pod.initContainers[0]!.args, ['backup', '--all', '-A', '--format', 'repo', '--init-repository', '--repo', 's3:https://s3.example/b', '--progress', 'never']);
+  t.deepEqual(pod.initContainers[0]!.args, [
+    'backup', '--all', '-A', '--format', 'repo', '--init-repository', '--repo', 's3:https://s3.example/b',
+    // Its copies in movers of its own image.
+    '--mover', 'pod', '--mover-image', 'ghcr.io/kubectl-nkvm/kubectl-nkvm:0.1.0',
+    '--progress', 'never',
+  ]);
   t.deepEqual(pod.containers[0]!.args, ['forget', '--keep-daily', '7', '--keep-within', '30d', '--prune', '--repo', 's3:https://s3.example/b']);
   for (const container of [pod.initContainers[0]!, pod.containers[0]!]) t.deepEqual(container.envFrom, [{ secretRef: { name: 'backup-repo' } }]);
   t.false(printed.stdout.includes('RESTIC_PASSWORD'), 'no password in the objects');

@@ -68,7 +68,7 @@ export function renderResults(results: BackupResult[], format: OutputFormat): st
         formatDuration(r.durationMs),
         r.id,
         ...(wide ? [r.node ?? '-', r.runAs ?? '-', r.artifact?.sha256 ?? '-'] : []),
-        r.snapshot ? `snapshot ${r.snapshot.id.slice(0, 8)} in ${r.snapshot.repository}${unchangedNote(r.snapshot)}${copyWarnings(r)}` : r.artifact ? `${r.artifact.path}${copyWarnings(r)}` : r.message,
+        r.snapshot ? `snapshot ${r.snapshot.id.slice(0, 8)} in ${r.snapshot.repository}${r.snapshot.mover ? ` by data mover ${r.snapshot.mover}` : ''}${unchangedNote(r.snapshot)}${copyWarnings(r)}` : r.artifact ? `${r.artifact.path}${copyWarnings(r)}` : r.message,
       ]);
       return renderTable(headers, rows);
     }

@@ -25,6 +25,7 @@ import type { SnapshotWithId } from '../repository/snapshot.ts';
 import type { MoverCredentials } from '../cli/commands/mover.ts';
 import { moverWaitCommand, runMoverBackup } from './mover.ts';
 import { describeHook, podsForHooks, runHook } from './hooks.ts';
+import { NodeSlots } from './node-slots.ts';
 import { hookFor, type HookFlags, type HookRecord, type HookSpec } from './hook-spec.ts';
 import type { Repository } from '../repository/repository.ts';
 
@@ -108,6 +109,9 @@ export interface BackupResult {
   startedAt: string;
   finishedAt: string;
   durationMs: number;
+  /** When the copy (with its hooks) began and ended on its node: what --max-per-node bounds. */
+  copyStartedAt?: string | undefined;
+  copyFinishedAt?: string | undefined;
   context: string;
   credentialSource: string;
 }
@@ -140,6 +144,8 @@ export interface BackupOptions {
    * nodes read them in place and write straight into the repository (mover.ts).
    */
   mover?: { image: string; credentials: MoverCredentials } | undefined;
+  /** At most this many copies at once on one node (--max-per-node); unbounded when absent. */
+  maxPerNode?: number | undefined;
   /** --pre-hook, --post-hook and their options (pods' Velero annotations apply where these are absent). */
   hooks?: HookFlags | undefined;
   compression: Compression;
@@ -211,11 +217,13 @@ export class BackupManager {
   /** Namespaces where Pod Security refused a root helper during this run (helper-pod.ts). */
   private readonly restrictedNamespaces = new Set<string>();
   private repositoryQueue: Promise<unknown> = Promise.resolve();
+  private readonly nodeSlots: NodeSlots | undefined;
 
   constructor(client: KubeClient, catalog: Catalog, options: BackupOptions) {
     this.client = client;
     this.catalog = catalog;
     this.options = options;
+    this.nodeSlots = options.maxPerNode ? new NodeSlots(options.maxPerNode) : undefined;
   }
 
   async backupOne(target: BackupTarget): Promise<BackupResult> {
@@ -322,8 +330,13 @@ export class BackupManager {
     const hooks: HookRecord[] = [];
     /** Post-hooks owed: every pod with one, known before any pre-hook runs, run whatever happens next. */
     const postHooks: { pod: string; spec: HookSpec }[] = [];
+    let freeSlot = () => {};
+    let copyStartedAt: string | undefined;
+    let copyFinishedAt: string | undefined;
     try {
       if (failure) throw failure;
+      if (this.nodeSlots && record.node) freeSlot = await this.nodeSlots.acquire(record.node);
+      copyStartedAt = new Date().toISOString();
       stage = 'pre-hook';
       await this.runPreHooks(flight, hooks, postHooks);
       stage = 'copy';
@@ -445,6 +458,8 @@ export class BackupManager {
     } finally {
       // Not on the run's signal: after Ctrl-C too, a frozen application is thawed (each within its timeout).
       for (const { pod, spec } of postHooks) hooks.push(await runHook(this.client, target.namespace, pod, spec));
+      if (copyStartedAt) copyFinishedAt = new Date().toISOString();
+      freeSlot();
       if (partial) fs.rmSync(partial, { force: true });
       if (helperPod) {
         await deleteHelperPod(this.client, target.namespace, helperPod).catch((error: Error) => {
@@ -523,6 +538,7 @@ export class BackupManager {
       startedAt: record.startedAt,
       finishedAt: finished.toISOString(),
       durationMs: finished.getTime() - started.getTime(),
+      ...(copyStartedAt ? { copyStartedAt, copyFinishedAt } : {}),
       context: credentials.context,
       credentialSource: credentials.source,
     };

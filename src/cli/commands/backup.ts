@@ -41,6 +41,7 @@ interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags, Repositor
   selector: string | undefined;
   output: OutputFormat;
   parallel: number;
+  maxPerNode: number | undefined;
   compression: Compression;
   retries: number;
   progress: ProgressMode;
@@ -113,6 +114,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .option('selector', { alias: 'l', type: 'string', description: 'With --all: only claims with these labels' })
       .option('output', { alias: 'o', choices: OUTPUT_FORMATS, default: 'table' as OutputFormat, description: 'Output format of the results (name: artifact paths)' })
       .option('parallel', { type: 'number', default: 1, description: 'Claims backed up at the same time' })
+      .option('max-per-node', { type: 'number', description: 'With --parallel: at most this many copies at once on one node' })
       .option('format', { choices: FORMATS, default: 'auto' as BackupFormat, description: 'repo: snapshots in the repository; tar: compressed tar artifacts; auto: repo when a repository is configured (repo init, --repo, $RESTIC_REPOSITORY), else tar' })
       .option('mover', { choices: ['exec', 'pod'] as const, default: 'exec' as const, description: 'Into an S3 repository: pod runs the copy in the cluster (a pod of the plugin\'s image reads the claim on its node and writes straight into the repository; no data crosses the API server); exec streams tar through the API server to this machine' })
       .option('mover-image', { type: 'string', default: imageReference(pluginVersion), description: 'The image of the data mover pods (npm run image builds it)' })
@@ -134,6 +136,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
   handler: async (args) => {
     validate(args);
     const parallel = parsePositiveInteger(args.parallel, '--parallel');
+    const maxPerNode = args.maxPerNode === undefined ? undefined : parsePositiveInteger(args.maxPerNode, '--max-per-node');
     const hookTimeoutMs = args.hookTimeout === undefined ? undefined : parseGoDuration(args.hookTimeout);
     if (args.hookTimeout !== undefined && !hookTimeoutMs) throw new UsageError(`--hook-timeout ${args.hookTimeout} is not a duration`, 'e.g. --hook-timeout 30s or 2m');
     const retries = parseNonNegativeInteger(args.retries, '--retries');
@@ -174,6 +177,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
         outputDir: artifactDir,
         repository: repository && { repository: repository.repository, location: repository.location },
         mover: repository && args.mover === 'pod' ? { image: args.moverImage, credentials: moverCredentials(repository, args) } : undefined,
+        maxPerNode,
         hooks: {
           preHook: args.preHook,
           postHook: args.postHook,

@@ -119,10 +119,11 @@ async function prepare(request: IncrementalRequest, dir: string, dispose: () => 
   const out = fs.openSync(requestFile, 'w');
   let requestBytes = 0;
   const NUL = Buffer.from([0]);
+  // Read twice from the file: once to plan, once beside the tar.
+  const listing = (onCapabilities?: (caps: ListingCapabilities) => void) => readListing(fs.createReadStream(listingFile, { highWaterMark: 1024 * 1024 }), nonce, onCapabilities);
   let plan: RequestPlan;
   try {
-    const listing = readListing(fs.createReadStream(listingFile, { highWaterMark: 1024 * 1024 }), nonce, (caps) => (capabilities = caps));
-    plan = await planRequests(request.repository, request.previousRoot, listing, (name) => {
+    plan = await planRequests(request.repository, request.previousRoot, listing((caps) => (capabilities = caps)), (name) => {
       fs.writeSync(out, name);
       fs.writeSync(out, NUL);
       requestBytes += name.length + 1;
@@ -140,8 +141,7 @@ async function prepare(request: IncrementalRequest, dir: string, dispose: () => 
     input: plan.requested > 0 ? { stream: fs.createReadStream(requestFile), bytes: requestBytes } : undefined,
     stderr,
     listingBytes: outcome.bytes,
-    archive: (tar) =>
-      archiveChanges(request.repository, tar, readListing(fs.createReadStream(listingFile, { highWaterMark: 1024 * 1024 }), nonce), request.previousRoot, { path: request.snapshotPath }),
+    archive: (tar) => archiveChanges(request.repository, tar, listing(), request.previousRoot, { path: request.snapshotPath }),
     dispose,
   };
 }

@@ -44,6 +44,7 @@ import type { MoverCredentials } from '../cli/commands/mover.ts';
 import { moverWaitCommand, runMoverRestore } from './mover.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
+import type { Node } from '../repository/tree.ts';
 
 export type RestoreStage = 'verify' | 'target' | 'helper-pod' | 'prepare' | 'write' | 'finalize' | 'done';
 
@@ -265,9 +266,11 @@ export class RestoreManager {
     let message = '';
     let movedNote = '';
     try {
+      // A snapshot whose path is one file is a device image: looked up once, for every pass below.
+      const imageFile = request.snapshot ? await imageNode(request.snapshot.repository, request.snapshot.snapshot).catch(() => undefined) : undefined;
       // A mover reads and checks every blob as it writes it, in the cluster: the snapshot is not read here first.
-      const mover = this.options.mover && request.snapshot && !request.dryRun && !(await imageNode(request.snapshot.repository, request.snapshot.snapshot)) ? this.options.mover : undefined;
-      const fixups = mover ? MOVED : request.snapshot ? await this.verifySnapshot(request.snapshot, backup) : await this.verifyArtifact(backup);
+      const mover = this.options.mover && request.snapshot && !request.dryRun && !imageFile ? this.options.mover : undefined;
+      const fixups = mover ? MOVED : request.snapshot ? await this.verifySnapshot(request.snapshot, backup, imageFile) : await this.verifyArtifact(backup);
       // A snapshot whose path is one file is a device image (ours, or `restic backup --stdin`): it goes into a Block claim.
       if (fixups.imageSha256 !== null && backup.volumeMode !== 'Block') request = { ...request, backup: { ...backup, volumeMode: 'Block' } };
       const source = request.snapshot ? `snapshot ${request.snapshot.snapshot.id.slice(0, 8)}` : `backup ${backup.id}`;
@@ -323,7 +326,7 @@ export class RestoreManager {
             // cat, not busybox dd: over exec stdin, dd was seen to stop at a short read as if at the end.
             // A cut stream also ends cat's input early; the read-back below catches either.
             const intoDevice = ['sh', '-c', `cat > ${DATA_DEVICE_PATH} && sync`];
-            if (request.snapshot) await this.writeSnapshot(request.snapshot, namespace, record.helperPod, intoDevice, true);
+            if (request.snapshot) await this.writeSnapshot(request.snapshot, namespace, record.helperPod, intoDevice, imageFile);
             else await this.writeArtifact(backup, namespace, record.helperPod, intoDevice);
             await this.checkImage(fixups, namespace, record.helperPod);
           } else {
@@ -437,8 +440,7 @@ export class RestoreManager {
    * repository (every blob decrypted, authenticated and hashed to its ID on the way), checked entry
    * by entry like an artifact's, its directories' and symlinks' metadata kept for the finalize stage.
    */
-  private async verifySnapshot(source: SnapshotSource, backup: BackupRecord): Promise<ArtifactContents> {
-    const image = await imageNode(source.repository, source.snapshot).catch(() => undefined);
+  private async verifySnapshot(source: SnapshotSource, backup: BackupRecord, image: Node | undefined): Promise<ArtifactContents> {
     if (image) {
       const digest = new Digest();
       try {
@@ -465,10 +467,9 @@ export class RestoreManager {
     return { imageSha256: null, entries: tar.entries, tarBytes: tar.bytes, regularFiles: tar.regularFiles, contentBytes: tar.contentBytes, metadata };
   }
 
-  /** The second pass: the snapshot's tar (or device image) again, straight from the repository into `command`'s stdin. */
-  private async writeSnapshot(source: SnapshotSource, namespace: string, pod: string, command: string[], image = false): Promise<void> {
+  /** The second pass: the snapshot's tar (or its device image `node`) again, straight from the repository into `command`'s stdin. */
+  private async writeSnapshot(source: SnapshotSource, namespace: string, pod: string, command: string[], node?: Node): Promise<void> {
     const tarStream = new PassThrough();
-    const node = image ? await imageNode(source.repository, source.snapshot) : undefined;
     const reading = pipeline([node ? fileContent(source.repository, node) : restoreTar(source.repository, source.snapshot), tarStream]);
     reading.catch(() => {}); // its failure surfaces as the exec's
     try {

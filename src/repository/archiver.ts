@@ -294,6 +294,11 @@ export class TarArchiver {
   }
 }
 
+/** What the repository stored since `before` (a copy of its stats then): what one archive added. */
+export function savedSince(repo: Repository, before: SaveStats): SaveStats {
+  return Object.fromEntries(Object.entries(repo.stats).map(([key, value]) => [key, value - before[key as keyof SaveStats]])) as unknown as SaveStats;
+}
+
 /** Linux's makedev, as st_rdev holds it. */
 export function linuxDevice(major: number, minor: number): number {
   return (minor & 0xff) + (major & 0xfff) * 2 ** 8 + Math.floor(minor / 256) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 32;
@@ -377,7 +382,7 @@ export async function archiveWith(
   if (!checker.summary.complete) throw new ArchiveError('the tar stream ended without its end-of-archive marker: it was cut short');
   const tree = await consumer.finish(options.path);
   await repo.flush();
-  const added = Object.fromEntries(Object.entries(repo.stats).map(([key, value]) => [key, value - before[key as keyof SaveStats]])) as unknown as SaveStats;
+  const added = savedSince(repo, before);
   return { tree, ...consumer.counts, start, time, added };
 }
 
@@ -409,7 +414,7 @@ export async function archiveImage(repo: Repository, input: AsyncIterable<Buffer
   for (let i = parts.length - 2; i >= 0; i--) node = { ...madeUpDir(Buffer.from(parts[i]!), time), subtree: await repo.saveTree([node]) };
   const tree = await repo.saveTree([node]);
   await repo.flush();
-  const added = Object.fromEntries(Object.entries(repo.stats).map(([key, value]) => [key, value - before[key as keyof SaveStats]])) as unknown as SaveStats;
+  const added = savedSince(repo, before);
   return { tree, files: 1, dirs: 0, bytes: size, entries: 0, start, time, added };
 }
 

@@ -9,10 +9,9 @@
  * restic does), the parent's nodes of those directories, one chunk, one pack per blob type.
  */
 import fs from 'node:fs';
-import { ArchiveError, type ArchiveOptions, type ArchivedTree } from './archiver.ts';
-import { FileChunks } from './archiver.ts';
+import { ArchiveError, FileChunks, savedSince, type ArchiveOptions, type ArchivedTree } from './archiver.ts';
 import { nodeFromListing, TreeBuilder, type ListedEntry } from './incremental.ts';
-import type { Repository, SaveStats } from './repository.ts';
+import type { Repository } from './repository.ts';
 import { nowNs } from './time.ts';
 import { fromGoFileMode, nodeTypeOfMode, type Node } from './tree.ts';
 
@@ -144,7 +143,7 @@ export async function archiveDirectory(
   for await (const { entry, absolute } of walk(Buffer.from(root), archiver.problems)) await archiver.add(entry, absolute);
   const tree = await archiver.finish(options.path);
   await repo.flush();
-  const added = Object.fromEntries(Object.entries(repo.stats).map(([key, value]) => [key, value - before[key as keyof SaveStats]])) as unknown as SaveStats;
+  const added = savedSince(repo, before);
   return { tree, ...archiver.counts, start, time, added, problems: archiver.problems };
 }
 

@@ -399,11 +399,5 @@ export async function directoryAtPath(repo: Repository, tree: string, path: stri
 
 /** The nodes at `path` (`/data/<pvc>`) in a snapshot's tree; undefined where the snapshot has no such directory. */
 export async function nodesAtPath(repo: Repository, tree: string, path: string): Promise<Node[] | undefined> {
-  let nodes = await repo.loadTree(tree);
-  for (const part of path.split('/').filter((p) => p !== '' && p !== '.')) {
-    const dir = nodes.find((node) => node.name.equals(Buffer.from(part)));
-    if (dir?.type !== 'dir' || !dir.subtree) return undefined;
-    nodes = await repo.loadTree(dir.subtree);
-  }
-  return nodes;
+  return (await directoryAtPath(repo, tree, path))?.nodes;
 }

@@ -462,13 +462,18 @@ export class Catalog {
         await sleep(attempt * 10);
         continue;
       }
-      try {
-        return query(view.db);
-      } catch (error) {
-        throw asDamaged(this.file, error);
-      } finally {
-        closeView(view);
-      }
+      return this.queryView(view, query);
+    }
+  }
+
+  /** Runs a query on an open view and closes it; a SQLite error there means the file is damaged. */
+  private queryView<T>(view: View, query: (db: Database) => T): T {
+    try {
+      return query(view.db);
+    } catch (error) {
+      throw asDamaged(this.file, error);
+    } finally {
+      closeView(view);
     }
   }
 
@@ -476,14 +481,7 @@ export class Catalog {
   private async readLocked<T>(query: (db: Database) => T): Promise<T> {
     const lock = await acquireLock(this.lockPath, this.lockTimeoutMs);
     try {
-      const view = await this.openView(true);
-      try {
-        return query(view.db);
-      } catch (error) {
-        throw asDamaged(this.file, error);
-      } finally {
-        closeView(view);
-      }
+      return this.queryView(await this.openView(true), query);
     } finally {
       await releaseLock(lock);
     }

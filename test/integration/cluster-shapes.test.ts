@@ -258,6 +258,14 @@ spec: {storageClassName: ${cluster.blockStorageClass}, volumeMode: Block, access
   await cluster.kubectl(['wait', '--for=jsonpath={.status.phase}=Bound', `pvc/${name}`, '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
 }
 
+/** A 64Mi Block claim "disk" held by pod "vm" (device /dev/xvda): the device's size in bytes. */
+async function blockWorkload(cluster: TestCluster, namespace: string): Promise<number> {
+  await blockClaim(cluster, namespace, 'disk', '64Mi');
+  await cluster.kubectl(['apply', '-f', '-'], { input: blockPod(namespace, 'vm', 'disk', cluster.images.helper) });
+  await cluster.kubectl(['wait', '--for=condition=Ready', 'pod/vm', '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
+  return Number((await cluster.kubectl(['exec', 'vm', '-n', namespace, '--', 'blockdev', '--getsize64', '/dev/xvda'])).trim());
+}
+
 async function deviceSha256(cluster: TestCluster, namespace: string, claim: string, bytes: number): Promise<string> {
   const pod = `reader-${Math.random().toString(36).slice(2, 8)}`;
   await cluster.kubectl(['apply', '-f', '-'], { input: blockPod(namespace, pod, claim, cluster.images.helper) });
@@ -280,10 +288,7 @@ test('a Block claim: backed up as a compressed device image, verified, restored 
   const namespace = await createNamespace(cluster, 'block');
   t.context.diagnose = { namespace, sourcePod: 'vm' };
   const s = store(t, 'block');
-  await blockClaim(cluster, namespace, 'disk', '64Mi');
-  await cluster.kubectl(['apply', '-f', '-'], { input: blockPod(namespace, 'vm', 'disk', cluster.images.helper) });
-  await cluster.kubectl(['wait', '--for=condition=Ready', 'pod/vm', '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
-  const size = Number((await cluster.kubectl(['exec', 'vm', '-n', namespace, '--', 'blockdev', '--getsize64', '/dev/xvda'])).trim());
+  const size = await blockWorkload(cluster, namespace);
   const mib = size / 1048576;
   await cluster.kubectl(['exec', 'vm', '-n', namespace, '--', 'sh', '-c', [0, Math.floor(mib / 2), mib - 1]
     .map((at) => `head -c 1048576 /dev/urandom | dd of=/dev/xvda bs=1048576 seek=${at} conv=fsync 2>/dev/null`)
@@ -343,10 +348,7 @@ test('a Block claim into a repository: one file of the device\'s bytes that rest
   const s = store(t, 'block-repo');
   const repo = path.join(path.dirname(s.catalog), 'repository');
   const env = { RESTIC_PASSWORD: 'block-password' };
-  await blockClaim(cluster, namespace, 'disk', '64Mi');
-  await cluster.kubectl(['apply', '-f', '-'], { input: blockPod(namespace, 'vm', 'disk', cluster.images.helper) });
-  await cluster.kubectl(['wait', '--for=condition=Ready', 'pod/vm', '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
-  const size = Number((await cluster.kubectl(['exec', 'vm', '-n', namespace, '--', 'blockdev', '--getsize64', '/dev/xvda'])).trim());
+  const size = await blockWorkload(cluster, namespace);
   const write = (at: number) => cluster.kubectl(['exec', 'vm', '-n', namespace, '--', 'sh', '-c', `head -c 4194304 /dev/urandom | dd of=/dev/xvda bs=1048576 seek=${at} conv=fsync 2>/dev/null`]);
   await write(0);
   await write(40);

@@ -9,15 +9,13 @@ import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { execa, type Result } from 'execa';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { openBackend } from '../../src/repository/backends/open.ts';
 import { acquireLock } from '../../src/repository/lock.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { kubernetesBinDir } from '../cluster/paths.ts';
 import { findRestic } from '../cluster/restic.ts';
 import { type S3Server, startS3Server } from '../cluster/s3-server.ts';
-import { integrationEnabled, pluginBundle } from './support.ts';
+import { integrationEnabled, pluginWorkDir } from './support.ts';
 
 interface Context {
   work: string;
@@ -31,14 +29,9 @@ const suite = integrationEnabled ? test.serial : test.serial.skip;
 if (integrationEnabled) {
   test.before(async (t) => {
     findRestic();
-    if (!fs.existsSync(pluginBundle)) throw new Error(`${pluginBundle} is missing: run \`node build.mjs\` first`);
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-keys-it-'));
-    const bin = path.join(work, 'bin');
-    fs.mkdirSync(bin);
-    fs.symlinkSync(pluginBundle, path.join(bin, 'kubectl-nkvm'));
-    const kubectlDir = fs.existsSync(path.join(kubernetesBinDir, 'kubectl')) ? [kubernetesBinDir] : [];
-    t.context.work = work;
-    t.context.pluginPath = [bin, ...kubectlDir, process.env.PATH ?? ''].join(path.delimiter);
+    const { workDir, pluginPath } = pluginWorkDir('nkvm-keys-it-');
+    t.context.work = workDir;
+    t.context.pluginPath = pluginPath;
     t.context.server = await startS3Server();
   });
   test.afterEach.always((t) => {

@@ -27,10 +27,9 @@ import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { acquireLock, listLocks, type LockFile } from '../../src/repository/lock.ts';
 import { prune } from '../../src/repository/prune.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { kubernetesBinDir } from '../cluster/paths.ts';
 import { findRestic, restic } from '../cluster/restic.ts';
 import { startS3Server } from '../cluster/s3-server.ts';
-import { integrationEnabled, pluginBundle } from './support.ts';
+import { integrationEnabled, pluginWorkDir } from './support.ts';
 
 interface Context {
   work: string;
@@ -47,13 +46,9 @@ const SUMMARY = /^(used|duplicates|unused|unreferenced|total|unused size|to repa
 if (integrationEnabled) {
   test.before((t) => {
     findRestic();
-    if (!fs.existsSync(pluginBundle)) throw new Error(`${pluginBundle} is missing: run \`node build.mjs\` first`);
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-repo-prune-'));
+    const { workDir: work, pluginPath } = pluginWorkDir('nkvm-repo-prune-');
     t.context.work = work;
-    const binDir = path.join(work, 'bin');
-    fs.mkdirSync(binDir);
-    fs.symlinkSync(pluginBundle, path.join(binDir, 'kubectl-nkvm'));
-    t.context.pluginPath = [binDir, kubernetesBinDir, process.env.PATH ?? ''].join(path.delimiter);
+    t.context.pluginPath = pluginPath;
     t.context.passwordFile = path.join(work, 'password');
     fs.writeFileSync(t.context.passwordFile, `${PASSWORD}\n`);
   });

@@ -42,19 +42,27 @@ export interface SuiteOptions {
  * when they fail. Without NKVM_RUN_KIND_INTEGRATION=1 every test is skipped; with it, a cluster
  * that cannot start fails the run with its logs.
  */
+/**
+ * A work directory of the suite's own whose bin/ holds the built plugin as `kubectl-nkvm`, and the
+ * PATH on which kubectl (the cluster's, where built) finds it, as a user's would.
+ */
+export function pluginWorkDir(prefix: string): { workDir: string; pluginPath: string } {
+  if (!fs.existsSync(pluginBundle)) throw new Error(`${pluginBundle} is missing: run \`node build.mjs\` first`);
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const binDir = path.join(workDir, 'bin');
+  fs.mkdirSync(binDir);
+  fs.symlinkSync(pluginBundle, path.join(binDir, 'kubectl-nkvm'));
+  const kubectlDir = fs.existsSync(path.join(kubernetesBinDir, 'kubectl')) ? [kubernetesBinDir] : [];
+  return { workDir, pluginPath: [binDir, ...kubectlDir, process.env.PATH ?? ''].join(path.delimiter) };
+}
+
 export function clusterSuite(options: SuiteOptions = {}): TestFn<SuiteContext>['serial'] {
   const test = anyTest as TestFn<SuiteContext>;
   // Tests in a suite share its cluster, so they run one after another.
   if (!integrationEnabled) return test.skip as unknown as TestFn<SuiteContext>['serial'];
   test.before(async (t) => {
     t.timeout(20 * 60_000, 'starting the cluster');
-    if (!fs.existsSync(pluginBundle)) throw new Error(`${pluginBundle} is missing: run \`node build.mjs\` first`);
-    const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-it-work-'));
-    const binDir = path.join(workDir, 'bin');
-    fs.mkdirSync(binDir);
-    fs.symlinkSync(pluginBundle, path.join(binDir, 'kubectl-nkvm'));
-    const kubectlDir = fs.existsSync(path.join(kubernetesBinDir, 'kubectl')) ? [kubernetesBinDir] : [];
-    const pluginPath = [binDir, ...kubectlDir, process.env.PATH ?? ''].join(path.delimiter);
+    const { workDir, pluginPath } = pluginWorkDir('nkvm-it-work-');
     t.context.workDir = workDir;
     t.context.pluginPath = pluginPath;
     const shared = options.ownCluster ? undefined : sharedCluster();

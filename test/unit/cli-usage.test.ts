@@ -30,6 +30,10 @@ for (const [args, message] of [
   [['backup', 'a', '--parallel', '0'], /--parallel must be a whole number of at least 1/],
   [['backup', 'a', '--toleration', 'x=y:Never'], /unknown effect "Never"/],
   [['backup', 'a', '--pod-ready-timeout', 'soon'], /invalid duration for --pod-ready-timeout/],
+  [['backup', 'a', '--hook-timeout', 'soon'], /--hook-timeout soon is not a duration/],
+  [['backup', 'a', '--hook-on-error', 'ignore'], /Invalid values:[\s\S]*Argument: hook-on-error/],
+  [['backup', 'a', '--max-per-node', '0'], /--max-per-node must be a whole number of at least 1/],
+  [['backup', 'a', '--mover', 'pod'], /--mover pod writes into a repository: name one/],
   [['discover', '-o', 'xml'], /Invalid values:[\s\S]*Argument: output/],
   [['nonsense'], /unknown command "nonsense" for "kubectl nkvm"/],
   [['artifacts'], /Name an artifacts command/],
@@ -68,4 +72,23 @@ test('an empty catalog lists nothing, and says so on stderr', async (t) => {
   t.regex(run.stderr, /No backups recorded in/);
   const json = await nkvm(['artifacts', 'list', '-o', 'json']);
   t.deepEqual(JSON.parse(json.stdout), { apiVersion: 'v1', kind: 'List', items: [] });
+});
+
+test('--mover pod needs a repository the cluster can reach: a directory of this machine is refused, for backup and restore', async (t) => {
+  const repo = path.join(home, 'local-repo');
+  const password = path.join(home, 'mover-password');
+  fs.writeFileSync(password, 'pw\n');
+  t.is((await nkvm(['repo', 'init', repo, '--password-file', password])).exitCode, 0);
+  // A snapshot to restore, made as a mover makes one, from a directory here.
+  const source = fs.mkdtempSync(path.join(home, 'source-'));
+  fs.writeFileSync(path.join(source, 'f'), 'x');
+  const moved = await nkvm(['mover', 'backup', '--repo', repo, '--password-file', password, '--source', source, '--path', '/data/x', '--host', 'ns']);
+  t.is(moved.exitCode, 0, moved.stderr);
+  const { snapshotId } = JSON.parse(moved.stdout) as { snapshotId: string };
+  for (const args of [['backup', 'a', '--mover', 'pod'], ['restore', snapshotId.slice(0, 8), '--to', 'x', '--mover', 'pod']]) {
+    const refused = await nkvm([...args, '--repo', repo, '--password-file', password]);
+    t.is(refused.exitCode, 2, refused.stderr);
+    t.regex(refused.stderr, /--mover pod (writes from the cluster, which cannot reach|restores a snapshot of an S3 repository)/);
+    t.notRegex(refused.stderr, /at \w+ \(/, 'no stack trace');
+  }
 });

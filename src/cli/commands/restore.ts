@@ -91,10 +91,11 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
         snapshot = { repository: opened.repository, snapshot: found, location: opened.location };
         backup ??= snapshotBackupRecord(found, opened.location);
       }
-      const client = await connectFromFlags(args);
+      // A usage error, said before any connection to the cluster.
       if (args.mover === 'pod' && !opened?.location.startsWith('s3:')) {
         throw new UsageError('--mover pod restores a snapshot of an S3 repository, which the cluster can reach', 'use --mover exec for tar artifacts and local repositories');
       }
+      const client = await connectFromFlags(args);
       const mover = args.mover === 'pod' && opened ? { image: args.moverImage, credentials: moverCredentials(opened, args) } : undefined;
       const manager = new RestoreManager(client, catalog, { helper, podReadyTimeoutMs, signal: interruptSignal, mover });
       const result = await manager.restore({

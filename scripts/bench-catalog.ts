@@ -79,7 +79,7 @@ function smallBackup(id: string): BackupRecord {
     namespace: 'team-7', pvc: 'data-postgres-42', pv: null, storageClass: null, capacity: null, node: null, helperPod: null,
     startedAt: new Date().toISOString(), finishedAt: null, status: 'running', prunedAt: null, failedStage: null, message: null,
     artifactPath: null, compression: 'zstd', bytes: null, tarBytes: null, fileCount: null, sha256: null, attempts: 0,
-    volumeMode: null, runAs: null, unreadable: null, vanished: null, changed: null, repository: null, snapshotId: null, filesNew: null, filesChanged: null, filesUnmodified: null, bytesRead: null, bytesSent: null, hooks: null, bytesAdded: null, contentSha256: null, pluginVersion: '0.1.0',
+    volumeMode: null, runAs: null, unreadable: null, vanished: null, changed: null, repository: null, snapshotId: null, filesNew: null, filesChanged: null, filesUnmodified: null, bytesRead: null, bytesSent: null, hooks: null, source: null, bytesAdded: null, contentSha256: null, pluginVersion: '0.1.0',
   };
 }
 

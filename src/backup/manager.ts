@@ -28,8 +28,9 @@ import { describeHook, podsForHooks, runHook } from './hooks.ts';
 import { NodeSlots } from './node-slots.ts';
 import { hookFor, type HookFlags, type HookRecord, type HookSpec } from './hook-spec.ts';
 import type { Repository } from '../repository/repository.ts';
+import { chooseSnapshotSource, SnapshotFactsReader, VolumeSnapshots, type BackupSource, type SnapshotMode } from './volume-snapshot.ts';
 
-export type BackupStage = 'discovery' | 'helper-pod' | 'pre-hook' | 'copy' | 'finalize' | 'done';
+export type BackupStage = 'discovery' | 'pre-hook' | 'snapshot' | 'helper-pod' | 'copy' | 'finalize' | 'done';
 export type BackupOutcome = 'succeeded' | 'failed' | 'interrupted';
 
 export interface BackupArtifact {
@@ -81,7 +82,9 @@ export interface BackupResult {
   stage: BackupStage;
   message: string;
   /** The typed error behind a failure, for scripts: KubernetesDiscoveryError, CopyStageError, ... */
-  errorCode?: ErrorCode | 'CopyStageError' | 'UnreadableFilesError' | 'HelperPodError' | 'HookFailedError' | 'InternalError' | undefined;
+  errorCode?: ErrorCode | 'CopyStageError' | 'UnreadableFilesError' | 'HelperPodError' | 'HookFailedError' | 'SnapshotError' | 'InternalError' | undefined;
+  /** What the helper read: a VolumeSnapshot of the claim (through a temporary claim) or the live claim, and why. */
+  source?: BackupSource | undefined;
   /** The hooks run in the pods that mount the claim, in order: pre-hooks before the copy, post-hooks after it. */
   hooks?: HookRecord[] | undefined;
   artifact?: BackupArtifact | undefined;
@@ -146,6 +149,8 @@ export interface BackupOptions {
   mover?: { image: string; credentials: MoverCredentials } | undefined;
   /** At most this many copies at once on one node (--max-per-node); unbounded when absent. */
   maxPerNode?: number | undefined;
+  /** --snapshot and its options: read a CSI VolumeSnapshot of the claim instead of the live claim. */
+  snapshot?: SnapshotOptions | undefined;
   /** --pre-hook, --post-hook and their options (pods' Velero annotations apply where these are absent). */
   hooks?: HookFlags | undefined;
   compression: Compression;
@@ -165,6 +170,16 @@ export interface BackupOptions {
   onResult?: ((result: BackupResult) => void) | undefined;
 }
 
+export interface SnapshotOptions {
+  mode: SnapshotMode;
+  /** --snapshot-class: this VolumeSnapshotClass, else the driver's default. */
+  snapshotClass?: string | undefined;
+  /** --keep-snapshot: leave the VolumeSnapshot in place (the temporary claim is always removed). */
+  keep: boolean;
+  /** How long the driver may take to cut the snapshot and make it ready (--snapshot-timeout). */
+  timeoutMs: number;
+}
+
 type BackupErrorCode = NonNullable<BackupResult['errorCode']>;
 
 /** A backup between start() and complete(): its row, its helper pod once running, or why it failed. */
@@ -177,6 +192,11 @@ interface InFlight {
   placement: string | null;
   /** The claim as discovered: its pods are where hooks run. */
   claim?: DiscoveredClaim;
+  /** Live or snapshot; with a snapshot, the objects made for it (removed in complete()). */
+  source?: BackupSource;
+  /** Hooks already run: around a snapshot they run in start(), right before and after it is cut. */
+  hooks: HookRecord[];
+  hooksDone: boolean;
   failure?: BackupFailure;
 }
 type BackupFailure = StageFailure<BackupStage, BackupErrorCode>;
@@ -206,6 +226,7 @@ function stageFailure(stage: BackupStage, error: unknown): BackupFailure {
   const typed = fromPluginError(stage, error);
   if (typed) return typed as BackupFailure;
   const message = error instanceof Error ? error.message : String(error);
+  if (stage === 'snapshot') return new StageFailure(stage, `snapshot failed: ${message}`, 'SnapshotError');
   return new StageFailure(stage, stage === 'helper-pod' ? `helper pod failed: ${message}` : message, stage === 'helper-pod' ? 'HelperPodError' : 'InternalError');
 }
 
@@ -218,12 +239,16 @@ export class BackupManager {
   private readonly restrictedNamespaces = new Set<string>();
   private repositoryQueue: Promise<unknown> = Promise.resolve();
   private readonly nodeSlots: NodeSlots | undefined;
+  private readonly snapshotFacts: SnapshotFactsReader;
+  private readonly volumeSnapshots: VolumeSnapshots;
 
   constructor(client: KubeClient, catalog: Catalog, options: BackupOptions) {
     this.client = client;
     this.catalog = catalog;
     this.options = options;
     this.nodeSlots = options.maxPerNode ? new NodeSlots(options.maxPerNode) : undefined;
+    this.snapshotFacts = new SnapshotFactsReader(client);
+    this.volumeSnapshots = new VolumeSnapshots(client);
   }
 
   async backupOne(target: BackupTarget): Promise<BackupResult> {
@@ -276,12 +301,13 @@ export class BackupManager {
       bytesRead: null,
       bytesSent: null,
       hooks: null,
+      source: null,
       bytesAdded: null,
       pluginVersion,
       prunedAt: null,
     };
     await this.catalog.insertBackup(record);
-    const flight: InFlight = { target, started, record, progress, stage: 'discovery', placement: null };
+    const flight: InFlight = { target, started, record, progress, stage: 'discovery', placement: null, hooks: [], hooksDone: false };
     try {
       progress({ stage: 'discovery' });
       const claim = target.claim ?? (await discoverClaim(this.client, target.namespace, target.pvc));
@@ -291,12 +317,14 @@ export class BackupManager {
         throw new StageFailure('discovery', `claim ${target.namespace}/${target.pvc} is ${claim.phase}, not Bound: it has no volume to read`, 'NotFoundError');
       }
 
+      const readClaim = await this.chooseSource(flight, claim);
+
       flight.stage = 'helper-pod';
       progress({ stage: 'helper-pod' });
-      flight.placement = placementFor(claim).reason;
+      flight.placement = readClaim === claim ? placementFor(claim).reason : `anywhere the scheduler chooses: it reads claim ${readClaim.name}, made from the snapshot`;
       const mover = this.options.mover && this.options.repository && claim.volumeMode !== 'Block' ? this.options.mover : undefined;
       const moverPod = mover ? { image: mover.image, command: moverWaitCommand(this.options.helper.deadlineSeconds) } : {};
-      const helper = await startHelperPod(this.client, claim, { ...this.options.helper, ...moverPod, runId: this.runId }, 'backup', this.restrictedNamespaces);
+      const helper = await startHelperPod(this.client, readClaim, { ...this.options.helper, ...moverPod, runId: this.runId }, 'backup', this.restrictedNamespaces);
       record.helperPod = helper.name;
       record.runAs = describeIdentity(helper.identity);
       const running = await waitForHelperPod(this.client, target.namespace, record.helperPod, this.options.podReadyTimeoutMs, this.options.signal);
@@ -305,6 +333,50 @@ export class BackupManager {
       flight.failure = stageFailure(flight.stage, error);
     }
     return flight;
+  }
+
+  /**
+   * The claim the helper reads: the claim itself, or a temporary one made from a VolumeSnapshot of it.
+   * Around the snapshot the pods' hooks run, the post-hooks as soon as it is cut (also when it fails
+   * or the run is interrupted), so the application is paused for the snapshot only.
+   */
+  private async chooseSource(flight: InFlight, claim: DiscoveredClaim): Promise<DiscoveredClaim> {
+    const options = this.options.snapshot ?? { mode: 'never', keep: false, timeoutMs: 0 };
+    const facts = options.mode === 'never' ? { driver: null, classes: [] } : await this.snapshotFacts.read(claim);
+    const choice = chooseSnapshotSource(facts, options.mode, options.snapshotClass);
+    if (!choice.use) {
+      flight.source = { kind: 'live', reason: choice.reason };
+      if (choice.refused) throw new StageFailure('snapshot', `no snapshot: ${choice.reason}`, 'SnapshotError');
+      return claim;
+    }
+    const source: BackupSource = { kind: 'snapshot', reason: choice.reason, snapshotClass: choice.snapshotClass, kept: options.keep };
+    flight.source = source;
+    const { namespace } = claim;
+    const signal = this.options.signal;
+    const postHooks: { pod: string; spec: HookSpec }[] = [];
+    flight.hooksDone = true;
+    try {
+      flight.stage = 'pre-hook';
+      await this.runPreHooks(flight, flight.hooks, postHooks);
+      flight.stage = 'snapshot';
+      flight.progress({ stage: 'snapshot' });
+      source.volumeSnapshot = await this.volumeSnapshots.create(claim, choice.snapshotClass, this.runId);
+      await this.volumeSnapshots.waitFor(namespace, source.volumeSnapshot, 'taken', options.timeoutMs, signal);
+    } finally {
+      // Not on the run's signal: after Ctrl-C too, a frozen application is thawed (each within its timeout).
+      for (const { pod, spec } of postHooks) flight.hooks.push(await runHook(this.client, namespace, pod, spec));
+    }
+    const ready = await this.volumeSnapshots.waitFor(namespace, source.volumeSnapshot, 'ready', options.timeoutMs, signal);
+    source.claim = await this.volumeSnapshots.createClaim(claim, source.volumeSnapshot, ready.status?.restoreSize, this.runId);
+    // The workload's identity still applies (restricted namespaces), its node does not: nothing holds the new claim.
+    return {
+      ...claim,
+      name: source.claim,
+      phase: 'Pending',
+      volume: null,
+      accessModes: ['ReadWriteOnce'],
+      pods: claim.pods.map((pod) => ({ ...pod, node: null })),
+    };
   }
 
   /** The copy, then, whatever happened: the helper pod deleted, the partial file removed, the row's outcome. */
@@ -327,7 +399,7 @@ export class BackupManager {
     let changed: PathSummary | undefined;
     /** What a successful backup should still tell: paths that vanished or changed, a device that shrank. */
     let copyNotes: string[] = [];
-    const hooks: HookRecord[] = [];
+    const hooks: HookRecord[] = flight.hooks;
     /** Post-hooks owed: every pod with one, known before any pre-hook runs, run whatever happens next. */
     const postHooks: { pod: string; spec: HookSpec }[] = [];
     let freeSlot = () => {};
@@ -337,8 +409,10 @@ export class BackupManager {
       if (failure) throw failure;
       if (this.nodeSlots && record.node) freeSlot = await this.nodeSlots.acquire(record.node);
       copyStartedAt = new Date().toISOString();
-      stage = 'pre-hook';
-      await this.runPreHooks(flight, hooks, postHooks);
+      if (!flight.hooksDone) {
+        stage = 'pre-hook';
+        await this.runPreHooks(flight, hooks, postHooks);
+      }
       stage = 'copy';
       const image = record.volumeMode === 'Block';
       const repository = this.options.repository;
@@ -467,17 +541,25 @@ export class BackupManager {
           cleanupProblem = `helper pod ${target.namespace}/${helperPod} could not be deleted (${error.message}); its activeDeadlineSeconds will stop it`;
         });
       }
+      const source = flight.source;
+      if (source?.volumeSnapshot || source?.claim) {
+        const left = await this.volumeSnapshots
+          .remove(target.namespace, { claim: source.claim, snapshot: source.volumeSnapshot, keepSnapshot: source.kept ?? false })
+          .catch((error: Error) => `the snapshot's objects could not be removed (${error.message}): delete claim ${source.claim ?? '-'} and VolumeSnapshot ${source.volumeSnapshot ?? '-'} in ${target.namespace}`);
+        if (left) cleanupProblem = [cleanupProblem, left].filter(Boolean).join('; ');
+      }
     }
 
     const finished = new Date();
     const status: BackupOutcome = failure ? (signal?.aborted ? 'interrupted' : 'failed') : 'succeeded';
     const retried = retriedBecause.length ? ` (${record.attempts} attempts; ${retriedBecause.join('; ')})` : '';
     const failedPostHooks = hooks.filter((hook) => hook.phase === 'post' && !hook.ok).map(describeHook);
-    const notes = [...(unreadableText ? [`partial: ${unreadableText}`] : []), ...copyNotes, ...failedPostHooks];
+    const keptSnapshot = flight.source?.kept && flight.source.volumeSnapshot ? [`VolumeSnapshot ${target.namespace}/${flight.source.volumeSnapshot} kept (--keep-snapshot)`] : [];
+    const notes = [...(unreadableText ? [`partial: ${unreadableText}`] : []), ...copyNotes, ...failedPostHooks, ...keptSnapshot];
     const partialNote = notes.length && !failure ? ` (${notes.join('; ')})` : '';
     const destination = snapshot ? `snapshot ${snapshot.id.slice(0, 8)} in ${snapshot.repository}${snapshot.mover ? ` by data mover ${snapshot.mover}` : ''}` : artifact?.path;
     const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${destination}${partialNote}${retried}`;
-    const message = cleanupProblem ? `${outcome}; ${cleanupProblem}` : outcome;
+    const message = [outcome, ...(failure ? keptSnapshot : []), ...(cleanupProblem ? [cleanupProblem] : [])].join('; ');
     await this.catalog.updateBackup(id, {
       pv: record.pv,
       storageClass: record.storageClass,
@@ -511,6 +593,7 @@ export class BackupManager {
       bytesSent: record.bytesSent,
       bytesAdded: record.bytesAdded,
       hooks: hooks.length ? JSON.stringify(hooks) : null,
+      source: flight.source ? JSON.stringify(flight.source) : null,
     });
     const result: BackupResult = {
       id,
@@ -520,6 +603,7 @@ export class BackupManager {
       stage: failure ? failure.stage : 'done',
       message,
       ...(failure ? { errorCode: failure.errorCode } : {}),
+      ...(flight.source ? { source: flight.source } : {}),
       ...(artifact ? { artifact } : {}),
       ...(snapshot ? { snapshot } : {}),
       volumeMode: record.volumeMode,

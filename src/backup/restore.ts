@@ -642,6 +642,7 @@ export function snapshotBackupRecord(snapshot: SnapshotWithId, location: string)
     bytesRead: null,
     bytesSent: null,
     hooks: null,
+    source: null,
     bytesAdded: null,
     contentSha256: null,
     pluginVersion: snapshot.program_version ?? '',

@@ -60,6 +60,7 @@ const STAGE_LABELS: Record<Exclude<ProgressStage, 'copy'>, string> = {
   discovery: 'discovering',
   'helper-pod': 'scheduling helper',
   'pre-hook': 'running pre-hooks',
+  snapshot: 'taking a snapshot',
   finalize: 'finalizing',
   done: 'done',
 };

@@ -61,15 +61,18 @@ export function backupScope(backupArgs: string[], installNamespace: string): { c
   return { clusterWide: false, namespaces: namespaces.length ? [...new Set(namespaces)] : [installNamespace] };
 }
 
-/** RBAC rules for exactly the verbs the plugin uses, from the list diagnose checks. */
-export function backupRules(clusterScoped: boolean): { apiGroups: string[]; resources: string[]; verbs: string[] }[] {
-  const byResource = new Map<string, Set<string>>();
+/** RBAC rules for exactly the verbs the plugin uses, from the list diagnose checks: cluster-scoped ones only when asked. */
+export function backupRules(clusterScoped: boolean, only: 'all' | 'cluster-scoped' = 'all'): { apiGroups: string[]; resources: string[]; verbs: string[] }[] {
+  const byResource = new Map<string, { group: string; resource: string; verbs: Set<string> }>();
   for (const requirement of ACCESS_REQUIREMENTS) {
-    if (requirement.clusterScoped && !clusterScoped) continue;
+    if (requirement.clusterScoped ? !clusterScoped : only === 'cluster-scoped') continue;
     const resource = requirement.subresource ? `${requirement.resource}/${requirement.subresource}` : requirement.resource;
-    byResource.set(resource, (byResource.get(resource) ?? new Set()).add(requirement.verb));
+    const group = requirement.group ?? '';
+    const key = `${group}/${resource}`;
+    const rule = byResource.get(key) ?? { group, resource, verbs: new Set<string>() };
+    byResource.set(key, rule.verbs.add(requirement.verb) && rule);
   }
-  return [...byResource].map(([resource, verbs]) => ({ apiGroups: [''], resources: [resource], verbs: [...verbs].sort() }));
+  return [...byResource.values()].map(({ group, resource, verbs }) => ({ apiGroups: [group], resources: [resource], verbs: [...verbs].sort() }));
 }
 
 export function installManifests(options: InstallOptions): KubeObject[] {
@@ -77,18 +80,22 @@ export function installManifests(options: InstallOptions): KubeObject[] {
   const meta = (name: string, namespace?: string) => ({ name, ...(namespace ? { namespace } : {}), labels });
   const scope = backupScope(options.backupArgs, options.namespace);
   const account = { kind: 'ServiceAccount', name: options.name, namespace: options.namespace };
+  const clusterRole = (rules: ReturnType<typeof backupRules>): KubeObject[] => [
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: meta(`${options.name}-${options.namespace}`), rules },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: meta(`${options.name}-${options.namespace}`),
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `${options.name}-${options.namespace}` },
+      subjects: [account],
+    },
+  ];
   const rbac: KubeObject[] = scope.clusterWide
-    ? [
-        { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: meta(`${options.name}-${options.namespace}`), rules: backupRules(true) },
-        {
-          apiVersion: 'rbac.authorization.k8s.io/v1',
-          kind: 'ClusterRoleBinding',
-          metadata: meta(`${options.name}-${options.namespace}`),
-          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `${options.name}-${options.namespace}` },
-          subjects: [account],
-        },
-      ]
-    : scope.namespaces.flatMap((namespace) => [
+    ? clusterRole(backupRules(true))
+    : [
+      // Reading cluster-scoped facts only (volumes, storage and snapshot classes): what finding a claim's snapshot class needs.
+      ...clusterRole(backupRules(true, 'cluster-scoped')),
+      ...scope.namespaces.flatMap((namespace) => [
         { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: meta(options.name, namespace), rules: backupRules(false) },
         {
           apiVersion: 'rbac.authorization.k8s.io/v1',
@@ -97,7 +104,8 @@ export function installManifests(options: InstallOptions): KubeObject[] {
           roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: options.name },
           subjects: [account],
         },
-      ]);
+      ]),
+    ];
   const storeClaim = 'existingClaim' in options.store ? options.store.existingClaim : `${options.name}-store`;
   const store: KubeObject[] =
     'existingClaim' in options.store

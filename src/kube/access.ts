@@ -6,6 +6,8 @@ import type { KubeClient } from './client.ts';
 
 export interface AccessRequirement {
   verb: string;
+  /** The API group: the core group when absent. */
+  group?: string;
   resource: string;
   subresource?: string;
   /** Cluster-scoped resources are checked without a namespace. */
@@ -13,6 +15,8 @@ export interface AccessRequirement {
   required: boolean;
   neededFor: string;
 }
+
+const SNAPSHOT_GROUP = 'snapshot.storage.k8s.io';
 
 export const ACCESS_REQUIREMENTS: AccessRequirement[] = [
   { verb: 'list', resource: 'persistentvolumeclaims', required: true, neededFor: 'discover, backup --all' },
@@ -27,6 +31,14 @@ export const ACCESS_REQUIREMENTS: AccessRequirement[] = [
   { verb: 'create', resource: 'pods', subresource: 'exec', required: true, neededFor: 'running tar in the helper pod, and --pre-hook/--post-hook (or Velero hook annotations) in the workload\'s pods' },
   { verb: 'get', resource: 'pods', subresource: 'exec', required: true, neededFor: 'running tar in the helper pod (WebSocket)' },
   { verb: 'list', resource: 'events', required: false, neededFor: 'explaining a helper pod that does not start (optional)' },
+  // Backups from CSI snapshots (--snapshot auto, the default, falls back to the live claim without them).
+  { verb: 'list', group: SNAPSHOT_GROUP, resource: 'volumesnapshotclasses', clusterScoped: true, required: false, neededFor: 'backups from CSI snapshots: finding the class (optional)' },
+  { verb: 'get', group: 'storage.k8s.io', resource: 'storageclasses', clusterScoped: true, required: false, neededFor: 'backups from CSI snapshots: a claim\'s CSI driver (optional)' },
+  { verb: 'create', group: SNAPSHOT_GROUP, resource: 'volumesnapshots', required: false, neededFor: 'backups from CSI snapshots (optional)' },
+  { verb: 'get', group: SNAPSHOT_GROUP, resource: 'volumesnapshots', required: false, neededFor: 'backups from CSI snapshots: waiting until ready (optional)' },
+  { verb: 'delete', group: SNAPSHOT_GROUP, resource: 'volumesnapshots', required: false, neededFor: 'backups from CSI snapshots: removing the snapshot (optional)' },
+  { verb: 'create', resource: 'persistentvolumeclaims', required: false, neededFor: 'backups from CSI snapshots: the claim made from the snapshot; restore --create (optional)' },
+  { verb: 'delete', resource: 'persistentvolumeclaims', required: false, neededFor: 'backups from CSI snapshots: removing that claim (optional)' },
 ];
 
 export interface AccessCheck extends AccessRequirement {
@@ -35,8 +47,10 @@ export interface AccessCheck extends AccessRequirement {
   reason: string | null;
 }
 
+/** As kubectl names it: `pods/exec`, `volumesnapshots.snapshot.storage.k8s.io`. */
 export function resourceName(requirement: AccessRequirement): string {
-  return requirement.subresource ? `${requirement.resource}/${requirement.subresource}` : requirement.resource;
+  const resource = requirement.group ? `${requirement.resource}.${requirement.group}` : requirement.resource;
+  return requirement.subresource ? `${resource}/${requirement.subresource}` : resource;
 }
 
 /** The kubectl command that would grant a denied permission (to be run by someone allowed to). */
@@ -53,6 +67,7 @@ export async function checkAccess(client: KubeClient, namespace: string): Promis
       const scope = requirement.clusterScoped ? null : namespace;
       const review = await client.reviewAccess({
         verb: requirement.verb,
+        ...(requirement.group ? { group: requirement.group } : {}),
         resource: requirement.resource,
         ...(requirement.subresource ? { subresource: requirement.subresource } : {}),
         ...(scope ? { namespace: scope } : {}),

@@ -60,6 +60,8 @@ export interface BackupRecord {
   bytesSent: number | null;
   /** The hooks the backup ran, as JSON (backup/hooks.ts HookRecord[]); null when none ran or before schema 10. */
   hooks: string | null;
+  /** What the backup read, as JSON (backup/volume-snapshot.ts BackupSource): live or a VolumeSnapshot, and why; null before schema 11. */
+  source: string | null;
   /** Bytes the repository grew by: new blobs, compressed and encrypted. */
   bytesAdded: number | null;
   /** sha256 of the uncompressed content: the raw device image of a Block backup. */
@@ -165,6 +167,7 @@ export const BACKUPS: Table<BackupRecord> = {
     bytesRead: 'bytes_read',
     bytesSent: 'bytes_sent',
     hooks: 'hooks',
+    source: 'source',
     bytesAdded: 'bytes_added',
     contentSha256: 'content_sha256',
     pluginVersion: 'plugin_version',

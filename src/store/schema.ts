@@ -84,6 +84,8 @@ export const MIGRATIONS: readonly string[] = [
    ALTER TABLE backups ADD COLUMN bytes_sent INTEGER;`,
   // The hooks a backup ran, as JSON: command, pod, container, exit code, duration, error (null: none ran).
   `ALTER TABLE backups ADD COLUMN hooks TEXT;`,
+  // What a backup read, as JSON: the live claim or a VolumeSnapshot of it, and why (null: before this).
+  `ALTER TABLE backups ADD COLUMN source TEXT;`,
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;

@@ -196,8 +196,8 @@ test('a catalog at schema version 4 gains the index that lists backups newest fi
     PRAGMA user_version = 4;`);
 
   const catalog = await Catalog.open(file);
-  t.is(LATEST_SCHEMA_VERSION, 10);
-  t.is(sqlite(file, 'PRAGMA user_version;'), '10');
+  t.is(LATEST_SCHEMA_VERSION, 11);
+  t.is(sqlite(file, 'PRAGMA user_version;'), '11');
   t.deepEqual(ids(await catalog.listBackups()), ['v4-b', 'v4-a']);
   t.like(await catalog.findBackup('v4-a'), { vanished: null, changed: null, filesChanged: null, bytesSent: null });
   await catalog.updateBackup('v4-b', { filesChanged: 2, filesUnmodified: 5, bytesRead: 10, bytesSent: 20 });

@@ -29,8 +29,9 @@ test('a cluster-wide backup gets a ClusterRole with exactly the verbs diagnose c
     'PersistentVolumeClaim/nkvm-system/nkvm-store',
     'CronJob/nkvm-system/nkvm',
   ]);
-  const granted = backupRules(true).flatMap((rule) => rule.verbs.map((verb) => `${verb} ${rule.resources[0]}`)).sort();
-  t.deepEqual(granted, ACCESS_REQUIREMENTS.map((r) => `${r.verb} ${r.resource}${r.subresource ? `/${r.subresource}` : ''}`).sort());
+  const granted = backupRules(true).flatMap((rule) => rule.verbs.map((verb) => `${verb} ${rule.resources[0]}.${rule.apiGroups[0]}`)).sort();
+  t.deepEqual(granted, ACCESS_REQUIREMENTS.map((r) => `${r.verb} ${r.resource}${r.subresource ? `/${r.subresource}` : ''}.${r.group ?? ''}`).sort());
+  t.deepEqual(backupRules(true).find((rule) => rule.resources[0] === 'volumesnapshots'), { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['create', 'delete', 'get'] });
   const cron = podSpec(objects);
   t.is(cron.concurrencyPolicy, 'Forbid');
   const pod = cron.jobTemplate.spec.template.spec;
@@ -46,8 +47,11 @@ test('a namespaced backup gets a Role in each namespace it reaches; an existing 
   t.deepEqual(backupScope(['-n', 'shop', '--namespace=db', '-l', 'a=b'], 'nkvm-system'), { clusterWide: false, namespaces: ['shop', 'db'] });
   t.deepEqual(backupScope(['data'], 'backups'), { clusterWide: false, namespaces: ['backups'] }, 'with no -n the pod\'s own namespace');
   const objects = installManifests({ ...base, backupArgs: ['-n', 'shop', '--all'], retention: undefined, store: { existingClaim: 'mine' }, remoteKubeconfigSecret: 'prod' });
-  t.deepEqual(kinds(objects), ['Namespace//nkvm-system', 'ServiceAccount/nkvm-system/nkvm', 'Role/shop/nkvm', 'RoleBinding/shop/nkvm', 'CronJob/nkvm-system/nkvm']);
+  t.deepEqual(kinds(objects), ['Namespace//nkvm-system', 'ServiceAccount/nkvm-system/nkvm', 'ClusterRole//nkvm-nkvm-system', 'ClusterRoleBinding//nkvm-nkvm-system', 'Role/shop/nkvm', 'RoleBinding/shop/nkvm', 'CronJob/nkvm-system/nkvm']);
   t.false(JSON.stringify(backupRules(false)).includes('persistentvolumes"'), 'no cluster-scoped resource in a Role');
+  // Cluster-wide, a namespaced install may only read what choosing a snapshot class needs.
+  const clusterRules = (objects.find((object) => object.kind === 'ClusterRole') as unknown as { rules: { resources: string[]; verbs: string[] }[] }).rules;
+  t.deepEqual(clusterRules.map((rule) => `${rule.resources[0]}:${rule.verbs.join(',')}`).sort(), ['persistentvolumes:get,list', 'storageclasses:get', 'volumesnapshotclasses:list']);
   const pod = podSpec(objects).jobTemplate.spec.template.spec;
   t.is(pod.initContainers, undefined, 'no prune: the backup is the only container');
   t.deepEqual(pod.containers[0]!.volumeMounts.map((mount) => mount.mountPath), ['/store', '/tmp', '/etc/nkvm/remote']);
@@ -62,7 +66,7 @@ test('install --dry-run=client prints the objects without any cluster; bad input
   const printed = await nkvm(['install', '--dry-run=client', '-o', 'json', '--keep-last', '3', '--', '-n', 'shop', '-l', 'tier=db'], '/tmp');
   t.is(printed.exitCode, 0, printed.stderr);
   const list = JSON.parse(printed.stdout) as { items: KubeObject[] };
-  t.deepEqual(kinds(list.items).slice(2, 4), ['Role/shop/nkvm', 'RoleBinding/shop/nkvm']);
+  t.deepEqual(kinds(list.items).slice(4, 6), ['Role/shop/nkvm', 'RoleBinding/shop/nkvm']);
   const bad = await nkvm(['install', '--dry-run=client', '--schedule', 'daily'], '/tmp');
   t.is(bad.exitCode, 2);
   t.regex(bad.stderr, /not a cron schedule/);

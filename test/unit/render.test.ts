@@ -57,7 +57,7 @@ const record: BackupRecord = {
   id: 'aaaaaaaaaaaa', context: 'kind', cluster: 'https://127.0.0.1:6443', credentialSource: 'kubeconfig-env', namespace: 'shop', pvc: 'data',
   pv: 'pv-1', storageClass: 'fast', capacity: '10Gi', node: 'n1', helperPod: 'nkvm-backup-data-x', startedAt: '2026-11-24T10:00:00.000Z',
   finishedAt: '2026-11-24T10:01:05.000Z', status: 'succeeded', failedStage: null, message: 'backed up', artifactPath: '/b/x.tar.gz',
-  compression: 'gzip', bytes: 2048, tarBytes: 4096, fileCount: 3, sha256: 'e'.repeat(64), attempts: 1, volumeMode: 'Filesystem', runAs: 'root', unreadable: null, vanished: 0, changed: 0, repository: null, snapshotId: null, filesNew: null, filesChanged: null, filesUnmodified: null, bytesRead: null, bytesSent: null, hooks: null, bytesAdded: null, contentSha256: null, pluginVersion: '0.1.0', prunedAt: null,
+  compression: 'gzip', bytes: 2048, tarBytes: 4096, fileCount: 3, sha256: 'e'.repeat(64), attempts: 1, volumeMode: 'Filesystem', runAs: 'root', unreadable: null, vanished: 0, changed: 0, repository: null, snapshotId: null, filesNew: null, filesChanged: null, filesUnmodified: null, bytesRead: null, bytesSent: null, hooks: null, source: null, bytesAdded: null, contentSha256: null, pluginVersion: '0.1.0', prunedAt: null,
 };
 
 test('artifacts: list table and the detail view', (t) => {

@@ -1,3 +1,4 @@
+import type { BackupSource } from '../../backup/volume-snapshot.ts';
 import type { Argv, CommandModule } from 'yargs';
 import { applyPrune, planPrune, selectForPruning, type PruneStep } from '../../backup/prune.ts';
 import { UsageError } from '../../errors.ts';
@@ -127,6 +128,7 @@ export function renderRecordText(record: BackupRecord): string {
     ...(record.vanished ? ([['Vanished', `${record.vanished} (gone before tar read them; see the message)`]] as [string, string][]) : []),
     ...(record.changed ? ([['Changed', `${record.changed} (changed while the backup ran, kept as read; see the message)`]] as [string, string][]) : []),
     ['SHA-256', record.sha256 ?? '-'],
+    ...sourceLines(record),
     ...hookLines(record),
     ...(record.failedStage ? ([['Failed stage', record.failedStage]] as [string, string][]) : []),
     ['Message', record.message ?? '-'],
@@ -319,6 +321,15 @@ export const artifactsCommand: CommandModule<GlobalOptions, GlobalOptions> = {
   builder: (argv) => argv.command([listCommand, showCommand, fetchCommand, pruneCommand] as never[]).demandCommand(1, 'Name an artifacts command: list, show, fetch or prune.'),
   handler: () => {},
 };
+
+/** What the backup read: "snapshot nkvm-snap-data-x (class csi-snapclass, removed): a snapshot of class ..." or "live: ...". */
+function sourceLines(record: BackupRecord): [string, string][] {
+  if (!record.source) return [];
+  const source = JSON.parse(record.source) as BackupSource;
+  if (source.kind === 'live') return [['Source', `the live claim (${source.reason})`]];
+  const kept = source.kept ? 'kept' : 'removed';
+  return [['Source', `VolumeSnapshot ${source.volumeSnapshot ?? '-'} (class ${source.snapshotClass}, ${kept}), read through claim ${source.claim ?? '-'}: ${source.reason}`]];
+}
 
 /** A line per hook the backup ran: phase, pod and container, command, outcome and duration. */
 function hookLines(record: BackupRecord): [string, string][] {

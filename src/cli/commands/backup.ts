@@ -21,6 +21,7 @@ import { chooseRepository, moverCredentials, openRepository, withRepositoryOptio
 import { imageReference } from '../../install/image.ts';
 import { pluginVersion } from '../../version.ts';
 import { parseGoDuration } from '../../backup/hook-spec.ts';
+import { SNAPSHOT_MODES, type SnapshotMode } from '../../backup/volume-snapshot.ts';
 
 const FORMATS = ['auto', 'repo', 'tar'] as const;
 type BackupFormat = (typeof FORMATS)[number];
@@ -34,6 +35,10 @@ interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags, Repositor
   hookContainer: string | undefined;
   hookTimeout: string | undefined;
   hookOnError: 'fail' | 'continue' | undefined;
+  snapshot: SnapshotMode;
+  snapshotClass: string | undefined;
+  keepSnapshot: boolean;
+  snapshotTimeout: string;
   moverImage: string;
   pvc: string[];
   all: boolean;
@@ -123,6 +128,10 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .option('hook-container', { type: 'string', description: 'The container hooks run in (default: the annotation\'s, else the pod\'s first)' })
       .option('hook-timeout', { type: 'string', description: 'How long a hook may run (a duration: 30s, the default, or 2m; else a Velero annotation\'s)' })
       .option('hook-on-error', { choices: ['fail', 'continue'] as const, description: 'A failing pre-hook fails the backup (fail, the default) or the copy goes on (continue)' })
+      .option('snapshot', { choices: SNAPSHOT_MODES, default: 'auto' as SnapshotMode, description: 'Read a CSI VolumeSnapshot of the claim (through a temporary claim made from it) instead of the live claim: auto where the claim\'s CSI driver has a VolumeSnapshotClass, always (fail where none fits), never. Hooks then run right before and after the snapshot is cut' })
+      .option('snapshot-class', { type: 'string', description: 'The VolumeSnapshotClass to use (default: the one marked default for the claim\'s driver, or its only one)' })
+      .option('keep-snapshot', { type: 'boolean', default: false, description: 'Leave the VolumeSnapshot in place after the backup (its name is in the result); the temporary claim is always removed' })
+      .option('snapshot-timeout', { type: 'string', default: '5m', description: 'How long the CSI driver may take to cut a snapshot and make it ready to use' })
       .option('init-repository', { type: 'boolean', default: false, description: 'Create the repository first if there is none, with the password given (a scheduled backup\'s first run, as k8up does)' })
       .option('compression', { choices: COMPRESSIONS, default: defaultCompression(), description: 'Artifact compression: zstd is smaller and faster; gzip is read by every tar (default zstd, or gzip on Node < 22.15)' })
       .option('progress', { choices: PROGRESS_MODES, default: 'auto' as ProgressMode, description: 'Progress bars on stderr: auto (on a terminal, not with -o json|yaml), always, never' })
@@ -132,6 +141,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .example('kubectl nkvm backup --all -A --parallel 3', 'Every claim in the cluster, three at a time')
       .example('kubectl nkvm backup db-0 db-1 -o json | jq -r ".items[].artifact.path"', 'Machine-readable results')
       .example('kubectl nkvm backup --all -l tier=db --compression gzip --toleration dedicated=db:NoSchedule', 'Selected claims, gzip, helpers tolerating a taint')
+      .example('kubectl nkvm backup db -n shop --snapshot always --pre-hook "fsfreeze -f /data" --post-hook "fsfreeze -u /data"', 'From a CSI snapshot, the database frozen only while it is cut')
       .example('kubectl nkvm backup data -n hardened --run-as-user 1000 --fs-group 2000', 'As a given user (the default in a Pod Security "restricted" namespace is the workload\'s)') as unknown as Argv<BackupArgs>,
   handler: async (args) => {
     validate(args);
@@ -139,6 +149,11 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     const maxPerNode = args.maxPerNode === undefined ? undefined : parsePositiveInteger(args.maxPerNode, '--max-per-node');
     const hookTimeoutMs = args.hookTimeout === undefined ? undefined : parseGoDuration(args.hookTimeout);
     if (args.hookTimeout !== undefined && !hookTimeoutMs) throw new UsageError(`--hook-timeout ${args.hookTimeout} is not a duration`, 'e.g. --hook-timeout 30s or 2m');
+    const snapshotTimeoutMs = parseGoDuration(args.snapshotTimeout);
+    if (!snapshotTimeoutMs) throw new UsageError(`--snapshot-timeout ${args.snapshotTimeout} is not a duration`, 'e.g. --snapshot-timeout 5m');
+    if (args.snapshot === 'never' && (args.snapshotClass || args.keepSnapshot)) {
+      throw new UsageError(`${args.snapshotClass ? '--snapshot-class' : '--keep-snapshot'} needs a snapshot: it cannot go with --snapshot never`);
+    }
     const retries = parseNonNegativeInteger(args.retries, '--retries');
     const fault = parseCopyFault(process.env.NKVM_TEST_FAULT);
     const ackTimeoutSeconds = process.env.NKVM_ACK_TIMEOUT_SECONDS ? parsePositiveInteger(Number(process.env.NKVM_ACK_TIMEOUT_SECONDS), 'NKVM_ACK_TIMEOUT_SECONDS') : undefined;
@@ -178,6 +193,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
         repository: repository && { repository: repository.repository, location: repository.location },
         mover: repository && args.mover === 'pod' ? { image: args.moverImage, credentials: moverCredentials(repository, args) } : undefined,
         maxPerNode,
+        snapshot: { mode: args.snapshot, snapshotClass: args.snapshotClass, keep: args.keepSnapshot, timeoutMs: snapshotTimeoutMs },
         hooks: {
           preHook: args.preHook,
           postHook: args.postHook,

@@ -1,0 +1,285 @@
+/**
+ * Backing up from a CSI VolumeSnapshot instead of the live claim: the snapshot is cut in a moment
+ * (the application paused by its hooks only for that), a temporary claim is made from it, and the
+ * helper reads that claim, on any node, while the application runs on. The choice of source is
+ * pure (chooseSnapshotSource) so it is tested without a cluster.
+ */
+import { CustomObjectsApi, StorageV1Api, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import type { KubeClient } from '../kube/client.ts';
+import type { DiscoveredClaim } from './discovery.ts';
+import { HELPER_COMPONENT_LABEL, labelValue } from './helper-pod.ts';
+
+export const SNAPSHOT_MODES = ['auto', 'always', 'never'] as const;
+export type SnapshotMode = (typeof SNAPSHOT_MODES)[number];
+
+const GROUP = 'snapshot.storage.k8s.io';
+const VERSION = 'v1';
+/** The annotation that marks a driver's default VolumeSnapshotClass, as the snapshot-controller reads it. */
+const DEFAULT_CLASS_ANNOTATION = 'snapshot.storage.kubernetes.io/is-default-class';
+/** What the temporary claims and snapshots carry, so that a leftover one is recognisable and findable. */
+export const SNAPSHOT_COMPONENT = 'backup-snapshot';
+
+export interface SnapshotClassInfo {
+  name: string;
+  driver: string;
+  isDefault: boolean;
+}
+
+/** Where a backup reads from, and why: the result and the catalog carry it. */
+export interface BackupSource {
+  kind: 'snapshot' | 'live';
+  reason: string;
+  /** With a snapshot: its VolumeSnapshotClass, the VolumeSnapshot and the temporary claim made from it. */
+  snapshotClass?: string | undefined;
+  volumeSnapshot?: string | undefined;
+  claim?: string | undefined;
+  /** --keep-snapshot: the VolumeSnapshot was left in place. */
+  kept?: boolean | undefined;
+}
+
+/** What the cluster told about the claim's volume and the snapshot classes. */
+export interface SnapshotFacts {
+  /** The CSI driver behind the claim's volume; null when it is not a CSI volume; a string reason when it could not be told. */
+  driver: string | null | { unknown: string };
+  /** The classes the cluster has; a string when they could not be listed (no API, no permission). */
+  classes: SnapshotClassInfo[] | { unknown: string };
+}
+
+export type SnapshotChoice = { use: true; snapshotClass: string; reason: string } | { use: false; reason: string; refused?: boolean };
+
+/**
+ * The snapshot class for a claim, or why none: --snapshot-class names one (it must exist; a claim
+ * of another driver is read live under auto); else the driver's class marked default; else its only class. `always` turns
+ * every "why none" into a refusal; `auto` reads the claim live and says why.
+ */
+export function chooseSnapshotSource(facts: SnapshotFacts, mode: SnapshotMode, requestedClass: string | undefined): SnapshotChoice {
+  if (mode === 'never') return { use: false, reason: 'read live: --snapshot never' };
+  const none = (why: string): SnapshotChoice =>
+    mode === 'always' ? { use: false, refused: true, reason: `--snapshot always: ${why}` } : { use: false, reason: `read live: ${why}` };
+  const { driver, classes } = facts;
+  // A class that does not exist is a typo in any mode; one of another driver leaves this claim live under auto (backup --all).
+  const named = requestedClass && Array.isArray(classes) ? classes.find((entry) => entry.name === requestedClass) : undefined;
+  if (requestedClass && Array.isArray(classes) && !named) return { use: false, refused: true, reason: `there is no VolumeSnapshotClass ${requestedClass} (--snapshot-class)` };
+  if (driver === null) return none('its volume is not a CSI volume, so it cannot be snapshotted');
+  if (typeof driver === 'object') return none(driver.unknown);
+  if (!Array.isArray(classes)) return none(classes.unknown);
+  if (named) {
+    if (named.driver !== driver) return none(`VolumeSnapshotClass ${named.name} (--snapshot-class) is for driver ${named.driver}, not ${driver}, the claim's`);
+    return { use: true, snapshotClass: named.name, reason: `a snapshot of class ${named.name} (--snapshot-class)` };
+  }
+  const fitting = classes.filter((entry) => entry.driver === driver);
+  if (fitting.length === 0) return none(`no VolumeSnapshotClass is for its CSI driver ${driver}`);
+  const defaults = fitting.filter((entry) => entry.isDefault);
+  if (defaults.length === 1) return { use: true, snapshotClass: defaults[0]!.name, reason: `a snapshot of class ${defaults[0]!.name}, the default for driver ${driver}` };
+  if (fitting.length === 1) return { use: true, snapshotClass: fitting[0]!.name, reason: `a snapshot of class ${fitting[0]!.name}, the only one for driver ${driver}` };
+  return none(`driver ${driver} has ${fitting.length} VolumeSnapshotClasses (${fitting.map((entry) => entry.name).join(', ')}) and ${defaults.length ? 'several are' : 'none is'} the default: pick one with --snapshot-class`);
+}
+
+function statusOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.includes('API status 403') ? 'API status 403 (Forbidden)' : message;
+}
+
+/** Reads the facts chooseSnapshotSource needs; the class list once per run (a backup of many claims asks once). */
+export class SnapshotFactsReader {
+  private readonly client: KubeClient;
+  private classes: Promise<SnapshotFacts['classes']> | undefined;
+
+  constructor(client: KubeClient) {
+    this.client = client;
+  }
+
+  async read(claim: DiscoveredClaim): Promise<SnapshotFacts> {
+    const [driver, classes] = await Promise.all([this.driverOf(claim), (this.classes ??= this.listClasses())]);
+    return { driver, classes };
+  }
+
+  /** The volume's own CSI driver (a static PV may have no class); the class's provisioner where the volume cannot be read. */
+  private async driverOf(claim: DiscoveredClaim): Promise<SnapshotFacts['driver']> {
+    const client = this.client;
+    if (claim.volume) {
+      try {
+        const volume = await client.call({ verb: 'get', resource: 'persistentvolumes', name: claim.volume }, () => client.core.readPersistentVolume({ name: claim.volume! }));
+        return volume.spec?.csi?.driver ?? null;
+      } catch {
+        // No permission to read PersistentVolumes (cluster-scoped): the StorageClass tells the driver too.
+      }
+    }
+    if (!claim.storageClass) return { unknown: `its PersistentVolume ${claim.volume ?? ''} could not be read to find its CSI driver, and it has no StorageClass` };
+    const storage = this.client.credentials.kubeConfig.makeApiClient(StorageV1Api);
+    try {
+      const storageClass = await client.call({ verb: 'get', resource: 'storageclasses', name: claim.storageClass }, () => storage.readStorageClass({ name: claim.storageClass! }));
+      return storageClass.provisioner;
+    } catch (error) {
+      return { unknown: `neither its PersistentVolume nor its StorageClass ${claim.storageClass} could be read to find its CSI driver (${statusOf(error)})` };
+    }
+  }
+
+  private async listClasses(): Promise<SnapshotFacts['classes']> {
+    const api = this.client.credentials.kubeConfig.makeApiClient(CustomObjectsApi);
+    try {
+      const list = (await this.client.call({ verb: 'list', resource: 'volumesnapshotclasses' }, () =>
+        api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'volumesnapshotclasses' }),
+      )) as { items?: { metadata?: { name?: string; annotations?: Record<string, string> }; driver?: string }[] };
+      return (list.items ?? []).map((item) => ({
+        name: item.metadata?.name ?? '',
+        driver: item.driver ?? '',
+        isDefault: item.metadata?.annotations?.[DEFAULT_CLASS_ANNOTATION] === 'true',
+      }));
+    } catch (error) {
+      if ((error as { code?: string }).code === 'NotFoundError') return { unknown: `the cluster serves no VolumeSnapshot API (${GROUP}/${VERSION})` };
+      return { unknown: `the VolumeSnapshotClasses could not be listed (${statusOf(error)})` };
+    }
+  }
+}
+
+/** Names of the temporary objects: the claim's name, cut to fit, and the run's id. */
+function temporaryName(claim: string, runId: string): string {
+  const prefix = `nkvm-snap-${claim}`.slice(0, 50).replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '');
+  return `${prefix}-${runId.toLowerCase().replace(/[^a-z0-9]/g, '').slice(-12)}`;
+}
+
+function labels(claim: DiscoveredClaim, runId: string): Record<string, string> {
+  return {
+    [HELPER_COMPONENT_LABEL]: SNAPSHOT_COMPONENT,
+    'app.kubernetes.io/name': 'kubectl-nkvm',
+    'app.kubernetes.io/managed-by': 'kubectl-nkvm',
+    'nkvm.dev/pvc': labelValue(claim.name),
+    'nkvm.dev/run': labelValue(runId),
+  };
+}
+
+interface VolumeSnapshotObject {
+  metadata?: { name?: string; deletionTimestamp?: string };
+  status?: {
+    boundVolumeSnapshotContentName?: string;
+    creationTime?: string;
+    readyToUse?: boolean;
+    restoreSize?: string;
+    error?: { message?: string; time?: string };
+  };
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new Error('interrupted'));
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new Error('interrupted'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** The VolumeSnapshot API of one cluster, for the objects a snapshot backup makes and removes. */
+export class VolumeSnapshots {
+  private readonly client: KubeClient;
+  private readonly api: CustomObjectsApi;
+
+  constructor(client: KubeClient) {
+    this.client = client;
+    this.api = client.credentials.kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  /** Asks for a snapshot of the claim; returns its name at once (the CSI driver cuts it in the background). */
+  async create(claim: DiscoveredClaim, snapshotClass: string, runId: string): Promise<string> {
+    const name = temporaryName(claim.name, runId);
+    const body = {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'VolumeSnapshot',
+      metadata: { name, namespace: claim.namespace, labels: labels(claim, runId), annotations: { 'nkvm.dev/pvc': claim.name } },
+      spec: { volumeSnapshotClassName: snapshotClass, source: { persistentVolumeClaimName: claim.name } },
+    };
+    await this.client.call({ verb: 'create', resource: 'volumesnapshots', namespace: claim.namespace, name }, () =>
+      this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: claim.namespace, plural: 'volumesnapshots', body }),
+    );
+    return name;
+  }
+
+  private async read(namespace: string, name: string): Promise<VolumeSnapshotObject> {
+    return (await this.client.call({ verb: 'get', resource: 'volumesnapshots', namespace, name }, () =>
+      this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: 'volumesnapshots', name }),
+    )) as VolumeSnapshotObject;
+  }
+
+  /**
+   * Waits until the snapshot is `taken` (the driver has cut it: its creationTime is set; what a
+   * paused application waits for) or `ready` (it can be restored from). A snapshot error fails at once.
+   */
+  async waitFor(namespace: string, name: string, until: 'taken' | 'ready', timeoutMs: number, signal?: AbortSignal): Promise<VolumeSnapshotObject> {
+    const deadline = Date.now() + timeoutMs;
+    for (const started = Date.now(); ; ) {
+      if (signal?.aborted) throw new Error('interrupted');
+      const snapshot = await this.read(namespace, name);
+      const status = snapshot.status ?? {};
+      if (status.readyToUse || (until === 'taken' && status.creationTime)) return snapshot;
+      if (status.error?.message) throw new Error(`VolumeSnapshot ${namespace}/${name} failed: ${status.error.message}`);
+      if (Date.now() >= deadline) {
+        throw new Error(`VolumeSnapshot ${namespace}/${name} not ${until === 'ready' ? 'ready to use' : 'taken'} after ${Math.round(timeoutMs / 1000)}s (--snapshot-timeout)`);
+      }
+      await sleep(Date.now() - started < 10_000 ? 200 : 1000, signal);
+    }
+  }
+
+  /** A claim like the source (class, mode, access, size at least the snapshot's), filled from the snapshot. */
+  async createClaim(claim: DiscoveredClaim, snapshot: string, restoreSize: string | undefined, runId: string): Promise<string> {
+    const name = temporaryName(claim.name, runId);
+    const body: V1PersistentVolumeClaim = {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name, namespace: claim.namespace, labels: labels(claim, runId), annotations: { 'nkvm.dev/pvc': claim.name, 'nkvm.dev/volume-snapshot': snapshot } },
+      spec: {
+        ...(claim.storageClass ? { storageClassName: claim.storageClass } : {}),
+        volumeMode: claim.volumeMode,
+        // Only the helper mounts it: one node is enough, and any node will do.
+        accessModes: ['ReadWriteOnce'],
+        resources: { requests: { storage: claim.capacity ?? restoreSize ?? '1Gi' } },
+        dataSource: { apiGroup: GROUP, kind: 'VolumeSnapshot', name: snapshot },
+      },
+    };
+    await this.client.call({ verb: 'create', resource: 'persistentvolumeclaims', namespace: claim.namespace, name }, () =>
+      this.client.core.createNamespacedPersistentVolumeClaim({ namespace: claim.namespace, body }),
+    );
+    return name;
+  }
+
+  /**
+   * Deletes the temporary claim (once its helper is gone) and, unless kept, the snapshot, and waits
+   * until both are gone: the user is told if one outlives the wait. Objects already gone are fine.
+   */
+  async remove(namespace: string, objects: { claim?: string | undefined; snapshot?: string | undefined; keepSnapshot: boolean }, timeoutMs = 60_000): Promise<string | undefined> {
+    const { claim, snapshot, keepSnapshot } = objects;
+    const ignoreMissing = (error: unknown) => {
+      if ((error as { code?: string }).code !== 'NotFoundError') throw error;
+    };
+    if (claim) {
+      await this.client
+        .call({ verb: 'delete', resource: 'persistentvolumeclaims', namespace, name: claim }, () => this.client.core.deleteNamespacedPersistentVolumeClaim({ namespace, name: claim }))
+        .catch(ignoreMissing);
+    }
+    const deleteSnapshot = snapshot && !keepSnapshot;
+    if (deleteSnapshot) {
+      await this.client
+        .call({ verb: 'delete', resource: 'volumesnapshots', namespace, name: snapshot }, () =>
+          this.api.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: 'volumesnapshots', name: snapshot }),
+        )
+        .catch(ignoreMissing);
+    }
+    const deadline = Date.now() + timeoutMs;
+    const gone = async (read: () => Promise<unknown>) => read().then(() => false, (error) => (error as { code?: string }).code === 'NotFoundError');
+    for (;;) {
+      const claimGone = !claim || (await gone(() => this.client.call({ verb: 'get', resource: 'persistentvolumeclaims', namespace, name: claim }, () => this.client.core.readNamespacedPersistentVolumeClaim({ namespace, name: claim }))));
+      const snapshotGone = !deleteSnapshot || (await gone(() => this.read(namespace, snapshot)));
+      if (claimGone && snapshotGone) return undefined;
+      if (Date.now() >= deadline) {
+        const left = [...(claimGone ? [] : [`claim ${namespace}/${claim}`]), ...(snapshotGone ? [] : [`VolumeSnapshot ${namespace}/${snapshot}`])];
+        return `${left.join(' and ')} still being removed after ${Math.round(timeoutMs / 1000)}s`;
+      }
+      await sleep(500);
+    }
+  }
+}

@@ -1,3 +1,4 @@
+import { chooseSnapshotSource, SnapshotFactsReader } from '../../backup/volume-snapshot.ts';
 import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
 import type { VersionInfo } from '@kubernetes/client-node';
@@ -30,7 +31,7 @@ export interface DiagnoseReport {
   podSecurity: { enforce: string | null; warn: string | null; audit: string | null; error: string | null } | null;
   /** Whether the helper pod would be admitted, and as whom: a server-side dry-run create. */
   helperAdmission: { admitted: boolean; runAs: string | null; message: string } | null;
-  claim: (DiscoveredClaim & { helperPlacement: string }) | null;
+  claim: (DiscoveredClaim & { helperPlacement: string; source: string }) | null;
 }
 
 const POD_SECURITY_LABEL = 'pod-security.kubernetes.io';
@@ -127,6 +128,7 @@ function renderText(report: DiagnoseReport, credentialSourceDescriptions: Record
       `  Volume:       ${claim.volume ?? '<none>'} (${claim.volumeMode})`,
       `  Used by:      ${claim.pods.map((p) => `${p.name} (${p.phase}${p.node ? ` on ${p.node}` : ''})`).join(', ') || '<none>'}`,
       `  Helper pod:   ${claim.helperPlacement}`,
+      `  Backup reads: ${claim.source}`,
     );
     if (claim.phase !== 'Bound') lines.push(`  ${chalk.red('cannot be backed up:')} the claim is ${claim.phase}, not Bound`);
   }
@@ -162,7 +164,9 @@ export const diagnoseCommand: CommandModule<GlobalOptions, DiagnoseArgs> = {
           if (!(error instanceof PlacementError)) throw error;
           helperPlacement = `cannot run: ${error.message}`;
         }
-        report.claim = { ...claim, helperPlacement };
+        // What a backup with --snapshot auto would read, and why.
+        const choice = chooseSnapshotSource(await new SnapshotFactsReader(client).read(claim), 'auto', undefined);
+        report.claim = { ...claim, helperPlacement, source: choice.use ? `a VolumeSnapshot: ${choice.reason}` : `the live claim: ${choice.reason.replace(/^read live: /, '')}` };
       }
       if (report.access.some((check) => check.verb === 'create' && check.resource === 'pods' && !check.subresource && check.allowed)) {
         report.helperAdmission = await helperAdmission(client, args, claim);

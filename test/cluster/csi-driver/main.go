@@ -110,8 +110,13 @@ func (r *registration) NotifyRegistrationStatus(_ context.Context, status *regis
 	return &registerapi.RegistrationStatusResponse{}, nil
 }
 
+// Not <driver name>-reg.sock as node-driver-registrar names it: the kubelet dials this socket by its
+// path on the host, which must fit a unix socket address (107 bytes), and the local provider's
+// kubelet root is 64 bytes deep under /tmp.
+const registrationSocket = "nkvm-csi-reg.sock"
+
 func serveRegistration(registrationDir, kubeletEndpoint string) {
-	listener, err := listenUnix(filepath.Join(registrationDir, driverName+"-reg.sock"))
+	listener, err := listenUnix(filepath.Join(registrationDir, registrationSocket))
 	if err != nil {
 		log.Fatal(err)
 	}

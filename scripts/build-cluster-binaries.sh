@@ -130,5 +130,7 @@ build_main_package coredns "$KUBEADM_COREDNS_VERSION" github.com/coredns/coredns
 build_main_package kind "$KIND_VERSION" sigs.k8s.io/kind
 build_csi_module external-snapshotter "$EXTERNAL_SNAPSHOTTER_VERSION" github.com/kubernetes-csi/external-snapshotter/v8 snapshot-controller csi-snapshotter
 build_csi_module external-provisioner "$EXTERNAL_PROVISIONER_VERSION" github.com/kubernetes-csi/external-provisioner/v6 csi-provisioner
+# Our CSI driver's modules, so that its image (built by test/cluster/images/build.ts) needs no network.
+(cd "$(dirname "$0")/../test/cluster/csi-driver" && go mod download)
 # dockerd's runtime where the capability bounding set lacks some capability (scripts/kind/nkvm-runc).
 (cd "$(dirname "$0")/kind/nkvm-runc" && go build -ldflags "-s -w" -o "$CACHE/nkvm-runc/nkvm-runc" .)

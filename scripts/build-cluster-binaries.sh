@@ -74,11 +74,15 @@ build_csi_module() {
   rm -rf "$out" && mkdir -p "$out/bin"
   log "building $name $version: $*"
   local dir src="$out/src"
-  dir=$(go mod download -json "$module@$version" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  # -json reports a failed download on stdout, not stderr: say which one failed.
+  dir=$(go mod download -json "$module@$version" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p') || true
+  [[ -n "$dir" ]] || { log "cannot download $module@$version"; exit 1; }
   cp -r "$dir" "$src" && chmod -R u+w "$src"
   if grep -q '=> ./client' "$src/go.mod"; then
-    local client
-    client=$(go mod download -json "$module/client/${module##*/}@$version" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+    # github.com/kubernetes-csi/external-snapshotter/v8 -> github.com/kubernetes-csi/external-snapshotter/client/v8
+    local client client_module="${module%/*}/client/${module##*/}"
+    client=$(go mod download -json "$client_module@$version" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p') || true
+    [[ -n "$client" ]] || { log "cannot download $client_module@$version"; exit 1; }
     rm -rf "$src/client" && cp -r "$client" "$src/client" && chmod -R u+w "$src/client"
   fi
   local cmd

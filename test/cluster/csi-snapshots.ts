@@ -48,6 +48,9 @@ export interface CsiSnapshotsOptions {
 }
 
 /** Runs on the one node whatever it is tainted with, and before the tests' pods. */
+/** Without the group-snapshot CRDs, which we do not install, each would wait 30 seconds for them before starting. */
+const NO_GROUP_SNAPSHOTS = '--feature-gates=CSIVolumeGroupSnapshot=false';
+
 const SCHEDULING = `      tolerations:
       - operator: Exists
       terminationGracePeriodSeconds: 0`;
@@ -246,7 +249,7 @@ ${driver('controller', ['--endpoint=unix:///csi/csi.sock'])}
       - name: csi-snapshotter
         image: ${image}
         imagePullPolicy: IfNotPresent
-        command: [csi-snapshotter, --csi-address=/csi/csi.sock, --v=2]
+        command: [csi-snapshotter, --csi-address=/csi/csi.sock, ${NO_GROUP_SNAPSHOTS}, --v=2]
         volumeMounts:
         - {name: socket-dir, mountPath: /csi}
       volumes:
@@ -317,7 +320,7 @@ ${SCHEDULING}
       - name: snapshot-controller
         image: ${image}
         imagePullPolicy: IfNotPresent
-        command: [snapshot-controller, --v=2]
+        command: [snapshot-controller, ${NO_GROUP_SNAPSHOTS}, --v=2]
 ---
 apiVersion: storage.k8s.io/v1
 kind: StorageClass

@@ -333,6 +333,11 @@ export async function disposeLocalCluster(dir: string): Promise<void> {
   const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as LocalClusterState;
   // The kubelet first, so it does not restart what we take down next.
   await stopPid(state.pids.kubelet, 10_000);
+  // Before the containers go: a CSI driver's node plugin (test/cluster/csi-snapshots.ts) attaches
+  // loop devices from inside its container, and their backing files read as paths under dir only
+  // while that container lives (after, as paths inside its mount). Detached while still open, a
+  // device goes once its last user lets go; the waiting detach below checks they all went.
+  for (const device of await loopDevicesUnder(dir).catch(() => [])) await run('losetup', ['--detach', device.name]).catch(() => '');
   const ctr = ['--address', state.containerdSocket, '--namespace', 'k8s.io'];
   const netnsPaths = new Set<string>();
   if (state.pids.containerd && isAlive(state.pids.containerd)) {

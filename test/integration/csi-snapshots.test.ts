@@ -134,3 +134,60 @@ spec:
   }
   await cluster.kubectl(['delete', 'namespace', namespace, '--wait=false']);
 });
+
+function blockPod(cluster: TestCluster, namespace: string, name: string, claimName: string): string {
+  return `apiVersion: v1
+kind: Pod
+metadata: {name: ${name}, namespace: ${namespace}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: ${cluster.images.helper}
+    command: [sleep, "3600"]
+    volumeDevices: [{name: disk, devicePath: /dev/xvda}]
+  volumes: [{name: disk, persistentVolumeClaim: {claimName: ${claimName}}}]
+`;
+}
+
+test('csi snapshots: a raw block claim of nkvm-csi restores from its VolumeSnapshot with the same bytes', async (t) => {
+  t.timeout(10 * 60_000);
+  const { cluster } = t.context;
+  await cluster.enableSnapshots();
+  const namespace = await createNamespace(cluster, 'csi-block');
+  t.context.diagnose = { namespace, sourcePod: 'writer' };
+  const blockClaim = (name: string, dataSource = '') => claim(namespace, name, dataSource).replace('  accessModes:', '  volumeMode: Block\n  accessModes:');
+
+  await cluster.kubectl(['apply', '-f', '-'], { input: blockClaim('disk') });
+  await runPod(cluster, blockPod(cluster, namespace, 'writer', 'disk'), namespace, 'writer');
+  const digest = (podName: string) => sh(cluster, namespace, podName, 'head -c 2097152 /dev/xvda | sha256sum | cut -d" " -f1; blockdev --getsize64 /dev/xvda');
+  await sh(cluster, namespace, 'writer', 'head -c 2097152 /dev/urandom > /tmp/data && dd if=/tmp/data of=/dev/xvda bs=1M conv=fsync 2>/dev/null');
+  const before = await digest('writer');
+  t.regex(before, /^[0-9a-f]{64}\n67108864\n$/);
+
+  await cluster.kubectl(['apply', '-f', '-'], {
+    input: `apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshot
+metadata: {name: disk-snap, namespace: ${namespace}}
+spec:
+  volumeSnapshotClassName: ${CSI_SNAPSHOT_CLASS}
+  source: {persistentVolumeClaimName: disk}
+`,
+  });
+  await cluster.kubectl(['wait', '--for=jsonpath={.status.readyToUse}=true', 'volumesnapshot/disk-snap', '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
+  await sh(cluster, namespace, 'writer', 'dd if=/dev/zero of=/dev/xvda bs=1M count=1 conv=fsync 2>/dev/null');
+  t.not(await digest('writer'), before, 'the source changed after the snapshot');
+
+  await cluster.kubectl(['apply', '-f', '-'], { input: blockClaim('restored', '  dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: disk-snap}\n') });
+  await runPod(cluster, blockPod(cluster, namespace, 'reader', 'restored'), namespace, 'reader');
+  t.is(await digest('reader'), before, 'the restored device holds the bytes of the snapshot');
+
+  const k = (args: string[]) => cluster.kubectl([...args, '-n', namespace]);
+  const volumes = await Promise.all(['disk', 'restored'].map(async (claimName) => (await k(['get', 'pvc', claimName, '-o', 'jsonpath={.spec.volumeName}'])).trim()));
+  await k(['delete', 'volumesnapshot', 'disk-snap', '--wait=true', '--timeout=60s']);
+  await k(['delete', 'pod', 'writer', 'reader', '--wait=true', '--timeout=60s']);
+  await k(['delete', 'pvc', 'disk', 'restored', '--wait=true', '--timeout=60s']);
+  await cluster.kubectl(['wait', '--for=delete', ...volumes.map((volume) => `pv/${volume}`), '--timeout=90s'], { timeoutMs: 100_000 }).catch(() => '');
+  t.is((await cluster.kubectl(['get', 'pv', ...volumes, '--ignore-not-found'])).trim(), '', 'the PersistentVolumes are gone');
+  await cluster.kubectl(['delete', 'namespace', namespace, '--wait=false']);
+});

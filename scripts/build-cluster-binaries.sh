@@ -12,6 +12,9 @@ LOCAL_PATH_PROVISIONER_VERSION="v0.0.30"
 KIND_VERSION="v0.33.0"
 KUBEADM_ETCD_VERSION="v3.6.5"
 KUBEADM_COREDNS_VERSION="v1.12.1"
+# The snapshot machinery the test clusters run beside their CSI driver (test/cluster/csi-driver).
+EXTERNAL_SNAPSHOTTER_VERSION="v8.7.0"
+EXTERNAL_PROVISIONER_VERSION="v6.4.0"
 
 # kube-proxy gives pods the `kubernetes` Service; kubeadm is what a KinD node image carries.
 KUBERNETES_COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy kubeadm"
@@ -61,6 +64,36 @@ GO
   log "kubernetes $KUBERNETES_VERSION built in $out/bin"
 }
 
+# The kubernetes-csi sidecars replace their own client module with ./client, so `go install` refuses
+# them: build inside a copy of the module, with the client module copied where the replace points.
+#   build_csi_module NAME VERSION MODULE COMMAND... -> $CACHE/NAME-VERSION/bin/COMMAND
+build_csi_module() {
+  local name="$1" version="$2" module="$3"; shift 3
+  local out="$CACHE/$name-$version"
+  if [[ -f "$out/.complete" ]]; then log "$name $version cached in $out"; return; fi
+  rm -rf "$out" && mkdir -p "$out/bin"
+  log "building $name $version: $*"
+  local dir src="$out/src"
+  # -json reports a failed download on stdout, not stderr: say which one failed.
+  dir=$(go mod download -json "$module@$version" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p') || true
+  [[ -n "$dir" ]] || { log "cannot download $module@$version"; exit 1; }
+  cp -r "$dir" "$src" && chmod -R u+w "$src"
+  if grep -q '=> ./client' "$src/go.mod"; then
+    # github.com/kubernetes-csi/external-snapshotter/v8 -> github.com/kubernetes-csi/external-snapshotter/client/v8
+    local client client_module="${module%/*}/client/${module##*/}"
+    client=$(go mod download -json "$client_module@$version" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p') || true
+    [[ -n "$client" ]] || { log "cannot download $client_module@$version"; exit 1; }
+    rm -rf "$src/client" && cp -r "$client" "$src/client" && chmod -R u+w "$src/client"
+  fi
+  local cmd
+  for cmd in "$@"; do (cd "$src" && go build -mod=mod -ldflags "-s -w -X main.version=$version" -o "$out/bin/$cmd" "./cmd/$cmd"); done
+  # The VolumeSnapshot CRDs ship with the client module.
+  [[ -d "$src/client/config/crd" ]] && cp -r "$src/client/config/crd" "$out/crd"
+  rm -rf "$src"
+  touch "$out/.complete"
+  log "$name $version built in $out/bin"
+}
+
 # etcd's main lives in an internal package: a wrapper module calls it.
 build_etcd() {
   local version="$1" out="$CACHE/etcd-$1"
@@ -99,5 +132,9 @@ build_kubernetes
 build_etcd "$KUBEADM_ETCD_VERSION"
 build_main_package coredns "$KUBEADM_COREDNS_VERSION" github.com/coredns/coredns
 build_main_package kind "$KIND_VERSION" sigs.k8s.io/kind
+build_csi_module external-snapshotter "$EXTERNAL_SNAPSHOTTER_VERSION" github.com/kubernetes-csi/external-snapshotter/v8 snapshot-controller csi-snapshotter
+build_csi_module external-provisioner "$EXTERNAL_PROVISIONER_VERSION" github.com/kubernetes-csi/external-provisioner/v6 csi-provisioner
+# Our CSI driver's modules, so that its image (built by test/cluster/images/build.ts) needs no network.
+(cd "$(dirname "$0")/../test/cluster/csi-driver" && go mod download)
 # dockerd's runtime where the capability bounding set lacks some capability (scripts/kind/nkvm-runc).
 (cd "$(dirname "$0")/kind/nkvm-runc" && go build -ldflags "-s -w" -o "$CACHE/nkvm-runc/nkvm-runc" .)

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ensureSnapshotStorage, KIND_CSI_STATE_DIR } from './csi-snapshots.ts';
 import { ensureDocker, stopDockerIfStarted } from './docker.ts';
 import { buildImages, HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL } from './images/build.ts';
 import { ensureKindNodeImage } from './kind-node-image.ts';
@@ -59,7 +60,7 @@ export async function disposeKindCluster(name: string, kubeconfigPath: string, d
 /** The handle of a cluster: one started here, or one another process started and records (test/cluster/shared.ts). */
 export function attachKindCluster(name: string, kubeconfigPath: string, dir: string): TestCluster {
   let disposed = false;
-  return {
+  const cluster: TestCluster = {
     name,
     provider: 'kind',
     kubeconfigPath,
@@ -68,6 +69,7 @@ export function attachKindCluster(name: string, kubeconfigPath: string, dir: str
     storageClass: DEFAULT_STORAGE_CLASS,
     kubectl: (args, options = {}) => runLine([kubectl, '--kubeconfig', kubeconfigPath, ...args], options),
     loadImageArchive: async (archive) => void (await runLine(kindCommands.loadImageArchive(name, archive), { timeoutMs: 300_000 })),
+    enableSnapshots: () => ensureSnapshotStorage(cluster, { kubeletRootDir: '/var/lib/kubelet', stateDir: KIND_CSI_STATE_DIR }),
     logs: () => exportLogs(name, dir),
     dispose: async () => {
       if (disposed) return;
@@ -75,6 +77,7 @@ export function attachKindCluster(name: string, kubeconfigPath: string, dir: str
       await disposeKindCluster(name, kubeconfigPath, dir);
     },
   };
+  return cluster;
 }
 
 async function exportLogs(name: string, dir: string): Promise<string> {

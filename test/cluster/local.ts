@@ -17,6 +17,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { ensureSnapshotStorage, localCsiStateDir } from './csi-snapshots.ts';
 import { buildImages, HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL, LOCAL_PATH_PROVISIONER_IMAGE, PAUSE_IMAGE } from './images/build.ts';
 import { DEFAULT_STORAGE_CLASS, localPathStorageManifest } from './local-path-storage.ts';
 import { etcdBinary, kubectlBinary, kubernetesBinDir, localPathProvisionerBinary } from './paths.ts';
@@ -332,6 +333,11 @@ export async function disposeLocalCluster(dir: string): Promise<void> {
   const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as LocalClusterState;
   // The kubelet first, so it does not restart what we take down next.
   await stopPid(state.pids.kubelet, 10_000);
+  // Before the containers go: a CSI driver's node plugin (test/cluster/csi-snapshots.ts) attaches
+  // loop devices from inside its container, and their backing files read as paths under dir only
+  // while that container lives (after, as paths inside its mount). Detached while still open, a
+  // device goes once its last user lets go; the waiting detach below checks they all went.
+  for (const device of await loopDevicesUnder(dir).catch(() => [])) await run('losetup', ['--detach', device.name]).catch(() => '');
   const ctr = ['--address', state.containerdSocket, '--namespace', 'k8s.io'];
   const netnsPaths = new Set<string>();
   if (state.pids.containerd && isAlive(state.pids.containerd)) {
@@ -549,7 +555,7 @@ function localCluster(state: LocalClusterState): TestCluster {
   const { name, dir } = state;
   const kubeconfigPath = adminKubeconfig(dir);
   let disposed = false;
-  return {
+  const cluster: TestCluster = {
     name,
     provider: 'local',
     kubeconfigPath,
@@ -559,6 +565,7 @@ function localCluster(state: LocalClusterState): TestCluster {
     blockStorageClass: BLOCK_STORAGE_CLASS,
     kubectl: (args, options = {}) => run(kubectlBinary, ['--kubeconfig', kubeconfigPath, ...args], options),
     loadImageArchive: async (archive) => void (await run('ctr', ['--address', state.containerdSocket, '--namespace', 'k8s.io', 'images', 'import', '--all-platforms', archive], { timeoutMs: 300_000 })),
+    enableSnapshots: () => ensureSnapshotStorage(cluster, { kubeletRootDir: path.join(dir, 'kubelet'), stateDir: localCsiStateDir(dir) }),
     logs: async () => componentLogs(dir, 60),
     dispose: async () => {
       if (disposed) return;
@@ -566,6 +573,7 @@ function localCluster(state: LocalClusterState): TestCluster {
       await disposeLocalCluster(dir);
     },
   };
+  return cluster;
 }
 
 /** The handle of a running cluster another process started (test/cluster/shared.ts), from the state.json in its directory. */
@@ -670,9 +678,15 @@ export async function startLocalCluster(): Promise<TestCluster> {
     for (const image of images) await run('ctr', [...ctr, 'images', 'import', '--no-unpack', image.archive]);
 
     createCgroupRoot(state.cgroupRoot);
+    // A CSI driver's node plugin mounts volumes under the kubelet root with Bidirectional propagation,
+    // which needs that root on a shared mount; this machine's root mount is private. Its own shared
+    // mount, unmounted with the others under dir by dispose.
+    const kubeletRoot = path.join(dir, 'kubelet');
+    await run('mount', ['--bind', kubeletRoot, kubeletRoot]);
+    await run('mount', ['--make-rshared', kubeletRoot]);
     fs.writeFileSync(path.join(dir, 'kubelet.yaml'), kubeletConfig(state, { kubelet, healthz }));
     startProcess(state, 'kubelet', path.join(kubernetesBinDir, 'kubelet'), [
-      `--config=${dir}/kubelet.yaml`, `--kubeconfig=${dir}/kubelet.kubeconfig`, `--root-dir=${dir}/kubelet`,
+      `--config=${dir}/kubelet.yaml`, `--kubeconfig=${dir}/kubelet.kubeconfig`, `--root-dir=${kubeletRoot}`,
       `--cert-dir=${pki}`, `--hostname-override=${name}`, `--node-ip=${state.nodeIP}`, '--v=1',
     ]);
 

@@ -15,6 +15,12 @@ export interface TestCluster {
    * provider has one: local offers nkvm-block-pv-0..2 and 4..6 of 64Mi and nkvm-block-pv-3 of 32Mi; kind none.
    */
   blockStorageClass?: string;
+  /**
+   * Installs what VolumeSnapshots need (test/cluster/csi-snapshots.ts): a CSI driver with snapshots
+   * behind the StorageClass nkvm-csi and the VolumeSnapshotClass nkvm-csi-snapclass. Not part of
+   * every cluster's start, for its time; suites that take snapshots call it first. Idempotent.
+   */
+  enableSnapshots(): Promise<void>;
   /** Makes the images of an archive (OCI layout or docker-archive, every platform in it) available to the node. */
   loadImageArchive(archive: string): Promise<void>;
   /** Runs kubectl against this cluster as its admin; rejects on a non-zero exit with stderr. */

@@ -6,13 +6,19 @@
  *   - the same without sh and tar, to make the copy stage fail on purpose in tests
  *   - rancher's local-path-provisioner (built by scripts/build-cluster-binaries.sh), the default
  *     StorageClass's dynamic provisioner, as on KinD; its helper pods use the helper image
+ * And, apart, since only the suites that take VolumeSnapshots load it (test/cluster/csi-snapshots.ts):
+ *   - our CSI driver, compiled here from test/cluster/csi-driver, with the upstream sidecars
+ *     (csi-provisioner, csi-snapshotter, snapshot-controller) built by scripts/build-cluster-binaries.sh
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_HELPER_IMAGE } from '../../../src/backup/defaults.ts';
-import { CACHE_DIR, LOCAL_PATH_PROVISIONER_VERSION, localPathProvisionerBinary } from '../paths.ts';
+import {
+  CACHE_DIR, csiDriverSourceDir, csiProvisionerBinary, csiSnapshotterBinary, LOCAL_PATH_PROVISIONER_VERSION, localPathProvisionerBinary,
+  REPO_ROOT, snapshotControllerBinary,
+} from '../paths.ts';
 
 export const PAUSE_IMAGE = 'registry.k8s.io/pause:3.10';
 export const HELPER_IMAGE = DEFAULT_HELPER_IMAGE;
@@ -135,4 +141,37 @@ export function buildImageArchives(cacheKey: string, specs: (workDir: string) =>
 /** The images every local cluster imports, and the kind provider loads into its node. */
 export function buildImages(): BuiltImage[] {
   return buildImageArchives(contentKey([BUSYBOX, PAUSE_SOURCE, localPathProvisionerBinary, import.meta.filename]), imageSpecs);
+}
+
+/** Our CSI driver's sources: what its build depends on besides the Go toolchain. */
+function csiDriverSources(): string[] {
+  return fs.readdirSync(csiDriverSourceDir).filter((file) => /\.go$|^go\.(mod|sum)$/.test(file)).sort().map((file) => path.join(csiDriverSourceDir, file));
+}
+
+const CSI_SIDECARS = [csiProvisionerBinary, csiSnapshotterBinary, snapshotControllerBinary];
+
+/**
+ * One image for the whole CSI deployment: the driver (a static Go build, with the project's Go
+ * settings from scripts/go-env.sh) and the three sidecars, each started by its command. Its tag
+ * carries the content key, so a cluster never runs a stale build under a reused name.
+ */
+export function buildCsiImage(): BuiltImage {
+  for (const binary of CSI_SIDECARS) {
+    if (!fs.existsSync(binary)) throw new Error(`${binary} is missing: run sh scripts/bootstrap.sh --cluster`);
+  }
+  const key = contentKey([...csiDriverSources(), ...CSI_SIDECARS, import.meta.filename]);
+  const name = `nkvm.local/nkvm-csi:${key}`;
+  const [image] = buildImageArchives(`csi-${key}`, () => [{
+    name,
+    cmd: ['nkvm-csi-driver'],
+    populate: (root) => {
+      fs.mkdirSync(path.join(root, 'bin'), { recursive: true });
+      fs.mkdirSync(path.join(root, 'tmp'), { mode: 0o1777 });
+      fs.chmodSync(path.join(root, 'tmp'), 0o1777);
+      const output = path.join(root, 'bin', 'nkvm-csi-driver');
+      execFileSync('sh', ['-c', `. "${REPO_ROOT}/scripts/go-env.sh" && go build -ldflags "-s -w" -o "$1" .`, 'go-build', output], { cwd: csiDriverSourceDir });
+      for (const binary of CSI_SIDECARS) installBinary(root, binary, path.basename(binary), 'bin');
+    },
+  }]);
+  return image!;
 }

@@ -25,14 +25,15 @@ export const CSI_NAMESPACE = 'nkvm-csi';
 /** The driver's state directory on a KinD node (the local provider keeps it in the cluster's directory). */
 export const KIND_CSI_STATE_DIR = '/var/lib/nkvm-csi';
 
-/** Where a cluster's driver keeps volumes and snapshots on its node: for tests that look there. */
-export function csiStateDir(cluster: Pick<TestCluster, 'provider' | 'dir'>): string {
-  return cluster.provider === 'local' ? localCsiStateDir(cluster.dir) : KIND_CSI_STATE_DIR;
+/** The kubelet's --root-dir on a cluster's node. */
+export function kubeletRootDirOf(cluster: Pick<TestCluster, 'provider' | 'dir'>): string {
+  return cluster.provider === 'local' ? path.join(cluster.dir, 'kubelet') : '/var/lib/kubelet';
 }
 
-/** The local provider's: in the cluster's directory, so dispose() removes it with the rest. */
-export function localCsiStateDir(clusterDir: string): string {
-  return path.join(clusterDir, 'nkvm-csi');
+/** Where a cluster's driver keeps volumes and snapshots on its node: for tests that look there. */
+export function csiStateDir(cluster: Pick<TestCluster, 'provider' | 'dir'>): string {
+  // The local provider's is in the cluster's directory, so dispose() removes it with the rest.
+  return cluster.provider === 'local' ? path.join(cluster.dir, 'nkvm-csi') : KIND_CSI_STATE_DIR;
 }
 
 /** The CRDs snapshot-controller needs; it runs without the group-snapshot ones. */

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureSnapshotStorage, KIND_CSI_STATE_DIR } from './csi-snapshots.ts';
+import { csiStateDir, ensureSnapshotStorage, kubeletRootDirOf } from './csi-snapshots.ts';
 import { ensureDocker, stopDockerIfStarted } from './docker.ts';
 import { buildImages, HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL } from './images/build.ts';
 import { ensureKindNodeImage } from './kind-node-image.ts';
@@ -69,7 +69,7 @@ export function attachKindCluster(name: string, kubeconfigPath: string, dir: str
     storageClass: DEFAULT_STORAGE_CLASS,
     kubectl: (args, options = {}) => runLine([kubectl, '--kubeconfig', kubeconfigPath, ...args], options),
     loadImageArchive: async (archive) => void (await runLine(kindCommands.loadImageArchive(name, archive), { timeoutMs: 300_000 })),
-    enableSnapshots: () => ensureSnapshotStorage(cluster, { kubeletRootDir: '/var/lib/kubelet', stateDir: KIND_CSI_STATE_DIR }),
+    enableSnapshots: () => ensureSnapshotStorage(cluster, { kubeletRootDir: kubeletRootDirOf(cluster), stateDir: csiStateDir(cluster) }),
     logs: () => exportLogs(name, dir),
     dispose: async () => {
       if (disposed) return;

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureSnapshotStorage, localCsiStateDir } from './csi-snapshots.ts';
+import { csiStateDir, ensureSnapshotStorage, kubeletRootDirOf } from './csi-snapshots.ts';
 import { buildImages, HELPER_IMAGE, HELPER_IMAGE_WITHOUT_SHELL, LOCAL_PATH_PROVISIONER_IMAGE, PAUSE_IMAGE } from './images/build.ts';
 import { DEFAULT_STORAGE_CLASS, localPathStorageManifest } from './local-path-storage.ts';
 import { etcdBinary, kubectlBinary, kubernetesBinDir, localPathProvisionerBinary } from './paths.ts';
@@ -565,7 +565,7 @@ function localCluster(state: LocalClusterState): TestCluster {
     blockStorageClass: BLOCK_STORAGE_CLASS,
     kubectl: (args, options = {}) => run(kubectlBinary, ['--kubeconfig', kubeconfigPath, ...args], options),
     loadImageArchive: async (archive) => void (await run('ctr', ['--address', state.containerdSocket, '--namespace', 'k8s.io', 'images', 'import', '--all-platforms', archive], { timeoutMs: 300_000 })),
-    enableSnapshots: () => ensureSnapshotStorage(cluster, { kubeletRootDir: path.join(dir, 'kubelet'), stateDir: localCsiStateDir(dir) }),
+    enableSnapshots: () => ensureSnapshotStorage(cluster, { kubeletRootDir: kubeletRootDirOf(cluster), stateDir: csiStateDir(cluster) }),
     logs: async () => componentLogs(dir, 60),
     dispose: async () => {
       if (disposed) return;

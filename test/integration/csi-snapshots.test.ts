@@ -4,8 +4,9 @@
  * owner, mode, mtime, symlink target), unchanged by writes to the first claim after the snapshot;
  * deleting the snapshot and the claims removes their copies from the driver's state directory.
  */
-import { CSI_SNAPSHOT_CLASS, CSI_STORAGE_CLASS, csiStateDir } from '../cluster/csi-snapshots.ts';
+import { CSI_SNAPSHOT_CLASS, CSI_STORAGE_CLASS, csiStateDir, kubeletRootDirOf } from '../cluster/csi-snapshots.ts';
 import type { TestCluster } from '../cluster/index.ts';
+import { waitFor } from '../cluster/run.ts';
 import { clusterSuite, createNamespace } from './support.ts';
 
 const test = clusterSuite();
@@ -184,10 +185,20 @@ spec:
 
   const k = (args: string[]) => cluster.kubectl([...args, '-n', namespace]);
   const volumes = await Promise.all(['disk', 'restored'].map(async (claimName) => (await k(['get', 'pvc', claimName, '-o', 'jsonpath={.spec.volumeName}'])).trim()));
+  const handles = await Promise.all(volumes.map(async (volume) => (await cluster.kubectl(['get', 'pv', volume, '-o', 'jsonpath={.spec.csi.volumeHandle}'])).trim()));
   await k(['delete', 'volumesnapshot', 'disk-snap', '--wait=true', '--timeout=60s']);
   await k(['delete', 'pod', 'writer', 'reader', '--wait=true', '--timeout=60s']);
+  // The kubelet unmaps a block volume (the driver's loop device, and its own over it) some seconds
+  // after its pod has gone; its map directory goes last. Waited for, so that no loop device outlives
+  // the cluster: a KinD node deleted with one still attached leaves it on the host.
+  const devicesDir = `${kubeletRootDirOf(cluster)}/plugins/kubernetes.io/csi/volumeDevices`;
+  await runPod(cluster, pod(cluster, namespace, 'inspector', { devices: { hostPath: devicesDir }, state: { hostPath: csiStateDir(cluster) } }), namespace, 'inspector');
+  const listing = async (dir: string) => (await sh(cluster, namespace, 'inspector', `ls ${dir}`)).split(/\s+/);
+  await waitFor('the kubelet to unmap both block volumes', 120_000, async () => !(await listing('/devices')).some((entry) => volumes.includes(entry)));
   await k(['delete', 'pvc', 'disk', 'restored', '--wait=true', '--timeout=60s']);
   await cluster.kubectl(['wait', '--for=delete', ...volumes.map((volume) => `pv/${volume}`), '--timeout=90s'], { timeoutMs: 100_000 }).catch(() => '');
   t.is((await cluster.kubectl(['get', 'pv', ...volumes, '--ignore-not-found'])).trim(), '', 'the PersistentVolumes are gone');
+  const state = await listing('/state/volumes');
+  t.false(handles.some((handle) => state.some((entry) => entry.startsWith(handle))), 'the volumes\' files are gone');
   await cluster.kubectl(['delete', 'namespace', namespace, '--wait=false']);
 });

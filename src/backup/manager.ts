@@ -23,11 +23,12 @@ import { saveArchiveSnapshot } from '../repository/archiver.ts';
 import { findParentSnapshot, nodesAtPath } from '../repository/incremental.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
 import type { MoverCredentials } from '../cli/commands/mover.ts';
-import { moverWaitCommand, runMoverBackup } from './mover.ts';
+import { imagePullFailure, MoverUnreachableError, moverWaitCommand, runMoverBackup } from './mover.ts';
 import { describeHook, podsForHooks, runHook } from './hooks.ts';
 import { NodeSlots } from './node-slots.ts';
 import { hookFor, type HookFlags, type HookRecord, type HookSpec } from './hook-spec.ts';
 import type { Repository } from '../repository/repository.ts';
+import { removeLocksOfHost } from '../repository/lock.ts';
 import { chooseSnapshotSource, SnapshotFactsReader, VolumeSnapshots, type BackupSource, type SnapshotMode } from './volume-snapshot.ts';
 
 export type BackupStage = 'discovery' | 'pre-hook' | 'snapshot' | 'helper-pod' | 'copy' | 'finalize' | 'done';
@@ -85,6 +86,8 @@ export interface BackupResult {
   errorCode?: ErrorCode | 'CopyStageError' | 'UnreadableFilesError' | 'HelperPodError' | 'HookFailedError' | 'SnapshotError' | 'InternalError' | undefined;
   /** What the helper read: a VolumeSnapshot of the claim (through a temporary claim) or the live claim, and why. */
   source?: BackupSource | undefined;
+  /** Into a repository: whether a data mover pod wrote it from the cluster or the data came over exec, and why. */
+  transfer?: Transfer | undefined;
   /** The hooks run in the pods that mount the claim, in order: pre-hooks before the copy, post-hooks after it. */
   hooks?: HookRecord[] | undefined;
   artifact?: BackupArtifact | undefined;
@@ -146,7 +149,9 @@ export interface BackupOptions {
    * Filesystem claims into the repository through data movers: pods of this image on the claims'
    * nodes read them in place and write straight into the repository (mover.ts).
    */
-  mover?: { image: string; credentials: MoverCredentials } | undefined;
+  mover?: MoverOptions | undefined;
+  /** Why the copies go over exec when there is no mover (--mover exec, a directory repository, ...). */
+  execReason?: string | undefined;
   /** At most this many copies at once on one node (--max-per-node); unbounded when absent. */
   maxPerNode?: number | undefined;
   /** --snapshot and its options: read a CSI VolumeSnapshot of the claim instead of the live claim. */
@@ -168,6 +173,21 @@ export interface BackupOptions {
   onProgress?: BackupProgressListener | undefined;
   /** Called with each claim's result as soon as it is known. */
   onResult?: ((result: BackupResult) => void) | undefined;
+}
+
+export interface MoverOptions {
+  image: string;
+  credentials: MoverCredentials;
+  /** Why movers are used: "--mover pod", or auto's reason. */
+  reason: string;
+  /** --mover auto: where the image cannot be pulled or the pod cannot reach the repository, copy over exec instead. */
+  fallback: boolean;
+}
+
+/** How a backup's data went into the repository, and why. */
+export interface Transfer {
+  mode: 'pod' | 'exec';
+  reason: string;
 }
 
 export interface SnapshotOptions {
@@ -197,6 +217,9 @@ interface InFlight {
   /** Hooks already run: around a snapshot they run in start(), right before and after it is cut. */
   hooks: HookRecord[];
   hooksDone: boolean;
+  /** The claim the helper mounts: the claim, or the one made from its snapshot. */
+  readClaim?: DiscoveredClaim;
+  transfer?: Transfer;
   failure?: BackupFailure;
 }
 type BackupFailure = StageFailure<BackupStage, BackupErrorCode>;
@@ -240,6 +263,8 @@ export class BackupManager {
   private repositoryQueue: Promise<unknown> = Promise.resolve();
   private readonly nodeSlots: NodeSlots | undefined;
   private readonly snapshotFacts: SnapshotFactsReader;
+  /** Set once --mover auto has found movers unusable in this run (the image, the repository's reach): the reason. */
+  private moverUnusable: string | undefined;
   private readonly volumeSnapshots: VolumeSnapshots;
 
   constructor(client: KubeClient, catalog: Catalog, options: BackupOptions) {
@@ -322,17 +347,50 @@ export class BackupManager {
       flight.stage = 'helper-pod';
       progress({ stage: 'helper-pod' });
       flight.placement = readClaim === claim ? placementFor(claim).reason : `anywhere the scheduler chooses: it reads claim ${readClaim.name}, made from the snapshot`;
-      const mover = this.options.mover && this.options.repository && claim.volumeMode !== 'Block' ? this.options.mover : undefined;
-      const moverPod = mover ? { image: mover.image, command: moverWaitCommand(this.options.helper.deadlineSeconds) } : {};
-      const helper = await startHelperPod(this.client, readClaim, { ...this.options.helper, ...moverPod, runId: this.runId }, 'backup', this.restrictedNamespaces);
-      record.helperPod = helper.name;
-      record.runAs = describeIdentity(helper.identity);
-      const running = await waitForHelperPod(this.client, target.namespace, record.helperPod, this.options.podReadyTimeoutMs, this.options.signal);
-      record.node = running.spec?.nodeName ?? null;
+      flight.readClaim = readClaim;
+      flight.transfer = this.transferFor(claim);
+      try {
+        await this.startHelper(flight);
+      } catch (error) {
+        // --mover auto: an image that cannot be pulled here leaves the copy to exec, for the rest of the run too.
+        if (flight.transfer?.mode !== 'pod' || !this.options.mover?.fallback || !imagePullFailure((error as Error).message)) throw error;
+        await this.fallBackToExec(flight, `the mover image ${this.options.mover.image} could not be pulled (${(error as Error).message})`);
+      }
     } catch (error) {
       flight.failure = stageFailure(flight.stage, error);
     }
     return flight;
+  }
+
+  /** Pod or exec, and why (a Block claim's device is read over exec; auto may have given up on movers). */
+  private transferFor(claim: DiscoveredClaim): Transfer | undefined {
+    if (!this.options.repository) return undefined;
+    const mover = this.options.mover;
+    if (!mover) return { mode: 'exec', reason: this.options.execReason ?? '--mover exec' };
+    if (claim.volumeMode === 'Block') return { mode: 'exec', reason: 'a Block claim\'s device image is read over exec' };
+    if (this.moverUnusable) return { mode: 'exec', reason: this.moverUnusable };
+    return { mode: 'pod', reason: mover.reason };
+  }
+
+  /** The helper pod (a mover pod when the transfer is one) for the claim it reads, running. */
+  private async startHelper(flight: InFlight): Promise<void> {
+    const { record, target } = flight;
+    const mover = flight.transfer?.mode === 'pod' ? this.options.mover : undefined;
+    const moverPod = mover ? { image: mover.image, command: moverWaitCommand(this.options.helper.deadlineSeconds) } : {};
+    const helper = await startHelperPod(this.client, flight.readClaim!, { ...this.options.helper, ...moverPod, runId: this.runId }, 'backup', this.restrictedNamespaces);
+    record.helperPod = helper.name;
+    record.runAs = describeIdentity(helper.identity);
+    const running = await waitForHelperPod(this.client, target.namespace, record.helperPod, this.options.podReadyTimeoutMs, this.options.signal);
+    record.node = running.spec?.nodeName ?? null;
+  }
+
+  /** --mover auto gives up on movers for this run: the mover pod goes, an exec helper takes its place. */
+  private async fallBackToExec(flight: InFlight, why: string): Promise<void> {
+    this.moverUnusable = `${why}: copied over exec instead (--mover auto)`;
+    flight.transfer = { mode: 'exec', reason: this.moverUnusable };
+    if (flight.record.helperPod) await deleteHelperPod(this.client, flight.target.namespace, flight.record.helperPod);
+    flight.record.helperPod = null;
+    await this.startHelper(flight);
   }
 
   /**
@@ -385,7 +443,7 @@ export class BackupManager {
     const { id } = record;
     const { credentials } = this.client;
     const signal = this.options.signal;
-    const helperPod = record.helperPod;
+    let helperPod = record.helperPod;
     let { stage, failure } = flight;
     let partial: string | null = null;
     let artifact: BackupArtifact | undefined;
@@ -425,7 +483,16 @@ export class BackupManager {
       const deviceBytes = image ? await measureDeviceBytes(this.client.credentials.kubeConfig, target.namespace, helperPod!, signal) : undefined;
       // One copy at a time goes into the repository: its packers are shared by every archive.
       const job: CopyJob = { target, pod: helperPod!, partial, repository: repository && { repository: repository.repository, path: `/data/${target.pvc}` }, record, progress, deviceBytes };
-      const mover = this.options.mover && repository && !image ? this.options.mover : undefined;
+      const mover = flight.transfer?.mode === 'pod' ? this.options.mover : undefined;
+      const copyOverExec = () =>
+        repository
+          ? this.repositoryTurn(async () => {
+              // restic's parent: the latest snapshot of the same claim (host = namespace, same path).
+              parent = await findParentSnapshot(repository.repository, target.namespace, job.repository!.path);
+              if (parent) job.repository!.previousRoot = await nodesAtPath(repository.repository, parent.tree, job.repository!.path);
+              return this.copyWithRetries(job);
+            })
+          : this.copyWithRetries(job);
       const copied = mover
         ? await this.moveInCluster({
             kubeConfig: this.client.credentials.kubeConfig,
@@ -435,15 +502,15 @@ export class BackupManager {
             credentials: mover.credentials,
             allowPartial: this.options.allowPartial ?? false,
             signal,
-          }, record)
-        : repository
-        ? await this.repositoryTurn(async () => {
-            // restic's parent: the latest snapshot of the same claim (host = namespace, same path).
-            parent = await findParentSnapshot(repository.repository, target.namespace, job.repository!.path);
-            if (parent) job.repository!.previousRoot = await nodesAtPath(repository.repository, parent.tree, job.repository!.path);
-            return this.copyWithRetries(job);
+          }, record).catch(async (error: unknown) => {
+            // --mover auto: a repository out of the cluster's reach is still in this machine's.
+            if (!(error instanceof MoverUnreachableError) || !mover.fallback) throw error;
+            await this.fallBackToExec(flight, error.message);
+            helperPod = record.helperPod;
+            job.pod = helperPod!;
+            return copyOverExec();
           })
-        : await this.copyWithRetries(job);
+        : await copyOverExec();
       retriedBecause = copied.retriedBecause;
       // Not failures: a path that no longer exists cannot be backed up, and a change is kept as read.
       if (copied.vanished.count > 0) vanished = copied.vanished;
@@ -536,10 +603,20 @@ export class BackupManager {
       freeSlot();
       if (partial) fs.rmSync(partial, { force: true });
       if (helperPod) {
-        await deleteHelperPod(this.client, target.namespace, helperPod).catch((error: Error) => {
-          // The pod's deadline still ends it: report this, but it does not undo a good artifact.
-          cleanupProblem = `helper pod ${target.namespace}/${helperPod} could not be deleted (${error.message}); its activeDeadlineSeconds will stop it`;
-        });
+        const deleted = await deleteHelperPod(this.client, target.namespace, helperPod).then(
+          () => true,
+          (error: Error) => {
+            // The pod's deadline still ends it: report this, but it does not undo a good artifact.
+            cleanupProblem = `helper pod ${target.namespace}/${helperPod} could not be deleted (${error.message}); its activeDeadlineSeconds will stop it`;
+            return false;
+          },
+        );
+        // A mover that did not finish may have left its lock in the repository: once its pod is gone, remove it.
+        if (deleted && failure && flight.transfer?.mode === 'pod' && this.options.repository) {
+          await this.removeMoverLocks(target.namespace, helperPod).catch((error: Error) => {
+            cleanupProblem = [cleanupProblem, `the lock of mover ${helperPod} could not be removed (${error.message}): \`kubectl nkvm repo unlock\` removes it once stale`].filter(Boolean).join('; ');
+          });
+        }
       }
       const source = flight.source;
       if (source?.volumeSnapshot || source?.claim) {
@@ -555,7 +632,9 @@ export class BackupManager {
     const retried = retriedBecause.length ? ` (${record.attempts} attempts; ${retriedBecause.join('; ')})` : '';
     const failedPostHooks = hooks.filter((hook) => hook.phase === 'post' && !hook.ok).map(describeHook);
     const keptSnapshot = flight.source?.kept && flight.source.volumeSnapshot ? [`VolumeSnapshot ${target.namespace}/${flight.source.volumeSnapshot} kept (--keep-snapshot)`] : [];
-    const notes = [...(unreadableText ? [`partial: ${unreadableText}`] : []), ...copyNotes, ...failedPostHooks, ...keptSnapshot];
+    // Movers were asked for but this copy went over exec: say why.
+    const transferNote = flight.transfer?.mode === 'exec' && this.options.mover ? [flight.transfer.reason] : [];
+    const notes = [...(unreadableText ? [`partial: ${unreadableText}`] : []), ...copyNotes, ...failedPostHooks, ...keptSnapshot, ...transferNote];
     const partialNote = notes.length && !failure ? ` (${notes.join('; ')})` : '';
     const destination = snapshot ? `snapshot ${snapshot.id.slice(0, 8)} in ${snapshot.repository}${snapshot.mover ? ` by data mover ${snapshot.mover}` : ''}` : artifact?.path;
     const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${destination}${partialNote}${retried}`;
@@ -604,6 +683,7 @@ export class BackupManager {
       message,
       ...(failure ? { errorCode: failure.errorCode } : {}),
       ...(flight.source ? { source: flight.source } : {}),
+      ...(flight.transfer ? { transfer: flight.transfer } : {}),
       ...(artifact ? { artifact } : {}),
       ...(snapshot ? { snapshot } : {}),
       volumeMode: record.volumeMode,
@@ -654,6 +734,20 @@ export class BackupManager {
         throw new StageFailure('pre-hook', `pre-hook failed, nothing was copied: ${describeHook(ran)}`, 'HookFailedError');
       }
     }
+  }
+
+  /** Waits until the mover pod is gone (no process of it can write any more), then removes the locks it held. */
+  private async removeMoverLocks(namespace: string, pod: string): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const gone = await this.client
+        .call({ verb: 'get', resource: 'pods', namespace, name: pod }, () => this.client.core.readNamespacedPod({ namespace, name: pod }))
+        .then(() => false, (error) => (error as { code?: string }).code === 'NotFoundError');
+      if (gone) break;
+      if (Date.now() >= deadline) throw new Error(`pod ${namespace}/${pod} still exists after 60s`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    await removeLocksOfHost(this.options.repository!.repository, pod);
   }
 
   /** A data mover's copy: one attempt (a mover's failure is its own; a retry would read only what it missed). */

@@ -61,6 +61,14 @@ async function execMover<T>(
   }
 }
 
+/** The repository is out of the mover pod's reach: nothing was read, and the exec path may take over. */
+export class MoverUnreachableError extends CopyStageError {}
+
+/** A mover pod whose image cannot be pulled: its reason, from the helper's start failure. */
+export function imagePullFailure(message: string): boolean {
+  return /\b(ErrImagePull|ImagePullBackOff|InvalidImageName)\b/.test(message);
+}
+
 /** Runs `mover backup` in the mover pod; its result as the copy stage's, the snapshot already saved (`moved`). */
 export async function runMoverBackup(request: MoverRequest): Promise<CopyResult> {
   let ran: { outcome: ExecOutcome; report: MoverResult | undefined; stdoutBytes: number };
@@ -78,6 +86,7 @@ export async function runMoverBackup(request: MoverRequest): Promise<CopyResult>
     throw new CopyStageError(describeExecFailure('the mover in its pod', { ...outcome, exitCode: outcome.exitCode }), { retryable: outcome.exitCode === 0 });
   }
   const unreadable = result.unreadable ?? none;
+  if (!result.ok && result.unreachable) throw new MoverUnreachableError(`the mover could not reach the repository: ${result.message}`);
   if (!result.ok && unreadable.count === 0) throw new CopyStageError(`the mover failed: ${result.message}`);
   const exchanged = ran.stdoutBytes + outcome.stderr.length;
   return {

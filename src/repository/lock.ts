@@ -405,3 +405,18 @@ export async function removeStaleLocks(repo: Repository, options: { all?: boolea
   }
   return result;
 }
+
+/**
+ * Removes the locks a host held: a data mover pod that was deleted (or whose node went away) could
+ * not remove its own, and restic would count them as live for 30 minutes. Only for a host known to
+ * be gone: a pod name is never reused while the pod exists.
+ */
+export async function removeLocksOfHost(repo: Repository, hostname: string): Promise<LockFile[]> {
+  const removed: LockFile[] = [];
+  for (const entry of await listLocks(repo)) {
+    if ('error' in entry || entry.lock.hostname !== hostname) continue;
+    await repo.backend.remove('locks', entry.id);
+    removed.push(entry.lock);
+  }
+  return removed;
+}

@@ -70,3 +70,29 @@ test('hooks: Velero\'s annotations and the flags run in the workload pod around 
   t.like(JSON.parse(String(continued.stdout)).items[0], { status: 'succeeded', hooks: [{ phase: 'pre', ok: false }, { phase: 'post', ok: true }] });
   await assertNoHelperPods(t, 10_000);
 });
+
+test('Ctrl-C during the copy: the post-hook still runs, so the application is not left frozen; the backup is recorded as interrupted (exit 130)', async (t) => {
+  t.timeout(5 * 60_000);
+  const { cluster } = t.context;
+  const namespace = await createNamespace(cluster, 'hooksint');
+  t.context.diagnose = { namespace, sourcePod: 'app' };
+  await seedWorkload(cluster, { namespace, claim: 'data', pod: 'app' }, 'head -c 134217728 /dev/urandom > /data/big.bin');
+  const home = fs.mkdtempSync(path.join(t.context.workDir, 'hooksint-'));
+  const run = execa('kubectl', ['nkvm', 'backup', 'data', '-n', namespace, '--compression', 'gzip', '--output-dir', path.join(home, 'out'), '--catalog', path.join(home, 'catalog.sqlite'), '-o', 'json',
+    '--pre-hook', 'touch /tmp/frozen', '--post-hook', 'rm /tmp/frozen'], {
+    reject: false,
+    env: { PATH: t.context.pluginPath, HOME: t.context.workDir, KUBECONFIG: cluster.kubeconfigPath },
+    extendEnv: false,
+  });
+  const frozen = () => cluster.kubectl(['exec', 'app', '-n', namespace, '--', 'sh', '-c', 'test -e /tmp/frozen && echo frozen || echo thawed']).then((out) => out.trim());
+  const deadline = Date.now() + 60_000;
+  while ((await frozen()) !== 'frozen' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  run.kill('SIGINT');
+  const finished = await run;
+  t.is(finished.exitCode, 130, String(finished.stderr));
+  const [result] = JSON.parse(String(finished.stdout)).items;
+  t.like(result, { status: 'interrupted' });
+  t.deepEqual(result.hooks.map((hook: { phase: string; ok: boolean }) => [hook.phase, hook.ok]), [['pre', true], ['post', true]]);
+  t.is(await frozen(), 'thawed', 'the post-hook ran after Ctrl-C');
+  await assertNoHelperPods(t, 10_000);
+});

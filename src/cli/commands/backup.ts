@@ -19,17 +19,36 @@ import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeI
 import { openCatalog, withStoreOptions, writableOutputDir, type StoreOptions } from '../store-options.ts';
 import { chooseRepository, moverCredentials, openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
 import { imageReference } from '../../install/image.ts';
+import { isS3Location, parseS3Location } from '../../repository/backends/s3.ts';
 import { pluginVersion } from '../../version.ts';
 import { parseGoDuration } from '../../backup/hook-spec.ts';
 import { SNAPSHOT_MODES, type SnapshotMode } from '../../backup/volume-snapshot.ts';
 
 const FORMATS = ['auto', 'repo', 'tar'] as const;
+const MOVER_MODES = ['auto', 'pod', 'exec'] as const;
+type MoverMode = (typeof MOVER_MODES)[number];
+
+/**
+ * --mover auto: a pod where the cluster can reach the repository (S3 at an address that is not this
+ * machine's loopback); else exec, and why. The run still falls back to exec where the image cannot
+ * be pulled or the pod cannot reach the repository (manager.ts).
+ */
+export function chooseTransfer(mode: MoverMode, location: string): { mover: boolean; reason: string } {
+  if (mode === 'exec') return { mover: false, reason: '--mover exec' };
+  if (mode === 'pod') return { mover: true, reason: '--mover pod' };
+  if (!isS3Location(location)) return { mover: false, reason: 'the repository is a directory on this machine, out of the cluster\'s reach (--mover auto)' };
+  const host = parseS3Location(location).host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  if (host === 'localhost' || host === '::1' || /^127\./.test(host)) {
+    return { mover: false, reason: `the repository's endpoint ${host} is this machine's loopback address, out of the pods' reach (--mover auto)` };
+  }
+  return { mover: true, reason: 'an S3 repository, written from the cluster (--mover auto)' };
+}
 type BackupFormat = (typeof FORMATS)[number];
 
 interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags, RepositoryFlags {
   format: BackupFormat;
   initRepository: boolean;
-  mover: 'exec' | 'pod';
+  mover: MoverMode;
   preHook: string | undefined;
   postHook: string | undefined;
   hookContainer: string | undefined;
@@ -121,7 +140,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       .option('parallel', { type: 'number', default: 1, description: 'Claims backed up at the same time' })
       .option('max-per-node', { type: 'number', description: 'With --parallel: at most this many copies at once on one node' })
       .option('format', { choices: FORMATS, default: 'auto' as BackupFormat, description: 'repo: snapshots in the repository; tar: compressed tar artifacts; auto: repo when a repository is configured (repo init, --repo, $RESTIC_REPOSITORY), else tar' })
-      .option('mover', { choices: ['exec', 'pod'] as const, default: 'exec' as const, description: 'Into an S3 repository: pod runs the copy in the cluster (a pod of the plugin\'s image reads the claim on its node and writes straight into the repository; no data crosses the API server); exec streams tar through the API server to this machine' })
+      .option('mover', { choices: MOVER_MODES, default: 'auto' as MoverMode, description: 'Into an S3 repository: pod runs the copy in the cluster (a pod of the plugin\'s image reads the claim on its node and writes straight into the repository; no data crosses the API server); exec streams tar through the API server to this machine; auto: pod for an S3 repository not on this machine\'s loopback, falling back to exec where the image cannot be pulled or the pod cannot reach the repository' })
       .option('mover-image', { type: 'string', default: imageReference(pluginVersion), description: 'The image of the data mover pods (npm run image builds it)' })
       .option('pre-hook', { type: 'string', description: 'Run this (sh -c) in every pod that mounts the claim right before the copy, e.g. to flush and freeze; it fails the backup if it fails (see --hook-on-error). Without it, pods\' pre.hook.backup.velero.io annotations apply' })
       .option('post-hook', { type: 'string', description: 'Run this (sh -c) in those pods after the copy, also when the backup failed or was interrupted. Without it, post.hook.backup.velero.io annotations apply' })
@@ -169,6 +188,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       await repository.close();
       throw new UsageError(`--mover pod writes from the cluster, which cannot reach ${repository.location} on this machine`, 'use an S3 repository, or --mover exec');
     }
+    const transfer = repository ? chooseTransfer(args.mover, repository.location) : undefined;
     try {
       const client = await connectFromFlags(args);
       let targets: BackupTarget[];
@@ -191,7 +211,8 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       const manager = new BackupManager(client, catalog, {
         outputDir: artifactDir,
         repository: repository && { repository: repository.repository, location: repository.location },
-        mover: repository && args.mover === 'pod' ? { image: args.moverImage, credentials: moverCredentials(repository, args) } : undefined,
+        mover: transfer?.mover ? { image: args.moverImage, credentials: moverCredentials(repository!, args), reason: transfer.reason, fallback: args.mover === 'auto' } : undefined,
+        execReason: transfer?.reason,
         maxPerNode,
         snapshot: { mode: args.snapshot, snapshotClass: args.snapshotClass, keep: args.keepSnapshot, timeoutMs: snapshotTimeoutMs },
         hooks: {

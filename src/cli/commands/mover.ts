@@ -64,6 +64,27 @@ export interface MoverResult {
   bytesAdded?: number;
   vanished?: { count: number; sample: string[] };
   unreadable?: { count: number; sample: string[] };
+  /** The repository could not be reached from the pod (refused, no such host, no route): nothing was read. */
+  unreachable?: boolean;
+}
+
+/** Whether an error, or one it was caused by, is an S3 server that could not be reached. */
+function unreachable(error: unknown): boolean {
+  for (let cause = error; cause; cause = (cause as { cause?: unknown }).cause) {
+    if ((cause as { reason?: string }).reason === 'unreachable') return true;
+  }
+  return false;
+}
+
+/** Opens the repository, or reports why it could not (a repository out of the pod's reach says so) and exits 1. */
+async function openOrReport(args: RepositoryFlags): Promise<Awaited<ReturnType<typeof openRepository>> | undefined> {
+  try {
+    return await openRepository(args, { lock: 'shared' });
+  } catch (error) {
+    report({ ok: false, message: (error as Error).message, ...(unreachable(error) ? { unreachable: true } : {}) });
+    process.exitCode = ExitCode.failed;
+    return undefined;
+  }
 }
 
 /** Where the kubelet reads a container's termination message (at most 4 KiB of it). */
@@ -105,7 +126,8 @@ const backupCommand: CommandModule<GlobalOptions, MoverArgs> = {
       .option('credentials-stdin', { type: 'boolean', default: false, description: 'Read the repository, its password and S3 credentials as JSON on stdin' }) as unknown as Argv<MoverArgs>,
   handler: async (args) => {
     if (args.credentialsStdin) await useCredentials(args);
-    const opened = await openRepository(args, { lock: 'shared' });
+    const opened = await openOrReport(args);
+    if (!opened) return;
     try {
       const [{ archiveDirectory }, { findParentSnapshot, nodesAtPath }, { saveArchiveSnapshot }] = await Promise.all([
         import('../../repository/directory.ts'),
@@ -187,7 +209,8 @@ const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
       .option('credentials-stdin', { type: 'boolean', default: false, description: 'Read the repository, its password and S3 credentials as JSON on stdin' }) as unknown as Argv<RestoreArgs>,
   handler: async (args) => {
     if (args.credentialsStdin) await useCredentials(args);
-    const opened = await openRepository(args, { lock: 'shared' });
+    const opened = await openOrReport(args);
+    if (!opened) return;
     try {
       const [{ directoryAtPath }, { restoreDirectory }] = await Promise.all([import('../../repository/incremental.ts'), import('../../repository/directory.ts')]);
       const repository = opened.repository;

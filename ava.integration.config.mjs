@@ -26,7 +26,7 @@ export default {
   files: ['test/integration/**/*.test.ts'],
   extensions: ['ts'],
   workerThreads: false,
-  concurrency: shared ? 3 : 1,
+  concurrency: shared ? 4 : 1,
   ...(shared ? { sortTestFiles: (a, b) => rank(a) - rank(b) || a.localeCompare(b) } : {}),
   timeout: '10m',
   verbose: true,

@@ -624,7 +624,8 @@ export async function startLocalCluster(): Promise<TestCluster> {
     );
     const images = buildImages();
     await makePki(pki, name, state.nodeIP, serviceIPOf(state.serviceCIDR!));
-    const server = `https://127.0.0.1:${apiserver}`;
+    // On the address this cluster made (on lo), not every interface of the machine: pods reach it there too.
+    const server = `https://${state.nodeIP}:${apiserver}`;
     writeKubeconfig(kubeconfigPath, server, pki, 'admin', name);
     for (const user of ['kube-controller-manager', 'kube-scheduler']) writeKubeconfig(path.join(dir, `${user}.kubeconfig`), server, pki, user, name);
     writeKubeconfig(path.join(dir, 'kubelet.kubeconfig'), server, pki, 'kubelet', name);
@@ -641,7 +642,7 @@ export async function startLocalCluster(): Promise<TestCluster> {
     startProcess(state, 'kube-apiserver', path.join(kubernetesBinDir, 'kube-apiserver'), [
       `--etcd-servers=http://127.0.0.1:${etcdClient}`,
       // All addresses: 127.0.0.1 for the kubeconfigs, the node IP for pods through the kubernetes Service.
-      '--bind-address=0.0.0.0', `--secure-port=${apiserver}`, `--advertise-address=${state.nodeIP}`,
+      `--bind-address=${state.nodeIP}`, `--secure-port=${apiserver}`, `--advertise-address=${state.nodeIP}`,
       `--tls-cert-file=${pki}/kube-apiserver.crt`, `--tls-private-key-file=${pki}/kube-apiserver.key`,
       `--client-ca-file=${pki}/ca.crt`,
       '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction',

@@ -27,7 +27,7 @@ while :; do
   if [ -e /tmp/pause ]; then touch /tmp/paused; while [ -e /tmp/pause ]; do sleep 0.05; done; rm -f /tmp/paused; fi
   g=$((g+1)); i=0
   while [ $i -lt ${FILES} ]; do echo $g > /data/s/f$i; i=$((i+1)); done
-  echo $g > /tmp/generation
+  echo $g > /tmp/generation.new && mv /tmp/generation.new /tmp/generation
 done`;
 const PRE_HOOK = 'touch /tmp/pause; while [ ! -e /tmp/paused ]; do sleep 0.05; done';
 const POST_HOOK = 'rm -f /tmp/pause';

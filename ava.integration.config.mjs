@@ -10,6 +10,7 @@ const LONGEST_FIRST = [
   'kind-backup-smoke',
   'restore',
   'cluster',
+  'movers',
   'cluster-shapes',
   'repository-backup',
   'copy-protocol',

@@ -13,8 +13,12 @@
  *     repository against `kubectl exec tar | restic backup --stdin` (restic v0.19.1), then an
  *     unchanged second backup and one after 1% of the files were rewritten, against the first, with
  *     the bytes the API server sent (counted by a relay in front of it) and the repository's growth.
+ *   - movers: the same NKVM_BENCH_MIB (1024) MiB mixed claim into an S3 repository (versitygw on the
+ *     node's address) by a data mover pod (--mover pod) and over exec (--mover exec), wall time side
+ *     by side, the bytes the API server sent during the mover's backup (relay-counted), and the mover
+ *     process's own peak RSS in its pod; with the files section, also the mover over its million files.
  * Figures, never pass/fail: the goals are printed beside them. NKVM_BENCH_ONLY=modes,parallel,files,
- * completion,repository runs a subset.
+ * completion,repository,movers runs a subset.
  */
 import { execa } from 'execa';
 import fs from 'node:fs';
@@ -25,6 +29,8 @@ import { kubernetesBinDir, REPO_ROOT } from '../test/cluster/paths.ts';
 import { seedWorkload } from '../test/cluster/workload.ts';
 import { findRestic } from '../test/cluster/restic.ts';
 import { startCountingProxy } from '../test/cluster/counting-proxy.ts';
+import { startS3Server } from '../test/cluster/s3-server.ts';
+import { buildImage } from './image/build.ts';
 
 const env = process.env;
 const bigMiB = Number(env.NKVM_BENCH_MIB ?? 1024);
@@ -33,7 +39,7 @@ const parallelMiB = Number(env.NKVM_BENCH_PARALLEL_MIB ?? 64);
 const fileCount = Number(env.NKVM_BENCH_FILES ?? 1_000_000);
 const rounds = Number(env.NKVM_BENCH_ROUNDS ?? 3);
 const repositoryFiles = Number(env.NKVM_BENCH_REPOSITORY_FILES ?? 1024);
-const only = new Set((env.NKVM_BENCH_ONLY ?? 'modes,parallel,files,completion,repository').split(','));
+const only = new Set((env.NKVM_BENCH_ONLY ?? 'modes,parallel,files,completion,repository,movers').split(','));
 
 const NAMESPACE = 'bench';
 const MODES = [
@@ -122,7 +128,7 @@ const print = (line = '') => {
 try {
   print(`kubectl-nkvm ${JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')).version} bench, ${os.cpus().length} cores (${os.cpus()[0]?.model}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${cluster.provider} cluster`);
 
-  if (only.has('modes') || only.has('completion')) {
+  if (only.has('modes') || only.has('completion') || only.has('movers')) {
     log(`seeding claim big-0 with ${bigMiB} MiB of mixed data`);
     await seedClaim(cluster, 'big-0', mixedData(bigMiB));
   }
@@ -283,6 +289,48 @@ try {
     print(`first backup: by hand (kubectl exec tar | restic backup --stdin) ${median(hand).toFixed(1)} s   ours ${median(runs.first).toFixed(1)} s   ratio ${(median(runs.first) / median(hand)).toFixed(2)}   goal <= 1.00   ours peak RSS ${Math.max(...rss).toFixed(0)} MiB (goal <= 150)`);
     print(`unchanged second backup: ${median(runs.unchanged).toFixed(1)} s, ${(median(runs.unchanged) / median(runs.first)).toFixed(2)} of the first (goal <= 0.20); the API server sent ${pct(median(sent.unchanged))} of the claim (goal < 1%); the repository grew by ${grew} bytes (goal < 0.5%)`);
     print(`1% of the files rewritten: ${median(runs.rewritten).toFixed(1)} s, ${(median(runs.rewritten) / median(runs.first)).toFixed(2)} of the first; the API server sent ${pct(median(sent.rewritten))} of the claim (goal < 3%)`);
+  }
+  if (only.has('movers') && cluster.provider === 'local') {
+    // The mover image, from the release archives (built here when missing), loaded into the node.
+    if (!fs.existsSync(path.join(REPO_ROOT, 'dist', 'release', 'kubectl-nkvm_linux_amd64.tar.gz'))) {
+      await execa(process.execPath, [path.join(REPO_ROOT, 'scripts', 'release', 'release.ts'), '--platforms', 'linux/amd64,linux/arm64', '--skip-krew-validation'], { stdio: 'inherit' });
+    }
+    const image = buildImage(path.join(workDir, 'image'));
+    await cluster.loadImageArchive(image.archive);
+    const nodeIP = (await cluster.kubectl(['get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}'])).trim();
+    const server = await startS3Server({ host: nodeIP });
+    const proxy = await startCountingProxy(cluster.kubeconfigPath, path.join(workDir, 'movers.kubeconfig'));
+    try {
+      const s3 = { ...server.env, RESTIC_PASSWORD: 'bench-password' };
+      const tarBytes = await tarBytesOf(cluster, 'big-0');
+      const into = async (claim: string, mode: 'pod' | 'exec', prefix: string) => {
+        await timed(cluster, `kubectl nkvm repo init ${server.location(prefix)}`, s3);
+        proxy.reset();
+        const run = await timed(cluster, `kubectl nkvm backup ${claim} -n ${NAMESPACE} --repo ${server.location(prefix)} --mover ${mode} --mover-image ${image.reference} -o json`, { ...s3, KUBECONFIG: proxy.kubeconfigFile });
+        const [item] = JSON.parse(run.stdout).items as { status: string; message: string; snapshot?: { moverPeakRssBytes?: number } }[];
+        if (item?.status !== 'succeeded') throw new Error(`backup --mover ${mode} failed: ${item?.message}`);
+        return { seconds: run.seconds, relayed: proxy.received, moverRssMiB: (item.snapshot?.moverPeakRssBytes ?? 0) / 1048576 };
+      };
+      const pod: Awaited<ReturnType<typeof into>>[] = [];
+      const exec: number[] = [];
+      for (let i = 0; i < repeat; i++) {
+        log(`movers: round ${i + 1} of ${repeat}`);
+        exec.push((await into('big-0', 'exec', `exec-${i}`)).seconds);
+        pod.push(await into('big-0', 'pod', `pod-${i}`));
+      }
+      const podSeconds = median(pod.map((run) => run.seconds));
+      print();
+      print(`Into S3 (versitygw on the node's address), one claim of ${mib(tarBytes).toFixed(0)} MiB of tar (mixed); wall seconds, median of ${repeat}`);
+      print(`over exec (--mover exec) ${median(exec).toFixed(1)} s   by a mover pod (--mover pod) ${podSeconds.toFixed(1)} s   speed-up ${(median(exec) / podSeconds).toFixed(2)}x   goal >= 1.30x`);
+      print(`during the mover's backup the API server sent ${((100 * median(pod.map((run) => run.relayed))) / tarBytes).toFixed(3)}% of the claim (goal < 1%); the mover's peak RSS ${Math.max(...pod.map((run) => run.moverRssMiB)).toFixed(0)} MiB (goal < 200; its default limit is 512Mi)`);
+      if (only.has('files')) {
+        const files = await into('files', 'pod', 'files');
+        print(`${fileCount} files of 4 KiB by a mover pod: ${files.seconds.toFixed(1)} s, the mover's peak RSS ${files.moverRssMiB.toFixed(0)} MiB (goal < 200)`);
+      }
+    } finally {
+      await proxy.close();
+      await server.dispose();
+    }
   }
 } finally {
   await cluster.dispose();

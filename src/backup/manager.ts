@@ -72,6 +72,8 @@ export interface BackupSnapshot {
   imageSha256?: string | undefined;
   /** The data mover pod that read the claim in place and wrote the snapshot (no data crossed the API server). */
   mover?: string | undefined;
+  /** The mover process's peak resident set in its pod, in bytes (what its memory limit must allow). */
+  moverPeakRssBytes?: number | undefined;
 }
 
 export interface BackupResult {
@@ -548,6 +550,7 @@ export class BackupManager {
           bytesSent: copied.tar.bytes,
           bytesAdded: moved.bytesAdded ?? 0,
           mover: helperPod!,
+          ...(moved.peakRssBytes ? { moverPeakRssBytes: moved.peakRssBytes } : {}),
         };
         Object.assign(record, snapshotColumns(snapshot), { tarBytes: copied.tar.bytes, fileCount: moved.entries ?? null });
       } else if (repository && copied.stored) {

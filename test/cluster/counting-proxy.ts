@@ -1,7 +1,7 @@
 /**
  * A TCP relay in front of the API server that counts what the server sends: the judge of how many
  * bytes a backup moved through the API server, independent of what the plugin reports. TLS passes
- * through untouched (the server's certificate names 127.0.0.1, where the relay listens too).
+ * through untouched (the server's certificate names 127.0.0.1, where the relay listens).
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -17,13 +17,14 @@ export interface CountingProxy {
 
 export async function startCountingProxy(kubeconfig: string, outFile: string): Promise<CountingProxy> {
   const text = fs.readFileSync(kubeconfig, 'utf8');
-  const server = /server:\s*https:\/\/127\.0\.0\.1:(\d+)/.exec(text);
-  if (!server) throw new Error(`${kubeconfig} names no API server at https://127.0.0.1:PORT`);
-  const upstreamPort = Number(server[1]);
+  const server = /server:\s*https:\/\/([0-9.]+):(\d+)/.exec(text);
+  if (!server) throw new Error(`${kubeconfig} names no API server at https://IPV4:PORT`);
+  const upstreamHost = server[1]!;
+  const upstreamPort = Number(server[2]);
   let received = 0;
   const sockets = new Set<net.Socket>();
   const relay = net.createServer((client) => {
-    const upstream = net.connect(upstreamPort, '127.0.0.1');
+    const upstream = net.connect(upstreamPort, upstreamHost);
     sockets.add(client).add(upstream);
     upstream.on('data', (chunk: Buffer) => (received += chunk.length));
     client.pipe(upstream).pipe(client);

@@ -81,10 +81,17 @@ test('a claim whose application renames, deletes and appends while tar reads it 
   const catalog = path.join(home, 'catalog.sqlite');
   const flags = ['--catalog', catalog, '--output-dir', path.join(home, 'artifacts'), '--compression', 'gzip'];
 
-  const backup = await kubectlNkvm(t.context, ['backup', 'live', '-n', namespace, '-o', 'json', ...flags]);
-  t.is(backup.exitCode, 0, String(backup.stderr) + String(backup.stdout));
-  const [result] = JSON.parse(String(backup.stdout)).items;
-  t.is(result.status, 'succeeded', result.message);
+  // Whether a path vanishes under tar is up to the scheduler: on a loaded machine the application may
+  // sit still for a whole copy. Every backup must succeed; one of a few must have caught a path vanishing.
+  let backup: Awaited<ReturnType<typeof kubectlNkvm>>;
+  let result;
+  for (let attempt = 1; ; attempt++) {
+    backup = await kubectlNkvm(t.context, ['backup', 'live', '-n', namespace, '-o', 'json', ...flags]);
+    t.is(backup.exitCode, 0, String(backup.stderr) + String(backup.stdout));
+    [result] = JSON.parse(String(backup.stdout)).items;
+    t.is(result.status, 'succeeded', result.message);
+    if (result.vanished?.count > 0 || attempt === 5) break;
+  }
   t.true(result.vanished?.count > 0, `paths vanished: ${JSON.stringify(result.vanished)}`);
   t.true(result.vanished.sample.every((p: string) => /^(?:z\d\d\/(?:\.t\d+|f\d+)|[qrs]\/[ab](?:\/f\d+)?)$/.test(p)), result.vanished.sample.join(', '));
   t.regex(result.message, /^backed up to .* \(\d+ paths? vanished while the backup ran, so are not in it: [zqrs]/);

@@ -66,6 +66,8 @@ export interface MoverResult {
   unreadable?: { count: number; sample: string[] };
   /** The repository could not be reached from the pod (refused, no such host, no route): nothing was read. */
   unreachable?: boolean;
+  /** The mover process's peak resident set, in bytes: what its pod's memory limit must allow. */
+  peakRssBytes?: number;
 }
 
 /** Whether an error, or one it was caused by, is an S3 server that could not be reached. */
@@ -165,6 +167,7 @@ const backupCommand: CommandModule<GlobalOptions, MoverArgs> = {
         bytesAdded: archived.added.dataAddedPacked,
         vanished: sample(archived.problems.vanished),
         unreadable,
+        peakRssBytes: process.resourceUsage().maxRSS * 1024,
       });
     } catch (error) {
       report({ ok: false, message: (error as Error).message });

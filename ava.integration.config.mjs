@@ -18,13 +18,18 @@ const LONGEST_FIRST = [
   'krew',
   'completion',
 ].map((name) => `/test/integration/${name}.test.ts`);
+/**
+ * Suites that start a cluster of their own shape whatever the provider, left out of the run of every
+ * suite: they run only when named, as scripts/test-integration.sh names them beside the KinD smoke.
+ */
+const ONLY_WHEN_NAMED = ['test/integration/movers-multinode.test.ts'];
 const rank = (file) => {
   const index = LONGEST_FIRST.findIndex((suffix) => file.endsWith(suffix));
   return index === -1 ? LONGEST_FIRST.length : index;
 };
 
 export default {
-  files: ['test/integration/**/*.test.ts'],
+  files: ['test/integration/**/*.test.ts', ...ONLY_WHEN_NAMED.map((file) => `!${file}`)],
   extensions: ['ts'],
   workerThreads: false,
   concurrency: shared ? 4 : 1,

@@ -1,4 +1,4 @@
-/** What every cluster provider hands a test: a fresh, disposable, single-node cluster. */
+/** What every cluster provider hands a test: a fresh, disposable cluster, of one node unless a suite asks kind for workers. */
 export interface TestCluster {
   /** Unique per cluster: nkvm-it-<uuid>. */
   name: string;

@@ -34,6 +34,11 @@ export interface SuiteOptions {
    * something of the whole cluster that other files' tests, running at the same time, would disturb.
    */
   ownCluster?: string;
+  /**
+   * Starts the suite's own cluster in place of the chosen provider's single node (a KinD cluster
+   * with workers, say); only with ownCluster.
+   */
+  startCluster?: () => Promise<TestCluster>;
 }
 
 /**
@@ -67,7 +72,8 @@ export function clusterSuite(options: SuiteOptions = {}): TestFn<SuiteContext>['
     t.context.pluginPath = pluginPath;
     const shared = options.ownCluster ? undefined : sharedCluster();
     t.context.shared = Boolean(shared);
-    t.context.cluster = shared ?? (await createCluster());
+    if (options.startCluster && !options.ownCluster) throw new Error('a suite that starts its own cluster says why (ownCluster)');
+    t.context.cluster = shared ?? (await (options.startCluster ?? createCluster)());
   });
   test.afterEach.always(async (t) => {
     if (!t.passed && t.context.cluster) t.log(await collectDiagnostics(t.context.cluster, t.context.diagnose));

@@ -1,13 +1,19 @@
 import test from 'ava';
 import { chooseProvider } from '../cluster/index.ts';
 import { boundingSetIsFull, dockerdArguments } from '../cluster/docker.ts';
-import { kindCommands, kindEnvironment } from '../cluster/kind.ts';
+import { kindClusterConfig, kindCommands, kindEnvironment } from '../cluster/kind.ts';
 
 test('the kind provider creates and deletes exactly the named cluster, from the given node image, with its own kubeconfig', (t) => {
   const [, ...create] = kindCommands.create('nkvm-it-1', '/tmp/k', 'nkvm.local/kind-node:v1.34.4-abc');
   t.deepEqual(create, ['create', 'cluster', '--name', 'nkvm-it-1', '--kubeconfig', '/tmp/k', '--image', 'nkvm.local/kind-node:v1.34.4-abc', '--wait', '120s']);
   t.deepEqual(kindCommands.delete('nkvm-it-1', '/tmp/k').slice(1), ['delete', 'cluster', '--name', 'nkvm-it-1', '--kubeconfig', '/tmp/k']);
   t.deepEqual(kindCommands.loadImageArchive('nkvm-it-1', '/a.tar').slice(1), ['load', 'image-archive', '/a.tar', '--name', 'nkvm-it-1']);
+});
+
+test('a cluster with workers is created from a kind config of one control plane and that many workers', (t) => {
+  const [, ...create] = kindCommands.create('nkvm-it-1', '/tmp/k', 'nkvm.local/kind-node:v1.34.4-abc', '/tmp/kind-config.yaml');
+  t.deepEqual(create, ['create', 'cluster', '--name', 'nkvm-it-1', '--kubeconfig', '/tmp/k', '--image', 'nkvm.local/kind-node:v1.34.4-abc', '--config', '/tmp/kind-config.yaml', '--wait', '120s']);
+  t.is(kindClusterConfig(2), 'kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n- role: worker\n');
 });
 
 test('each kind cluster gets a Docker network of its own name, which dispose removes', (t) => {

@@ -5,6 +5,7 @@
  * partial file, on success, failure, timeout and interruption.
  */
 import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import type { ErrorCode } from '../errors.ts';
 import type { KubeClient } from '../kube/client.ts';
@@ -748,7 +749,7 @@ export class BackupManager {
         .then(() => false, (error) => (error as { code?: string }).code === 'NotFoundError');
       if (gone) break;
       if (Date.now() >= deadline) throw new Error(`pod ${namespace}/${pod} still exists after 60s`);
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      await sleep(250);
     }
     await removeLocksOfHost(this.options.repository!.repository, pod);
   }

@@ -4,6 +4,7 @@
  * helper reads that claim, on any node, while the application runs on. The choice of source is
  * pure (chooseSnapshotSource) so it is tested without a cluster.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CustomObjectsApi, StorageV1Api, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 import type { DiscoveredClaim } from './discovery.ts';
@@ -160,21 +161,6 @@ interface VolumeSnapshotObject {
   };
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new Error('interrupted'));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new Error('interrupted'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 /** The VolumeSnapshot API of one cluster, for the objects a snapshot backup makes and removes. */
 export class VolumeSnapshots {
   private readonly client: KubeClient;
@@ -221,7 +207,7 @@ export class VolumeSnapshots {
       if (Date.now() >= deadline) {
         throw new Error(`VolumeSnapshot ${namespace}/${name} not ${until === 'ready' ? 'ready to use' : 'taken'} after ${Math.round(timeoutMs / 1000)}s (--snapshot-timeout)`);
       }
-      await sleep(Date.now() - started < 10_000 ? 200 : 1000, signal);
+      await sleep(Date.now() - started < 10_000 ? 200 : 1000, undefined, { signal });
     }
   }
 

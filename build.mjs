@@ -4,49 +4,12 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { PRERENDERED_HELP_WIDTHS } from './src/cli/fast-paths.ts';
-
-// src/store/sql-wasm.ts reads sql.js's WASM from node_modules when run from source; in the bundle it
-// becomes this module instead, which embeds the binary through the '.wasm' binary loader below.
-const embedSqlWasm = {
-  name: 'embed-sql-wasm',
-  setup(pluginBuild) {
-    pluginBuild.onLoad({ filter: /[\\/]src[\\/]store[\\/]sql-wasm\.ts$/ }, (args) => ({
-      contents: "import wasm from 'sql.js/dist/sql-wasm.wasm';\nexport function loadSqlWasm() { return wasm; }\n",
-      loader: 'js',
-      resolveDir: path.dirname(args.path),
-    }));
-  },
-};
+import { cliBundleOptions } from './scripts/cli-bundle.ts';
 
 const outfile = 'dist/kubectl-nkvm';
 await mkdir('dist', { recursive: true });
-const result = await build({
-  entryPoints: ['src/main.ts'],
-  outfile,
-  bundle: true,
-  platform: 'node',
-  target: 'node22',
-  format: 'cjs',
-  minify: false,
-  sourcemap: false,
-  legalComments: 'none',
-  logLevel: 'warning',
-  loader: { '.wasm': 'binary' },
-  // ESM dependencies read import.meta.url; give them this file's URL in the CommonJS bundle.
-  define: { 'import.meta.url': '__nkvmImportMetaUrl' },
-  banner: {
-    js: [
-      '#!/usr/bin/env node',
-      // Before any bundled module runs: older Nodes fail inside dependencies with unhelpful errors.
-      'if (Number(process.versions.node.split(".")[0]) < 22) { console.error(`error: kubectl-nkvm needs Node.js 22 or newer; this is ${process.version}`); process.exit(1); }',
-      'const __nkvmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;',
-    ].join('\n'),
-  },
-  metafile: true,
-  plugins: [embedSqlWasm],
-});
+const result = await build(cliBundleOptions(outfile));
 await chmod(outfile, 0o755);
 // Only for running it from this repository, whose package.json says "type": "module": an
 // extensionless file inside it would otherwise be loaded as ESM. Installed copies need no such file.

@@ -30,7 +30,8 @@ import { NodeSlots } from './node-slots.ts';
 import { hookFor, type HookFlags, type HookRecord, type HookSpec } from './hook-spec.ts';
 import type { Repository } from '../repository/repository.ts';
 import { removeLocksOfHost } from '../repository/lock.ts';
-import { chooseSnapshotSource, SnapshotFactsReader, VolumeSnapshots, type BackupSource, type SnapshotMode } from './volume-snapshot.ts';
+import { SnapshotFactsReader, VolumeSnapshots } from './volume-snapshot.ts';
+import { chooseSnapshotSource, type BackupSource, type SnapshotMode } from './snapshot-choice.ts';
 
 export type BackupStage = 'discovery' | 'pre-hook' | 'snapshot' | 'helper-pod' | 'copy' | 'finalize' | 'done';
 export type BackupOutcome = 'succeeded' | 'failed' | 'interrupted';

@@ -5,7 +5,8 @@
 import test from 'ava';
 import http from 'node:http';
 import type net from 'node:net';
-import { S3Backend, S3BackendError, type S3FailureReason } from '../../src/repository/backends/s3.ts';
+import { S3Backend } from '../../src/repository/backends/s3.ts';
+import { S3BackendError, type S3FailureReason } from '../../src/repository/backends/s3-location.ts';
 
 interface Seen {
   method: string;

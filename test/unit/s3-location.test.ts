@@ -2,7 +2,8 @@
 // and the object keys restic's default layout gives them.
 import test from 'ava';
 import { BackendError } from '../../src/repository/backends/backend.ts';
-import { credentialsFromEnv, isS3Location, parseS3Location, S3Backend } from '../../src/repository/backends/s3.ts';
+import { credentialsFromEnv, S3Backend } from '../../src/repository/backends/s3.ts';
+import { isS3Location, parseS3Location } from '../../src/repository/backends/s3-location.ts';
 
 const cases: [string, string, string, string, string][] = [
   // location, scheme, host, bucket, prefix

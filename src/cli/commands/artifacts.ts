@@ -1,4 +1,4 @@
-import type { BackupSource } from '../../backup/volume-snapshot.ts';
+import type { BackupSource } from '../../backup/snapshot-choice.ts';
 import type { Argv, CommandModule } from 'yargs';
 import { applyPrune, planPrune, selectForPruning, type PruneStep } from '../../backup/prune.ts';
 import { UsageError } from '../../errors.ts';

@@ -19,10 +19,10 @@ import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeI
 import { openCatalog, withStoreOptions, writableOutputDir, type StoreOptions } from '../store-options.ts';
 import { chooseRepository, moverCredentials, openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
 import { imageReference } from '../../install/image.ts';
-import { isS3Location, parseS3Location } from '../../repository/backends/s3.ts';
+import { isS3Location, parseS3Location } from '../../repository/backends/s3-location.ts';
 import { pluginVersion } from '../../version.ts';
 import { parseGoDuration } from '../../backup/hook-spec.ts';
-import { SNAPSHOT_MODES, type SnapshotMode } from '../../backup/volume-snapshot.ts';
+import { SNAPSHOT_MODES, type SnapshotMode } from '../../backup/snapshot-choice.ts';
 
 const FORMATS = ['auto', 'repo', 'tar'] as const;
 const MOVER_MODES = ['auto', 'pod', 'exec'] as const;

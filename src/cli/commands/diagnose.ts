@@ -1,10 +1,10 @@
-import { chooseSnapshotSource, SnapshotFactsReader } from '../../backup/volume-snapshot.ts';
 import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
 import type { VersionInfo } from '@kubernetes/client-node';
 import { discoverClaim, type DiscoveredClaim } from '../../backup/discovery.ts';
 import { placementFor, PlacementError, startHelperPod } from '../../backup/helper-pod.ts';
 import { describeIdentity } from '../../backup/helper-identity.ts';
+import { chooseSnapshotSource } from '../../backup/snapshot-choice.ts';
 import type { KubeClient } from '../../kube/client.ts';
 import { helperOptionsFromFlags, withHelperOptions, type HelperFlags } from '../helper-options.ts';
 import { ExitCode, isNkvmError } from '../../errors.ts';
@@ -165,6 +165,7 @@ export const diagnoseCommand: CommandModule<GlobalOptions, DiagnoseArgs> = {
           helperPlacement = `cannot run: ${error.message}`;
         }
         // What a backup with --snapshot auto would read, and why.
+        const { SnapshotFactsReader } = await import('../../backup/volume-snapshot.ts');
         const choice = chooseSnapshotSource(await new SnapshotFactsReader(client).read(claim), 'auto', undefined);
         report.claim = { ...claim, helperPlacement, source: choice.use ? `a VolumeSnapshot: ${choice.reason}` : `the live claim: ${choice.reason.replace(/^read live: /, '')}` };
       }

@@ -4,7 +4,8 @@
  */
 import type { Backend } from './backend.ts';
 import { LocalBackend } from './local.ts';
-import { isS3Location, S3Backend } from './s3.ts';
+import { S3Backend } from './s3.ts';
+import { isS3Location } from './s3-location.ts';
 
 export interface BackendOptions {
   /** A PEM file of CAs to trust for an https S3 endpoint (--cacert). */

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { chooseSnapshotSource, type SnapshotFacts } from '../../src/backup/volume-snapshot.ts';
+import { chooseSnapshotSource, type SnapshotFacts } from '../../src/backup/snapshot-choice.ts';
 
 const DRIVER = 'hostpath.csi.example.com';
 const classes = (...entries: [string, string, boolean?][]) => entries.map(([name, driver, isDefault]) => ({ name, driver, isDefault: Boolean(isDefault) }));

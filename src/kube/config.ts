@@ -12,8 +12,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { KubeConfig, type Cluster, type Context, type User } from '@kubernetes/client-node';
+import type { Cluster, Context, KubeConfig, User } from '@kubernetes/client-node';
 import { KubernetesAuthenticationError } from '../errors.ts';
+import { DispatcherKubeConfig } from './dispatcher-http.ts';
 import { ImpersonatingKubeConfig, type Impersonation } from './impersonation.ts';
 
 export const DEFAULT_REMOTE_KUBECONFIG = '/etc/nkvm/remote/config';
@@ -151,7 +152,7 @@ export function mergeKubeconfigs(configs: KubeConfig[]): KubeConfig {
     for (const context of config.contexts) if (!contexts.has(context.name)) contexts.set(context.name, context);
     if (!currentContext && config.currentContext) currentContext = config.currentContext;
   }
-  const merged = new KubeConfig();
+  const merged = new DispatcherKubeConfig();
   merged.loadFromOptions({
     clusters: [...clusters.values()],
     users: [...users.values()],
@@ -163,7 +164,7 @@ export function mergeKubeconfigs(configs: KubeConfig[]): KubeConfig {
 
 function loadKubeconfigFiles(candidate: CredentialCandidate): KubeConfig {
   const configs = candidate.paths.map((file) => {
-    const config = new KubeConfig();
+    const config = new DispatcherKubeConfig();
     try {
       config.loadFromFile(file);
     } catch (error) {
@@ -186,7 +187,7 @@ function loadServiceAccount(saDir: string, env: Record<string, string | undefine
   const server = `https://${host.includes(':') ? `[${host}]` : host}:${env.KUBERNETES_SERVICE_PORT}`;
   const namespaceFile = path.join(saDir, 'namespace');
   const namespace = fs.existsSync(namespaceFile) ? fs.readFileSync(namespaceFile, 'utf8').trim() : undefined;
-  const config = new KubeConfig();
+  const config = new DispatcherKubeConfig();
   config.loadFromOptions({
     clusters: [{ name: 'in-cluster', server, caFile, skipTLSVerify: false }],
     // The tokenFile provider re-reads the projected token, which the kubelet rotates.
@@ -240,7 +241,7 @@ export function resolveCredentials(
 
 /** An empty cluster and user for --server with no kubeconfig; the flags fill them in. */
 function flagsOnlyConfig(): KubeConfig {
-  const config = new KubeConfig();
+  const config = new DispatcherKubeConfig();
   config.loadFromOptions({
     clusters: [{ name: 'flags', server: '', skipTLSVerify: false }],
     users: [{ name: 'flags' }],
@@ -300,7 +301,7 @@ function withOverrides(config: KubeConfig, request: CredentialRequest, from: str
   if (flags.certificateAuthority !== undefined && flags.insecureSkipTlsVerify) {
     throw new KubernetesAuthenticationError('--certificate-authority and --insecure-skip-tls-verify cannot be used together', { hint: 'give the CA to check the server, or skip the check, not both' });
   }
-  const result = flags.impersonate ? new ImpersonatingKubeConfig(flags.impersonate) : new KubeConfig();
+  const result = flags.impersonate ? new ImpersonatingKubeConfig(flags.impersonate) : new DispatcherKubeConfig();
   result.loadFromOptions({
     clusters: [cluster, ...config.clusters.filter((entry) => entry.name !== cluster.name)],
     users: [user, ...config.users.filter((entry) => entry.name !== user.name)],

@@ -210,11 +210,11 @@ export function toKubernetesError(error: unknown, operation: ApiOperation): Nkvm
       { hint: `check the server address (${operation.server ?? 'in your kubeconfig'}) and that the cluster is running${proxyNote()}`, cause: error },
     );
   }
-  // fetch refuses some ports outright (the Fetch standard's "bad ports"), before any connection.
+  // fetch refuses the Fetch standard's "bad ports" before connecting. API calls no longer use fetch
+  // (dispatcher-http.ts); client-node's OIDC auth provider still does, to reach its identity provider.
   if (/bad port/.test(errorMessage((error as { cause?: unknown }).cause ?? ''))) {
-    const { hostPort } = hostAndPort(operation.server);
-    return new KubernetesConnectionError(`Unable to connect to the server ${hostPort}: its port is one that HTTP clients refuse to use (a "bad port" of the Fetch standard)`, {
-      hint: 'the API server cannot be served on that port; check the server address in your kubeconfig',
+    return new KubernetesConnectionError(`Unable to reach the OIDC identity provider to ${describe(operation)}: its port is one that fetch refuses to use (a "bad port" of the Fetch standard)`, {
+      hint: "the kubeconfig's oidc auth provider (idp-issuer-url) must use another port; or log in with an exec credential plugin such as kubectl oidc-login",
       cause: error,
     });
   }

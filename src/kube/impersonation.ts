@@ -1,14 +1,15 @@
 /**
  * Impersonation (--as, --as-group, --as-uid) on every request, as kubectl sends it: the headers
  * Impersonate-User, Impersonate-Uid and one Impersonate-Group per group. client-node has no such
- * option, so this KubeConfig adds them where it prepares both kinds of request: API calls (fetch)
- * and WebSocket exec. fetch folds repeated headers into one "a, b" line, which the API server would
- * read as a single group; so the groups travel in a private header to an undici interceptor that
- * turns them into separate header lines at the last moment.
+ * option, so this KubeConfig adds them where it prepares both kinds of request: API calls (undici,
+ * dispatcher-http.ts) and WebSocket exec. An API call's headers hold one value a name, and "a, b"
+ * would reach the API server as a single group; so the groups travel in a private header to an
+ * undici interceptor that turns them into separate header lines at the last moment.
  */
 import type https from 'node:https';
-import { KubeConfig, type Cluster, type RequestContext } from '@kubernetes/client-node';
+import type { Cluster, KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { Agent, getGlobalDispatcher, ProxyAgent, type Dispatcher } from 'undici';
+import { DispatcherKubeConfig } from './dispatcher-http.ts';
 
 export interface Impersonation {
   user?: string | undefined;
@@ -42,7 +43,7 @@ const expandGroups: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opt
   return dispatch(options, handler);
 };
 
-export class ImpersonatingKubeConfig extends KubeConfig {
+export class ImpersonatingKubeConfig extends DispatcherKubeConfig {
   readonly impersonate: Impersonation;
 
   constructor(impersonate: Impersonation) {

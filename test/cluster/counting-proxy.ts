@@ -1,7 +1,8 @@
 /**
  * A TCP relay in front of the API server that counts what the server sends: the judge of how many
  * bytes a backup moved through the API server, independent of what the plugin reports. TLS passes
- * through untouched (the server's certificate names 127.0.0.1, where the relay listens).
+ * through untouched (the server's certificate names 127.0.0.1, where the relay listens). It also puts
+ * the API server on a port of a test's choosing, such as one of fetch's "bad ports".
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -12,10 +13,13 @@ export interface CountingProxy {
   reset(): void;
   /** A copy of `kubeconfig` whose server is the relay. */
   kubeconfigFile: string;
+  /** Where the relay listens, on 127.0.0.1. */
+  readonly port: number;
   close(): Promise<void>;
 }
 
-export async function startCountingProxy(kubeconfig: string, outFile: string): Promise<CountingProxy> {
+/** The relay listens on the first of `ports` that is free on 127.0.0.1 (0: any port). */
+export async function startCountingProxy(kubeconfig: string, outFile: string, ports: readonly number[] = [0]): Promise<CountingProxy> {
   const text = fs.readFileSync(kubeconfig, 'utf8');
   const server = /server:\s*https:\/\/([0-9.]+):(\d+)/.exec(text);
   if (!server) throw new Error(`${kubeconfig} names no API server at https://IPV4:PORT`);
@@ -37,7 +41,16 @@ export async function startCountingProxy(kubeconfig: string, outFile: string): P
     client.on('error', end).on('close', end);
     upstream.on('error', end).on('close', end);
   });
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  for (const [index, candidate] of ports.entries()) {
+    const listening = await new Promise<boolean>((resolve, reject) => {
+      const taken = (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' && index < ports.length - 1 ? resolve(false) : reject(error));
+      relay.once('error', taken).listen(candidate, '127.0.0.1', () => {
+        relay.off('error', taken);
+        resolve(true);
+      });
+    });
+    if (listening) break;
+  }
   const port = (relay.address() as net.AddressInfo).port;
   fs.writeFileSync(outFile, text.replace(server[0], `server: https://127.0.0.1:${port}`));
   return {
@@ -46,6 +59,7 @@ export async function startCountingProxy(kubeconfig: string, outFile: string): P
     },
     reset: () => (received = 0),
     kubeconfigFile: outFile,
+    port,
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();

@@ -13,6 +13,7 @@ import { BackupManager } from '../../src/backup/manager.ts';
 import { discoverClaims } from '../../src/backup/discovery.ts';
 import { connect } from '../../src/kube/client.ts';
 import { Catalog } from '../../src/store/catalog.ts';
+import { startCountingProxy } from '../cluster/counting-proxy.ts';
 import { seedWorkload } from '../cluster/workload.ts';
 import type { TestCluster } from '../cluster/types.ts';
 import { assertNoHelperPods, clusterSuite, createNamespace, HELPER_SELECTOR, kubectlNkvm, type SuiteContext } from './support.ts';
@@ -519,6 +520,31 @@ test("kubectl's connection flags: --token with -s and --certificate-authority an
   t.regex(String(insecure.stderr), /warning: --insecure-skip-tls-verify: the API server's certificate is not checked/);
   const untrusted = await kubectlNkvm(t.context, ['discover', '-n', ws.namespace, '--server', server, '--token', token], { env });
   t.is(untrusted.exitCode, 3, 'without a CA the server is not trusted');
+});
+
+test('an API server on a bad port (6000, which fetch refuses): discover and a backup, exec included, reach it through a TCP relay', async (t) => {
+  const { cluster } = t.context;
+  const ws = await workspace(t, 'badport');
+  const expected = await podFileHashes(cluster, ws.namespace, 'app');
+  // Ports of the Fetch standard's "bad ports" list; the first free one (6000 unless the machine uses it).
+  const relay = await startCountingProxy(cluster.kubeconfigPath, path.join(ws.home, 'bad-port.kubeconfig'), [6000, 6665, 6666, 6667, 6668, 6669]);
+  t.teardown(() => relay.close());
+  t.log(`API server relayed on 127.0.0.1:${relay.port}`);
+  const env = isolatedEnv(ws, { KUBECONFIG: relay.kubeconfigFile });
+
+  const discover = await kubectlNkvm(t.context, ['discover', '-n', ws.namespace, '-o', 'json'], { env });
+  t.is(discover.exitCode, 0, String(discover.stderr));
+  t.deepEqual(JSON.parse(String(discover.stdout)).items.map((item: { name: string }) => item.name), ['data']);
+
+  relay.reset();
+  const backup = await kubectlNkvm(t.context, ['backup', 'data', '-n', ws.namespace, '-o', 'json', ...ws.storeFlags], { env });
+  t.is(backup.exitCode, 0, String(backup.stderr));
+  const [result] = JSON.parse(String(backup.stdout)).items;
+  t.like(result, { pvc: 'data', status: 'succeeded', credentialSource: 'kubeconfig-env' });
+  t.true(relay.received > 3 * 1024 * 1024, `the claim's 3 MiB of random bytes came through the relay (${relay.received} bytes)`);
+  const unpacked = await artifactFileHashes(result.artifact.path, path.join(ws.home, 'unpacked'));
+  t.deepEqual(new Map([...unpacked].sort()), new Map([...expected].sort()), 'every file, byte for byte');
+  await assertNoHelperPods(t, 10_000);
 });
 
 test('--as impersonates on every request, exec included: a user who may only impersonate one ServiceAccount backs up as it; --as-group sends each group', async (t) => {

@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { BackendError, BackendNotFoundError, type FileInfo, type FileType } from '../../src/repository/backends/backend.ts';
@@ -561,6 +561,32 @@ test('our repository code writes into the bucket through this backend: restic ch
   t.regex(check.stdout, /no errors were found/);
   const restored = path.join(work, 'restored-ours');
   await restic(server, ['-r', server.location(prefix), 'restore', 'latest', '--target', restored]);
+  t.deepEqual(fileDigests(path.join(restored, 'data', 'claim')), fileDigests(source));
+});
+
+test('an S3 endpoint on a bad port (which fetch refuses; the backend uses undici\'s Agent.request): our repository code writes there, restic checks and restores it', async (t) => {
+  t.timeout(5 * 60_000);
+  const { work } = t.context;
+  // A server of its own on the first free port of the Fetch standard's "bad ports" list.
+  const free = (port: number) => new Promise<boolean>((resolve) => {
+    const probe = net.createServer().once('error', () => resolve(false)).listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
+  const candidates = [6666, 6667, 6668, 6665, 6669];
+  const freeness = await Promise.all(candidates.map(free));
+  const port = candidates.find((_, i) => freeness[i]);
+  if (port === undefined) return t.fail('every bad port tried is in use');
+  const server = await startS3Server({ port });
+  t.teardown(() => server.dispose());
+  t.is(server.endpoint, `http://127.0.0.1:${port}`);
+  const source = path.join(work, 'source-bad-port');
+  seedDirectory(source);
+  const repo = await Repository.init(backend(t, server, 'bad-port'), 'nkvm-test-password');
+  const tar = spawn('tar', ['-c', '-f', '-', '-C', source, '.'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.truthy((await archiveTar(repo, tar.stdout, { path: '/data/claim', hostname: 'shop' })).snapshotId);
+
+  t.regex((await restic(server, ['-r', server.location('bad-port'), 'check', '--read-data'])).stdout, /no errors were found/);
+  const restored = path.join(work, 'restored-bad-port');
+  await restic(server, ['-r', server.location('bad-port'), 'restore', 'latest', '--target', restored]);
   t.deepEqual(fileDigests(path.join(restored, 'data', 'claim')), fileDigests(source));
 });
 

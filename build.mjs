@@ -3,9 +3,9 @@
 // needed beside it at run time.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { PRERENDERED_HELP_WIDTHS } from './src/cli/fast-paths.ts';
-import { cliBundleOptions } from './scripts/cli-bundle.ts';
+import { cliBundleOptions, librariesBundleOptions, namesUsedFromLibraries } from './scripts/cli-bundle.ts';
 
 const outfile = 'dist/kubectl-nkvm';
 await mkdir('dist', { recursive: true });
@@ -17,8 +17,11 @@ await writeFile('dist/package.json', '{ "type": "commonjs" }\n');
 const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0);
 console.error(`built ${outfile} (${(bytes / 1024 / 1024).toFixed(1)} MiB)`);
 
-// The single executable's main script (src/sea-front.ts; the release stores the bundle beside it),
-// with the bundle's own --help output at each width the front answers for.
+// The single executable's two bundles, from the same sources (src/sea-assets.ts says why two), and its
+// main script (src/sea-front.ts) with the bundle's own --help output at each width it answers for.
+await build(cliBundleOptions('dist/sea/kubectl-nkvm.js', { libraries: 'outside' }));
+const usedFromLibraries = namesUsedFromLibraries(await readFile('dist/sea/kubectl-nkvm.js', 'utf8'));
+await build(librariesBundleOptions('dist/sea/kubectl-nkvm-libraries.js', usedFromLibraries));
 const helpByWidth = Object.fromEntries(PRERENDERED_HELP_WIDTHS.map((width) => [width, execFileSync(process.execPath, [
   '--import', `data:text/javascript,Object.defineProperty(process.stdout, "columns", { value: ${width} })`, outfile, '--help',
 ], { encoding: 'utf8' })]));

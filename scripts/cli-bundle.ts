@@ -3,6 +3,7 @@
 import type { BuildOptions, Plugin } from 'esbuild';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LIBRARY_PACKAGES } from '../src/sea-assets.ts';
 
 const REPO_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
@@ -29,8 +30,24 @@ const lazyTextWidth: Plugin = {
   },
 };
 
-/** CommonJS (what Node's single executable applications load), a node shebang, sql.js's WASM inside. */
-export function cliBundleOptions(outfile: string): BuildOptions & { metafile: true } {
+// The single executable's CLI bundle requires these from its libraries bundle (src/sea-assets.ts).
+const librariesOutside: Plugin = {
+  name: 'libraries-outside',
+  setup(pluginBuild) {
+    const names = new RegExp(`^(${LIBRARY_PACKAGES.map((name) => name.replace(/[/.]/g, '\\$&')).join('|')})$`);
+    pluginBuild.onResolve({ filter: names }, (args) => ({ path: args.path, external: true }));
+  },
+};
+
+// ESM dependencies read import.meta.url; give them the bundle's own URL in CommonJS.
+const IMPORT_META_URL = 'const __nkvmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;';
+
+/**
+ * The CLI: CommonJS (what Node's single executable applications load), a node shebang, sql.js's
+ * WASM inside. With `libraries: 'outside'`, the single executable's CLI bundle, which leaves
+ * LIBRARY_PACKAGES to librariesBundleOptions' bundle.
+ */
+export function cliBundleOptions(outfile: string, options: { libraries: 'inside' | 'outside' } = { libraries: 'inside' }): BuildOptions & { metafile: true } {
   return {
     absWorkingDir: REPO_ROOT,
     entryPoints: ['src/main.ts'],
@@ -44,17 +61,58 @@ export function cliBundleOptions(outfile: string): BuildOptions & { metafile: tr
     legalComments: 'none',
     logLevel: 'warning',
     loader: { '.wasm': 'base64' },
-    // ESM dependencies read import.meta.url; give them this file's URL in the CommonJS bundle.
     define: { 'import.meta.url': '__nkvmImportMetaUrl' },
     banner: {
       js: [
         '#!/usr/bin/env node',
         // Before any bundled module runs: older Nodes fail inside dependencies with unhelpful errors.
         'if (Number(process.versions.node.split(".")[0]) < 22) { console.error(`error: kubectl-nkvm needs Node.js 22 or newer; this is ${process.version}`); process.exit(1); }',
-        'const __nkvmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;',
+        IMPORT_META_URL,
       ].join('\n'),
     },
     metafile: true,
-    plugins: [embedSqlWasm, lazyTextWidth],
+    plugins: [embedSqlWasm, lazyTextWidth, ...(options.libraries === 'outside' ? [librariesOutside] : [])],
+  };
+}
+
+/**
+ * The names the CLI bundle takes from each of LIBRARY_PACKAGES, read off its text: esbuild binds each
+ * require() of an external package to a variable (`import_undici2 = require("undici")`) and reads
+ * names off it (`import_undici2.Agent`). Exporting just these lets esbuild leave the rest of the
+ * libraries out, as it does in dist/kubectl-nkvm (5 MiB of the Kubernetes client, not 16).
+ */
+export function namesUsedFromLibraries(cliBundle: string): Map<string, string[]> {
+  const used = new Map<string, Set<string>>(LIBRARY_PACKAGES.map((name) => [name, new Set<string>()]));
+  for (const [, variable, library] of cliBundle.matchAll(/\b(import_[\w$]+) = (?:__toESM\()?require\("([^"]+)"\)/g)) {
+    const names = used.get(library!);
+    if (!names) continue;
+    for (const [, name] of cliBundle.matchAll(new RegExp(`\\b${variable!.replace(/\$/g, '\\$')}\\.([A-Za-z_$][\\w$]*)`, 'g'))) names.add(name!);
+  }
+  return new Map([...used].map(([library, names]) => [library, [...names].sort()]));
+}
+
+/** The single executable's libraries bundle: its exports are, by package name, what the CLI bundle uses of each. */
+export function librariesBundleOptions(outfile: string, used: Map<string, string[]>): BuildOptions & { metafile: true } {
+  const libraries = [...used];
+  return {
+    absWorkingDir: REPO_ROOT,
+    stdin: {
+      contents: `${libraries.map(([name, names], index) => `import { ${names.join(', ')} } from '${name}';\nconst library${index} = { ${names.join(', ')} };`).join('\n')}
+export default { ${libraries.map(([name], index) => `'${name}': library${index}`).join(', ')} };\n`,
+      resolveDir: REPO_ROOT,
+      sourcefile: 'libraries.js',
+    },
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node22',
+    format: 'cjs',
+    legalComments: 'none',
+    logLevel: 'warning',
+    define: { 'import.meta.url': '__nkvmImportMetaUrl' },
+    banner: { js: IMPORT_META_URL },
+    // The default export is the object of libraries itself.
+    footer: { js: 'module.exports = module.exports.default;' },
+    metafile: true,
   };
 }

@@ -2,27 +2,12 @@
  * Entry point: parse argv, run one command, and turn whatever it ended with into an exit code.
  * This is the only place that chooses exit codes and prints errors.
  */
-import yargs, { type CommandModule } from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { ExitCode, isNkvmError, UsageError } from './errors.ts';
-import { artifactsCommand } from './cli/commands/artifacts.ts';
-import { backupCommand } from './cli/commands/backup.ts';
-import { completionCommand, completionRequest, runCompletion } from './cli/commands/completion.ts';
-import { diagnoseCommand } from './cli/commands/diagnose.ts';
-import { discoverCommand } from './cli/commands/discover.ts';
-import { restoreCommand } from './cli/commands/restore.ts';
-import { verifyCommand } from './cli/commands/verify.ts';
-import { versionCommand } from './cli/commands/version.ts';
-import { optionsCommand } from './cli/commands/options.ts';
-import { installCommand } from './cli/commands/install.ts';
-import { uninstallCommand } from './cli/commands/uninstall.ts';
-import { statusCommand } from './cli/commands/status.ts';
-import { repoCommand } from './cli/commands/repo.ts';
-import { snapshotsCommand } from './cli/commands/snapshots.ts';
-import { forgetCommand } from './cli/commands/forget.ts';
-import { pruneCommand } from './cli/commands/prune.ts';
-import { moverCommand } from './cli/commands/mover.ts';
+import { commandName, COMMANDS, type AnyCommandModule } from './cli/commands/index.ts';
+import { chosenCommand, completionRequest } from './cli/invocation.ts';
 import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts';
-import { withGlobalOptions, type GlobalOptions } from './cli/global-options.ts';
+import { withGlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
 import { describeUnknownArguments } from './cli/unknown-flags.ts';
 import { helpWidth } from './cli/fast-paths.ts';
@@ -41,36 +26,50 @@ Credentials are taken like kubectl's: --kubeconfig, then a remote kubeconfig mou
 /etc/nkvm/remote/config ($NKVM_REMOTE_KUBECONFIG), then $KUBECONFIG or ~/.kube/config, then the
 in-cluster ServiceAccount.`;
 
-const COMMANDS: CommandModule<GlobalOptions, never>[] = [
-  discoverCommand,
-  backupCommand,
-  restoreCommand,
-  verifyCommand,
-  artifactsCommand,
-  repoCommand,
-  snapshotsCommand,
-  forgetCommand,
-  pruneCommand,
-  moverCommand,
-  diagnoseCommand,
-  versionCommand,
-  installCommand,
-  uninstallCommand,
-  statusCommand,
-  optionsCommand,
-  completionCommand,
-] as unknown as CommandModule<GlobalOptions, never>[];
+const COMMAND_NAMES = COMMANDS.map(commandName);
+
+/** What yargs says of the options it knows (getOptions is public in yargs 17-18, missing from its types). */
+interface YargsOptions {
+  key: Record<string, unknown>;
+  alias: Record<string, string[]>;
+  string: string[];
+  array: string[];
+  boolean: string[];
+}
+
+const optionsOf = (cli: Argv<unknown>) => (cli as unknown as { getOptions(): YargsOptions }).getOptions();
+
+/**
+ * The command modules to give yargs: the one this run names, loaded; every other one as its entry
+ * alone (listed in help, never run). A completion request walks them all, so it loads them all.
+ */
+async function commandModules(argv: string[], cli: Argv<unknown>, loadAll: boolean): Promise<AnyCommandModule[]> {
+  const options = optionsOf(cli);
+  const withValues = (names: string[]) => new Set(names.flatMap((name) => [name, ...(options.alias[name] ?? [])]));
+  const chosen = loadAll ? undefined : chosenCommand(argv, { withValue: withValues(options.string), array: withValues(options.array), boolean: withValues(options.boolean) });
+  const notLoaded = (name: string) => () => {
+    throw new Error(`command ${name} ran without its module: the arguments were read as naming ${chosen ?? 'no command'}`);
+  };
+  return Promise.all(
+    COMMANDS.map((entry) =>
+      loadAll || commandName(entry) === chosen ? entry.load() : { command: entry.command, describe: entry.describe, handler: notLoaded(commandName(entry)) },
+    ),
+  );
+}
 
 export async function main(argv: string[]): Promise<number> {
   installPipeHandling();
   installInterruptHandlers();
   const debug = argv.includes('--debug');
   configureColor({ noColorFlag: argv.includes('--no-color'), env: process.env, isTTY: Boolean(process.stderr.isTTY) });
-  const cli = withGlobalOptions(yargs(argv))
+  const globals = withGlobalOptions(yargs(argv));
+  // TAB in a shell: `__complete WORD...`, or a run under the name kubectl_complete-nkvm (kubectl 1.26+).
+  const completion = completionRequest(argv);
+  const cli = globals
     .scriptName('kubectl nkvm')
     .usage('$0 <command> [flags]\n\nBack up the data in PersistentVolumeClaims into local, catalogued artifacts.')
-    .command(COMMANDS as never[])
-    .demandCommand(1, `Name a command: ${COMMANDS.map((command) => String(command.command).split(' ')[0]).join(', ')}.`)
+    .command((await commandModules(argv, globals, completion !== undefined)) as never[])
+    .demandCommand(1, `Name a command: ${COMMAND_NAMES.join(', ')}.`)
     .strict()
     .recommendCommands()
     .version(false)
@@ -85,19 +84,17 @@ export async function main(argv: string[]): Promise<number> {
       const suggested = /^Did you mean (\S+)\?$/.exec(message);
       if (suggested) throw new UsageError(`unknown command "${argv[0]}" for "kubectl nkvm"`, `did you mean ${suggested[1]}?`);
       const first = argv.find((word) => !word.startsWith('-'));
-      if (first && !COMMANDS.some((command) => String(command.command).split(' ')[0] === first) && message === `Unknown argument: ${first}`) {
-        throw new UsageError(`unknown command "${first}" for "kubectl nkvm"`, `the commands are ${COMMANDS.map((command) => String(command.command).split(' ')[0]).join(', ')}`);
+      if (first && !COMMAND_NAMES.includes(first) && message === `Unknown argument: ${first}`) {
+        throw new UsageError(`unknown command "${first}" for "kubectl nkvm"`, `the commands are ${COMMAND_NAMES.join(', ')}`);
       }
       // Once a command is chosen, the instance's options are that command's and the global ones.
-      const options = (cli as unknown as { getOptions(): { key: Record<string, unknown>; alias: Record<string, string[]> } }).getOptions();
+      const options = optionsOf(cli);
       const known = [...Object.keys(options.key), ...Object.values(options.alias).flat()].map((name) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`));
       const unknown = describeUnknownArguments(message, argv, [...new Set(known)]);
       if (unknown) throw new UsageError(unknown.message, unknown.hint ?? help);
       throw new UsageError(message, help);
     });
-  // TAB in a shell: `__complete WORD...`, or a run under the name kubectl_complete-nkvm (kubectl 1.26+).
-  const completion = completionRequest(argv);
-  if (completion) return runCompletion(completion, cli);
+  if (completion) return (await import('./cli/completion/protocol.ts')).runCompletion(completion, cli);
   if (argv.length === 0) {
     cli.showHelp('log'); // like kubectl: no arguments is a request for help
     return ExitCode.ok;

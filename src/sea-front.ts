@@ -1,28 +1,26 @@
 /**
  * The single executable's main script (scripts/release/sea.ts builds it): small, so that it starts
  * in the time Node.js itself takes. It answers `--help` and `version --client` itself
- * (src/cli/fast-paths.ts) and otherwise runs the CLI bundle, stored in the executable as an asset,
- * with V8's code cache of it where the release made one for this platform.
+ * (src/cli/fast-paths.ts) and otherwise runs the CLI bundle stored in the executable as an asset,
+ * with V8's code cache of it where the release made one for this platform (src/sea-assets.ts).
  */
 import sea from 'node:sea';
-import vm from 'node:vm';
 import { fastAnswer } from './cli/fast-paths.ts';
-import { CLI_ASSET, CLI_CODE_CACHE_ASSET, CLI_FILENAME, runCliScript, wrapCliBundle } from './sea-assets.ts';
+import { CLI_ASSET, CLI_CODE_CACHE_ASSET, LIBRARIES_ASSET, LIBRARIES_CODE_CACHE_ASSET, runCli, type CompiledSource } from './sea-assets.ts';
 
 /** The CLI's own `--help` output at each prerendered width, put here by the release build. */
 declare const NKVM_HELP_BY_WIDTH: Record<string, string>;
 
-const answer = fastAnswer(process.argv.slice(2), process.argv[1], process.stdout.columns, NKVM_HELP_BY_WIDTH);
-if (answer !== undefined) process.stdout.write(answer);
-else runCli();
-
-function runCli(): void {
+function asset(name: string, cacheName: string): CompiledSource {
   let cachedData: Buffer | undefined;
   try {
-    cachedData = Buffer.from(sea.getRawAsset(CLI_CODE_CACHE_ASSET) as ArrayBuffer);
+    cachedData = Buffer.from(sea.getRawAsset(cacheName) as ArrayBuffer);
   } catch {
     // Only the executable for the platform the release was built on has one.
   }
-  const script = new vm.Script(wrapCliBundle(sea.getAsset(CLI_ASSET, 'utf8')), { filename: CLI_FILENAME, cachedData });
-  runCliScript(script, module, require, __filename);
+  return { source: sea.getAsset(name, 'utf8'), cachedData };
 }
+
+const answer = fastAnswer(process.argv.slice(2), process.argv[1], process.stdout.columns, NKVM_HELP_BY_WIDTH);
+if (answer !== undefined) process.stdout.write(answer);
+else runCli(asset(CLI_ASSET, CLI_CODE_CACHE_ASSET), () => asset(LIBRARIES_ASSET, LIBRARIES_CODE_CACHE_ASSET), require, __filename);

@@ -23,7 +23,7 @@ import { sha256File, writeTarGz, writeZip } from './archive.ts';
 import { rcodesignPath, signAdHoc, verifyAdHocSignature } from './codesign.ts';
 import { COMPLETE_NAME, completeName, completeScript } from './complete-executable.ts';
 import {
-  archiveName, binName, BUNDLE, CACHE, LICENSE, log, PLATFORMS, platformId, pluginVersion, RELEASE_DIR, REPO_ROOT, SEA_FRONT, TEMPLATE,
+  archiveName, binName, BUNDLE, CACHE, LICENSE, log, PLATFORMS, platformId, pluginVersion, RELEASE_DIR, REPO_ROOT, SEA_CLI, SEA_FRONT, SEA_LIBRARIES, TEMPLATE,
 } from './config.ts';
 import { nodeBinaryFor, postjectModule } from './fetch.ts';
 import { checkFormat } from './format.ts';
@@ -53,12 +53,12 @@ const mtime = Number(process.env.SOURCE_DATE_EPOCH ??
 
 /**
  * The same inputs give the same archives (they are reproducible), so a release is kept under the
- * cache keyed by everything it is made of: the bundle, its front, the release scripts, the
+ * cache keyed by everything it is made of: the bundles, the front, the release scripts, the
  * template, the license, the platforms, the entries' time, the flags and this Node. A second run of
  * the same tree (CI after a developer's run) copies it instead of spending minutes rebuilding it.
  */
 const key = createHash('sha256');
-for (const file of [BUNDLE, SEA_FRONT, TEMPLATE, LICENSE, ...fs.readdirSync(import.meta.dirname).sort().map((name) => path.join(import.meta.dirname, name))]) {
+for (const file of [BUNDLE, SEA_FRONT, SEA_CLI, SEA_LIBRARIES, TEMPLATE, LICENSE, ...fs.readdirSync(import.meta.dirname).sort().map((name) => path.join(import.meta.dirname, name))]) {
   key.update(`${path.basename(file)}\0`).update(fs.readFileSync(file));
 }
 key.update(JSON.stringify({ platforms: platforms.map(platformId), mtime, version, node: process.version, skipKrew: args['skip-krew-validation'] }));
@@ -77,8 +77,8 @@ const rcodesign = platforms.some((p) => p.os === 'darwin') ? rcodesignPath() : u
 
 const host = PLATFORMS.find((p) => p.os === process.platform && p.arch === (process.arch === 'x64' ? 'amd64' : process.arch));
 // The host's executable carries V8's code cache (valid only for this very Node binary); the rest the script alone.
-const portableBlob = makeBlob(BUNDLE, SEA_FRONT, work, { codeCache: false });
-const hostBlob = host && platforms.some((p) => platformId(p) === platformId(host)) ? makeBlob(BUNDLE, SEA_FRONT, work, { codeCache: true }) : undefined;
+const portableBlob = makeBlob(work, { codeCache: false });
+const hostBlob = host && platforms.some((p) => platformId(p) === platformId(host)) ? makeBlob(work, { codeCache: true }) : undefined;
 const archives = new Map<string, string>();
 for (const platform of platforms) {
   const id = platformId(platform);

@@ -21,8 +21,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { NODE_VERSION, REPO_ROOT, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, type Platform } from './config.ts';
-import { CLI_ASSET, CLI_CODE_CACHE_ASSET } from '../../src/sea-assets.ts';
+import { NODE_VERSION, REPO_ROOT, SEA_CLI, SEA_FRONT, SEA_FUSE, SEA_LIBRARIES, SEA_MACHO_SEGMENT, SEA_RESOURCE, type Platform } from './config.ts';
+import { CLI_ASSET, CLI_CODE_CACHE_ASSET, LIBRARIES_ASSET, LIBRARIES_CODE_CACHE_ASSET } from '../../src/sea-assets.ts';
 
 interface PostjectApi {
   inject(filename: string, resourceName: string, resourceData: Buffer,
@@ -31,19 +31,20 @@ interface PostjectApi {
 
 /**
  * Writes the SEA preparation blob into `workDir` and returns its path: the front (dist/sea-front.js)
- * as the main script, the CLI bundle as an asset, and with `codeCache` V8's code cache of both.
+ * as the main script, the CLI and libraries bundles (dist/sea/) as assets, and with `codeCache` V8's
+ * code cache of all three.
  */
-export function makeBlob(bundle: string, front: string, workDir: string, options: { codeCache: boolean }): string {
+export function makeBlob(workDir: string, options: { codeCache: boolean }): string {
   if (process.versions.node !== NODE_VERSION) {
     throw new Error(`the SEA blob must be made by Node.js ${NODE_VERSION} (the version injected into); this is ${process.version}: run it with node_modules/.bin/node`);
   }
   const kind = options.codeCache ? 'with-code-cache' : 'portable';
   const blob = path.join(workDir, `sea-prep-${kind}.blob`);
   const config = path.join(workDir, `sea-config-${kind}.json`);
-  const assets: Record<string, string> = { [CLI_ASSET]: bundle };
-  if (options.codeCache) assets[CLI_CODE_CACHE_ASSET] = makeCliCodeCache(bundle, workDir);
+  const assets: Record<string, string> = { [CLI_ASSET]: SEA_CLI, [LIBRARIES_ASSET]: SEA_LIBRARIES };
+  if (options.codeCache) Object.assign(assets, makeCodeCaches(workDir));
   fs.writeFileSync(config, `${JSON.stringify({
-    main: front,
+    main: SEA_FRONT,
     output: blob,
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
@@ -55,25 +56,41 @@ export function makeBlob(bundle: string, front: string, workDir: string, options
 }
 
 /**
- * V8's code cache of the bundle as the front compiles it, made (like the blob) with a fixed seed, and
- * once the bundle has run `backup --help` (at exit): a cache made before running holds only the
- * functions V8 compiles eagerly, and every command would compile the rest (yargs, the command
- * builders) each time.
+ * V8's code caches of the two bundles as the front compiles them (src/sea-assets.ts), made (like the
+ * blob) with a fixed seed, after the CLI has run what people run most: a cache made before running
+ * holds only the functions V8 compiles eagerly, and commands load their modules on use. So this runs
+ * `artifacts list` (the catalog and sql.js), `discover` against a server that refuses (the
+ * Kubernetes client, from the libraries bundle), and last `backup --help` (its flags; help exits
+ * the process, which writes the caches). The CLI bundle exports main(), which these runs await.
  */
-function makeCliCodeCache(bundle: string, workDir: string): string {
-  const output = path.join(workDir, CLI_CODE_CACHE_ASSET);
+function makeCodeCaches(workDir: string): Record<string, string> {
+  const caches = { [CLI_CODE_CACHE_ASSET]: path.join(workDir, CLI_CODE_CACHE_ASSET), [LIBRARIES_CODE_CACHE_ASSET]: path.join(workDir, LIBRARIES_CODE_CACHE_ASSET) };
   const assets = path.join(REPO_ROOT, 'src', 'sea-assets.ts');
+  const home = fs.mkdtempSync(path.join(workDir, 'code-cache-home-'));
+  const kubeconfig = path.join(home, 'kubeconfig');
+  fs.writeFileSync(kubeconfig, [
+    'apiVersion: v1', 'kind: Config', 'current-context: refused',
+    'clusters: [{name: refused, cluster: {server: "https://127.0.0.1:1"}}]',
+    'users: [{name: refused, user: {token: none}}]',
+    'contexts: [{name: refused, context: {cluster: refused, user: refused, namespace: default}}]', '',
+  ].join('\n'));
+  const runs = [['artifacts', 'list'], ['discover', '--kubeconfig', kubeconfig, '--request-timeout', '5s']];
   execFileSync(process.execPath, ['--random-seed=1', '--input-type=module', '-e', `
     import fs from 'node:fs';
     import { createRequire } from 'node:module';
-    import vm from 'node:vm';
-    import { CLI_FILENAME, runCliScript, wrapCliBundle } from ${JSON.stringify(assets)};
-    const script = new vm.Script(wrapCliBundle(fs.readFileSync(${JSON.stringify(bundle)}, 'utf8')), { filename: CLI_FILENAME });
-    process.argv = [process.execPath, ${JSON.stringify(bundle)}, 'backup', '--help'];
-    process.once('exit', () => fs.writeFileSync(${JSON.stringify(output)}, script.createCachedData())); // help may exit at once
-    runCliScript(script, { exports: {} }, createRequire(${JSON.stringify(bundle)}), ${JSON.stringify(bundle)});
-  `], { stdio: ['ignore', 'ignore', 'inherit'] });
-  return output;
+    import { runCli } from ${JSON.stringify(assets)};
+    const source = (file) => ({ source: fs.readFileSync(file, 'utf8') });
+    process.argv = [process.execPath, ${JSON.stringify(SEA_CLI)}, 'version', '--client'];
+    const running = runCli(source(${JSON.stringify(SEA_CLI)}), () => source(${JSON.stringify(SEA_LIBRARIES)}), createRequire(${JSON.stringify(SEA_CLI)}), ${JSON.stringify(SEA_CLI)});
+    process.once('exit', () => {
+      fs.writeFileSync(${JSON.stringify(caches[CLI_CODE_CACHE_ASSET])}, running.cli.createCachedData());
+      fs.writeFileSync(${JSON.stringify(caches[LIBRARIES_CODE_CACHE_ASSET])}, running.libraries().createCachedData());
+    });
+    for (const args of ${JSON.stringify(runs)}) await running.exports.main(args);
+    await running.exports.main(['backup', '--help']);
+  `], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NKVM_HOME: home, KUBECONFIG: kubeconfig } }); // the runs' errors are expected; a failure's show in the exception
+  fs.rmSync(home, { recursive: true, force: true });
+  return caches;
 }
 
 /**

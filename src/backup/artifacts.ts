@@ -5,7 +5,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import type { Transform } from 'node:stream';
@@ -48,11 +47,6 @@ export function decompressor(compression: Compression): Transform | undefined {
     case 'none':
       return undefined;
   }
-}
-
-/** NKVM_HOME holds the catalog and the artifacts; by default ~/.local/share/nkvm. */
-export function nkvmHome(env: Record<string, string | undefined> = process.env): string {
-  return env.NKVM_HOME || path.join(os.homedir(), '.local', 'share', 'nkvm');
 }
 
 export function newBackupId(): string {

@@ -5,8 +5,14 @@
  * ENOENT as "parent missing" and retries), and a synchronous loop cannot even be interrupted.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../errors.ts';
+
+/** NKVM_HOME holds the catalog and the artifacts; by default ~/.local/share/nkvm. */
+export function nkvmHome(env: Record<string, string | undefined> = process.env): string {
+  return env.NKVM_HOME || path.join(os.homedir(), '.local', 'share', 'nkvm');
+}
 
 function describeErrno(error: unknown): string {
   const { code, message } = error as NodeJS.ErrnoException;

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { MoverCredentials } from './commands/mover.ts';
 import type { Argv } from 'yargs';
-import { nkvmHome } from '../backup/artifacts.ts';
+import { nkvmHome } from './local-paths.ts';
 import {
   NkvmError,
   NoRepositoryError as NoRepositoryUserError,

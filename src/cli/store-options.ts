@@ -1,9 +1,8 @@
 /** --catalog and --output-dir, shared by the commands that read or write backups. */
 import path from 'node:path';
 import type { Argv } from 'yargs';
-import { nkvmHome } from '../backup/artifacts.ts';
 import type { Catalog } from '../store/catalog.ts';
-import { ensureCatalogLocation, ensureWritableDirectory } from './local-paths.ts';
+import { ensureCatalogLocation, ensureWritableDirectory, nkvmHome } from './local-paths.ts';
 
 export interface StoreOptions {
   catalog: string | undefined;

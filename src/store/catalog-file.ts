@@ -47,6 +47,23 @@ export async function syncDirectory(file: string): Promise<void> {
   }
 }
 
+const SQLITE_MAGIC = 'SQLite format 3\0';
+const USER_VERSION_OFFSET = 60;
+
+/**
+ * `PRAGMA user_version` as SQLite keeps it, in the header (big-endian at offset 60), for a file of
+ * `fileBytes` whose header is SQLite's and vouches for exactly that size (its page count, valid for
+ * its change counter, times its page size); otherwise undefined, and only SQLite can say more.
+ */
+export function userVersionOf(header: Uint8Array, fileBytes: number): number | undefined {
+  if (header.byteLength < HEADER_BYTES || Buffer.from(header.buffer, header.byteOffset, SQLITE_MAGIC.length).toString('latin1') !== SQLITE_MAGIC) return undefined;
+  const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
+  const pageSize = view.getUint16(16) === 1 ? 65536 : view.getUint16(16);
+  const pageCountValid = view.getUint32(92) === view.getUint32(CHANGE_COUNTER_OFFSET);
+  if (!pageCountValid || view.getUint32(28) * pageSize !== fileBytes) return undefined;
+  return view.getUint32(USER_VERSION_OFFSET);
+}
+
 /** The change counter in a SQLite header. */
 export function changeCounterOf(header: Uint8Array): number {
   return header.byteLength >= CHANGE_COUNTER_OFFSET + 4 ? new DataView(header.buffer, header.byteOffset, header.byteLength).getUint32(CHANGE_COUNTER_OFFSET) : 0;

@@ -36,6 +36,7 @@ import {
   removeOrphanedTempFiles,
   replaceFile,
   replaceWithPages,
+  userVersionOf,
 } from './catalog-file.ts';
 import { acquireLock, releaseLock } from './file-lock.ts';
 import { appendRecord, encodeRecord, journalBytes, journalPath, readJournal, removeJournal, type Journal, type JournalRecord, type Statement } from './journal.ts';
@@ -321,11 +322,20 @@ export class Catalog {
     return this.read((db) => [...selectRecords(db, table, clause, params)]);
   }
 
-  /** The file's `PRAGMA user_version`, from its first page; undefined when there is no file (or an empty one). */
+  /**
+   * The file's `PRAGMA user_version`, from its header (no SQLite needed: what a command that only
+   * reads pays at start); from its first page through SQLite when the header is not SQLite's, which
+   * then says what is wrong. Undefined when there is no file (or an empty one).
+   */
   private async fileSchemaVersion(): Promise<number | undefined> {
-    const SQL = await sqlJs();
     const opened = this.openFile();
     if (!opened) return undefined;
+    const fromHeader = userVersionOf(opened.header, opened.bytes);
+    if (fromHeader !== undefined) {
+      closeSync(opened.fd);
+      return fromHeader;
+    }
+    const SQL = await sqlJs();
     const { db } = openPaged(SQL, opened.fd, opened.bytes, opened.header);
     try {
       return readUserVersion(db, this.file);

@@ -7,6 +7,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { userVersionOf } from '../../src/store/catalog-file.ts';
 import { Catalog, LATEST_SCHEMA_VERSION, type BackupRecord } from '../../src/store/catalog.ts';
 import { backupRecord } from './fixtures/backup-record.ts';
 import { restoreRecord } from './fixtures/restore-record.ts';
@@ -385,4 +386,19 @@ test('markPruned marks every given backup in one save, or none when an id is unk
   t.deepEqual((await catalog.listBackups({ status: 'pruned' })).map((row) => row.id), ['p3', 'p1']);
   t.is((await catalog.getBackup('p2'))!.status, 'succeeded');
   t.deepEqual(leftovers(file), []);
+});
+
+test('the schema version is read from the header where it vouches for the whole file, as sqlite3 reads it; otherwise left to SQLite', async (t) => {
+  const file = catalogFile(t);
+  const catalog = await Catalog.open(file);
+  for (let i = 0; i < 50; i++) await catalog.insertBackup(record({ id: `row-${i}`, message: 'x'.repeat(500) }));
+  await catalog.fold();
+  const header = (bytes: Buffer) => bytes.subarray(0, 100);
+  const ours = fs.readFileSync(file);
+  t.is(userVersionOf(header(ours), ours.length), Number(sqlite(file, 'PRAGMA user_version')));
+  sqlite(file, 'PRAGMA user_version = 7; VACUUM;'); // written by SQLite itself
+  const theirs = fs.readFileSync(file);
+  t.is(userVersionOf(header(theirs), theirs.length), 7);
+  t.is(userVersionOf(header(theirs), theirs.length - 4096), undefined, 'a file of another size than its header says');
+  t.is(userVersionOf(Buffer.from('this is not a database\n'.repeat(10)).subarray(0, 100), 230), undefined);
 });

@@ -14,7 +14,8 @@ import { restoreCommand } from '../../src/cli/commands/restore.ts';
 import { verifyCommand } from '../../src/cli/commands/verify.ts';
 import { versionCommand } from '../../src/cli/commands/version.ts';
 import { complete, Directive, type Candidate, type CatalogQuery, type CompletionSources, type ConnectionFlags, type KubeconfigEntry } from '../../src/cli/completion/engine.ts';
-import { completionRequest, formatCompletions } from '../../src/cli/completion/protocol.ts';
+import { formatCompletions } from '../../src/cli/completion/protocol.ts';
+import { completionRequest } from '../../src/cli/invocation.ts';
 import { commandsOfYargs, commandTree } from '../../src/cli/completion/spec.ts';
 import { withGlobalOptions } from '../../src/cli/global-options.ts';
 

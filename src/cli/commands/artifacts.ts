@@ -12,6 +12,7 @@ import type { Catalog } from '../../store/catalog.ts';
 import type { ClusterStore } from '../../install/cluster-store.ts';
 import { connectFromFlags } from '../context.ts';
 import { DEFAULT_INSTALL_NAMESPACE } from './install.ts';
+import { listing } from './index.ts';
 
 /** --from-cluster: read the catalog an install keeps on its store claim, instead of the local one. */
 interface SourceArgs extends GlobalOptions, StoreOptions {
@@ -316,8 +317,7 @@ const pruneCommand: CommandModule<GlobalOptions, PruneArgs> = {
 };
 
 export const artifactsCommand: CommandModule<GlobalOptions, GlobalOptions> = {
-  command: 'artifacts',
-  describe: 'Inspect the backups recorded in the catalog, and prune old ones',
+  ...listing('artifacts'),
   builder: (argv) => argv.command([listCommand, showCommand, fetchCommand, pruneCommand] as never[]).demandCommand(1, 'Name an artifacts command: list, show, fetch or prune.'),
   handler: () => {},
 };

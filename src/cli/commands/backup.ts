@@ -23,6 +23,7 @@ import { isS3Location, parseS3Location } from '../../repository/backends/s3-loca
 import { pluginVersion } from '../../version.ts';
 import { parseGoDuration } from '../../backup/hook-spec.ts';
 import { SNAPSHOT_MODES, type SnapshotMode } from '../../backup/snapshot-choice.ts';
+import { listing } from './index.ts';
 
 const FORMATS = ['auto', 'repo', 'tar'] as const;
 const MOVER_MODES = ['auto', 'pod', 'exec'] as const;
@@ -128,8 +129,7 @@ function validate(args: BackupArgs): void {
 }
 
 export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
-  command: 'backup [pvc..]',
-  describe: 'Back up claims into the repository (or compressed tar artifacts), each recorded in the catalog',
+  ...listing('backup'),
   builder: (argv) =>
     withRepositoryOptions(withHelperOptions(withStoreOptions(argv)))
       .positional('pvc', { type: 'string', array: true, default: [], description: 'Claims to back up, in the namespace of -n' })

@@ -7,16 +7,14 @@ import type { Argv, CommandModule } from 'yargs';
 import { completionScript, SHELLS, type Shell } from '../completion/scripts.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { writeResult } from '../output.ts';
-
-export { completionRequest, runCompletion } from '../completion/protocol.ts';
+import { listing } from './index.ts';
 
 interface CompletionArgs extends GlobalOptions {
   shell: Shell;
 }
 
 export const completionCommand: CommandModule<GlobalOptions, CompletionArgs> = {
-  command: 'completion <shell>',
-  describe: 'Print a shell completion script (bash, zsh, fish or powershell)',
+  ...listing('completion'),
   builder: (argv) =>
     argv
       .positional('shell', { choices: SHELLS, demandOption: true, description: 'The shell to print the script for' })

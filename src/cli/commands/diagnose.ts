@@ -14,6 +14,7 @@ import { connectFromFlags } from '../context.ts';
 import { shortAccessModes } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { renderTable, toJson, toYaml, writeResult } from '../output.ts';
+import { listing } from './index.ts';
 
 interface DiagnoseArgs extends GlobalOptions, HelperFlags {
   pvc: string | undefined;
@@ -136,8 +137,7 @@ function renderText(report: DiagnoseReport, credentialSourceDescriptions: Record
 }
 
 export const diagnoseCommand: CommandModule<GlobalOptions, DiagnoseArgs> = {
-  command: 'diagnose [pvc]',
-  describe: 'Show which credentials are used and from where, the server version, and whether every permission the plugin needs is granted',
+  ...listing('diagnose'),
   builder: (argv) =>
     withHelperOptions(argv)
       .positional('pvc', { type: 'string', description: 'Also check this claim: phase, users, where a helper would run' })

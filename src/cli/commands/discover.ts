@@ -4,6 +4,7 @@ import { connectFromFlags } from '../context.ts';
 import { shortAccessModes } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeResult, type OutputFormat } from '../output.ts';
+import { listing } from './index.ts';
 
 interface DiscoverArgs extends GlobalOptions {
   allNamespaces: boolean;
@@ -49,8 +50,7 @@ export function renderClaims(claims: DiscoveredClaim[], format: OutputFormat, sh
 }
 
 export const discoverCommand: CommandModule<GlobalOptions, DiscoverArgs> = {
-  command: 'discover',
-  describe: 'List PersistentVolumeClaims with their size, class, phase, volume, and the pods and nodes using them',
+  ...listing('discover'),
   builder: (argv) =>
     argv
       .option('all-namespaces', { alias: 'A', type: 'boolean', default: false, description: 'List claims in every namespace' })

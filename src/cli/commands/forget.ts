@@ -14,6 +14,7 @@ import { openRepository, toRepositoryError, withRepositoryOptions, type Reposito
 import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
 import { pruneJson, pruneOptionsFromFlags, runPrune, withPruneOptions, type PruneFlags } from './prune.ts';
 import { claimOfSnapshot } from './snapshots.ts';
+import { listing } from './index.ts';
 
 const COUNTS = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const;
 const WITHIN = ['within', 'within-hourly', 'within-daily', 'within-weekly', 'within-monthly', 'within-yearly'] as const;
@@ -46,8 +47,7 @@ function renderGroups(groups: ForgetGroup<PlannedSnapshot>[], dryRun: boolean): 
 }
 
 export const forgetCommand: CommandModule<GlobalOptions, ForgetArgs> = {
-  command: 'forget',
-  describe: "Remove the repository's snapshots a retention policy does not keep (restic's policy, exactly)",
+  ...listing('forget'),
   builder: (argv) => {
     let built = withPruneOptions(withRepositoryOptions(withStoreOptions(argv)));
     for (const name of COUNTS) built = built.option(`keep-${name}`, { type: 'string', description: `Keep the ${name === 'last' ? 'n newest' : `newest of the last n ${name === 'daily' ? 'days' : name.replace(/ly$/, 's')}`} snapshots ("unlimited" for all)` });

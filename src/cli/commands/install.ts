@@ -9,6 +9,7 @@ import { connectFromFlags } from '../context.ts';
 import { parseKeyValues, parsePositiveInteger } from '../flags.ts';
 import { parseAge, type GlobalOptions } from '../global-options.ts';
 import { toJson, toYaml, writeInfo, writeResult } from '../output.ts';
+import { listing } from './index.ts';
 
 export const DEFAULT_INSTALL_NAMESPACE = 'nkvm-system';
 const DEFAULT_BACKUP_ARGS = ['--all', '-A'];
@@ -106,8 +107,7 @@ export function installOptionsFromArgs(args: InstallArgs): InstallOptions {
 }
 
 export const installCommand: CommandModule<GlobalOptions, InstallArgs> = {
-  command: 'install [-- BACKUP-ARGS...]',
-  describe: 'Schedule backups inside the cluster: a ServiceAccount with just the permissions they need, a claim for the catalog and artifacts, and a CronJob',
+  ...listing('install'),
   builder: (argv) =>
     argv
       .option('name', { type: 'string', default: 'nkvm', description: 'Name of every object of this install' })

@@ -14,6 +14,7 @@ import { pluginVersion } from '../../version.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { toJson, writeResult } from '../output.ts';
 import { openRepository, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
+import { listing } from './index.ts';
 
 interface MoverArgs extends GlobalOptions, RepositoryFlags {
   source: string;
@@ -257,9 +258,7 @@ const waitCommand: CommandModule<GlobalOptions, WaitArgs> = {
 };
 
 export const moverCommand: CommandModule<GlobalOptions, GlobalOptions> = {
-  command: 'mover <command>',
-  // Hidden: the plugin runs it in its mover pods.
-  describe: false,
+  ...listing('mover'),
   builder: (argv) =>
     argv
       .command(backupCommand as unknown as CommandModule<GlobalOptions, GlobalOptions>)

@@ -2,6 +2,7 @@
 import type { CommandModule } from 'yargs';
 import { CONNECTION_FLAGS, type GlobalOptions } from '../global-options.ts';
 import { writeResult } from '../output.ts';
+import { listing } from './index.ts';
 
 const SHOWN_IN_HELP = [
   ['--kubeconfig', 'Path to the kubeconfig file to use'],
@@ -25,7 +26,6 @@ export function renderOptions(): string {
 }
 
 export const optionsCommand: CommandModule<GlobalOptions, GlobalOptions> = {
-  command: 'options',
-  describe: 'Print the list of flags inherited by all commands (kubectl connection flags)',
+  ...listing('options'),
   handler: () => writeResult(renderOptions()),
 };

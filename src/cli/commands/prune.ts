@@ -10,6 +10,7 @@ import type { GlobalOptions } from '../global-options.ts';
 import { interruptSignal } from '../interrupt.ts';
 import { toJson, writeInfo, writeResult, writeWarning } from '../output.ts';
 import { openRepository, toRepositoryError, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
+import { listing } from './index.ts';
 
 export interface PruneFlags {
   maxUnused: string;
@@ -109,8 +110,7 @@ export async function runPrune(
 }
 
 export const pruneCommand: CommandModule<GlobalOptions, PruneArgs> = {
-  command: 'prune',
-  describe: 'Remove the data no snapshot uses any more from the repository (restic prune)',
+  ...listing('prune'),
   builder: (argv) =>
     withPruneOptions(withRepositoryOptions(argv))
       .option('dry-run', { type: 'boolean', default: false, description: 'Say what would be deleted and repacked, change nothing' })

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { nkvmHome } from '../../backup/artifacts.ts';
+import { nkvmHome } from '../local-paths.ts';
 import { NotFoundError, RepositoryError, UsageError } from '../../errors.ts';
 import type { KeyFile, ListedKey } from '../../repository/key.ts';
 import { parseTime } from '../../repository/time.ts';

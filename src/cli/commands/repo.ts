@@ -21,6 +21,7 @@ import {
   type RepositoryFlags,
 } from '../repository-options.ts';
 import { keyCommand } from './repo-key.ts';
+import { listing } from './index.ts';
 
 interface InitArgs extends GlobalOptions, RepositoryFlags {
   location: string | undefined;
@@ -111,8 +112,7 @@ const unlockCommand: CommandModule<GlobalOptions, UnlockArgs> = {
 };
 
 export const repoCommand: CommandModule<GlobalOptions, GlobalOptions> = {
-  command: 'repo',
-  describe: "Manage the repository backups go into (restic's format)",
+  ...listing('repo'),
   builder: (argv) => argv.command([initCommand, unlockCommand, keyCommand] as never[]).demandCommand(1, 'Name a repo command: init, unlock or key.'),
   handler: () => {},
 };

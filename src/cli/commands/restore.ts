@@ -14,6 +14,7 @@ import { openCatalog, withStoreOptions, type StoreOptions } from '../store-optio
 import { chooseRepository, moverCredentials, openRepository, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
 import { imageReference } from '../../install/image.ts';
 import { pluginVersion } from '../../version.ts';
+import { listing } from './index.ts';
 
 interface RestoreArgs extends GlobalOptions, StoreOptions, HelperFlags, RepositoryFlags {
   id: string;
@@ -48,8 +49,7 @@ export function renderRestore(result: RestoreResult, format: RestoreArgs['output
 }
 
 export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
-  command: 'restore <id>',
-  describe: 'Restore a backup into a claim, exactly as it was backed up (owners, modes, links, times)',
+  ...listing('restore'),
   builder: (argv) =>
     withRepositoryOptions(withHelperOptions(withStoreOptions(argv)))
       .positional('id', { type: 'string', demandOption: true, description: 'Backup ID (or a unique prefix of 4+ characters), or a snapshot ID (or prefix) of the repository' })

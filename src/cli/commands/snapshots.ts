@@ -10,6 +10,7 @@ import { formatBytes } from '../format.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { asList, renderTable, toJson, toYaml, writeResult } from '../output.ts';
 import { openRepository, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
+import { listing } from './index.ts';
 
 interface SnapshotsArgs extends GlobalOptions, RepositoryFlags {
   pvc: string | undefined;
@@ -48,8 +49,7 @@ export function renderSnapshots(snapshots: SnapshotWithId[], format: SnapshotsAr
 }
 
 export const snapshotsCommand: CommandModule<GlobalOptions, SnapshotsArgs> = {
-  command: 'snapshots',
-  describe: 'List the snapshots in the repository, oldest first (any writer: this plugin, restic, k8up)',
+  ...listing('snapshots'),
   builder: (argv) =>
     withRepositoryOptions(argv)
       .option('pvc', { type: 'string', description: 'Only snapshots of this claim (path /data/<pvc>)' })

@@ -6,6 +6,7 @@ import { connectFromFlags } from '../context.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { renderTable, toJson, toYaml, writeResult } from '../output.ts';
 import { DEFAULT_INSTALL_NAMESPACE } from './install.ts';
+import { listing } from './index.ts';
 
 interface StatusArgs extends GlobalOptions {
   name: string;
@@ -41,8 +42,7 @@ function jobResult(job: JobLike): StatusReport['jobs'][number] {
 }
 
 export const statusCommand: CommandModule<GlobalOptions, StatusArgs> = {
-  command: 'status',
-  describe: 'Show the in-cluster schedule (kubectl nkvm install): when it runs, when it last ran, and its last results',
+  ...listing('status'),
   builder: (argv) =>
     argv
       .option('name', { type: 'string', default: 'nkvm', description: 'The name given to install' })

@@ -8,6 +8,7 @@ import { connectFromFlags } from '../context.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { writeInfo, writeResult } from '../output.ts';
 import { DEFAULT_INSTALL_NAMESPACE } from './install.ts';
+import { listing } from './index.ts';
 
 interface UninstallArgs extends GlobalOptions {
   name: string;
@@ -26,8 +27,7 @@ const KINDS = [
 ] as const;
 
 export const uninstallCommand: CommandModule<GlobalOptions, UninstallArgs> = {
-  command: 'uninstall',
-  describe: 'Remove the scheduled backups install created (the store claim stays unless --purge)',
+  ...listing('uninstall'),
   builder: (argv) =>
     argv
       .option('name', { type: 'string', default: 'nkvm', description: 'The name given to install' })

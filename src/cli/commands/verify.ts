@@ -21,6 +21,7 @@ import { chooseRepository, openRepository, withRepositoryOptions, type OpenedRep
 import type { CheckResult } from '../../repository/check.ts';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { listing } from './index.ts';
 
 interface VerifyArgs extends GlobalOptions, StoreOptions, RepositoryFlags {
   readData: boolean;
@@ -267,8 +268,7 @@ function validate(args: VerifyArgs): void {
 }
 
 export const verifyCommand: CommandModule<GlobalOptions, VerifyArgs> = {
-  command: 'verify [id]',
-  describe: 'Check that artifacts are intact: present, with the recorded size, sha256 and entries, and a complete tar stream',
+  ...listing('verify'),
   builder: (argv) =>
     withRepositoryOptions(withStoreOptions(argv))
       .positional('id', { type: 'string', description: 'Backup ID, or a unique prefix of at least 4 characters; or the ID of a snapshot in the repository that no catalogued backup wrote' })

@@ -5,6 +5,7 @@ import { connectFromFlags } from '../context.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { clientVersionLine } from '../fast-paths.ts';
 import { toJson, toYaml, writeResult } from '../output.ts';
+import { listing } from './index.ts';
 
 interface VersionArgs extends GlobalOptions {
   client: boolean;
@@ -18,8 +19,7 @@ export interface VersionReport {
 }
 
 export const versionCommand: CommandModule<GlobalOptions, VersionArgs> = {
-  command: 'version',
-  describe: 'Print the plugin version and the version of the cluster it reaches',
+  ...listing('version'),
   builder: (argv) =>
     argv
       .option('client', { type: 'boolean', default: false, description: 'Only print the client version; do not contact the cluster' })

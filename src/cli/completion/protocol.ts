@@ -12,32 +12,9 @@
 import { complete, type CompletionResult, type CompletionSources } from './engine.ts';
 import { clusterSources } from './sources.ts';
 import { commandsOfYargs, commandTree } from './spec.ts';
-import { invokedForCompletion } from '../invocation.ts';
+import type { CompletionRequest } from '../invocation.ts';
 
 export { COMPLETE_EXECUTABLE } from '../invocation.ts';
-export const COMPLETE_REQUEST = '__complete';
-export const COMPLETE_REQUEST_NO_DESCRIPTIONS = '__completeNoDesc';
-
-export interface CompletionRequest {
-  /** The words after `kubectl nkvm`, the last one being the word to complete. */
-  words: string[];
-  descriptions: boolean;
-}
-
-/**
- * A completion request, if this run is one: `__complete ...`, or any run under the name
- * kubectl_complete-nkvm. `invokedAs` is process.argv[1]: the script's path for `node FILE`, and the
- * name the executable was started by for a Node.js single executable application (argv[0]).
- */
-export function completionRequest(argv: readonly string[], invokedAs: string | undefined = process.argv[1]): CompletionRequest | undefined {
-  const first = argv[0];
-  if (first === COMPLETE_REQUEST || first === COMPLETE_REQUEST_NO_DESCRIPTIONS) {
-    const words = argv.slice(1);
-    return { words: words.length > 0 ? words : [''], descriptions: first === COMPLETE_REQUEST };
-  }
-  if (invokedForCompletion(invokedAs)) return { words: argv.length > 0 ? [...argv] : [''], descriptions: true };
-  return undefined;
-}
 
 /** The answer as cobra's scripts and kubectl read it. */
 export function formatCompletions(result: CompletionResult, descriptions: boolean): string {

@@ -33,7 +33,6 @@ interface YargsOptions {
   key: Record<string, unknown>;
   alias: Record<string, string[]>;
   string: string[];
-  array: string[];
   boolean: string[];
 }
 
@@ -46,7 +45,7 @@ const optionsOf = (cli: Argv<unknown>) => (cli as unknown as { getOptions(): Yar
 async function commandModules(argv: string[], cli: Argv<unknown>, loadAll: boolean): Promise<AnyCommandModule[]> {
   const options = optionsOf(cli);
   const withValues = (names: string[]) => new Set(names.flatMap((name) => [name, ...(options.alias[name] ?? [])]));
-  const chosen = loadAll ? undefined : chosenCommand(argv, { withValue: withValues(options.string), array: withValues(options.array), boolean: withValues(options.boolean) });
+  const chosen = loadAll ? undefined : chosenCommand(argv, { withValue: withValues(options.string), boolean: withValues(options.boolean) });
   const notLoaded = (name: string) => () => {
     throw new Error(`command ${name} ran without its module: the arguments were read as naming ${chosen ?? 'no command'}`);
   };
@@ -62,7 +61,9 @@ export async function main(argv: string[]): Promise<number> {
   installInterruptHandlers();
   const debug = argv.includes('--debug');
   configureColor({ noColorFlag: argv.includes('--no-color'), env: process.env, isTTY: Boolean(process.stderr.isTTY) });
-  const globals = withGlobalOptions(yargs(argv));
+  // A repeatable flag takes one value a time, as kubectl's do (--toleration a --toleration b CLAIM);
+  // yargs' default would take every word up to the next flag, the claim's name included.
+  const globals = withGlobalOptions(yargs(argv).parserConfiguration({ 'greedy-arrays': false }));
   // TAB in a shell: `__complete WORD...`, or a run under the name kubectl_complete-nkvm (kubectl 1.26+).
   const completion = completionRequest(argv);
   const cli = globals

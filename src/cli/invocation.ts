@@ -39,21 +39,19 @@ export function completionRequest(argv: readonly string[], invokedAs: string | u
 
 /**
  * The command a run names: its first word that is neither a flag nor a flag's value, read as yargs
- * reads it: `withValue` flags take the next word unless written --flag=value or -fVALUE, `array`
- * flags every word up to the next flag, `boolean` ones a next word "true" or "false". Undefined
+ * reads it (main.ts's configuration): `withValue` flags (repeatable ones too) take the next word
+ * unless written --flag=value or -fVALUE, `boolean` ones a next word "true" or "false". Undefined
  * when there is none (help, or nothing).
  */
-export function chosenCommand(argv: readonly string[], flags: { withValue: ReadonlySet<string>; array: ReadonlySet<string>; boolean: ReadonlySet<string> }): string | undefined {
-  const { withValue, array, boolean } = flags;
+export function chosenCommand(argv: readonly string[], flags: { withValue: ReadonlySet<string>; boolean: ReadonlySet<string> }): string | undefined {
+  const { withValue, boolean } = flags;
   for (let index = 0; index < argv.length; index++) {
     const word = argv[index]!;
     if (word === '--') return argv[index + 1];
     if (!word.startsWith('-') || word === '-') return word;
     const name = word.replace(/^--?/, '');
     if (name.includes('=') || (word.startsWith('-') && !word.startsWith('--') && name.length > 1)) continue; // --flag=value, -nVALUE
-    if (array.has(name)) {
-      while (index + 1 < argv.length && !argv[index + 1]!.startsWith('-')) index++;
-    } else if (withValue.has(name)) {
+    if (withValue.has(name)) {
       index++;
     } else if (boolean.has(name) && (argv[index + 1] === 'true' || argv[index + 1] === 'false')) {
       index++;

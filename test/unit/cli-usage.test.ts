@@ -52,6 +52,9 @@ for (const [args, message] of [
   [['backup', 'a', '--fs-group', '1.5'], /--fs-group must be a user or group ID/],
   [['install', '--dry-run=client', '--store-claim', 'mine', '--storage-class', 'fast'], /--storage-class is for the claim install creates/],
   [['install', '--dry-run=client', '--older-than', '30'], /--older-than needs a unit: "30"/],
+  // A repeatable flag takes one value, as kubectl's do: the next word is the claim, not a second value.
+  [['backup', '--toleration', 'key:NoSchedule', '--node-selector', 'disk=ssd', 'Bad_Name'], /"Bad_Name" is not a valid claim name/],
+  [['--as-group', 'ops', 'discover', '-o', 'xml'], /Invalid values:[\s\S]*Argument: output/],
 ] as const) {
   test(`usage error: ${args.join(' ')}`, async (t) => {
     const run = await nkvm([...args]);

@@ -7,6 +7,7 @@
  * FOWNER and FSETID to give entries back their owners, modes and times. As any other user
  * (helper-identity.ts) it has no capability at all and passes Pod Security "restricted".
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { CoreV1Event, V1Pod, V1PodSecurityContext, V1Toleration } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 import { KubernetesAdmissionError } from '../errors.ts';
@@ -213,12 +214,6 @@ export function describePending(pod: V1Pod, events: CoreV1Event[]): string {
   return reasons.length ? reasons.join('; ') : `phase ${pod.status?.phase ?? 'Pending'}`;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
-  });
-
 /** With dryRun, the API server runs admission (Pod Security, quotas, webhooks) and stores nothing. */
 export async function createHelperPod(client: KubeClient, manifest: V1Pod, options: { dryRun?: boolean } = {}): Promise<string> {
   const namespace = manifest.metadata!.namespace!;
@@ -276,7 +271,7 @@ export async function waitForHelperPod(client: KubeClient, namespace: string, na
         .catch(() => []);
       throw new Error(`helper pod ${name} not running after ${Math.round(timeoutMs / 1000)}s (--pod-ready-timeout): ${describePending(pod, events)}`);
     }
-    await sleep(interval, signal);
+    await sleep(interval, undefined, { signal }).catch(() => {}); // Ctrl-C: the next turn says so
   }
 }
 

@@ -5,10 +5,10 @@
  * partial file, on success, failure, timeout and interruption.
  */
 import fs from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import type { ErrorCode } from '../errors.ts';
 import type { KubeClient } from '../kube/client.ts';
+import { untilGone } from '../kube/wait.ts';
 import type { Catalog, BackupRecord } from '../store/catalog.ts';
 import { pluginVersion } from '../version.ts';
 import { artifactPath, commitArtifact, newBackupId, partialPath, type Compression } from './artifacts.ts';
@@ -743,15 +743,8 @@ export class BackupManager {
 
   /** Waits until the mover pod is gone (no process of it can write any more), then removes the locks it held. */
   private async removeMoverLocks(namespace: string, pod: string): Promise<void> {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const gone = await this.client
-        .call({ verb: 'get', resource: 'pods', namespace, name: pod }, () => this.client.core.readNamespacedPod({ namespace, name: pod }))
-        .then(() => false, (error) => (error as { code?: string }).code === 'NotFoundError');
-      if (gone) break;
-      if (Date.now() >= deadline) throw new Error(`pod ${namespace}/${pod} still exists after 60s`);
-      await sleep(250);
-    }
+    const left = await untilGone([{ name: `pod ${namespace}/${pod}`, read: () => this.client.call({ verb: 'get', resource: 'pods', namespace, name: pod }, () => this.client.core.readNamespacedPod({ namespace, name: pod })) }], 60_000, 250);
+    if (left.length) throw new Error(`${left[0]} still exists after 60s`);
     await removeLocksOfHost(this.options.repository!.repository, pod);
   }
 

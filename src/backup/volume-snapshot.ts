@@ -7,6 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CustomObjectsApi, StorageV1Api, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
+import { untilGone } from '../kube/wait.ts';
 import type { DiscoveredClaim } from './discovery.ts';
 import { HELPER_COMPONENT_LABEL, labelValue } from './helper-pod.ts';
 import type { BackupSource, SnapshotClassInfo, SnapshotFacts } from './snapshot-choice.ts';
@@ -197,17 +198,14 @@ export class VolumeSnapshots {
         )
         .catch(ignoreMissing);
     }
-    const deadline = Date.now() + timeoutMs;
-    const gone = async (read: () => Promise<unknown>) => read().then(() => false, (error) => (error as { code?: string }).code === 'NotFoundError');
-    for (;;) {
-      const claimGone = !claim || (await gone(() => this.client.call({ verb: 'get', resource: 'persistentvolumeclaims', namespace, name: claim }, () => this.client.core.readNamespacedPersistentVolumeClaim({ namespace, name: claim }))));
-      const snapshotGone = !deleteSnapshot || (await gone(() => this.read(namespace, snapshot)));
-      if (claimGone && snapshotGone) return undefined;
-      if (Date.now() >= deadline) {
-        const left = [...(claimGone ? [] : [`claim ${namespace}/${claim}`]), ...(snapshotGone ? [] : [`VolumeSnapshot ${namespace}/${snapshot}`])];
-        return `${left.join(' and ')} still being removed after ${Math.round(timeoutMs / 1000)}s`;
-      }
-      await sleep(500);
-    }
+    const left = await untilGone(
+      [
+        ...(claim ? [{ name: `claim ${namespace}/${claim}`, read: () => this.client.call({ verb: 'get', resource: 'persistentvolumeclaims', namespace, name: claim }, () => this.client.core.readNamespacedPersistentVolumeClaim({ namespace, name: claim })) }] : []),
+        ...(deleteSnapshot ? [{ name: `VolumeSnapshot ${namespace}/${snapshot}`, read: () => this.read(namespace, snapshot) }] : []),
+      ],
+      timeoutMs,
+      500,
+    );
+    return left.length ? `${left.join(' and ')} still being removed after ${Math.round(timeoutMs / 1000)}s` : undefined;
   }
 }

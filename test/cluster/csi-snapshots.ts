@@ -56,6 +56,22 @@ const SCHEDULING = `      tolerations:
       - operator: Exists
       terminationGracePeriodSeconds: 0`;
 
+/** Grants a ClusterRole to a ServiceAccount of the driver's namespace, under the role's name. */
+function clusterRoleBinding(role: string, serviceAccount: string): string {
+  return `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: ${role}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: ${role}
+subjects:
+- kind: ServiceAccount
+  name: ${serviceAccount}
+  namespace: ${CSI_NAMESPACE}`;
+}
+
 export function csiSnapshotsManifest({ kubeletRootDir, stateDir, image }: CsiSnapshotsOptions): string {
   const socketDir = path.posix.join(kubeletRootDir, 'plugins', CSI_DRIVER_NAME);
   const driver = (mode: string, args: string[]) => `      - name: driver
@@ -170,44 +186,11 @@ rules:
   resources: ["volumesnapshots/status"]
   verbs: ["update", "patch"]
 ---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: nkvm-csi-external-provisioner
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: nkvm-csi-external-provisioner
-subjects:
-- kind: ServiceAccount
-  name: nkvm-csi-controller
-  namespace: ${CSI_NAMESPACE}
+${clusterRoleBinding('nkvm-csi-external-provisioner', 'nkvm-csi-controller')}
 ---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: nkvm-csi-external-snapshotter
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: nkvm-csi-external-snapshotter
-subjects:
-- kind: ServiceAccount
-  name: nkvm-csi-controller
-  namespace: ${CSI_NAMESPACE}
+${clusterRoleBinding('nkvm-csi-external-snapshotter', 'nkvm-csi-controller')}
 ---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: nkvm-csi-snapshot-controller
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: nkvm-csi-snapshot-controller
-subjects:
-- kind: ServiceAccount
-  name: snapshot-controller
-  namespace: ${CSI_NAMESPACE}
+${clusterRoleBinding('nkvm-csi-snapshot-controller', 'snapshot-controller')}
 ---
 apiVersion: storage.k8s.io/v1
 kind: CSIDriver

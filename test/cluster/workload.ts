@@ -98,3 +98,21 @@ spec:
   await cluster.kubectl(['wait', '--for=jsonpath={.status.phase}=Bound', ...claims.map((claim) => `pvc/${claim}`), '-n', namespace, '--timeout=60s'], { timeoutMs: 70_000 });
   await cluster.kubectl(['delete', 'pod', binder, '-n', namespace, '--wait=false']);
 }
+
+/** A workload that passes Pod Security "restricted": uid 1000, gid 1000, fsGroup 2000. */
+export function restrictedWorkload(namespace: string, claim: string, image: string): string {
+  return `apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: ${namespace}}
+spec:
+  terminationGracePeriodSeconds: 0
+  securityContext: {runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: app
+    image: ${image}
+    command: [sleep, "86400"]
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: ${claim}}}]
+`;
+}

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import type { TestCluster } from '../cluster/types.ts';
 import { findRestic } from '../cluster/restic.ts';
-import { createBoundClaims } from '../cluster/workload.ts';
+import { createBoundClaims, restrictedWorkload } from '../cluster/workload.ts';
 import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
 
 const test = clusterSuite();
@@ -60,24 +60,6 @@ spec:
   } finally {
     await cluster.kubectl(['delete', 'pod', name, '-n', namespace, '--wait=true', '--grace-period=0']);
   }
-}
-
-/** A workload that passes Pod Security "restricted": uid 1000, gid 1000, fsGroup 2000. */
-function restrictedWorkload(namespace: string, claim: string, image: string): string {
-  return `apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: ${namespace}}
-spec:
-  terminationGracePeriodSeconds: 0
-  securityContext: {runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000, seccompProfile: {type: RuntimeDefault}}
-  containers:
-  - name: app
-    image: ${image}
-    command: [sleep, "86400"]
-    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-    volumeMounts: [{name: data, mountPath: /data}]
-  volumes: [{name: data, persistentVolumeClaim: {claimName: ${claim}}}]
-`;
 }
 
 const SUMS = `cd /data && find . -type f | sort | xargs sha256sum`;

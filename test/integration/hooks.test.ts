@@ -78,12 +78,8 @@ test('Ctrl-C during the copy: the post-hook still runs, so the application is no
   t.context.diagnose = { namespace, sourcePod: 'app' };
   await seedWorkload(cluster, { namespace, claim: 'data', pod: 'app' }, 'head -c 134217728 /dev/urandom > /data/big.bin');
   const home = fs.mkdtempSync(path.join(t.context.workDir, 'hooksint-'));
-  const run = execa('kubectl', ['nkvm', 'backup', 'data', '-n', namespace, '--compression', 'gzip', '--output-dir', path.join(home, 'out'), '--catalog', path.join(home, 'catalog.sqlite'), '-o', 'json',
-    '--pre-hook', 'touch /tmp/frozen', '--post-hook', 'rm /tmp/frozen'], {
-    reject: false,
-    env: { PATH: t.context.pluginPath, HOME: t.context.workDir, KUBECONFIG: cluster.kubeconfigPath },
-    extendEnv: false,
-  });
+  const run = kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '--compression', 'gzip', '--output-dir', path.join(home, 'out'), '--catalog', path.join(home, 'catalog.sqlite'), '-o', 'json',
+    '--pre-hook', 'touch /tmp/frozen', '--post-hook', 'rm /tmp/frozen']);
   const frozen = () => cluster.kubectl(['exec', 'app', '-n', namespace, '--', 'sh', '-c', 'test -e /tmp/frozen && echo frozen || echo thawed']).then((out) => out.trim());
   const deadline = Date.now() + 60_000;
   while ((await frozen()) !== 'frozen' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));

@@ -369,11 +369,7 @@ test('copy_stage_failure: a helper image without sh and tar fails the copy stage
 
 /** Starts a backup of a large claim and waits until its helper pod runs (the copy is under way). */
 async function backupInFlight(t: ExecutionContext<SuiteContext>, ws: Workspace, env: Record<string, string> = {}): Promise<{ run: ResultPromise; pod: string }> {
-  const run = execa('kubectl', ['nkvm', 'backup', 'data', '-n', ws.namespace, '-o', 'json', ...ws.storeFlags], {
-    reject: false,
-    env: { PATH: t.context.pluginPath, HOME: t.context.workDir, KUBECONFIG: t.context.cluster.kubeconfigPath, ...env },
-    extendEnv: false,
-  });
+  const run = kubectlNkvm(t.context, ['backup', 'data', '-n', ws.namespace, '-o', 'json', ...ws.storeFlags], { env });
   for (let attempt = 0; attempt < 240; attempt++) {
     const running = await t.context.cluster.kubectl(['get', 'pods', '-n', ws.namespace, '-l', HELPER_SELECTOR, '--field-selector=status.phase=Running', '-o', 'name']);
     if (running.trim()) return { run, pod: running.trim().split('\n')[0]!.replace('pod/', '') };
@@ -464,11 +460,7 @@ test('backup --parallel 2 over four claims: helpers start ahead of the copies; S
   t.deepEqual((JSON.parse(String(all.stdout)).items as { pvc: string; status: string; attempts: number }[]).map((r) => [r.pvc, r.status, r.attempts]), claims.map((claim) => [claim, 'succeeded', 1]));
   await assertNoHelperPods(t, 10_000);
 
-  const run = execa('kubectl', ['nkvm', 'backup', ...claims, '-n', ws.namespace, '--parallel', '2', '-o', 'json', ...ws.storeFlags], {
-    reject: false,
-    env: { PATH: t.context.pluginPath, HOME: t.context.workDir, KUBECONFIG: cluster.kubeconfigPath },
-    extendEnv: false,
-  });
+  const run = kubectlNkvm(t.context, ['backup', ...claims, '-n', ws.namespace, '--parallel', '2', '-o', 'json', ...ws.storeFlags]);
   // Two copying and two more helpers started ahead: interrupt when at least three helpers run.
   for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 200))) {
     const running = await cluster.kubectl(['get', 'pods', '-n', ws.namespace, '-l', HELPER_SELECTOR, '--field-selector=status.phase=Running', '-o', 'name']);

@@ -102,11 +102,7 @@ test('mover faults: its pod deleted mid-upload fails the backup with the cause a
   const moverFlags = ['data', '-n', namespace, '--repo', location, '--mover', 'pod', '--mover-image', image.reference, '-o', 'json'];
 
   // The mover pod deleted while it uploads (as when its node goes away).
-  const run = execa('kubectl', ['nkvm', 'backup', ...moverFlags], {
-    reject: false,
-    env: { PATH: t.context.pluginPath, HOME: t.context.workDir, KUBECONFIG: cluster.kubeconfigPath, ...env },
-    extendEnv: false,
-  });
+  const run = kubectlNkvm(t.context, ['backup', ...moverFlags], { env });
   const movers = () => cluster.kubectl(['get', 'pods', '-n', namespace, '-l', 'app.kubernetes.io/component=backup-helper', '-o', 'jsonpath={range .items[?(@.status.phase=="Running")]}{.metadata.name}{"\\n"}{end}']).then((out) => out.trim());
   const deadline = Date.now() + 60_000;
   let mover = '';

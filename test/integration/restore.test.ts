@@ -235,11 +235,7 @@ test('SIGINT during a restore removes the helper pod, records it as interrupted,
   const { cluster } = t.context;
   const { namespace, storeFlags, backupId } = await seedAndBackUp(t);
   t.context.diagnose = { namespace };
-  const run = execa('kubectl', ['nkvm', 'restore', backupId, '--to', 'interrupted', '--create', '-n', namespace, '-o', 'json', ...storeFlags], {
-    reject: false,
-    env: { PATH: t.context.pluginPath, HOME: t.context.workDir, KUBECONFIG: cluster.kubeconfigPath },
-    extendEnv: false,
-  });
+  const run = kubectlNkvm(t.context, ['restore', backupId, '--to', 'interrupted', '--create', '-n', namespace, '-o', 'json', ...storeFlags]);
   let helperRunning = false;
   for (let attempt = 0; attempt < 480 && !helperRunning; attempt++) {
     const pods = await cluster.kubectl(['get', 'pods', '-n', namespace, '-l', 'nkvm.dev/purpose=restore', '--field-selector=status.phase=Running', '-o', 'name']);

@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { seedWorkload, waitForDefaultServiceAccount } from '../cluster/workload.ts';
+import { restrictedWorkload, seedWorkload, waitForDefaultServiceAccount } from '../cluster/workload.ts';
 import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
 
 const test = clusterSuite();
@@ -157,11 +157,7 @@ test('a failed copy from a snapshot, and Ctrl-C during one, remove the temporary
   t.regex(result.message, /^copy stage failed: /);
   await assertNoTemporaryObjects(t, namespace, 'after a failure');
 
-  const run = execa('kubectl', ['nkvm', 'backup', ...flags, '--pre-hook', PRE_HOOK, '--post-hook', POST_HOOK], {
-    reject: false,
-    env: { PATH: t.context.pluginPath, HOME: t.context.workDir, KUBECONFIG: cluster.kubeconfigPath },
-    extendEnv: false,
-  });
+  const run = kubectlNkvm(t.context, ['backup', ...flags, '--pre-hook', PRE_HOOK, '--post-hook', POST_HOOK]);
   // Interrupted once the snapshot exists: while it is made ready, the claim made from it, or the copy.
   const deadline = Date.now() + 60_000;
   while (!(await temporaryObjects(t, namespace)).includes('volumesnapshot') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
@@ -223,20 +219,7 @@ kind: PersistentVolumeClaim
 metadata: {name: files, namespace: ${namespace}}
 spec: {storageClassName: nkvm-csi, accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
 ---
-apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: ${namespace}}
-spec:
-  terminationGracePeriodSeconds: 0
-  securityContext: {runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000, seccompProfile: {type: RuntimeDefault}}
-  containers:
-  - name: app
-    image: ${cluster.images.helper}
-    command: [sleep, "86400"]
-    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-    volumeMounts: [{name: files, mountPath: /data}]
-  volumes: [{name: files, persistentVolumeClaim: {claimName: files}}]
----
+${restrictedWorkload(namespace, 'files', cluster.images.helper)}---
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: disk, namespace: ${blockNamespace}}

@@ -4,7 +4,7 @@
  * it (`kubectl nkvm ...` finds `kubectl-nkvm`), and the diagnostics printed when a test fails.
  */
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { execa, type Options, type Result } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -101,8 +101,11 @@ export async function assertNoHelperPods(t: ExecutionContext<SuiteContext>, grac
   t.deepEqual(left, [], 'no helper pod is left');
 }
 
-/** Runs `kubectl nkvm ...` as a user would: kubectl finds the plugin on PATH. Never throws on exit codes. */
-export function kubectlNkvm(context: SuiteContext, args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<Result<Options>> {
+/**
+ * Runs `kubectl nkvm ...` as a user would: kubectl finds the plugin on PATH. Never throws on exit
+ * codes. The run is also the process, for a test that interrupts it (`run.kill('SIGINT')`).
+ */
+export function kubectlNkvm(context: SuiteContext, args: string[], options: { env?: Record<string, string>; input?: string } = {}): ResultPromise<{ reject: false }> {
   return execa('kubectl', ['nkvm', ...args], {
     reject: false,
     env: { PATH: context.pluginPath, HOME: context.workDir, KUBECONFIG: context.cluster.kubeconfigPath, ...options.env },

@@ -23,13 +23,19 @@ const LONGEST_FIRST = [
  * suite: they run only when named, as scripts/test-integration.sh names them beside the KinD smoke.
  */
 const ONLY_WHEN_NAMED = ['test/integration/movers-multinode.test.ts'];
+/**
+ * Suites another cluster runs in this same run (NKVM_INTEGRATION_ELSEWHERE, comma-separated paths):
+ * scripts/test-integration.sh runs the seed's harness on KinD beside the local provider's run, so the
+ * local run leaves it out rather than run it twice.
+ */
+const ELSEWHERE = (process.env.NKVM_INTEGRATION_ELSEWHERE ?? '').split(',').filter(Boolean);
 const rank = (file) => {
   const index = LONGEST_FIRST.findIndex((suffix) => file.endsWith(suffix));
   return index === -1 ? LONGEST_FIRST.length : index;
 };
 
 export default {
-  files: ['test/integration/**/*.test.ts', ...ONLY_WHEN_NAMED.map((file) => `!${file}`)],
+  files: ['test/integration/**/*.test.ts', ...[...ONLY_WHEN_NAMED, ...ELSEWHERE].map((file) => `!${file}`)],
   extensions: ['ts'],
   workerThreads: false,
   concurrency: shared ? 4 : 1,

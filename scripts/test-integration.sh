@@ -4,9 +4,9 @@
 # files run side by side on it, each test in namespaces of its own, and the cluster is disposed when
 # they end, however they end; a file that needs a cluster to itself still starts its own). Where
 # that provider is the local one (these machines), the seed's integration harness (backup smoke,
-# auth, RBAC, copy stage, remote kubeconfig, in-cluster ServiceAccount) runs on a KinD cluster as
-# well, at the same time: the clusters share nothing but the CPUs, and most of a suite's time is
-# spent waiting for pods. The KinD run's output follows.
+# auth, RBAC, copy stage, remote kubeconfig, in-cluster ServiceAccount) runs on a KinD cluster
+# instead, at the same time as the rest: the clusters share nothing but the CPUs, and most of a
+# suite's time is spent waiting for pods. The KinD run's output follows.
 # The suites that always start a KinD cluster of their own shape (movers on several nodes) run only
 # when named (ava.integration.config.mjs): in that KinD run after the smoke suite, or, on the kind
 # provider, after the shared run (one process at a time starts and stops dockerd).
@@ -29,11 +29,13 @@ if [ "$provider" = "kind" ]; then
   [ "$main_status" -eq 0 ] && [ "$kind_status" -eq 0 ]
   exit
 fi
-kind_suites="test/integration/kind-backup-smoke.test.ts $own_kind_suites"
+smoke=test/integration/kind-backup-smoke.test.ts
+kind_suites="$smoke $own_kind_suites"
 kind_log=$(mktemp)
-NKVM_CLUSTER_PROVIDER=kind $ava $kind_suites > "$kind_log" 2>&1 &
+started=$(date +%s)
+(NKVM_CLUSTER_PROVIDER=kind $ava $kind_suites; status=$?; echo "[kind] ended (exit $status) after $(( $(date +%s) - started ))s"; exit $status) > "$kind_log" 2>&1 &
 kind_pid=$!
-NKVM_CLUSTER_PROVIDER=$provider $shared $ava
+NKVM_INTEGRATION_ELSEWHERE=$smoke NKVM_CLUSTER_PROVIDER=$provider $shared $ava
 main_status=$?
 wait "$kind_pid"
 kind_status=$?

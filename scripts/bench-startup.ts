@@ -7,7 +7,8 @@
  *   - `--help` and `version --client` (answered by the executable's front, src/sea-front.ts) and
  *     `artifacts list` on an empty catalog, against `kubectl version --client`;
  *   - `discover -n NS` against `kubectl get pvc -n NS` (one API round trip each), on a test cluster
- *     (NKVM_BENCH_STARTUP_CLUSTER=0 leaves it out).
+ *     (NKVM_BENCH_STARTUP_CLUSTER=0 leaves it out); and within 1.0x of kubectl for `discover -A -o json`
+ *     over 1,000 claims in 10 namespaces against `kubectl get pvc -A -o json`.
  * `discover --help` is not a goal: it shows what loading the CLI's parser costs.
  */
 import { execa, execaSync } from 'execa';
@@ -56,7 +57,7 @@ try {
   const catalog = path.join(workDir, 'catalog.sqlite');
   await execa(executable, ['artifacts', 'list', '--catalog', catalog]); // an empty catalog, as after install
   const reference = await wallMs(kubectl, ['version', '--client']);
-  type Row = { name: string; ms: number; referenceName: string; referenceMs: number; goal: boolean };
+  type Row = { name: string; ms: number; referenceName: string; referenceMs: number; goal: boolean; goalRatio?: number };
   const rows: Row[] = [];
   const versionRow = (name: string, ms: number, goal = true): Row => ({ name, ms, referenceName: 'kubectl version --client', referenceMs: reference, goal });
   for (const [name, command, prefix] of [
@@ -69,7 +70,7 @@ try {
     rows.push(versionRow(`${name}: discover --help`, await wallMs(command, [...prefix, 'discover', '--help']), false));
   }
   if (withCluster) {
-    log('starting a test cluster for discover -n NS');
+    log('starting a test cluster for discover');
     cluster = await createCluster();
     const names = { namespace: 'bench-startup', claim: 'data', pod: 'app' };
     await cluster.kubectl(['create', 'namespace', names.namespace]);
@@ -82,13 +83,31 @@ try {
     ] as const) {
       rows.push({ name: `${name}: discover -n NS`, ms: await wallMs(command, [...prefix, ...kubeconfig, 'discover', '-n', names.namespace]), referenceName: 'kubectl get pvc -n NS', referenceMs: getPvc, goal: true });
     }
+    // Discovery at scale: 1,000 claims in 10 namespaces (unbound: what is listed is the same), against
+    // kubectl's one list of them all. Goal 1.0: the issue asks for no more than kubectl takes.
+    log('creating 1,000 claims in 10 namespaces');
+    const manifests: string[] = [];
+    for (let n = 0; n < 10; n++) {
+      manifests.push(`apiVersion: v1\nkind: Namespace\nmetadata: {name: bench-many-${n}}`);
+      for (let c = 0; c < 100; c++) {
+        manifests.push(`apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: claim-${c}, namespace: bench-many-${n}}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}`);
+      }
+    }
+    await cluster.kubectl(['apply', '--server-side', '-f', '-'], { input: manifests.join('\n---\n'), timeoutMs: 300_000 });
+    const getAll = await wallMs(kubectl, [...kubeconfig, 'get', 'pvc', '-A', '-o', 'json']);
+    for (const [name, command, prefix] of [
+      ['single executable (Krew)', executable, []],
+      ['bundle on Node', process.execPath, [bundle]],
+    ] as const) {
+      rows.push({ name: `${name}: discover -A -o json (1,000)`, ms: await wallMs(command, [...prefix, ...kubeconfig, 'discover', '-A', '-o', 'json']), referenceName: 'kubectl get pvc -A -o json', referenceMs: getAll, goal: true, goalRatio: 1 });
+    }
   }
   const nodeAlone = await wallMs(process.execPath, ['-e', '0']);
   console.log(`\nStart-up, ${os.cpus().length} cores, Node ${process.version}; wall ms, median of ${runs}; ratio = ours / kubectl's`);
   for (const row of rows) {
-    console.log(`${row.name.padEnd(44)} ${row.ms.toFixed(0).padStart(5)} ms   ${row.referenceName.padEnd(24)} ${row.referenceMs.toFixed(0).padStart(4)} ms   ratio ${(row.ms / row.referenceMs).toFixed(2)}${row.goal ? `   goal <= ${GOAL.toFixed(2)}` : ''}`);
+    console.log(`${row.name.padEnd(52)} ${row.ms.toFixed(0).padStart(5)} ms   ${row.referenceName.padEnd(24)} ${row.referenceMs.toFixed(0).padStart(4)} ms   ratio ${(row.ms / row.referenceMs).toFixed(2)}${row.goal ? `   goal <= ${(row.goalRatio ?? GOAL).toFixed(2)}` : ''}`);
   }
-  console.log(`${'node -e 0 (the floor of any Node program)'.padEnd(44)} ${nodeAlone.toFixed(0).padStart(5)} ms`);
+  console.log(`${'node -e 0 (the floor of any Node program)'.padEnd(52)} ${nodeAlone.toFixed(0).padStart(5)} ms`);
 } finally {
   await cluster?.dispose();
   fs.rmSync(workDir, { recursive: true, force: true });

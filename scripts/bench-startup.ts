@@ -105,7 +105,7 @@ try {
   const nodeAlone = await wallMs(process.execPath, ['-e', '0']);
   console.log(`\nStart-up, ${os.cpus().length} cores, Node ${process.version}; wall ms, median of ${runs}; ratio = ours / kubectl's`);
   for (const row of rows) {
-    console.log(`${row.name.padEnd(52)} ${row.ms.toFixed(0).padStart(5)} ms   ${row.referenceName.padEnd(24)} ${row.referenceMs.toFixed(0).padStart(4)} ms   ratio ${(row.ms / row.referenceMs).toFixed(2)}${row.goal ? `   goal <= ${(row.goalRatio ?? GOAL).toFixed(2)}` : ''}`);
+    console.log(`${row.name.padEnd(52)} ${row.ms.toFixed(0).padStart(5)} ms   ${row.referenceName.padEnd(28)} ${row.referenceMs.toFixed(0).padStart(4)} ms   ratio ${(row.ms / row.referenceMs).toFixed(2)}${row.goal ? `   goal <= ${(row.goalRatio ?? GOAL).toFixed(2)}` : ''}`);
   }
   console.log(`${'node -e 0 (the floor of any Node program)'.padEnd(52)} ${nodeAlone.toFixed(0).padStart(5)} ms`);
 } finally {

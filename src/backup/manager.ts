@@ -825,8 +825,10 @@ export class BackupManager {
   /**
    * Backs up every target, at most `parallel` copies at a time; results in the order of the targets.
    * The next claims' helper pods are started while the current ones copy (up to `parallel` ahead),
-   * so a helper's start-up is not paid between copies. Once interrupted, no further target is
-   * started (and none gets a result); those already started are finished as interrupted.
+   * so a helper's start-up is not paid between copies; but only once the first copies' helpers run:
+   * pods starting together share the node's CPU, and eight at once delayed the first copy by 3 s
+   * more than four did (8 claims, --parallel 4: 16.4 s, then 12.2 s). Once interrupted, no further
+   * target is started (and none gets a result); those already started are finished as interrupted.
    */
   async backupMany(targets: BackupTarget[], parallel: number): Promise<BackupResult[]> {
     const width = Math.max(1, Math.min(parallel, targets.length));
@@ -834,7 +836,8 @@ export class BackupManager {
     const startNext = () => {
       if (started.length < targets.length && !this.options.signal?.aborted) started.push(this.start(targets[started.length]!));
     };
-    for (let i = 0; i < 2 * width; i++) startNext();
+    for (let i = 0; i < width; i++) startNext();
+    for (const first of [...started]) void first.then(startNext); // start() never rejects
     const results: (BackupResult | undefined)[] = new Array(targets.length);
     let next = 0;
     const worker = async () => {

@@ -836,8 +836,7 @@ export class BackupManager {
     const startNext = () => {
       if (started.length < targets.length && !this.options.signal?.aborted) started.push(this.start(targets[started.length]!));
     };
-    for (let i = 0; i < width; i++) startNext();
-    for (const first of [...started]) void first.then(startNext); // start() never rejects
+    for (let i = 0; i < width; i++) startNext(); // each copy's worker starts the next one once its helper runs
     const results: (BackupResult | undefined)[] = new Array(targets.length);
     let next = 0;
     const worker = async () => {

@@ -17,9 +17,13 @@ import { addKey, DEFAULT_KDF, openWithPassword, type KdfParams, type KeyOwner } 
 import { decodeHeader, headerRange, PackWriter, type BlobType, type PackedBlob } from './pack.ts';
 import { decodeSnapshot, encodeSnapshot, snapshotTimeNs, type Snapshot, type SnapshotWithId } from './snapshot.ts';
 import { decodeTree, encodeTree, type Node } from './tree.ts';
+import { YoungGarbageBound } from '../young-garbage.ts';
 
 /** restic's largest chunk: the output buffer of blob compression. */
 const MAX_CHUNK = 8 * 1024 * 1024;
+
+/** What saving a blob allocates besides its bytes (hash, nonce, MAC, index entry): ~16 KiB a small file. */
+const BLOB_GARBAGE = 16 * 1024;
 
 /** restic's default pack size. */
 export const PACK_SIZE = 16 * 1024 * 1024;
@@ -177,6 +181,8 @@ export class Repository {
   /** The blob being added: one at a time, as a pack's buffer is reused once it is written. */
   private adding: Promise<unknown> = Promise.resolve();
   private readonly compressor = new BlobCompressor();
+  /** Every blob's plaintext stands for as many bytes of input and ciphertext soon garbage. */
+  private readonly garbage = new YoungGarbageBound();
 
   private constructor(backend: Backend, config: RepositoryConfig, key: MasterKey, keyId: string, options: RepositoryOptions) {
     this.backend = backend;
@@ -248,6 +254,7 @@ export class Repository {
 
   /** Saves a blob unless the repository has it; returns its ID and whether it was new. */
   saveBlob(type: BlobType, plaintext: Buffer): Promise<{ id: string; added: boolean }> {
+    this.garbage.add(plaintext.length + BLOB_GARBAGE);
     return this.serially(async () => {
       const id = sha256(plaintext).toString('hex');
       if (this.hasBlob(type, id)) return { id, added: false };

@@ -103,8 +103,9 @@ class BlobCompressor {
       const compressed = compress(data);
       return compressed.length <= limit ? compressed : undefined;
     }
-    // Room for the largest output worth keeping; a blob larger than a chunk gets a buffer of its own.
-    if (!this.out || this.out.length < Math.min(limit, MAX_CHUNK)) this.out = Buffer.allocUnsafeSlow(MAX_CHUNK);
+    // Room for the largest output worth keeping (a byte less than the blob); a blob larger than a
+    // chunk (a tree of a huge directory) gets a buffer of its own.
+    this.out ??= Buffer.allocUnsafeSlow(MAX_CHUNK);
     const out = limit <= this.out.length ? this.out : Buffer.allocUnsafeSlow(limit);
     this.handle!.writeSync(zlib.constants.ZSTD_e_end, data, 0, data.length, out, 0, limit);
     // zlib reports a failure by destroying the stream, its 'error' event comes later.

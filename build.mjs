@@ -7,9 +7,21 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { PRERENDERED_HELP_WIDTHS } from './src/cli/fast-paths.ts';
 import { cliBundleOptions, librariesBundleOptions, namesUsedFromLibraries } from './scripts/cli-bundle.ts';
 
+/**
+ * V8 keeps a script's source for as long as the process runs, and one character above Latin-1 (a
+ * quote mark in a dependency's comment, a µ in a regular expression) makes the whole source a
+ * two-byte string: 10 MB more at every start. esbuild escapes strings but leaves comments and
+ * regular expressions as they are; \uXXXX means the same in every one of those places.
+ */
+async function asciiOnly(file) {
+  const source = await readFile(file, 'utf8');
+  await writeFile(file, source.replace(/[^\0-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+}
+
 const outfile = 'dist/kubectl-nkvm';
 await mkdir('dist', { recursive: true });
 const result = await build(cliBundleOptions(outfile));
+await asciiOnly(outfile);
 await chmod(outfile, 0o755);
 // Only for running it from this repository, whose package.json says "type": "module": an
 // extensionless file inside it would otherwise be loaded as ESM. Installed copies need no such file.
@@ -20,8 +32,10 @@ console.error(`built ${outfile} (${(bytes / 1024 / 1024).toFixed(1)} MiB)`);
 // The single executable's two bundles, from the same sources (src/sea-assets.ts says why two), and its
 // main script (src/sea-front.ts) with the bundle's own --help output at each width it answers for.
 await build(cliBundleOptions('dist/sea/kubectl-nkvm.js', { libraries: 'outside' }));
+await asciiOnly('dist/sea/kubectl-nkvm.js');
 const usedFromLibraries = namesUsedFromLibraries(await readFile('dist/sea/kubectl-nkvm.js', 'utf8'));
 await build(librariesBundleOptions('dist/sea/kubectl-nkvm-libraries.js', usedFromLibraries));
+await asciiOnly('dist/sea/kubectl-nkvm-libraries.js');
 const helpByWidth = Object.fromEntries(PRERENDERED_HELP_WIDTHS.map((width) => [width, execFileSync(process.execPath, [
   '--import', `data:text/javascript,Object.defineProperty(process.stdout, "columns", { value: ${width} })`, outfile, '--help',
 ], { encoding: 'utf8' })]));

@@ -49,6 +49,11 @@ export function makeBlob(workDir: string, options: { codeCache: boolean }): stri
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
     useCodeCache: options.codeCache,
+    // A backup of many small files allocates fast, and V8 grows the young generation to 63 MiB of
+    // mostly garbage. With 8 MiB semi-spaces: the same CPU time, 20-70 MiB less peak RSS (100,000
+    // files). Flags in V8's flag hash would void the code cache; this one is not among them. The
+    // single executable is also the mover; `node dist/kubectl-nkvm` runs without it.
+    execArgv: ['--max-semi-space-size=8'],
     assets,
   }, null, 2)}\n`);
   execFileSync(process.execPath, ['--random-seed=1', '--experimental-sea-config', config], { stdio: ['ignore', 'ignore', 'inherit'] });

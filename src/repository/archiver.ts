@@ -19,7 +19,7 @@
  * count is not known without a second pass, so it is recorded as 2.
  */
 import { TarStreamCheck, type TarEntry } from '../backup/tar-stream.ts';
-import { Chunker } from './chunker.ts';
+import { Chunker, MAX_SIZE } from './chunker.ts';
 import type { Repository, SaveStats } from './repository.ts';
 import type { ChangeCounts } from './incremental.ts';
 import { newSnapshot, type Snapshot } from './snapshot.ts';
@@ -61,14 +61,22 @@ interface Frame {
 }
 
 /**
+ * Chunk buffers of MAX_SIZE kept between files. A chunk that spans the pushed pieces is gathered in
+ * one of these instead of a new buffer per chunk; pages never written cost no memory.
+ */
+const spareChunkBuffers: Buffer[] = [];
+const SPARE_CHUNK_BUFFERS = 2;
+
+/**
  * One file's content as it streams, cut like restic cuts it and saved blob by blob. Holds at most one
- * chunk (8 MiB).
+ * chunk (8 MiB), in a buffer reused from file to file.
  */
 export class FileChunks {
   readonly content: string[] = [];
   private readonly repo: Repository;
   private readonly chunker: Chunker;
-  private pieces: Buffer[] = [];
+  private buffer: Buffer | undefined;
+  private used = 0;
 
   constructor(repo: Repository) {
     this.repo = repo;
@@ -80,22 +88,36 @@ export class FileChunks {
     const cuts = this.chunker.push(data);
     let start = 0;
     for (const cut of cuts) {
-      this.pieces.push(data.subarray(start, cut));
-      await this.save();
+      if (this.used === 0) {
+        // The whole chunk is in `data`: saved from there, without a copy.
+        await this.save(data.subarray(start, cut));
+      } else {
+        this.append(data.subarray(start, cut));
+        await this.save(this.buffer!.subarray(0, this.used));
+        this.used = 0;
+      }
       start = cut;
     }
-    if (start < data.length) this.pieces.push(Buffer.from(data.subarray(start)));
+    if (start < data.length) this.append(data.subarray(start));
   }
 
   /** The file ended: its last chunk saved, its blob IDs in order. */
   async end(): Promise<string[]> {
-    if (this.pieces.length > 0) await this.save();
+    if (this.used > 0) await this.save(this.buffer!.subarray(0, this.used));
+    this.used = 0;
+    if (this.buffer && spareChunkBuffers.length < SPARE_CHUNK_BUFFERS) spareChunkBuffers.push(this.buffer);
+    this.buffer = undefined;
     return this.content;
   }
 
-  private async save(): Promise<void> {
-    const chunk = this.pieces.length === 1 ? this.pieces[0]! : Buffer.concat(this.pieces);
-    this.pieces = [];
+  private append(piece: Buffer): void {
+    this.buffer ??= spareChunkBuffers.pop() ?? Buffer.allocUnsafeSlow(MAX_SIZE);
+    // The chunker cuts at MAX_SIZE, so a chunk in progress always fits.
+    piece.copy(this.buffer, this.used);
+    this.used += piece.length;
+  }
+
+  private async save(chunk: Buffer): Promise<void> {
     const { id } = await this.repo.saveBlob('data', chunk);
     this.content.push(id);
   }

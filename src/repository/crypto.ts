@@ -63,15 +63,31 @@ export function poly1305Mac(message: Uint8Array, nonce: Uint8Array, key: MasterK
 
 function ctr(key: MasterKey, iv: Uint8Array, data: Uint8Array): Buffer {
   const cipher = crypto.createCipheriv('aes-256-ctr', key.encrypt, iv);
-  return Buffer.concat([cipher.update(data), cipher.final()]);
+  // CTR has no final block: update's output is the whole ciphertext, without a copy into a concat.
+  const out = cipher.update(data);
+  cipher.final();
+  return out;
 }
 
 /** IV || ciphertext || MAC, with a fresh random IV. */
 export function encrypt(key: MasterKey, plaintext: Uint8Array): Buffer {
-  let iv = crypto.randomBytes(IV_SIZE);
-  while (iv.every((byte) => byte === 0)) iv = crypto.randomBytes(IV_SIZE); // restic refuses a zero nonce
-  const ciphertext = ctr(key, iv, plaintext);
-  return Buffer.concat([iv, ciphertext, poly1305Mac(ciphertext, iv, key.mac)]);
+  const out = Buffer.allocUnsafe(plaintext.length + OVERHEAD);
+  encryptInto(key, plaintext, out, 0);
+  return out;
+}
+
+/**
+ * encrypt() into `out` at `at`, which must have room for the plaintext and OVERHEAD; returns the
+ * length written. A pack's blobs are sealed in place in the pack's buffer.
+ */
+export function encryptInto(key: MasterKey, plaintext: Uint8Array, out: Buffer, at: number): number {
+  const iv = out.subarray(at, at + IV_SIZE);
+  do crypto.randomFillSync(iv);
+  while (iv.every((byte) => byte === 0)); // restic refuses a zero nonce
+  const ciphertext = out.subarray(at + IV_SIZE, at + IV_SIZE + plaintext.length);
+  ctr(key, iv, plaintext).copy(ciphertext);
+  poly1305Mac(ciphertext, iv, key.mac).copy(out, at + IV_SIZE + plaintext.length);
+  return plaintext.length + OVERHEAD;
 }
 
 /** The plaintext of IV || ciphertext || MAC; UnauthenticatedError when the MAC does not match. */

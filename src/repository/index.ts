@@ -5,7 +5,7 @@
  * Memory: blobs are held in flat tables, 48 bytes a blob (binary ID, pack number, offset, length,
  * uncompressed length) sorted by ID and searched by bisection, not as one JS object per blob (about
  * 350 bytes each): a million blobs take about 48 MB. Blobs added since the last sort wait in a small
- * map and are merged in batches.
+ * map and are merged in batches; those read from index files go straight into the tables.
  */
 import type { BlobType, PackedBlob } from './pack.ts';
 
@@ -29,7 +29,10 @@ export const MAX_BLOBS_PER_INDEX_FILE = 50_000;
 const MERGE_AT = 50_000;
 const ID_SIZE = 32;
 
-/** One blob type's entries: parallel flat arrays, sorted by ID up to `sorted`. */
+/**
+ * One blob type's entries: parallel flat arrays, sorted by ID up to `sorted`. Entries read from
+ * index files are appended unsorted behind them and sorted once, on the next lookup or compact().
+ */
 class BlobTable {
   private ids = Buffer.alloc(0);
   private packs = new Uint32Array(0);
@@ -37,16 +40,29 @@ class BlobTable {
   private lengths = new Uint32Array(0);
   private uncompressed = new Uint32Array(0);
   private count = 0;
+  private sorted = 0;
   /** Added since the last merge: hex ID -> [pack number, offset, length, uncompressed length]. */
   private recent = new Map<string, [number, number, number, number]>();
 
   get size(): number {
-    return this.count + this.recent.size;
+    this.merge();
+    return this.count;
   }
 
   add(id: string, pack: number, offset: number, length: number, uncompressedLength: number): void {
     this.recent.set(id, [pack, offset, length, uncompressedLength]);
     if (this.recent.size >= MERGE_AT) this.merge();
+  }
+
+  /** Appends an entry read from an index file: no Map entry, no array per blob. */
+  append(id: string, pack: number, offset: number, length: number, uncompressedLength: number): void {
+    this.grow(this.count + 1);
+    this.ids.write(id, this.count * ID_SIZE, ID_SIZE, 'hex');
+    this.packs[this.count] = pack;
+    this.offsets[this.count] = offset;
+    this.lengths[this.count] = length;
+    this.uncompressed[this.count] = uncompressedLength;
+    this.count += 1;
   }
 
   private grow(capacity: number): void {
@@ -62,39 +78,40 @@ class BlobTable {
     }
   }
 
-  /** Appends the recent entries and sorts the table again. */
+  /** Appends the recent entries and sorts the table again; of a blob in two packs (restic allows it), the entry added first stays. */
   merge(): void {
-    if (this.recent.size === 0) return;
+    if (this.recent.size === 0 && this.sorted === this.count) return;
     this.grow(this.count + this.recent.size);
-    const sorted = this.count;
     for (const [id, [pack, offset, length, uncompressed]] of this.recent) {
-      // A blob in two packs (restic allows it): the entry already in the table stays.
-      if (this.find(Buffer.from(id, 'hex'), sorted) >= 0) continue;
-      this.ids.write(id, this.count * ID_SIZE, ID_SIZE, 'hex');
-      this.packs[this.count] = pack;
-      this.offsets[this.count] = offset;
-      this.lengths[this.count] = length;
-      this.uncompressed[this.count] = uncompressed;
-      this.count += 1;
+      if (this.find(Buffer.from(id, 'hex'), this.sorted) < 0) this.append(id, pack, offset, length, uncompressed);
     }
     this.recent.clear();
     const order = new Uint32Array(this.count);
     for (let i = 0; i < this.count; i++) order[i] = i;
     const ids = this.ids;
-    order.sort((a, b) => ids.compare(ids, b * ID_SIZE, b * ID_SIZE + ID_SIZE, a * ID_SIZE, a * ID_SIZE + ID_SIZE));
+    // Ties by position: the earlier entry first, and it is the one kept.
+    order.sort((a, b) => ids.compare(ids, b * ID_SIZE, b * ID_SIZE + ID_SIZE, a * ID_SIZE, a * ID_SIZE + ID_SIZE) || a - b);
     const sortedIds = Buffer.allocUnsafeSlow(this.packs.length * ID_SIZE);
-    for (let i = 0; i < this.count; i++) ids.copy(sortedIds, i * ID_SIZE, order[i]! * ID_SIZE, order[i]! * ID_SIZE + ID_SIZE);
+    const kept = new Uint32Array(this.count);
+    let n = 0;
+    for (let i = 0; i < this.count; i++) {
+      const from = order[i]! * ID_SIZE;
+      if (n > 0 && ids.compare(sortedIds, (n - 1) * ID_SIZE, n * ID_SIZE, from, from + ID_SIZE) === 0) continue;
+      ids.copy(sortedIds, n * ID_SIZE, from, from + ID_SIZE);
+      kept[n++] = order[i]!;
+    }
     this.ids = sortedIds;
     for (const field of ['packs', 'offsets', 'lengths', 'uncompressed'] as const) {
       const source = this[field];
       const array = new Uint32Array(source.length);
-      for (let i = 0; i < this.count; i++) array[i] = source[order[i]!]!;
+      for (let i = 0; i < n; i++) array[i] = source[kept[i]!]!;
       this[field] = array;
     }
+    this.count = this.sorted = n;
   }
 
   /** Position of an ID in the sorted table, or -1. */
-  private find(id: Buffer, count = this.count): number {
+  private find(id: Buffer, count = this.sorted): number {
     let low = 0;
     let high = count - 1;
     while (low <= high) {
@@ -110,14 +127,15 @@ class BlobTable {
   get(id: string): [number, number, number, number] | undefined {
     const recent = this.recent.get(id);
     if (recent) return recent;
+    if (this.sorted < this.count) this.merge();
     if (this.count === 0 || !/^[0-9a-f]{64}$/.test(id)) return undefined;
     const at = this.find(Buffer.from(id, 'hex'));
     return at < 0 ? undefined : [this.packs[at]!, this.offsets[at]!, this.lengths[at]!, this.uncompressed[at]!];
   }
 
   *packNumbers(): Iterable<number> {
+    this.merge();
     for (let i = 0; i < this.count; i++) yield this.packs[i]!;
-    for (const [pack] of this.recent.values()) yield pack;
   }
 }
 
@@ -162,14 +180,16 @@ export class Index {
     }
   }
 
-  /** Adds what an index file lists (parsed leniently: null lists are empty). */
+  /** Adds what an index file lists (parsed leniently: null lists are empty), straight into the tables. */
   addFile(plaintext: Buffer): void {
     const json = JSON.parse(plaintext.toString('utf8')) as IndexJson;
     for (const pack of json.packs ?? []) {
-      this.addPack(
-        pack.id,
-        (pack.blobs ?? []).map((b) => ({ id: b.id, type: b.type, offset: b.offset, length: b.length, ...(b.uncompressed_length ? { uncompressedLength: b.uncompressed_length } : {}) })),
-      );
+      const number = this.packNumber(pack.id);
+      for (const b of pack.blobs ?? []) {
+        if (!/^[0-9a-f]{64}$/.test(b.id)) throw new Error(`index: invalid blob ID ${JSON.stringify(b.id)} in pack ${pack.id}`);
+        if (b.type !== 'data' && b.type !== 'tree') throw new Error(`index: invalid blob type ${JSON.stringify(b.type)} in pack ${pack.id}`);
+        this.tables[b.type].append(b.id, number, b.offset, b.length, b.uncompressed_length ?? 0);
+      }
     }
   }
 
@@ -186,26 +206,38 @@ export class Index {
   }
 }
 
-/** Index files for new packs: restic's JSON, split every MAX_BLOBS_PER_INDEX_FILE blobs (a pack is never split). */
-export function encodeIndexFiles(packs: { id: string; blobs: PackedBlob[] }[]): Buffer[] {
-  const files: Buffer[] = [];
-  let current: string[] = [];
-  let blobs = 0;
-  const flush = () => {
-    if (current.length > 0) files.push(Buffer.from(`{"packs":[${current.join(',')}]}\n`));
-    current = [];
-    blobs = 0;
-  };
-  for (const pack of packs) {
-    if (blobs > 0 && blobs + pack.blobs.length > MAX_BLOBS_PER_INDEX_FILE) flush();
-    current.push(
-      JSON.stringify({
-        id: pack.id,
-        blobs: pack.blobs.map((b) => ({ id: b.id, type: b.type, offset: b.offset, length: b.length, ...(b.uncompressedLength ? { uncompressed_length: b.uncompressedLength } : {}) })),
-      }),
-    );
-    blobs += pack.blobs.length;
+/** The most one blob's entry takes: its JSON, numbers of 10 digits, and a comma. */
+const MAX_BLOB_JSON = 160;
+/** The most a pack's JSON takes besides its blobs. */
+const MAX_PACK_JSON = 100;
+
+/**
+ * Index files for new packs: restic's JSON, split every MAX_BLOBS_PER_INDEX_FILE blobs (a pack is
+ * never split), one at a time. Each is written straight into one buffer, entry by entry: built as
+ * objects, strings and their join, a file of 50,000 blobs took some 40 MB of heap at once.
+ */
+export function* encodeIndexFiles(packs: { id: string; blobs: PackedBlob[] }[]): Generator<Buffer> {
+  let start = 0;
+  while (start < packs.length) {
+    let end = start;
+    let blobs = 0;
+    while (end < packs.length && (blobs === 0 || blobs + packs[end]!.blobs.length <= MAX_BLOBS_PER_INDEX_FILE)) blobs += packs[end++]!.blobs.length;
+    yield encodeIndexFile(packs.slice(start, end), blobs);
+    start = end;
   }
-  flush();
-  return files;
+}
+
+function encodeIndexFile(packs: { id: string; blobs: PackedBlob[] }[], blobs: number): Buffer {
+  const file = Buffer.allocUnsafe(32 + packs.length * MAX_PACK_JSON + blobs * MAX_BLOB_JSON);
+  let at = file.write('{"packs":[', 0, 'latin1');
+  packs.forEach((pack, p) => {
+    at += file.write(`${p > 0 ? ',' : ''}{"id":"${pack.id}","blobs":[`, at, 'latin1');
+    pack.blobs.forEach((b, i) => {
+      const uncompressed = b.uncompressedLength ? `,"uncompressed_length":${b.uncompressedLength}` : '';
+      at += file.write(`${i > 0 ? ',' : ''}{"id":"${b.id}","type":"${b.type}","offset":${b.offset},"length":${b.length}${uncompressed}}`, at, 'latin1');
+    });
+    at += file.write(']}', at, 'latin1');
+  });
+  at += file.write(']}\n', at, 'latin1');
+  return file.subarray(0, at);
 }

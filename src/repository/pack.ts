@@ -4,7 +4,7 @@
  * length in the pack, its uncompressed length when compressed, and its ID. The pack's ID is the
  * SHA-256 of the whole file.
  */
-import { decrypt, encrypt, OVERHEAD, sha256, type MasterKey } from './crypto.ts';
+import { decrypt, encryptInto, OVERHEAD, sha256, type MasterKey } from './crypto.ts';
 
 export type BlobType = 'data' | 'tree';
 
@@ -26,94 +26,117 @@ const HEADER_LENGTH_SIZE = 4;
 /** restic's MaxHeaderSize. */
 const MAX_HEADER_SIZE = 16 * 1024 * 1024 + HEADER_LENGTH_SIZE;
 
-/** Blobs at least this large are kept as they come; smaller ones are copied into shared segments. */
-const OWN_BUFFER_SIZE = 64 * 1024;
-const SEGMENT_SIZE = 1024 * 1024;
-
 /**
- * Collects encrypted blobs of one pack, in memory (a pack is about 16 MiB). Small blobs are copied
- * into 1 MiB segments: kept as they come, each would pin a whole slab of Node's Buffer pool (8 KiB
- * for a 60-byte blob), which for a pack of small files costs a hundred times its size.
+ * Collects the encrypted blobs of one pack in one buffer, reused from pack to pack: blobs are sealed
+ * in place and the header is added behind them, so a pack costs its buffer and nothing per blob (no
+ * list of blob buffers, each pinning a slab of Node's pool, and no concatenated copy to write). The
+ * buffer holds `capacity` bytes, blobs and header; a blob too large for an empty pack gets a buffer
+ * of its own, dropped once that pack is written.
  */
 export class PackWriter {
-  readonly blobs: PackedBlob[] = [];
-  private readonly parts: Buffer[] = [];
-  /** Where each blob's bytes are: [part, offset in it]. */
-  private readonly where: [number, number][] = [];
-  private segment: Buffer | undefined;
-  private segmentUsed = 0;
+  private list: PackedBlob[] = [];
+  private readonly capacity: number;
+  private buffer: Buffer | undefined;
   private size = 0;
+
+  constructor(capacity = 16 * 1024 * 1024) {
+    this.capacity = capacity;
+  }
+
+  get blobs(): PackedBlob[] {
+    return this.list;
+  }
 
   get length(): number {
     return this.size;
   }
 
   get count(): number {
-    return this.blobs.length;
+    return this.list.length;
+  }
+
+  /** Whether a blob of `sealedLength` bytes (OVERHEAD included) still fits, with the header it adds. */
+  fits(sealedLength: number): boolean {
+    return this.size + sealedLength + headerSpace(this.list.length + 1) <= this.capacity;
+  }
+
+  /** Encrypts a (maybe compressed) blob into the pack. */
+  seal(key: MasterKey, type: BlobType, id: string, stored: Uint8Array, uncompressedLength?: number): PackedBlob {
+    const buffer = this.room(stored.length + OVERHEAD);
+    return this.record(type, id, encryptInto(key, stored, buffer, this.size), uncompressedLength);
   }
 
   /** Adds an already encrypted (and maybe compressed) blob. */
-  add(type: BlobType, id: string, encrypted: Buffer, uncompressedLength?: number): PackedBlob {
-    const blob: PackedBlob = { type, id, offset: this.size, length: encrypted.length };
+  add(type: BlobType, id: string, encrypted: Uint8Array, uncompressedLength?: number): PackedBlob {
+    this.room(encrypted.length).set(encrypted, this.size);
+    return this.record(type, id, encrypted.length, uncompressedLength);
+  }
+
+  private record(type: BlobType, id: string, length: number, uncompressedLength: number | undefined): PackedBlob {
+    const blob: PackedBlob = { type, id, offset: this.size, length };
     if (uncompressedLength !== undefined) blob.uncompressedLength = uncompressedLength;
-    if (encrypted.length >= OWN_BUFFER_SIZE) {
-      this.closeSegment();
-      this.where.push([this.parts.length, 0]);
-      this.parts.push(encrypted);
-    } else {
-      if (!this.segment || this.segmentUsed + encrypted.length > this.segment.length) {
-        this.closeSegment();
-        this.segment = Buffer.allocUnsafeSlow(SEGMENT_SIZE);
-        this.segmentUsed = 0;
-      }
-      encrypted.copy(this.segment, this.segmentUsed);
-      this.where.push([this.parts.length, this.segmentUsed]);
-      this.segmentUsed += encrypted.length;
-    }
-    this.blobs.push(blob);
-    this.size += encrypted.length;
+    this.list.push(blob);
+    this.size += length;
     return blob;
   }
 
-  /** Ends the segment being filled: it becomes a part of the used length. */
-  private closeSegment(): void {
-    if (this.segment && this.segmentUsed > 0) this.parts.push(this.segment.subarray(0, this.segmentUsed));
-    this.segment = undefined;
-    this.segmentUsed = 0;
+  /** The buffer, with room for `length` more bytes and the header. */
+  private room(length: number): Buffer {
+    const needed = this.size + length + headerSpace(this.list.length + 1);
+    if (this.buffer && needed <= this.buffer.length) return this.buffer;
+    // allocUnsafeSlow: outside Node's pool; pages never written cost no memory.
+    const buffer = Buffer.allocUnsafeSlow(Math.max(needed, this.buffer ? this.buffer.length * 2 : this.capacity));
+    this.buffer?.copy(buffer, 0, 0, this.size);
+    this.buffer = buffer;
+    return buffer;
   }
 
   /** The encrypted bytes of a blob already added (for reading back what is not yet written). */
   blobBytes(index: number): Buffer {
-    const [part, offset] = this.where[index]!;
-    const length = this.blobs[index]!.length;
-    const buffer = part < this.parts.length ? this.parts[part]! : this.segment!;
-    return buffer.subarray(offset, offset + length);
+    const { offset, length } = this.list[index]!;
+    return this.buffer!.subarray(offset, offset + length);
   }
 
-  /** The whole pack file and its ID. */
+  /**
+   * The whole pack file and its ID. `bytes` is a view of the writer's buffer: write it, then reset()
+   * before adding more.
+   */
   finish(key: MasterKey): { id: string; bytes: Buffer; blobs: PackedBlob[] } {
-    this.closeSegment();
-    const header = encodeHeader(this.blobs);
-    const encryptedHeader = encrypt(key, header);
-    const length = Buffer.alloc(HEADER_LENGTH_SIZE);
-    length.writeUInt32LE(encryptedHeader.length);
-    const bytes = Buffer.concat([...this.parts, encryptedHeader, length]);
-    return { id: sha256(bytes).toString('hex'), bytes, blobs: this.blobs };
+    const header = encodeHeader(this.list);
+    const buffer = this.room(0);
+    const headerLength = encryptInto(key, header, buffer, this.size);
+    buffer.writeUInt32LE(headerLength, this.size + headerLength);
+    const bytes = buffer.subarray(0, this.size + headerLength + HEADER_LENGTH_SIZE);
+    return { id: sha256(bytes).toString('hex'), bytes, blobs: this.list };
+  }
+
+  /** Empties the writer for the next pack, keeping its buffer (not one grown past the capacity). */
+  reset(): void {
+    this.list = [];
+    this.size = 0;
+    if (this.buffer && this.buffer.length > this.capacity) this.buffer = undefined;
   }
 }
 
+/** Room for the encrypted header of `count` blobs (each counted as compressed) and its length. */
+function headerSpace(count: number): number {
+  return count * COMPRESSED_ENTRY + OVERHEAD + HEADER_LENGTH_SIZE;
+}
+
 export function encodeHeader(blobs: PackedBlob[]): Buffer {
-  const entries: Buffer[] = [];
+  let length = 0;
+  for (const blob of blobs) length += blob.uncompressedLength ? COMPRESSED_ENTRY : PLAIN_ENTRY;
+  const header = Buffer.alloc(length);
+  let at = 0;
   for (const blob of blobs) {
     const compressed = blob.uncompressedLength !== undefined && blob.uncompressedLength !== 0;
-    const entry = Buffer.alloc(compressed ? COMPRESSED_ENTRY : PLAIN_ENTRY);
-    entry[0] = (blob.type === 'data' ? 0 : 1) + (compressed ? 2 : 0);
-    entry.writeUInt32LE(blob.length, 1);
-    if (compressed) entry.writeUInt32LE(blob.uncompressedLength!, 5);
-    Buffer.from(blob.id, 'hex').copy(entry, compressed ? 9 : 5);
-    entries.push(entry);
+    header[at] = (blob.type === 'data' ? 0 : 1) + (compressed ? 2 : 0);
+    header.writeUInt32LE(blob.length, at + 1);
+    if (compressed) header.writeUInt32LE(blob.uncompressedLength!, at + 5);
+    header.write(blob.id, at + (compressed ? 9 : 5), 32, 'hex');
+    at += compressed ? COMPRESSED_ENTRY : PLAIN_ENTRY;
   }
-  return Buffer.concat(entries);
+  return header;
 }
 
 /** A pack file's size as its blobs imply it: the blobs, the encrypted header of their entries, the header's length. */

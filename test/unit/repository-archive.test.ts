@@ -1,4 +1,5 @@
 import test from 'ava';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -121,4 +122,31 @@ test('a device image is one file at the snapshot\'s path, chunked like any file:
   t.is(again.added.dataBlobs, 0);
   const tree = await archiveTar(repo, Readable.from([Buffer.concat([entry('./', 'directory'), endOfArchive()])]), { path: '/data/pvc', hostname: 'ns' });
   t.is(await imageNode(repo, await repo.loadSnapshot(tree.snapshotId)), undefined);
+});
+
+test('blobs through the reused compressor and pack buffer: one that does not compress is stored as it is, the next compresses, packs stay within their size, all read back', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-repo-unit-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const backend = new LocalBackend(path.join(dir, 'repo'));
+  const repo = await Repository.init(backend, 'pw', { kdf: KDF, packSize: 64 * 1024 });
+  const random = crypto.randomBytes(40 * 1024);
+  const text = Buffer.from('the quick brown fox jumps over the lazy dog '.repeat(1000));
+  const blobs = [random, text, crypto.randomBytes(100 * 1024), text.subarray(1), Buffer.from('x'), Buffer.alloc(0)];
+  // Saved at once: they are added one at a time, none lost to a pack being written.
+  const ids = (await Promise.all(blobs.map((blob) => repo.saveBlob('data', blob)))).map((saved) => saved.id);
+  t.deepEqual(await repo.loadBlob('data', ids[1]!), text); // still in the pack being filled
+  await repo.flush();
+  const reopened = await Repository.open(backend, 'pw');
+  for (const [i, blob] of blobs.entries()) t.deepEqual(await reopened.loadBlob('data', ids[i]!), blob);
+  t.is(reopened.index.get('data', ids[0]!)!.uncompressedLength, undefined);
+  t.is(reopened.index.get('data', ids[1]!)!.uncompressedLength, text.length);
+  t.is(reopened.index.get('data', ids[3]!)!.uncompressedLength, text.length - 1);
+  const packs = [...reopened.index.packs()];
+  t.true(packs.length >= 2);
+  // A pack holds what fits in its size; the 100 KiB blob, larger than a pack, has one of its own.
+  for (const pack of packs) {
+    const { size } = await backend.stat('data', pack);
+    const blobsIn = (await reopened.readPackHeader(pack)).length;
+    t.true(size <= 64 * 1024 || blobsIn === 1, `pack of ${size} bytes with ${blobsIn} blobs`);
+  }
 });

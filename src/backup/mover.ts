@@ -65,8 +65,18 @@ async function execMover<T>(
 export class MoverUnreachableError extends CopyStageError {}
 
 /** A mover pod whose image cannot be pulled: its reason, from the helper's start failure. */
-export function imagePullFailure(message: string): boolean {
+function imagePullFailure(message: string): boolean {
   return /\b(ErrImagePull|ImagePullBackOff|InvalidImageName)\b/.test(message);
+}
+
+/**
+ * --mover auto: why a mover cannot do the copy while exec can (its image cannot be pulled, or it
+ * cannot reach the repository), or undefined for any other failure, which exec would not mend.
+ */
+export function moverUnusable(error: unknown, image: string): string | undefined {
+  if (error instanceof MoverUnreachableError) return error.message;
+  const message = error instanceof Error ? error.message : String(error);
+  return imagePullFailure(message) ? `the mover image ${image} could not be pulled (${message})` : undefined;
 }
 
 /** Runs `mover backup` in the mover pod; its result as the copy stage's, the snapshot already saved (`moved`). */

@@ -122,10 +122,14 @@ export interface MoverRestoreRequest {
   signal?: AbortSignal | undefined;
 }
 
-/** Runs `mover restore` in the mover pod: the snapshot written into the claim straight from the repository. */
+/**
+ * Runs `mover restore` in the mover pod: the snapshot written into the claim straight from the
+ * repository. A repository out of the pod's reach throws MoverUnreachableError (nothing was written).
+ */
 export async function runMoverRestore(request: MoverRestoreRequest): Promise<MoverRestoreResult> {
   const { outcome, report } = await execMover<MoverRestoreResult>(request, ['restore', '--snapshot', request.snapshotId, '--mode', request.mode]).catch((error: unknown) => {
     throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
   });
+  if (report && !report.ok && report.unreachable) throw new MoverUnreachableError(`the mover could not reach the repository: ${report.message}`);
   return report ?? { ok: false, message: describeExecFailure('the mover in its pod', outcome) };
 }

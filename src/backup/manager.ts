@@ -24,7 +24,7 @@ import { saveArchiveSnapshot } from '../repository/archiver.ts';
 import { findParentSnapshot, nodesAtPath } from '../repository/incremental.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
 import type { MoverCredentials } from '../cli/commands/mover.ts';
-import { imagePullFailure, MoverUnreachableError, moverWaitCommand, runMoverBackup } from './mover.ts';
+import { moverUnusable, moverWaitCommand, runMoverBackup } from './mover.ts';
 import { describeHook, podsForHooks, runHook } from './hooks.ts';
 import { NodeSlots } from './node-slots.ts';
 import { hookFor, type HookFlags, type HookRecord, type HookSpec } from './hook-spec.ts';
@@ -32,6 +32,7 @@ import type { Repository } from '../repository/repository.ts';
 import { removeLocksOfHost } from '../repository/lock.ts';
 import { SnapshotFactsReader, VolumeSnapshots } from './volume-snapshot.ts';
 import { chooseSnapshotSource, type BackupSource, type SnapshotMode } from './snapshot-choice.ts';
+import type { Transfer } from './transfer.ts';
 
 export type BackupStage = 'discovery' | 'pre-hook' | 'snapshot' | 'helper-pod' | 'copy' | 'finalize' | 'done';
 export type BackupOutcome = 'succeeded' | 'failed' | 'interrupted';
@@ -186,12 +187,6 @@ export interface MoverOptions {
   reason: string;
   /** --mover auto: where the image cannot be pulled or the pod cannot reach the repository, copy over exec instead. */
   fallback: boolean;
-}
-
-/** How a backup's data went into the repository, and why. */
-export interface Transfer {
-  mode: 'pod' | 'exec';
-  reason: string;
 }
 
 export interface SnapshotOptions {
@@ -357,8 +352,9 @@ export class BackupManager {
         await this.startHelper(flight);
       } catch (error) {
         // --mover auto: an image that cannot be pulled here leaves the copy to exec, for the rest of the run too.
-        if (flight.transfer?.mode !== 'pod' || !this.options.mover?.fallback || !imagePullFailure((error as Error).message)) throw error;
-        await this.fallBackToExec(flight, `the mover image ${this.options.mover.image} could not be pulled (${(error as Error).message})`);
+        const why = flight.transfer?.mode === 'pod' && this.options.mover?.fallback ? moverUnusable(error, this.options.mover.image) : undefined;
+        if (!why) throw error;
+        await this.fallBackToExec(flight, why);
       }
     } catch (error) {
       flight.failure = stageFailure(flight.stage, error);
@@ -508,8 +504,9 @@ export class BackupManager {
             signal,
           }, record).catch(async (error: unknown) => {
             // --mover auto: a repository out of the cluster's reach is still in this machine's.
-            if (!(error instanceof MoverUnreachableError) || !mover.fallback) throw error;
-            await this.fallBackToExec(flight, error.message);
+            const why = mover.fallback ? moverUnusable(error, mover.image) : undefined;
+            if (!why) throw error;
+            await this.fallBackToExec(flight, why);
             helperPod = record.helperPod;
             job.pod = helperPod!;
             return copyOverExec();

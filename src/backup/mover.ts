@@ -65,8 +65,18 @@ async function execMover<T>(
 export class MoverUnreachableError extends CopyStageError {}
 
 /** A mover pod whose image cannot be pulled: its reason, from the helper's start failure. */
-export function imagePullFailure(message: string): boolean {
+function imagePullFailure(message: string): boolean {
   return /\b(ErrImagePull|ImagePullBackOff|InvalidImageName)\b/.test(message);
+}
+
+/**
+ * --mover auto: why a mover cannot do the copy while exec can (its image cannot be pulled, or it
+ * cannot reach the repository), or undefined for any other failure, which exec would not mend.
+ */
+export function moverUnusable(error: unknown, image: string): string | undefined {
+  if (error instanceof MoverUnreachableError) return error.message;
+  const message = error instanceof Error ? error.message : String(error);
+  return imagePullFailure(message) ? `the mover image ${image} could not be pulled (${message})` : undefined;
 }
 
 /** Runs `mover backup` in the mover pod; its result as the copy stage's, the snapshot already saved (`moved`). */
@@ -112,10 +122,14 @@ export interface MoverRestoreRequest {
   signal?: AbortSignal | undefined;
 }
 
-/** Runs `mover restore` in the mover pod: the snapshot written into the claim straight from the repository. */
+/**
+ * Runs `mover restore` in the mover pod: the snapshot written into the claim straight from the
+ * repository. A repository out of the pod's reach throws MoverUnreachableError (nothing was written).
+ */
 export async function runMoverRestore(request: MoverRestoreRequest): Promise<MoverRestoreResult> {
   const { outcome, report } = await execMover<MoverRestoreResult>(request, ['restore', '--snapshot', request.snapshotId, '--mode', request.mode]).catch((error: unknown) => {
     throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
   });
+  if (report && !report.ok && report.unreachable) throw new MoverUnreachableError(`the mover could not reach the repository: ${report.message}`);
   return report ?? { ok: false, message: describeExecFailure('the mover in its pod', outcome) };
 }

@@ -37,11 +37,12 @@ import { Digest } from './digest.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, StageFailure } from './stage-failure.ts';
 import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, deleteHelperPod, HELPER_CONTAINER, labelValue, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
-import { describeIdentity, isNobodyFallback, isRoot, rootOwnerIdentity } from './helper-identity.ts';
+import { describeIdentity, isNobodyFallback, isRoot, rootOwnerIdentity, type HelperIdentity } from './helper-identity.ts';
 import { TarStreamCheck, type TarEntry } from './tar-stream.ts';
 import { fileContent, imageNode, restoreTar } from '../repository/restorer.ts';
 import type { MoverCredentials } from '../cli/commands/mover.ts';
-import { moverWaitCommand, runMoverRestore } from './mover.ts';
+import { moverUnusable, moverWaitCommand, runMoverRestore } from './mover.ts';
+import type { Transfer } from './transfer.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
 import type { Node } from '../repository/tree.ts';
@@ -90,7 +91,16 @@ export interface RestoreOptions {
   podReadyTimeoutMs: number;
   signal?: AbortSignal | undefined;
   /** A snapshot of a directory restored by a data mover: a pod of this image writes it in place, from the repository. */
-  mover?: { image: string; credentials: MoverCredentials } | undefined;
+  mover?: {
+    image: string;
+    credentials: MoverCredentials;
+    /** Why movers are used: "--mover pod", or auto's reason. */
+    reason: string;
+    /** --mover auto: where the image cannot be pulled or the pod cannot reach the repository, restore over exec instead. */
+    fallback: boolean;
+  } | undefined;
+  /** Without a mover: why a snapshot goes over exec. */
+  execReason?: string | undefined;
 }
 
 export interface RestoreResult {
@@ -111,6 +121,8 @@ export interface RestoreResult {
   helperPod: string | null;
   /** Who the helper ran as: "root", or the workload's user in a "restricted" namespace. */
   runAs: string | null;
+  /** A snapshot restored: whether a data mover pod wrote it from the repository or the data came over exec, and why. */
+  transfer?: Transfer | undefined;
   startedAt: string;
   finishedAt: string;
   durationMs: number;
@@ -265,12 +277,16 @@ export class RestoreManager {
     let failure: RestoreFailure | undefined;
     let message = '';
     let movedNote = '';
+    /** Helper pods that could not be deleted: the message names them. */
+    const leftBehind: string[] = [];
+    let transfer: Transfer | undefined;
     try {
       // A snapshot whose path is one file is a device image: looked up once, for every pass below.
       const imageFile = request.snapshot ? await imageNode(request.snapshot.repository, request.snapshot.snapshot).catch(() => undefined) : undefined;
+      // A dry run moves no data, so it chooses no way to move it.
+      transfer = request.snapshot && !request.dryRun ? this.transferFor(imageFile) : undefined;
       // A mover reads and checks every blob as it writes it, in the cluster: the snapshot is not read here first.
-      const mover = this.options.mover && request.snapshot && !request.dryRun && !imageFile ? this.options.mover : undefined;
-      const fixups = mover ? MOVED : request.snapshot ? await this.verifySnapshot(request.snapshot, backup, imageFile) : await this.verifyArtifact(backup);
+      let fixups = transfer?.mode === 'pod' ? MOVED : request.snapshot ? await this.verifySnapshot(request.snapshot, backup, imageFile) : await this.verifyArtifact(backup);
       // A snapshot whose path is one file is a device image (ours, or `restic backup --stdin`): it goes into a Block claim.
       if (fixups.imageSha256 !== null && backup.volumeMode !== 'Block') request = { ...request, backup: { ...backup, volumeMode: 'Block' } };
       const source = request.snapshot ? `snapshot ${request.snapshot.snapshot.id.slice(0, 8)}` : `backup ${backup.id}`;
@@ -287,79 +303,94 @@ export class RestoreManager {
       } else {
         stage = 'helper-pod';
         const target = claim ?? (await discoverClaim(this.client, namespace, pvc));
-        const moverPod = mover ? { image: mover.image, command: moverWaitCommand(this.options.helper.deadlineSeconds) } : {};
-        let helper = await startHelperPod(this.client, target, { ...this.options.helper, ...moverPod, runId: this.runId }, 'restore', this.restrictedNamespaces);
-        record.helperPod = helper.name;
-        record.runAs = describeIdentity(helper.identity);
-        try {
-          let running = await waitForHelperPod(this.client, namespace, record.helperPod, this.options.podReadyTimeoutMs, signal);
-          // As nobody (restricted, no pod names a user), the restore could not write into a claim
-          // whose root another user owns: the helper is made again as that owner.
-          const owner = !image && !mover && isNobodyFallback(helper.identity) ? await this.rootOwner(namespace, record.helperPod) : undefined;
-          if (owner && owner.uid !== 0 && owner.uid !== helper.identity.uid) {
-            await deleteHelperPod(this.client, namespace, record.helperPod);
-            helper = await startHelperPod(this.client, target, { ...this.options.helper, runId: this.runId, identity: rootOwnerIdentity(owner.uid, owner.gid) }, 'restore', this.restrictedNamespaces);
-            record.helperPod = helper.name;
-            record.runAs = describeIdentity(helper.identity);
-            running = await waitForHelperPod(this.client, namespace, record.helperPod, this.options.podReadyTimeoutMs, signal);
-          }
-          record.node = running.spec?.nodeName ?? null;
-
-          if (mover) {
-            stage = 'write';
-            const moved = await runMoverRestore({
-              kubeConfig: this.client.credentials.kubeConfig,
-              namespace,
-              pod: record.helperPod,
-              snapshotId: request.snapshot!.snapshot.id,
-              mode: request.mode,
-              credentials: mover.credentials,
-              signal,
+        const mover = transfer?.mode === 'pod' ? this.options.mover : undefined;
+        if (mover) {
+          try {
+            movedNote = await this.inHelper(target, record, { image: mover.image, command: moverWaitCommand(this.options.helper.deadlineSeconds) }, leftBehind, async () => {
+              stage = 'write';
+              const moved = await runMoverRestore({
+                kubeConfig: this.client.credentials.kubeConfig,
+                namespace,
+                pod: record.helperPod!,
+                snapshotId: request.snapshot!.snapshot.id,
+                mode: request.mode,
+                credentials: mover.credentials,
+                signal,
+              });
+              if (!moved.ok) throw new RestoreFailure(/not empty/.test(moved.message) ? 'prepare' : 'write', `claim ${namespace}/${pvc}: ${moved.message}`);
+              Object.assign(record, { entries: moved.entries ?? null, bytes: moved.bytes ?? null });
+              return ` (in the cluster, by data mover ${record.helperPod}${moved.skipped?.count ? `; ${moved.skipped.count} fifos, devices or sockets left out: ${moved.skipped.sample.join(', ')}` : ''})`;
             });
-            if (!moved.ok) throw new RestoreFailure(/not empty/.test(moved.message) ? 'prepare' : 'write', `claim ${namespace}/${pvc}: ${moved.message}`);
-            Object.assign(record, { entries: moved.entries ?? null, bytes: moved.bytes ?? null });
-            movedNote = ` (in the cluster, by data mover ${record.helperPod}${moved.skipped?.count ? `; ${moved.skipped.count} fifos, devices or sockets left out: ${moved.skipped.sample.join(', ')}` : ''})`;
-          } else if (image) {
-            stage = 'prepare';
-            await this.checkDevice(request, fixups, record.helperPod, record.createdClaim);
-            stage = 'write';
-            // cat, not busybox dd: over exec stdin, dd was seen to stop at a short read as if at the end.
-            // A cut stream also ends cat's input early; the read-back below catches either.
-            const intoDevice = ['sh', '-c', `cat > ${DATA_DEVICE_PATH} && sync`];
-            if (request.snapshot) await this.writeSnapshot(request.snapshot, namespace, record.helperPod, intoDevice, imageFile);
-            else await this.writeArtifact(backup, namespace, record.helperPod, intoDevice);
-            await this.checkImage(fixups, namespace, record.helperPod);
-          } else {
-            stage = 'prepare';
-            const firstEntry = (await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', FIRST_ENTRY], { signal })).trim();
-            if (firstEntry && request.mode === 'empty-only') {
-              throw new RestoreFailure(
-                'prepare',
-                `claim ${namespace}/${pvc} is not empty (it holds ${JSON.stringify(firstEntry.slice(DATA_MOUNT_PATH.length + 1))}, among others); nothing was changed. Pass --mode overwrite to replace its contents`,
-              );
-            }
-            if (firstEntry) await runInHelper(this.client, namespace, record.helperPod, ['sh', '-c', EMPTY_CLAIM], { signal });
-
-            stage = 'write';
-            const extract = ['tar', '-x', '-f', '-', '-C', DATA_MOUNT_PATH, '--numeric-owner'];
-            if (request.snapshot) await this.writeSnapshot(request.snapshot, namespace, record.helperPod, extract);
-            else await this.writeArtifact(backup, namespace, record.helperPod, extract);
-            await this.checkWritten(fixups, namespace, record.helperPod);
-
-            stage = 'finalize';
-            await runInHelper(this.client, namespace, record.helperPod, ['sh', '-s'], { stdin: Readable.from([metadataFixupScript(fixups.metadata, { owners: isRoot(helper.identity) })]), signal });
+          } catch (error) {
+            // --mover auto: an image this cluster cannot pull, or a repository out of its reach, is still within this machine's.
+            const why = mover.fallback ? moverUnusable(error, mover.image) : undefined;
+            if (!why) throw error;
+            transfer = { mode: 'exec', reason: `${why}: restored over exec instead (--mover auto)` };
+            // Over exec the snapshot is checked whole before anything is written, as it always is.
+            stage = 'verify';
+            fixups = await this.verifySnapshot(request.snapshot!, backup, undefined);
+            Object.assign(record, { entries: fixups.entries, bytes: fixups.tarBytes });
+            stage = 'helper-pod';
           }
-        } finally {
-          await deleteHelperPod(this.client, namespace, record.helperPod).catch(() => {
-            message = `; helper pod ${namespace}/${record.helperPod} could not be deleted, its activeDeadlineSeconds will stop it`;
-          });
         }
-        const owners = isRoot(helper.identity) || image ? '' : `; file owners could not be restored: the helper ran as ${record.runAs}, so the files belong to that user`;
-        message = mover
-          ? `restored ${record.entries ?? 0} entries from ${source} into ${namespace}/${pvc}${movedNote}${message}`
+        let owners = '';
+        if (transfer?.mode !== 'pod') {
+          const helper = await this.inHelper(target, record, {}, leftBehind, async (started) => {
+            let helper = started;
+            // As nobody (restricted, no pod names a user), the restore could not write into a claim
+            // whose root another user owns: the helper is made again as that owner.
+            const owner = !image && isNobodyFallback(helper.identity) ? await this.rootOwner(namespace, record.helperPod!) : undefined;
+            if (owner && owner.uid !== 0 && owner.uid !== helper.identity.uid) {
+              await deleteHelperPod(this.client, namespace, record.helperPod!);
+              helper = await startHelperPod(this.client, target, { ...this.options.helper, runId: this.runId, identity: rootOwnerIdentity(owner.uid, owner.gid) }, 'restore', this.restrictedNamespaces);
+              record.helperPod = helper.name;
+              record.runAs = describeIdentity(helper.identity);
+              const running = await waitForHelperPod(this.client, namespace, record.helperPod, this.options.podReadyTimeoutMs, signal);
+              record.node = running.spec?.nodeName ?? null;
+            }
+            const pod = helper.name;
+            if (image) {
+              stage = 'prepare';
+              await this.checkDevice(request, fixups, pod, record.createdClaim);
+              stage = 'write';
+              // cat, not busybox dd: over exec stdin, dd was seen to stop at a short read as if at the end.
+              // A cut stream also ends cat's input early; the read-back below catches either.
+              const intoDevice = ['sh', '-c', `cat > ${DATA_DEVICE_PATH} && sync`];
+              if (request.snapshot) await this.writeSnapshot(request.snapshot, namespace, pod, intoDevice, imageFile);
+              else await this.writeArtifact(backup, namespace, pod, intoDevice);
+              await this.checkImage(fixups, namespace, pod);
+            } else {
+              stage = 'prepare';
+              const firstEntry = (await runInHelper(this.client, namespace, pod, ['sh', '-c', FIRST_ENTRY], { signal })).trim();
+              if (firstEntry && request.mode === 'empty-only') {
+                throw new RestoreFailure(
+                  'prepare',
+                  `claim ${namespace}/${pvc} is not empty (it holds ${JSON.stringify(firstEntry.slice(DATA_MOUNT_PATH.length + 1))}, among others); nothing was changed. Pass --mode overwrite to replace its contents`,
+                );
+              }
+              if (firstEntry) await runInHelper(this.client, namespace, pod, ['sh', '-c', EMPTY_CLAIM], { signal });
+
+              stage = 'write';
+              const extract = ['tar', '-x', '-f', '-', '-C', DATA_MOUNT_PATH, '--numeric-owner'];
+              if (request.snapshot) await this.writeSnapshot(request.snapshot, namespace, pod, extract);
+              else await this.writeArtifact(backup, namespace, pod, extract);
+              await this.checkWritten(fixups, namespace, pod);
+
+              stage = 'finalize';
+              await runInHelper(this.client, namespace, pod, ['sh', '-s'], { stdin: Readable.from([metadataFixupScript(fixups.metadata, { owners: isRoot(helper.identity) })]), signal });
+            }
+            return helper;
+          });
+          owners = isRoot(helper.identity) || image ? '' : `; file owners could not be restored: the helper ran as ${record.runAs}, so the files belong to that user`;
+        }
+        // Movers were asked for but the data went over exec: say why.
+        const overExec = transfer?.mode === 'exec' && this.options.mover ? ` (${transfer.reason})` : '';
+        const cleanup = leftBehind.map((pod) => `; helper pod ${namespace}/${pod} could not be deleted, its activeDeadlineSeconds will stop it`).join('');
+        message = transfer?.mode === 'pod'
+          ? `restored ${record.entries ?? 0} entries from ${source} into ${namespace}/${pvc}${movedNote}${cleanup}`
           : image
-          ? `restored the ${fixups.tarBytes}-byte device image of ${source} into ${namespace}/${pvc} (read back, sha256 matches)${message}`
-          : `restored ${fixups.entries} entries from ${source} into ${namespace}/${pvc}${owners}${message}`;
+          ? `restored the ${fixups.tarBytes}-byte device image of ${source} into ${namespace}/${pvc} (read back, sha256 matches)${overExec}${cleanup}`
+          : `restored ${fixups.entries} entries from ${source} into ${namespace}/${pvc}${overExec}${owners}${cleanup}`;
       }
       stage = 'done';
     } catch (error) {
@@ -402,10 +433,43 @@ export class RestoreManager {
       node: record.node,
       helperPod: record.helperPod,
       runAs: record.runAs,
+      ...(transfer ? { transfer } : {}),
       startedAt: record.startedAt,
       finishedAt: finished.toISOString(),
       durationMs: finished.getTime() - started.getTime(),
     };
+  }
+
+  /** Pod or exec for a snapshot, and why (a device image goes over exec). */
+  private transferFor(imageFile: Node | undefined): Transfer {
+    const mover = this.options.mover;
+    if (!mover) return { mode: 'exec', reason: this.options.execReason ?? '--mover exec' };
+    if (imageFile) return { mode: 'exec', reason: 'a device image is written over exec' };
+    return { mode: 'pod', reason: mover.reason };
+  }
+
+  /**
+   * Runs `work` once a helper pod (a mover pod, given its image and command) mounting the claim runs.
+   * The pod record.helperPod names when `work` ends is deleted whatever happens, or put in `leftBehind`.
+   */
+  private async inHelper<T>(
+    claim: DiscoveredClaim,
+    record: RestoreRecord,
+    moverPod: { image?: string; command?: string[] },
+    leftBehind: string[],
+    work: (helper: { name: string; identity: HelperIdentity }) => Promise<T>,
+  ): Promise<T> {
+    const helper = await startHelperPod(this.client, claim, { ...this.options.helper, ...moverPod, runId: this.runId }, 'restore', this.restrictedNamespaces);
+    record.helperPod = helper.name;
+    record.runAs = describeIdentity(helper.identity);
+    try {
+      const running = await waitForHelperPod(this.client, claim.namespace, helper.name, this.options.podReadyTimeoutMs, this.options.signal);
+      record.node = running.spec?.nodeName ?? null;
+      return await work(helper);
+    } finally {
+      const pod = record.helperPod;
+      await deleteHelperPod(this.client, claim.namespace, pod).catch(() => leftBehind.push(pod));
+    }
   }
 
   /** The first pass: integrity and safety of the whole artifact, and the metadata to fix up later. */

@@ -3,16 +3,18 @@
  * straight into S3 (versitygw on the node's address), judged by the real restic and by the bytes a
  * relay in front of the API server counts; their faults (the pod deleted mid-upload, bad
  * credentials, an image that cannot be pulled, and --mover auto's fallback to exec); a mover reading
- * a claim made from a CSI snapshot.
+ * a claim made from a CSI snapshot; restore's --mover auto, by a mover or, where its image cannot be
+ * pulled, over exec.
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { findRestic } from '../cluster/restic.ts';
 import { startCountingProxy } from '../cluster/counting-proxy.ts';
 import { seedWorkload } from '../cluster/workload.ts';
 import { loadedPluginImage, s3ServerForPods } from './in-cluster.ts';
-import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm } from './support.ts';
+import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
 
 const test = clusterSuite();
 
@@ -197,5 +199,80 @@ spec:
   const restored = path.join(env.NKVM_HOME, 'restored');
   t.is((await resticRun(['restore', result.snapshot.id, '--target', restored])).exitCode, 0);
   t.is((await execa('sh', ['-c', SUMS], { cwd: path.join(restored, 'data', 'db') })).stdout.trim(), inClaim.trim());
+  await assertNoHelperPods(t, 10_000);
+});
+
+/**
+ * A claim of a few files backed up over exec into a new repository on the S3 server pods reach, and
+ * the sums of its files: what a restore's tests start from, each in a namespace of its own.
+ */
+async function backedUpToS3(t: ExecutionContext<SuiteContext>, name: string) {
+  const { cluster } = t.context;
+  const server = await s3ServerForPods(t);
+  if (!server) return undefined;
+  const namespace = await createNamespace(cluster, name);
+  t.context.diagnose = { namespace, sourcePod: 'app' };
+  await seedWorkload(cluster, { namespace, claim: 'data', pod: 'app' }, 'set -e; mkdir -p /data/d; for i in 1 2 3 4; do head -c 262144 /dev/urandom > /data/d/f$i; done; ln -s d/f1 /data/link');
+  const location = server.location(name);
+  const env = { ...server.env, RESTIC_PASSWORD: 'mover-password', NKVM_HOME: fs.mkdtempSync(path.join(t.context.workDir, `${name}-`)) };
+  t.is((await kubectlNkvm(t.context, ['repo', 'init', location], { env })).exitCode, 0);
+  const run = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '--repo', location, '--mover', 'exec', '-o', 'json'], { env });
+  t.is(run.exitCode, 0, String(run.stderr) + String(run.stdout));
+  const snapshotId: string = JSON.parse(String(run.stdout)).items[0].snapshot.id;
+  const sums = await claimSums(t, namespace, 'app');
+  return { namespace, location, env, snapshotId, sums };
+}
+
+const SUMS = 'cd /data && find . -type f | sort | xargs sha256sum && readlink link';
+
+/** The sums of the files in the claim `pod` mounts at /data, and where its symlink points. */
+function claimSums(t: ExecutionContext<SuiteContext>, namespace: string, pod: string): Promise<string> {
+  return t.context.cluster.kubectl(['exec', pod, '-n', namespace, '--', 'sh', '-c', SUMS]);
+}
+
+/** A pod that mounts `claim`, ready: to read what a restore wrote. */
+async function mountClaim(t: ExecutionContext<SuiteContext>, namespace: string, claim: string): Promise<string> {
+  const { cluster } = t.context;
+  await cluster.kubectl(['apply', '-f', '-'], {
+    input: `apiVersion: v1
+kind: Pod
+metadata: {name: reader, namespace: ${namespace}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers: [{name: c, image: ${cluster.images.helper}, command: [sleep, "3600"], volumeMounts: [{name: d, mountPath: /data}]}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: ${claim}}}]
+`,
+  });
+  await cluster.kubectl(['wait', '--for=condition=Ready', 'pod/reader', '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
+  return 'reader';
+}
+
+test('restore --mover auto, the default: a snapshot of an S3 repository the pods reach is written by a mover pod, and the result says why', async (t) => {
+  t.timeout(8 * 60_000);
+  const image = await loadedPluginImage(t.context);
+  const source = await backedUpToS3(t, 'restoreauto');
+  if (!source) return;
+  const { namespace, location, env, snapshotId, sums } = source;
+  const run = await kubectlNkvm(t.context, ['restore', snapshotId.slice(0, 8), '--to', 'copy', '--create', '--size', '1Gi', '-n', namespace, '--repo', location, '--mover-image', image.reference, '-o', 'json'], { env });
+  t.is(run.exitCode, 0, String(run.stderr) + String(run.stdout));
+  const result = JSON.parse(String(run.stdout));
+  t.like(result, { status: 'succeeded', transfer: { mode: 'pod', reason: 'an S3 repository, read from the cluster (--mover auto)' } });
+  t.regex(result.message, /\(in the cluster, by data mover nkvm-restore-copy-/);
+  t.is(await claimSums(t, namespace, await mountClaim(t, namespace, 'copy')), sums);
+  await assertNoHelperPods(t, 10_000);
+});
+
+test('restore --mover auto: a mover image that cannot be pulled leaves the restore to exec, and the result says why', async (t) => {
+  t.timeout(8 * 60_000);
+  const source = await backedUpToS3(t, 'restorepull');
+  if (!source) return;
+  const { namespace, location, env, snapshotId, sums } = source;
+  const run = await kubectlNkvm(t.context, ['restore', snapshotId.slice(0, 8), '--to', 'copy', '--create', '--size', '1Gi', '-n', namespace, '--repo', location, '--mover-image', 'registry.invalid/nkvm/missing:1', '--pod-ready-timeout', '2m', '-o', 'json'], { env });
+  t.is(run.exitCode, 0, String(run.stderr) + String(run.stdout));
+  const result = JSON.parse(String(run.stdout));
+  t.like(result, { status: 'succeeded', transfer: { mode: 'exec' } });
+  t.regex(result.transfer.reason, /^the mover image registry\.invalid\/nkvm\/missing:1 could not be pulled \(.*(ErrImagePull|ImagePullBackOff).*\): restored over exec instead \(--mover auto\)$/);
+  t.regex(result.message, /^restored \d+ entries from snapshot [0-9a-f]{8} into .*\/copy \(the mover image .* could not be pulled/);
+  t.is(await claimSums(t, namespace, await mountClaim(t, namespace, 'copy')), sums);
   await assertNoHelperPods(t, 10_000);
 });

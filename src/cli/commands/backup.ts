@@ -19,31 +19,13 @@ import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeI
 import { openCatalog, withStoreOptions, writableOutputDir, type StoreOptions } from '../store-options.ts';
 import { chooseRepository, moverCredentials, openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
 import { imageReference } from '../../install/image.ts';
-import { isS3Location, parseS3Location } from '../../repository/backends/s3-location.ts';
 import { pluginVersion } from '../../version.ts';
 import { parseGoDuration } from '../../backup/hook-spec.ts';
 import { SNAPSHOT_MODES, type SnapshotMode } from '../../backup/snapshot-choice.ts';
+import { chooseTransfer, MOVER_MODES, type MoverMode } from '../../backup/transfer.ts';
 import { listing } from './index.ts';
 
 const FORMATS = ['auto', 'repo', 'tar'] as const;
-const MOVER_MODES = ['auto', 'pod', 'exec'] as const;
-type MoverMode = (typeof MOVER_MODES)[number];
-
-/**
- * --mover auto: a pod where the cluster can reach the repository (S3 at an address that is not this
- * machine's loopback); else exec, and why. The run still falls back to exec where the image cannot
- * be pulled or the pod cannot reach the repository (manager.ts).
- */
-export function chooseTransfer(mode: MoverMode, location: string): { mover: boolean; reason: string } {
-  if (mode === 'exec') return { mover: false, reason: '--mover exec' };
-  if (mode === 'pod') return { mover: true, reason: '--mover pod' };
-  if (!isS3Location(location)) return { mover: false, reason: 'the repository is a directory on this machine, out of the cluster\'s reach (--mover auto)' };
-  const host = parseS3Location(location).host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-  if (host === 'localhost' || host === '::1' || /^127\./.test(host)) {
-    return { mover: false, reason: `the repository's endpoint ${host} is this machine's loopback address, out of the pods' reach (--mover auto)` };
-  }
-  return { mover: true, reason: 'an S3 repository, written from the cluster (--mover auto)' };
-}
 type BackupFormat = (typeof FORMATS)[number];
 
 interface BackupArgs extends GlobalOptions, StoreOptions, HelperFlags, RepositoryFlags {
@@ -188,7 +170,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       await repository.close();
       throw new UsageError(`--mover pod writes from the cluster, which cannot reach ${repository.location} on this machine`, 'use an S3 repository, or --mover exec');
     }
-    const transfer = repository ? chooseTransfer(args.mover, repository.location) : undefined;
+    const transfer = repository ? chooseTransfer(args.mover, repository.location, 'backup') : undefined;
     try {
       const client = await connectFromFlags(args);
       let targets: BackupTarget[];

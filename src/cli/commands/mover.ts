@@ -195,6 +195,8 @@ export interface MoverRestoreResult {
   bytes?: number;
   /** Fifos, devices and sockets, which a process without mknod cannot make. */
   skipped?: { count: number; sample: string[] };
+  /** The repository is out of the pod's reach: nothing was written. */
+  unreachable?: boolean;
 }
 
 /** The claim's root holds nothing a restore must keep (a new file system's lost+found aside). */

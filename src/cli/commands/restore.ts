@@ -14,6 +14,7 @@ import { openCatalog, withStoreOptions, type StoreOptions } from '../store-optio
 import { chooseRepository, moverCredentials, openRepository, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
 import { imageReference } from '../../install/image.ts';
 import { pluginVersion } from '../../version.ts';
+import { chooseTransfer, MOVER_MODES, type MoverMode } from '../../backup/transfer.ts';
 import { listing } from './index.ts';
 
 interface RestoreArgs extends GlobalOptions, StoreOptions, HelperFlags, RepositoryFlags {
@@ -25,7 +26,7 @@ interface RestoreArgs extends GlobalOptions, StoreOptions, HelperFlags, Reposito
   mode: RestoreMode;
   dryRun: boolean;
   pinToNode: boolean;
-  mover: 'exec' | 'pod';
+  mover: MoverMode;
   moverImage: string;
   output: 'table' | 'json' | 'yaml';
 }
@@ -59,7 +60,7 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
       .option('size', { type: 'string', description: 'With --create: the new claim\'s size (default: the backed-up claim\'s capacity)' })
       .option('mode', { choices: ['empty-only', 'overwrite'] as const, default: 'empty-only' as RestoreMode, description: 'empty-only refuses a claim that holds files; overwrite replaces its contents' })
       .option('dry-run', { type: 'boolean', default: false, description: 'Check the artifact and the target, change nothing' })
-      .option('mover', { choices: ['exec', 'pod'] as const, default: 'exec' as const, description: 'A snapshot in an S3 repository: pod writes it into the claim in the cluster, straight from the repository (no data crosses the API server); exec streams it as tar from this machine' })
+      .option('mover', { choices: MOVER_MODES, default: 'auto' as MoverMode, description: 'A snapshot in an S3 repository: pod writes it into the claim in the cluster, straight from the repository (no data crosses the API server); exec streams it as tar from this machine; auto: pod for an S3 repository not on this machine\'s loopback, falling back to exec where the image cannot be pulled or the pod cannot reach the repository (tar artifacts and local repositories always go over exec)' })
       .option('mover-image', { type: 'string', default: imageReference(pluginVersion), description: 'The image of the data mover pod (npm run image builds it)' })
       .option('pin-to-node', { type: 'boolean', default: false, description: 'Restore into a ReadWriteOnce claim a running pod holds, on that pod\'s node' })
       .option('output', { alias: 'o', choices: ['table', 'json', 'yaml'] as const, default: 'table' as const, description: 'Output format' })
@@ -95,9 +96,10 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
       if (args.mover === 'pod' && !opened?.location.startsWith('s3:')) {
         throw new UsageError('--mover pod restores a snapshot of an S3 repository, which the cluster can reach', 'use --mover exec for tar artifacts and local repositories');
       }
+      const transfer = opened ? chooseTransfer(args.mover, opened.location, 'restore') : undefined;
       const client = await connectFromFlags(args);
-      const mover = args.mover === 'pod' && opened ? { image: args.moverImage, credentials: moverCredentials(opened, args) } : undefined;
-      const manager = new RestoreManager(client, catalog, { helper, podReadyTimeoutMs, signal: interruptSignal, mover });
+      const mover = transfer?.mover ? { image: args.moverImage, credentials: moverCredentials(opened!, args), reason: transfer.reason, fallback: args.mover === 'auto' } : undefined;
+      const manager = new RestoreManager(client, catalog, { helper, podReadyTimeoutMs, signal: interruptSignal, mover, execReason: transfer?.reason });
       const result = await manager.restore({
         backup: backup!,
         snapshot,

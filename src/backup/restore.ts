@@ -41,7 +41,7 @@ import { describeIdentity, isNobodyFallback, isRoot, rootOwnerIdentity, type Hel
 import { TarStreamCheck, type TarEntry } from './tar-stream.ts';
 import { fileContent, imageNode, restoreTar } from '../repository/restorer.ts';
 import type { MoverCredentials } from '../cli/commands/mover.ts';
-import { moverUnusable, moverWaitCommand, runMoverRestore } from './mover.ts';
+import { MoverUnreachableError, moverUnusable, moverWaitCommand, runMoverRestore } from './mover.ts';
 import type { Transfer } from './transfer.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
@@ -395,7 +395,8 @@ export class RestoreManager {
       stage = 'done';
     } catch (error) {
       failure = asFailure(stage, error);
-      if (failure.stage === 'write' || failure.stage === 'finalize') {
+      // A mover that could not reach the repository wrote nothing.
+      if ((failure.stage === 'write' || failure.stage === 'finalize') && !(error instanceof MoverUnreachableError)) {
         failure = new RestoreFailure(failure.stage, `${failure.message}; the claim may hold a partial restore`, failure.errorCode);
       }
     }

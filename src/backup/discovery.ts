@@ -101,22 +101,32 @@ export function claimsWithPods(claims: V1PersistentVolumeClaim[], pods: V1Pod[])
 
 export async function discoverClaims(client: KubeClient, scope: DiscoveryScope): Promise<DiscoveredClaim[]> {
   const namespace = scope.allNamespaces ? undefined : scope.namespace;
+  const pods = listPodsMeanwhile(client, namespace);
   const claims = await client.call({ verb: 'list', resource: 'persistentvolumeclaims', namespace }, () =>
     namespace
       ? client.core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector: scope.labelSelector })
       : client.core.listPersistentVolumeClaimForAllNamespaces({ labelSelector: scope.labelSelector }),
   );
-  const pods = await client.call({ verb: 'list', resource: 'pods', namespace }, () =>
-    namespace ? client.core.listNamespacedPod({ namespace }) : client.core.listPodForAllNamespaces(),
-  );
-  return claimsWithPods(claims.items, pods.items);
+  return claimsWithPods(claims.items, (await pods).items);
 }
 
 /** One named claim with its pods; a missing claim is a NotFoundError from the boundary. */
 export async function discoverClaim(client: KubeClient, namespace: string, name: string): Promise<DiscoveredClaim> {
+  const pods = listPodsMeanwhile(client, namespace);
   const claim = await client.call({ verb: 'get', resource: 'persistentvolumeclaims', namespace, name }, () =>
     client.core.readNamespacedPersistentVolumeClaim({ namespace, name }),
   );
-  const pods = await client.call({ verb: 'list', resource: 'pods', namespace }, () => client.core.listNamespacedPod({ namespace }));
-  return claimsWithPods([claim], pods.items)[0]!;
+  return claimsWithPods([claim], (await pods).items)[0]!;
+}
+
+/**
+ * The pods, asked for while the claims are (one round trip, not two: on a distant API server that
+ * is most of discover's time). Awaited after the claims, so a failure to read those is the one told.
+ */
+function listPodsMeanwhile(client: KubeClient, namespace: string | undefined) {
+  const pods = client.call({ verb: 'list', resource: 'pods', namespace }, () =>
+    namespace ? client.core.listNamespacedPod({ namespace }) : client.core.listPodForAllNamespaces(),
+  );
+  pods.catch(() => {}); // not unhandled while the claims' request fails first
+  return pods;
 }

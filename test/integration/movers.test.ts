@@ -71,18 +71,8 @@ test('--mover pod: a pod of the plugin image reads the claim on its node and wri
   // No data: what the API server sends is a fixed cost (the new claim, the pod's start, polls of both), about 250 KB.
   t.true(proxy.received < 0.02 * claimBytes, `the restore: the API server sent ${proxy.received} bytes`);
   t.log(`--mover pod restore: the API server sent ${proxy.received} bytes`);
-  await cluster.kubectl(['apply', '-f', '-'], {
-    input: `apiVersion: v1
-kind: Pod
-metadata: {name: reader, namespace: ${namespace}}
-spec:
-  terminationGracePeriodSeconds: 0
-  containers: [{name: c, image: ${cluster.images.helper}, command: [sleep, "3600"], volumeMounts: [{name: d, mountPath: /data}]}]
-  volumes: [{name: d, persistentVolumeClaim: {claimName: copy}}]
-`,
-  });
-  await cluster.kubectl(['wait', '--for=condition=Ready', 'pod/reader', '-n', namespace, '--timeout=120s'], { timeoutMs: 130_000 });
-  t.is((await cluster.kubectl(['exec', 'reader', '-n', namespace, '--', 'sh', '-c', `cd /data && ${SUMS}`])).trim(), inClaim.trim());
+  const reader = await mountClaim(t, namespace, 'copy');
+  t.is((await cluster.kubectl(['exec', reader, '-n', namespace, '--', 'sh', '-c', `cd /data && ${SUMS}`])).trim(), inClaim.trim());
   t.is((await cluster.kubectl(['exec', 'reader', '-n', namespace, '--', 'stat', '-c', '%u:%g %a', '/data/d/f3', '/data/d/f2'])).trim(), '1234:5678 644\n0:0 600');
   t.is((await cluster.kubectl(['exec', 'reader', '-n', namespace, '--', 'readlink', '/data/link'])).trim(), 'd/f1');
   await assertNoHelperPods(t, 10_000);
@@ -223,11 +213,11 @@ async function backedUpToS3(t: ExecutionContext<SuiteContext>, name: string) {
   return { namespace, location, env, snapshotId, sums };
 }
 
-const SUMS = 'cd /data && find . -type f | sort | xargs sha256sum && readlink link';
+const CLAIM_SUMS = 'cd /data && find . -type f | sort | xargs sha256sum && readlink link';
 
 /** The sums of the files in the claim `pod` mounts at /data, and where its symlink points. */
 function claimSums(t: ExecutionContext<SuiteContext>, namespace: string, pod: string): Promise<string> {
-  return t.context.cluster.kubectl(['exec', pod, '-n', namespace, '--', 'sh', '-c', SUMS]);
+  return t.context.cluster.kubectl(['exec', pod, '-n', namespace, '--', 'sh', '-c', CLAIM_SUMS]);
 }
 
 /** A pod that mounts `claim`, ready: to read what a restore wrote. */

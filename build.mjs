@@ -5,7 +5,7 @@ import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { PRERENDERED_HELP_WIDTHS } from './src/cli/fast-paths.ts';
-import { cliBundleOptions, librariesBundleOptions, namesUsedFromLibraries } from './scripts/cli-bundle.ts';
+import { cliBundleOptions, librariesBundleOptions, namesUsedFromLibraries, NODE_BUNDLE } from './scripts/cli-bundle.ts';
 
 /**
  * V8 keeps a script's source for as long as the process runs, and one character above Latin-1 (a
@@ -40,13 +40,8 @@ const helpByWidth = Object.fromEntries(PRERENDERED_HELP_WIDTHS.map((width) => [w
   '--import', `data:text/javascript,Object.defineProperty(process.stdout, "columns", { value: ${width} })`, outfile, '--help',
 ], { encoding: 'utf8' })]));
 await build({
+  ...NODE_BUNDLE,
   entryPoints: ['src/sea-front.ts'],
   outfile: 'dist/sea-front.js',
-  bundle: true,
-  platform: 'node',
-  target: 'node22',
-  format: 'cjs',
-  legalComments: 'none',
-  logLevel: 'warning',
   define: { NKVM_HELP_BY_WIDTH: JSON.stringify(helpByWidth) },
 });

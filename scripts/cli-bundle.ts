@@ -39,6 +39,9 @@ const librariesOutside: Plugin = {
   },
 };
 
+/** What every bundle of the plugin is: CommonJS for Node 22 and newer, no license comments. */
+export const NODE_BUNDLE = { bundle: true, platform: 'node', target: 'node22', format: 'cjs', legalComments: 'none', logLevel: 'warning' } as const satisfies BuildOptions;
+
 // ESM dependencies read import.meta.url; give them the bundle's own URL in CommonJS.
 const IMPORT_META_URL = 'const __nkvmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;';
 
@@ -50,16 +53,11 @@ const IMPORT_META_URL = 'const __nkvmImportMetaUrl = require("node:url").pathToF
 export function cliBundleOptions(outfile: string, options: { libraries: 'inside' | 'outside' } = { libraries: 'inside' }): BuildOptions & { metafile: true } {
   return {
     absWorkingDir: REPO_ROOT,
+    ...NODE_BUNDLE,
     entryPoints: ['src/main.ts'],
     outfile,
-    bundle: true,
-    platform: 'node',
-    target: 'node22',
-    format: 'cjs',
     minify: false,
     sourcemap: false,
-    legalComments: 'none',
-    logLevel: 'warning',
     loader: { '.wasm': 'base64' },
     define: { 'import.meta.url': '__nkvmImportMetaUrl' },
     banner: {
@@ -102,13 +100,8 @@ export default { ${libraries.map(([name], index) => `'${name}': library${index}`
       resolveDir: REPO_ROOT,
       sourcefile: 'libraries.js',
     },
+    ...NODE_BUNDLE,
     outfile,
-    bundle: true,
-    platform: 'node',
-    target: 'node22',
-    format: 'cjs',
-    legalComments: 'none',
-    logLevel: 'warning',
     define: { 'import.meta.url': '__nkvmImportMetaUrl' },
     banner: { js: IMPORT_META_URL },
     // The default export is the object of libraries itself.

@@ -206,6 +206,15 @@ test('a source that fails or never answers gives nothing, quickly, and the rest 
   t.is((errors[0] as Error).message, 'forbidden');
 });
 
+test('--request-timeout on the line is how long a source may take; without it, the default (5 s)', async (t) => {
+  const slow = (ms: number) => ({ claims: () => new Promise<Candidate[]>((resolve) => setTimeout(() => resolve([{ value: 'late' }]), ms)) });
+  const answer = async (words: string[], ms: number) => (await complete(root, words, fakeSources(slow(ms)).sources)).candidates.map((c) => c.value);
+  t.deepEqual(await answer(['backup', '--request-timeout=100ms', ''], 300), []);
+  t.deepEqual(await answer(['--request-timeout', '2s', 'backup', ''], 300), ['late']);
+  t.deepEqual(await answer(['backup', ''], 2500), ['late'], 'a busy API server answering in 2.5 s still completes');
+  t.deepEqual(await answer(['backup', '--request-timeout=x', ''], 300), ['late'], 'a timeout it cannot read leaves the default');
+});
+
 test('a completion request: __complete, __completeNoDesc, or a run as kubectl_complete-nkvm', (t) => {
   t.deepEqual(completionRequest(['__complete', 'backup', ''], '/x/kubectl-nkvm'), { words: ['backup', ''], descriptions: true });
   t.deepEqual(completionRequest(['__completeNoDesc', 'ba'], '/x/kubectl-nkvm'), { words: ['ba'], descriptions: false });

@@ -3,6 +3,7 @@
  * the command typed so far, and flag or argument values. Pure but for the sources it is handed (the
  * cluster, the kubeconfig, the catalog), each of which may fail or be slow without failing completion.
  */
+import { parseDuration } from '../global-options.ts';
 import type { CommandSpec, FlagSpec, PositionalSpec } from './spec.ts';
 
 /** Cobra's shell completion directives (a bit set), as kubectl's plugin completion passes them on. */
@@ -252,7 +253,18 @@ export interface CompleteOptions {
   onError?: (error: unknown) => void;
 }
 
-export const DEFAULT_SOURCE_TIMEOUT_MS = 2000;
+/** Long enough for a busy API server, short enough that a dead one does not hang the shell. */
+export const DEFAULT_SOURCE_TIMEOUT_MS = 5000;
+
+/** --request-timeout on the line bounds each source, as it bounds kubectl's own requests; one it cannot read, or 0, leaves the default. */
+function requestTimeoutOnLine(connection: ConnectionFlags): number | undefined {
+  if (typeof connection.requestTimeout !== 'string') return undefined;
+  try {
+    return parseDuration(connection.requestTimeout, '--request-timeout') || undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** A source's candidates, or none if it fails or takes longer than the deadline. */
 async function ask(source: () => Promise<Candidate[]>, options: Required<CompleteOptions>): Promise<Candidate[]> {
@@ -342,6 +354,7 @@ export async function complete(root: CommandSpec, words: readonly string[], sour
   try {
     const current = words.length > 0 ? words[words.length - 1]! : '';
     const parsed = parseLine(root, words.slice(0, -1));
+    settings.timeoutMs = options.timeoutMs ?? requestTimeoutOnLine(connectionOf(root, parsed)) ?? DEFAULT_SOURCE_TIMEOUT_MS;
     const target = targetOf(root, parsed, current);
     switch (target.type) {
       case 'flagName':

@@ -17,9 +17,10 @@ import { DEFAULT_SOURCE_TIMEOUT_MS, type Candidate, type CatalogQuery, type Comp
 /** How many backups are offered: the newest. */
 export const BACKUP_CANDIDATES = 100;
 
-/** Connects as the commands do, from the flags on the line, but with completion's short timeout. */
+/** Connects as the commands do, from the flags on the line; without --request-timeout there, with completion's short one. */
 async function client(connection: ConnectionFlags, requestTimeoutMs: number): Promise<KubeClient> {
-  return await connectFromFlags({ ...connection, requestTimeout: `${requestTimeoutMs}ms`, color: false, debug: false } as unknown as GlobalOptions);
+  const requestTimeout = typeof connection.requestTimeout === 'string' ? connection.requestTimeout : `${requestTimeoutMs}ms`;
+  return await connectFromFlags({ ...connection, requestTimeout, color: false, debug: false } as unknown as GlobalOptions);
 }
 
 async function openCatalog(query: CatalogQuery): Promise<Catalog | undefined> {

@@ -24,7 +24,7 @@ import { ArchivedFiles } from './archived-files.ts';
 import { CopyStderr, PathTally, RECENT_FILES_BEGIN, RECENT_FILES_END, type PathSummary } from './copy-stderr.ts';
 import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
 import { NotIncrementalError, prepareIncrementalCopy, type IncrementalCopy } from './incremental-copy.ts';
-import type { Node } from '../repository/tree.ts';
+import type { NodesByName } from '../repository/tree-nodes.ts';
 import type { MoverResult } from '../cli/commands/mover.ts';
 
 /**
@@ -115,7 +115,7 @@ export interface RepositoryCopy {
   /** The snapshot's path, `/data/<pvc>`. */
   path: string;
   /** The parent snapshot's nodes at the claim's root: what need not be read again. Undefined: none. */
-  previousRoot?: Node[] | undefined;
+  previousRoot?: NodesByName | undefined;
 }
 
 export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {

@@ -52,6 +52,17 @@ export const DEFAULT_HELPER_RESOURCES = {
   limits: { cpu: '1', memory: '512Mi' },
 } as const;
 
+/**
+ * glibc's malloc in a data mover (its exec inherits the container's environment). With an arena per
+ * thread, and a mmap threshold that rises to 32 MiB once a large buffer is freed, a backup of a
+ * million files held 390 MiB resident for 250 MiB in use; two arenas and a fixed threshold (large
+ * buffers mapped, and unmapped when freed) kept it at 280.
+ */
+export const MOVER_MALLOC_ENV = [
+  { name: 'MALLOC_ARENA_MAX', value: '2' },
+  { name: 'MALLOC_MMAP_THRESHOLD_', value: '131072' },
+];
+
 /** Label values are at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric. */
 export function labelValue(text: string): string {
   const cleaned = text.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 63);
@@ -161,6 +172,7 @@ export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOpti
             capabilities: { drop: ['ALL'], ...(isRoot(identity) ? { add: CAPABILITIES[purpose] } : {}) },
           },
           resources: options.resources ?? DEFAULT_HELPER_RESOURCES,
+          ...(options.command ? { env: MOVER_MALLOC_ENV } : {}),
           ...(claim.volumeMode === 'Block'
             ? { volumeDevices: [{ name: 'data', devicePath: DATA_DEVICE_PATH }] }
             : { volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH, readOnly }, ...(options.command ? [{ name: 'scratch', mountPath: '/tmp' }] : [])] }),

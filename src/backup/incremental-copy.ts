@@ -19,7 +19,7 @@ import { toKubernetesError } from '../kube/errors.ts';
 import { archiveChanges, planRequests, type RequestPlan } from '../repository/incremental.ts';
 import type { ArchivedTree } from '../repository/archiver.ts';
 import type { Repository } from '../repository/repository.ts';
-import type { Node } from '../repository/tree.ts';
+import type { NodesByName } from '../repository/tree-nodes.ts';
 import { listingScript, newListingNonce, readListing, type ListingCapabilities } from './claim-listing.ts';
 import { CopyStderr } from './copy-stderr.ts';
 import { DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
@@ -55,7 +55,7 @@ export interface IncrementalRequest {
   /** The snapshot's path, `/data/<pvc>`. */
   snapshotPath: string;
   /** The parent snapshot's nodes at the claim's root; undefined for a first backup. */
-  previousRoot: Node[] | undefined;
+  previousRoot: NodesByName | undefined;
   ackTimeoutSeconds: number;
   signal?: AbortSignal | undefined;
 }

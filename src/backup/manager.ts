@@ -21,7 +21,7 @@ import { deleteHelperPod, placementFor, startHelperPod, waitForHelperPod, type H
 import { describeIdentity } from './helper-identity.ts';
 import { describeChanged, describeUnreadable, describeVanished, type PathSummary } from './copy-stderr.ts';
 import { saveArchiveSnapshot } from '../repository/archiver.ts';
-import { findParentSnapshot, nodesAtPath } from '../repository/incremental.ts';
+import { findParentSnapshot, previousNodesAtPath } from '../repository/incremental.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
 import type { MoverCredentials } from '../cli/commands/mover.ts';
 import { moverUnusable, moverWaitCommand, runMoverBackup } from './mover.ts';
@@ -489,7 +489,7 @@ export class BackupManager {
           ? this.repositoryTurn(async () => {
               // restic's parent: the latest snapshot of the same claim (host = namespace, same path).
               parent = await findParentSnapshot(repository.repository, target.namespace, job.repository!.path);
-              if (parent) job.repository!.previousRoot = await nodesAtPath(repository.repository, parent.tree, job.repository!.path);
+              if (parent) job.repository!.previousRoot = await previousNodesAtPath(repository.repository, parent.tree, job.repository!.path);
               return this.copyWithRetries(job);
             })
           : this.copyWithRetries(job);

@@ -25,6 +25,7 @@ import type { ChangeCounts } from './incremental.ts';
 import { newSnapshot, type Snapshot } from './snapshot.ts';
 import { formatTime, nowNs } from './time.ts';
 import { goQuote, toGoFileMode, type Node } from './tree.ts';
+import type { TreeNodes } from './tree-nodes.ts';
 
 export interface ArchiveOptions {
   /** The snapshot's path, e.g. `/data/<pvc>` (k8up's convention). */
@@ -330,7 +331,7 @@ export function linuxDevice(major: number, minor: number): number {
  * Saves the tree of the archive's root (`nodes`) and the directories made up above it for the
  * snapshot's path, as `restic backup /data/<pvc>` records them; returns the snapshot's root tree.
  */
-export async function saveSnapshotRoot(repo: Repository, nodes: Node[], rootSelf: Node | undefined, snapshotPath: string, time: bigint): Promise<string> {
+export async function saveSnapshotRoot(repo: Repository, nodes: Node[] | TreeNodes, rootSelf: Node | undefined, snapshotPath: string, time: bigint): Promise<string> {
   const above = snapshotPath.split('/').filter((p) => p !== '' && p !== '.');
   let tree = await repo.saveTree(nodes);
   if (above.length === 0) return tree;

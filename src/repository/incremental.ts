@@ -20,6 +20,7 @@ import type { Repository } from './repository.ts';
 import type { SnapshotWithId } from './snapshot.ts';
 import type { TarEntry } from '../backup/tar-stream.ts';
 import { goQuote, toGoFileMode, type Node, type NodeType } from './tree.ts';
+import { NodesByName, TreeNodes } from './tree-nodes.ts';
 
 /** A path as the listing saw it, before anything was read. */
 export interface ListedEntry {
@@ -86,9 +87,9 @@ export function nodeFromListing(name: Buffer, entry: ListedEntry): Node {
 interface Frame {
   name: Buffer;
   self: Node | undefined;
-  nodes: Node[];
+  nodes: TreeNodes;
   /** The parent snapshot's nodes in this directory, by name. */
-  previous: Map<string, Node> | undefined;
+  previous: NodesByName | undefined;
   /** The parent snapshot's node of this directory. */
   previousSelf: Node | undefined;
 }
@@ -101,9 +102,9 @@ class ListingWalk {
   protected readonly stack: Frame[];
   readonly changes: ChangeCounts = { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0 };
 
-  constructor(repo: Repository, previousRoot: Node[] | undefined) {
+  constructor(repo: Repository, previousRoot: NodesByName | undefined) {
     this.repo = repo;
-    this.stack = [{ name: Buffer.alloc(0), self: undefined, nodes: [], previous: previousRoot && byName(previousRoot), previousSelf: undefined }];
+    this.stack = [{ name: Buffer.alloc(0), self: undefined, nodes: new TreeNodes(), previous: previousRoot, previousSelf: undefined }];
   }
 
   /** Places one listed path: its directory made current, then what it is. */
@@ -145,8 +146,8 @@ class ListingWalk {
   private async open(name: Buffer, self: Node | undefined): Promise<void> {
     const top = this.stack.at(-1)!;
     const previousSelf = top.previous?.get(key(name));
-    const previous = previousSelf?.type === 'dir' && previousSelf.subtree ? byName(await this.repo.loadTree(previousSelf.subtree)) : undefined;
-    this.stack.push({ name, self, nodes: [], previous, previousSelf: previousSelf?.type === 'dir' ? previousSelf : undefined });
+    const previous = previousSelf?.type === 'dir' && previousSelf.subtree ? await this.repo.loadTreeByName(previousSelf.subtree) : undefined;
+    this.stack.push({ name, self, nodes: new TreeNodes(), previous, previousSelf: previousSelf?.type === 'dir' ? previousSelf : undefined });
   }
 
   /** Makes the open directories exactly the root and `path`, opening made-up ones the listing skipped (a directory that vanished as it was listed). */
@@ -165,10 +166,6 @@ class ListingWalk {
   protected async close(_frame: Frame): Promise<void> {}
 }
 
-function byName(nodes: Node[]): Map<string, Node> {
-  return new Map(nodes.map((node) => [key(node.name), node]));
-}
-
 export interface RequestPlan extends ChangeCounts {
   /** Paths listed. */
   entries: number;
@@ -181,7 +178,7 @@ export interface RequestPlan extends ChangeCounts {
 }
 
 /** The first pass: each path to read, in listing order, goes to `request`. */
-export async function planRequests(repo: Repository, previousRoot: Node[] | undefined, listing: AsyncIterable<ListedEntry>, request: (path: Buffer) => void | Promise<void>): Promise<RequestPlan> {
+export async function planRequests(repo: Repository, previousRoot: NodesByName | undefined, listing: AsyncIterable<ListedEntry>, request: (path: Buffer) => void | Promise<void>): Promise<RequestPlan> {
   const walk = new (class extends ListingWalk {
     async visit(entry: ListedEntry) {
       return this.decide(entry);
@@ -221,7 +218,7 @@ export abstract class TreeBuilder extends ListingWalk {
   /** Every file's size in the snapshot, read or not. */
   private bytes = 0;
 
-  constructor(repo: Repository, previousRoot: Node[] | undefined, time: bigint) {
+  constructor(repo: Repository, previousRoot: NodesByName | undefined, time: bigint) {
     super(repo, previousRoot);
     this.time = time;
   }
@@ -232,8 +229,9 @@ export abstract class TreeBuilder extends ListingWalk {
     if (decision.kind === 'node') this.place(decision.node);
   }
 
+  /** Puts a node into the open directory, encoded at once: its content must be known. */
   protected place(node: Node): void {
-    this.stack.at(-1)!.nodes.push(node);
+    this.stack.at(-1)!.nodes.add(node);
     this.placed += 1;
     if (node.type !== 'file') return;
     this.files += 1;
@@ -246,7 +244,7 @@ export abstract class TreeBuilder extends ListingWalk {
     if (!frame.previousSelf) this.changes.dirsNew += 1;
     else if (frame.previousSelf.subtree === subtree) this.changes.dirsUnmodified += 1;
     else this.changes.dirsChanged += 1;
-    this.stack.at(-1)!.nodes.push({ ...self, name: frame.name, subtree });
+    this.stack.at(-1)!.nodes.add({ ...self, name: frame.name, subtree });
   }
 
   /** Closes every directory and returns the snapshot's root tree. */
@@ -274,7 +272,7 @@ export class ListingArchiver extends TreeBuilder {
   /** Requested paths the tar did not bring. */
   vanished = 0;
 
-  constructor(repo: Repository, previousRoot: Node[] | undefined, listing: AsyncIterable<ListedEntry>, time: bigint) {
+  constructor(repo: Repository, previousRoot: NodesByName | undefined, listing: AsyncIterable<ListedEntry>, time: bigint) {
     super(repo, previousRoot, time);
     this.listing = listing[Symbol.asyncIterator]();
   }
@@ -314,10 +312,11 @@ export class ListingArchiver extends TreeBuilder {
         this.count('file', previous, false);
         Object.assign(node, { type: 'file', size: tar.size, content: [] });
         node.mode = toGoFileMode('file', entry.type === 'file' ? entry.mode : tar.mode);
-        this.place(node);
         const linkKey = entry.links > 1 ? components(tar.name).join('/') : undefined;
-        if (tar.size > 0) this.file = { node, chunks: new FileChunks(this.repo), left: tar.size, linkKey };
-        else if (linkKey) this.linked.set(linkKey, { content: [], size: 0 });
+        // Placed once its content is known: a placed node is already encoded.
+        if (tar.size > 0) return void (this.file = { node, chunks: new FileChunks(this.repo), left: tar.size, linkKey });
+        if (linkKey) this.linked.set(linkKey, { content: [], size: 0 });
+        this.place(node);
         return;
       }
       case 'hardlink': {
@@ -350,6 +349,7 @@ export class ListingArchiver extends TreeBuilder {
       file.node.content = await file.chunks.end();
       if (file.linkKey) this.linked.set(file.linkKey, { content: file.node.content, size: file.node.size! });
       this.file = undefined;
+      this.place(file.node);
     }
   }
 
@@ -369,7 +369,7 @@ export async function archiveChanges(
   repo: Repository,
   tar: AsyncIterable<Buffer | Uint8Array>,
   listing: AsyncIterable<ListedEntry>,
-  previousRoot: Node[] | undefined,
+  previousRoot: NodesByName | undefined,
   options: Pick<ArchiveOptions, 'path' | 'time'>,
 ): Promise<ArchivedTree> {
   return archiveWith(repo, tar, { ...options, concatenated: true }, (time) => new ListingArchiver(repo, previousRoot, listing, time));
@@ -397,7 +397,16 @@ export async function directoryAtPath(repo: Repository, tree: string, path: stri
   return { self, nodes };
 }
 
-/** The nodes at `path` (`/data/<pvc>`) in a snapshot's tree; undefined where the snapshot has no such directory. */
-export async function nodesAtPath(repo: Repository, tree: string, path: string): Promise<Node[] | undefined> {
-  return (await directoryAtPath(repo, tree, path))?.nodes;
+/**
+ * The directory at `path` (`/data/<pvc>`) in a snapshot's tree, its nodes by name: what a backup
+ * compares against. Undefined where the snapshot has no such directory.
+ */
+export async function previousNodesAtPath(repo: Repository, tree: string, path: string): Promise<NodesByName | undefined> {
+  let nodes = await repo.loadTreeByName(tree);
+  for (const part of path.split('/').filter((p) => p !== '' && p !== '.')) {
+    const dir = nodes.get(Buffer.from(part).toString('latin1'));
+    if (dir?.type !== 'dir' || !dir.subtree) return undefined;
+    nodes = await repo.loadTreeByName(dir.subtree);
+  }
+  return nodes;
 }

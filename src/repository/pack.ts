@@ -23,6 +23,14 @@ export interface PackedBlob {
 const PLAIN_ENTRY = 37;
 const COMPRESSED_ENTRY = 41;
 const HEADER_LENGTH_SIZE = 4;
+/**
+ * At most as many blobs in a pack as restic puts in an index file. Small blobs that compress well
+ * (a million files of a few KiB) put 160,000 in 16 MiB: the pack's list and its index file (24 MB
+ * of JSON, compressed and encrypted in copies) took 100 MB for a moment.
+ */
+export const MAX_BLOBS_PER_PACK = 50_000;
+/** A pack's buffer starts at this size and doubles as blobs come. */
+const FIRST_BUFFER = 1024 * 1024;
 /** restic's MaxHeaderSize. */
 const MAX_HEADER_SIZE = 16 * 1024 * 1024 + HEADER_LENGTH_SIZE;
 
@@ -30,8 +38,9 @@ const MAX_HEADER_SIZE = 16 * 1024 * 1024 + HEADER_LENGTH_SIZE;
  * Collects the encrypted blobs of one pack in one buffer, reused from pack to pack: blobs are sealed
  * in place and the header is added behind them, so a pack costs its buffer and nothing per blob (no
  * list of blob buffers, each pinning a slab of Node's pool, and no concatenated copy to write). The
- * buffer holds `capacity` bytes, blobs and header; a blob too large for an empty pack gets a buffer
- * of its own, dropped once that pack is written.
+ * buffer grows by doubling up to `capacity` bytes, blobs and header (a backup's tree pack, or a small
+ * backup's data pack, never needs 16 MiB); a blob too large for an empty pack gets a buffer of its
+ * own, dropped once that pack is written.
  */
 export class PackWriter {
   private list: PackedBlob[] = [];
@@ -57,7 +66,7 @@ export class PackWriter {
 
   /** Whether a blob of `sealedLength` bytes (OVERHEAD included) still fits, with the header it adds. */
   fits(sealedLength: number): boolean {
-    return this.size + sealedLength + headerSpace(this.list.length + 1) <= this.capacity;
+    return this.list.length < MAX_BLOBS_PER_PACK && this.size + sealedLength + headerSpace(this.list.length + 1) <= this.capacity;
   }
 
   /** Encrypts a (maybe compressed) blob into the pack. */
@@ -85,7 +94,7 @@ export class PackWriter {
     const needed = this.size + length + headerSpace(this.list.length + 1);
     if (this.buffer && needed <= this.buffer.length) return this.buffer;
     // allocUnsafeSlow: outside Node's pool; pages never written cost no memory.
-    const buffer = Buffer.allocUnsafeSlow(Math.max(needed, this.buffer ? this.buffer.length * 2 : this.capacity));
+    const buffer = Buffer.allocUnsafeSlow(Math.max(needed, Math.min(this.capacity, this.buffer ? this.buffer.length * 2 : FIRST_BUFFER)));
     this.buffer?.copy(buffer, 0, 0, this.size);
     this.buffer = buffer;
     return buffer;

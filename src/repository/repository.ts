@@ -8,19 +8,17 @@
  * to yet (which `restic check` accepts and `restic prune` removes), never a snapshot whose blobs are
  * missing.
  */
-import zlib from 'node:zlib';
 import { BackendNotFoundError, type Backend } from './backends/backend.ts';
 import { encodeConfig, newConfig, parseConfig, type RepositoryConfig } from './config.ts';
-import { decrypt, encrypt, OVERHEAD, randomMasterKey, sha256, type MasterKey } from './crypto.ts';
+import { decrypt, encrypt, OVERHEAD, randomMasterKey, sha256, sha256Pieces, type MasterKey } from './crypto.ts';
 import { encodeIndexFiles, Index, MAX_BLOBS_PER_INDEX_FILE } from './index.ts';
 import { addKey, DEFAULT_KDF, openWithPassword, type KdfParams, type KeyOwner } from './key.ts';
 import { decodeHeader, headerRange, PackWriter, type BlobType, type PackedBlob } from './pack.ts';
 import { decodeSnapshot, encodeSnapshot, snapshotTimeNs, type Snapshot, type SnapshotWithId } from './snapshot.ts';
-import { decodeTree, encodeTree, type Node } from './tree.ts';
+import { decodeTree, type Node } from './tree.ts';
+import { NodesByName, treeNodesOf, type TreeNodes } from './tree-nodes.ts';
+import { BlobCompressor, compress, decompress, joinedBlob, wholeBlob, type BlobSource } from './compression.ts';
 import { YoungGarbageBound } from '../young-garbage.ts';
-
-/** restic's largest chunk: the output buffer of blob compression. */
-const MAX_CHUNK = 8 * 1024 * 1024;
 
 /** What saving a blob allocates besides its bytes (hash, nonce, MAC, index entry): ~16 KiB a small file. */
 const BLOB_GARBAGE = 16 * 1024;
@@ -63,88 +61,6 @@ export interface SaveStats {
   dataAdded: number;
   /** Bytes of new blobs as stored (compressed, encrypted). */
   dataAddedPacked: number;
-}
-
-const ZSTD_OPTIONS = {
-  params: {
-    [zlib.constants.ZSTD_c_compressionLevel]: 3,
-    // restic writes no checksum: the MAC and the blob ID already cover the data.
-    [zlib.constants.ZSTD_c_checksumFlag]: 0,
-  },
-};
-
-function compress(data: Buffer): Buffer {
-  return zlib.zstdCompressSync(data, ZSTD_OPTIONS);
-}
-
-interface ZstdHandle {
-  writeSync(flush: number, input: Uint8Array, inOffset: number, inLength: number, out: Uint8Array, outOffset: number, outLength: number): void;
-  reset(): void;
-}
-
-/**
- * Compresses blobs through one zstd context kept from blob to blob, into one output buffer.
- * zstdCompressSync makes a stream, a native context and 16 KiB output pieces per call: 13 times
- * slower for a small blob, and garbage that waits for the GC. Node has no public API for a reused
- * context, so this drives the stream's native handle as zlib's own sync path does; without that
- * handle (another Node), it falls back to zstdCompressSync. Same parameters, same bytes.
- */
-class BlobCompressor {
-  private engine: zlib.ZstdCompress | undefined;
-  private handle: ZstdHandle | undefined;
-  private state: Uint32Array | undefined;
-  private out: Buffer | undefined;
-
-  /** `data` compressed when that is shorter, else undefined; the result is valid until the next call. */
-  compress(data: Buffer): Buffer | undefined {
-    const limit = data.length - 1;
-    if (limit <= 0) return undefined;
-    if (!this.handle && !this.open()) {
-      const compressed = compress(data);
-      return compressed.length <= limit ? compressed : undefined;
-    }
-    // Room for the largest output worth keeping (a byte less than the blob); a blob larger than a
-    // chunk (a tree of a huge directory) gets a buffer of its own.
-    this.out ??= Buffer.allocUnsafeSlow(MAX_CHUNK);
-    const out = limit <= this.out.length ? this.out : Buffer.allocUnsafeSlow(limit);
-    this.handle!.writeSync(zlib.constants.ZSTD_e_end, data, 0, data.length, out, 0, limit);
-    // zlib reports a failure by destroying the stream, its 'error' event comes later.
-    if (this.engine!.destroyed) {
-      const failure = this.engine!.errored ?? new Error('zstd compression failed');
-      this.close();
-      throw failure;
-    }
-    const [outLeft, inLeft] = [this.state![0]!, this.state![1]!];
-    if (outLeft === 0 || inLeft !== 0) {
-      // Not shorter: the frame is unfinished, so the context starts over.
-      this.handle!.reset();
-      return undefined;
-    }
-    return out.subarray(0, limit - outLeft);
-  }
-
-  private open(): boolean {
-    const engine = zlib.createZstdCompress(ZSTD_OPTIONS) as zlib.ZstdCompress & { _handle?: ZstdHandle; _writeState?: Uint32Array };
-    if (typeof engine._handle?.writeSync !== 'function' || !(engine._writeState instanceof Uint32Array)) {
-      engine.destroy();
-      return false;
-    }
-    engine.on('error', () => undefined); // thrown from compress() instead
-    this.engine = engine;
-    this.handle = engine._handle;
-    this.state = engine._writeState;
-    return true;
-  }
-
-  private close(): void {
-    this.engine?.destroy();
-    this.engine = this.handle = this.state = undefined;
-  }
-}
-
-function decompress(data: Buffer, expectedLength?: number): Buffer {
-  const out = zlib.zstdDecompressSync(data, expectedLength ? { maxOutputLength: Math.max(expectedLength, 1) } : {});
-  return out;
 }
 
 /**
@@ -253,19 +169,24 @@ export class Repository {
     return this.index.has(type, id) || this.pending[type].has(id);
   }
 
-  /** Saves a blob unless the repository has it; returns its ID and whether it was new. */
-  saveBlob(type: BlobType, plaintext: Buffer): Promise<{ id: string; added: boolean }> {
-    this.garbage.add(plaintext.length + BLOB_GARBAGE);
+  /**
+   * Saves a blob unless the repository has it; returns its ID and whether it was new. A blob in
+   * pieces (a large directory's tree) is hashed and compressed piece by piece, never joined unless
+   * it is stored uncompressed.
+   */
+  saveBlob(type: BlobType, plaintext: Buffer | BlobSource): Promise<{ id: string; added: boolean }> {
+    const source = Buffer.isBuffer(plaintext) ? wholeBlob(plaintext) : plaintext;
+    this.garbage.add(source.length + BLOB_GARBAGE);
     return this.serially(async () => {
-      const id = sha256(plaintext).toString('hex');
+      const id = sha256Pieces(source.pieces()).toString('hex');
       if (this.hasBlob(type, id)) return { id, added: false };
-      const compressed = this.compression ? this.compressor.compress(plaintext) : undefined;
-      const stored = compressed ?? plaintext;
-      const uncompressedLength = compressed ? plaintext.length : undefined;
+      const compressed = this.compression ? this.compressor.compress(source) : undefined;
+      const stored = compressed ?? joinedBlob(source);
+      const uncompressedLength = compressed ? source.length : undefined;
       const blob = await this.addToPack(type, id, stored, uncompressedLength);
       if (type === 'data') this.stats.dataBlobs += 1;
       else this.stats.treeBlobs += 1;
-      this.stats.dataAdded += plaintext.length;
+      this.stats.dataAdded += source.length;
       this.stats.dataAddedPacked += blob.length;
       return { id, added: true };
     });
@@ -350,8 +271,13 @@ export class Repository {
     return decodeTree(await this.loadBlob('tree', id));
   }
 
-  async saveTree(nodes: Node[]): Promise<string> {
-    return (await this.saveBlob('tree', encodeTree(nodes))).id;
+  /** A tree's nodes by name, each decoded when looked up: a directory of 100,000 files is not 100,000 objects. */
+  async loadTreeByName(id: string): Promise<NodesByName> {
+    return new NodesByName(await this.loadBlob('tree', id));
+  }
+
+  async saveTree(nodes: Node[] | TreeNodes): Promise<string> {
+    return (await this.saveBlob('tree', treeNodesOf(nodes))).id;
   }
 
   /** Flushes packs and index, then writes the snapshot: nothing it refers to can be missing. */

@@ -244,19 +244,6 @@ export function encodeNode(node: Node): string {
   return JSON.stringify(json);
 }
 
-export function compareNames(a: Buffer, b: Buffer): number {
-  return Buffer.compare(a, b);
-}
-
-/** A tree blob of nodes, sorted by name as bytes; two nodes with one name are an error. */
-export function encodeTree(nodes: Node[]): Buffer {
-  const sorted = [...nodes].sort((a, b) => compareNames(a.name, b.name));
-  for (let i = 1; i < sorted.length; i++) {
-    if (compareNames(sorted[i - 1]!.name, sorted[i]!.name) === 0) throw new Error(`two entries named ${JSON.stringify(goQuote(sorted[i]!.name))} in one directory`);
-  }
-  return Buffer.from(`{"nodes":[${sorted.map(encodeNode).join(',')}]}\n`);
-}
-
 const KNOWN_NODE_FIELDS = new Set([
   'name', 'type', 'mode', 'mtime', 'atime', 'ctime', 'uid', 'gid', 'user', 'group', 'inode', 'device_id', 'size', 'links',
   'linktarget', 'linktarget_raw', 'device', 'content', 'subtree',

@@ -8,6 +8,7 @@ import { TarStreamCheck, type TarEntry } from '../../src/backup/tar-stream.ts';
 import { endOfArchive, entryHeader, dataPadding, type TarWriteEntry } from '../../src/backup/tar-writer.ts';
 import { archiveImage, archiveTar, ArchiveError, saveArchiveSnapshot } from '../../src/repository/archiver.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
+import { MAX_BLOBS_PER_PACK } from '../../src/repository/pack.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { fileContent, imageNode, restoreTar } from '../../src/repository/restorer.ts';
 import { parseTime } from '../../src/repository/time.ts';
@@ -122,6 +123,22 @@ test('a device image is one file at the snapshot\'s path, chunked like any file:
   t.is(again.added.dataBlobs, 0);
   const tree = await archiveTar(repo, Readable.from([Buffer.concat([entry('./', 'directory'), endOfArchive()])]), { path: '/data/pvc', hostname: 'ns' });
   t.is(await imageNode(repo, await repo.loadSnapshot(tree.snapshotId)), undefined);
+});
+
+test('a pack holds at most 50,000 blobs, and an index file lists as many: tiny blobs fill packs by count before size', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-repo-unit-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const backend = new LocalBackend(path.join(dir, 'repo'));
+  const repo = await Repository.init(backend, 'pw', { kdf: KDF });
+  const count = MAX_BLOBS_PER_PACK + 10;
+  for (let i = 0; i < count; i++) await repo.saveBlob('data', Buffer.from(`blob ${i}`));
+  await repo.flush();
+  const reopened = await Repository.open(backend, 'pw');
+  const packs = [...reopened.index.packs()];
+  const sizes = await Promise.all(packs.map(async (pack) => (await reopened.readPackHeader(pack)).length));
+  t.deepEqual(sizes.sort((a, b) => b - a), [MAX_BLOBS_PER_PACK, 10]);
+  t.is(reopened.index.size, count);
+  t.deepEqual(await reopened.loadBlob('data', crypto.createHash('sha256').update(`blob ${count - 1}`).digest('hex')), Buffer.from(`blob ${count - 1}`));
 });
 
 test('blobs through the reused compressor and pack buffer: one that does not compress is stored as it is, the next compresses, packs stay within their size, all read back', async (t) => {

@@ -62,6 +62,20 @@ test('the index finds every blob among 120,000 across merges of its compact tabl
   t.is(index.packs().size, 120);
 });
 
+test('index files loaded, then packs added: sorted tails merged into the head keep each blob\'s first pack, in files and between them', (t) => {
+  const index = new Index();
+  const ids = Array.from({ length: 3_000 }, (_, i) => sha256(Buffer.from(`blob ${i}`)).toString('hex'));
+  const file = (pack: number, blobs: string[]) => Buffer.from(JSON.stringify({ packs: [{ id: id(pack), blobs: blobs.map((blobId, i) => ({ id: blobId, type: 'data', offset: i, length: 1 })) }] }));
+  index.addFile(file(1, ids.slice(0, 2_000)));
+  index.addFile(file(2, [...ids.slice(1_500, 2_500), ids[0]!]));
+  index.compact();
+  index.addPack(id(3), ids.slice(2_400).map((blobId, i) => ({ type: 'data' as const, id: blobId, offset: i, length: 1 })));
+  t.is(index.size, 3_000);
+  const packOf = (n: number) => index.get('data', ids[n]!)?.pack;
+  t.deepEqual([packOf(0), packOf(1_999), packOf(2_000), packOf(2_499), packOf(2_500), packOf(2_999)], [id(1), id(1), id(2), id(2), id(3), id(3)]);
+  t.true(ids.every((blobId) => index.has('data', blobId)));
+});
+
 test('the local backend: restic layout, read-only files, no overwrites, ranges, typed not-found', async (t) => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-local-backend-'));
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));

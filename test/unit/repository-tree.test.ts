@@ -1,5 +1,6 @@
 import test from 'ava';
-import { decodeTree, encodeNode, encodeTree, fromGoFileMode, goQuote, goUnquote, toGoFileMode, type Node } from '../../src/repository/tree.ts';
+import { encodeTree } from '../../src/repository/tree-nodes.ts';
+import { decodeTree, encodeNode, fromGoFileMode, goQuote, goUnquote, toGoFileMode, type Node } from '../../src/repository/tree.ts';
 import { formatTime, parseTime } from '../../src/repository/time.ts';
 
 // Go 1.26: fmt.Println(uint32(m), m) for each os.FileMode.

@@ -132,14 +132,14 @@ const backupCommand: CommandModule<GlobalOptions, MoverArgs> = {
     const opened = await openOrReport(args);
     if (!opened) return;
     try {
-      const [{ archiveDirectory }, { findParentSnapshot, nodesAtPath }, { saveArchiveSnapshot }] = await Promise.all([
+      const [{ archiveDirectory }, { findParentSnapshot, previousNodesAtPath }, { saveArchiveSnapshot }] = await Promise.all([
         import('../../repository/directory.ts'),
         import('../../repository/incremental.ts'),
         import('../../repository/archiver.ts'),
       ]);
       const repository = opened.repository;
       const parent = await findParentSnapshot(repository, args.host, args.path);
-      const previousRoot = parent ? await nodesAtPath(repository, parent.tree, args.path) : undefined;
+      const previousRoot = parent ? await previousNodesAtPath(repository, parent.tree, args.path) : undefined;
       const archived = await archiveDirectory(repository, args.source, previousRoot, { path: args.path });
       const unreadable = sample(archived.problems.unreadable);
       if (unreadable.count > 0 && !args.allowPartial) {

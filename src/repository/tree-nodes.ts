@@ -1,0 +1,203 @@
+/**
+ * A directory's nodes held as the JSON its tree blob holds, not as Node objects. A file's Node is
+ * about 1.3 KB of JS objects (a Buffer name, three BigInt times, a content array of hex strings);
+ * its JSON is about 300 bytes. A directory of 100,000 files is held while it is archived, and its
+ * parent snapshot's tree while it is compared: as objects, 130 MB each; as JSON, 35 MB.
+ *
+ *   TreeNodes      the nodes of a directory being archived, encoded as they are placed;
+ *   NodesByName    a parent snapshot's directory, each node decoded when it is looked up.
+ */
+import { decodeNode, encodeNode, goQuote, type Node } from './tree.ts';
+
+/** Encoded nodes go into blocks of this size; a larger one gets a block of its own. */
+const BLOCK_SIZE = 1024 * 1024;
+const OPEN = Buffer.from('{"nodes":[');
+const CLOSE = Buffer.from(']}\n');
+const COMMA = 0x2c;
+const COMMA_PIECE = Buffer.from([COMMA]);
+
+/** Bytes copied into blocks of BLOCK_SIZE (a larger piece gets a block of its own), each block filled from its start. */
+class Arena {
+  readonly blocks: Buffer[] = [];
+  /** Bytes used in each block. */
+  readonly used: number[] = [];
+
+  /** Copies `bytes`, then `suffix` if given, into one block; returns the block and the offset they start at. */
+  append(bytes: Buffer, suffix?: number): [number, number] {
+    const size = bytes.length + (suffix === undefined ? 0 : 1);
+    let last = this.blocks.length - 1;
+    if (last < 0 || this.used[last]! + size > this.blocks[last]!.length) {
+      this.blocks.push(Buffer.allocUnsafeSlow(Math.max(size, BLOCK_SIZE)));
+      this.used.push(0);
+      last += 1;
+    }
+    const at = this.used[last]!;
+    bytes.copy(this.blocks[last]!, at);
+    if (suffix !== undefined) this.blocks[last]![at + bytes.length] = suffix;
+    this.used[last] = at + size;
+    return [last, at];
+  }
+
+  slice(block: number, at: number, length: number): Buffer {
+    return this.blocks[block]!.subarray(at, at + length);
+  }
+}
+
+/** Per node: the block and offset of its name, the name's length, the block and offset of its JSON, the JSON's length. */
+const FIELDS = 6;
+
+export class TreeNodes {
+  private readonly names = new Arena();
+  /** Each node's JSON followed by a comma: nodes placed in order are the tree's bytes as they lie. */
+  private readonly json = new Arena();
+  private entries = new Uint32Array(FIELDS * 64);
+  private entryCount = 0;
+  private jsonBytes = 0;
+  /** Placed in strictly increasing name order so far: the tree needs no sort. */
+  private ordered = true;
+
+  get count(): number {
+    return this.entryCount;
+  }
+
+  add(node: Node): void {
+    if (this.ordered && this.entryCount > 0 && Buffer.compare(this.name(this.entryCount - 1), node.name) >= 0) this.ordered = false;
+    const json = Buffer.from(encodeNode(node));
+    const [nameBlock, nameAt] = this.names.append(node.name);
+    const [jsonBlock, jsonAt] = this.json.append(json, COMMA);
+    if (FIELDS * (this.entryCount + 1) > this.entries.length) {
+      const grown = new Uint32Array(this.entries.length * 2);
+      grown.set(this.entries);
+      this.entries = grown;
+    }
+    this.entries.set([nameBlock, nameAt, node.name.length, jsonBlock, jsonAt, json.length], FIELDS * this.entryCount);
+    this.entryCount += 1;
+    this.jsonBytes += json.length;
+  }
+
+  private field(index: number, field: number): number {
+    return this.entries[FIELDS * index + field]!;
+  }
+
+  private name(index: number): Buffer {
+    return this.names.slice(this.field(index, 0), this.field(index, 1), this.field(index, 2));
+  }
+
+  private nodeJson(index: number): Buffer {
+    return this.json.slice(this.field(index, 3), this.field(index, 4), this.field(index, 5));
+  }
+
+  /** The tree blob's length in bytes. */
+  get length(): number {
+    return OPEN.length + this.jsonBytes + Math.max(0, this.entryCount - 1) + CLOSE.length;
+  }
+
+  /**
+   * The tree blob, `{"nodes":[...]}\n` sorted by name as bytes, as pieces (a BlobSource): the
+   * blocks as they are when the nodes were placed in order, else node by node after a sort. Two
+   * nodes of one name are an error.
+   */
+  *pieces(): Generator<Buffer> {
+    yield OPEN;
+    if (this.ordered) {
+      const { blocks, used } = this.json;
+      // Every node's JSON is followed by its comma; the last one's is left out.
+      for (const [block, bytes] of blocks.entries()) yield bytes.subarray(0, block === blocks.length - 1 ? used[block]! - 1 : used[block]!);
+    } else {
+      for (const [position, index] of this.sorted().entries()) {
+        if (position > 0) yield COMMA_PIECE;
+        yield this.nodeJson(index);
+      }
+    }
+    yield CLOSE;
+  }
+
+  private sorted(): number[] {
+    const order = Array.from({ length: this.entryCount }, (_, i) => i).sort((a, b) => Buffer.compare(this.name(a), this.name(b)));
+    for (let i = 1; i < order.length; i++) {
+      if (this.name(order[i - 1]!).equals(this.name(order[i]!))) throw new Error(`two entries named ${JSON.stringify(goQuote(this.name(order[i]!)))} in one directory`);
+    }
+    return order;
+  }
+}
+
+/** The nodes as a TreeNodes (a TreeNodes as it is). */
+export function treeNodesOf(nodes: Node[] | TreeNodes): TreeNodes {
+  if (nodes instanceof TreeNodes) return nodes;
+  const tree = new TreeNodes();
+  for (const node of nodes) tree.add(node);
+  return tree;
+}
+
+/** A tree blob of nodes, sorted by name as bytes; two nodes with one name are an error. */
+export function encodeTree(nodes: Node[] | TreeNodes): Buffer {
+  return Buffer.concat([...treeNodesOf(nodes).pieces()]);
+}
+
+/**
+ * A tree blob's nodes by name. The blob is kept; each node's place in it is found by one pass over
+ * its bytes, and the node is decoded only when it is looked up.
+ */
+export class NodesByName {
+  private readonly blob: Buffer;
+  /** Name (as latin1, one char a byte) -> the node's index in `spans`. */
+  private readonly places = new Map<string, number>();
+  /** [start, end) of each node's JSON in the blob. */
+  private readonly spans: number[] = [];
+
+  constructor(blob: Buffer) {
+    this.blob = blob;
+    for (const [start, end] of nodeSpans(blob)) {
+      this.places.set(nameOf(blob, start, end).toString('latin1'), this.spans.length / 2);
+      this.spans.push(start, end);
+    }
+  }
+
+  /** The node named `name` (raw bytes as latin1), or undefined. */
+  get(name: string): Node | undefined {
+    const index = this.places.get(name);
+    if (index === undefined) return undefined;
+    return decodeNode(JSON.parse(this.blob.toString('utf8', this.spans[2 * index], this.spans[2 * index + 1])) as Record<string, unknown>);
+  }
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const BRACE_OPEN = 0x7b;
+const BRACE_CLOSE = 0x7d;
+const BRACKET_OPEN = 0x5b;
+const BRACKET_CLOSE = 0x5d;
+
+/**
+ * [start, end) of each object in the tree's `nodes` array, found by depth over the bytes outside
+ * strings: a node is an object opened at depth 2 (inside `{"nodes":[`). A tree blob holds only
+ * `nodes`, as every restic version writes it.
+ */
+function* nodeSpans(blob: Buffer): Generator<[number, number]> {
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < blob.length; i++) {
+    const byte = blob[i]!;
+    if (byte === QUOTE) {
+      for (i++; i < blob.length && blob[i] !== QUOTE; i++) if (blob[i] === BACKSLASH) i++;
+    } else if (byte === BRACE_OPEN || byte === BRACKET_OPEN) {
+      if (depth === 2 && byte === BRACE_OPEN) start = i;
+      depth += 1;
+    } else if (byte === BRACE_CLOSE || byte === BRACKET_CLOSE) {
+      depth -= 1;
+      if (depth === 2 && byte === BRACE_CLOSE) yield [start, i + 1];
+    }
+  }
+}
+
+/** A node's name as raw bytes: read from its `"name"` field where restic puts it, first; else the node is parsed. */
+function nameOf(blob: Buffer, start: number, end: number): Buffer {
+  const prefix = '{"name":"';
+  if (blob.toString('latin1', start, start + prefix.length) === prefix) {
+    let close = start + prefix.length;
+    let escaped = false;
+    for (; close < end && blob[close] !== QUOTE; close++) if (blob[close] === BACKSLASH) (close++, (escaped = true));
+    if (!escaped) return blob.subarray(start + prefix.length, close);
+  }
+  return decodeNode(JSON.parse(blob.toString('utf8', start, end)) as Record<string, unknown>).name;
+}

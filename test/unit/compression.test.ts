@@ -1,0 +1,58 @@
+/**
+ * The blob compressor: whole blobs and blobs in pieces (a large directory's tree) come out as zstd
+ * frames of the same plaintext, larger than its output buffer too; a blob that does not shrink is
+ * left uncompressed and the context goes on working.
+ */
+import crypto from 'node:crypto';
+import test from 'ava';
+import { BlobCompressor, decompress, wholeBlob, type BlobSource } from '../../src/repository/compression.ts';
+import { sha256, sha256Pieces } from '../../src/repository/crypto.ts';
+
+/** Text that compresses about 3:1, different all along (no long repeats). */
+function text(bytes: number): Buffer {
+  const lines: string[] = [];
+  let length = 0;
+  for (let i = 0; length < bytes; i++) {
+    const line = `{"name":"f${i}","inode":${(i * 7919) % 1_000_003},"content":["${crypto.createHash('sha256').update(String(i)).digest('hex')}"]},`;
+    lines.push(line);
+    length += line.length;
+  }
+  return Buffer.from(lines.join('')).subarray(0, bytes);
+}
+
+const inPieces = (data: Buffer, size: number): BlobSource => ({
+  length: data.length,
+  *pieces() {
+    for (let at = 0; at < data.length; at += size) yield data.subarray(at, at + size);
+  },
+});
+
+test('a blob in pieces compresses to a frame of its bytes, as the whole blob does; its hash is the whole\'s', (t) => {
+  const compressor = new BlobCompressor();
+  const data = text(300_000);
+  const whole = Buffer.from(compressor.compress(wholeBlob(data))!);
+  t.deepEqual(decompress(whole, data.length), data);
+  const pieces = compressor.compress(inPieces(data, 333))!;
+  t.true(pieces.length < data.length);
+  t.deepEqual(decompress(pieces, data.length), data);
+  t.deepEqual(sha256Pieces(inPieces(data, 333).pieces()), sha256(data));
+});
+
+test('an output larger than the reused buffer (8 MiB) continues in buffers of its own', (t) => {
+  const compressor = new BlobCompressor();
+  // Random hex: about 2:1, so 40 MB of it is some 20 MB compressed.
+  const data = Buffer.from(crypto.randomBytes(20 * 1024 * 1024).toString('hex'));
+  const compressed = compressor.compress(inPieces(data, 1024 * 1024))!;
+  t.true(compressed.length > 8 * 1024 * 1024 && compressed.length < data.length, String(compressed.length));
+  t.true(decompress(compressed, data.length).equals(data));
+});
+
+test('a blob that does not shrink is left as it is, whole or in pieces; the next one compresses', (t) => {
+  const compressor = new BlobCompressor();
+  const random = crypto.randomBytes(100_000);
+  t.is(compressor.compress(wholeBlob(random)), undefined);
+  t.is(compressor.compress(inPieces(random, 4096)), undefined);
+  t.is(compressor.compress(wholeBlob(Buffer.from('x'))), undefined, 'one byte cannot shrink');
+  const data = text(50_000);
+  t.deepEqual(decompress(compressor.compress(inPieces(data, 1000))!, data.length), data);
+});

@@ -1,0 +1,62 @@
+/**
+ * A directory's nodes held as their JSON (TreeNodes) and a parent's tree looked up by name without
+ * decoding it whole (NodesByName): the same blobs and the same nodes as the Node objects give.
+ */
+import test from 'ava';
+import { encodeTree, NodesByName, TreeNodes } from '../../src/repository/tree-nodes.ts';
+import { decodeTree, encodeNode, type Node } from '../../src/repository/tree.ts';
+
+const time = 1_733_450_000_123_456_789n;
+const file = (name: Buffer | string, extra: Partial<Node> = {}): Node => ({
+  name: Buffer.isBuffer(name) ? name : Buffer.from(name), type: 'file', mode: 0o644, mtime: time, atime: time, ctime: time, uid: 1000, gid: 1000, size: 4, inode: 7, links: 1, content: ['ab'.repeat(32)], ...extra,
+});
+/** What the tree blob was before TreeNodes: Node objects sorted and joined. */
+const byObjects = (nodes: Node[]) => Buffer.from(`{"nodes":[${[...nodes].sort((a, b) => Buffer.compare(a.name, b.name)).map(encodeNode).join(',')}]}\n`);
+
+test('placed in any order, the blob is the sorted tree the Node objects give; in order, the same', (t) => {
+  const names = ['b', 'a', '😀', 'A', '-dash', 'a\nb', '\xe9'].map((n) => file(n));
+  names.push(file(Buffer.from([0xff, 0x00])));
+  const shuffled = new TreeNodes();
+  for (const node of names) shuffled.add(node);
+  t.deepEqual(encodeTree(shuffled), byObjects(names));
+  const sorted = new TreeNodes();
+  for (const node of [...names].sort((a, b) => Buffer.compare(a.name, b.name))) sorted.add(node);
+  t.deepEqual(encodeTree(sorted), byObjects(names));
+  t.is(sorted.count, names.length);
+  t.deepEqual(encodeTree(new TreeNodes()), Buffer.from('{"nodes":[]}\n'));
+});
+
+test('two nodes of one name are an error, placed apart or together', (t) => {
+  t.throws(() => encodeTree([file('x'), file('y'), file('x')]), { message: /two entries named "x"/ });
+  t.throws(() => encodeTree([file('x'), file('x')]), { message: /two entries named "x"/ });
+});
+
+test('a node larger than a block (a file of 20,000 chunks) and many nodes across blocks', (t) => {
+  const big = file('big', { content: Array.from({ length: 20_000 }, (_, i) => i.toString(16).padStart(64, '0')) });
+  const many = Array.from({ length: 5_000 }, (_, i) => file(`f${i}`));
+  const nodes = [...many.slice(0, 2_500), big, ...many.slice(2_500)];
+  t.deepEqual(encodeTree(nodes), byObjects(nodes));
+  // Placed in order, the blocks are the tree as they lie, a block's unused end left out.
+  const inOrder = [...nodes].sort((a, b) => Buffer.compare(a.name, b.name));
+  t.deepEqual(encodeTree(inOrder), byObjects(nodes));
+  t.deepEqual(encodeTree([big]), byObjects([big]));
+});
+
+test('a parent tree by name: each node as decodeTree gives it, for names escaped, not UTF-8, or not first in their node', (t) => {
+  const nodes = [
+    file('plain'),
+    file('quo"te\\back'),
+    file(Buffer.from([0x61, 0xff, 0x0a])),
+    file('\u2028'),
+    file('x', { extra: { extended_attributes: [{ name: 'user.a', value: 'e30=' }], generic_attributes: { braces: '{[' } } }),
+    { ...file('d'), type: 'dir', content: undefined, subtree: 'cd'.repeat(32) } as Node,
+  ];
+  const blob = encodeTree(nodes);
+  const byName = new NodesByName(blob);
+  for (const node of decodeTree(blob)) t.deepEqual(byName.get(node.name.toString('latin1')), node);
+  t.is(byName.get('missing'), undefined);
+  // Another writer's field order: the name is not the node's first field.
+  const other = new NodesByName(Buffer.from('{"nodes":[{"type":"file","name":"late","content":[]},{"name":"n\\u00e9","type":"dir","subtree":"00"}]}\n'));
+  t.is(other.get('late')?.type, 'file');
+  t.is(other.get(Buffer.from('né').toString('latin1'))?.subtree, '00');
+});

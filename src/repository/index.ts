@@ -31,6 +31,9 @@ const ID_SIZE = 32;
 
 const FIELD_NAMES = ['packs', 'offsets', 'lengths', 'uncompressed'] as const;
 
+/** Entries a table grows by at least: growing in place costs no copy, so by little. */
+const GROWTH = 65_536;
+
 /** Entries a table's arrays reserve address space for (no memory until used): 16 million blobs of a type. */
 const RESERVED_ENTRIES = 2 ** 24;
 
@@ -49,6 +52,36 @@ function resized(buffer: ArrayBuffer, entries: number, size: number): ArrayBuffe
   new Uint8Array(larger).set(new Uint8Array(buffer));
   return larger;
 }
+
+/**
+ * Positions start..end-1 ordered by the ID at each, ties by position. Numbers are sorted, not
+ * Buffers compared: each key is an ID's first 29 bits above its position (24 bits), exact in a
+ * double; only runs of equal prefixes (a few in a million) are then compared whole.
+ */
+function orderById(ids: Buffer, start: number, end: number): Uint32Array {
+  const count = end - start;
+  const compareIds = (a: number, b: number) => ids.compare(ids, b * ID_SIZE, (b + 1) * ID_SIZE, a * ID_SIZE, (a + 1) * ID_SIZE) || a - b;
+  const order = new Uint32Array(count);
+  if (count >= POSITION_RANGE) {
+    for (let k = 0; k < count; k++) order[k] = start + k;
+    return order.sort(compareIds);
+  }
+  const keys = new Float64Array(count);
+  for (let k = 0; k < count; k++) keys[k] = (ids.readUInt32BE((start + k) * ID_SIZE) >>> 3) * POSITION_RANGE + k;
+  keys.sort();
+  for (let k = 0; k < count; k++) order[k] = start + (keys[k]! % POSITION_RANGE);
+  for (let run = 0; run < count; ) {
+    const prefix = Math.floor(keys[run]! / POSITION_RANGE);
+    let next = run + 1;
+    while (next < count && Math.floor(keys[next]! / POSITION_RANGE) === prefix) next += 1;
+    if (next - run > 1) order.subarray(run, next).sort(compareIds);
+    run = next;
+  }
+  return order;
+}
+
+/** Positions a sort key holds below an ID's prefix: 29 + 24 bits fit a double's 53. */
+const POSITION_RANGE = 2 ** 24;
 
 /** Entries to merge into a table: sorted, each new to it. */
 interface Tail {
@@ -96,10 +129,10 @@ class BlobTable {
     this.count += 1;
   }
 
-  /** Room for `capacity` entries: each array grows in place, keeping what it holds. */
+  /** Room for `capacity` entries: each array grows in place, keeping what it holds, by steps of GROWTH (grown pages are resident). */
   private grow(capacity: number): void {
     if (capacity <= this.packs.length) return;
-    const size = Math.max(capacity, Math.ceil(this.packs.length * 1.5), 1024);
+    const size = Math.max(capacity, this.packs.length + GROWTH);
     this.ids = Buffer.from(resized(this.ids.buffer as ArrayBuffer, size, ID_SIZE));
     for (const field of FIELD_NAMES) this[field] = new Uint32Array(resized(this[field].buffer as ArrayBuffer, size, 4));
   }
@@ -115,6 +148,7 @@ class BlobTable {
     for (const [id, [pack, offset, length, uncompressed]] of this.recent) this.append(id, pack, offset, length, uncompressed);
     this.recent.clear();
     const head = this.sorted;
+    if (head === 0) return this.sortInPlace();
     const tail = this.newEntries(head);
     const ids = this.ids;
     let i = head - 1;
@@ -132,10 +166,8 @@ class BlobTable {
   /** The entries after `head`, sorted, without those the head holds or that came earlier in the tail. */
   private newEntries(head: number): Tail {
     const ids = this.ids;
-    const order = new Uint32Array(this.count - head);
-    for (let k = 0; k < order.length; k++) order[k] = head + k;
     // Ties by position: the earlier entry first, and it is the one kept.
-    order.sort((a, b) => ids.compare(ids, b * ID_SIZE, b * ID_SIZE + ID_SIZE, a * ID_SIZE, a * ID_SIZE + ID_SIZE) || a - b);
+    const order = orderById(ids, head, this.count);
     const tail: Tail = { ids: Buffer.allocUnsafeSlow(order.length * ID_SIZE), packs: new Uint32Array(order.length), offsets: new Uint32Array(order.length), lengths: new Uint32Array(order.length), uncompressed: new Uint32Array(order.length), count: 0 };
     for (const at of order) {
       const from = at * ID_SIZE;
@@ -146,6 +178,39 @@ class BlobTable {
       tail.count += 1;
     }
     return tail;
+  }
+
+  /**
+   * Sorts the whole table where it lies (after loading the index files: a million entries), the
+   * first of equal IDs kept: each position takes its entry along the permutation's cycles, so no
+   * second table is made.
+   */
+  private sortInPlace(): void {
+    const order = orderById(this.ids, 0, this.count);
+    const done = new Uint8Array(this.count);
+    const held = Buffer.allocUnsafe(ID_SIZE);
+    const heldFields = new Uint32Array(FIELD_NAMES.length);
+    for (let start = 0; start < this.count; start++) {
+      if (done[start] || order[start] === start) continue;
+      this.ids.copy(held, 0, start * ID_SIZE, (start + 1) * ID_SIZE);
+      FIELD_NAMES.forEach((field, f) => (heldFields[f] = this[field][start]!));
+      let to = start;
+      for (let from = order[to]!; from !== start; to = from, from = order[to]!) {
+        this.moveEntry(from, to);
+        done[to] = 1;
+      }
+      held.copy(this.ids, to * ID_SIZE);
+      FIELD_NAMES.forEach((field, f) => (this[field][to] = heldFields[f]!));
+      done[to] = 1;
+    }
+    // Equal IDs are now side by side, the first added first: keep it.
+    let kept = 0;
+    for (let k = 0; k < this.count; k++) {
+      if (kept > 0 && this.ids.compare(this.ids, (kept - 1) * ID_SIZE, kept * ID_SIZE, k * ID_SIZE, (k + 1) * ID_SIZE) === 0) continue;
+      if (kept !== k) this.moveEntry(k, kept);
+      kept += 1;
+    }
+    this.count = this.sorted = kept;
   }
 
   private moveEntry(from: number, to: number): void {

@@ -2,11 +2,13 @@
  * A directory's nodes held as the JSON its tree blob holds, not as Node objects. A file's Node is
  * about 1.3 KB of JS objects (a Buffer name, three BigInt times, a content array of hex strings);
  * its JSON is about 300 bytes. A directory of 100,000 files is held while it is archived, and its
- * parent snapshot's tree while it is compared: as objects, 130 MB each; as JSON, 35 MB.
+ * parent snapshot's tree while it is compared: as objects, 130 MB each; as JSON, 35 MB (and the
+ * new directory's JSON, placed in name order as a data mover reads, is kept compressed).
  *
  *   TreeNodes      the nodes of a directory being archived, encoded as they are placed;
  *   NodesByName    a parent snapshot's directory, each node decoded when it is looked up.
  */
+import zlib from 'node:zlib';
 import { decodeNode, encodeNode, goQuote, type Node } from './tree.ts';
 
 /** Encoded nodes go into blocks of this size; a larger one gets a block of its own. */
@@ -18,15 +20,24 @@ const COMMA_PIECE = Buffer.from([COMMA]);
 
 /** Bytes copied into blocks of BLOCK_SIZE (a larger piece gets a block of its own), each block filled from its start. */
 class Arena {
-  readonly blocks: Buffer[] = [];
+  private readonly blocks: Buffer[] = [];
   /** Bytes used in each block. */
-  readonly used: number[] = [];
+  private readonly used: number[] = [];
+  /** Blocks held compressed, by index: their bytes are read only in order, by contents(). */
+  private readonly packed = new Set<number>();
+  private packing: boolean;
+
+  /** `packing`: a block is compressed once full, until unpack() (for JSON read in order, once). */
+  constructor(packing = false) {
+    this.packing = packing;
+  }
 
   /** Copies `bytes`, then `suffix` if given, into one block; returns the block and the offset they start at. */
   append(bytes: Buffer, suffix?: number): [number, number] {
     const size = bytes.length + (suffix === undefined ? 0 : 1);
     let last = this.blocks.length - 1;
     if (last < 0 || this.used[last]! + size > this.blocks[last]!.length) {
+      if (last >= 0 && this.packing) this.pack(last);
       this.blocks.push(Buffer.allocUnsafeSlow(Math.max(size, BLOCK_SIZE)));
       this.used.push(0);
       last += 1;
@@ -38,18 +49,42 @@ class Arena {
     return [last, at];
   }
 
+  /** Bytes at a place append() gave; the arena must not be packing. */
   slice(block: number, at: number, length: number): Buffer {
     return this.blocks[block]!.subarray(at, at + length);
   }
+
+  /** Every block's bytes, in order. */
+  *contents(): Generator<Buffer> {
+    for (const [index, block] of this.blocks.entries()) yield this.packed.has(index) ? zlib.zstdDecompressSync(block) : block.subarray(0, this.used[index]);
+  }
+
+  /** Decompresses what is packed and packs no more: the bytes are about to be read out of order. */
+  unpack(): void {
+    for (const index of this.packed) this.blocks[index] = zlib.zstdDecompressSync(this.blocks[index]!);
+    this.packed.clear();
+    this.packing = false;
+  }
+
+  private pack(index: number): void {
+    this.blocks[index] = zlib.zstdCompressSync(this.blocks[index]!.subarray(0, this.used[index]), PACK_OPTIONS);
+    this.packed.add(index);
+  }
 }
+
+/** Fast: a tree's JSON shrinks some 8 times at level 1, and the blocks are read back once. */
+const PACK_OPTIONS = { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } };
 
 /** Per node: the block and offset of its name, the name's length, the block and offset of its JSON, the JSON's length. */
 const FIELDS = 6;
 
 export class TreeNodes {
   private readonly names = new Arena();
-  /** Each node's JSON followed by a comma: nodes placed in order are the tree's bytes as they lie. */
-  private readonly json = new Arena();
+  /**
+   * Each node's JSON followed by a comma: nodes placed in order are the tree's bytes as they lie,
+   * and its full blocks are kept compressed (35 MB of JSON for 100,000 files take some 5).
+   */
+  private readonly json = new Arena(true);
   private entries = new Uint32Array(FIELDS * 64);
   private entryCount = 0;
   private jsonBytes = 0;
@@ -61,7 +96,10 @@ export class TreeNodes {
   }
 
   add(node: Node): void {
-    if (this.ordered && this.entryCount > 0 && Buffer.compare(this.name(this.entryCount - 1), node.name) >= 0) this.ordered = false;
+    if (this.ordered && this.entryCount > 0 && Buffer.compare(this.name(this.entryCount - 1), node.name) >= 0) {
+      this.ordered = false;
+      this.json.unpack();
+    }
     const json = Buffer.from(encodeNode(node));
     const [nameBlock, nameAt] = this.names.append(node.name);
     const [jsonBlock, jsonAt] = this.json.append(json, COMMA);
@@ -100,9 +138,13 @@ export class TreeNodes {
   *pieces(): Generator<Buffer> {
     yield OPEN;
     if (this.ordered) {
-      const { blocks, used } = this.json;
       // Every node's JSON is followed by its comma; the last one's is left out.
-      for (const [block, bytes] of blocks.entries()) yield bytes.subarray(0, block === blocks.length - 1 ? used[block]! - 1 : used[block]!);
+      let previous: Buffer | undefined;
+      for (const block of this.json.contents()) {
+        if (previous) yield previous;
+        previous = block;
+      }
+      if (previous) yield previous.subarray(0, previous.length - 1);
     } else {
       for (const [position, index] of this.sorted().entries()) {
         if (position > 0) yield COMMA_PIECE;

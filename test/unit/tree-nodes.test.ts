@@ -40,6 +40,9 @@ test('a node larger than a block (a file of 20,000 chunks) and many nodes across
   const inOrder = [...nodes].sort((a, b) => Buffer.compare(a.name, b.name));
   t.deepEqual(encodeTree(inOrder), byObjects(nodes));
   t.deepEqual(encodeTree([big]), byObjects([big]));
+  // In order through several (compressed) blocks, then one out of order: the blocks are read back for the sort.
+  const late = [...inOrder, file('0-first')];
+  t.deepEqual(encodeTree(late), byObjects(late));
 });
 
 test('a parent tree by name: each node as decodeTree gives it, for names escaped, not UTF-8, or not first in their node', (t) => {

@@ -502,6 +502,7 @@ export class BackupManager {
             credentials: mover.credentials,
             allowPartial: this.options.allowPartial ?? false,
             signal,
+            onBytes: (tarBytes) => progress({ stage: 'copy', tarBytes, attempt: 1 }),
           }, record).catch(async (error: unknown) => {
             // --mover auto: a repository out of the cluster's reach is still in this machine's.
             const why = mover.fallback ? moverUnusable(error, mover.image) : undefined;
@@ -748,6 +749,7 @@ export class BackupManager {
   /** A data mover's copy: one attempt (a mover's failure is its own; a retry would read only what it missed). */
   private async moveInCluster(request: Parameters<typeof runMoverBackup>[0], record: BackupRecord): Promise<CopyResult & { retriedBecause: string[] }> {
     record.attempts += 1;
+    request.onBytes?.(0);
     return { ...(await runMoverBackup(request)), retriedBecause: [] };
   }
 

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { describeExecFailure, execStream, ExecStreamCutError, TailBuffer, type ExecOutcome } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
-import type { MoverCredentials, MoverRestoreResult, MoverResult } from '../cli/commands/mover.ts';
+import type { MoverCredentials, MoverProgressLine, MoverRestoreResult, MoverResult } from '../cli/commands/mover.ts';
 import { CopyStageError, type CopyResult } from './copy.ts';
 import { HELPER_CONTAINER } from './helper-pod.ts';
 
@@ -30,6 +30,29 @@ export interface MoverRequest {
   credentials: MoverCredentials;
   allowPartial: boolean;
   signal?: AbortSignal | undefined;
+  /** Told the bytes the mover has gone through, as its progress lines arrive. */
+  onBytes?: ((bytes: number) => void) | undefined;
+}
+
+/** Calls `onLine` with each whole line of a stream's chunks. */
+export function lineSplitter(onLine: (line: string) => void): (chunk: Buffer) => void {
+  let partial = '';
+  return (chunk) => {
+    const lines = (partial + chunk.toString('utf8')).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) onLine(line);
+  };
+}
+
+/** The bytes of a mover's progress line, or undefined for any other line. */
+export function progressBytes(line: string): number | undefined {
+  if (!line.startsWith('{"progress"')) return undefined;
+  try {
+    const bytes = (JSON.parse(line) as Partial<MoverProgressLine>).progress?.bytes;
+    return typeof bytes === 'number' ? bytes : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -37,10 +60,19 @@ export interface MoverRequest {
  * it printed last (undefined when none arrived). A failed or cut exec throws, as the exec does.
  */
 async function execMover<T>(
-  request: { kubeConfig: KubeConfig; namespace: string; pod: string; credentials: MoverCredentials; signal?: AbortSignal | undefined },
+  request: { kubeConfig: KubeConfig; namespace: string; pod: string; credentials: MoverCredentials; signal?: AbortSignal | undefined; onBytes?: ((bytes: number) => void) | undefined },
   args: string[],
 ): Promise<{ outcome: ExecOutcome; report: T | undefined; stdoutBytes: number }> {
-  const stdout = new TailBuffer();
+  const onBytes = request.onBytes;
+  const lines = lineSplitter((line) => {
+    const bytes = progressBytes(line);
+    if (bytes !== undefined) onBytes?.(bytes);
+  });
+  let stdoutBytes = 0;
+  const stdout = new TailBuffer(undefined, (chunk) => {
+    stdoutBytes += chunk.length;
+    lines(chunk);
+  });
   // A cut exec destroys its stdout with the reason, which the outcome reports.
   stdout.on('error', () => {});
   const outcome = await execStream(request.kubeConfig, {
@@ -52,8 +84,9 @@ async function execMover<T>(
     stdout,
     signal: request.signal,
   });
+  // The report is the last line; a mover that died printed progress last, or nothing.
   const line = stdout.text.trim().split('\n').at(-1) ?? '';
-  const stdoutBytes = stdout.text.length;
+  if (progressBytes(line) !== undefined) return { outcome, report: undefined, stdoutBytes };
   try {
     return { outcome, report: line.startsWith('{') ? (JSON.parse(line) as T) : undefined, stdoutBytes };
   } catch {

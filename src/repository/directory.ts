@@ -151,18 +151,40 @@ class DirectoryArchiver extends TreeBuilder {
   }
 }
 
+/** How far a directory's archive has come: files and their bytes, read or found unchanged. */
+export interface DirectoryProgress {
+  files: number;
+  bytes: number;
+}
+
+export interface DirectoryArchiveOptions extends Pick<ArchiveOptions, 'path' | 'time'> {
+  /** Told how far the archive has come, at most every `progressEveryMs` (1000). */
+  onProgress?: ((done: DirectoryProgress) => void) | undefined;
+  progressEveryMs?: number;
+}
+
 /** A directory into the repository against its parent's nodes: trees, packs and index; its snapshot not yet. */
 export async function archiveDirectory(
   repo: Repository,
   root: string,
   previousRoot: NodesByName | undefined,
-  options: Pick<ArchiveOptions, 'path' | 'time'>,
+  options: DirectoryArchiveOptions,
 ): Promise<ArchivedTree & { problems: DirectoryProblems }> {
   const start = nowNs();
   const time = options.time ?? start;
   const before = { ...repo.stats };
   const archiver = new DirectoryArchiver(repo, previousRoot, time);
-  for (const { entry, absolute } of walk(Buffer.from(root), archiver.problems)) await archiver.add(entry, absolute);
+  const every = options.progressEveryMs ?? 1000;
+  let reported = Date.now();
+  for (const { entry, absolute } of walk(Buffer.from(root), archiver.problems)) {
+    await archiver.add(entry, absolute);
+    // The walk is synchronous, so no timer would fire in it: the clock is read as it goes.
+    if (options.onProgress && Date.now() - reported >= every) {
+      reported = Date.now();
+      const { files, bytes } = archiver.counts;
+      options.onProgress({ files, bytes });
+    }
+  }
   const tree = await archiver.finish(options.path);
   await repo.flush();
   const added = savedSince(repo, before);

@@ -174,8 +174,12 @@ test('a directory read in place (a data mover) gives the very tree the helper\'s
   const direct = await archiveDirectory(repo, root, undefined, { path: SNAPSHOT_PATH });
   t.is(direct.tree, viaTar.snapshot.tree, 'the same metadata, content and links: the same tree');
   t.is(direct.entries, viaTar.archived.entries);
-  const again = await archiveDirectory(repo, root, await previousNodesAtPath(repo, viaTar.snapshot.tree, SNAPSHOT_PATH), { path: SNAPSHOT_PATH });
+  const progress: { files: number; bytes: number }[] = [];
+  const again = await archiveDirectory(repo, root, await previousNodesAtPath(repo, viaTar.snapshot.tree, SNAPSHOT_PATH), { path: SNAPSHOT_PATH, onProgress: (done) => progress.push(done), progressEveryMs: 0 });
   t.is(again.read, 0);
+  // Unchanged files count as gone through: the progress ends at the claim's files and bytes.
+  t.true(progress.length > 1 && progress.every((done, i) => i === 0 || (done.bytes >= progress[i - 1]!.bytes && done.files >= progress[i - 1]!.files)));
+  t.deepEqual(progress.at(-1), { files: again.files, bytes: again.bytes });
   t.is(again.tree, viaTar.snapshot.tree);
   fs.appendFileSync(path.join(root, 'a b'), ' and more');
   const changed = await archiveDirectory(repo, root, await previousNodesAtPath(repo, viaTar.snapshot.tree, SNAPSHOT_PATH), { path: SNAPSHOT_PATH });

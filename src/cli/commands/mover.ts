@@ -15,6 +15,7 @@ import type { GlobalOptions } from '../global-options.ts';
 import { toJson, writeResult } from '../output.ts';
 import { openRepository, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
 import { listing } from './index.ts';
+import type { DirectoryProgress } from '../../repository/directory.ts';
 
 interface MoverArgs extends GlobalOptions, RepositoryFlags {
   source: string;
@@ -47,6 +48,11 @@ async function readCredentials(): Promise<MoverCredentials> {
   const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as MoverCredentials;
   if (typeof parsed.repository !== 'string' || typeof parsed.password !== 'string') throw new Error('the credentials on stdin name no repository or password');
   return parsed;
+}
+
+/** A line a mover prints while it works: files and bytes gone through so far (read or unchanged). */
+export interface MoverProgressLine {
+  progress: DirectoryProgress;
 }
 
 /** What the mover reports: the plugin's BackupSnapshot figures, and what it could not read. */
@@ -140,7 +146,9 @@ const backupCommand: CommandModule<GlobalOptions, MoverArgs> = {
       const repository = opened.repository;
       const parent = await findParentSnapshot(repository, args.host, args.path);
       const previousRoot = parent ? await previousNodesAtPath(repository, parent.tree, args.path) : undefined;
-      const archived = await archiveDirectory(repository, args.source, previousRoot, { path: args.path });
+      // Progress as JSON lines before the result (the last line), which the plugin shows as it copies.
+      const onProgress = (progress: DirectoryProgress) => writeResult(`${JSON.stringify({ progress } satisfies MoverProgressLine)}\n`);
+      const archived = await archiveDirectory(repository, args.source, previousRoot, { path: args.path, onProgress });
       const unreadable = sample(archived.problems.unreadable);
       if (unreadable.count > 0 && !args.allowPartial) {
         report({ ok: false, message: `${unreadable.count} paths could not be read; no snapshot was written`, unreadable });

@@ -42,6 +42,11 @@ export function listedFromStats(path: Buffer, stats: fs.BigIntStats): ListedEntr
 /** restic's average chunk. */
 const READ_SIZE = 1024 * 1024;
 const SLASH = Buffer.from('/');
+
+/** The next READ_SIZE bytes of `fd` into `buffer`, read by the thread pool: how many came (0 at the end). */
+function readBlock(fd: number, buffer: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buffer, 0, READ_SIZE, null, (error, bytes) => (error ? reject(error) : resolve(bytes))));
+}
 const join = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
 const gone = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '');
 const denied = (error: unknown) => ['EACCES', 'EPERM'].includes((error as NodeJS.ErrnoException).code ?? '');
@@ -100,11 +105,13 @@ class DirectoryArchiver extends TreeBuilder {
   private readonly linked = new Map<string, { content: string[]; size: number }>();
   readonly problems: DirectoryProblems = { vanished: [], unreadable: [] };
   /**
-   * Every file is read through this one buffer (FileChunks copies what it keeps), synchronously, as
-   * the walk is: a read stream allocated 1 MiB for each file, 4 KiB ones too, and a million files
-   * kept the collector busier than the backup.
+   * Every file is read through this one buffer (FileChunks copies what it keeps), a small one
+   * synchronously, as the walk is: a read stream allocated 1 MiB for each file, 4 KiB ones too, and
+   * a million files kept the collector busier than the backup.
    */
   private readonly readBuffer = Buffer.allocUnsafeSlow(READ_SIZE);
+  /** A large file's next block, read while the current one is saved. */
+  private nextBuffer: Buffer | undefined;
 
   async add(entry: ListedEntry, absolute: Buffer): Promise<void> {
     const decision = await this.decide(entry);
@@ -133,11 +140,27 @@ class DirectoryArchiver extends TreeBuilder {
     const chunks = new FileChunks(this.repo);
     let size = 0;
     const fd = fs.openSync(absolute, 'r');
+    let reading: Promise<number> | undefined;
     try {
-      for (let length; (length = fs.readSync(fd, this.readBuffer, 0, READ_SIZE, null)) > 0; size += length) {
-        await chunks.push(this.readBuffer.subarray(0, length));
+      if (entry.size < READ_SIZE) {
+        for (let length; (length = fs.readSync(fd, this.readBuffer, 0, READ_SIZE, null)) > 0; size += length) {
+          await chunks.push(this.readBuffer.subarray(0, length));
+        }
+      } else {
+        // A large file: the thread pool reads the next block while this one is hashed, compressed and encrypted.
+        this.nextBuffer ??= Buffer.allocUnsafeSlow(READ_SIZE);
+        let current: Buffer = this.readBuffer;
+        let next: Buffer = this.nextBuffer;
+        reading = readBlock(fd, current);
+        for (let length; (length = await reading) > 0; size += length) {
+          reading = readBlock(fd, next);
+          await chunks.push(current.subarray(0, length));
+          [current, next] = [next, current];
+        }
       }
     } finally {
+      // No read may be left writing into a buffer, or reading a closed descriptor.
+      await reading?.catch(() => 0);
       fs.closeSync(fd);
     }
     const read = { size, content: await chunks.end() };

@@ -4,6 +4,7 @@
  * compared with the parent snapshot and only what changed is read.
  */
 import test from 'ava';
+import crypto from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -170,6 +171,8 @@ test('a directory read in place (a data mover) gives the very tree the helper\'s
   const repo = await Repository.init(new LocalBackend(path.join(fixture(t).dir, 'repo')), 'pw', { kdf: KDF });
   const { root } = fixture(t);
   execFileSync('mkfifo', [path.join(root, 'fifo')]);
+  // Larger than a read block: read ahead while the block before is saved, cut as the tar's copy is.
+  fs.writeFileSync(path.join(root, 'large'), crypto.randomBytes(3 * 1024 * 1024 + 12345));
   const viaTar = await backup(repo, root, undefined);
   const direct = await archiveDirectory(repo, root, undefined, { path: SNAPSHOT_PATH });
   t.is(direct.tree, viaTar.snapshot.tree, 'the same metadata, content and links: the same tree');
@@ -184,7 +187,7 @@ test('a directory read in place (a data mover) gives the very tree the helper\'s
   fs.appendFileSync(path.join(root, 'a b'), ' and more');
   const changed = await archiveDirectory(repo, root, await previousNodesAtPath(repo, viaTar.snapshot.tree, SNAPSHOT_PATH), { path: SNAPSHOT_PATH });
   t.is(changed.read, 'spaces and more'.length);
-  t.like(changed.changes, { filesChanged: 1, filesUnmodified: 7, filesNew: 0 });
+  t.like(changed.changes, { filesChanged: 1, filesUnmodified: 8, filesNew: 0 });
   t.deepEqual(changed.problems, { vanished: [], unreadable: [] });
 });
 

@@ -25,7 +25,7 @@ import type { ChangeCounts } from './incremental.ts';
 import { newSnapshot, type Snapshot } from './snapshot.ts';
 import { formatTime, nowNs } from './time.ts';
 import { goQuote, toGoFileMode, type Node } from './tree.ts';
-import type { TreeNodes } from './tree-nodes.ts';
+import { TreeNodes, treeNodesOf } from './tree-nodes.ts';
 
 export interface ArchiveOptions {
   /** The snapshot's path, e.g. `/data/<pvc>` (k8up's convention). */
@@ -58,7 +58,7 @@ interface Frame {
   name: Buffer;
   /** The directory's own node, without subtree, once its tar entry is seen (else made up). */
   self: Node | undefined;
-  nodes: Node[];
+  nodes: TreeNodes;
 }
 
 /**
@@ -168,7 +168,7 @@ export class TarArchiver {
   constructor(repo: Repository, time: bigint) {
     this.repo = repo;
     this.time = time;
-    this.stack.push({ name: Buffer.alloc(0), self: undefined, nodes: [] });
+    this.stack.push({ name: Buffer.alloc(0), self: undefined, nodes: new TreeNodes() });
   }
 
   async entry(entry: TarEntry): Promise<void> {
@@ -196,28 +196,29 @@ export class TarArchiver {
       case 'file': {
         this.files += 1;
         const node: Node = { name, type: 'file', mode: toGoFileMode('file', entry.mode), ...base, size: entry.size, links: 1, content: [] };
-        parent.nodes.push(node);
+        // Placed once its content is known: a placed node is already encoded.
         if (entry.size > 0) this.file = { node, chunks: new FileChunks(this.repo), left: entry.size };
+        else parent.nodes.add(node);
         return;
       }
       case 'symlink':
-        parent.nodes.push({ name, type: 'symlink', mode: toGoFileMode('symlink', 0o777), ...base, linkTarget: Buffer.from(entry.linkName) });
+        parent.nodes.add({ name, type: 'symlink', mode: toGoFileMode('symlink', 0o777), ...base, linkTarget: Buffer.from(entry.linkName) });
         return;
       case 'hardlink': {
         this.files += 1;
         const target = await this.linkTarget(components(entry.linkName), entry.linkName);
-        parent.nodes.push({ ...target, name, mode: toGoFileMode('file', entry.mode), ...base });
+        parent.nodes.add({ ...target, name, mode: toGoFileMode('file', entry.mode), ...base });
         return;
       }
       case 'fifo':
-        parent.nodes.push({ name, type: 'fifo', mode: toGoFileMode('fifo', entry.mode), ...base });
+        parent.nodes.add({ name, type: 'fifo', mode: toGoFileMode('fifo', entry.mode), ...base });
         return;
       case 'char-device':
       case 'block-device': {
         const type = entry.type === 'char-device' ? 'chardev' : 'dev';
         const major = entry.devMajor ?? 0;
         const minor = entry.devMinor ?? 0;
-        parent.nodes.push({ name, type, mode: toGoFileMode(type, entry.mode), ...base, device: linuxDevice(major, minor) });
+        parent.nodes.add({ name, type, mode: toGoFileMode(type, entry.mode), ...base, device: linuxDevice(major, minor) });
         return;
       }
       default:
@@ -234,6 +235,7 @@ export class TarArchiver {
     if (file.left === 0) {
       file.node.content = await file.chunks.end();
       this.file = undefined;
+      this.stack.at(-1)!.nodes.add(file.node);
     }
   }
 
@@ -246,16 +248,14 @@ export class TarArchiver {
       const name = path[i]!;
       const parent = this.stack.at(-1)!;
       // A directory tar already left, or one it has not announced: reopen it by its saved tree.
-      const index = parent.nodes.findIndex((n) => n.name.equals(name));
-      if (index >= 0) {
-        const existing = parent.nodes[index]!;
+      const existing = parent.nodes.take(name);
+      if (existing) {
         if (existing.type !== 'dir') throw new ArchiveError(`tar entry below ${JSON.stringify(goQuote(name))}, which is not a directory`);
-        parent.nodes.splice(index, 1);
-        const nodes = existing.subtree ? await this.repo.loadTree(existing.subtree) : [];
+        const nodes = treeNodesOf(existing.subtree ? await this.repo.loadTree(existing.subtree) : []);
         const { subtree: _subtree, ...self } = existing;
         this.stack.push({ name, self, nodes });
       } else {
-        this.stack.push({ name, self: undefined, nodes: [] });
+        this.stack.push({ name, self: undefined, nodes: new TreeNodes() });
       }
     }
   }
@@ -266,7 +266,7 @@ export class TarArchiver {
       const frame = this.stack.pop()!;
       const subtree = await this.repo.saveTree(frame.nodes);
       const self = frame.self ?? madeUpDir(frame.name, this.time);
-      this.stack.at(-1)!.nodes.push({ ...self, name: frame.name, subtree });
+      this.stack.at(-1)!.nodes.add({ ...self, name: frame.name, subtree });
     }
   }
 
@@ -286,20 +286,26 @@ export class TarArchiver {
       return node;
     };
     let found: Node | undefined;
-    const rewrite = async (nodes: Node[], rest: Buffer[]): Promise<void> => {
-      const node = nodes.find((n) => n.name.equals(rest[0]!));
+    /** Marks the target in `node` (the first name of `rest`) and returns it, rewritten. */
+    const rewrite = async (node: Node | undefined, rest: Buffer[]): Promise<Node> => {
       if (!node) throw fail('no such file earlier in the archive');
-      if (rest.length === 1) {
-        found = mark(node);
-        return;
-      }
+      if (rest.length === 1) return (found = mark(node));
       if (node.type !== 'dir' || !node.subtree) throw fail(`${JSON.stringify(goQuote(rest[0]!))} is not a directory`);
       const children = await this.repo.loadTree(node.subtree);
-      await rewrite(children, rest.slice(1));
+      const at = children.findIndex((n) => n.name.equals(rest[1]!));
+      children[at] = await rewrite(children[at], rest.slice(1));
       // Unchanged, the tree has the same ID and is not stored again.
       node.subtree = await this.repo.saveTree(children);
+      return node;
     };
-    await rewrite(this.stack[depth]!.nodes, path.slice(depth));
+    // In the open directory the node was placed (encoded): it is taken out, rewritten and placed again.
+    const open = this.stack[depth]!.nodes;
+    const first = open.take(path[depth]!);
+    try {
+      await rewrite(first, path.slice(depth));
+    } finally {
+      if (first) open.add(first);
+    }
     const { name: _name, ...target } = found!;
     return { ...target, name: Buffer.alloc(0), content: [...(target.content ?? [])] };
   }

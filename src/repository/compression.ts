@@ -81,12 +81,14 @@ export class BlobCompressor {
     return output.result();
   }
 
-  /** Feeds every piece, then ends the frame; false once the output reaches the limit first. */
+  /** Feeds every piece, the last one ending the frame (a whole blob is one call); false once the output reaches the limit first. */
   private write(pieces: Iterable<Uint8Array>, output: OutputPieces): boolean {
+    let held: Uint8Array | undefined;
     for (const piece of pieces) {
-      if (piece.length > 0 && !this.step(zlib.constants.ZSTD_e_continue, piece, output)) return false;
+      if (held && !this.step(zlib.constants.ZSTD_e_continue, held, output)) return false;
+      held = piece;
     }
-    return this.step(zlib.constants.ZSTD_e_end, EMPTY, output);
+    return this.step(zlib.constants.ZSTD_e_end, held ?? EMPTY, output);
   }
 
   /** One directive over `input`, calling again while the output fills; false when the limit is reached. */

@@ -88,18 +88,45 @@ export class TreeNodes {
   private entries = new Uint32Array(FIELDS * 64);
   private entryCount = 0;
   private jsonBytes = 0;
-  /** Placed in strictly increasing name order so far: the tree needs no sort. */
+  /** Placed in strictly increasing name order so far, none taken back: the tree needs no sort. */
   private ordered = true;
+  /** Nodes taken back out (take()), by index: left out of the tree. */
+  private readonly removed = new Set<number>();
+  /** Name (latin1) -> index of the node placed under it last, built on the first take(). */
+  private byName: Map<string, number> | undefined;
 
   get count(): number {
-    return this.entryCount;
+    return this.entryCount - this.removed.size;
+  }
+
+  /**
+   * Takes a placed node back out by name, decoded, or undefined: for what a tar changes after
+   * placing it (a hard link's target, a directory it comes back to). Such a tree is then sorted.
+   */
+  take(name: Buffer): Node | undefined {
+    if (!this.byName) {
+      this.byName = new Map();
+      for (let index = 0; index < this.entryCount; index++) if (!this.removed.has(index)) this.byName.set(this.name(index).toString('latin1'), index);
+    }
+    const key = name.toString('latin1');
+    const index = this.byName.get(key);
+    if (index === undefined) return undefined;
+    this.unorder();
+    const node = decodeNode(JSON.parse(this.nodeJson(index).toString('utf8')) as Record<string, unknown>);
+    this.byName.delete(key);
+    this.removed.add(index);
+    this.jsonBytes -= this.field(index, 5);
+    return node;
+  }
+
+  private unorder(): void {
+    if (!this.ordered) return;
+    this.ordered = false;
+    this.json.unpack();
   }
 
   add(node: Node): void {
-    if (this.ordered && this.entryCount > 0 && Buffer.compare(this.name(this.entryCount - 1), node.name) >= 0) {
-      this.ordered = false;
-      this.json.unpack();
-    }
+    if (this.ordered && this.entryCount > 0 && Buffer.compare(this.name(this.entryCount - 1), node.name) >= 0) this.unorder();
     const json = Buffer.from(encodeNode(node));
     const [nameBlock, nameAt] = this.names.append(node.name);
     const [jsonBlock, jsonAt] = this.json.append(json, COMMA);
@@ -109,6 +136,7 @@ export class TreeNodes {
       this.entries = grown;
     }
     this.entries.set([nameBlock, nameAt, node.name.length, jsonBlock, jsonAt, json.length], FIELDS * this.entryCount);
+    this.byName?.set(node.name.toString('latin1'), this.entryCount);
     this.entryCount += 1;
     this.jsonBytes += json.length;
   }
@@ -127,7 +155,7 @@ export class TreeNodes {
 
   /** The tree blob's length in bytes. */
   get length(): number {
-    return OPEN.length + this.jsonBytes + Math.max(0, this.entryCount - 1) + CLOSE.length;
+    return OPEN.length + this.jsonBytes + Math.max(0, this.count - 1) + CLOSE.length;
   }
 
   /**
@@ -155,7 +183,9 @@ export class TreeNodes {
   }
 
   private sorted(): number[] {
-    const order = Array.from({ length: this.entryCount }, (_, i) => i).sort((a, b) => Buffer.compare(this.name(a), this.name(b)));
+    const order = Array.from({ length: this.entryCount }, (_, i) => i)
+      .filter((index) => !this.removed.has(index))
+      .sort((a, b) => Buffer.compare(this.name(a), this.name(b)));
     for (let i = 1; i < order.length; i++) {
       if (this.name(order[i - 1]!).equals(this.name(order[i]!))) throw new Error(`two entries named ${JSON.stringify(goQuote(this.name(order[i]!)))} in one directory`);
     }

@@ -48,6 +48,10 @@ test('a tar stream in and back out: hard links to files in directories tar alrea
     // a and a/x are saved by now: the link rewrites both trees.
     entry('./b/link', 'hardlink', { linkName: Buffer.from('./a/x/f'), mode: 0o4755 }),
     entry('./second link', 'hardlink', { linkName: Buffer.from('a/x/f'), mode: 0o4755 }),
+    // A link in the directory its target is in, still open; then a directory tar comes back to.
+    entry('./b/own', 'file', { data: 'own' }),
+    entry('./b/own link', 'hardlink', { linkName: Buffer.from('./b/own') }),
+    entry('./a/later', 'file', { data: 'a again' }),
     // No entry for c/ or c/d/: made up.
     entry('./c/d/file', 'file', { data: 'in an implicit directory' }),
     entry('./sym', 'symlink', { linkName: Buffer.from([0x74, 0xff]), mode: 0o777 }),
@@ -55,17 +59,20 @@ test('a tar stream in and back out: hard links to files in directories tar alrea
     endOfArchive(),
   ]);
   const result = await archiveTar(repo, Readable.from([archive]), { path: '/data/pvc', hostname: 'ns' });
-  t.is(result.files, 5);
+  t.is(result.files, 8);
   const out = await entriesOf(restoreTar(repo, await repo.findSnapshot(result.snapshotId)));
   t.deepEqual(
     out.map((e) => [e.name.toString('latin1'), e.type, e.mode.toString(8), e.linkName.toString('latin1'), e.data, e.mtimeNs]),
     [
       ['./', 'directory', '750', '', '', T],
       ['./a/', 'directory', '755', '', '', T],
+      ['./a/later', 'file', '644', '', 'a again', T],
       ['./a/x/', 'directory', '700', '', '', T],
       ['./a/x/f', 'file', '4755', '', 'linked content', T],
       ['./b/', 'directory', '1777', '', '', T],
       ['./b/link', 'hardlink', '4755', './a/x/f', '', T],
+      ['./b/own', 'file', '644', '', 'own', T],
+      ['./b/own link', 'hardlink', '644', './b/own', '', T],
       // Directories tar did not announce get the snapshot's time.
       ['./c/', 'directory', '755', '', '', parseTime(result.snapshot.time)],
       ['./c/d/', 'directory', '755', '', '', parseTime(result.snapshot.time)],
@@ -78,7 +85,7 @@ test('a tar stream in and back out: hard links to files in directories tar alrea
   // The trees rewritten for the link are the ones the snapshot uses; restic's restorer links names by inode when links > 1.
   const pvc = (await repo.loadTree((await repo.loadTree((await repo.loadTree(result.snapshot.tree))[0]!.subtree!))[0]!.subtree!));
   const a = await repo.loadTree(pvc.find((n) => n.name.toString() === 'a')!.subtree!);
-  const [f] = await repo.loadTree(a[0]!.subtree!);
+  const [f] = await repo.loadTree(a.find((n) => n.name.toString() === 'x')!.subtree!);
   const link = (await repo.loadTree(pvc.find((n) => n.name.toString() === 'b')!.subtree!))[0]!;
   t.like(f, { links: 2, inode: 1, size: 14 });
   t.like(link, { links: 2, inode: 1, size: 14, content: f!.content });

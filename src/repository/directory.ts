@@ -42,14 +42,14 @@ export function listedFromStats(path: Buffer, stats: fs.BigIntStats): ListedEntr
 /** restic's average chunk. */
 const READ_SIZE = 1024 * 1024;
 const SLASH = Buffer.from('/');
+const join = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
+const gone = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '');
+const denied = (error: unknown) => ['EACCES', 'EPERM'].includes((error as NodeJS.ErrnoException).code ?? '');
 
 /** The next READ_SIZE bytes of `fd` into `buffer`, read by the thread pool: how many came (0 at the end). */
 function readBlock(fd: number, buffer: Buffer): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buffer, 0, READ_SIZE, null, (error, bytes) => (error ? reject(error) : resolve(bytes))));
 }
-const join = (a: Buffer, b: Buffer) => Buffer.concat([a, SLASH, b]);
-const gone = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '');
-const denied = (error: unknown) => ['EACCES', 'EPERM'].includes((error as NodeJS.ErrnoException).code ?? '');
 
 /**
  * Paths below the root in pre-order (a directory before what it holds), `.` first, each with its

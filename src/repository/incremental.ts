@@ -384,17 +384,21 @@ export async function findParentSnapshot(repo: Repository, hostname: string, pat
   return snapshots.filter((s) => s.hostname === hostname && s.paths.length === 1 && s.paths[0] === path).at(-1);
 }
 
+/** The directory at `path` in a snapshot's tree: its own node (none for the root) and its tree; undefined where there is none. */
+async function subtreeAtPath(repo: Repository, tree: string, path: string): Promise<{ self: Node | undefined; tree: string } | undefined> {
+  let at: { self: Node | undefined; tree: string } = { self: undefined, tree };
+  for (const part of path.split('/').filter((p) => p !== '' && p !== '.')) {
+    const dir = (await repo.loadTreeByName(at.tree)).get(Buffer.from(part).toString('latin1'));
+    if (dir?.type !== 'dir' || !dir.subtree) return undefined;
+    at = { self: dir, tree: dir.subtree };
+  }
+  return at;
+}
+
 /** The directory at `path` in a snapshot's tree: its own node and its nodes; undefined where there is none. */
 export async function directoryAtPath(repo: Repository, tree: string, path: string): Promise<{ self: Node | undefined; nodes: Node[] } | undefined> {
-  let nodes = await repo.loadTree(tree);
-  let self: Node | undefined;
-  for (const part of path.split('/').filter((p) => p !== '' && p !== '.')) {
-    const dir = nodes.find((node) => node.name.equals(Buffer.from(part)));
-    if (dir?.type !== 'dir' || !dir.subtree) return undefined;
-    self = dir;
-    nodes = await repo.loadTree(dir.subtree);
-  }
-  return { self, nodes };
+  const at = await subtreeAtPath(repo, tree, path);
+  return at && { self: at.self, nodes: await repo.loadTree(at.tree) };
 }
 
 /**
@@ -402,11 +406,6 @@ export async function directoryAtPath(repo: Repository, tree: string, path: stri
  * compares against. Undefined where the snapshot has no such directory.
  */
 export async function previousNodesAtPath(repo: Repository, tree: string, path: string): Promise<NodesByName | undefined> {
-  let nodes = await repo.loadTreeByName(tree);
-  for (const part of path.split('/').filter((p) => p !== '' && p !== '.')) {
-    const dir = nodes.get(Buffer.from(part).toString('latin1'));
-    if (dir?.type !== 'dir' || !dir.subtree) return undefined;
-    nodes = await repo.loadTreeByName(dir.subtree);
-  }
-  return nodes;
+  const at = await subtreeAtPath(repo, tree, path);
+  return at && repo.loadTreeByName(at.tree);
 }

@@ -9,6 +9,7 @@
  *   NodesByName    a parent snapshot's directory, each node decoded when it is looked up.
  */
 import zlib from 'node:zlib';
+import { decompress } from './compression.ts';
 import { decodeNode, encodeNode, goQuote, type Node } from './tree.ts';
 
 /** Encoded nodes go into blocks of this size; a larger one gets a block of its own. */
@@ -56,12 +57,12 @@ class Arena {
 
   /** Every block's bytes, in order. */
   *contents(): Generator<Buffer> {
-    for (const [index, block] of this.blocks.entries()) yield this.packed.has(index) ? zlib.zstdDecompressSync(block) : block.subarray(0, this.used[index]);
+    for (const [index, block] of this.blocks.entries()) yield this.packed.has(index) ? decompress(block) : block.subarray(0, this.used[index]);
   }
 
   /** Decompresses what is packed and packs no more: the bytes are about to be read out of order. */
   unpack(): void {
-    for (const index of this.packed) this.blocks[index] = zlib.zstdDecompressSync(this.blocks[index]!);
+    for (const index of this.packed) this.blocks[index] = decompress(this.blocks[index]!);
     this.packed.clear();
     this.packing = false;
   }
@@ -70,6 +71,11 @@ class Arena {
     this.blocks[index] = zlib.zstdCompressSync(this.blocks[index]!.subarray(0, this.used[index]), PACK_OPTIONS);
     this.packed.add(index);
   }
+}
+
+/** One node from its JSON bytes. */
+function decodeNodeJson(json: Buffer): Node {
+  return decodeNode(JSON.parse(json.toString('utf8')) as Record<string, unknown>);
 }
 
 /** Fast: a tree's JSON shrinks some 8 times at level 1, and the blocks are read back once. */
@@ -112,7 +118,7 @@ export class TreeNodes {
     const index = this.byName.get(key);
     if (index === undefined) return undefined;
     this.unorder();
-    const node = decodeNode(JSON.parse(this.nodeJson(index).toString('utf8')) as Record<string, unknown>);
+    const node = decodeNodeJson(this.nodeJson(index));
     this.byName.delete(key);
     this.removed.add(index);
     this.jsonBytes -= this.field(index, 5);
@@ -229,7 +235,7 @@ export class NodesByName {
   get(name: string): Node | undefined {
     const index = this.places.get(name);
     if (index === undefined) return undefined;
-    return decodeNode(JSON.parse(this.blob.toString('utf8', this.spans[2 * index], this.spans[2 * index + 1])) as Record<string, unknown>);
+    return decodeNodeJson(this.blob.subarray(this.spans[2 * index], this.spans[2 * index + 1]));
   }
 }
 
@@ -271,5 +277,5 @@ function nameOf(blob: Buffer, start: number, end: number): Buffer {
     for (; close < end && blob[close] !== QUOTE; close++) if (blob[close] === BACKSLASH) (close++, (escaped = true));
     if (!escaped) return blob.subarray(start + prefix.length, close);
   }
-  return decodeNode(JSON.parse(blob.toString('utf8', start, end)) as Record<string, unknown>).name;
+  return decodeNodeJson(blob.subarray(start, end)).name;
 }

@@ -16,29 +16,43 @@ const ZSTD_OPTIONS = {
   },
 };
 
-/** A blob's plaintext: `length` bytes, given as pieces in order, which may be asked for more than once. */
+/**
+ * A blob's plaintext: `length` bytes, either one buffer (`whole`) or pieces in order, which may be
+ * asked for more than once. A piece is valid only until the next one is asked for: a large tree's
+ * pieces are its blocks decompressed one by one into the same buffer.
+ */
 export interface BlobSource {
   length: number;
+  whole?: Buffer;
   pieces(): Iterable<Uint8Array>;
 }
 
 /** A blob that is one buffer. */
 export function wholeBlob(data: Buffer): BlobSource {
-  return { length: data.length, pieces: () => [data] };
+  return { length: data.length, whole: data, pieces: () => [data] };
 }
 
-/** The blob as one buffer: itself when it is one piece. */
+/** The blob as one buffer: itself when it is one. */
 export function joinedBlob(source: BlobSource): Buffer {
-  const pieces = [...source.pieces()];
-  return pieces.length === 1 && Buffer.isBuffer(pieces[0]) ? pieces[0] : Buffer.concat(pieces);
+  if (source.whole) return source.whole;
+  const joined = Buffer.allocUnsafe(source.length);
+  let at = 0;
+  for (const piece of source.pieces()) {
+    joined.set(piece, at);
+    at += piece.length;
+  }
+  if (at !== source.length) throw new Error(`a blob of ${source.length} bytes gave ${at}`);
+  return joined;
 }
 
 export function compress(data: Buffer): Buffer {
   return zlib.zstdCompressSync(data, ZSTD_OPTIONS);
 }
 
+/** With the length known, the output is one buffer of that length, not 16 KiB pieces joined at the end. */
 export function decompress(data: Buffer, expectedLength?: number): Buffer {
-  return zlib.zstdDecompressSync(data, expectedLength ? { maxOutputLength: Math.max(expectedLength, 1) } : {});
+  if (!expectedLength) return zlib.zstdDecompressSync(data);
+  return zlib.zstdDecompressSync(data, { maxOutputLength: expectedLength, chunkSize: Math.max(expectedLength, zlib.constants.Z_MIN_CHUNK) });
 }
 
 interface ZstdHandle {
@@ -47,17 +61,68 @@ interface ZstdHandle {
 }
 
 /**
- * Compresses blobs through one zstd context kept from blob to blob, into one output buffer.
- * zstdCompressSync makes a stream, a native context and 16 KiB output pieces per call: 13 times
- * slower for a small blob, and garbage that waits for the GC. Node has no public API for a reused
- * context, so this drives the stream's native handle as zlib's own sync path does; without that
- * handle (another Node), it falls back to zstdCompressSync. Same parameters, same bytes.
+ * One zstd context kept from call to call. zstdCompressSync and zstdDecompressSync make a stream,
+ * a native context and output pieces per call: many times slower for a small blob, and garbage
+ * that waits for the GC. Node has no public API for a reused context, so this drives the stream's
+ * native handle as zlib's own sync path does; without that handle (another Node), `open` says so
+ * and the caller falls back to the one-call functions. Same parameters, same bytes.
  */
-export class BlobCompressor {
-  private engine: zlib.ZstdCompress | undefined;
+class ReusedZstd {
+  private engine: (zlib.ZstdCompress | zlib.ZstdDecompress) | undefined;
   private handle: ZstdHandle | undefined;
   private state: Uint32Array | undefined;
+  private readonly make: () => zlib.ZstdCompress | zlib.ZstdDecompress;
+
+  constructor(make: () => zlib.ZstdCompress | zlib.ZstdDecompress) {
+    this.make = make;
+  }
+
+  /** Whether the native handle is there (opening it on first use). */
+  protected open(): boolean {
+    if (this.handle) return true;
+    const engine = this.make() as (zlib.ZstdCompress | zlib.ZstdDecompress) & { _handle?: ZstdHandle; _writeState?: Uint32Array };
+    if (typeof engine._handle?.writeSync !== 'function' || !(engine._writeState instanceof Uint32Array)) {
+      engine.destroy();
+      return false;
+    }
+    engine.on('error', () => undefined); // thrown from write() instead
+    this.engine = engine;
+    this.handle = engine._handle;
+    this.state = engine._writeState;
+    return true;
+  }
+
+  /** One call over input[offset..] into out[outOffset..]: [output bytes written, input bytes taken]. */
+  protected write(directive: number, input: Uint8Array, offset: number, out: Uint8Array, outOffset: number, outLength: number): [number, number] {
+    const inLength = input.length - offset;
+    this.handle!.writeSync(directive, input, offset, inLength, out, outOffset, outLength);
+    // zlib reports a failure by destroying the stream, its 'error' event comes later.
+    if (this.engine!.destroyed) {
+      const failure = this.engine!.errored ?? new Error('zstd failed');
+      this.close();
+      throw failure;
+    }
+    return [outLength - this.state![0]!, inLength - this.state![1]!];
+  }
+
+  /** Starts the context over (a frame left unfinished). */
+  protected reset(): void {
+    this.handle!.reset();
+  }
+
+  private close(): void {
+    this.engine?.destroy();
+    this.engine = this.handle = this.state = undefined;
+  }
+}
+
+/** Compresses blobs through one context, into one output buffer. */
+export class BlobCompressor extends ReusedZstd {
   private out: Buffer | undefined;
+
+  constructor() {
+    super(() => zlib.createZstdCompress(ZSTD_OPTIONS));
+  }
 
   /**
    * The blob compressed when that is shorter, else undefined. A result that fits the output buffer
@@ -66,29 +131,30 @@ export class BlobCompressor {
   compress(source: BlobSource): Buffer | undefined {
     const limit = source.length - 1;
     if (limit <= 0) return undefined;
-    if (!this.handle && !this.open()) {
+    if (!this.open()) {
       const compressed = compress(joinedBlob(source));
       return compressed.length <= limit ? compressed : undefined;
     }
     this.out ??= Buffer.allocUnsafeSlow(MAX_CHUNK);
     const output = new OutputPieces(this.out, limit);
-    const finished = this.write(source.pieces(), output);
+    const finished = this.feed(source, output);
     if (!finished) {
       // Not shorter: the frame is unfinished, so the context starts over.
-      this.handle!.reset();
+      this.reset();
       return undefined;
     }
     return output.result();
   }
 
-  /** Feeds every piece, the last one ending the frame (a whole blob is one call); false once the output reaches the limit first. */
-  private write(pieces: Iterable<Uint8Array>, output: OutputPieces): boolean {
-    let held: Uint8Array | undefined;
-    for (const piece of pieces) {
-      if (held && !this.step(zlib.constants.ZSTD_e_continue, held, output)) return false;
-      held = piece;
-    }
-    return this.step(zlib.constants.ZSTD_e_end, held ?? EMPTY, output);
+  /**
+   * A whole blob is one call that ends the frame; pieces are taken each as it comes (a piece is
+   * valid only until the next), then an empty input ends the frame. False once the output reaches
+   * the limit.
+   */
+  private feed(source: BlobSource, output: OutputPieces): boolean {
+    if (source.whole) return this.step(zlib.constants.ZSTD_e_end, source.whole, output);
+    for (const piece of source.pieces()) if (!this.step(zlib.constants.ZSTD_e_continue, piece, output)) return false;
+    return this.step(zlib.constants.ZSTD_e_end, EMPTY, output);
   }
 
   /** One directive over `input`, calling again while the output fills; false when the limit is reached. */
@@ -97,39 +163,40 @@ export class BlobCompressor {
     for (;;) {
       const room = output.room();
       if (!room) return false;
-      const inLength = input.length - offset;
-      this.handle!.writeSync(directive, input, offset, inLength, room.buffer, room.offset, room.length);
-      // zlib reports a failure by destroying the stream, its 'error' event comes later.
-      if (this.engine!.destroyed) {
-        const failure = this.engine!.errored ?? new Error('zstd compression failed');
-        this.close();
-        throw failure;
-      }
-      const [outLeft, inLeft] = [this.state![0]!, this.state![1]!];
-      output.wrote(room.length - outLeft);
-      offset += inLength - inLeft;
+      const [written, taken] = this.write(directive, input, offset, room.buffer, room.offset, room.length);
+      output.wrote(written);
+      offset += taken;
+      const outLeft = room.length - written;
       // Output room left means zstd took all the input and, at the end, finished the frame.
-      if (outLeft > 0 && (inLeft === 0 || directive === zlib.constants.ZSTD_e_end)) return true;
-      if (outLeft > 0 && inLeft === inLength) throw new Error('zstd compression made no progress');
+      if (outLeft > 0 && (offset === input.length || directive === zlib.constants.ZSTD_e_end)) return true;
+      if (outLeft > 0 && taken === 0) throw new Error('zstd compression made no progress');
     }
   }
+}
 
-  private open(): boolean {
-    const engine = zlib.createZstdCompress(ZSTD_OPTIONS) as zlib.ZstdCompress & { _handle?: ZstdHandle; _writeState?: Uint32Array };
-    if (typeof engine._handle?.writeSync !== 'function' || !(engine._writeState instanceof Uint32Array)) {
-      engine.destroy();
-      return false;
-    }
-    engine.on('error', () => undefined); // thrown from compress() instead
-    this.engine = engine;
-    this.handle = engine._handle;
-    this.state = engine._writeState;
-    return true;
+/**
+ * Decompresses whole frames of known length into a buffer of the caller's, reused from frame to
+ * frame (a large tree's blocks as they are read back in order).
+ */
+export class FrameDecompressor extends ReusedZstd {
+  constructor() {
+    super(() => zlib.createZstdDecompress());
   }
 
-  private close(): void {
-    this.engine?.destroy();
-    this.engine = this.handle = this.state = undefined;
+  /** The frame's `length` bytes, in `out` when it is that large (else in a buffer of their own). */
+  decompress(frame: Buffer, length: number, out: Buffer): Buffer {
+    if (length > out.length || !this.open()) return decompress(frame, length);
+    this.reset();
+    let written = 0;
+    let offset = 0;
+    while (offset < frame.length) {
+      const [wrote, taken] = this.write(zlib.constants.ZSTD_e_end, frame, offset, out, written, out.length - written);
+      written += wrote;
+      offset += taken;
+      if (wrote === 0 && taken === 0) break;
+    }
+    if (written !== length || offset !== frame.length) throw new Error(`a zstd frame of ${length} bytes decompressed to ${written}`);
+    return out.subarray(0, length);
   }
 }
 

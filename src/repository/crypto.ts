@@ -121,17 +121,9 @@ export function sha256(data: Uint8Array): Buffer {
   return crypto.hash('sha256', data, 'buffer');
 }
 
-/** The SHA-256 of pieces in order, as of their concatenation. */
+/** The SHA-256 of pieces in order, as of their concatenation; each piece is read once, as it comes. */
 export function sha256Pieces(pieces: Iterable<Uint8Array>): Buffer {
-  let first: Uint8Array | undefined;
-  let hash: crypto.Hash | undefined;
-  for (const piece of pieces) {
-    if (!first) {
-      first = piece;
-      continue;
-    }
-    hash ??= crypto.createHash('sha256').update(first);
-    hash.update(piece);
-  }
-  return hash ? hash.digest() : sha256(first ?? new Uint8Array(0));
+  const hash = crypto.createHash('sha256');
+  for (const piece of pieces) hash.update(piece);
+  return hash.digest();
 }

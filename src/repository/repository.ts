@@ -178,7 +178,7 @@ export class Repository {
     const source = Buffer.isBuffer(plaintext) ? wholeBlob(plaintext) : plaintext;
     this.garbage.add(source.length + BLOB_GARBAGE);
     return this.serially(async () => {
-      const id = sha256Pieces(source.pieces()).toString('hex');
+      const id = (source.whole ? sha256(source.whole) : sha256Pieces(source.pieces())).toString('hex');
       if (this.hasBlob(type, id)) return { id, added: false };
       const compressed = this.compression ? this.compressor.compress(source) : undefined;
       const stored = compressed ?? joinedBlob(source);

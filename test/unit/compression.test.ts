@@ -5,7 +5,7 @@
  */
 import crypto from 'node:crypto';
 import test from 'ava';
-import { BlobCompressor, decompress, wholeBlob, type BlobSource } from '../../src/repository/compression.ts';
+import { BlobCompressor, compress, decompress, FrameDecompressor, joinedBlob, wholeBlob, type BlobSource } from '../../src/repository/compression.ts';
 import { sha256, sha256Pieces } from '../../src/repository/crypto.ts';
 
 /** Text that compresses about 3:1, different all along (no long repeats). */
@@ -55,4 +55,38 @@ test('a blob that does not shrink is left as it is, whole or in pieces; the next
   t.is(compressor.compress(wholeBlob(Buffer.from('x'))), undefined, 'one byte cannot shrink');
   const data = text(50_000);
   t.deepEqual(decompress(compressor.compress(inPieces(data, 1000))!, data.length), data);
+});
+
+/** Pieces copied one after another into one buffer, as a large tree's blocks are read back: each is valid until the next. */
+const inOneBuffer = (data: Buffer, size: number): BlobSource => ({
+  length: data.length,
+  *pieces() {
+    const scratch = Buffer.alloc(size);
+    for (let at = 0; at < data.length; at += size) yield scratch.subarray(0, data.copy(scratch, 0, at, at + size));
+  },
+});
+
+test('pieces that share one buffer are each taken before the next is asked for: hash, compression and joining', (t) => {
+  const data = text(200_000);
+  const source = inOneBuffer(data, 1000);
+  t.deepEqual(sha256Pieces(source.pieces()), sha256(data));
+  t.deepEqual(decompress(new BlobCompressor().compress(source)!, data.length), data);
+  t.deepEqual(joinedBlob(source), data);
+  t.deepEqual(joinedBlob(inOneBuffer(crypto.randomBytes(5000), 700)).length, 5000);
+});
+
+test('frames decompress into one reused buffer; a frame larger than it, or damaged, is not taken for another', (t) => {
+  const decompressor = new FrameDecompressor();
+  const out = Buffer.alloc(64 * 1024);
+  const texts = [text(60_000), text(1), text(64 * 1024)];
+  for (const data of texts) {
+    const result = decompressor.decompress(compress(data), data.length, out);
+    t.is(result.buffer, out.buffer);
+    t.deepEqual(result, data);
+  }
+  const large = text(100_000);
+  t.deepEqual(decompressor.decompress(compress(large), large.length, out), large);
+  t.throws(() => decompressor.decompress(compress(large).subarray(0, 1000), large.length, Buffer.alloc(large.length)));
+  t.throws(() => decompressor.decompress(compress(texts[0]!), texts[0]!.length - 1, out), { message: /decompressed to/ });
+  t.deepEqual(decompressor.decompress(compress(texts[0]!), texts[0]!.length, out), texts[0]);
 });

@@ -46,6 +46,8 @@ export class PackWriter {
   private list: PackedBlob[] = [];
   private readonly capacity: number;
   private buffer: Buffer | undefined;
+  /** A buffer of a pack since written, for the next pack to start in. */
+  private spare: Buffer | undefined;
   private size = 0;
 
   constructor(capacity = 16 * 1024 * 1024) {
@@ -93,6 +95,10 @@ export class PackWriter {
   private room(length: number): Buffer {
     const needed = this.size + length + headerSpace(this.list.length + 1);
     if (this.buffer && needed <= this.buffer.length) return this.buffer;
+    if (!this.buffer && this.spare && needed <= this.spare.length) {
+      [this.buffer, this.spare] = [this.spare, undefined];
+      return this.buffer;
+    }
     // allocUnsafeSlow: outside Node's pool; pages never written cost no memory.
     const buffer = Buffer.allocUnsafeSlow(Math.max(needed, Math.min(this.capacity, this.buffer ? this.buffer.length * 2 : FIRST_BUFFER)));
     this.buffer?.copy(buffer, 0, 0, this.size);
@@ -107,8 +113,8 @@ export class PackWriter {
   }
 
   /**
-   * The whole pack file and its ID. `bytes` is a view of the writer's buffer: write it, then reset()
-   * before adding more.
+   * The whole pack file and its ID. `bytes` is a view of the writer's buffer: handOver() before
+   * adding more, and write it.
    */
   finish(key: MasterKey): { id: string; bytes: Buffer; blobs: PackedBlob[] } {
     const header = encodeHeader(this.list);
@@ -119,11 +125,21 @@ export class PackWriter {
     return { id: sha256(bytes).toString('hex'), bytes, blobs: this.list };
   }
 
-  /** Empties the writer for the next pack, keeping its buffer (not one grown past the capacity). */
-  reset(): void {
+  /**
+   * Empties the writer for the next pack and lets go of its buffer, which holds the finished pack
+   * until it is written; recycle() gives it back then, for a pack after the next.
+   */
+  handOver(): Buffer | undefined {
+    const buffer = this.buffer;
     this.list = [];
     this.size = 0;
-    if (this.buffer && this.buffer.length > this.capacity) this.buffer = undefined;
+    this.buffer = undefined;
+    return buffer;
+  }
+
+  /** Takes back a buffer handed over (not one grown past the capacity) for the next pack to start in. */
+  recycle(buffer: Buffer | undefined): void {
+    if (buffer && buffer.length <= this.capacity) this.spare = buffer;
   }
 }
 

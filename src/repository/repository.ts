@@ -23,6 +23,9 @@ import { YoungGarbageBound } from '../young-garbage.ts';
 /** What saving a blob allocates besides its bytes (hash, nonce, MAC, index entry): ~16 KiB a small file. */
 const BLOB_GARBAGE = 16 * 1024;
 
+/** Packs written at once while the next one fills: each holds a pack's buffer (PACK_SIZE) until it is written. */
+const PACK_WRITES_UNDER_WAY = 1;
+
 /** restic's default pack size. */
 export const PACK_SIZE = 16 * 1024 * 1024;
 
@@ -92,6 +95,9 @@ export class Repository {
   private readonly packers: Record<BlobType, PackWriter>;
   /** Blobs in a packer not yet written: where to find their bytes. */
   private readonly pending: Record<BlobType, Map<string, number>> = { data: new Map(), tree: new Map() };
+  /** Pack writes under way, and the first that failed. */
+  private readonly packWrites = new Set<Promise<void>>();
+  private packWriteFailure: unknown;
   /** Packs written whose index file is not yet written. */
   private unindexed: { id: string; blobs: PackedBlob[] }[] = [];
   private unindexedBlobs = 0;
@@ -222,30 +228,54 @@ export class Repository {
     return blob;
   }
 
+  /**
+   * Finishes the pack and starts writing it: the next pack fills while it is written (a local
+   * pack's write and fsync took a third of a backup's time when awaited). At most
+   * PACK_WRITES_UNDER_WAY at once; a write that fails fails the next pack, flush() or a read.
+   */
   private async writePack(type: BlobType): Promise<void> {
     const packer = this.packers[type];
     if (packer.count === 0) return;
     const pack = packer.finish(this.key);
-    await this.backend.write('data', pack.id, pack.bytes);
-    packer.reset();
+    const buffer = packer.handOver();
+    // Found by hasBlob through the index from now on; loadBlob waits for the write.
     this.index.addPack(pack.id, pack.blobs);
     this.pending[type].clear();
-    this.unindexed.push({ id: pack.id, blobs: pack.blobs });
-    this.unindexedBlobs += pack.blobs.length;
+    await this.packWritesBelow(PACK_WRITES_UNDER_WAY);
+    const write: Promise<void> = this.backend.write('data', pack.id, pack.bytes).then(
+      () => {
+        packer.recycle(buffer);
+        this.unindexed.push({ id: pack.id, blobs: pack.blobs });
+        this.unindexedBlobs += pack.blobs.length;
+      },
+      (error: unknown) => {
+        this.packWriteFailure ??= error;
+      },
+    ).finally(() => this.packWrites.delete(write));
+    this.packWrites.add(write);
     if (this.unindexedBlobs >= MAX_BLOBS_PER_INDEX_FILE) await this.writeIndex();
   }
 
-  private async writeIndex(): Promise<void> {
-    for (const file of encodeIndexFiles(this.unindexed)) await this.saveUnpacked('index', file);
-    this.unindexed = [];
-    this.unindexedBlobs = 0;
+  /** Waits until fewer than `limit` pack writes are under way; then throws the first write's failure, if one failed. */
+  private async packWritesBelow(limit: number): Promise<void> {
+    while (this.packWrites.size >= limit) await Promise.race(this.packWrites);
+    if (this.packWriteFailure !== undefined) throw this.packWriteFailure;
   }
 
-  /** Writes the packs in progress, then the index files for every pack written since the last flush. */
+  /** An index file for each MAX_BLOBS_PER_INDEX_FILE blobs of the packs written (not those being written). */
+  private async writeIndex(): Promise<void> {
+    const packs = this.unindexed;
+    this.unindexed = [];
+    this.unindexedBlobs = 0;
+    for (const file of encodeIndexFiles(packs)) await this.saveUnpacked('index', file);
+  }
+
+  /** Writes the packs in progress, waits for every pack write, then writes the index files for every pack written since the last flush. */
   flush(): Promise<void> {
     return this.serially(async () => {
       await this.writePack('data');
       await this.writePack('tree');
+      await this.packWritesBelow(1);
       await this.writeIndex();
     });
   }
@@ -259,6 +289,8 @@ export class Repository {
       sealed = this.packers[type].blobBytes(pendingAt);
       uncompressedLength = this.packers[type].blobs[pendingAt]!.uncompressedLength;
     } else {
+      // A blob in a pack being written is read once the pack is there.
+      if (this.packWrites.size > 0) await this.packWritesBelow(1);
       const entry = this.index.get(type, id);
       if (!entry) throw new BackendNotFoundError(this.backend.location, 'data', `${type} blob ${id} (not in any index)`);
       sealed = await this.backend.read('data', entry.pack, { offset: entry.offset, length: entry.length });

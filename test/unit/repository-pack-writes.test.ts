@@ -1,0 +1,95 @@
+/**
+ * A pack is written while the next one fills: one write under way at a time, a blob of a pack
+ * being written read back once it is there, and a write that fails fails the backup with nothing
+ * indexed for that pack.
+ */
+import test from 'ava';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { FileType } from '../../src/repository/backends/backend.ts';
+import { LocalBackend } from '../../src/repository/backends/local.ts';
+import { Repository } from '../../src/repository/repository.ts';
+
+const KDF = { N: 1024, r: 8, p: 1 };
+const PACK_SIZE = 64 * 1024;
+
+/** A local backend whose pack writes wait until released, or fail from the `failAt`th on. */
+class HeldBackend extends LocalBackend {
+  released = false;
+  private readonly waiting: (() => void)[] = [];
+  underWay = 0;
+  mostUnderWay = 0;
+  packsWritten = 0;
+  failAt = Infinity;
+
+  override async write(type: FileType, name: string, data: Uint8Array): Promise<void> {
+    if (type !== 'data') return super.write(type, name, data);
+    this.underWay += 1;
+    this.mostUnderWay = Math.max(this.mostUnderWay, this.underWay);
+    try {
+      if (!this.released) await new Promise<void>((resolve) => this.waiting.push(resolve));
+      if (this.packsWritten + 1 >= this.failAt) throw new Error('no space left on device (test)');
+      await super.write(type, name, data);
+      this.packsWritten += 1;
+    } finally {
+      this.underWay -= 1;
+    }
+  }
+
+  release(): void {
+    this.released = true;
+    for (const resolve of this.waiting.splice(0)) resolve();
+  }
+}
+
+async function repository(t: { teardown(fn: () => void): void }): Promise<{ repo: Repository; backend: HeldBackend; dir: string }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-pack-writes-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const backend = new HeldBackend(dir);
+  await Repository.init(backend, 'pw', { kdf: KDF });
+  // Uncompressed, so that each 20 KiB blob fills the small packs as much as it says.
+  return { repo: await Repository.open(backend, 'pw', { packSize: PACK_SIZE, compression: false }), backend, dir };
+}
+
+const blob = () => crypto.randomBytes(20 * 1024);
+
+test('the next pack fills while one is written; a blob of the pack being written is read once it is there', async (t) => {
+  const { repo, backend } = await repository(t);
+  const blobs = Array.from({ length: 8 }, blob);
+  const ids: string[] = [];
+  // Three blobs fill a pack: the first pack's write starts and is held; saving goes on into the next pack.
+  for (const data of blobs.slice(0, 5)) ids.push((await repo.saveBlob('data', data)).id);
+  t.is(backend.underWay, 1);
+  t.is(backend.packsWritten, 0);
+  t.true(repo.hasBlob('data', ids[0]!), 'a blob of the pack being written is known (not saved twice)');
+  t.false((await repo.saveBlob('data', blobs[0]!)).added);
+  const early = repo.loadBlob('data', ids[0]!);
+  setTimeout(() => backend.release(), 50);
+  t.deepEqual(await early, blobs[0]);
+  for (const data of blobs.slice(5)) ids.push((await repo.saveBlob('data', data)).id);
+  await repo.flush();
+  t.is(backend.mostUnderWay, 1, 'one pack write at a time');
+  t.is(backend.underWay, 0);
+  const reopened = await Repository.open(new LocalBackend(backend.location), 'pw');
+  for (const [index, id] of ids.entries()) t.deepEqual(await reopened.loadBlob('data', id), blobs[index]);
+});
+
+test('a pack write that fails fails the backup, and no index lists that pack', async (t) => {
+  const { repo, backend, dir } = await repository(t);
+  backend.release();
+  backend.failAt = 2;
+  const saving = (async () => {
+    for (let i = 0; i < 12; i++) await repo.saveBlob('data', blob());
+    await repo.flush();
+  })();
+  await t.throwsAsync(saving, { message: /no space left on device/ });
+  t.is(backend.packsWritten, 1);
+  await repo.flush().catch(() => undefined);
+  const reopened = await Repository.open(new LocalBackend(dir), 'pw');
+  const packs = new Set(fs.readdirSync(path.join(dir, 'data'), { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name));
+  const indexed = reopened.index.packs();
+  t.is(packs.size, 1, 'the pack written before the failure is there, unreferenced until a backup indexes it');
+  t.true([...indexed].every((pack) => packs.has(pack)), 'every indexed pack is there');
+});

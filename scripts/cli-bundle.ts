@@ -1,6 +1,6 @@
 // The esbuild options of the CLI bundle, shared by build.mjs (which writes it) and the unit test that
 // checks what the bundle evaluates at start (test/unit/startup-graph.test.ts).
-import type { BuildOptions, Plugin } from 'esbuild';
+import { build, type BuildOptions, type Plugin } from 'esbuild';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LIBRARY_PACKAGES } from '../src/sea-assets.ts';
@@ -18,6 +18,19 @@ const embedSqlWasm: Plugin = {
       loader: 'js',
       resolveDir: path.dirname(args.path),
     }));
+  },
+};
+
+// src/repository/seal-worker-source.ts names seal-worker.ts, which a worker thread runs from source;
+// in the bundle it becomes this module instead, which holds seal-worker.ts bundled, for the worker
+// to run as a script: the bundle stays one file.
+const embedSealWorker: Plugin = {
+  name: 'embed-seal-worker',
+  setup(pluginBuild) {
+    pluginBuild.onLoad({ filter: /[\\/]src[\\/]repository[\\/]seal-worker-source\.ts$/ }, async () => {
+      const worker = await build({ ...NODE_BUNDLE, absWorkingDir: REPO_ROOT, entryPoints: ['src/repository/seal-worker.ts'], write: false, minifyWhitespace: true, logLevel: 'silent' });
+      return { contents: `export function sealWorkerScript() { return { script: ${JSON.stringify(worker.outputFiles[0]!.text)}, eval: true }; }\n`, loader: 'js' };
+    });
   },
 };
 
@@ -69,7 +82,7 @@ export function cliBundleOptions(outfile: string, options: { libraries: 'inside'
       ].join('\n'),
     },
     metafile: true,
-    plugins: [embedSqlWasm, lazyTextWidth, ...(options.libraries === 'outside' ? [librariesOutside] : [])],
+    plugins: [embedSqlWasm, embedSealWorker, lazyTextWidth, ...(options.libraries === 'outside' ? [librariesOutside] : [])],
   };
 }
 

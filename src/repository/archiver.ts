@@ -68,12 +68,18 @@ interface Frame {
 const spareChunkBuffers: Buffer[] = [];
 const SPARE_CHUNK_BUFFERS = 2;
 
+/** Chunks a file has on the sealing worker at once: each is a copy (1 MiB on average, at most 8). */
+const CHUNKS_ON_WORKER = 2;
+
 /**
  * One file's content as it streams, cut like restic cuts it and saved blob by blob. Holds at most one
- * chunk (8 MiB), in a buffer reused from file to file.
+ * chunk (8 MiB) in progress, in a buffer reused from file to file, and copies of the large chunks
+ * being sealed on the worker (CHUNKS_ON_WORKER).
  */
 export class FileChunks {
   readonly content: string[] = [];
+  /** Chunks being saved on the sealing worker, oldest first. */
+  private readonly saving: Promise<void>[] = [];
   private readonly repo: Repository;
   private readonly chunker: Chunker;
   private buffer: Buffer | undefined;
@@ -106,6 +112,7 @@ export class FileChunks {
   async end(): Promise<string[]> {
     if (this.used > 0) await this.save(this.buffer!.subarray(0, this.used));
     this.used = 0;
+    for (const saved of this.saving.splice(0)) await saved;
     if (this.buffer && spareChunkBuffers.length < SPARE_CHUNK_BUFFERS) spareChunkBuffers.push(this.buffer);
     this.buffer = undefined;
     return this.content;
@@ -118,9 +125,23 @@ export class FileChunks {
     this.used += piece.length;
   }
 
+  /**
+   * Saves a chunk: a large one on the sealing worker while the next is cut (at most
+   * CHUNKS_ON_WORKER under way), a small one here. Its ID takes its place in `content` either way.
+   */
   private async save(chunk: Buffer): Promise<void> {
-    const { id } = await this.repo.saveBlob('data', chunk);
-    this.content.push(id);
+    const onWorker = this.repo.saveChunkOnWorker(chunk);
+    if (!onWorker) {
+      this.content.push((await this.repo.saveBlob('data', chunk)).id);
+      return;
+    }
+    const at = this.content.push('') - 1;
+    const saved = onWorker.then(({ id }) => {
+      this.content[at] = id;
+    });
+    saved.catch(() => undefined); // awaited below or in end()
+    this.saving.push(saved);
+    if (this.saving.length > CHUNKS_ON_WORKER) await this.saving.shift();
   }
 }
 

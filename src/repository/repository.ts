@@ -19,6 +19,7 @@ import { decodeTree, type Node } from './tree.ts';
 import { NodesByName, treeNodesOf, type TreeNodes } from './tree-nodes.ts';
 import { BlobCompressor, compress, decompress, joinedBlob, wholeBlob, type BlobSource } from './compression.ts';
 import { YoungGarbageBound } from '../young-garbage.ts';
+import { Sealer, SEAL_ON_WORKER_AT, sealingWorkerHelps } from './sealer.ts';
 
 /** What saving a blob allocates besides its bytes (hash, nonce, MAC, index entry): ~16 KiB a small file. */
 const BLOB_GARBAGE = 16 * 1024;
@@ -55,6 +56,8 @@ export interface RepositoryOptions {
   /** Compress blobs and unpacked files (version 2 only); restic's --compression auto is the default. */
   compression?: boolean;
   packSize?: number;
+  /** Seal large chunks on a worker thread, beside the chunking; by default where a second CPU is there to run it. */
+  sealingWorker?: boolean;
 }
 
 export interface SaveStats {
@@ -104,6 +107,9 @@ export class Repository {
   /** The blob being added: one at a time, as a pack's buffer is reused once it is written. */
   private adding: Promise<unknown> = Promise.resolve();
   private readonly compressor = new BlobCompressor();
+  /** Whether large chunks are sealed on a worker thread (started on first use); undefined until a chunk asks, unless the options say. */
+  private sealingWorker: boolean | undefined;
+  private sealer: Sealer | undefined;
   /** Every blob's plaintext stands for as many bytes of input and ciphertext soon garbage. */
   private readonly garbage = new YoungGarbageBound();
 
@@ -114,6 +120,7 @@ export class Repository {
     this.keyId = keyId;
     this.compression = config.version >= 2 && options.compression !== false;
     this.packSize = options.packSize ?? PACK_SIZE;
+    this.sealingWorker = options.sealingWorker;
     this.packers = { data: new PackWriter(this.packSize), tree: new PackWriter(this.packSize) };
   }
 
@@ -189,13 +196,46 @@ export class Repository {
       const compressed = this.compression ? this.compressor.compress(source) : undefined;
       const stored = compressed ?? joinedBlob(source);
       const uncompressedLength = compressed ? source.length : undefined;
-      const blob = await this.addToPack(type, id, stored, uncompressedLength);
-      if (type === 'data') this.stats.dataBlobs += 1;
-      else this.stats.treeBlobs += 1;
-      this.stats.dataAdded += source.length;
-      this.stats.dataAddedPacked += blob.length;
+      const blob = await this.addToPack(type, id, stored.length + OVERHEAD, (packer) => packer.seal(this.key, type, id, stored, uncompressedLength));
+      this.count(type, source.length, blob);
       return { id, added: true };
     });
+  }
+
+  /**
+   * Starts saving a large data chunk on the sealing worker (hashed, compressed and encrypted there),
+   * for the caller to go on chunking meanwhile: the chunk may be reused as soon as this returns.
+   * Chunks are stored in the order they were given, as saveBlob's are. Undefined for a chunk to
+   * save with saveBlob instead: a small one, or no worker.
+   */
+  saveChunkOnWorker(chunk: Buffer): Promise<{ id: string; added: boolean }> | undefined {
+    if (chunk.length < SEAL_ON_WORKER_AT || !(this.sealingWorker ??= sealingWorkerHelps())) return undefined;
+    this.sealer ??= new Sealer(this.key, this.compression);
+    if (!this.sealer.available) return undefined;
+    const sealing = this.sealer.seal(chunk);
+    sealing.catch(() => undefined); // its failure is the saving's, in order, below
+    const length = chunk.length;
+    this.garbage.add(2 * length + BLOB_GARBAGE);
+    return this.serially(async () => {
+      const { id, sealed, uncompressedLength } = await sealing;
+      if (this.hasBlob('data', id)) return { id, added: false };
+      const blob = await this.addToPack('data', id, sealed.length, (packer) => packer.add('data', id, sealed, uncompressedLength));
+      this.count('data', length, blob);
+      return { id, added: true };
+    });
+  }
+
+  /** Stops the sealing worker, if it started (a process exits without it). */
+  async close(): Promise<void> {
+    await this.sealer?.close();
+    this.sealer = undefined;
+  }
+
+  private count(type: BlobType, plaintextLength: number, blob: PackedBlob): void {
+    if (type === 'data') this.stats.dataBlobs += 1;
+    else this.stats.treeBlobs += 1;
+    this.stats.dataAdded += plaintextLength;
+    this.stats.dataAddedPacked += blob.length;
   }
 
   /**
@@ -207,7 +247,8 @@ export class Repository {
     return this.serially(async () => {
       if (this.pending[type].has(id)) return;
       const compressed = this.compression && plaintext.length > 0;
-      await this.addToPack(type, id, compressed ? compress(plaintext) : plaintext, compressed ? plaintext.length : undefined);
+      const stored = compressed ? compress(plaintext) : plaintext;
+      await this.addToPack(type, id, stored.length + OVERHEAD, (packer) => packer.seal(this.key, type, id, stored, compressed ? plaintext.length : undefined));
     });
   }
 
@@ -218,12 +259,12 @@ export class Repository {
     return done;
   }
 
-  /** Seals a blob into its type's pack; the pack is written first when the blob would not fit, and once full. */
-  private async addToPack(type: BlobType, id: string, stored: Buffer, uncompressedLength: number | undefined): Promise<PackedBlob> {
-    if (!this.packers[type].fits(stored.length + OVERHEAD)) await this.writePack(type);
+  /** Puts a blob of `sealedLength` bytes into its type's pack: the pack is written first when the blob would not fit, and once full. */
+  private async addToPack(type: BlobType, id: string, sealedLength: number, put: (packer: PackWriter) => PackedBlob): Promise<PackedBlob> {
+    if (!this.packers[type].fits(sealedLength)) await this.writePack(type);
     const packer = this.packers[type];
     this.pending[type].set(id, packer.count);
-    const blob = packer.seal(this.key, type, id, stored, uncompressedLength);
+    const blob = put(packer);
     if (packer.length >= this.packSize) await this.writePack(type);
     return blob;
   }

@@ -1,0 +1,30 @@
+/**
+ * The sealing worker's thread: hashes, compresses and encrypts the large chunks the main thread
+ * sends (sealBlob), so that a backup's chunking and its sealing run on two cores. Started by
+ * sealer.ts with the master key and whether the repository compresses.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { BlobCompressor } from './compression.ts';
+import type { MasterKey } from './crypto.ts';
+import { sealBlob } from './seal.ts';
+import { YoungGarbageBound } from '../young-garbage.ts';
+import type { SealRequest, SealReply, SealWorkerData } from './sealer.ts';
+
+const { key: raw, compress } = workerData as SealWorkerData;
+const key: MasterKey = { encrypt: Buffer.from(raw.encrypt), mac: { k: Buffer.from(raw.mac.k), r: Buffer.from(raw.mac.r) } };
+const compressor = compress ? new BlobCompressor() : undefined;
+/** Each chunk and its sealed copy are garbage once sent: this thread's heap is bounded as the main one's. */
+const garbage = new YoungGarbageBound();
+
+parentPort!.on('message', ({ seq, plaintext }: SealRequest) => {
+  let reply: SealReply;
+  try {
+    const { id, sealed, uncompressedLength } = sealBlob(key, compressor, Buffer.from(plaintext));
+    reply = { seq, id, sealed: sealed.buffer as ArrayBuffer, uncompressedLength };
+    parentPort!.postMessage(reply, [reply.sealed]);
+    garbage.add(plaintext.byteLength);
+  } catch (error) {
+    reply = { seq, error: error instanceof Error ? error.message : String(error) };
+    parentPort!.postMessage(reply);
+  }
+});

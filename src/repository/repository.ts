@@ -110,6 +110,8 @@ export class Repository {
   /** Whether large chunks are sealed on a worker thread (started on first use); undefined until a chunk asks, unless the options say. */
   private sealingWorker: boolean | undefined;
   private sealer: Sealer | undefined;
+  /** IDs of the chunks on the sealing worker, not yet in a pack. */
+  private readonly onWorker = new Set<string>();
   /** Every blob's plaintext stands for as many bytes of input and ciphertext soon garbage. */
   private readonly garbage = new YoungGarbageBound();
 
@@ -203,25 +205,32 @@ export class Repository {
   }
 
   /**
-   * Starts saving a large data chunk on the sealing worker (hashed, compressed and encrypted there),
-   * for the caller to go on chunking meanwhile: the chunk may be reused as soon as this returns.
-   * Chunks are stored in the order they were given, as saveBlob's are. Undefined for a chunk to
-   * save with saveBlob instead: a small one, or no worker.
+   * Starts saving a large data chunk, for the caller to go on chunking meanwhile: it is hashed here
+   * and, when new, compressed and encrypted on the sealing worker. The chunk may be reused as soon
+   * as this returns. Chunks are stored in the order they were given, as saveBlob's are. Undefined
+   * for a chunk to save with saveBlob instead: a small one, or no worker.
    */
   saveChunkOnWorker(chunk: Buffer): Promise<{ id: string; added: boolean }> | undefined {
     if (chunk.length < SEAL_ON_WORKER_AT || !(this.sealingWorker ??= sealingWorkerHelps())) return undefined;
     this.sealer ??= new Sealer(this.key, this.compression);
     if (!this.sealer.available) return undefined;
+    const id = sha256(chunk).toString('hex');
+    // Known, or on its way: nothing to seal (an unchanged file read again costs its hashing only).
+    if (this.hasBlob('data', id) || this.onWorker.has(id)) return this.serially(async () => ({ id, added: false }));
+    this.onWorker.add(id);
     const sealing = this.sealer.seal(chunk);
     sealing.catch(() => undefined); // its failure is the saving's, in order, below
     const length = chunk.length;
     this.garbage.add(2 * length + BLOB_GARBAGE);
     return this.serially(async () => {
-      const { id, sealed, uncompressedLength } = await sealing;
-      if (this.hasBlob('data', id)) return { id, added: false };
-      const blob = await this.addToPack('data', id, sealed.length, (packer) => packer.add('data', id, sealed, uncompressedLength));
-      this.count('data', length, blob);
-      return { id, added: true };
+      try {
+        const { sealed, uncompressedLength } = await sealing;
+        const blob = await this.addToPack('data', id, sealed.length, (packer) => packer.add('data', id, sealed, uncompressedLength));
+        this.count('data', length, blob);
+        return { id, added: true };
+      } finally {
+        this.onWorker.delete(id);
+      }
     });
   }
 

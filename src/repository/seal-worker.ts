@@ -1,6 +1,6 @@
 /**
- * The sealing worker's thread: hashes, compresses and encrypts the large chunks the main thread
- * sends (sealBlob), so that a backup's chunking and its sealing run on two cores. Started by
+ * The sealing worker's thread: compresses and encrypts the large new chunks the main thread sends
+ * (sealBlob), so that a backup's chunking and its sealing run on two cores. Started by
  * sealer.ts with the master key and whether the repository compresses.
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -19,8 +19,8 @@ const garbage = new YoungGarbageBound();
 parentPort!.on('message', ({ seq, plaintext }: SealRequest) => {
   let reply: SealReply;
   try {
-    const { id, sealed, uncompressedLength } = sealBlob(key, compressor, Buffer.from(plaintext));
-    reply = { seq, id, sealed: sealed.buffer as ArrayBuffer, uncompressedLength };
+    const { sealed, uncompressedLength } = sealBlob(key, compressor, Buffer.from(plaintext));
+    reply = { seq, sealed: sealed.buffer as ArrayBuffer, uncompressedLength };
     parentPort!.postMessage(reply, [reply.sealed]);
     garbage.add(plaintext.byteLength);
   } catch (error) {

@@ -1,13 +1,12 @@
 /**
- * A data blob sealed as a pack stores it: its ID (SHA-256 of the plaintext), the plaintext
- * compressed when that is shorter, then encrypted (IV || ciphertext || MAC). What the sealing worker
- * does for each large chunk (seal-worker.ts), in a buffer of its own that it hands back.
+ * A data blob sealed as a pack stores it: the plaintext compressed when that is shorter, then
+ * encrypted (IV || ciphertext || MAC). What the sealing worker does for each large chunk
+ * (seal-worker.ts), in a buffer of its own that it hands back.
  */
 import { BlobCompressor, wholeBlob } from './compression.ts';
-import { encryptInto, OVERHEAD, sha256, type MasterKey } from './crypto.ts';
+import { encryptInto, OVERHEAD, type MasterKey } from './crypto.ts';
 
 export interface SealedBlob {
-  id: string;
   /** IV || ciphertext || MAC, in a buffer of exactly that length. */
   sealed: Buffer;
   /** The plaintext's length when the blob is stored compressed. */
@@ -15,10 +14,9 @@ export interface SealedBlob {
 }
 
 export function sealBlob(key: MasterKey, compressor: BlobCompressor | undefined, plaintext: Buffer): SealedBlob {
-  const id = sha256(plaintext).toString('hex');
   const compressed = compressor?.compress(wholeBlob(plaintext));
   const stored = compressed ?? plaintext;
   const sealed = Buffer.allocUnsafeSlow(stored.length + OVERHEAD);
   encryptInto(key, stored, sealed, 0);
-  return compressed ? { id, sealed, uncompressedLength: plaintext.length } : { id, sealed };
+  return compressed ? { sealed, uncompressedLength: plaintext.length } : { sealed };
 }

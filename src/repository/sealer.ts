@@ -1,6 +1,6 @@
 /**
- * The main thread's side of the sealing worker (seal-worker.ts): large chunks go to it, in order,
- * each as a copy the worker owns, and come back sealed. The worker starts with the first chunk and
+ * The main thread's side of the sealing worker (seal-worker.ts): large new chunks go to it, in
+ * order, each as a copy the worker owns, and come back sealed. The worker starts with the first chunk and
  * keeps the process alive only while it has work.
  */
 import fs from 'node:fs';
@@ -20,7 +20,7 @@ export interface SealRequest {
   plaintext: ArrayBuffer;
 }
 
-export type SealReply = { seq: number; id: string; sealed: ArrayBuffer; uncompressedLength?: number } | { seq: number; error: string };
+export type SealReply = { seq: number; sealed: ArrayBuffer; uncompressedLength?: number } | { seq: number; error: string };
 
 /** Chunks at least this large are sealed on the worker: for smaller ones, a message costs more than it saves. */
 export const SEAL_ON_WORKER_AT = 256 * 1024;
@@ -105,7 +105,7 @@ export class Sealer {
     this.waiting.delete(reply.seq);
     if (this.waiting.size === 0) this.worker?.unref();
     if ('error' in reply) waiting.reject(new Error(`sealing a blob failed: ${reply.error}`));
-    else waiting.resolve({ id: reply.id, sealed: Buffer.from(reply.sealed), ...(reply.uncompressedLength === undefined ? {} : { uncompressedLength: reply.uncompressedLength }) });
+    else waiting.resolve({ sealed: Buffer.from(reply.sealed), ...(reply.uncompressedLength === undefined ? {} : { uncompressedLength: reply.uncompressedLength }) });
   }
 
   private fail(error: Error): void {

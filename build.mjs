@@ -5,7 +5,8 @@ import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { PRERENDERED_HELP_WIDTHS } from './src/cli/fast-paths.ts';
-import { cliBundleOptions, librariesBundleOptions, namesUsedFromLibraries, NODE_BUNDLE } from './scripts/cli-bundle.ts';
+import { cliBundleOptions, libraryBundleOptions, namesUsedFromLibraries, NODE_BUNDLE } from './scripts/cli-bundle.ts';
+import { CLI_ASSET, LIBRARIES } from './src/sea-assets.ts';
 
 /**
  * V8 keeps a script's source for as long as the process runs, and one character above Latin-1 (a
@@ -29,13 +30,22 @@ await writeFile('dist/package.json', '{ "type": "commonjs" }\n');
 const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0);
 console.error(`built ${outfile} (${(bytes / 1024 / 1024).toFixed(1)} MiB)`);
 
-// The single executable's two bundles, from the same sources (src/sea-assets.ts says why two), and its
-// main script (src/sea-front.ts) with the bundle's own --help output at each width it answers for.
-await build(cliBundleOptions('dist/sea/kubectl-nkvm.js', { libraries: 'outside' }));
-await asciiOnly('dist/sea/kubectl-nkvm.js');
-const usedFromLibraries = namesUsedFromLibraries(await readFile('dist/sea/kubectl-nkvm.js', 'utf8'));
-await build(librariesBundleOptions('dist/sea/kubectl-nkvm-libraries.js', usedFromLibraries));
-await asciiOnly('dist/sea/kubectl-nkvm-libraries.js');
+// The single executable's bundles, from the same sources (src/sea-assets.ts says why apart): the CLI,
+// the Kubernetes client (which takes undici from undici's bundle), and undici with what both use of
+// it; and its main script (src/sea-front.ts) with the bundle's own --help output at each width it
+// answers for.
+const seaBundle = async (options, file) => {
+  await build(options);
+  await asciiOnly(file);
+  return namesUsedFromLibraries(await readFile(file, 'utf8'));
+};
+const seaAsset = (asset) => `dist/sea/${asset}`;
+const usedByCli = await seaBundle(cliBundleOptions(seaAsset(CLI_ASSET), { libraries: 'outside' }), seaAsset(CLI_ASSET));
+const [undici, kubernetes] = LIBRARIES;
+const kubernetesFile = seaAsset(kubernetes.asset);
+const usedByKubernetes = await seaBundle(libraryBundleOptions(kubernetes.name, usedByCli.get(kubernetes.name), kubernetesFile, [undici.name]), kubernetesFile);
+const undiciNames = [...new Set([...usedByCli.get(undici.name), ...usedByKubernetes.get(undici.name)])].sort();
+await seaBundle(libraryBundleOptions(undici.name, undiciNames, seaAsset(undici.asset)), seaAsset(undici.asset));
 const helpByWidth = Object.fromEntries(PRERENDERED_HELP_WIDTHS.map((width) => [width, execFileSync(process.execPath, [
   '--import', `data:text/javascript,Object.defineProperty(process.stdout, "columns", { value: ${width} })`, outfile, '--help',
 ], { encoding: 'utf8' })]));

@@ -43,14 +43,16 @@ const lazyTextWidth: Plugin = {
   },
 };
 
-// The single executable's CLI bundle requires these from its libraries bundle (src/sea-assets.ts).
-const librariesOutside: Plugin = {
-  name: 'libraries-outside',
-  setup(pluginBuild) {
-    const names = new RegExp(`^(${LIBRARY_PACKAGES.map((name) => name.replace(/[/.]/g, '\\$&')).join('|')})$`);
-    pluginBuild.onResolve({ filter: names }, (args) => ({ path: args.path, external: true }));
-  },
-};
+// The single executable's CLI bundle requires these from the libraries' bundles (src/sea-assets.ts).
+function outside(packages: readonly string[]): Plugin {
+  const names = new RegExp(`^(${packages.map((name) => name.replace(/[/.]/g, '\\$&')).join('|')})$`);
+  return {
+    name: 'libraries-outside',
+    setup(pluginBuild) {
+      pluginBuild.onResolve({ filter: names }, (args) => ({ path: args.path, external: true }));
+    },
+  };
+}
 
 /** What every bundle of the plugin is: CommonJS for Node 22 and newer, no license comments. */
 export const NODE_BUNDLE = { bundle: true, platform: 'node', target: 'node22', format: 'cjs', legalComments: 'none', logLevel: 'warning' } as const satisfies BuildOptions;
@@ -82,43 +84,46 @@ export function cliBundleOptions(outfile: string, options: { libraries: 'inside'
       ].join('\n'),
     },
     metafile: true,
-    plugins: [embedSqlWasm, embedSealWorker, lazyTextWidth, ...(options.libraries === 'outside' ? [librariesOutside] : [])],
+    plugins: [embedSqlWasm, embedSealWorker, lazyTextWidth, ...(options.libraries === 'outside' ? [outside(LIBRARY_PACKAGES)] : [])],
   };
 }
 
 /**
- * The names the CLI bundle takes from each of LIBRARY_PACKAGES, read off its text: esbuild binds each
+ * The names a bundle takes from each of LIBRARY_PACKAGES, read off its text: esbuild binds each
  * require() of an external package to a variable (`import_undici2 = require("undici")`) and reads
  * names off it (`import_undici2.Agent`). Exporting just these lets esbuild leave the rest of the
  * libraries out, as it does in dist/kubectl-nkvm (5 MiB of the Kubernetes client, not 16).
  */
-export function namesUsedFromLibraries(cliBundle: string): Map<string, string[]> {
+export function namesUsedFromLibraries(bundle: string): Map<string, string[]> {
   const used = new Map<string, Set<string>>(LIBRARY_PACKAGES.map((name) => [name, new Set<string>()]));
-  for (const [, variable, library] of cliBundle.matchAll(/\b(import_[\w$]+) = (?:__toESM\()?require\("([^"]+)"\)/g)) {
+  for (const [, variable, library] of bundle.matchAll(/\b(import_[\w$]+) = (?:__toESM\()?require\("([^"]+)"\)/g)) {
     const names = used.get(library!);
     if (!names) continue;
-    for (const [, name] of cliBundle.matchAll(new RegExp(`\\b${variable!.replace(/\$/g, '\\$')}\\.([A-Za-z_$][\\w$]*)`, 'g'))) names.add(name!);
+    for (const [, name] of bundle.matchAll(new RegExp(`\\b${variable!.replace(/\$/g, '\\$')}\\.([A-Za-z_$][\\w$]*)`, 'g'))) names.add(name!);
   }
   return new Map([...used].map(([library, names]) => [library, [...names].sort()]));
 }
 
-/** The single executable's libraries bundle: its exports are, by package name, what the CLI bundle uses of each. */
-export function librariesBundleOptions(outfile: string, used: Map<string, string[]>): BuildOptions & { metafile: true } {
-  const libraries = [...used];
+/**
+ * One library's bundle for the single executable: its exports are the names given (what the CLI
+ * bundle and the other libraries use of it); the packages in `external` are required from their
+ * own bundles.
+ */
+export function libraryBundleOptions(name: string, names: readonly string[], outfile: string, external: readonly string[] = []): BuildOptions & { metafile: true } {
   return {
     absWorkingDir: REPO_ROOT,
     stdin: {
-      contents: `${libraries.map(([name, names], index) => `import { ${names.join(', ')} } from '${name}';\nconst library${index} = { ${names.join(', ')} };`).join('\n')}
-export default { ${libraries.map(([name], index) => `'${name}': library${index}`).join(', ')} };\n`,
+      contents: `import { ${names.join(', ')} } from '${name}';\nexport default { ${names.join(', ')} };\n`,
       resolveDir: REPO_ROOT,
-      sourcefile: 'libraries.js',
+      sourcefile: 'library.js',
     },
     ...NODE_BUNDLE,
     outfile,
     define: { 'import.meta.url': '__nkvmImportMetaUrl' },
     banner: { js: IMPORT_META_URL },
-    // The default export is the object of libraries itself.
+    // The default export is the library's object itself.
     footer: { js: 'module.exports = module.exports.default;' },
     metafile: true,
+    plugins: external.length > 0 ? [outside(external)] : [],
   };
 }

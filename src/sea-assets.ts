@@ -3,21 +3,30 @@
  * and the release build that makes its code caches (scripts/release/sea.ts): V8 accepts a cache only
  * for the very source it was made from, so both compile through this module.
  *
- * The executable holds two bundles (build.mjs makes them from the same sources as dist/kubectl-nkvm):
- * the CLI, and the libraries only cluster commands use (the Kubernetes client and undici, over two
- * thirds of the code). Each is compiled, from its own code cache, only when needed: V8 deserializes a
- * whole cache at once, so one cache for both would cost `artifacts list` the Kubernetes client's.
+ * The executable holds the CLI bundle and, apart, each library only some commands use (build.mjs
+ * makes them from the same sources as dist/kubectl-nkvm): undici (the S3 client's HTTP, and the
+ * Kubernetes client's), and the Kubernetes client, which requires undici from its own bundle. Each
+ * is compiled, from its own code cache, only when needed: V8 deserializes a whole cache at once, so
+ * one cache for all would cost `artifacts list` the Kubernetes client's, and a data mover writing
+ * to S3 the Kubernetes client it never calls.
  */
 import path from 'node:path';
 import vm from 'node:vm';
 
 export const CLI_ASSET = 'kubectl-nkvm.js';
-export const CLI_CODE_CACHE_ASSET = 'kubectl-nkvm.js.cache';
-export const LIBRARIES_ASSET = 'kubectl-nkvm-libraries.js';
-export const LIBRARIES_CODE_CACHE_ASSET = 'kubectl-nkvm-libraries.js.cache';
 
-/** The packages the CLI bundle of the executable leaves out and requires from the libraries bundle. */
-export const LIBRARY_PACKAGES = ['@kubernetes/client-node', 'undici'] as const;
+/** The libraries the executable's CLI bundle leaves out, each with the asset that holds its bundle. */
+export const LIBRARIES = [
+  { name: 'undici', asset: 'kubectl-nkvm-undici.js' },
+  { name: '@kubernetes/client-node', asset: 'kubectl-nkvm-kubernetes.js' },
+] as const;
+
+export const LIBRARY_PACKAGES: readonly string[] = LIBRARIES.map((library) => library.name);
+
+/** The asset of V8's code cache of a bundle's asset. */
+export function codeCacheAsset(asset: string): string {
+  return `${asset}.cache`;
+}
 
 export interface CompiledSource {
   source: string;
@@ -46,22 +55,29 @@ export interface RunningCli {
   cli: vm.Script;
   /** The CLI bundle's exports (main). */
   exports: Record<string, unknown>;
-  /** The libraries' Script once a command has needed them. */
-  libraries(): vm.Script | undefined;
+  /** The Scripts of the libraries a command has needed so far, by asset. */
+  libraries: Map<string, vm.Script>;
 }
 
 /**
- * Runs the CLI bundle; its require() of a LIBRARY_PACKAGES name compiles the libraries bundle (once)
- * and answers from it, anything else goes to `require` (Node's built-in modules). `filename` is
- * the executable's path, the CLI's __filename.
+ * Runs the CLI bundle; a require() of a LIBRARIES name (from the CLI or from another library)
+ * compiles that library's bundle (once) and answers from it, anything else goes to `require`
+ * (Node's built-in modules). `filename` is the executable's path, the CLI's __filename.
  */
-export function runCli(cli: CompiledSource, libraries: () => CompiledSource, require: NodeJS.Require, filename: string): RunningCli {
-  let loaded: { script: vm.Script; exports: Record<string, unknown> } | undefined;
+export function runCli(cli: CompiledSource, library: (asset: string) => CompiledSource, require: NodeJS.Require, filename: string): RunningCli {
+  const libraries = new Map<string, vm.Script>();
+  const loaded = new Map<string, Record<string, unknown>>();
   const requireWithLibraries = ((id: string) => {
-    if (!(LIBRARY_PACKAGES as readonly string[]).includes(id)) return require(id);
-    loaded ??= runCommonJs(libraries(), LIBRARIES_ASSET, filename, require);
-    return loaded.exports[id];
+    const wanted = LIBRARIES.find((candidate) => candidate.name === id);
+    if (!wanted) return require(id);
+    let exports = loaded.get(id);
+    if (!exports) {
+      const ran = runCommonJs(library(wanted.asset), wanted.asset, filename, requireWithLibraries);
+      libraries.set(wanted.asset, ran.script);
+      loaded.set(id, (exports = ran.exports));
+    }
+    return exports;
   }) as NodeJS.Require;
   const { script, exports } = runCommonJs(cli, CLI_ASSET, filename, requireWithLibraries);
-  return { cli: script, exports, libraries: () => loaded?.script };
+  return { cli: script, exports, libraries };
 }

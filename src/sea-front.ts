@@ -6,15 +6,15 @@
  */
 import sea from 'node:sea';
 import { fastAnswer } from './cli/fast-paths.ts';
-import { CLI_ASSET, CLI_CODE_CACHE_ASSET, LIBRARIES_ASSET, LIBRARIES_CODE_CACHE_ASSET, runCli, type CompiledSource } from './sea-assets.ts';
+import { CLI_ASSET, codeCacheAsset, runCli, type CompiledSource } from './sea-assets.ts';
 
 /** The CLI's own `--help` output at each prerendered width, put here by the release build. */
 declare const NKVM_HELP_BY_WIDTH: Record<string, string>;
 
-function asset(name: string, cacheName: string): CompiledSource {
+function asset(name: string): CompiledSource {
   let cachedData: Buffer | undefined;
   try {
-    cachedData = Buffer.from(sea.getRawAsset(cacheName) as ArrayBuffer);
+    cachedData = Buffer.from(sea.getRawAsset(codeCacheAsset(name)) as ArrayBuffer);
   } catch {
     // Only the executable for the platform the release was built on has one.
   }
@@ -23,4 +23,4 @@ function asset(name: string, cacheName: string): CompiledSource {
 
 const answer = fastAnswer(process.argv.slice(2), process.argv[1], process.stdout.columns, NKVM_HELP_BY_WIDTH);
 if (answer !== undefined) process.stdout.write(answer);
-else runCli(asset(CLI_ASSET, CLI_CODE_CACHE_ASSET), () => asset(LIBRARIES_ASSET, LIBRARIES_CODE_CACHE_ASSET), require, __filename);
+else runCli(asset(CLI_ASSET), asset, require, __filename);

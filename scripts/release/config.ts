@@ -11,10 +11,9 @@ export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const CACHE = process.env.NKVM_CACHE ?? path.join(os.homedir(), '.cache', 'nkvm');
 export const RELEASE_DIR = path.join(REPO_ROOT, 'dist', 'release');
 export const BUNDLE = path.join(REPO_ROOT, 'dist', 'kubectl-nkvm');
-/** The single executable's main script (src/sea-front.ts) and its two bundles, built beside the bundle by build.mjs. */
+/** The single executable's main script (src/sea-front.ts), and the directory of its bundles (src/sea-assets.ts names them), built beside the bundle by build.mjs. */
 export const SEA_FRONT = path.join(REPO_ROOT, 'dist', 'sea-front.js');
-export const SEA_CLI = path.join(REPO_ROOT, 'dist', 'sea', 'kubectl-nkvm.js');
-export const SEA_LIBRARIES = path.join(REPO_ROOT, 'dist', 'sea', 'kubectl-nkvm-libraries.js');
+export const SEA_BUNDLES = path.join(REPO_ROOT, 'dist', 'sea');
 export const LICENSE = path.join(REPO_ROOT, 'LICENSE');
 export const TEMPLATE = path.join(REPO_ROOT, 'plugin.yaml');
 export const DOWNLOAD_BASE = 'https://github.com/kubectl-nkvm/kubectl-nkvm/releases/download';

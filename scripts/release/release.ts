@@ -23,12 +23,13 @@ import { sha256File, writeTarGz, writeZip } from './archive.ts';
 import { rcodesignPath, signAdHoc, verifyAdHocSignature } from './codesign.ts';
 import { COMPLETE_NAME, completeName, completeScript } from './complete-executable.ts';
 import {
-  archiveName, binName, BUNDLE, CACHE, LICENSE, log, PLATFORMS, platformId, pluginVersion, RELEASE_DIR, REPO_ROOT, SEA_CLI, SEA_FRONT, SEA_LIBRARIES, TEMPLATE,
+  archiveName, binName, BUNDLE, CACHE, LICENSE, log, PLATFORMS, platformId, pluginVersion, RELEASE_DIR, REPO_ROOT, SEA_BUNDLES, SEA_FRONT, TEMPLATE,
 } from './config.ts';
 import { nodeBinaryFor, postjectModule } from './fetch.ts';
 import { checkFormat } from './format.ts';
 import { renderManifest } from './manifest.ts';
 import { injectBlob, makeBlob } from './sea.ts';
+import { CLI_ASSET, LIBRARIES } from '../../src/sea-assets.ts';
 
 const { values: args } = parseArgs({
   options: { platforms: { type: 'string' }, 'skip-krew-validation': { type: 'boolean', default: false } },
@@ -58,7 +59,8 @@ const mtime = Number(process.env.SOURCE_DATE_EPOCH ??
  * the same tree (CI after a developer's run) copies it instead of spending minutes rebuilding it.
  */
 const key = createHash('sha256');
-for (const file of [BUNDLE, SEA_FRONT, SEA_CLI, SEA_LIBRARIES, TEMPLATE, LICENSE, ...fs.readdirSync(import.meta.dirname).sort().map((name) => path.join(import.meta.dirname, name))]) {
+const seaBundles = [CLI_ASSET, ...LIBRARIES.map((library) => library.asset)].map((asset) => path.join(SEA_BUNDLES, asset));
+for (const file of [BUNDLE, SEA_FRONT, ...seaBundles, TEMPLATE, LICENSE, ...fs.readdirSync(import.meta.dirname).sort().map((name) => path.join(import.meta.dirname, name))]) {
   key.update(`${path.basename(file)}\0`).update(fs.readFileSync(file));
 }
 key.update(JSON.stringify({ platforms: platforms.map(platformId), mtime, version, node: process.version, skipKrew: args['skip-krew-validation'] }));

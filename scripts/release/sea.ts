@@ -21,8 +21,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { NODE_VERSION, REPO_ROOT, SEA_CLI, SEA_FRONT, SEA_FUSE, SEA_LIBRARIES, SEA_MACHO_SEGMENT, SEA_RESOURCE, type Platform } from './config.ts';
-import { CLI_ASSET, CLI_CODE_CACHE_ASSET, LIBRARIES_ASSET, LIBRARIES_CODE_CACHE_ASSET } from '../../src/sea-assets.ts';
+import { NODE_VERSION, REPO_ROOT, SEA_BUNDLES, SEA_FRONT, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, type Platform } from './config.ts';
+import { CLI_ASSET, codeCacheAsset, LIBRARIES } from '../../src/sea-assets.ts';
+
+/** Every bundle asset of the executable: the CLI's and each library's. */
+const BUNDLE_ASSETS = [CLI_ASSET, ...LIBRARIES.map((library) => library.asset)];
 
 interface PostjectApi {
   inject(filename: string, resourceName: string, resourceData: Buffer,
@@ -31,8 +34,8 @@ interface PostjectApi {
 
 /**
  * Writes the SEA preparation blob into `workDir` and returns its path: the front (dist/sea-front.js)
- * as the main script, the CLI and libraries bundles (dist/sea/) as assets, and with `codeCache` V8's
- * code cache of all three.
+ * as the main script, the CLI's and libraries' bundles (dist/sea/) as assets, and with `codeCache`
+ * V8's code cache of each.
  */
 export function makeBlob(workDir: string, options: { codeCache: boolean }): string {
   if (process.versions.node !== NODE_VERSION) {
@@ -41,7 +44,7 @@ export function makeBlob(workDir: string, options: { codeCache: boolean }): stri
   const kind = options.codeCache ? 'with-code-cache' : 'portable';
   const blob = path.join(workDir, `sea-prep-${kind}.blob`);
   const config = path.join(workDir, `sea-config-${kind}.json`);
-  const assets: Record<string, string> = { [CLI_ASSET]: SEA_CLI, [LIBRARIES_ASSET]: SEA_LIBRARIES };
+  const assets: Record<string, string> = Object.fromEntries(BUNDLE_ASSETS.map((asset) => [asset, path.join(SEA_BUNDLES, asset)]));
   if (options.codeCache) Object.assign(assets, makeCodeCaches(workDir));
   fs.writeFileSync(config, `${JSON.stringify({
     main: SEA_FRONT,
@@ -61,16 +64,18 @@ export function makeBlob(workDir: string, options: { codeCache: boolean }): stri
 }
 
 /**
- * V8's code caches of the two bundles as the front compiles them (src/sea-assets.ts), made (like the
+ * V8's code caches of the bundles as the front compiles them (src/sea-assets.ts), made (like the
  * blob) with a fixed seed, after the CLI has run what people run most: a cache made before running
  * holds only the functions V8 compiles eagerly, and commands load their modules on use. So this runs
  * `artifacts list` (the catalog and sql.js), `discover` against a server that refuses (the
- * Kubernetes client, from the libraries bundle), and last `backup --help` (its flags; help exits
- * the process, which writes the caches). The CLI bundle exports main(), which these runs await.
+ * Kubernetes client and undici, from their bundles), and last `backup --help` (its flags; help exits
+ * the process, which writes the caches of the bundles it ran). The CLI bundle exports main(), which
+ * these runs await.
  */
 function makeCodeCaches(workDir: string): Record<string, string> {
-  const caches = { [CLI_CODE_CACHE_ASSET]: path.join(workDir, CLI_CODE_CACHE_ASSET), [LIBRARIES_CODE_CACHE_ASSET]: path.join(workDir, LIBRARIES_CODE_CACHE_ASSET) };
+  const caches = Object.fromEntries(BUNDLE_ASSETS.map((asset) => [codeCacheAsset(asset), path.join(workDir, codeCacheAsset(asset))]));
   const assets = path.join(REPO_ROOT, 'src', 'sea-assets.ts');
+  const cli = path.join(SEA_BUNDLES, CLI_ASSET);
   const home = fs.mkdtempSync(path.join(workDir, 'code-cache-home-'));
   const kubeconfig = path.join(home, 'kubeconfig');
   fs.writeFileSync(kubeconfig, [
@@ -82,20 +87,21 @@ function makeCodeCaches(workDir: string): Record<string, string> {
   const runs = [['artifacts', 'list'], ['discover', '--kubeconfig', kubeconfig, '--request-timeout', '5s']];
   execFileSync(process.execPath, ['--random-seed=1', '--input-type=module', '-e', `
     import fs from 'node:fs';
+    import path from 'node:path';
     import { createRequire } from 'node:module';
-    import { runCli } from ${JSON.stringify(assets)};
+    import { codeCacheAsset, runCli } from ${JSON.stringify(assets)};
     const source = (file) => ({ source: fs.readFileSync(file, 'utf8') });
-    process.argv = [process.execPath, ${JSON.stringify(SEA_CLI)}, 'version', '--client'];
-    const running = runCli(source(${JSON.stringify(SEA_CLI)}), () => source(${JSON.stringify(SEA_LIBRARIES)}), createRequire(${JSON.stringify(SEA_CLI)}), ${JSON.stringify(SEA_CLI)});
+    process.argv = [process.execPath, ${JSON.stringify(cli)}, 'version', '--client'];
+    const running = runCli(source(${JSON.stringify(cli)}), (asset) => source(path.join(${JSON.stringify(SEA_BUNDLES)}, asset)), createRequire(${JSON.stringify(cli)}), ${JSON.stringify(cli)});
+    const caches = ${JSON.stringify(caches)};
     process.once('exit', () => {
-      fs.writeFileSync(${JSON.stringify(caches[CLI_CODE_CACHE_ASSET])}, running.cli.createCachedData());
-      fs.writeFileSync(${JSON.stringify(caches[LIBRARIES_CODE_CACHE_ASSET])}, running.libraries().createCachedData());
+      for (const [asset, script] of [[${JSON.stringify(CLI_ASSET)}, running.cli], ...running.libraries]) fs.writeFileSync(caches[codeCacheAsset(asset)], script.createCachedData());
     });
     for (const args of ${JSON.stringify(runs)}) await running.exports.main(args);
     await running.exports.main(['backup', '--help']);
   `], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NKVM_HOME: home, KUBECONFIG: kubeconfig } }); // the runs' errors are expected; a failure's show in the exception
   fs.rmSync(home, { recursive: true, force: true });
-  return caches;
+  return Object.fromEntries(Object.entries(caches).filter(([, file]) => fs.existsSync(file)));
 }
 
 /**

@@ -27,6 +27,9 @@ const BLOB_GARBAGE = 16 * 1024;
 /** Packs written at once while the next one fills: each holds a pack's buffer (PACK_SIZE) until it is written. */
 const PACK_WRITES_UNDER_WAY = 1;
 
+/** A tree of this share of a pack or more is written in its pack at once. */
+const LARGE_TREE_SHARE = 8;
+
 /** restic's default pack size. */
 export const PACK_SIZE = 16 * 1024 * 1024;
 
@@ -268,13 +271,18 @@ export class Repository {
     return done;
   }
 
-  /** Puts a blob of `sealedLength` bytes into its type's pack: the pack is written first when the blob would not fit, and once full. */
+  /**
+   * Puts a blob of `sealedLength` bytes into its type's pack: the pack is written first when the
+   * blob would not fit, and once full, or at once after a large tree (a directory of thousands of
+   * files, some 5 MB for 100,000): gathering three of them held 16 MiB, twice once written while the
+   * next filled.
+   */
   private async addToPack(type: BlobType, id: string, sealedLength: number, put: (packer: PackWriter) => PackedBlob): Promise<PackedBlob> {
     if (!this.packers[type].fits(sealedLength)) await this.writePack(type);
     const packer = this.packers[type];
     this.pending[type].set(id, packer.count);
     const blob = put(packer);
-    if (packer.length >= this.packSize) await this.writePack(type);
+    if (packer.length >= this.packSize || (type === 'tree' && sealedLength >= this.packSize / LARGE_TREE_SHARE)) await this.writePack(type);
     return blob;
   }
 

@@ -93,3 +93,18 @@ test('a pack write that fails fails the backup, and no index lists that pack', a
   t.is(packs.size, 1, 'the pack written before the failure is there, unreferenced until a backup indexes it');
   t.true([...indexed].every((pack) => packs.has(pack)), 'every indexed pack is there');
 });
+
+test('a large tree\'s pack is written at once, without waiting to fill; the small trees after it share the next', async (t) => {
+  const { repo, backend, dir } = await repository(t);
+  backend.release();
+  const tree = (bytes: number) => Buffer.from(`{"nodes":[${JSON.stringify(crypto.randomBytes(bytes / 2).toString('hex'))}]}\n`);
+  // A pack is 64 KiB here: a tree of an eighth of it or more is large.
+  await repo.saveBlob('tree', tree(1000));
+  await repo.saveBlob('tree', tree(10_000));
+  t.is(backend.packsWritten + backend.underWay, 1, 'the large tree and the one before it are written without waiting for a full pack');
+  await repo.saveBlob('tree', tree(1000));
+  await repo.saveBlob('tree', tree(1000));
+  await repo.flush();
+  const reopened = await Repository.open(new LocalBackend(dir), 'pw');
+  t.is(reopened.index.packs().size, 2);
+});

@@ -63,7 +63,7 @@ const IMPORT_META_URL = 'const __nkvmImportMetaUrl = require("node:url").pathToF
 /**
  * The CLI: CommonJS (what Node's single executable applications load), a node shebang, sql.js's
  * WASM inside. With `libraries: 'outside'`, the single executable's CLI bundle, which leaves
- * LIBRARY_PACKAGES to librariesBundleOptions' bundle.
+ * LIBRARY_PACKAGES to libraryBundleOptions' bundles.
  */
 export function cliBundleOptions(outfile: string, options: { libraries: 'inside' | 'outside' } = { libraries: 'inside' }): BuildOptions & { metafile: true } {
   return {

@@ -49,10 +49,16 @@ export function compress(data: Buffer): Buffer {
   return zlib.zstdCompressSync(data, ZSTD_OPTIONS);
 }
 
-/** With the length known, the output is one buffer of that length, not 16 KiB pieces joined at the end. */
+const MAX_DECOMPRESS_CHUNK = 16 * 1024 * 1024;
+
+/**
+ * With the length known, the output is one buffer of that length (up to 16 MiB: a length read from
+ * an index is not allocated whole before the data shows it), not 16 KiB pieces joined at the end.
+ */
 export function decompress(data: Buffer, expectedLength?: number): Buffer {
   if (!expectedLength) return zlib.zstdDecompressSync(data);
-  return zlib.zstdDecompressSync(data, { maxOutputLength: expectedLength, chunkSize: Math.max(expectedLength, zlib.constants.Z_MIN_CHUNK) });
+  const chunkSize = Math.min(Math.max(expectedLength, zlib.constants.Z_MIN_CHUNK), MAX_DECOMPRESS_CHUNK);
+  return zlib.zstdDecompressSync(data, { maxOutputLength: expectedLength, chunkSize });
 }
 
 interface ZstdHandle {

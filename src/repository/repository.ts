@@ -20,6 +20,7 @@ import { NodesByName, treeNodesOf, type TreeNodes } from './tree-nodes.ts';
 import { BlobCompressor, compress, decompress, joinedBlob, wholeBlob, type BlobSource } from './compression.ts';
 import { YoungGarbageBound } from '../young-garbage.ts';
 import { Sealer, SEAL_ON_WORKER_AT, sealingWorkerHelps } from './sealer.ts';
+import type { SealedBlob } from './seal.ts';
 
 /** What saving a blob allocates besides its bytes (hash, nonce, MAC, index entry): ~16 KiB a small file. */
 const BLOB_GARBAGE = 16 * 1024;
@@ -63,6 +64,16 @@ export interface RepositoryOptions {
   sealingWorker?: boolean;
 }
 
+/** A finished pack on its way to the backend: its buffer is the writer's again once it is written. */
+interface PackWrite {
+  pack: { id: string; bytes: Buffer; blobs: PackedBlob[] };
+  buffer: Buffer | undefined;
+  packer: PackWriter;
+  /** The write under way, if one is: it never rejects, it sets `failure`. */
+  attempt?: Promise<void> | undefined;
+  failure?: unknown;
+}
+
 export interface SaveStats {
   dataBlobs: number;
   treeBlobs: number;
@@ -101,9 +112,9 @@ export class Repository {
   private readonly packers: Record<BlobType, PackWriter>;
   /** Blobs in a packer not yet written: where to find their bytes. */
   private readonly pending: Record<BlobType, Map<string, number>> = { data: new Map(), tree: new Map() };
-  /** Pack writes under way, and the first that failed. */
-  private readonly packWrites = new Set<Promise<void>>();
-  private packWriteFailure: unknown;
+  /** Packs finished and not yet written (being written, failed, or waiting), and their blobs by ID. */
+  private readonly packWrites = new Set<PackWrite>();
+  private readonly writing: Record<BlobType, Map<string, { write: PackWrite; blob: PackedBlob }>> = { data: new Map(), tree: new Map() };
   /** Packs written whose index file is not yet written. */
   private unindexed: { id: string; blobs: PackedBlob[] }[] = [];
   private unindexedBlobs = 0;
@@ -184,7 +195,7 @@ export class Repository {
   }
 
   hasBlob(type: BlobType, id: string): boolean {
-    return this.index.has(type, id) || this.pending[type].has(id);
+    return this.index.has(type, id) || this.pending[type].has(id) || this.writing[type].has(id);
   }
 
   /**
@@ -220,8 +231,13 @@ export class Repository {
     const id = sha256(chunk).toString('hex');
     // Known, or on its way: nothing to seal (an unchanged file read again costs its hashing only).
     if (this.hasBlob('data', id) || this.onWorker.has(id)) return this.serially(async () => ({ id, added: false }));
+    let sealing: Promise<SealedBlob>;
+    try {
+      sealing = this.sealer.seal(chunk);
+    } catch {
+      return undefined; // no worker could be made: saveBlob seals it here
+    }
     this.onWorker.add(id);
-    const sealing = this.sealer.seal(chunk);
     sealing.catch(() => undefined); // its failure is the saving's, in order, below
     const length = chunk.length;
     this.garbage.add(2 * length + BLOB_GARBAGE);
@@ -289,35 +305,55 @@ export class Repository {
   /**
    * Finishes the pack and starts writing it: the next pack fills while it is written (a local
    * pack's write and fsync took a third of a backup's time when awaited). At most
-   * PACK_WRITES_UNDER_WAY at once; a write that fails fails the next pack, flush() or a read.
+   * PACK_WRITES_UNDER_WAY at once. A pack stays in `packWrites` until it is written, its blobs
+   * known and readable from its bytes: a write that fails is tried again by the next writePack,
+   * which then throws if it fails again, and by every flush(), which throws while any pack is not
+   * written. So no snapshot can refer to a blob of a pack that is not there.
    */
   private async writePack(type: BlobType): Promise<void> {
     const packer = this.packers[type];
     if (packer.count === 0) return;
     const pack = packer.finish(this.key);
-    const buffer = packer.handOver();
-    // Found by hasBlob through the index from now on; loadBlob waits for the write.
-    this.index.addPack(pack.id, pack.blobs);
+    const write: PackWrite = { pack, buffer: packer.handOver(), packer };
+    for (const blob of pack.blobs) this.writing[type].set(blob.id, { write, blob });
     this.pending[type].clear();
-    await this.packWritesBelow(PACK_WRITES_UNDER_WAY);
-    const write: Promise<void> = this.backend.write('data', pack.id, pack.bytes).then(
-      () => {
-        packer.recycle(buffer);
-        this.unindexed.push({ id: pack.id, blobs: pack.blobs });
-        this.unindexedBlobs += pack.blobs.length;
-      },
-      (error: unknown) => {
-        this.packWriteFailure ??= error;
-      },
-    ).finally(() => this.packWrites.delete(write));
     this.packWrites.add(write);
+    if ([...this.packWrites].some((other) => other.failure !== undefined)) return this.writeAll();
+    for (let underWay = this.writesUnderWay(); underWay.length >= PACK_WRITES_UNDER_WAY; underWay = this.writesUnderWay()) await Promise.race(underWay);
+    this.startWrite(write);
     if (this.unindexedBlobs >= MAX_BLOBS_PER_INDEX_FILE) await this.writeIndex();
   }
 
-  /** Waits until fewer than `limit` pack writes are under way; then throws the first write's failure, if one failed. */
-  private async packWritesBelow(limit: number): Promise<void> {
-    while (this.packWrites.size >= limit) await Promise.race(this.packWrites);
-    if (this.packWriteFailure !== undefined) throw this.packWriteFailure;
+  /** Starts a pack's write; once written, its blobs are in the index and its buffer goes back to its writer. */
+  private startWrite(write: PackWrite): void {
+    write.failure = undefined;
+    write.attempt = this.backend.write('data', write.pack.id, write.pack.bytes).then(
+      () => {
+        this.packWrites.delete(write);
+        this.index.addPack(write.pack.id, write.pack.blobs);
+        for (const blob of write.pack.blobs) this.writing[blob.type].delete(blob.id);
+        write.packer.recycle(write.buffer);
+        this.unindexed.push({ id: write.pack.id, blobs: write.pack.blobs });
+        this.unindexedBlobs += write.pack.blobs.length;
+      },
+      (error: unknown) => {
+        write.failure = error;
+      },
+    ).finally(() => {
+      write.attempt = undefined;
+    });
+  }
+
+  private writesUnderWay(): Promise<void>[] {
+    return [...this.packWrites].flatMap((write) => (write.attempt ? [write.attempt] : []));
+  }
+
+  /** Starts every pack write not under way (not started, or failed) and waits for all; throws the first failure. */
+  private async writeAll(): Promise<void> {
+    for (const write of this.packWrites) if (!write.attempt) this.startWrite(write);
+    await Promise.all([...this.packWrites].map((write) => write.attempt));
+    const failed = [...this.packWrites].find((write) => write.failure !== undefined);
+    if (failed) throw failed.failure;
   }
 
   /** An index file for each MAX_BLOBS_PER_INDEX_FILE blobs of the packs written (not those being written). */
@@ -333,7 +369,7 @@ export class Repository {
     return this.serially(async () => {
       await this.writePack('data');
       await this.writePack('tree');
-      await this.packWritesBelow(1);
+      await this.writeAll();
       await this.writeIndex();
     });
   }
@@ -346,9 +382,12 @@ export class Repository {
     if (pendingAt !== undefined) {
       sealed = this.packers[type].blobBytes(pendingAt);
       uncompressedLength = this.packers[type].blobs[pendingAt]!.uncompressedLength;
+    } else if (this.writing[type].has(id)) {
+      // In a pack being written: its bytes are still here.
+      const { write, blob } = this.writing[type].get(id)!;
+      sealed = write.pack.bytes.subarray(blob.offset, blob.offset + blob.length);
+      uncompressedLength = blob.uncompressedLength;
     } else {
-      // A blob in a pack being written is read once the pack is there.
-      if (this.packWrites.size > 0) await this.packWritesBelow(1);
       const entry = this.index.get(type, id);
       if (!entry) throw new BackendNotFoundError(this.backend.location, 'data', `${type} blob ${id} (not in any index)`);
       sealed = await this.backend.read('data', entry.pack, { offset: entry.offset, length: entry.length });

@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobCompressor } from './compression.ts';
 import type { MasterKey } from './crypto.ts';
-import { sealBlob } from './seal.ts';
+import { SEAL_WORKER_READY, sealBlob } from './seal.ts';
 import { YoungGarbageBound } from '../young-garbage.ts';
 import type { SealRequest, SealReply, SealWorkerData } from './sealer.ts';
 
@@ -28,3 +28,5 @@ parentPort!.on('message', ({ seq, plaintext }: SealRequest) => {
     parentPort!.postMessage(reply);
   }
 });
+
+parentPort!.postMessage(SEAL_WORKER_READY);

@@ -6,6 +6,9 @@
 import { BlobCompressor, wholeBlob } from './compression.ts';
 import { encryptInto, OVERHEAD, type MasterKey } from './crypto.ts';
 
+/** What the sealing worker sends once its script has loaded: chunks go to it from then on. */
+export const SEAL_WORKER_READY = 'ready';
+
 export interface SealedBlob {
   /** IV || ciphertext || MAC, in a buffer of exactly that length. */
   sealed: Buffer;

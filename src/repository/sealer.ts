@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { MasterKey } from './crypto.ts';
-import type { SealedBlob } from './seal.ts';
+import { BlobCompressor } from './compression.ts';
+import { SEAL_WORKER_READY, sealBlob, type SealedBlob } from './seal.ts';
 import { sealWorkerScript } from './seal-worker-source.ts';
 
 export interface SealWorkerData {
@@ -53,13 +54,20 @@ function cgroupCpuQuota(): number | undefined {
 
 export class Sealer {
   private readonly data: SealWorkerData;
+  private readonly script: { script: string | URL; eval: boolean };
   private worker: Worker | undefined;
+  private online = false;
   private failure: Error | undefined;
   private seq = 0;
+  /** Chunks given before the worker was ready: still ours, sent once it is, sealed here if it never is. */
+  private queued: SealRequest[] = [];
   private readonly waiting = new Map<number, { resolve: (blob: SealedBlob) => void; reject: (error: Error) => void }>();
+  private compressor: BlobCompressor | undefined;
 
-  constructor(key: MasterKey, compress: boolean) {
+  /** `script`: what the worker runs (tests give one that fails). */
+  constructor(key: MasterKey, compress: boolean, script = sealWorkerScript()) {
     this.data = { key, compress };
+    this.script = script;
   }
 
   /** False once the worker failed to start or died: chunks are then sealed on the main thread. */
@@ -67,7 +75,10 @@ export class Sealer {
     return this.failure === undefined;
   }
 
-  /** Seals a copy of `chunk` on the worker: `chunk` may be reused as soon as this returns. */
+  /**
+   * Seals a copy of `chunk` on the worker: `chunk` may be reused as soon as this returns. Throws
+   * when the worker cannot be made (the caller seals the chunk itself).
+   */
   seal(chunk: Uint8Array): Promise<SealedBlob> {
     const worker = this.started();
     const plaintext = new Uint8Array(chunk.length);
@@ -76,11 +87,12 @@ export class Sealer {
     const sealed = new Promise<SealedBlob>((resolve, reject) => this.waiting.set(seq, { resolve, reject }));
     if (this.waiting.size === 1) worker.ref();
     const request: SealRequest = { seq, plaintext: plaintext.buffer };
-    worker.postMessage(request, [plaintext.buffer]);
+    if (this.online) worker.postMessage(request, [request.plaintext]);
+    else this.queued.push(request);
     return sealed;
   }
 
-  /** Stops the worker, failing what it still had. */
+  /** Stops the worker: what it had fails, what it had not yet been sent is sealed here. */
   async close(): Promise<void> {
     const worker = this.worker;
     this.fail(new Error('the sealing worker was closed'));
@@ -88,11 +100,21 @@ export class Sealer {
   }
 
   private started(): Worker {
+    if (this.failure) throw this.failure;
     if (this.worker) return this.worker;
-    const { script, eval: isScript } = sealWorkerScript();
-    const worker = new Worker(script, { eval: isScript, workerData: this.data });
+    let worker: Worker;
+    try {
+      worker = new Worker(this.script.script, { eval: this.script.eval, workerData: this.data });
+    } catch (error) {
+      this.fail(error instanceof Error ? error : new Error(String(error)));
+      throw error;
+    }
     worker.unref();
-    worker.on('message', (reply: SealReply) => this.settle(reply));
+    worker.on('message', (reply: SealReply | typeof SEAL_WORKER_READY) => {
+      if (reply !== SEAL_WORKER_READY) return this.settle(reply);
+      this.online = true;
+      for (const request of this.queued.splice(0)) worker.postMessage(request, [request.plaintext]);
+    });
     worker.on('error', (error: Error) => this.fail(error));
     worker.on('exit', (code) => this.fail(new Error(`the sealing worker exited with code ${code}`)));
     this.worker = worker;
@@ -108,9 +130,20 @@ export class Sealer {
     else waiting.resolve({ sealed: Buffer.from(reply.sealed), ...(reply.uncompressedLength === undefined ? {} : { uncompressedLength: reply.uncompressedLength }) });
   }
 
+  /** The worker is gone: chunks it never had are sealed here, those it had fail (their bytes went with it). */
   private fail(error: Error): void {
     this.failure ??= error;
     this.worker = undefined;
+    for (const { seq, plaintext } of this.queued.splice(0)) {
+      const waiting = this.waiting.get(seq)!;
+      this.waiting.delete(seq);
+      try {
+        if (this.data.compress) this.compressor ??= new BlobCompressor();
+        waiting.resolve(sealBlob(this.data.key, this.compressor, Buffer.from(plaintext)));
+      } catch (sealing) {
+        waiting.reject(sealing instanceof Error ? sealing : new Error(String(sealing)));
+      }
+    }
     for (const { reject } of this.waiting.values()) reject(error);
     this.waiting.clear();
   }

@@ -69,7 +69,9 @@ test('wrapper: without an ack it gives up at its deadline with a message, never 
   const silent = await runWrapped(['true'], () => {}, 1);
   t.is(silent.code, ACK_TIMEOUT_EXIT_CODE);
   t.regex(silent.stderr, /no acknowledgement from kubectl-nkvm within 1s after the command ended \(exit code 0\)/);
-  t.true(silent.ms >= 900 && silent.ms < 4000, `exited after ${silent.ms} ms`);
+  // At its 1 s deadline, not at the 30 s default; the bound leaves room for what a loaded machine
+  // adds to starting sh (a run beside the integration suites took 9.8 s).
+  t.true(silent.ms >= 900 && silent.ms < 15_000, `exited after ${silent.ms} ms`);
 });
 
 test('wrapper: a command with input reads exactly its bytes, names with newlines and NULs included, and the ack still arrives', async (t) => {

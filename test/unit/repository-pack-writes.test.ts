@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { FileType } from '../../src/repository/backends/backend.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
+import { sha256 } from '../../src/repository/crypto.ts';
 
 const KDF = { N: 1024, r: 8, p: 1 };
 const PACK_SIZE = 64 * 1024;
@@ -23,6 +24,9 @@ class HeldBackend extends LocalBackend {
   mostUnderWay = 0;
   packsWritten = 0;
   failAt = Infinity;
+  /** Pack write attempts (1 is the first) that fail once. */
+  readonly failAttempts = new Set<number>();
+  attempts = 0;
 
   override async write(type: FileType, name: string, data: Uint8Array): Promise<void> {
     if (type !== 'data') return super.write(type, name, data);
@@ -30,7 +34,8 @@ class HeldBackend extends LocalBackend {
     this.mostUnderWay = Math.max(this.mostUnderWay, this.underWay);
     try {
       if (!this.released) await new Promise<void>((resolve) => this.waiting.push(resolve));
-      if (this.packsWritten + 1 >= this.failAt) throw new Error('no space left on device (test)');
+      this.attempts += 1;
+      if (this.packsWritten + 1 >= this.failAt || this.failAttempts.has(this.attempts)) throw new Error('no space left on device (test)');
       await super.write(type, name, data);
       this.packsWritten += 1;
     } finally {
@@ -107,4 +112,25 @@ test('a large tree\'s pack is written at once, without waiting to fill; the smal
   await repo.flush();
   const reopened = await Repository.open(new LocalBackend(dir), 'pw');
   t.is(reopened.index.packs().size, 2);
+});
+
+test('a pack whose write failed is written again: once by the next pack, then by every flush until it is there', async (t) => {
+  const { repo, backend, dir } = await repository(t);
+  backend.release();
+  backend.failAttempts.add(2);
+  const blobs = Array.from({ length: 12 }, blob);
+  for (const data of blobs) await repo.saveBlob('data', data);
+  await repo.flush();
+  t.true(backend.attempts > backend.packsWritten, 'a write was tried again');
+  // Failing for good: the backup fails, and a later flush on the same repository writes what was held.
+  backend.failAt = backend.packsWritten + 1;
+  const more = Array.from({ length: 3 }, blob);
+  for (const data of more) await repo.saveBlob('data', data).catch(() => undefined);
+  await t.throwsAsync(repo.flush(), { message: /no space left/ });
+  t.true(repo.hasBlob('data', sha256(more[0]!).toString('hex')), 'the unwritten pack\'s blobs stay known, and readable');
+  t.deepEqual(await repo.loadBlob('data', sha256(more[0]!).toString('hex')), more[0]);
+  backend.failAt = Infinity;
+  await repo.flush();
+  const reopened = await Repository.open(new LocalBackend(dir), 'pw');
+  for (const data of [...blobs, ...more]) t.deepEqual(await reopened.loadBlob('data', sha256(data).toString('hex')), data);
 });

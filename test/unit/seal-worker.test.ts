@@ -64,13 +64,26 @@ test('chunks sealed on the worker are the blobs saveBlob stores, in order, a dup
   t.deepEqual((await here.saveBlob('data', chunks[0]!)).id, saved[0]!.id);
 });
 
+test('a worker that cannot start: the chunks given to it are sealed on the main thread', async (t) => {
+  const key = randomMasterKey();
+  const sealer = new Sealer(key, true, { script: 'throw new Error("no thread for you")', eval: true });
+  const data = Buffer.from('compressible '.repeat(50_000));
+  const { sealed, uncompressedLength } = await sealer.seal(data);
+  t.is(uncompressedLength, data.length);
+  t.deepEqual(decompress(decrypt(key, sealed), data.length), data);
+  t.false(sealer.available);
+  t.throws(() => sealer.seal(data), { any: true, message: /no thread for you/ });
+});
+
 test('a worker that dies fails the chunks it had; later chunks are sealed on the main thread', async (t) => {
   const sealer = new Sealer(randomMasterKey(), true);
-  const pending = sealer.seal(chunk(1));
+  await sealer.seal(chunk(1)); // the worker is online, and the next chunk goes to it
+  const pending = sealer.seal(chunk(2));
   await sealer.close();
   await t.throwsAsync(pending, { message: /sealing worker was closed/ });
   t.false(sealer.available);
   const repo = await repository(t, true);
+  await repo.saveChunkOnWorker(chunk(1))!;
   const first = repo.saveChunkOnWorker(chunk(2))!;
   await (repo as unknown as { sealer: Sealer }).sealer.close();
   await t.throwsAsync(first, { message: /sealing worker/ });
@@ -88,6 +101,7 @@ test('the worker as the bundle embeds it seals a chunk that decrypts and decompr
   const worker = new Worker(script.script, { eval: true, workerData: { key, compress: true } satisfies SealWorkerData });
   t.teardown(() => void worker.terminate());
   const plaintext = Buffer.from('compressible '.repeat(100_000));
+  await new Promise((resolve) => worker.once('message', resolve)); // ready
   const reply = await new Promise<SealReply>((resolve) => {
     worker.once('message', resolve);
     const copy = new Uint8Array(plaintext);

@@ -104,8 +104,15 @@ current-context: reader
 `);
   const asReader = (args: string[]) => execa('kubectl', ['--kubeconfig', kubeconfig, ...args], { reject: false, env: { PATH: t.context.pluginPath } });
 
-  const whoami = await asReader(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']);
-  t.is(whoami.stdout, `system:serviceaccount:${namespace}:reader`, 'the token authenticates as the ServiceAccount');
+  let whoami = await asReader(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']);
+  // The API server checks a token's ServiceAccount in its informer cache, which learns of a new one
+  // through a watch: on a cluster seconds old and busy (KinD beside the other suites in CI) the first
+  // try was refused as Unauthorized once.
+  for (let attempt = 0; attempt < 20 && whoami.exitCode !== 0; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    whoami = await asReader(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']);
+  }
+  t.is(whoami.stdout, `system:serviceaccount:${namespace}:reader`, `the token authenticates as the ServiceAccount: ${String(whoami.stderr)}`);
 
   const denied = await asReader(['get', 'pvc', '-n', namespace]);
   t.not(denied.exitCode, 0);

@@ -93,11 +93,14 @@ test('a TokenRequest token authenticates, and RBAC denies listing claims until a
   await cluster.kubectl(['create', 'serviceaccount', 'reader', '-n', namespace]);
   const token = (await cluster.kubectl(['create', 'token', 'reader', '-n', namespace, '--duration=10m'])).trim();
   const server = (await cluster.kubectl(['config', 'view', '--minify', '-o', 'jsonpath={.clusters[0].cluster.server}'])).trim();
+  // The local provider's kubeconfig names a CA file, KinD's embeds the CA: the reader's takes either.
   const caFile = (await cluster.kubectl(['config', 'view', '--minify', '-o', 'jsonpath={.clusters[0].cluster.certificate-authority}'])).trim();
+  const caData = (await cluster.kubectl(['config', 'view', '--minify', '--raw', '-o', 'jsonpath={.clusters[0].cluster.certificate-authority-data}'])).trim();
+  const ca = caFile ? `certificate-authority: "${caFile}"` : `certificate-authority-data: "${caData}"`;
   const kubeconfig = path.join(workDir, `reader-${namespace}.kubeconfig`);
   fs.writeFileSync(kubeconfig, `apiVersion: v1
 kind: Config
-clusters: [{name: c, cluster: {server: "${server}", certificate-authority: "${caFile}"}}]
+clusters: [{name: c, cluster: {server: "${server}", ${ca}}}]
 users: [{name: reader, user: {token: "${token}"}}]
 contexts: [{name: reader, context: {cluster: c, user: reader, namespace: ${namespace}}}]
 current-context: reader

@@ -109,8 +109,7 @@ current-context: reader
 
   let whoami = await asReader(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']);
   // The API server checks a token's ServiceAccount in its informer cache, which learns of a new one
-  // through a watch: on a cluster seconds old and busy (KinD beside the other suites in CI) the first
-  // try was refused as Unauthorized once.
+  // through a watch: a token of an account made a moment before may be refused until it has.
   for (let attempt = 0; attempt < 20 && whoami.exitCode !== 0; attempt++) {
     await new Promise((resolve) => setTimeout(resolve, 250));
     whoami = await asReader(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']);

@@ -82,7 +82,8 @@ test('a claim whose application renames, deletes and appends while tar reads it 
   const flags = ['--catalog', catalog, '--output-dir', path.join(home, 'artifacts'), '--compression', 'gzip'];
 
   // Whether a path vanishes under tar is up to the scheduler: on a loaded machine the application may
-  // sit still for a whole copy. Every backup must succeed; one of a few must have caught a path vanishing.
+  // sit still for a whole copy. Every backup must succeed; one of a few must have caught both a path
+  // vanishing and the log growing after tar read it (in CI, once, a backup caught only the first).
   let backup: Awaited<ReturnType<typeof kubectlNkvm>>;
   let result;
   for (let attempt = 1; ; attempt++) {
@@ -90,7 +91,7 @@ test('a claim whose application renames, deletes and appends while tar reads it 
     t.is(backup.exitCode, 0, String(backup.stderr) + String(backup.stdout));
     [result] = JSON.parse(String(backup.stdout)).items;
     t.is(result.status, 'succeeded', result.message);
-    if (result.vanished?.count > 0 || attempt === 5) break;
+    if ((result.vanished?.count > 0 && result.changed?.count > 0) || attempt === 6) break;
   }
   t.true(result.vanished?.count > 0, `paths vanished: ${JSON.stringify(result.vanished)}`);
   t.true(result.vanished.sample.every((p: string) => /^(?:z\d\d\/(?:\.t\d+|f\d+)|[qrs]\/[ab](?:\/f\d+)?)$/.test(p)), result.vanished.sample.join(', '));

@@ -13,3 +13,12 @@ export const DEFAULT_COPY_RETRIES = 2;
  * what is in flight; the wait only ends early helpers of a client that hung.
  */
 export const DEFAULT_ACK_TIMEOUT_SECONDS = 300;
+
+/**
+ * A data mover prints a line at least every MOVER_HEARTBEAT_SECONDS, its progress or that it is still
+ * at work. The exec stream to a kubelet that stopped answering (its node down, frozen or cut off)
+ * never ends by itself: a mover silent for DEFAULT_MOVER_SILENCE_SECONDS
+ * (NKVM_MOVER_SILENCE_SECONDS) is counted lost, and its backup or restore fails.
+ */
+export const MOVER_HEARTBEAT_SECONDS = 5;
+export const DEFAULT_MOVER_SILENCE_SECONDS = 60;

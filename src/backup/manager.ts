@@ -23,8 +23,7 @@ import { describeChanged, describeUnreadable, describeVanished, type PathSummary
 import { saveArchiveSnapshot } from '../repository/archiver.ts';
 import { findParentSnapshot, previousNodesAtPath } from '../repository/incremental.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
-import type { MoverCredentials } from '../cli/commands/mover.ts';
-import { moverUnusable, moverWaitCommand, runMoverBackup } from './mover.ts';
+import { moverUnusable, moverWaitCommand, runMoverBackup, type MoverOptions } from './mover.ts';
 import { describeHook, podsForHooks, runHook } from './hooks.ts';
 import { NodeSlots } from './node-slots.ts';
 import { hookFor, type HookFlags, type HookRecord, type HookSpec } from './hook-spec.ts';
@@ -178,15 +177,6 @@ export interface BackupOptions {
   onProgress?: BackupProgressListener | undefined;
   /** Called with each claim's result as soon as it is known. */
   onResult?: ((result: BackupResult) => void) | undefined;
-}
-
-export interface MoverOptions {
-  image: string;
-  credentials: MoverCredentials;
-  /** Why movers are used: "--mover pod", or auto's reason. */
-  reason: string;
-  /** --mover auto: where the image cannot be pulled or the pod cannot reach the repository, copy over exec instead. */
-  fallback: boolean;
 }
 
 export interface SnapshotOptions {
@@ -501,6 +491,7 @@ export class BackupManager {
             path: `/data/${target.pvc}`,
             credentials: mover.credentials,
             allowPartial: this.options.allowPartial ?? false,
+            silenceLimitMs: mover.silenceLimitMs,
             signal,
             onBytes: (tarBytes) => progress({ stage: 'copy', tarBytes, attempt: 1 }),
           }, record).catch(async (error: unknown) => {

@@ -11,6 +11,7 @@ import { describeExecFailure, execStream, ExecStreamCutError, TailBuffer, type E
 import { toKubernetesError } from '../kube/errors.ts';
 import type { MoverCredentials, MoverProgressLine, MoverRestoreResult, MoverResult } from '../cli/commands/mover.ts';
 import { CopyStageError, type CopyResult } from './copy.ts';
+import { MOVER_HEARTBEAT_SECONDS } from './defaults.ts';
 import { HELPER_CONTAINER } from './helper-pod.ts';
 
 /** The plugin's executable in its image (scripts/image/build.ts). */
@@ -21,6 +22,18 @@ export function moverWaitCommand(deadlineSeconds: number): string[] {
   return [MOVER_EXECUTABLE, 'mover', 'wait', '--seconds', String(deadlineSeconds)];
 }
 
+/** What a run's data movers are given. */
+export interface MoverOptions {
+  image: string;
+  credentials: MoverCredentials;
+  /** Why movers are used: "--mover pod", or auto's reason. */
+  reason: string;
+  /** --mover auto: where the image cannot be pulled or the pod cannot reach the repository, copy (or restore) over exec instead. */
+  fallback: boolean;
+  /** A mover that says nothing this long has lost its node (defaults.ts). */
+  silenceLimitMs: number;
+}
+
 export interface MoverRequest {
   kubeConfig: KubeConfig;
   namespace: string;
@@ -29,6 +42,7 @@ export interface MoverRequest {
   path: string;
   credentials: MoverCredentials;
   allowPartial: boolean;
+  silenceLimitMs: number;
   signal?: AbortSignal | undefined;
   /** Told the bytes the mover has gone through, as its progress lines arrive. */
   onBytes?: ((bytes: number) => void) | undefined;
@@ -60,7 +74,7 @@ export function progressBytes(line: string): number | undefined {
  * it printed last (undefined when none arrived). A failed or cut exec throws, as the exec does.
  */
 async function execMover<T>(
-  request: { kubeConfig: KubeConfig; namespace: string; pod: string; credentials: MoverCredentials; signal?: AbortSignal | undefined; onBytes?: ((bytes: number) => void) | undefined },
+  request: { kubeConfig: KubeConfig; namespace: string; pod: string; credentials: MoverCredentials; silenceLimitMs: number; signal?: AbortSignal | undefined; onBytes?: ((bytes: number) => void) | undefined },
   args: string[],
 ): Promise<{ outcome: ExecOutcome; report: T | undefined; stdoutBytes: number }> {
   const onBytes = request.onBytes;
@@ -68,22 +82,34 @@ async function execMover<T>(
     const bytes = progressBytes(line);
     if (bytes !== undefined) onBytes?.(bytes);
   });
+  const silence = new SilenceWatch(request.silenceLimitMs, `the mover in pod ${request.namespace}/${request.pod}`);
   let stdoutBytes = 0;
   const stdout = new TailBuffer(undefined, (chunk) => {
+    silence.heard();
     stdoutBytes += chunk.length;
     lines(chunk);
   });
   // A cut exec destroys its stdout with the reason, which the outcome reports.
   stdout.on('error', () => {});
-  const outcome = await execStream(request.kubeConfig, {
-    namespace: request.namespace,
-    pod: request.pod,
-    container: HELPER_CONTAINER,
-    command: [MOVER_EXECUTABLE, 'mover', ...args, '--credentials-stdin'],
-    stdin: Readable.from([Buffer.from(JSON.stringify(request.credentials))]),
-    stdout,
-    signal: request.signal,
-  });
+  let outcome: ExecOutcome;
+  try {
+    // The exec's connection is made through the mover's kubelet too: a dead node may never answer it.
+    outcome = await Promise.race([
+      execStream(request.kubeConfig, {
+        namespace: request.namespace,
+        pod: request.pod,
+        container: HELPER_CONTAINER,
+        command: [MOVER_EXECUTABLE, 'mover', ...args, '--credentials-stdin'],
+        stdin: Readable.from([Buffer.from(JSON.stringify(request.credentials))]),
+        stdout,
+        onStderr: () => silence.heard(),
+        signal: request.signal ? AbortSignal.any([request.signal, silence.signal]) : silence.signal,
+      }),
+      silence.lost,
+    ]);
+  } finally {
+    silence.stop();
+  }
   // The report is the last line; a mover that died printed progress last, or nothing.
   const line = stdout.text.trim().split('\n').at(-1) ?? '';
   if (progressBytes(line) !== undefined) return { outcome, report: undefined, stdoutBytes };
@@ -91,6 +117,50 @@ async function execMover<T>(
     return { outcome, report: line.startsWith('{') ? (JSON.parse(line) as T) : undefined, stdoutBytes };
   } catch {
     return { outcome, report: undefined, stdoutBytes };
+  }
+}
+
+/** A mover that said nothing for the silence limit: its node is down, frozen or cut off from the API server. */
+export class MoverSilentError extends CopyStageError {}
+
+/**
+ * Counts a mover lost when it says nothing (no progress, no heartbeat, no stderr) for `limitMs`:
+ * `signal` then aborts its exec and `lost` rejects with MoverSilentError.
+ */
+export class SilenceWatch {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly limitMs: number;
+  private readonly who: string;
+  readonly lost: Promise<never>;
+
+  constructor(limitMs: number, who: string) {
+    this.limitMs = limitMs;
+    this.who = who;
+    this.lost = new Promise<never>((_, reject) => {
+      this.controller.signal.addEventListener('abort', () => reject(this.controller.signal.reason), { once: true });
+    });
+    this.lost.catch(() => {}); // observed by whoever races it; a watch stopped in time never rejects
+    this.heard();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  heard(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      const seconds = Math.round(this.limitMs / 1000);
+      this.controller.abort(new MoverSilentError(
+        `${this.who} sent nothing for ${seconds}s (it reports at least every ${MOVER_HEARTBEAT_SECONDS}s): its node is down, frozen or cut off from the API server`,
+        { retryable: false },
+      ));
+    }, this.limitMs);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
   }
 }
 
@@ -118,6 +188,7 @@ export async function runMoverBackup(request: MoverRequest): Promise<CopyResult>
   try {
     ran = await execMover<MoverResult>(request, ['backup', '--path', request.path, '--host', request.namespace, ...(request.allowPartial ? ['--allow-partial'] : [])]);
   } catch (error) {
+    if (error instanceof MoverSilentError) throw error;
     if (error instanceof ExecStreamCutError) throw new CopyStageError(`the mover's connection was cut: ${error.message}`, { cause: error, retryable: !request.signal?.aborted });
     const typed = toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
     throw new CopyStageError(typed.message, { cause: typed });
@@ -152,6 +223,7 @@ export interface MoverRestoreRequest {
   snapshotId: string;
   mode: 'empty-only' | 'overwrite';
   credentials: MoverCredentials;
+  silenceLimitMs: number;
   signal?: AbortSignal | undefined;
 }
 
@@ -161,6 +233,7 @@ export interface MoverRestoreRequest {
  */
 export async function runMoverRestore(request: MoverRestoreRequest): Promise<MoverRestoreResult> {
   const { outcome, report } = await execMover<MoverRestoreResult>(request, ['restore', '--snapshot', request.snapshotId, '--mode', request.mode]).catch((error: unknown) => {
+    if (error instanceof MoverSilentError) throw error;
     throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
   });
   if (report && !report.ok && report.unreachable) throw new MoverUnreachableError(`the mover could not reach the repository: ${report.message}`);

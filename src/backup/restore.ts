@@ -40,8 +40,7 @@ import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, deleteHelperPod, HELPER_CONTAINER, l
 import { describeIdentity, isNobodyFallback, isRoot, rootOwnerIdentity, type HelperIdentity } from './helper-identity.ts';
 import { TarStreamCheck, type TarEntry } from './tar-stream.ts';
 import { fileContent, imageNode, restoreTar } from '../repository/restorer.ts';
-import type { MoverCredentials } from '../cli/commands/mover.ts';
-import { MoverUnreachableError, moverUnusable, moverWaitCommand, runMoverRestore } from './mover.ts';
+import { MoverUnreachableError, moverUnusable, moverWaitCommand, runMoverRestore, type MoverOptions } from './mover.ts';
 import type { Transfer } from './transfer.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
@@ -91,14 +90,7 @@ export interface RestoreOptions {
   podReadyTimeoutMs: number;
   signal?: AbortSignal | undefined;
   /** A snapshot of a directory restored by a data mover: a pod of this image writes it in place, from the repository. */
-  mover?: {
-    image: string;
-    credentials: MoverCredentials;
-    /** Why movers are used: "--mover pod", or auto's reason. */
-    reason: string;
-    /** --mover auto: where the image cannot be pulled or the pod cannot reach the repository, restore over exec instead. */
-    fallback: boolean;
-  } | undefined;
+  mover?: MoverOptions | undefined;
   /** Without a mover: why a snapshot goes over exec. */
   execReason?: string | undefined;
 }
@@ -315,6 +307,7 @@ export class RestoreManager {
                 snapshotId: request.snapshot!.snapshot.id,
                 mode: request.mode,
                 credentials: mover.credentials,
+                silenceLimitMs: mover.silenceLimitMs,
                 signal,
               });
               if (!moved.ok) throw new RestoreFailure(/not empty/.test(moved.message) ? 'prepare' : 'write', `claim ${namespace}/${pvc}: ${moved.message}`);

@@ -10,6 +10,10 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { MoverCredentials } from './commands/mover.ts';
+import { DEFAULT_MOVER_SILENCE_SECONDS } from '../backup/defaults.ts';
+import type { MoverOptions } from '../backup/mover.ts';
+import type { MoverMode } from '../backup/transfer.ts';
+import { parsePositiveInteger } from './flags.ts';
 import type { Argv } from 'yargs';
 import { nkvmHome } from './local-paths.ts';
 import {
@@ -220,8 +224,18 @@ export async function openRepository(
   }
 }
 
+/**
+ * What a command's data movers are given: the image, the repository's credentials, why movers are
+ * used, and how long one may say nothing (NKVM_MOVER_SILENCE_SECONDS) before it counts as lost.
+ */
+export function moverOptions(repository: OpenedRepository, flags: RepositoryFlags & { moverImage: string; mover: MoverMode }, reason: string): MoverOptions {
+  const silence = process.env.NKVM_MOVER_SILENCE_SECONDS;
+  const silenceSeconds = silence ? parsePositiveInteger(Number(silence), 'NKVM_MOVER_SILENCE_SECONDS') : DEFAULT_MOVER_SILENCE_SECONDS;
+  return { image: flags.moverImage, credentials: moverCredentials(repository, flags), reason, fallback: flags.mover === 'auto', silenceLimitMs: silenceSeconds * 1000 };
+}
+
 /** What a data mover needs to open the repository from its pod: handed over on its exec's stdin, never stored in the cluster. */
-export function moverCredentials(repository: OpenedRepository, flags: RepositoryFlags): MoverCredentials {
+function moverCredentials(repository: OpenedRepository, flags: RepositoryFlags): MoverCredentials {
   const env = Object.fromEntries(
     ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_DEFAULT_REGION', 'AWS_REGION'].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
   );

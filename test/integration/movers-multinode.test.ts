@@ -5,7 +5,8 @@
  * plugin's report and the scheduler's events agree) and writes into an S3 server on the host, which
  * listens only on the host's address on the cluster's Docker network; restic checks every pack.
  * With --max-per-node 1 the copies on one node never overlap, while the two nodes copy at the same
- * time.
+ * time. A mover whose node dies mid-upload (the node's container frozen) fails its backup, and the
+ * repository and the next backup are fine once the node is back.
  *
  * Always its own KinD cluster, whatever NKVM_CLUSTER_PROVIDER says: the local provider has one node.
  * ava.integration.config.mjs leaves the file out of the run of every suite, so it runs only when
@@ -214,4 +215,71 @@ test('--max-per-node 1: the copies on each node run one after another, while the
   }
   const acrossNodes = spans.some((a) => spans.some((b) => a.node !== b.node && a.start < b.end && b.start < a.end));
   t.true(acrossNodes, 'copies on different nodes ran at the same time');
+});
+
+/** Polls until `found` says yes, or throws after `timeoutMs`. */
+async function until(what: string, found: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await found())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000}s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+// Last (a suite's tests run one after another): a node that does not come back fails this test alone.
+test('the mover\'s node dies mid-upload (its container frozen): the backup fails on the mover\'s silence, no snapshot; once the node is back, restic check passes and the next backup succeeds', async (t) => {
+  t.timeout(10 * 60_000);
+  const { cluster } = t.context;
+  const { workers } = await seededWorkload(t.context);
+  const node = workers[1]!;
+  const namespace = await createNamespace(cluster, 'node-dies');
+  t.context.diagnose = { namespace };
+  // Enough random data that the mover is still uploading when its node stops: 320 MiB.
+  await cluster.kubectl(['apply', '-f', '-'], { input: pinnedClaimAndPod(namespace, 'big', node, cluster) });
+  await cluster.kubectl(['wait', '--for=condition=Ready', 'pod/app-big', '-n', namespace, '--timeout=180s'], { timeoutMs: 190_000 });
+  await cluster.kubectl(['exec', 'app-big', '-n', namespace, '--', 'sh', '-c', 'for i in 0 1 2 3 4 5 6 7 8 9; do head -c 33554432 /dev/urandom > /data/f$i; done'], { timeoutMs: 180_000 });
+  const image = await loadedPluginImage(t.context);
+  const server = await s3ServerForPods(t.context);
+  const location = server.location('node-dies');
+  const env = { ...server.env, RESTIC_PASSWORD: PASSWORD, NKVM_HOME: path.join(t.context.workDir, 'home-node-dies') };
+  t.is((await kubectlNkvm(t.context, ['repo', 'init', location], { env })).exitCode, 0);
+  const backup = ['backup', 'big', '-n', namespace, '--repo', location, '--mover', 'pod', '--mover-image', image.reference, '-o', 'json'];
+  const restic = (args: string[]) => execa(findRestic(), ['--repo', location, '--no-cache', ...args], { env: { ...server.env, RESTIC_PASSWORD: PASSWORD }, reject: false, timeout: 5 * 60_000 });
+
+  const running = kubectlNkvm(t.context, backup, { env: { ...env, NKVM_MOVER_SILENCE_SECONDS: '15' } });
+  // The first pack in the bucket: the mover is uploading.
+  const packs = path.join(server.root, server.bucket, 'node-dies', 'data');
+  await until('a pack uploaded by the mover', () => fs.existsSync(packs) && fs.readdirSync(packs).some((sub) => fs.readdirSync(path.join(packs, sub)).length > 0), 120_000);
+  await execa('docker', ['pause', node]);
+  const frozenAt = Date.now();
+  let paused = true;
+  t.teardown(async () => {
+    if (paused) await execa('docker', ['unpause', node], { reject: false });
+  });
+  const died = await running;
+  t.log(`the backup ended ${((Date.now() - frozenAt) / 1000).toFixed(1)} s after ${node} froze`);
+  t.is(died.exitCode, 1, String(died.stderr));
+  const [result] = (JSON.parse(String(died.stdout)) as { items: Result[] }).items;
+  t.is(result!.status, 'failed');
+  t.regex(result!.message, /copy stage failed: the mover in pod \S+ sent nothing for 15s .*its node is down, frozen or cut off/);
+  t.is(result!.node, node);
+  // While the node is still frozen: the mover's pod is gone from the API, no snapshot was written.
+  await assertNoHelperPods(t);
+  const snapshots = await restic(['snapshots', '--json']);
+  t.is(snapshots.exitCode, 0, snapshots.stderr);
+  t.deepEqual(JSON.parse(snapshots.stdout), [], 'no snapshot');
+
+  await execa('docker', ['unpause', node]);
+  paused = false;
+  await cluster.kubectl(['wait', '--for=condition=Ready', `node/${node}`, '--timeout=120s'], { timeoutMs: 130_000 });
+  const check = await restic(['check', '--read-data']);
+  t.is(check.exitCode, 0, check.stdout + check.stderr);
+  const again = await kubectlNkvm(t.context, backup, { env });
+  t.is(again.exitCode, 0, String(again.stderr) + String(again.stdout));
+  const [next] = (JSON.parse(String(again.stdout)) as { items: Result[] }).items;
+  t.is(next!.status, 'succeeded', next!.message);
+  const after = await restic(['check', '--read-data']);
+  t.is(after.exitCode, 0, after.stdout + after.stderr);
+  t.true((JSON.parse((await restic(['snapshots', '--json'])).stdout) as { id: string }[]).some((s) => s.id === next!.snapshot.id), 'the next backup\'s snapshot is in the repository');
+  await assertNoHelperPods(t, 10_000);
 });

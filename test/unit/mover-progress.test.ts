@@ -1,6 +1,7 @@
-/** A mover's stdout as the plugin reads it: progress lines as they come, split wherever the stream splits them. */
+/** A mover's stdout as the plugin reads it: progress lines as they come, split wherever the stream splits them; its heartbeat, and the plugin's watch for its silence. */
 import test from 'ava';
-import { lineSplitter, progressBytes } from '../../src/backup/mover.ts';
+import { lineSplitter, MoverSilentError, progressBytes, SilenceWatch } from '../../src/backup/mover.ts';
+import { ProgressLines } from '../../src/cli/commands/mover.ts';
 
 test('progress lines give their bytes, across chunk boundaries; the report and anything else give none', (t) => {
   const seen: number[] = [];
@@ -13,4 +14,33 @@ test('progress lines give their bytes, across chunk boundaries; the report and a
   t.deepEqual(seen, [4096, 1048576]);
   t.is(progressBytes('{"ok":true,"message":"snapshot 1 saved","bytesRead":5}'), undefined);
   t.is(progressBytes('{"progress":'), undefined, 'a cut line is not progress');
+});
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('a mover repeats its last progress line while it says nothing else, and stops at its report', async (t) => {
+  const lines: string[] = [];
+  const progress = new ProgressLines((line) => lines.push(line), 100);
+  progress.progress({ files: 3, bytes: 12288 });
+  await pause(450);
+  const beats = lines.length;
+  t.true(beats >= 3, `${beats} lines in 450 ms at a 100 ms heartbeat`);
+  t.true(lines.every((line) => progressBytes(line.trim()) === 12288), lines.join(''));
+  progress.stop();
+  await pause(250);
+  t.is(lines.length, beats, 'nothing after stop()');
+});
+
+test('the plugin counts a mover lost once it says nothing for the silence limit, and not while it speaks', async (t) => {
+  const watch = new SilenceWatch(200, 'the mover in pod ns/mover-1');
+  for (let i = 0; i < 5; i++) {
+    await pause(80);
+    watch.heard();
+  }
+  t.false(watch.signal.aborted, 'heard every 80 ms: alive after 400 ms');
+  const error = await t.throwsAsync(watch.lost, { instanceOf: MoverSilentError });
+  t.true(watch.signal.aborted);
+  t.regex(error!.message, /^the mover in pod ns\/mover-1 sent nothing for 0s .*its node is down, frozen or cut off/);
+  t.false((error as MoverSilentError).retryable);
+  watch.stop();
 });

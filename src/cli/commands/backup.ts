@@ -17,7 +17,7 @@ import { interruptSignal } from '../interrupt.ts';
 import { doneText, PROGRESS_MODES, progressEnabled, ProgressBars, type ProgressMode } from '../progress.ts';
 import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeError, writeInfo, writeResult, writeWarning, type OutputFormat } from '../output.ts';
 import { openCatalog, withStoreOptions, writableOutputDir, type StoreOptions } from '../store-options.ts';
-import { chooseRepository, moverCredentials, openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
+import { chooseRepository, moverOptions, openRepository, withRepositoryOptions, type OpenedRepository, type RepositoryFlags } from '../repository-options.ts';
 import { imageReference } from '../../install/image.ts';
 import { pluginVersion } from '../../version.ts';
 import { parseGoDuration } from '../../backup/hook-spec.ts';
@@ -193,7 +193,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       const manager = new BackupManager(client, catalog, {
         outputDir: artifactDir,
         repository: repository && { repository: repository.repository, location: repository.location },
-        mover: transfer?.mover ? { image: args.moverImage, credentials: moverCredentials(repository!, args), reason: transfer.reason, fallback: args.mover === 'auto' } : undefined,
+        mover: transfer?.mover ? moverOptions(repository!, args, transfer.reason) : undefined,
         execReason: transfer?.reason,
         maxPerNode,
         snapshot: { mode: args.snapshot, snapshotClass: args.snapshotClass, keep: args.keepSnapshot, timeoutMs: snapshotTimeoutMs },

@@ -9,6 +9,7 @@
  */
 import fs from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
+import { MOVER_HEARTBEAT_SECONDS } from '../../backup/defaults.ts';
 import { ExitCode } from '../../errors.ts';
 import { pluginVersion } from '../../version.ts';
 import type { GlobalOptions } from '../global-options.ts';
@@ -111,7 +112,40 @@ async function useCredentials(args: RepositoryFlags): Promise<void> {
   }
 }
 
+/**
+ * The mover's progress lines, and its heartbeat: the last one written again whenever the mover has
+ * said nothing for MOVER_HEARTBEAT_SECONDS (opening the repository, a large file, saving the index),
+ * since the plugin counts a mover that stays silent lost (its node down). Stopped by the report.
+ */
+export class ProgressLines {
+  private last: DirectoryProgress = { files: 0, bytes: 0 };
+  private wroteAt = Date.now();
+  private readonly timer: NodeJS.Timeout;
+  private readonly write: (line: string) => void;
+
+  constructor(write: (line: string) => void = writeResult, heartbeatMs = MOVER_HEARTBEAT_SECONDS * 1000) {
+    this.write = write;
+    this.timer = setInterval(() => {
+      if (Date.now() - this.wroteAt >= heartbeatMs) this.progress(this.last);
+    }, Math.min(1000, heartbeatMs / 5)).unref();
+  }
+
+  progress(progress: DirectoryProgress): void {
+    this.last = progress;
+    this.wroteAt = Date.now();
+    this.write(`${JSON.stringify({ progress } satisfies MoverProgressLine)}\n`);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+let progressLines: ProgressLines | undefined;
+
+/** The last line the mover writes: nothing (no heartbeat) comes after it. */
 function report(result: MoverResult | MoverRestoreResult): void {
+  progressLines?.stop();
   const line = JSON.stringify(result);
   writeResult(`${line}\n`);
   try {
@@ -134,6 +168,7 @@ const backupCommand: CommandModule<GlobalOptions, MoverArgs> = {
       .option('allow-partial', { type: 'boolean', default: false, description: 'Keep a snapshot that lacks paths the mover could not read' })
       .option('credentials-stdin', { type: 'boolean', default: false, description: 'Read the repository, its password and S3 credentials as JSON on stdin' }) as unknown as Argv<MoverArgs>,
   handler: async (args) => {
+    const lines = (progressLines = new ProgressLines());
     if (args.credentialsStdin) await useCredentials(args);
     const opened = await openOrReport(args);
     if (!opened) return;
@@ -147,8 +182,7 @@ const backupCommand: CommandModule<GlobalOptions, MoverArgs> = {
       const parent = await findParentSnapshot(repository, args.host, args.path);
       const previousRoot = parent ? await previousNodesAtPath(repository, parent.tree, args.path) : undefined;
       // Progress as JSON lines before the result (the last line), which the plugin shows as it copies.
-      const onProgress = (progress: DirectoryProgress) => writeResult(`${JSON.stringify({ progress } satisfies MoverProgressLine)}\n`);
-      const archived = await archiveDirectory(repository, args.source, previousRoot, { path: args.path, onProgress });
+      const archived = await archiveDirectory(repository, args.source, previousRoot, { path: args.path, onProgress: (progress) => lines.progress(progress) });
       const unreadable = sample(archived.problems.unreadable);
       if (unreadable.count > 0 && !args.allowPartial) {
         report({ ok: false, message: `${unreadable.count} paths could not be read; no snapshot was written`, unreadable });
@@ -222,6 +256,7 @@ const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
       .option('mode', { choices: ['empty-only', 'overwrite'] as const, default: 'empty-only' as const, description: 'Refuse a claim that holds anything, or replace what it holds' })
       .option('credentials-stdin', { type: 'boolean', default: false, description: 'Read the repository, its password and S3 credentials as JSON on stdin' }) as unknown as Argv<RestoreArgs>,
   handler: async (args) => {
+    progressLines = new ProgressLines();
     if (args.credentialsStdin) await useCredentials(args);
     const opened = await openOrReport(args);
     if (!opened) return;

@@ -11,7 +11,7 @@ import { interruptSignal } from '../interrupt.ts';
 import { outcomeExitCode } from '../outcome.ts';
 import { renderTable, toJson, toYaml, writeError, writeResult } from '../output.ts';
 import { openCatalog, withStoreOptions, type StoreOptions } from '../store-options.ts';
-import { chooseRepository, moverCredentials, openRepository, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
+import { chooseRepository, moverOptions, openRepository, withRepositoryOptions, type RepositoryFlags } from '../repository-options.ts';
 import { imageReference } from '../../install/image.ts';
 import { pluginVersion } from '../../version.ts';
 import { chooseTransfer, MOVER_MODES, type MoverMode } from '../../backup/transfer.ts';
@@ -98,7 +98,7 @@ export const restoreCommand: CommandModule<GlobalOptions, RestoreArgs> = {
       }
       const transfer = opened ? chooseTransfer(args.mover, opened.location, 'restore') : undefined;
       const client = await connectFromFlags(args);
-      const mover = transfer?.mover ? { image: args.moverImage, credentials: moverCredentials(opened!, args), reason: transfer.reason, fallback: args.mover === 'auto' } : undefined;
+      const mover = transfer?.mover ? moverOptions(opened!, args, transfer.reason) : undefined;
       const manager = new RestoreManager(client, catalog, { helper, podReadyTimeoutMs, signal: interruptSignal, mover, execReason: transfer?.reason });
       const result = await manager.restore({
         backup: backup!,

@@ -268,6 +268,8 @@ test('the mover\'s node dies mid-upload (its container frozen): the backup fails
   const snapshots = await restic(['snapshots', '--json']);
   t.is(snapshots.exitCode, 0, snapshots.stderr);
   t.deepEqual(JSON.parse(snapshots.stdout), [], 'no snapshot');
+  const locks = await restic(['list', 'locks', '--no-lock']);
+  t.is(locks.stdout.trim(), '', 'the lost mover\'s lock was removed');
 
   await execa('docker', ['unpause', node]);
   paused = false;

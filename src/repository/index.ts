@@ -4,8 +4,9 @@
  *
  * Memory: blobs are held in flat tables, 48 bytes a blob (binary ID, pack number, offset, length,
  * uncompressed length) sorted by ID and searched by bisection, not as one JS object per blob (about
- * 350 bytes each): a million blobs take about 48 MB. Blobs added since the last sort wait in a small
- * map and are merged in batches; those read from index files go straight into the tables.
+ * 350 bytes each): a million blobs take about 48 MB. Blobs added since the last sort wait unsorted at
+ * the tables' end, found through a small hash of their positions, and are merged in batches; those
+ * read from index files go straight into the tables and are sorted once.
  */
 import type { BlobType, PackedBlob } from './pack.ts';
 
@@ -25,8 +26,10 @@ interface IndexJson {
 /** restic starts a new index file after this many blobs (its indexMaxBlobs). */
 export const MAX_BLOBS_PER_INDEX_FILE = 50_000;
 
-/** Blobs waiting in the map before they are merged into the sorted table. */
+/** Blobs added one by one that wait unsorted before they are merged into the sorted table. */
 const MERGE_AT = 50_000;
+/** Slots of the hash of those blobs' positions: a power of two, at most a quarter used. */
+const TAIL_SLOTS = 2 ** 18;
 const ID_SIZE = 32;
 
 const FIELD_NAMES = ['packs', 'offsets', 'lengths', 'uncompressed'] as const;
@@ -96,6 +99,9 @@ interface Tail {
 /**
  * One blob type's entries: parallel flat arrays, sorted by ID up to `sorted`. Entries read from
  * index files are appended unsorted behind them and sorted once, on the next lookup or compact().
+ * Entries added one by one (the packs a backup writes) are appended too, and found until the next
+ * merge through `tail`, an open-addressing hash of their positions by their IDs' first four bytes:
+ * no JS object, array or ID string is kept for each, as a Map of them did (some 150 bytes a blob).
  */
 class BlobTable {
   private ids = Buffer.alloc(0);
@@ -105,8 +111,10 @@ class BlobTable {
   private uncompressed = new Uint32Array(0);
   private count = 0;
   private sorted = 0;
-  /** Added since the last merge: hex ID -> [pack number, offset, length, uncompressed length]. */
-  private recent = new Map<string, [number, number, number, number]>();
+  /** Positions + 1 of the entries added since the last merge (0: an empty slot); made on first use. */
+  private tail: Int32Array | undefined;
+  /** How many entries `tail` finds: while the table has others unsorted, it finds none of them. */
+  private hashed = 0;
 
   get size(): number {
     this.merge();
@@ -114,8 +122,26 @@ class BlobTable {
   }
 
   add(id: string, pack: number, offset: number, length: number, uncompressedLength: number): void {
-    this.recent.set(id, [pack, offset, length, uncompressedLength]);
-    if (this.recent.size >= MERGE_AT) this.merge();
+    // Entries appended from index files are sorted first: the unsorted part is then all hashed.
+    if (this.hashed !== this.count - this.sorted) this.merge();
+    const at = this.count;
+    this.append(id, pack, offset, length, uncompressedLength);
+    this.tail ??= new Int32Array(TAIL_SLOTS);
+    let slot = this.ids.readUInt32BE(at * ID_SIZE) & (TAIL_SLOTS - 1);
+    while (this.tail[slot] !== 0) slot = (slot + 1) & (TAIL_SLOTS - 1);
+    this.tail[slot] = at + 1;
+    this.hashed += 1;
+    if (this.hashed >= MERGE_AT) this.merge();
+  }
+
+  /** The position of an ID among the entries added since the last merge, or -1. */
+  private findInTail(id: Buffer): number {
+    if (this.hashed === 0) return -1;
+    for (let slot = id.readUInt32BE(0) & (TAIL_SLOTS - 1); this.tail![slot] !== 0; slot = (slot + 1) & (TAIL_SLOTS - 1)) {
+      const at = this.tail![slot]! - 1;
+      if (this.ids.compare(id, 0, ID_SIZE, at * ID_SIZE, at * ID_SIZE + ID_SIZE) === 0) return at;
+    }
+    return -1;
   }
 
   /** Appends an entry read from an index file: no Map entry, no array per blob. */
@@ -143,10 +169,11 @@ class BlobTable {
    * table, no sort of the whole. Of a blob in two packs (restic allows it), the entry added first stays.
    */
   merge(): void {
-    if (this.recent.size === 0 && this.sorted === this.count) return;
-    this.grow(this.count + this.recent.size);
-    for (const [id, [pack, offset, length, uncompressed]] of this.recent) this.append(id, pack, offset, length, uncompressed);
-    this.recent.clear();
+    if (this.sorted === this.count) return;
+    if (this.hashed > 0) {
+      this.tail!.fill(0);
+      this.hashed = 0;
+    }
     const head = this.sorted;
     if (head === 0) return this.sortInPlace();
     const tail = this.newEntries(head);
@@ -233,11 +260,12 @@ class BlobTable {
   }
 
   get(id: string): [number, number, number, number] | undefined {
-    const recent = this.recent.get(id);
-    if (recent) return recent;
-    if (this.sorted < this.count) this.merge();
+    if (this.hashed !== this.count - this.sorted) this.merge();
     if (this.count === 0 || !/^[0-9a-f]{64}$/.test(id)) return undefined;
-    const at = this.find(Buffer.from(id, 'hex'));
+    const binary = Buffer.from(id, 'hex');
+    // The table's first entry of an ID is the one kept: the sorted part's, when both have it.
+    let at = this.find(binary);
+    if (at < 0) at = this.findInTail(binary);
     return at < 0 ? undefined : [this.packs[at]!, this.offsets[at]!, this.lengths[at]!, this.uncompressed[at]!];
   }
 

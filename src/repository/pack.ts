@@ -24,11 +24,13 @@ const PLAIN_ENTRY = 37;
 const COMPRESSED_ENTRY = 41;
 const HEADER_LENGTH_SIZE = 4;
 /**
- * At most as many blobs in a pack as restic puts in an index file. Small blobs that compress well
- * (a million files of a few KiB) put 160,000 in 16 MiB: the pack's list and its index file (24 MB
- * of JSON, compressed and encrypted in copies) took 100 MB for a moment.
+ * At most this many blobs in a pack. Small blobs that compress well (a million files of a few KiB)
+ * put 160,000 in 16 MiB: the pack's list and its index file (24 MB of JSON, compressed and encrypted
+ * in copies) took 100 MB for a moment. Until its pack is written, each blob is a JS object and an ID
+ * string (~200 bytes) in up to three packs at once (the one filling, the one waiting, the one being
+ * written): at 50,000 a blob, a mover over a million such files held some 150,000 of them.
  */
-export const MAX_BLOBS_PER_PACK = 50_000;
+export const MAX_BLOBS_PER_PACK = 10_000;
 /** A pack's buffer starts at this size and doubles as blobs come. */
 const FIRST_BUFFER = 1024 * 1024;
 /** restic's MaxHeaderSize. */
@@ -48,10 +50,13 @@ export class PackWriter {
   private buffer: Buffer | undefined;
   /** A buffer of a pack since written, for the next pack to start in. */
   private spare: Buffer | undefined;
+  private readonly keepsSpare: boolean;
   private size = 0;
 
-  constructor(capacity = 16 * 1024 * 1024) {
+  /** `keepsSpare`: recycle() keeps a written pack's buffer for the next pack; otherwise it is let go. */
+  constructor(capacity = 16 * 1024 * 1024, { keepsSpare = true } = {}) {
     this.capacity = capacity;
+    this.keepsSpare = keepsSpare;
   }
 
   get blobs(): PackedBlob[] {
@@ -139,7 +144,7 @@ export class PackWriter {
 
   /** Takes back a buffer handed over (not one grown past the capacity) for the next pack to start in. */
   recycle(buffer: Buffer | undefined): void {
-    if (buffer && buffer.length <= this.capacity) this.spare = buffer;
+    if (this.keepsSpare && buffer && buffer.length <= this.capacity) this.spare = buffer;
   }
 }
 

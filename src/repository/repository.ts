@@ -137,7 +137,8 @@ export class Repository {
     this.compression = config.version >= 2 && options.compression !== false;
     this.packSize = options.packSize ?? PACK_SIZE;
     this.sealingWorker = options.sealingWorker;
-    this.packers = { data: new PackWriter(this.packSize), tree: new PackWriter(this.packSize) };
+    // Tree packs are few and may be large (a directory of 100,000 files: 11 MiB): no buffer is kept for the next.
+    this.packers = { data: new PackWriter(this.packSize), tree: new PackWriter(this.packSize, { keepsSpare: false }) };
   }
 
   /** Creates a new repository: layout, key file, config. Refuses a location that already has a config. */

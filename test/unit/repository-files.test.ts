@@ -77,6 +77,29 @@ test('index files loaded, then packs added: sorted tails merged into the head ke
   t.true(ids.every((blobId) => index.has('data', blobId)));
 });
 
+test('blobs added since the last merge are found before it, IDs sharing their first bytes too; a blob in the sorted part and added again keeps its first pack', (t) => {
+  const index = new Index();
+  // Every fifth shares its first four bytes (its slot in the hash of the unsorted part) with the others.
+  const ids = Array.from({ length: 60_000 }, (_, i) => sha256(Buffer.from(`tail ${i}`)).toString('hex')).map((blobId, i) => (i % 5 === 0 ? `0badcafe${blobId.slice(8)}` : blobId));
+  const blobs = (from: number, to: number) => ids.slice(from, to).map((blobId, i) => ({ type: 'data' as const, id: blobId, offset: from + i, length: 1 }));
+  index.addFile(Buffer.from(JSON.stringify({ packs: [{ id: id(1), blobs: blobs(0, 1_000).map(({ id: blobId, offset, length }) => ({ id: blobId, type: 'data', offset, length })) }] })));
+  // Added one by one after entries loaded from a file and not yet sorted: each is found at once.
+  for (let p = 0; p < 59; p++) {
+    index.addPack(id(10 + p), blobs(1_000 + p * 1_000, 2_000 + p * 1_000));
+    const last = 1_999 + p * 1_000;
+    if (index.get('data', ids[last]!)?.offset !== last || index.get('data', ids[last - 995]!)?.pack !== id(10 + p)) {
+      t.fail(`after pack ${p}: ${JSON.stringify(index.get('data', ids[last]!))}`);
+      return;
+    }
+  }
+  index.addPack(id(99), [{ type: 'data', id: ids[3]!, offset: 77, length: 1 }, { type: 'data', id: ids[59_999]!, offset: 78, length: 1 }]);
+  t.like(index.get('data', ids[3]!), { pack: id(1), offset: 3 }, 'in the sorted part and added again: its first pack');
+  t.like(index.get('data', ids[59_999]!), { pack: id(68), offset: 59_999 }, 'added twice since the merge: its first pack');
+  t.false(index.has('data', `0badcafe${'0'.repeat(56)}`), 'an ID whose first bytes many share, none of them');
+  t.is(index.size, 60_000);
+  t.true(ids.every((blobId, n) => index.get('data', blobId)?.offset === n));
+});
+
 test('the local backend: restic layout, read-only files, no overwrites, ranges, typed not-found', async (t) => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-local-backend-'));
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));

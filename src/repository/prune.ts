@@ -21,7 +21,7 @@
 import { parseIndexFile } from './check.ts';
 import { encodeIndexFiles } from './index.ts';
 import type { RepositoryLock } from './lock.ts';
-import { packSize, type BlobType, type PackedBlob } from './pack.ts';
+import { MAX_BLOBS_PER_PACK, packSize, type BlobType, type PackedBlob } from './pack.ts';
 import { unsealBlob, type Repository } from './repository.ts';
 import { decodeTree } from './tree.ts';
 
@@ -276,7 +276,9 @@ export function planPrune(packs: Iterable<{ id: string; blobs: readonly PackedBl
       stats.blobs.remove += p.unusedBlobs;
       stats.bytes.remove += p.unusedSize;
     } else if (p.unusedBlobs === 0 && p.type !== 'mixed' && !mustCompress) {
-      if (size >= targetPackSize) stats.packfiles.keep += 1;
+      // A pack of as many blobs as ours hold (tiny ones) would come out of a repack no larger: it is
+      // not small, or every prune would repack it again. restic, whose packs have no such bound, differs here.
+      if (size >= targetPackSize || p.usedBlobs >= MAX_BLOBS_PER_PACK) stats.packfiles.keep += 1;
       else smallCandidates.push({ ...p, id, mustCompress });
     } else {
       candidates.push({ ...p, id, mustCompress });

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import crypto from 'node:crypto';
-import { packSize, type BlobType, type PackedBlob } from '../../src/repository/pack.ts';
+import { MAX_BLOBS_PER_PACK, packSize, type BlobType, type PackedBlob } from '../../src/repository/pack.ts';
 import {
   blobKey,
   describePruneStats,
@@ -131,6 +131,16 @@ test('small fully used packs are repacked only when there are ten or more of the
   const result = plan([big, ...ten], [...big.blobs, ...ten.flatMap((p) => p.blobs)]);
   t.deepEqual(result.repackPacks.sort(), ten.map((p) => p.id).sort());
   t.is(result.stats.packfiles.keep, 1);
+});
+
+test('fully used packs of as many blobs as a pack of ours holds are not small, however few bytes: a repack would give the same', (t) => {
+  const big = bigData();
+  const full = Array.from({ length: 10 }, () => pack('data', Array(MAX_BLOBS_PER_PACK).fill(60)));
+  const result = plan([big, ...full], [...big.blobs, ...full.flatMap((p) => p.blobs)]);
+  t.deepEqual(result.repackPacks, []);
+  t.is(result.stats.packfiles.keep, 11);
+  const short = Array.from({ length: 10 }, () => pack('data', Array(MAX_BLOBS_PER_PACK - 1).fill(60)));
+  t.is(plan([big, ...short], [...big.blobs, ...short.flatMap((p) => p.blobs)]).repackPacks.length, 10, 'one blob fewer: small, repacked');
 });
 
 test('a blob stored twice keeps the copy in a pack that is used anyway; the other copy goes with its pack', (t) => {

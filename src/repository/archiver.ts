@@ -400,6 +400,16 @@ export interface TarConsumer {
   readonly counts: { files: number; dirs: number; bytes: number; read?: number; entries?: number; changes?: ChangeCounts };
 }
 
+/** Runs an archive's work; when it fails, the repository settles (Repository.settle) before the failure is passed on. */
+export async function settledOnFailure<T>(repo: Repository, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    await repo.settle();
+    throw error;
+  }
+}
+
 /**
  * Reads a whole tar stream into the repository through `consumer`: blobs and trees, then its packs
  * and index. A stream without tar's end-of-archive marker is refused: it was cut short. What it
@@ -412,28 +422,30 @@ export async function archiveWith(
   options: Pick<ArchiveOptions, 'path' | 'time'> & { concatenated?: boolean },
   makeConsumer: (time: bigint) => TarConsumer,
 ): Promise<ArchivedTree> {
-  const start = nowNs();
-  const time = options.time ?? start;
-  const before = { ...repo.stats };
-  const consumer = makeConsumer(time);
-  const events: Event[] = [];
-  const checker = new TarStreamCheck({
-    concatenated: options.concatenated ?? false,
-    onEntry: (entry) => events.push({ kind: 'entry', entry }),
-    onData: (data) => events.push({ kind: 'data', data }),
-  });
-  for await (const chunk of input) {
-    checker.feed(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    for (const event of events.splice(0)) {
-      if (event.kind === 'entry') await consumer.entry(event.entry);
-      else await consumer.data(event.data);
+  return settledOnFailure(repo, async () => {
+    const start = nowNs();
+    const time = options.time ?? start;
+    const before = { ...repo.stats };
+    const consumer = makeConsumer(time);
+    const events: Event[] = [];
+    const checker = new TarStreamCheck({
+      concatenated: options.concatenated ?? false,
+      onEntry: (entry) => events.push({ kind: 'entry', entry }),
+      onData: (data) => events.push({ kind: 'data', data }),
+    });
+    for await (const chunk of input) {
+      checker.feed(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      for (const event of events.splice(0)) {
+        if (event.kind === 'entry') await consumer.entry(event.entry);
+        else await consumer.data(event.data);
+      }
     }
-  }
-  if (!checker.summary.complete) throw new ArchiveError('the tar stream ended without its end-of-archive marker: it was cut short');
-  const tree = await consumer.finish(options.path);
-  await repo.flush();
-  const added = savedSince(repo, before);
-  return { tree, ...consumer.counts, start, time, added };
+    if (!checker.summary.complete) throw new ArchiveError('the tar stream ended without its end-of-archive marker: it was cut short');
+    const tree = await consumer.finish(options.path);
+    await repo.flush();
+    const added = savedSince(repo, before);
+    return { tree, ...consumer.counts, start, time, added };
+  });
 }
 
 /** A whole tar stream (the claim's root at its top) into the repository, its snapshot not yet written. */

@@ -10,7 +10,7 @@
  * chunk, one pack per blob type.
  */
 import fs from 'node:fs';
-import { ArchiveError, FileChunks, savedSince, type ArchiveOptions, type ArchivedTree } from './archiver.ts';
+import { ArchiveError, FileChunks, savedSince, settledOnFailure, type ArchiveOptions, type ArchivedTree } from './archiver.ts';
 import { nodeFromListing, TreeBuilder, type ListedEntry } from './incremental.ts';
 import type { Repository } from './repository.ts';
 import { nowNs } from './time.ts';
@@ -193,25 +193,27 @@ export async function archiveDirectory(
   previousRoot: NodesByName | undefined,
   options: DirectoryArchiveOptions,
 ): Promise<ArchivedTree & { problems: DirectoryProblems }> {
-  const start = nowNs();
-  const time = options.time ?? start;
-  const before = { ...repo.stats };
-  const archiver = new DirectoryArchiver(repo, previousRoot, time);
-  const every = options.progressEveryMs ?? 1000;
-  let reported = Date.now();
-  for (const { entry, absolute } of walk(Buffer.from(root), archiver.problems)) {
-    await archiver.add(entry, absolute);
-    // The walk is synchronous, so no timer would fire in it: the clock is read as it goes.
-    if (options.onProgress && Date.now() - reported >= every) {
-      reported = Date.now();
-      const { files, bytes } = archiver.counts;
-      options.onProgress({ files, bytes });
+  return settledOnFailure(repo, async () => {
+    const start = nowNs();
+    const time = options.time ?? start;
+    const before = { ...repo.stats };
+    const archiver = new DirectoryArchiver(repo, previousRoot, time);
+    const every = options.progressEveryMs ?? 1000;
+    let reported = Date.now();
+    for (const { entry, absolute } of walk(Buffer.from(root), archiver.problems)) {
+      await archiver.add(entry, absolute);
+      // The walk is synchronous, so no timer would fire in it: the clock is read as it goes.
+      if (options.onProgress && Date.now() - reported >= every) {
+        reported = Date.now();
+        const { files, bytes } = archiver.counts;
+        options.onProgress({ files, bytes });
+      }
     }
-  }
-  const tree = await archiver.finish(options.path);
-  await repo.flush();
-  const added = savedSince(repo, before);
-  return { tree, ...archiver.counts, start, time, added, problems: archiver.problems };
+    const tree = await archiver.finish(options.path);
+    await repo.flush();
+    const added = savedSince(repo, before);
+    return { tree, ...archiver.counts, start, time, added, problems: archiver.problems };
+  });
 }
 
 export interface RestoredDirectory {

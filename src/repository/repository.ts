@@ -254,6 +254,16 @@ export class Repository {
     });
   }
 
+  /**
+   * Waits until nothing is under way (blobs being saved, packs being written), whatever each comes
+   * to. An archive that fails calls it before it rejects, so that its caller, which then lets go of
+   * the lock, never has a pack landing behind it.
+   */
+  async settle(): Promise<void> {
+    await this.adding;
+    await Promise.all(this.writesUnderWay());
+  }
+
   /** Stops the sealing worker, if it started (a process exits without it). */
   async close(): Promise<void> {
     await this.sealer?.close();

@@ -1,7 +1,7 @@
 /**
  * A pack is written while the next one fills: one write under way at a time, a blob of a pack
  * being written read back once it is there, and a write that fails fails the backup with nothing
- * indexed for that pack.
+ * indexed for that pack; a backup that fails waits for the write under way.
  */
 import test from 'ava';
 import crypto from 'node:crypto';
@@ -12,6 +12,8 @@ import type { FileType } from '../../src/repository/backends/backend.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { sha256 } from '../../src/repository/crypto.ts';
+import { archiveTar } from '../../src/repository/archiver.ts';
+import { execFileSync } from 'node:child_process';
 
 const KDF = { N: 1024, r: 8, p: 1 };
 const PACK_SIZE = 64 * 1024;
@@ -133,4 +135,20 @@ test('a pack whose write failed is written again: once by the next pack, then by
   await repo.flush();
   const reopened = await Repository.open(new LocalBackend(dir), 'pw');
   for (const data of [...blobs, ...more]) t.deepEqual(await reopened.loadBlob('data', sha256(data).toString('hex')), data);
+});
+
+test('a backup cut off while a pack is being written rejects only once that write has ended: nothing lands after its caller lets go of the lock', async (t) => {
+  const { repo, backend, dir } = await repository(t);
+  const source = path.join(dir, 'source');
+  fs.mkdirSync(source);
+  for (let i = 0; i < 8; i++) fs.writeFileSync(path.join(source, `f${i}`), crypto.randomBytes(30 * 1024));
+  const archive = execFileSync('tar', ['--format=posix', '-cf', '-', '-C', source, '.']);
+  async function* cutOff() {
+    yield archive.subarray(0, 200 * 1024); // past the first pack of 64 KiB: its write is held
+    throw new Error('connection lost');
+  }
+  setTimeout(() => backend.release(), 300);
+  await t.throwsAsync(archiveTar(repo, cutOff(), { path: '/data/cut', hostname: 'h' }), { message: 'connection lost' });
+  t.is(backend.underWay, 0, 'no pack write under way once the backup has failed');
+  t.true(backend.packsWritten >= 1);
 });

@@ -68,8 +68,9 @@ test('--mover pod: a pod of the plugin image reads the claim on its node and wri
   const back = await kubectlNkvm(t.context, ['restore', first.result.snapshot.id.slice(0, 8), '--to', 'copy', '--create', '--size', '1Gi', '-n', namespace, '--repo', location, '--mover', 'pod', '--mover-image', image.reference, '-o', 'json'], { env });
   t.is(back.exitCode, 0, String(back.stderr) + String(back.stdout));
   t.regex(JSON.parse(String(back.stdout)).message, /restored 4\d entries from snapshot [0-9a-f]{8} into .*\/copy \(in the cluster, by data mover nkvm-restore-copy-/);
-  // No data: what the API server sends is a fixed cost (the new claim, the pod's start, polls of both), about 250 KB.
-  t.true(proxy.received < 0.02 * claimBytes, `the restore: the API server sent ${proxy.received} bytes`);
+  // No data: what the API server sends is a fixed cost (the new claim, the pod's start, polls of both),
+  // 250-480 KB as the machine is loaded; over exec the whole claim would come through it.
+  t.true(proxy.received < 0.05 * claimBytes, `the restore: the API server sent ${proxy.received} bytes`);
   t.log(`--mover pod restore: the API server sent ${proxy.received} bytes`);
   const reader = await mountClaim(t, namespace, 'copy');
   t.is((await cluster.kubectl(['exec', reader, '-n', namespace, '--', 'sh', '-c', `cd /data && ${SUMS}`])).trim(), inClaim.trim());

@@ -459,25 +459,27 @@ export async function archiveTree(repo: Repository, input: AsyncIterable<Buffer 
  * any file, so the regions of a disk that did not change are stored once. Its snapshot not yet written.
  */
 export async function archiveImage(repo: Repository, input: AsyncIterable<Buffer | Uint8Array>, options: Pick<ArchiveOptions, 'path' | 'time'>): Promise<ArchivedTree> {
-  const start = nowNs();
-  const time = options.time ?? start;
-  const before = { ...repo.stats };
-  const chunks = new FileChunks(repo);
-  let size = 0;
-  for await (const chunk of input) {
-    const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    await chunks.push(data);
-    size += data.length;
-  }
-  const parts = options.path.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.length === 0) throw new ArchiveError('a device image needs a file name for its path');
-  // As restic records a file read from stdin: 0644, the snapshot's time.
-  let node: Node = { name: Buffer.from(parts.at(-1)!), type: 'file', mode: toGoFileMode('file', 0o644), mtime: time, atime: time, ctime: time, uid: 0, gid: 0, size, content: await chunks.end() };
-  for (let i = parts.length - 2; i >= 0; i--) node = { ...madeUpDir(Buffer.from(parts[i]!), time), subtree: await repo.saveTree([node]) };
-  const tree = await repo.saveTree([node]);
-  await repo.flush();
-  const added = savedSince(repo, before);
-  return { tree, files: 1, dirs: 0, bytes: size, entries: 0, start, time, added };
+  return settledOnFailure(repo, async () => {
+    const start = nowNs();
+    const time = options.time ?? start;
+    const before = { ...repo.stats };
+    const chunks = new FileChunks(repo);
+    let size = 0;
+    for await (const chunk of input) {
+      const data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      await chunks.push(data);
+      size += data.length;
+    }
+    const parts = options.path.split('/').filter((p) => p !== '' && p !== '.');
+    if (parts.length === 0) throw new ArchiveError('a device image needs a file name for its path');
+    // As restic records a file read from stdin: 0644, the snapshot's time.
+    let node: Node = { name: Buffer.from(parts.at(-1)!), type: 'file', mode: toGoFileMode('file', 0o644), mtime: time, atime: time, ctime: time, uid: 0, gid: 0, size, content: await chunks.end() };
+    for (let i = parts.length - 2; i >= 0; i--) node = { ...madeUpDir(Buffer.from(parts[i]!), time), subtree: await repo.saveTree([node]) };
+    const tree = await repo.saveTree([node]);
+    await repo.flush();
+    const added = savedSince(repo, before);
+    return { tree, files: 1, dirs: 0, bytes: size, entries: 0, start, time, added };
+  });
 }
 
 /** Writes the snapshot of an archived tree, last, as restic does: after the packs and index it refers to. */

@@ -144,7 +144,7 @@ class BlobTable {
     return -1;
   }
 
-  /** Appends an entry read from an index file: no Map entry, no array per blob. */
+  /** Appends an entry unsorted at the table's end (read from an index file, or through add()): no JS object per blob. */
   append(id: string, pack: number, offset: number, length: number, uncompressedLength: number): void {
     this.grow(this.count + 1);
     this.ids.write(id, this.count * ID_SIZE, ID_SIZE, 'hex');

@@ -12,7 +12,7 @@ import type { FileType } from '../../src/repository/backends/backend.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { sha256 } from '../../src/repository/crypto.ts';
-import { archiveTar } from '../../src/repository/archiver.ts';
+import { archiveImage, archiveTar } from '../../src/repository/archiver.ts';
 import { execFileSync } from 'node:child_process';
 
 const KDF = { N: 1024, r: 8, p: 1 };
@@ -137,18 +137,29 @@ test('a pack whose write failed is written again: once by the next pack, then by
   for (const data of [...blobs, ...more]) t.deepEqual(await reopened.loadBlob('data', sha256(data).toString('hex')), data);
 });
 
-test('a backup cut off while a pack is being written rejects only once that write has ended: nothing lands after its caller lets go of the lock', async (t) => {
-  const { repo, backend, dir } = await repository(t);
+/** A tar stream of files of 30 KiB: the first 200 KiB of it fill packs of 64 KiB. */
+function tarOfFiles(dir: string): Buffer {
   const source = path.join(dir, 'source');
   fs.mkdirSync(source);
   for (let i = 0; i < 8; i++) fs.writeFileSync(path.join(source, `f${i}`), crypto.randomBytes(30 * 1024));
-  const archive = execFileSync('tar', ['--format=posix', '-cf', '-', '-C', source, '.']);
-  async function* cutOff() {
-    yield archive.subarray(0, 200 * 1024); // past the first pack of 64 KiB: its write is held
-    throw new Error('connection lost');
-  }
-  setTimeout(() => backend.release(), 300);
-  await t.throwsAsync(archiveTar(repo, cutOff(), { path: '/data/cut', hostname: 'h' }), { message: 'connection lost' });
-  t.is(backend.underWay, 0, 'no pack write under way once the backup has failed');
-  t.true(backend.packsWritten >= 1);
-});
+  return execFileSync('tar', ['--format=posix', '-cf', '-', '-C', source, '.']);
+}
+
+for (const { what, archive, input, cutAt } of [
+  { what: 'a tar stream', archive: archiveTar, input: tarOfFiles, cutAt: 200 * 1024 },
+  // A chunk is 8 MiB at most: 9 MiB of a device hold a whole one, a pack of its own.
+  { what: 'a device image', archive: archiveImage, input: () => crypto.randomBytes(10 * 1024 * 1024), cutAt: 9 * 1024 * 1024 },
+]) {
+  test(`${what} cut off while a pack is being written rejects only once that write has ended: nothing lands after its caller lets go of the lock`, async (t) => {
+    const { repo, backend, dir } = await repository(t);
+    const stream = input(dir);
+    async function* cutOff() {
+      yield stream.subarray(0, cutAt); // past the first pack: its write is held
+      throw new Error('connection lost');
+    }
+    setTimeout(() => backend.release(), 300);
+    await t.throwsAsync(archive(repo, cutOff(), { path: '/data/cut', hostname: 'h' }), { message: 'connection lost' });
+    t.is(backend.underWay, 0, 'no pack write under way once the backup has failed');
+    t.true(backend.packsWritten >= 1);
+  });
+}

@@ -39,9 +39,15 @@ export function parseToleration(text: string): V1Toleration {
   };
 }
 
-export function parsePositiveInteger(value: number, flag: string): number {
-  if (!Number.isInteger(value) || value < 1) throw new UsageError(`${flag} must be a whole number of at least 1, not ${value}`);
+export function parsePositiveInteger(value: number, flag: string, given: string = String(value)): number {
+  if (!Number.isInteger(value) || value < 1) throw new UsageError(`${flag} must be a whole number of at least 1, not ${given}`);
   return value;
+}
+
+/** The environment variable `name` as a whole number of at least 1 (its text in the error, not NaN); undefined when unset. */
+export function positiveIntegerFromEnv(name: string): number | undefined {
+  const text = process.env[name];
+  return text ? parsePositiveInteger(Number(text), name, JSON.stringify(text)) : undefined;
 }
 
 export function parseNonNegativeInteger(value: number, flag: string): number {

@@ -13,7 +13,7 @@ import type { MoverCredentials } from './commands/mover.ts';
 import { DEFAULT_MOVER_SILENCE_SECONDS } from '../backup/defaults.ts';
 import type { MoverOptions } from '../backup/mover.ts';
 import type { MoverMode } from '../backup/transfer.ts';
-import { parsePositiveInteger } from './flags.ts';
+import { positiveIntegerFromEnv } from './flags.ts';
 import type { Argv } from 'yargs';
 import { nkvmHome } from './local-paths.ts';
 import {
@@ -229,8 +229,7 @@ export async function openRepository(
  * used, and how long one may say nothing (NKVM_MOVER_SILENCE_SECONDS) before it counts as lost.
  */
 export function moverOptions(repository: OpenedRepository, flags: RepositoryFlags & { moverImage: string; mover: MoverMode }, reason: string): MoverOptions {
-  const silence = process.env.NKVM_MOVER_SILENCE_SECONDS;
-  const silenceSeconds = silence ? parsePositiveInteger(Number(silence), 'NKVM_MOVER_SILENCE_SECONDS') : DEFAULT_MOVER_SILENCE_SECONDS;
+  const silenceSeconds = positiveIntegerFromEnv('NKVM_MOVER_SILENCE_SECONDS') ?? DEFAULT_MOVER_SILENCE_SECONDS;
   return { image: flags.moverImage, credentials: moverCredentials(repository, flags), reason, fallback: flags.mover === 'auto', silenceLimitMs: silenceSeconds * 1000 };
 }
 

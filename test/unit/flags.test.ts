@@ -1,7 +1,8 @@
 import test from 'ava';
-import { parseKeyValues, parsePositiveInteger, parseToleration } from '../../src/cli/flags.ts';
+import { parseKeyValues, parsePositiveInteger, parseToleration, positiveIntegerFromEnv } from '../../src/cli/flags.ts';
 import { outcomeExitCode } from '../../src/cli/outcome.ts';
 import type { BackupResult } from '../../src/backup/manager.ts';
+import { UsageError } from '../../src/errors.ts';
 
 test('key=value lists accept commas and repetition, and reject malformed items', (t) => {
   t.deepEqual(parseKeyValues(['cpu=100m,memory=64Mi', 'ephemeral-storage=1Gi'], '--helper-requests'), { cpu: '100m', memory: '64Mi', 'ephemeral-storage': '1Gi' });
@@ -24,6 +25,19 @@ test('--parallel must be a whole number of at least 1', (t) => {
   t.is(parsePositiveInteger(3, '--parallel'), 3);
   t.throws(() => parsePositiveInteger(0, '--parallel'));
   t.throws(() => parsePositiveInteger(1.5, '--parallel'));
+});
+
+test('a whole number from the environment (NKVM_MOVER_SILENCE_SECONDS, NKVM_ACK_TIMEOUT_SECONDS): unset is undefined, a bad one a usage error naming the variable and its text', (t) => {
+  const name = 'NKVM_TEST_SECONDS';
+  t.teardown(() => delete process.env[name]);
+  t.is(positiveIntegerFromEnv(name), undefined);
+  process.env[name] = '15';
+  t.is(positiveIntegerFromEnv(name), 15);
+  for (const bad of ['15s', '0', '-3', '1.5']) {
+    process.env[name] = bad;
+    const error = t.throws(() => positiveIntegerFromEnv(name), { instanceOf: UsageError });
+    t.is(error!.message, `${name} must be a whole number of at least 1, not "${bad}"`);
+  }
 });
 
 function result(status: BackupResult['status'], errorCode?: BackupResult['errorCode'], message = ''): BackupResult {

@@ -6,7 +6,7 @@ import { STORE_LABEL } from '../../install/manifests.ts';
 import type { BackupResult, BackupSnapshot, BackupTarget } from '../../backup/manager.ts';
 import { UsageError } from '../../errors.ts';
 import { connectFromFlags } from '../context.ts';
-import { parseNonNegativeInteger, parsePositiveInteger } from '../flags.ts';
+import { parseNonNegativeInteger, parsePositiveInteger, positiveIntegerFromEnv } from '../flags.ts';
 import { DEFAULT_COPY_RETRIES } from '../../backup/defaults.ts';
 import { parseCopyFault } from '../../backup/faults.ts';
 import { outcomeExitCode } from '../outcome.ts';
@@ -157,7 +157,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     }
     const retries = parseNonNegativeInteger(args.retries, '--retries');
     const fault = parseCopyFault(process.env.NKVM_TEST_FAULT);
-    const ackTimeoutSeconds = process.env.NKVM_ACK_TIMEOUT_SECONDS ? parsePositiveInteger(Number(process.env.NKVM_ACK_TIMEOUT_SECONDS), 'NKVM_ACK_TIMEOUT_SECONDS') : undefined;
+    const ackTimeoutSeconds = positiveIntegerFromEnv('NKVM_ACK_TIMEOUT_SECONDS');
     const { helper, podReadyTimeoutMs } = helperOptionsFromFlags(args);
     // Local paths first: a run that cannot write its artifacts or catalog never starts a helper.
     const artifactDir = writableOutputDir(args);

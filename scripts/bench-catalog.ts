@@ -15,7 +15,6 @@
  * not inherit the builder's peak RSS): opened by the catalog (its schema), then filled by sql.js
  * directly, which is much faster than a million inserts through the API.
  */
-import initSqlJs from 'sql.js';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -23,7 +22,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { BackupRecord, Catalog } from '../src/store/catalog.ts';
-import { loadSqlWasm } from '../src/store/sql-wasm.ts';
+import { sqlEngine } from '../src/store/sql-engine.ts';
 
 const env = process.env;
 const catalogModule = path.resolve(env.NKVM_BENCH_CATALOG ?? fileURLToPath(new URL('../src/store/catalog.ts', import.meta.url)));
@@ -130,7 +129,7 @@ async function buildCatalog(file: string, rows: number): Promise<void> {
   await Catalog.open(file);
   if (rows === 0) return;
   // Emscripten hands wasmBinary to WebAssembly.instantiate, which takes any byte view; its type says ArrayBuffer.
-  const SQL = await initSqlJs({ wasmBinary: loadSqlWasm() as unknown as ArrayBuffer });
+  const SQL = await sqlEngine();
   const db = new SQL.Database(fs.readFileSync(file));
   try {
     db.run(FILL_SQL, [rows]);

@@ -1,25 +1,39 @@
 // The esbuild options of the CLI bundle, shared by build.mjs (which writes it) and the unit test that
 // checks what the bundle evaluates at start (test/unit/startup-graph.test.ts).
 import { build, type BuildOptions, type Plugin } from 'esbuild';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LIBRARY_PACKAGES } from '../src/sea-assets.ts';
+import { FRONT_MODULE, LIBRARY_PACKAGES } from '../src/sea-assets.ts';
 
 const REPO_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
-// src/store/sql-wasm.ts reads sql.js's WASM from node_modules when run from source; in the bundle it
-// becomes this module instead, which embeds the binary as base64 (the '.wasm' loader below): Buffer
-// decodes that natively, where esbuild's binary loader decodes it in JavaScript (~15 ms each start).
-const embedSqlWasm: Plugin = {
-  name: 'embed-sql-wasm',
-  setup(pluginBuild) {
-    pluginBuild.onLoad({ filter: /[\\/]src[\\/]store[\\/]sql-wasm\.ts$/ }, (args) => ({
-      contents: "import wasm from 'sql.js/dist/sql-wasm.wasm';\nexport function loadSqlWasm() { return Buffer.from(wasm, 'base64'); }\n",
-      loader: 'js',
-      resolveDir: path.dirname(args.path),
-    }));
-  },
-};
+// src/store/sql-wasm.ts reads sql.js's WASM from node_modules when run from source. In
+// dist/kubectl-nkvm it becomes this module instead, which embeds the binary as base64 (the '.wasm'
+// loader below): Buffer decodes that natively, where esbuild's binary loader decodes it in
+// JavaScript (~15 ms each start). In the single executable's CLI bundle it is the front's
+// (FRONT_MODULE, src/sea-front.ts), which compiles the binary from an asset of its own.
+const EMBEDDED_SQL_WASM = `import wasm from 'sql.js/dist/sql-wasm.wasm';
+import { compileWebAssembly } from ${JSON.stringify(path.join(REPO_ROOT, 'src', 'wasm-compilation.ts'))};
+let compiled;
+export function compileSqlWasm() {
+  compiled ??= compileWebAssembly(Buffer.from(wasm, 'base64'));
+  return compiled;
+}
+`;
+function sqlWasm(from: 'embedded' | 'front'): Plugin {
+  return {
+    name: 'sql-wasm',
+    setup(pluginBuild) {
+      pluginBuild.onLoad({ filter: /[\\/]src[\\/]store[\\/]sql-wasm\.ts$/ }, (args) => ({
+        contents: from === 'embedded' ? EMBEDDED_SQL_WASM : `export { compileSqlWasm } from ${JSON.stringify(FRONT_MODULE)};\n`,
+        loader: 'js',
+        resolveDir: path.dirname(args.path),
+      }));
+      pluginBuild.onResolve({ filter: new RegExp(`^${FRONT_MODULE}$`) }, (args) => ({ path: args.path, external: true }));
+    },
+  };
+}
 
 // src/repository/seal-worker-source.ts names seal-worker.ts, which a worker thread runs from source;
 // in the bundle it becomes this module instead, which holds seal-worker.ts bundled, for the worker
@@ -40,6 +54,35 @@ const lazyTextWidth: Plugin = {
   name: 'lazy-text-width',
   setup(pluginBuild) {
     pluginBuild.onResolve({ filter: /^string-width$/ }, () => ({ path: path.join(REPO_ROOT, 'src', 'cli', 'text-width.ts') }));
+  },
+};
+
+// yargs' platform shim imports node:assert for two sanity checks: src/cli/yargs-assert.ts has them
+// without the module's ~6 ms a start.
+const yargsAssert: Plugin = {
+  name: 'yargs-assert',
+  setup(pluginBuild) {
+    pluginBuild.onResolve({ filter: /^assert$/ }, (args) =>
+      /[\\/]yargs[\\/]lib[\\/]platform-shims[\\/]/.test(args.importer) ? { path: path.join(REPO_ROOT, 'src', 'cli', 'yargs-assert.ts') } : undefined,
+    );
+  },
+};
+
+// After starting a command's handler, yargs renders that command's whole help and keeps it, for a
+// handler that might ask for it: 5-15 ms of every command, and none of ours asks (src/main.ts
+// turns every failure into its own message). The build fails if yargs' code no longer reads so.
+const YARGS_HELP_CACHING = `            if (!isDefaultCommand) {
+                yargs.getInternalMethods().getUsageInstance().cacheHelpMessage();
+            }
+`;
+const yargsNoHelpCaching: Plugin = {
+  name: 'yargs-no-help-caching',
+  setup(pluginBuild) {
+    pluginBuild.onLoad({ filter: /[\\/]yargs[\\/]build[\\/]lib[\\/]command\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      if (!source.includes(YARGS_HELP_CACHING)) throw new Error(`${args.path} no longer caches help as yargs-no-help-caching expects: check the plugin against this yargs`);
+      return { contents: source.replace(YARGS_HELP_CACHING, ''), loader: 'js' };
+    });
   },
 };
 
@@ -84,7 +127,7 @@ export function cliBundleOptions(outfile: string, options: { libraries: 'inside'
       ].join('\n'),
     },
     metafile: true,
-    plugins: [embedSqlWasm, embedSealWorker, lazyTextWidth, ...(options.libraries === 'outside' ? [outside(LIBRARY_PACKAGES)] : [])],
+    plugins: [sqlWasm(options.libraries === 'outside' ? 'front' : 'embedded'), embedSealWorker, lazyTextWidth, yargsAssert, yargsNoHelpCaching, ...(options.libraries === 'outside' ? [outside(LIBRARY_PACKAGES)] : [])],
   };
 }
 

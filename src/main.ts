@@ -12,6 +12,7 @@ import { configureColor, installPipeHandling, writeError } from './cli/output.ts
 import { describeUnknownArguments } from './cli/unknown-flags.ts';
 import { helpWidth } from './cli/fast-paths.ts';
 import { pluginVersion } from './version.ts';
+import { opensCatalog } from './cli/catalog-commands.ts';
 
 const EPILOGUE = `Exit codes:
   0  success            1  one or more operations failed   2  usage error
@@ -46,6 +47,7 @@ async function commandModules(argv: string[], cli: Argv<unknown>, loadAll: boole
   const options = optionsOf(cli);
   const withValues = (names: string[]) => new Set(names.flatMap((name) => [name, ...(options.alias[name] ?? [])]));
   const chosen = loadAll ? undefined : chosenCommand(argv, { withValue: withValues(options.string), boolean: withValues(options.boolean) });
+  if (opensCatalog(chosen)) void import('./store/sql-engine.ts').then((engine) => engine.compileSqlEngineAhead());
   const notLoaded = (name: string) => () => {
     throw new Error(`command ${name} ran without its module: the arguments were read as naming ${chosen ?? 'no command'}`);
   };

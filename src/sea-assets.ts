@@ -15,6 +15,19 @@ import vm from 'node:vm';
 
 export const CLI_ASSET = 'kubectl-nkvm.js';
 
+/** sql.js's WebAssembly binary, which the front compiles (src/store/sql-wasm.ts). */
+export const SQL_WASM_ASSET = 'sql-wasm.wasm';
+
+/**
+ * What the front shares with the CLI: the CLI bundle requires it under this name (src/store/sql-wasm.ts
+ * becomes a re-export of it in that bundle), and runCli answers with the front's own module.
+ */
+export const FRONT_MODULE = 'kubectl-nkvm:front';
+
+export interface FrontModule {
+  compileSqlWasm(): Promise<WebAssembly.Module>;
+}
+
 /** The libraries the executable's CLI bundle leaves out, each with the asset that holds its bundle. */
 export const LIBRARIES = [
   { name: 'undici', asset: 'kubectl-nkvm-undici.js' },
@@ -61,13 +74,15 @@ export interface RunningCli {
 
 /**
  * Runs the CLI bundle; a require() of a LIBRARIES name (from the CLI or from another library)
- * compiles that library's bundle (once) and answers from it, anything else goes to `require`
- * (Node's built-in modules). `filename` is the executable's path, the CLI's __filename.
+ * compiles that library's bundle (once) and answers from it, of FRONT_MODULE answers `front`,
+ * anything else goes to `require` (Node's built-in modules). `filename` is the executable's path,
+ * the CLI's __filename.
  */
-export function runCli(cli: CompiledSource, library: (asset: string) => CompiledSource, require: NodeJS.Require, filename: string): RunningCli {
+export function runCli(cli: CompiledSource, library: (asset: string) => CompiledSource, require: NodeJS.Require, filename: string, front: FrontModule): RunningCli {
   const libraries = new Map<string, vm.Script>();
   const loaded = new Map<string, Record<string, unknown>>();
   const requireWithLibraries = ((id: string) => {
+    if (id === FRONT_MODULE) return front;
     const wanted = LIBRARIES.find((candidate) => candidate.name === id);
     if (!wanted) return require(id);
     let exports = loaded.get(id);

@@ -2,11 +2,15 @@
  * The single executable's main script (scripts/release/sea.ts builds it): small, so that it starts
  * in the time Node.js itself takes. It answers `--help` and `version --client` itself
  * (src/cli/fast-paths.ts) and otherwise runs the CLI bundle stored in the executable as an asset,
- * with V8's code cache of it where the release made one for this platform (src/sea-assets.ts).
+ * with V8's code cache of it where the release made one for this platform (src/sea-assets.ts). For a
+ * command that opens the catalog it first starts compiling SQLite's WebAssembly, which the CLI takes
+ * from it (FRONT_MODULE).
  */
 import sea from 'node:sea';
+import { firstWord, opensCatalog } from './cli/catalog-commands.ts';
 import { fastAnswer } from './cli/fast-paths.ts';
-import { CLI_ASSET, codeCacheAsset, runCli, type CompiledSource } from './sea-assets.ts';
+import { CLI_ASSET, codeCacheAsset, runCli, SQL_WASM_ASSET, type CompiledSource, type FrontModule } from './sea-assets.ts';
+import { compileWebAssembly } from './wasm-compilation.ts';
 
 /** The CLI's own `--help` output at each prerendered width, put here by the release build. */
 declare const NKVM_HELP_BY_WIDTH: Record<string, string>;
@@ -21,6 +25,14 @@ function asset(name: string): CompiledSource {
   return { source: sea.getAsset(name, 'utf8'), cachedData };
 }
 
-const answer = fastAnswer(process.argv.slice(2), process.argv[1], process.stdout.columns, NKVM_HELP_BY_WIDTH);
+let sqlWasm: Promise<WebAssembly.Module> | undefined;
+const front: FrontModule = {
+  compileSqlWasm: () => (sqlWasm ??= compileWebAssembly(new Uint8Array(sea.getRawAsset(SQL_WASM_ASSET) as ArrayBuffer))),
+};
+
+const argv = process.argv.slice(2);
+// First of all: it runs on a background thread while the CLI loads (none of these is a fast answer).
+if (opensCatalog(firstWord(argv))) void front.compileSqlWasm();
+const answer = fastAnswer(argv, process.argv[1], process.stdout.columns, NKVM_HELP_BY_WIDTH);
 if (answer !== undefined) process.stdout.write(answer);
-else runCli(asset(CLI_ASSET), asset, require, __filename);
+else runCli(asset(CLI_ASSET), asset, require, __filename, front);

@@ -22,7 +22,18 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { NODE_VERSION, REPO_ROOT, SEA_BUNDLES, SEA_FRONT, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, type Platform } from './config.ts';
-import { CLI_ASSET, codeCacheAsset, LIBRARIES } from '../../src/sea-assets.ts';
+import { CLI_ASSET, codeCacheAsset, LIBRARIES, SQL_WASM_ASSET } from '../../src/sea-assets.ts';
+import { WEBASSEMBLY_FLAGS } from '../../src/wasm-compilation.ts';
+
+/**
+ * The executable's Node.js options. A backup of many small files allocates fast, and V8 grows the
+ * young generation to 63 MiB of mostly garbage. With 8 MiB semi-spaces: the same CPU time, 20-70 MiB
+ * less peak RSS (100,000 files). And how it compiles WebAssembly (src/wasm-compilation.ts). V8 stamps
+ * its flags on a code cache and rejects one made under others: the runs that make the front's and
+ * the bundles' caches get the same. The single executable is also the mover; `node dist/kubectl-nkvm`
+ * runs without them.
+ */
+const EXEC_ARGV = ['--max-semi-space-size=8', ...WEBASSEMBLY_FLAGS];
 
 /** Every bundle asset of the executable: the CLI's and each library's. */
 const BUNDLE_ASSETS = [CLI_ASSET, ...LIBRARIES.map((library) => library.asset)];
@@ -45,6 +56,7 @@ export function makeBlob(workDir: string, options: { codeCache: boolean }): stri
   const blob = path.join(workDir, `sea-prep-${kind}.blob`);
   const config = path.join(workDir, `sea-config-${kind}.json`);
   const assets: Record<string, string> = Object.fromEntries(BUNDLE_ASSETS.map((asset) => [asset, path.join(SEA_BUNDLES, asset)]));
+  assets[SQL_WASM_ASSET] = createRequire(import.meta.url).resolve('sql.js/dist/sql-wasm.wasm');
   if (options.codeCache) Object.assign(assets, makeCodeCaches(workDir));
   fs.writeFileSync(config, `${JSON.stringify({
     main: SEA_FRONT,
@@ -52,14 +64,10 @@ export function makeBlob(workDir: string, options: { codeCache: boolean }): stri
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
     useCodeCache: options.codeCache,
-    // A backup of many small files allocates fast, and V8 grows the young generation to 63 MiB of
-    // mostly garbage. With 8 MiB semi-spaces: the same CPU time, 20-70 MiB less peak RSS (100,000
-    // files). Flags in V8's flag hash would void the code cache; this one is not among them. The
-    // single executable is also the mover; `node dist/kubectl-nkvm` runs without it.
-    execArgv: ['--max-semi-space-size=8'],
+    execArgv: EXEC_ARGV,
     assets,
   }, null, 2)}\n`);
-  execFileSync(process.execPath, ['--random-seed=1', '--experimental-sea-config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(process.execPath, ['--random-seed=1', ...EXEC_ARGV, '--experimental-sea-config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
   return blob;
 }
 
@@ -85,14 +93,15 @@ function makeCodeCaches(workDir: string): Record<string, string> {
     'contexts: [{name: refused, context: {cluster: refused, user: refused, namespace: default}}]', '',
   ].join('\n'));
   const runs = [['artifacts', 'list'], ['discover', '--kubeconfig', kubeconfig, '--request-timeout', '5s']];
-  execFileSync(process.execPath, ['--random-seed=1', '--input-type=module', '-e', `
+  execFileSync(process.execPath, ['--random-seed=1', ...EXEC_ARGV, '--input-type=module', '-e', `
     import fs from 'node:fs';
     import path from 'node:path';
     import { createRequire } from 'node:module';
     import { codeCacheAsset, runCli } from ${JSON.stringify(assets)};
+    import { compileSqlWasm } from ${JSON.stringify(path.join(REPO_ROOT, 'src', 'store', 'sql-wasm.ts'))};
     const source = (file) => ({ source: fs.readFileSync(file, 'utf8') });
     process.argv = [process.execPath, ${JSON.stringify(cli)}, 'version', '--client'];
-    const running = runCli(source(${JSON.stringify(cli)}), (asset) => source(path.join(${JSON.stringify(SEA_BUNDLES)}, asset)), createRequire(${JSON.stringify(cli)}), ${JSON.stringify(cli)});
+    const running = runCli(source(${JSON.stringify(cli)}), (asset) => source(path.join(${JSON.stringify(SEA_BUNDLES)}, asset)), createRequire(${JSON.stringify(cli)}), ${JSON.stringify(cli)}, { compileSqlWasm });
     const caches = ${JSON.stringify(caches)};
     process.once('exit', () => {
       for (const [asset, script] of [[${JSON.stringify(CLI_ASSET)}, running.cli], ...running.libraries]) fs.writeFileSync(caches[codeCacheAsset(asset)], script.createCachedData());

@@ -20,7 +20,7 @@
  *     fold replaced the file meanwhile;
  *   - writes that arrive while a save is under way are applied together, in the next single save.
  */
-import initSqlJs, { type BindParams, type Database, type SqlJsStatic, type SqlValue } from 'sql.js';
+import type { BindParams, Database, SqlValue } from 'sql.js';
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -57,7 +57,7 @@ import {
   type Table,
 } from './rows.ts';
 import { checkKnownVersion, compactIfMostlyFree, LATEST_SCHEMA_VERSION, readUserVersion, upgradeSchema } from './schema.ts';
-import { loadSqlWasm } from './sql-wasm.ts';
+import { sqlEngine } from './sql-engine.ts';
 
 export type { BackupFilter, BackupRecord, BackupStatus, RestoreFilter, RestoreMode, RestoreRecord, RestoreStatus } from './rows.ts';
 export { LATEST_SCHEMA_VERSION } from './schema.ts';
@@ -87,14 +87,6 @@ const DEFAULT_FOLD_POLICY: FoldPolicy = { belowBytes: 1024 * 1024, journalFracti
 const MAX_JOURNAL_BYTES = 256 * 1024;
 /** Reads that found a fold under way start again; past this they read under the lock. */
 const UNLOCKED_READ_ATTEMPTS = 4;
-
-let sqlJsReady: Promise<SqlJsStatic> | undefined;
-
-function sqlJs(): Promise<SqlJsStatic> {
-  // Emscripten hands wasmBinary to WebAssembly.instantiate, which takes any byte view; its type says ArrayBuffer.
-  sqlJsReady ??= initSqlJs({ wasmBinary: loadSqlWasm() as unknown as ArrayBuffer });
-  return sqlJsReady;
-}
 
 export interface CatalogOptions {
   lockTimeoutMs?: number;
@@ -335,7 +327,7 @@ export class Catalog {
       closeSync(opened.fd);
       return fromHeader;
     }
-    const SQL = await sqlJs();
+    const SQL = await sqlEngine();
     const { db } = openPaged(SQL, opened.fd, opened.bytes, opened.header);
     try {
       return readUserVersion(db, this.file);
@@ -385,7 +377,7 @@ export class Catalog {
    * remove the journal between the two reads: FoldedMeanwhile then, and the caller starts again.
    */
   private async openView(locked: boolean): Promise<View> {
-    const SQL = await sqlJs();
+    const SQL = await sqlEngine();
     const opened = this.openFile();
     let db: Database;
     let paged: PagedFile | undefined;
@@ -523,7 +515,7 @@ export class Catalog {
   private async save(writes: PendingWrite[]): Promise<void> {
     const failures = new Map<PendingWrite, unknown>();
     try {
-      await sqlJs(); // compile the WASM before taking the lock, not while holding it
+      await sqlEngine(); // compile the WASM before taking the lock, not while holding it
       const lock = await acquireLock(this.lockPath, this.lockTimeoutMs);
       try {
         await removeOrphanedTempFiles(this.file);

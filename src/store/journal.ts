@@ -11,7 +11,6 @@
  * renamed temp file), so a journal with a header always has one intact.
  */
 import { open, readFile, rename, rm } from 'node:fs/promises';
-import { crc32 } from 'node:zlib';
 import type { BindParams } from 'sql.js';
 import { CatalogError } from '../errors.ts';
 import { syncDirectory, tempPathFor } from './catalog-file.ts';
@@ -77,6 +76,11 @@ export async function readJournal(path: string): Promise<Journal | undefined> {
     offset = end;
   }
   return { fileId, baseSeq, records, validBytes: offset, bytes: bytes.length };
+}
+
+/** node:zlib's, loaded on use: only a journal that exists needs it, and loading it costs every command ~3 ms. */
+function crc32(bytes: Uint8Array): number {
+  return process.getBuiltinModule('node:zlib').crc32(bytes);
 }
 
 export function encodeRecord(record: JournalRecord): Buffer {

@@ -7,9 +7,8 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import initSqlJs from 'sql.js';
 import { Catalog, type CatalogOptions } from '../../src/store/catalog.ts';
-import { loadSqlWasm } from '../../src/store/sql-wasm.ts';
+import { sqlEngine } from '../../src/store/sql-engine.ts';
 import { backupRecord as record } from './fixtures/backup-record.ts';
 
 const WRITER = fileURLToPath(new URL('fixtures/catalog-writer.ts', import.meta.url));
@@ -30,7 +29,7 @@ const journalOf = (file: string) => `${file}.journal`;
  */
 async function plainQuery(file: string, sql: string): Promise<string> {
   if (fs.existsSync('/usr/bin/sqlite3')) return execFileSync('/usr/bin/sqlite3', [file, sql], { encoding: 'utf8' }).trim();
-  const SQL = await initSqlJs({ wasmBinary: loadSqlWasm() as unknown as ArrayBuffer });
+  const SQL = await sqlEngine();
   const db = new SQL.Database(fs.readFileSync(file));
   try {
     return db.exec(sql).map((result) => result.values.map((row) => row.join('|')).join('\n')).join('\n');

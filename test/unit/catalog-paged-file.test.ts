@@ -2,13 +2,13 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import initSqlJs, { type SqlJsStatic } from 'sql.js';
+import type { SqlJsStatic } from 'sql.js';
 import { openPaged } from '../../src/store/lazy-file.ts';
-import { loadSqlWasm } from '../../src/store/sql-wasm.ts';
+import { sqlEngine } from '../../src/store/sql-engine.ts';
 
 let SQL: SqlJsStatic;
 test.before(async () => {
-  SQL = await initSqlJs({ wasmBinary: loadSqlWasm() as unknown as ArrayBuffer });
+  SQL = await sqlEngine();
 });
 
 /** A 20,000-row database of about 9 MiB in 8 KiB pages, written to a file. */

@@ -2,6 +2,7 @@
 // checks what the bundle evaluates at start (test/unit/startup-graph.test.ts).
 import { build, type BuildOptions, type Plugin } from 'esbuild';
 import { readFile } from 'node:fs/promises';
+import http2 from 'node:http2';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FRONT_MODULE, LIBRARY_PACKAGES } from '../src/sea-assets.ts';
@@ -86,6 +87,65 @@ const yargsNoHelpCaching: Plugin = {
   },
 };
 
+// undici loads node:http2 as it loads, for the names of a few constants: 8-27 ms of every command
+// that talks to a cluster or S3, and none of them speaks HTTP/2 (each Agent says allowH2: false).
+// Here the constants are values (node:http2's own, read as this builds) and node:http2 is loaded
+// by connect(), the one function of it undici calls. The build fails if undici's code changes.
+const UNDICI_HTTP2_LOAD = `let http2
+try {
+  http2 = require('node:http2')
+} catch {
+  // @ts-ignore
+  http2 = { constants: {} }
+}
+`;
+const UNDICI_HTTP2_CONSTANTS = ['HTTP2_HEADER_AUTHORITY', 'HTTP2_HEADER_METHOD', 'HTTP2_HEADER_PATH', 'HTTP2_HEADER_SCHEME', 'HTTP2_HEADER_CONTENT_LENGTH',
+  'HTTP2_HEADER_EXPECT', 'HTTP2_HEADER_STATUS', 'HTTP2_HEADER_PROTOCOL', 'NGHTTP2_NO_ERROR', 'NGHTTP2_PROTOCOL_ERROR', 'NGHTTP2_REFUSED_STREAM'] as const;
+export function undiciHttp2OnUse(): string {
+  const constants = Object.fromEntries(UNDICI_HTTP2_CONSTANTS.map((name) => [name, (http2.constants as Record<string, string | number>)[name]]));
+  return `let http2Module
+const http2 = {
+  connect: (...args) => (http2Module ??= require('node:http2')).connect(...args),
+  constants: ${JSON.stringify(constants)}
+}
+`;
+}
+const undiciHttp2: Plugin = {
+  name: 'undici-http2-on-use',
+  setup(pluginBuild) {
+    pluginBuild.onLoad({ filter: /[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client-h2\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      const uses = [...source.matchAll(/\bhttp2\.(\w+)/g)].map((match) => match[1]).filter((name) => name !== 'constants' && name !== 'connect');
+      if (!source.includes(UNDICI_HTTP2_LOAD) || uses.length > 0) throw new Error(`${args.path} no longer loads node:http2 as undici-http2-on-use expects: check the plugin against this undici`);
+      return { contents: source.replace(UNDICI_HTTP2_LOAD, undiciHttp2OnUse()), loader: 'js', resolveDir: path.dirname(args.path) };
+    });
+  },
+};
+
+// What the plugin and the Kubernetes client use of undici, in place of undici's index.js, which
+// loads all of undici as it loads (mock agents, cache stores, WebSocket, EventSource, cookies, ...):
+// some 40% of undici's start, which every command that talks to a cluster or S3 paid. The index's
+// one side effect is kept: the request API on every dispatcher (agent.request()). A name used but
+// not exported here fails the single executable's undici bundle ("No matching export").
+const UNDICI_USED = `export { default as Agent } from 'undici/lib/dispatcher/agent.js';
+export { default as ProxyAgent } from 'undici/lib/dispatcher/proxy-agent.js';
+export { getGlobalDispatcher } from 'undici/lib/global.js';
+import { fetch as fetchImplementation } from 'undici/lib/web/fetch/index.js';
+import Dispatcher from 'undici/lib/dispatcher/dispatcher.js';
+import api from 'undici/lib/api/index.js';
+Object.assign(Dispatcher.prototype, api);
+export function fetch(input, init) {
+  return fetchImplementation(input, init);
+}
+`;
+const undiciUsed: Plugin = {
+  name: 'undici-used',
+  setup(pluginBuild) {
+    pluginBuild.onResolve({ filter: /^undici$/ }, () => ({ path: 'undici', namespace: 'undici-used' }));
+    pluginBuild.onLoad({ filter: /.*/, namespace: 'undici-used' }, () => ({ contents: UNDICI_USED, loader: 'js', resolveDir: REPO_ROOT }));
+  },
+};
+
 // The single executable's CLI bundle requires these from the libraries' bundles (src/sea-assets.ts).
 function outside(packages: readonly string[]): Plugin {
   const names = new RegExp(`^(${packages.map((name) => name.replace(/[/.]/g, '\\$&')).join('|')})$`);
@@ -127,7 +187,7 @@ export function cliBundleOptions(outfile: string, options: { libraries: 'inside'
       ].join('\n'),
     },
     metafile: true,
-    plugins: [sqlWasm(options.libraries === 'outside' ? 'front' : 'embedded'), embedSealWorker, lazyTextWidth, yargsAssert, yargsNoHelpCaching, ...(options.libraries === 'outside' ? [outside(LIBRARY_PACKAGES)] : [])],
+    plugins: [sqlWasm(options.libraries === 'outside' ? 'front' : 'embedded'), embedSealWorker, lazyTextWidth, yargsAssert, yargsNoHelpCaching, undiciHttp2, ...(options.libraries === 'outside' ? [outside(LIBRARY_PACKAGES)] : [undiciUsed])],
   };
 }
 
@@ -167,6 +227,6 @@ export function libraryBundleOptions(name: string, names: readonly string[], out
     // The default export is the library's object itself.
     footer: { js: 'module.exports = module.exports.default;' },
     metafile: true,
-    plugins: external.length > 0 ? [outside(external)] : [],
+    plugins: [undiciHttp2, ...(name === 'undici' ? [undiciUsed] : []), ...(external.length > 0 ? [outside(external)] : [])],
   };
 }

@@ -1,6 +1,10 @@
 import test from 'ava';
 import { build, type Metafile } from 'esbuild';
-import { cliBundleOptions } from '../../scripts/cli-bundle.ts';
+import { execa } from 'execa';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { cliBundleOptions, libraryBundleOptions } from '../../scripts/cli-bundle.ts';
 
 // What every command pays before it starts is what main.ts reaches through static imports: the
 // bundle evaluates those modules at load, and only those (the rest wait for an `await import()`).
@@ -60,4 +64,30 @@ test('no copy of string-width is in the bundle: its imports resolve to src/cli/t
   const meta = await metafile();
   t.deepEqual(Object.keys(meta.inputs).filter((file) => /(^|\/)string-width\//.test(file)), []);
   t.true('src/cli/text-width.ts' in meta.inputs);
+});
+
+// undici's index.js loads all of undici, node:http2 among it, as it loads: the bundles take only what
+// is used, keep the one side effect of the index that matters (agent.request()), and load node:http2
+// on use. Checked on the bundle itself, in a process of its own.
+test('the bundle loads only the undici it uses, without node:http2, and its agents still have request()', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'nkvm-undici-'));
+  try {
+    const bundle = path.join(dir, 'undici.cjs');
+    await build(libraryBundleOptions('undici', ['Agent', 'ProxyAgent', 'fetch', 'getGlobalDispatcher'], bundle));
+    const meta = (await build({ ...libraryBundleOptions('undici', ['Agent'], path.join(dir, 'unused.cjs')), write: false })).metafile;
+    t.false('node_modules/undici/index.js' in meta.inputs);
+    const script = `
+      const undici = require(${JSON.stringify(bundle)});
+      const agent = new undici.Agent();
+      console.log(JSON.stringify({
+        http2: process.moduleLoadList.some((name) => name === 'NativeModule http2'),
+        request: typeof agent.request, fetch: typeof undici.fetch, dispatcher: typeof undici.getGlobalDispatcher().dispatch, proxy: typeof undici.ProxyAgent,
+      }));
+      agent.close();
+    `;
+    const run = await execa(process.execPath, ['-e', script]);
+    t.deepEqual(JSON.parse(run.stdout), { http2: false, request: 'function', fetch: 'function', dispatcher: 'function', proxy: 'function' });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -23,17 +23,16 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { NODE_VERSION, REPO_ROOT, SEA_BUNDLES, SEA_FRONT, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, type Platform } from './config.ts';
 import { CLI_ASSET, codeCacheAsset, LIBRARIES, SQL_WASM_ASSET } from '../../src/sea-assets.ts';
-import { WEBASSEMBLY_FLAGS } from '../../src/wasm-compilation.ts';
 
 /**
  * The executable's Node.js options. A backup of many small files allocates fast, and V8 grows the
  * young generation to 63 MiB of mostly garbage. With 8 MiB semi-spaces: the same CPU time, 20-70 MiB
- * less peak RSS (100,000 files). And how it compiles WebAssembly (src/wasm-compilation.ts). V8 stamps
- * its flags on a code cache and rejects one made under others: the runs that make the front's and
- * the bundles' caches get the same. The single executable is also the mover; `node dist/kubectl-nkvm`
- * runs without them.
+ * less peak RSS (100,000 files). V8 stamps most of its flags on a code cache and rejects one made
+ * under others (this one is not among them; src/wasm-compilation.ts tells of two that are); the
+ * runs that make the caches get the same options all the same. The single executable is also the
+ * mover; `node dist/kubectl-nkvm` runs without them.
  */
-const EXEC_ARGV = ['--max-semi-space-size=8', ...WEBASSEMBLY_FLAGS];
+const EXEC_ARGV = ['--max-semi-space-size=8'];
 
 /** Every bundle asset of the executable: the CLI's and each library's. */
 const BUNDLE_ASSETS = [CLI_ASSET, ...LIBRARIES.map((library) => library.asset)];
@@ -99,11 +98,13 @@ function makeCodeCaches(workDir: string): Record<string, string> {
     import { createRequire } from 'node:module';
     import { codeCacheAsset, runCli } from ${JSON.stringify(assets)};
     import { compileSqlWasm } from ${JSON.stringify(path.join(REPO_ROOT, 'src', 'store', 'sql-wasm.ts'))};
+    import { runWebAssemblyAsV8Does } from ${JSON.stringify(path.join(REPO_ROOT, 'src', 'wasm-compilation.ts'))};
     const source = (file) => ({ source: fs.readFileSync(file, 'utf8') });
     process.argv = [process.execPath, ${JSON.stringify(cli)}, 'version', '--client'];
     const running = runCli(source(${JSON.stringify(cli)}), (asset) => source(path.join(${JSON.stringify(SEA_BUNDLES)}, asset)), createRequire(${JSON.stringify(cli)}), ${JSON.stringify(cli)}, { compileSqlWasm });
     const caches = ${JSON.stringify(caches)};
     process.once('exit', () => {
+      runWebAssemblyAsV8Does(); // artifacts list ran SQLite, which set flags that a cache's stamp would carry
       for (const [asset, script] of [[${JSON.stringify(CLI_ASSET)}, running.cli], ...running.libraries]) fs.writeFileSync(caches[codeCacheAsset(asset)], script.createCachedData());
     });
     for (const args of ${JSON.stringify(runs)}) await running.exports.main(args);

@@ -10,6 +10,7 @@ import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts'
 import { withGlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
 import { describeUnknownArguments } from './cli/unknown-flags.ts';
+import { notANumber } from './cli/flags.ts';
 import { helpWidth } from './cli/fast-paths.ts';
 import { pluginVersion } from './version.ts';
 import { opensCatalog } from './cli/catalog-commands.ts';
@@ -35,6 +36,7 @@ interface YargsOptions {
   alias: Record<string, string[]>;
   string: string[];
   boolean: string[];
+  number: string[];
 }
 
 const optionsOf = (cli: Argv<unknown>) => (cli as unknown as { getOptions(): YargsOptions }).getOptions();
@@ -79,6 +81,12 @@ export async function main(argv: string[]): Promise<number> {
     .help()
     .alias('help', 'h')
     .epilogue(EPILOGUE)
+    // Before the command's own checks, which would see NaN: the words given, quoted.
+    .middleware((parsed) => {
+      const options = optionsOf(cli);
+      const wrong = notANumber(argv, parsed, options.number, options.alias);
+      if (wrong) throw new UsageError(`${wrong.flag} takes a number, not ${JSON.stringify(wrong.given)}`, `e.g. ${wrong.flag} 3`);
+    }, true)
     .wrap(helpWidth(process.stdout.columns))
     // Throwing is what stops yargs: a fail handler that returns lets it run the command anyway.
     .fail((message, error) => {

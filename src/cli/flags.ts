@@ -54,3 +54,25 @@ export function parseNonNegativeInteger(value: number, flag: string): number {
   if (!Number.isInteger(value) || value < 0) throw new UsageError(`${flag} must be a whole number of at least 0, not ${value}`);
   return value;
 }
+
+/**
+ * The words given to a number flag that yargs read as NaN ("--parallel abc", "--limit=ten"), by
+ * name, for a usage error that quotes them: yargs keeps no trace of the text, and a NaN passed on
+ * was either reported as "NaN" or, where a flag is optional, silently dropped.
+ */
+export function notANumber(argv: readonly string[], parsed: Record<string, unknown>, numberFlags: readonly string[], aliases: Record<string, string[]>): { flag: string; given: string } | undefined {
+  for (const name of numberFlags) {
+    const value = parsed[name];
+    if (!(typeof value === 'number' && Number.isNaN(value)) && !(Array.isArray(value) && value.some((item) => Number.isNaN(item)))) continue;
+    const spellings = [name, ...(aliases[name] ?? [])].map((spelling) => (spelling.length === 1 ? `-${spelling}` : `--${spelling}`));
+    for (let index = 0; index < argv.length; index++) {
+      const word = argv[index]!;
+      const spelling = spellings.find((candidate) => word === candidate || word.startsWith(`${candidate}=`));
+      if (!spelling) continue;
+      const given = word === spelling ? (argv[index + 1] ?? '') : word.slice(spelling.length + 1);
+      if (Number.isNaN(Number(given)) || given.trim() === '') return { flag: `--${name}`, given };
+    }
+    return { flag: `--${name}`, given: '' };
+  }
+  return undefined;
+}

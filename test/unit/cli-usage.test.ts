@@ -28,6 +28,10 @@ for (const [args, message] of [
   [['backup', 'a', '-A'], /-A\/--all-namespaces needs --all/],
   [['backup', 'Bad_Name'], /"Bad_Name" is not a valid claim name/],
   [['backup', 'a', '--parallel', '0'], /--parallel must be a whole number of at least 1/],
+  // yargs reads a word that is no number as NaN: the error quotes the word, and an optional flag is not dropped.
+  [['backup', 'a', '--parallel', 'abc'], /--parallel takes a number, not "abc"/],
+  [['artifacts', 'list', '--limit', 'ten'], /--limit takes a number, not "ten"/],
+  [['artifacts', 'list', '--limit=ten'], /--limit takes a number, not "ten"/],
   [['backup', 'a', '--toleration', 'x=y:Never'], /unknown effect "Never"/],
   [['backup', 'a', '--pod-ready-timeout', 'soon'], /invalid duration for --pod-ready-timeout/],
   [['backup', 'a', '--hook-timeout', 'soon'], /--hook-timeout soon is not a duration/],

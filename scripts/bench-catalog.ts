@@ -128,7 +128,6 @@ async function buildCatalog(file: string, rows: number): Promise<void> {
   const Catalog = await loadCatalog();
   await Catalog.open(file);
   if (rows === 0) return;
-  // Emscripten hands wasmBinary to WebAssembly.instantiate, which takes any byte view; its type says ArrayBuffer.
   const SQL = await sqlEngine();
   const db = new SQL.Database(fs.readFileSync(file));
   try {

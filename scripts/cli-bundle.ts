@@ -16,10 +16,8 @@ const REPO_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 // (FRONT_MODULE, src/sea-front.ts), which compiles the binary from an asset of its own.
 const EMBEDDED_SQL_WASM = `import wasm from 'sql.js/dist/sql-wasm.wasm';
 import { compileWebAssembly } from ${JSON.stringify(path.join(REPO_ROOT, 'src', 'wasm-compilation.ts'))};
-let compiled;
 export function compileSqlWasm() {
-  compiled ??= compileWebAssembly(Buffer.from(wasm, 'base64'));
-  return compiled;
+  return compileWebAssembly(Buffer.from(wasm, 'base64'));
 }
 `;
 function sqlWasm(from: 'embedded' | 'front'): Plugin {

@@ -5,7 +5,7 @@
 import yargs, { type Argv } from 'yargs';
 import { ExitCode, isNkvmError, UsageError } from './errors.ts';
 import { commandName, COMMANDS, type AnyCommandModule } from './cli/commands/index.ts';
-import { chosenCommand, completionRequest } from './cli/invocation.ts';
+import { chosenCommand, completionRequest, firstWord } from './cli/invocation.ts';
 import { installInterruptHandlers, interruptExitCode } from './cli/interrupt.ts';
 import { withGlobalOptions } from './cli/global-options.ts';
 import { configureColor, installPipeHandling, writeError } from './cli/output.ts';
@@ -94,7 +94,7 @@ export async function main(argv: string[]): Promise<number> {
       const help = 'run `kubectl nkvm COMMAND --help` for usage and examples';
       const suggested = /^Did you mean (\S+)\?$/.exec(message);
       if (suggested) throw new UsageError(`unknown command "${argv[0]}" for "kubectl nkvm"`, `did you mean ${suggested[1]}?`);
-      const first = argv.find((word) => !word.startsWith('-'));
+      const first = firstWord(argv);
       if (first && !COMMAND_NAMES.includes(first) && message === `Unknown argument: ${first}`) {
         throw new UsageError(`unknown command "${first}" for "kubectl nkvm"`, `the commands are ${COMMAND_NAMES.join(', ')}`);
       }

@@ -7,8 +7,9 @@
  * from it (FRONT_MODULE).
  */
 import sea from 'node:sea';
-import { firstWord, opensCatalog } from './cli/catalog-commands.ts';
+import { opensCatalog } from './cli/catalog-commands.ts';
 import { fastAnswer } from './cli/fast-paths.ts';
+import { firstWord } from './cli/invocation.ts';
 import { CLI_ASSET, codeCacheAsset, runCli, SQL_WASM_ASSET, type CompiledSource, type FrontModule } from './sea-assets.ts';
 import { compileWebAssembly } from './wasm-compilation.ts';
 

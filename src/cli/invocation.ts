@@ -38,6 +38,15 @@ export function completionRequest(argv: readonly string[], invokedAs: string | u
 }
 
 /**
+ * The first word that is not a flag: the command a run names as far as the words alone tell, for
+ * where yargs' flags are not known (the single executable's front) or are in doubt (an unknown
+ * command). A flag's value before the command is taken for it; chosenCommand knows better.
+ */
+export function firstWord(argv: readonly string[]): string | undefined {
+  return argv.find((word) => !word.startsWith('-'));
+}
+
+/**
  * The command a run names: its first word that is neither a flag nor a flag's value, read as yargs
  * reads it (main.ts's configuration): `withValue` flags (repeatable ones too) take the next word
  * unless written --flag=value or -fVALUE, `boolean` ones a next word "true" or "false". Undefined

@@ -9,19 +9,20 @@ import type { SqlJsStatic } from 'sql.js';
 import { runWebAssemblyOnBaselineOnly, webAssembly } from '../wasm-compilation.ts';
 import { compileSqlWasm } from './sql-wasm.ts';
 
+let compiling: Promise<WebAssembly.Module> | undefined;
 let ready: Promise<SqlJsStatic> | undefined;
 
 /** Starts compiling sql.js's module in the background; once a process. */
 export function compileSqlEngineAhead(): void {
-  void compileSqlWasm();
+  compiling ??= compileSqlWasm();
 }
 
 /** sql.js, initialised once a process. */
 export function sqlEngine(): Promise<SqlJsStatic> {
   ready ??= (async () => {
-    const compiling = compileSqlWasm();
+    compileSqlEngineAhead();
     const { default: initSqlJs } = await import('sql.js');
-    const module = await compiling;
+    const module = await compiling!;
     runWebAssemblyOnBaselineOnly();
     // Emscripten's protocol: the instance comes through the callback; what this throws rejects initSqlJs.
     return initSqlJs({ instantiateWasm: (imports, receive) => (receive(new webAssembly.Instance(module, imports)), {}) });

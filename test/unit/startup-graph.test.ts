@@ -91,3 +91,16 @@ test('the bundle loads only the undici it uses, without node:http2, and its agen
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+// yargs' platform shim loads node:assert (~6 ms a start) and yargs renders a command's whole help
+// after its handler starts (5-15 ms): the bundle gives the shim src/cli/yargs-assert.ts and leaves
+// the rendering out (scripts/cli-bundle.ts).
+test('the bundle neither loads node:assert for yargs nor renders a command help no one asked for', async (t) => {
+  const result = await build({ ...cliBundleOptions('kubectl-nkvm'), write: false, logLevel: 'silent' });
+  const bundle = result.outputFiles[0]!.text;
+  const shim = result.metafile.inputs['node_modules/yargs/lib/platform-shims/esm.mjs'];
+  t.truthy(shim, 'the walk reaches yargs\' platform shim');
+  const asserts = shim!.imports.filter((edge) => /assert/.test(edge.path)).map((edge) => edge.path);
+  t.deepEqual(asserts, ['src/cli/yargs-assert.ts']);
+  t.notRegex(bundle, /\.cacheHelpMessage\(\);/);
+});

@@ -24,7 +24,8 @@ export function runWebAssemblyAsV8Does(): void {
 /** The WebAssembly global, as used here: this project's TypeScript libraries (no DOM) do not declare it. */
 interface WebAssemblyApi {
   compile(bytes: Uint8Array): Promise<WebAssembly.Module>;
-  Instance: new (module: WebAssembly.Module, imports: unknown) => never;
+  Module: new (bytes: Uint8Array) => WebAssembly.Module;
+  Instance: new (module: WebAssembly.Module, imports: unknown) => { exports: unknown };
 }
 export const webAssembly = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
 

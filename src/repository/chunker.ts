@@ -3,10 +3,12 @@
  * window). Same polynomial, same data: same chunk boundaries as restic, hence the same blob IDs.
  *
  * The polynomial has degree 53, beyond a JS number's exact range, so polynomial arithmetic is BigInt
- * (only when building the tables). The rolling digest stays below 2^53 between bytes but needs XOR,
- * which JS numbers do on 32 bits only: it is kept as two 32-bit halves.
+ * (only when building the tables). The rolling digest runs in WebAssembly (./rolling-hash.ts), which
+ * has 64-bit integers.
  */
 import crypto from 'node:crypto';
+import { runWebAssemblyAsV8Does, webAssembly } from '../wasm-compilation.ts';
+import { INPUT, INPUT_CAPACITY, OUT_TABLE, rollingHashModule, WINDOW, type RollingHashExports } from './rolling-hash.ts';
 
 export const MIN_SIZE = 512 * 1024;
 export const MAX_SIZE = 8 * 1024 * 1024;
@@ -66,36 +68,39 @@ export function randomPolynomial(): bigint {
   throw new Error('unable to find a random irreducible polynomial');
 }
 
-interface Tables {
-  outHi: Uint32Array;
-  outLo: Uint32Array;
-  modHi: Uint32Array;
-  modLo: Uint32Array;
-  polShift: number;
-}
+/** restic/chunker's two tables, as its Go code builds them, in the layout the rolling hash reads. */
+const tableCache = new Map<bigint, BigUint64Array>();
 
-const tableCache = new Map<bigint, Tables>();
-
-function tablesFor(pol: bigint): Tables {
+function tablesFor(pol: bigint): BigUint64Array {
   const cached = tableCache.get(pol);
   if (cached) return cached;
   const k = degree(pol);
   if (k < 9 || k > 53) throw new Error(`chunker polynomial 0x${pol.toString(16)} must have a degree from 9 to 53`);
-  const tables: Tables = { outHi: new Uint32Array(256), outLo: new Uint32Array(256), modHi: new Uint32Array(256), modLo: new Uint32Array(256), polShift: k - 8 };
+  const tables = new BigUint64Array(512);
   for (let b = 0; b < 256; b++) {
     // The digest's contribution of byte b once it is WINDOW_SIZE-1 bytes old, to XOR it out.
     let h = polMod(BigInt(b), pol);
     for (let i = 0; i < WINDOW_SIZE - 1; i++) h = polMod(h << 8n, pol);
-    tables.outHi[b] = Number(h >> 32n);
-    tables.outLo[b] = Number(h & 0xffffffffn);
-    // Only the reduction of b<<k: the b<<k term that restic's table also holds cancels the bits
-    // shifted out, which here are masked off instead.
-    const m = polMod(BigInt(b) << BigInt(k), pol);
-    tables.modHi[b] = Number(m >> 32n);
-    tables.modLo[b] = Number(m & 0xffffffffn);
+    tables[b] = h;
+    // The reduction of the digest's top byte b once shifted past degree k, with b<<k itself to
+    // cancel the bits shifted out.
+    tables[256 + b] = polMod(BigInt(b) << BigInt(k), pol) | (BigInt(b) << BigInt(k));
   }
   tableCache.set(pol, tables);
   return tables;
+}
+
+let compiledRollingHash: WebAssembly.Module | undefined;
+
+function rollingHashInstance(): RollingHashExports {
+  if (!compiledRollingHash) {
+    // The loop must reach V8's optimizing compiler: on the baseline compiler alone, which the catalog
+    // asks for SQLite, it runs at half the speed. A command that chunks runs for seconds, so what the
+    // catalog saved at exit does not matter to it.
+    runWebAssemblyAsV8Does();
+    compiledRollingHash = new webAssembly.Module(rollingHashModule({ minSize: MIN_SIZE, maxSize: MAX_SIZE, splitMask: SPLIT_MASK }));
+  }
+  return new webAssembly.Instance(compiledRollingHash, {}).exports as RollingHashExports;
 }
 
 /**
@@ -104,24 +109,19 @@ function tablesFor(pol: bigint): Tables {
  * the next chunk, which the caller ends itself at the end of the stream.
  */
 export class Chunker {
-  private readonly t: Tables;
-  private readonly window = new Uint8Array(WINDOW_SIZE);
-  private wpos = 0;
-  private hi = 0;
-  private lo = 0;
+  /** Each chunker has its own instance: the digest, window and input are its state. */
+  private readonly hash = rollingHashInstance();
+  private readonly memory: Uint8Array;
   /** Bytes to pass unhashed at the start of a chunk (the first MinSize - 64). */
   private pre = 0;
   /** Bytes of the current chunk so far. */
   private count = 0;
-  private readonly hiMask: number;
-  private readonly loMask: number;
 
   constructor(polynomial: bigint) {
-    this.t = tablesFor(polynomial);
-    const shift = this.t.polShift;
-    // Masks keeping the digest's bits below polShift (the top 8 bits go through the mod table).
-    this.hiMask = shift >= 32 ? (2 ** (shift - 32) - 1) >>> 0 : 0;
-    this.loMask = shift >= 32 ? 0xffffffff : (2 ** shift - 1) >>> 0;
+    const tables = tablesFor(polynomial);
+    this.memory = new Uint8Array(this.hash.memory.buffer);
+    new BigUint64Array(this.hash.memory.buffer, OUT_TABLE, 512).set(tables);
+    this.hash.shift.value = BigInt(degree(polynomial) - 8);
     this.reset();
   }
 
@@ -132,31 +132,13 @@ export class Chunker {
 
   /** Starts a new chunk (also what a new file does). */
   reset(): void {
-    this.window.fill(0);
-    this.wpos = 0;
-    this.hi = 0;
-    this.lo = 0;
+    // restic/chunker's reset: an empty window and digest, then slide(1), which leaves the digest 1.
+    this.memory.fill(0, WINDOW, WINDOW + WINDOW_SIZE);
+    this.memory[WINDOW] = 1;
+    this.hash.wpos.value = 1;
+    this.hash.digest.value = 1n;
     this.count = 0;
-    this.slide(1);
     this.pre = MIN_SIZE - WINDOW_SIZE;
-  }
-
-  private slide(b: number): void {
-    const out = this.window[this.wpos]!;
-    this.window[this.wpos] = b;
-    this.wpos = (this.wpos + 1) % WINDOW_SIZE;
-    this.hi ^= this.t.outHi[out]!;
-    this.lo ^= this.t.outLo[out]!;
-    this.update(b);
-  }
-
-  private update(b: number): void {
-    const shift = this.t.polShift;
-    const index = shift >= 32 ? (this.hi >>> (shift - 32)) & 0xff : ((this.hi << (32 - shift)) | (this.lo >>> shift)) & 0xff;
-    const hi = this.hi & this.hiMask;
-    const lo = this.lo & this.loMask;
-    this.hi = (((hi << 8) | (lo >>> 24)) ^ this.t.modHi[index]!) >>> 0;
-    this.lo = (((lo << 8) | b) ^ this.t.modLo[index]!) >>> 0;
   }
 
   /**
@@ -167,6 +149,9 @@ export class Chunker {
     const cuts: number[] = [];
     let i = 0;
     const n = data.length;
+    // data[copiedFrom, copiedTo) sits in the module's memory at INPUT.
+    let copiedFrom = 0;
+    let copiedTo = 0;
     while (i < n) {
       if (this.pre > 0) {
         const skip = Math.min(this.pre, n - i);
@@ -175,45 +160,21 @@ export class Chunker {
         i += skip;
         continue;
       }
-      // Hot loop: the rolling hash with locals, written back at a cut or at the end.
-      const { outHi, outLo, modHi, modLo, polShift } = this.t;
-      const window = this.window;
-      const hiMask = this.hiMask;
-      const loMask = this.loMask;
-      let hi = this.hi;
-      let lo = this.lo;
-      let wpos = this.wpos;
-      let count = this.count;
-      let cut = -1;
-      for (; i < n; i++) {
-        const b = data[i]!;
-        const out = window[wpos]!;
-        window[wpos] = b;
-        wpos = (wpos + 1) & (WINDOW_SIZE - 1);
-        hi ^= outHi[out]!;
-        lo ^= outLo[out]!;
-        const index = polShift >= 32 ? (hi >>> (polShift - 32)) & 0xff : ((hi << (32 - polShift)) | (lo >>> polShift)) & 0xff;
-        const h = hi & hiMask;
-        const l = lo & loMask;
-        hi = (((h << 8) | (l >>> 24)) ^ modHi[index]!) >>> 0;
-        lo = (((l << 8) | b) ^ modLo[index]!) >>> 0;
-        count++;
-        if (((lo & SPLIT_MASK) === 0 || count >= MAX_SIZE) && count >= MIN_SIZE) {
-          cut = i + 1;
-          break;
-        }
+      if (i >= copiedTo) {
+        copiedFrom = i;
+        copiedTo = Math.min(n, i + INPUT_CAPACITY);
+        this.memory.set(data.subarray(copiedFrom, copiedTo), INPUT);
       }
-      if (cut >= 0) {
-        cuts.push(cut);
-        digests?.push((BigInt(hi) << 32n) | BigInt(lo));
-        i = cut;
-        this.reset();
-      } else {
-        this.hi = hi;
-        this.lo = lo;
-        this.wpos = wpos;
-        this.count = count;
+      const end = this.hash.scan(INPUT + i - copiedFrom, INPUT + copiedTo - copiedFrom, this.count);
+      if (end < 0) {
+        this.count += copiedTo - i;
+        i = copiedTo;
+        continue;
       }
+      i = end - INPUT + copiedFrom;
+      cuts.push(i);
+      digests?.push(this.hash.digest.value);
+      this.reset();
     }
     return cuts;
   }

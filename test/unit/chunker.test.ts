@@ -49,7 +49,8 @@ function chunk(polynomial: bigint, data: Buffer, piece: number): { start: number
 
 const streams = new Map<string, Buffer>();
 for (const result of golden.results) {
-  for (const piece of [1 << 20, 65_537]) {
+  // 3 MiB + 1: more than the rolling hash takes in at once, so a push is scanned in parts.
+  for (const piece of [1 << 20, 65_537, 3 * (1 << 20) + 1]) {
     test(`chunk boundaries as restic/chunker's: ${result.polynomial}, ${result.stream}, fed ${piece} bytes at a time`, (t) => {
       if (!streams.has(result.stream)) streams.set(result.stream, build(result.stream));
       const ours = chunk(BigInt(result.polynomial), streams.get(result.stream)!, piece);
@@ -61,6 +62,24 @@ for (const result of golden.results) {
     });
   }
 }
+
+test('two chunkers fed in turns keep apart: each cuts its stream as it would alone', (t) => {
+  const [first, second] = golden.results.filter((r) => r.polynomial === golden.results[0]!.polynomial).slice(0, 2);
+  const streamA = build(first!.stream);
+  const streamB = build(second!.stream);
+  const a = new Chunker(BigInt(first!.polynomial));
+  const b = new Chunker(BigInt(second!.polynomial));
+  const cutsA: number[] = [];
+  const cutsB: number[] = [];
+  for (let offset = 0; offset < Math.max(streamA.length, streamB.length); offset += 65_537) {
+    for (const cut of a.push(streamA.subarray(offset, offset + 65_537))) cutsA.push(offset + cut);
+    for (const cut of b.push(streamB.subarray(offset, offset + 65_537))) cutsB.push(offset + cut);
+  }
+  const ends = (r: Golden['results'][number]) => r.chunks.slice(0, -1).map((c) => c.start + c.length);
+  t.deepEqual(cutsA, ends(first!));
+  t.deepEqual(cutsB, ends(second!));
+  t.true(cutsA.length > 0 && cutsB.length > 0);
+});
 
 test('the golden streams exercise a cut at the maximum size, at the minimum and a stream shorter than the minimum', (t) => {
   const lengths = golden.results.flatMap((r) => r.chunks.map((c) => c.length));

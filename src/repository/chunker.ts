@@ -7,7 +7,7 @@
  * has 64-bit integers.
  */
 import crypto from 'node:crypto';
-import { runWebAssemblyAsV8Does, webAssembly } from '../wasm-compilation.ts';
+import { compileHotLoop, webAssembly } from '../wasm-compilation.ts';
 import { INPUT, INPUT_CAPACITY, OUT_TABLE, rollingHashModule, WINDOW, type RollingHashExports } from './rolling-hash.ts';
 
 export const MIN_SIZE = 512 * 1024;
@@ -93,13 +93,7 @@ function tablesFor(pol: bigint): BigUint64Array {
 let compiledRollingHash: WebAssembly.Module | undefined;
 
 function rollingHashInstance(): RollingHashExports {
-  if (!compiledRollingHash) {
-    // The loop must reach V8's optimizing compiler: on the baseline compiler alone, which the catalog
-    // asks for SQLite, it runs at half the speed. A command that chunks runs for seconds, so what the
-    // catalog saved at exit does not matter to it.
-    runWebAssemblyAsV8Does();
-    compiledRollingHash = new webAssembly.Module(rollingHashModule({ minSize: MIN_SIZE, maxSize: MAX_SIZE, splitMask: SPLIT_MASK }));
-  }
+  compiledRollingHash ??= compileHotLoop(rollingHashModule({ minSize: MIN_SIZE, maxSize: MAX_SIZE, splitMask: SPLIT_MASK }));
   return new webAssembly.Instance(compiledRollingHash, {}).exports as RollingHashExports;
 }
 

@@ -5,7 +5,7 @@
  * `r || AES-128(k, nonce)`. `r` is stored as it was drawn (Poly1305 clamps it itself).
  */
 import crypto from 'node:crypto';
-import { poly1305 } from '@noble/ciphers/_poly1305.js';
+import { poly1305 } from './poly1305.ts';
 
 export const IV_SIZE = 16;
 export const MAC_SIZE = 16;
@@ -58,7 +58,7 @@ export function poly1305Mac(message: Uint8Array, nonce: Uint8Array, key: MasterK
   const polyKey = Buffer.allocUnsafe(32);
   key.r.copy(polyKey, 0);
   aes128Block(key.k, nonce).copy(polyKey, 16);
-  return Buffer.from(poly1305(message, polyKey));
+  return poly1305(message, polyKey);
 }
 
 function ctr(key: MasterKey, iv: Uint8Array, data: Uint8Array): Buffer {

@@ -90,32 +90,48 @@ function tablesFor(pol: bigint): BigUint64Array {
   return tables;
 }
 
-let compiledRollingHash: WebAssembly.Module | undefined;
+/** The thread's one rolling hash: the chunker that pushed last has its state loaded in it. */
+interface SharedRollingHash {
+  exports: RollingHashExports;
+  memory: Uint8Array;
+  owner: Chunker | undefined;
+  polynomial: bigint | undefined;
+}
+let shared: SharedRollingHash | undefined;
 
-function rollingHashInstance(): RollingHashExports {
-  compiledRollingHash ??= compileHotLoop(rollingHashModule({ minSize: MIN_SIZE, maxSize: MAX_SIZE, splitMask: SPLIT_MASK }));
-  return new webAssembly.Instance(compiledRollingHash, {}).exports as RollingHashExports;
+function sharedRollingHash(): SharedRollingHash {
+  if (!shared) {
+    const module = compileHotLoop(rollingHashModule({ minSize: MIN_SIZE, maxSize: MAX_SIZE, splitMask: SPLIT_MASK }));
+    const exports = new webAssembly.Instance(module, {}).exports as RollingHashExports;
+    shared = { exports, memory: new Uint8Array(exports.memory.buffer), owner: undefined, polynomial: undefined };
+  }
+  return shared;
 }
 
 /**
  * Finds chunk boundaries in a byte stream fed in pieces of any size. `push` returns the offsets
  * (within the pushed buffer) after which a chunk ends; the bytes after the last boundary belong to
  * the next chunk, which the caller ends itself at the end of the stream.
+ *
+ * Chunkers share one WebAssembly instance per thread: a backup makes one per file, and an instance
+ * with its memory takes some 100 µs to make (100,000 small files took 57 s instead of 12). A
+ * chunker's digest and window live in the instance while it is the last to push, and are copied
+ * out when another one pushes.
  */
 export class Chunker {
-  /** Each chunker has its own instance: the digest, window and input are its state. */
-  private readonly hash = rollingHashInstance();
-  private readonly memory: Uint8Array;
+  private readonly polynomial: bigint;
+  /** The digest's state while another chunker holds the instance: restic/chunker's reset state at first. */
+  private readonly window = new Uint8Array(WINDOW_SIZE);
+  private wpos = 0;
+  private digest = 0n;
   /** Bytes to pass unhashed at the start of a chunk (the first MinSize - 64). */
   private pre = 0;
   /** Bytes of the current chunk so far. */
   private count = 0;
 
   constructor(polynomial: bigint) {
-    const tables = tablesFor(polynomial);
-    this.memory = new Uint8Array(this.hash.memory.buffer);
-    new BigUint64Array(this.hash.memory.buffer, OUT_TABLE, 512).set(tables);
-    this.hash.shift.value = BigInt(degree(polynomial) - 8);
+    tablesFor(polynomial); // an invalid polynomial fails here, not at the first push
+    this.polynomial = polynomial;
     this.reset();
   }
 
@@ -127,12 +143,36 @@ export class Chunker {
   /** Starts a new chunk (also what a new file does). */
   reset(): void {
     // restic/chunker's reset: an empty window and digest, then slide(1), which leaves the digest 1.
-    this.memory.fill(0, WINDOW, WINDOW + WINDOW_SIZE);
-    this.memory[WINDOW] = 1;
-    this.hash.wpos.value = 1;
-    this.hash.digest.value = 1n;
+    this.window.fill(0);
+    this.window[0] = 1;
+    this.wpos = 1;
+    this.digest = 1n;
+    if (shared?.owner === this) shared.owner = undefined; // loaded again, reset, at the next push
     this.count = 0;
     this.pre = MIN_SIZE - WINDOW_SIZE;
+  }
+
+  /** The shared instance with this chunker's state in it. */
+  private claim(): SharedRollingHash {
+    const hash = sharedRollingHash();
+    if (hash.owner === this) return hash;
+    hash.owner?.saveFrom(hash);
+    if (hash.polynomial !== this.polynomial) {
+      new BigUint64Array(hash.memory.buffer, OUT_TABLE, 512).set(tablesFor(this.polynomial));
+      hash.exports.shift.value = BigInt(degree(this.polynomial) - 8);
+      hash.polynomial = this.polynomial;
+    }
+    hash.memory.set(this.window, WINDOW);
+    hash.exports.wpos.value = this.wpos;
+    hash.exports.digest.value = this.digest;
+    hash.owner = this;
+    return hash;
+  }
+
+  private saveFrom(hash: SharedRollingHash): void {
+    this.window.set(hash.memory.subarray(WINDOW, WINDOW + WINDOW_SIZE));
+    this.wpos = hash.exports.wpos.value;
+    this.digest = hash.exports.digest.value;
   }
 
   /**
@@ -154,12 +194,13 @@ export class Chunker {
         i += skip;
         continue;
       }
+      const hash = this.claim();
       if (i >= copiedTo) {
         copiedFrom = i;
         copiedTo = Math.min(n, i + INPUT_CAPACITY);
-        this.memory.set(data.subarray(copiedFrom, copiedTo), INPUT);
+        hash.memory.set(data.subarray(copiedFrom, copiedTo), INPUT);
       }
-      const end = this.hash.scan(INPUT + i - copiedFrom, INPUT + copiedTo - copiedFrom, this.count);
+      const end = hash.exports.scan(INPUT + i - copiedFrom, INPUT + copiedTo - copiedFrom, this.count);
       if (end < 0) {
         this.count += copiedTo - i;
         i = copiedTo;
@@ -167,7 +208,7 @@ export class Chunker {
       }
       i = end - INPUT + copiedFrom;
       cuts.push(i);
-      digests?.push(this.hash.digest.value);
+      digests?.push(hash.exports.digest.value);
       this.reset();
     }
     return cuts;

@@ -12,7 +12,8 @@
  *   - repository: a claim of NKVM_BENCH_REPOSITORY_FILES (1,024) files of 1 MiB into a fresh local
  *     repository against `kubectl exec tar | restic backup --stdin` (restic v0.19.1), then an
  *     unchanged second backup and one after 1% of the files were rewritten, against the first, with
- *     the bytes the API server sent (counted by a relay in front of it) and the repository's growth.
+ *     the bytes the API server sent (counted by a relay in front of it) and the repository's growth;
+ *     and a restore of the claim from the repository against one from its tar artifact (zstd).
  *   - movers: the same NKVM_BENCH_MIB (1024) MiB mixed claim into an S3 repository (versitygw on the
  *     node's address) by a data mover pod (--mover pod) and over exec (--mover exec), wall time side
  *     by side, the bytes the API server sent during the mover's backup (relay-counted), and the mover
@@ -109,6 +110,7 @@ function pluginBackup(claims: string[], compression: string, extra = ''): string
 }
 
 interface BackupItem {
+  id: string;
   status: string;
   attempts: number;
   message: string;
@@ -259,6 +261,8 @@ try {
     const runs: Record<'first' | 'unchanged' | 'rewritten', number[]> = { first: [], unchanged: [], rewritten: [] };
     const sent: Record<'unchanged' | 'rewritten', number[]> = { unchanged: [], rewritten: [] };
     const rss: number[] = [];
+    const restores: Record<'tar' | 'repository', number[]> = { tar: [], repository: [] };
+    const restoreRss: number[] = [];
     let grew = 0;
     for (let i = 0; i < repeat; i++) {
       log(`repository: round ${i + 1} of ${repeat}`);
@@ -270,12 +274,21 @@ try {
       const backup = async () => {
         proxy.reset();
         const run = await timed(cluster, `kubectl nkvm backup files-1g -n ${NAMESPACE} --repo ${ourRepo} -o json`, { ...password, ...relayed });
-        const [item] = JSON.parse(run.stdout).items as { status: string; message: string }[];
+        const [item] = JSON.parse(run.stdout).items as { status: string; message: string; snapshot?: { id: string } }[];
         if (item?.status !== 'succeeded') throw new Error(`backup into the repository failed: ${item?.message}`);
         rss.push(run.peakMiB);
-        return { seconds: run.seconds, relayed: proxy.received };
+        return { seconds: run.seconds, relayed: proxy.received, snapshot: item.snapshot!.id };
       };
-      runs.first.push((await backup()).seconds);
+      const first = await backup();
+      runs.first.push(first.seconds);
+      // The claim restored into a new claim from the repository, and from today's tar artifact of it.
+      const [artifact] = items(await timed(cluster, `kubectl nkvm backup files-1g -n ${NAMESPACE} --format tar -o json`));
+      if (artifact?.status !== 'succeeded') throw new Error(`tar backup failed: ${artifact?.message}`);
+      restores.tar.push((await timed(cluster, `kubectl nkvm restore ${artifact.id} --to from-tar-${i} --create -n ${NAMESPACE} -o json`)).seconds);
+      const restore = await timed(cluster, `kubectl nkvm restore ${first.snapshot} --repo ${ourRepo} --to from-repo-${i} --create -n ${NAMESPACE} -o json`, password);
+      restores.repository.push(restore.seconds);
+      restoreRss.push(restore.peakMiB);
+      await cluster.kubectl(['delete', 'pvc', `from-tar-${i}`, `from-repo-${i}`, '-n', NAMESPACE, '--wait=false']);
       const before = repositoryBytes(ourRepo);
       const unchanged = await backup();
       grew = repositoryBytes(ourRepo) - before;
@@ -297,6 +310,7 @@ try {
     print(`first backup: by hand (kubectl exec tar | restic backup --stdin) ${median(hand).toFixed(1)} s   ours ${median(runs.first).toFixed(1)} s   ratio ${(median(runs.first) / median(hand)).toFixed(2)}   goal <= 1.00   ours peak RSS ${Math.max(...rss).toFixed(0)} MiB (goal <= 150)`);
     print(`unchanged second backup: ${median(runs.unchanged).toFixed(1)} s, ${(median(runs.unchanged) / median(runs.first)).toFixed(2)} of the first (goal <= 0.20); the API server sent ${pct(median(sent.unchanged))} of the claim (goal < 1%); the repository grew by ${grew} bytes (goal < 0.5%)`);
     print(`1% of the files rewritten: ${median(runs.rewritten).toFixed(1)} s, ${(median(runs.rewritten) / median(runs.first)).toFixed(2)} of the first; the API server sent ${pct(median(sent.rewritten))} of the claim (goal < 3%)`);
+    print(`restore into a new claim: from the repository ${median(restores.repository).toFixed(1)} s   from today's tar artifact (zstd) ${median(restores.tar).toFixed(1)} s   ratio ${(median(restores.repository) / median(restores.tar)).toFixed(2)}   goal <= 1.20   peak RSS ${Math.max(...restoreRss).toFixed(0)} MiB`);
   }
   if (only.has('movers') && cluster.provider === 'local') {
     // The mover image, from the release archives (built here when missing), loaded into the node.

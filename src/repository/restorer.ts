@@ -35,6 +35,12 @@ const TAR_TYPES: Partial<Record<Node['type'], TarWriteType>> = {
   dev: 'block-device',
 };
 
+/**
+ * Blobs of a file loaded ahead of the one being written: the next one's read from the backend waits
+ * on the disk or the network while this thread unseals and writes, instead of after.
+ */
+const READ_AHEAD = 2;
+
 /** Linux's major and minor of an st_rdev. */
 function splitDevice(device: number): { devMajor: number; devMinor: number } {
   const high = Math.floor(device / 2 ** 32);
@@ -128,8 +134,22 @@ export class Restorer {
         throw new RestoreError(`file ${JSON.stringify(goQuote(path))}: its blobs hold ${size} bytes, its metadata says ${node.size}`);
       }
       yield entryHeader({ name: path, type: 'file', ...base, size });
-      for (const id of content) yield await this.repo.loadBlob('data', id);
+      yield* this.blobsOf(content);
       yield dataPadding(size);
+    }
+  }
+
+  /** A file's blobs in order, READ_AHEAD of them loading while one is written. */
+  private async *blobsOf(ids: string[]): AsyncGenerator<Buffer> {
+    const loading: Promise<Buffer>[] = [];
+    let next = 0;
+    while (next < ids.length || loading.length > 0) {
+      while (loading.length <= READ_AHEAD && next < ids.length) {
+        const blob = this.repo.loadBlob('data', ids[next++]!);
+        blob.catch(() => undefined); // a failure is thrown when its turn comes
+        loading.push(blob);
+      }
+      yield await loading.shift()!;
     }
   }
 }

@@ -132,6 +132,34 @@ test('a device image is one file at the snapshot\'s path, chunked like any file:
   t.is(await imageNode(repo, await repo.loadSnapshot(tree.snapshotId)), undefined);
 });
 
+test('a file of many chunks restores whole and in order, its next chunks read while one is written; a chunk that went missing fails the restore by name', async (t) => {
+  const repo = await repository(t);
+  // 12 MiB of random bytes: some 8 chunks at restic's boundaries (512 KiB to 8 MiB).
+  const data = crypto.randomBytes(12 * 1048576);
+  const header = entryHeader({ name: Buffer.from('./big'), type: 'file', mode: 0o600, uid: 1, gid: 2, size: data.length, mtimeNs: T });
+  const tar = Buffer.concat([header, data, dataPadding(data.length), entry('./after', 'file', { data: 'after' }), endOfArchive()]);
+  const result = await archiveTar(repo, Readable.from([tar]), { path: '/data/p', hostname: 'n' });
+  const node = (await repo.loadTree((await repo.loadTree((await repo.loadTree(result.snapshot.tree))[0]!.subtree!))[0]!.subtree!)).find((n) => n.name.toString() === 'big')!;
+  t.true(node.content!.length >= 4, `${node.content!.length} chunks`);
+  const back: Buffer[] = [];
+  let name = '';
+  const check = new TarStreamCheck({ onEntry: (e) => (name = e.name.toString()), onData: (d) => name === './big' && back.push(Buffer.from(d)) });
+  for await (const chunk of restoreTar(repo, result.snapshot)) check.feed(chunk as Buffer);
+  t.true(check.summary.complete);
+  t.true(Buffer.concat(back).equals(data));
+
+  // The pack of the file's third chunk is gone: the restore fails, naming what is missing.
+  const lost = repo.index.get('data', node.content![2]!)!.pack;
+  const packs = path.join(repo.backend.location, 'data', lost.slice(0, 2), lost);
+  fs.chmodSync(packs, 0o600);
+  fs.rmSync(packs);
+  const reopened = await Repository.open(new LocalBackend(repo.backend.location), 'pw');
+  const error = await t.throwsAsync(async () => {
+    for await (const chunk of restoreTar(reopened, result.snapshot)) void chunk;
+  });
+  t.regex(error!.message, new RegExp(lost.slice(0, 8)));
+});
+
 test('a pack holds at most 50,000 blobs, and an index file lists as many: tiny blobs fill packs by count before size', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-repo-unit-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));

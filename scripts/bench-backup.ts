@@ -284,8 +284,8 @@ try {
       // The claim restored into a new claim from the repository, and from today's tar artifact of it.
       const [artifact] = items(await timed(cluster, `kubectl nkvm backup files-1g -n ${NAMESPACE} --format tar -o json`));
       if (artifact?.status !== 'succeeded') throw new Error(`tar backup failed: ${artifact?.message}`);
-      restores.tar.push((await timed(cluster, `kubectl nkvm restore ${artifact.id} --to from-tar-${i} --create -n ${NAMESPACE} -o json`)).seconds);
-      const restore = await timed(cluster, `kubectl nkvm restore ${first.snapshot} --repo ${ourRepo} --to from-repo-${i} --create -n ${NAMESPACE} -o json`, password);
+      restores.tar.push((await timed(cluster, `kubectl nkvm restore ${artifact.id} --to from-tar-${i} --create --size 2Gi -n ${NAMESPACE} -o json`)).seconds);
+      const restore = await timed(cluster, `kubectl nkvm restore ${first.snapshot} --repo ${ourRepo} --to from-repo-${i} --create --size 2Gi -n ${NAMESPACE} -o json`, password);
       restores.repository.push(restore.seconds);
       restoreRss.push(restore.peakMiB);
       await cluster.kubectl(['delete', 'pvc', `from-tar-${i}`, `from-repo-${i}`, '-n', NAMESPACE, '--wait=false']);

@@ -14,12 +14,14 @@
  *     unchanged second backup and one after 1% of the files were rewritten, against the first, with
  *     the bytes the API server sent (counted by a relay in front of it) and the repository's growth;
  *     and a restore of the claim from the repository against one from its tar artifact (zstd).
+ *   - small-files: NKVM_BENCH_REPOSITORY_SMALL_FILES (200,000) files of 2 KiB into a repository, an
+ *     unchanged second backup against the first.
  *   - movers: the same NKVM_BENCH_MIB (1024) MiB mixed claim into an S3 repository (versitygw on the
  *     node's address) by a data mover pod (--mover pod) and over exec (--mover exec), wall time side
  *     by side, the bytes the API server sent during the mover's backup (relay-counted), and the mover
  *     process's own peak RSS in its pod; with the files section, also the mover over its million files.
  * Figures, never pass/fail: the goals are printed beside them. NKVM_BENCH_ONLY=modes,parallel,files,
- * completion,repository,movers runs a subset.
+ * completion,repository,small-files,movers runs a subset.
  */
 import { execa } from 'execa';
 import fs from 'node:fs';
@@ -40,7 +42,8 @@ const parallelMiB = Number(env.NKVM_BENCH_PARALLEL_MIB ?? 64);
 const fileCount = Number(env.NKVM_BENCH_FILES ?? 1_000_000);
 const rounds = Number(env.NKVM_BENCH_ROUNDS ?? 3);
 const repositoryFiles = Number(env.NKVM_BENCH_REPOSITORY_FILES ?? 1024);
-const only = new Set((env.NKVM_BENCH_ONLY ?? 'modes,parallel,files,completion,repository,movers').split(','));
+const repositorySmallFiles = Number(env.NKVM_BENCH_REPOSITORY_SMALL_FILES ?? 200_000);
+const only = new Set((env.NKVM_BENCH_ONLY ?? 'modes,parallel,files,completion,repository,small-files,movers').split(','));
 
 const NAMESPACE = 'bench';
 const MODES = [
@@ -311,6 +314,25 @@ try {
     print(`unchanged second backup: ${median(runs.unchanged).toFixed(1)} s, ${(median(runs.unchanged) / median(runs.first)).toFixed(2)} of the first (goal <= 0.20); the API server sent ${pct(median(sent.unchanged))} of the claim (goal < 1%); the repository grew by ${grew} bytes (goal < 0.5%)`);
     print(`1% of the files rewritten: ${median(runs.rewritten).toFixed(1)} s, ${(median(runs.rewritten) / median(runs.first)).toFixed(2)} of the first; the API server sent ${pct(median(sent.rewritten))} of the claim (goal < 3%)`);
     print(`restore into a new claim: from the repository ${median(restores.repository).toFixed(1)} s   from today's tar artifact (zstd) ${median(restores.tar).toFixed(1)} s   ratio ${(median(restores.repository) / median(restores.tar)).toFixed(2)}   goal <= 1.20   peak RSS ${Math.max(...restoreRss).toFixed(0)} MiB`);
+  }
+  if (only.has('small-files')) {
+    // Many small files: what an unchanged second backup costs is listing them, not reading them.
+    // awk writes them without a process each (busybox has no split): 2 KiB, each one different.
+    await seedClaim(cluster, 'small-files', `set -e; mkdir -p /data/d && cd /data/d && awk -v n=${repositorySmallFiles} 'BEGIN { s = "x"; while (length(s) < 2048) s = s s; s = substr(s, 1, 2032); for (i = 0; i < n; i++) { f = "f" i; printf "%s%016d", s, i > f; close(f) } }'`);
+    const smallPassword = { RESTIC_PASSWORD: 'bench-password' };
+    const smallRepo = path.join(workDir, 'ours-small');
+    await timed(cluster, `kubectl nkvm repo init ${smallRepo}`, smallPassword);
+    const small = async () => {
+      const run = await timed(cluster, `kubectl nkvm backup small-files -n ${NAMESPACE} --repo ${smallRepo} -o json`, smallPassword);
+      const [item] = JSON.parse(run.stdout).items as { status: string; message: string; snapshot?: { filesNew: number; filesUnmodified: number } }[];
+      if (item?.status !== 'succeeded') throw new Error(`backup of the small files failed: ${item?.message}`);
+      return { seconds: run.seconds, peakMiB: run.peakMiB, files: item.snapshot!.filesNew + item.snapshot!.filesUnmodified };
+    };
+    const smallFirst = await small();
+    const smallSecond = await small();
+    fs.rmSync(smallRepo, { recursive: true, force: true });
+    print();
+    print(`${smallFirst.files.toLocaleString('en-US')} files of 2 KiB into a repository: first backup ${smallFirst.seconds.toFixed(1)} s (peak RSS ${smallFirst.peakMiB.toFixed(0)} MiB), unchanged second ${smallSecond.seconds.toFixed(1)} s (peak RSS ${smallSecond.peakMiB.toFixed(0)} MiB): ${(smallSecond.seconds / smallFirst.seconds).toFixed(2)} of the first (goal <= 0.20)`);
   }
   if (only.has('movers') && cluster.provider === 'local') {
     // The mover image, from the release archives (built here when missing), loaded into the node.

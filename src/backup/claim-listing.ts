@@ -17,6 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ListedEntry } from '../repository/incremental.ts';
 import { nodeTypeOfMode } from '../repository/tree.ts';
+import { daysFromCivil, digitsAt, fractionAt } from '../repository/time.ts';
 
 const STAT_FORMAT = '%f %u %g %s %i %h %d %t %T %y %z %n';
 /** Words before the name: the nonce, nine numbers, two times of three words. */
@@ -44,19 +45,32 @@ export interface ListingCapabilities {
   noRecursion: boolean;
 }
 
-const TIME = /^(-?\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))? ([+-])(\d\d)(\d\d)$/;
-
 /** `%y` as nanoseconds since the epoch: the offset applied, the fraction kept to the nanosecond. */
 export function parseStatTime(text: string): bigint {
-  const match = TIME.exec(text);
-  if (!match) throw new ListingFormatError(`a time stat printed as ${JSON.stringify(text)}`);
-  const [, year, month, day, hour, minute, second, fraction, sign, offsetHours, offsetMinutes] = match;
-  const date = new Date(0);
-  date.setUTCFullYear(Number(year), Number(month) - 1, Number(day));
-  date.setUTCHours(Number(hour), Number(minute), Number(second), 0);
-  const offset = (Number(offsetHours) * 3600 + Number(offsetMinutes) * 60) * (sign === '-' ? -1 : 1);
-  const seconds = BigInt(date.getTime() / 1000 - offset);
-  return seconds * 1_000_000_000n + BigInt((fraction ?? '').padEnd(9, '0'));
+  const fail = () => new ListingFormatError(`a time stat printed as ${JSON.stringify(text)}`);
+  // YYYY-MM-DD HH:MM:SS[.fraction] +HHMM, the year of any length and sign.
+  const yearEnd = text.indexOf('-', 1);
+  const negative = text[0] === '-';
+  const year = yearEnd - (negative ? 1 : 0) >= 4 ? digitsAt(text, negative ? 1 : 0, yearEnd - (negative ? 1 : 0)) : -1;
+  const at = yearEnd + 1;
+  if (year < 0 || text[at + 2] !== '-' || text[at + 5] !== ' ' || text[at + 8] !== ':' || text[at + 11] !== ':') throw fail();
+  const fields = [digitsAt(text, at, 2), digitsAt(text, at + 3, 2), digitsAt(text, at + 6, 2), digitsAt(text, at + 9, 2), digitsAt(text, at + 12, 2)];
+  if (fields.some((field) => field < 0)) throw fail();
+  const [month, day, hour, minute, second] = fields as [number, number, number, number, number];
+  let end = at + 14;
+  let fraction = 0;
+  if (text[end] === '.') {
+    const start = end + 1;
+    [fraction, end] = fractionAt(text, start);
+    if (fraction < 0 || end - start > 9) throw fail();
+  }
+  const sign = text[end + 1];
+  const hours = digitsAt(text, end + 2, 2);
+  const minutes = digitsAt(text, end + 4, 2);
+  if (text[end] !== ' ' || (sign !== '+' && sign !== '-') || hours < 0 || minutes < 0 || end + 6 !== text.length) throw fail();
+  const offset = (hours * 3600 + minutes * 60) * (sign === '-' ? -1 : 1);
+  const seconds = daysFromCivil(negative ? -year : year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
+  return BigInt(seconds) * 1_000_000_000n + BigInt(fraction);
 }
 
 export class ListingFormatError extends Error {

@@ -245,13 +245,19 @@ class BlobTable {
     for (const field of FIELD_NAMES) this[field][to] = this[field][from]!;
   }
 
-  /** Position of an ID in the sorted table, or -1. */
+  /**
+   * Position of an ID in the sorted table, or -1. The search compares IDs' first four bytes as
+   * numbers, and whole IDs only where those are equal: a Buffer.compare at each of its 18 steps (a
+   * call into C++ each) took 13 µs a lookup, 2.7 s of an unchanged backup of 200,000 files.
+   */
   private find(id: Buffer, count = this.sorted): number {
+    const key = id.readUInt32BE(0);
     let low = 0;
     let high = count - 1;
     while (low <= high) {
       const middle = (low + high) >>> 1;
-      const order = this.ids.compare(id, 0, ID_SIZE, middle * ID_SIZE, middle * ID_SIZE + ID_SIZE);
+      const prefix = this.ids.readUInt32BE(middle * ID_SIZE);
+      const order = prefix !== key ? (prefix < key ? -1 : 1) : this.ids.compare(id, 0, ID_SIZE, middle * ID_SIZE, middle * ID_SIZE + ID_SIZE);
       if (order === 0) return middle;
       if (order < 0) low = middle + 1;
       else high = middle - 1;

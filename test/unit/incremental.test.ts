@@ -82,6 +82,15 @@ test('stat times with their offset and nanoseconds', (t) => {
   t.is(parseStatTime('2026-12-06 06:47:31.635665144 +0000'), 1796539651_635665144n);
   t.is(parseStatTime('2026-12-06 07:47:31.5 +0100'), 1796539651_500000000n);
   t.is(parseStatTime('1969-12-31 23:59:59 +0000'), -1_000_000_000n);
+  t.is(parseStatTime('1969-12-31 18:59:59.000000001 -0500'), -999_999_999n);
+  // Years beyond four digits and before year 0, as a clock set wrong can stamp a file.
+  t.is(parseStatTime('12026-01-01 00:00:00 +0000'), BigInt(Date.UTC(12026, 0, 1) / 1000) * 1_000_000_000n);
+  const before = new Date(0);
+  before.setUTCFullYear(-1, 0, 1);
+  t.is(parseStatTime('-0001-01-01 00:00:00 +0000'), BigInt(before.getTime() / 1000) * 1_000_000_000n);
+  for (const bad of ['2026-12-06 06:47:31', '2026-12-06T06:47:31 +0000', '2026-12-06 06:47:31. +0000', '2026-12-06 06:47:31.1234567890 +0000', '26-12-06 06:47:31 +0000', '2026-12-06 06:47:31 +00:00']) {
+    t.throws(() => parseStatTime(bad), { message: /listing could not be read/ }, bad);
+  }
 });
 
 test('a first backup reads every file and symlink; an unchanged second reads nothing and stores the same tree', async (t) => {

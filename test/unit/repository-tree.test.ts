@@ -103,3 +103,30 @@ test('reads nodes leniently: missing fields, null lists, unknown fields kept', (
   t.is(n!.content, undefined);
   t.deepEqual(n!.extra, { future: 1 });
 });
+
+test('times read and written by hand agree with Date over years 1 to 9999, offsets and fractions of any length', (t) => {
+  let seed = 12345;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const start = new Date(0);
+  start.setUTCFullYear(1, 0, 1);
+  const first = start.getTime(); // 0001-01-01
+  const last = Date.UTC(9999, 11, 30);
+  const written = (date: Date) => `${String(date.getUTCFullYear()).padStart(4, '0')}${date.toISOString().slice(-20, -5)}`;
+  for (let i = 0; i < 2000; i++) {
+    const ms = Math.floor(first + next() * (last - first));
+    const ns = BigInt(ms) * 1_000_000n + BigInt(Math.floor(next() * 1e6));
+    const text = formatTime(ns);
+    t.is(text.slice(0, 19), written(new Date(ms)), text);
+    t.is(parseTime(text), ns, text);
+    // The same instant with an offset, and more than nine digits of fraction.
+    const fraction = String(Number(((ns % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n)).padStart(9, '0');
+    const local = `${written(new Date(ms + (5 * 3600 + 30 * 60) * 1000))}.${fraction}77+05:30`;
+    t.is(parseTime(local), ns, local);
+  }
+  t.is(formatTime(0n), '1970-01-01T00:00:00Z');
+  t.is(formatTime(-1n), '1969-12-31T23:59:59.999999999Z');
+  t.is(parseTime('0001-01-01T00:00:00Z'), BigInt(first / 1000) * 1_000_000_000n);
+  for (const bad of ['2024-12-06T01:53:20', '2024-12-06 01:53:20Z', '2024-12-06T01:53:20.Z', '2024-12-06T01:53:2xZ', '2024-12-06T01:53:20+0100', '2024-12-06T01:53:20Zjunk']) {
+    t.throws(() => parseTime(bad), { message: /not an RFC 3339 time/ }, bad);
+  }
+});

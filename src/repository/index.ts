@@ -251,13 +251,15 @@ class BlobTable {
    * call into C++ each) took 13 µs a lookup, 2.7 s of an unchanged backup of 200,000 files.
    */
   private find(id: Buffer, count = this.sorted): number {
-    const key = id.readUInt32BE(0);
+    const ids = this.ids;
+    const key = ((id[0]! << 24) | (id[1]! << 16) | (id[2]! << 8) | id[3]!) >>> 0;
     let low = 0;
     let high = count - 1;
     while (low <= high) {
       const middle = (low + high) >>> 1;
-      const prefix = this.ids.readUInt32BE(middle * ID_SIZE);
-      const order = prefix !== key ? (prefix < key ? -1 : 1) : this.ids.compare(id, 0, ID_SIZE, middle * ID_SIZE, middle * ID_SIZE + ID_SIZE);
+      const at = middle * ID_SIZE;
+      const prefix = ((ids[at]! << 24) | (ids[at + 1]! << 16) | (ids[at + 2]! << 8) | ids[at + 3]!) >>> 0;
+      const order = prefix !== key ? (prefix < key ? -1 : 1) : ids.compare(id, 0, ID_SIZE, at, at + ID_SIZE);
       if (order === 0) return middle;
       if (order < 0) low = middle + 1;
       else high = middle - 1;

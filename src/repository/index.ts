@@ -248,7 +248,7 @@ class BlobTable {
   /**
    * Position of an ID in the sorted table, or -1. The search compares IDs' first four bytes as
    * numbers, and whole IDs only where those are equal: a Buffer.compare at each of its 18 steps (a
-   * call into C++ each) took 13 µs a lookup, 2.7 s of an unchanged backup of 200,000 files.
+   * call into C++ each) took 4.0-4.9 µs a lookup among 200,000, this 1.6-1.9.
    */
   private find(id: Buffer, count = this.sorted): number {
     const ids = this.ids;

@@ -12,8 +12,8 @@ const NS = 1_000_000_000n;
 /**
  * Days from 1970-01-01 to a date of the proleptic Gregorian calendar, any year (Howard Hinnant's
  * days_from_civil). Times are read and written by hand rather than through a regular expression and
- * Date: a tree's node has three of them, and the regular expression, Date and the BigInt strings
- * took some 15 µs a node, 4 s of an unchanged backup of 200,000 files.
+ * Date: a tree's node has three of them, a listed file two more, and the hand-written ones take
+ * 0.6-1.2 µs a time against 1.2-1.8 (about 1.5 s of an unchanged backup of 200,000 files).
  */
 export function daysFromCivil(year: number, month: number, day: number): number {
   const y = month <= 2 ? year - 1 : year;

@@ -8,6 +8,7 @@
  * local zone (TZ) has at that instant makes it Local, so calendar arithmetic follows that zone's
  * daylight saving rules; any other offset is a fixed zone (time/format_rfc3339.go, parseRFC3339).
  */
+import { civilFromDays, daysFromCivil } from './time.ts';
 
 export type GoLocation = 'UTC' | 'Local' | 'Fixed';
 
@@ -51,29 +52,6 @@ export interface CivilTime {
   hour: number;
   minute: number;
   second: number;
-}
-
-// Days from 1970-01-01 to a proleptic Gregorian date, for any year (H. Hinnant's days_from_civil).
-function daysFromCivil(year: number, month: number, day: number): number {
-  const y = month <= 2 ? year - 1 : year;
-  const era = Math.floor(y / 400);
-  const yoe = y - era * 400;
-  const mp = (month + 9) % 12;
-  const doy = Math.floor((153 * mp + 2) / 5) + day - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146_097 + doe - 719_468;
-}
-
-function civilFromDays(days: number): { year: number; month: number; day: number } {
-  const z = days + 719_468;
-  const era = Math.floor(z / 146_097);
-  const doe = z - era * 146_097;
-  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const month = mp < 10 ? mp + 3 : mp - 9;
-  return { year: yoe + era * 400 + (month <= 2 ? 1 : 0), month, day };
 }
 
 /** The wall clock a time shows in its own zone: what Go's Year(), Month(), Day(), Hour() return. */

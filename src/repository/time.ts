@@ -24,8 +24,8 @@ export function daysFromCivil(year: number, month: number, day: number): number 
   return era * 146_097 + dayOfEra - 719_468;
 }
 
-/** The date `days` after 1970-01-01: [year, month, day] (Howard Hinnant's civil_from_days). */
-function civilFromDays(days: number): [number, number, number] {
+/** The date `days` after 1970-01-01 (Howard Hinnant's civil_from_days). */
+export function civilFromDays(days: number): { year: number; month: number; day: number } {
   const z = days + 719_468;
   const era = Math.floor(z / 146_097);
   const dayOfEra = z - era * 146_097;
@@ -33,7 +33,7 @@ function civilFromDays(days: number): [number, number, number] {
   const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
   const shifted = Math.floor((5 * dayOfYear + 2) / 153);
   const month = shifted < 10 ? shifted + 3 : shifted - 9;
-  return [yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, dayOfYear - Math.floor((153 * shifted + 2) / 5) + 1];
+  return { year: yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day: dayOfYear - Math.floor((153 * shifted + 2) / 5) + 1 };
 }
 
 const pad2 = (value: number) => (value < 10 ? `0${value}` : `${value}`);
@@ -55,7 +55,7 @@ export function formatTime(ns: bigint): string {
   const total = Number(seconds);
   const days = Math.floor(total / 86_400);
   const inDay = total - days * 86_400;
-  const [year, month, day] = civilFromDays(days);
+  const { year, month, day } = civilFromDays(days);
   const base = `${String(year).padStart(4, '0')}-${pad2(month)}-${pad2(day)}T${pad2(Math.floor(inDay / 3600))}:${pad2(Math.floor(inDay / 60) % 60)}:${pad2(inDay % 60)}`;
   if (fraction === 0) return `${base}Z`;
   let digits = String(fraction).padStart(9, '0');

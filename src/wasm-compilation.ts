@@ -1,3 +1,6 @@
+/** Whether compileHotLoop has run in this process: SQLite then runs as V8 decides too. */
+let hotLoopCompiled = false;
+
 /**
  * How SQLite's WebAssembly (sql.js) runs here: on V8's baseline compiler (Liftoff) only. By default
  * V8 also recompiles hot functions with its optimizing compiler on a background thread, and a
@@ -10,10 +13,14 @@
  * own cache of its built-in modules among them, and set at start (the executable's execArgv) they
  * made every built-in a command loads compile from source: `discover` took 50 ms longer. Set late,
  * they cost only what compiles afterwards, such as a library bundle a backup loads after its first
- * catalog write.
+ * catalog write. Says whether it set them: not once a hot loop was compiled (compileHotLoop).
  */
-export function runWebAssemblyOnBaselineOnly(): void {
+export function runWebAssemblyOnBaselineOnly(): boolean {
+  // The flags are the process's, read as code runs: set after a hot loop was compiled, they would put
+  // that loop on the baseline compiler too, whichever of the catalog and the repository opens first.
+  if (hotLoopCompiled) return false;
   process.getBuiltinModule('node:v8').setFlagsFromString('--no-wasm-dynamic-tiering --no-wasm-tier-up');
+  return true;
 }
 
 /** V8's defaults again: what the release sets before it writes code caches (scripts/release/sea.ts). */
@@ -28,6 +35,7 @@ export function runWebAssemblyAsV8Does(): void {
  * runs for long enough not to notice what the baseline-only flags save at exit.
  */
 export function compileHotLoop(bytes: Uint8Array): WebAssembly.Module {
+  hotLoopCompiled = true;
   runWebAssemblyAsV8Does();
   return new webAssembly.Module(bytes);
 }

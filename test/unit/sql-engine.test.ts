@@ -29,3 +29,20 @@ test('the commands that open the catalog start its compile; others do not', (t) 
   t.false(opensCatalog(firstWord(['discover', '-A'])));
   t.false(opensCatalog(firstWord([])));
 });
+
+// The WebAssembly tiering flags are the process's: SQLite's baseline-only flags, set after the
+// chunker's loop was compiled (a repository opened before the catalog), would slow that loop by half.
+test('SQLite asks for the baseline compiler only until a hot loop has been compiled, not after', async (t) => {
+  const compilation = path.join(path.dirname(engine), '..', 'wasm-compilation.ts');
+  const chunker = path.join(path.dirname(engine), '..', 'repository', 'chunker.ts');
+  const script = `
+    const { runWebAssemblyOnBaselineOnly } = await import(${JSON.stringify(compilation)});
+    const { Chunker } = await import(${JSON.stringify(chunker)});
+    const before = runWebAssemblyOnBaselineOnly();
+    new Chunker(0x3da3358b4dc173n).push(new Uint8Array(600 * 1024));
+    console.log(JSON.stringify([before, runWebAssemblyOnBaselineOnly()]));
+  `;
+  const run = await execa(process.execPath, ['--input-type=module', '-e', script], { reject: false });
+  t.is(run.exitCode, 0, run.stderr);
+  t.deepEqual(JSON.parse(run.stdout), [true, false]);
+});

@@ -49,9 +49,10 @@ export interface ListingCapabilities {
 export function parseStatTime(text: string): bigint {
   const fail = () => new ListingFormatError(`a time stat printed as ${JSON.stringify(text)}`);
   // YYYY-MM-DD HH:MM:SS[.fraction] +HHMM, the year of any length and sign.
-  const yearEnd = text.indexOf('-', 1);
   const negative = text[0] === '-';
-  const year = yearEnd - (negative ? 1 : 0) >= 4 ? digitsAt(text, negative ? 1 : 0, yearEnd - (negative ? 1 : 0)) : -1;
+  const yearStart = negative ? 1 : 0;
+  const yearEnd = text.indexOf('-', 1);
+  const year = yearEnd - yearStart >= 4 ? digitsAt(text, yearStart, yearEnd - yearStart) : -1;
   const at = yearEnd + 1;
   if (year < 0 || text[at + 2] !== '-' || text[at + 5] !== ' ' || text[at + 8] !== ':' || text[at + 11] !== ':') throw fail();
   const fields = [digitsAt(text, at, 2), digitsAt(text, at + 3, 2), digitsAt(text, at + 6, 2), digitsAt(text, at + 9, 2), digitsAt(text, at + 12, 2)];

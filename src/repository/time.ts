@@ -58,11 +58,7 @@ export function formatTime(ns: bigint): string {
   const { year, month, day } = civilFromDays(days);
   const base = `${String(year).padStart(4, '0')}-${pad2(month)}-${pad2(day)}T${pad2(Math.floor(inDay / 3600))}:${pad2(Math.floor(inDay / 60) % 60)}:${pad2(inDay % 60)}`;
   if (fraction === 0) return `${base}Z`;
-  let digits = String(fraction).padStart(9, '0');
-  let end = digits.length;
-  while (digits.charCodeAt(end - 1) === 0x30) end--;
-  digits = digits.slice(0, end);
-  return `${base}.${digits}Z`;
+  return `${base}.${String(fraction).padStart(9, '0').replace(/0+$/, '')}Z`;
 }
 
 /** The decimal number of `count` digits at `start`, or -1 where a character is not a digit. */

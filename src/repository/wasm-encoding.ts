@@ -56,7 +56,6 @@ export const i32 = {
   ltU: binary(0x49),
   geU: binary(0x4f),
   add: binary(0x6a),
-  sub: binary(0x6b),
   and: binary(0x71),
   shl: binary(0x74),
   wrap: (value: Code): Code => [...value, 0xa7],

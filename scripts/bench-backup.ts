@@ -46,6 +46,8 @@ const repositorySmallFiles = Number(env.NKVM_BENCH_REPOSITORY_SMALL_FILES ?? 200
 const only = new Set((env.NKVM_BENCH_ONLY ?? 'modes,parallel,files,completion,repository,small-files,movers').split(','));
 
 const NAMESPACE = 'bench';
+/** The repositories' password, ours and restic's. */
+const password = { RESTIC_PASSWORD: 'bench-password' };
 const MODES = [
   { compression: 'gzip', hand: 'gzip -6', handName: 'kubectl exec tar | gzip -6', goal: 0.8 },
   { compression: 'zstd', hand: 'zstd -3 -T0 -q', handName: 'kubectl exec tar | zstd -3 -T0', goal: 1.0 },
@@ -257,7 +259,6 @@ try {
     await seedClaim(cluster, 'files-1g', String.raw`set -e; cd /data; i=0; while [ $i -lt ${repositoryFiles} ]; do
       case $((i % 3)) in 0) head -c 1048576 /dev/urandom ;; 1) seq $((i * 100000)) 100000000 | head -c 1048576 ;; 2) head -c 1048576 /dev/zero ;; esac > "f$i"; i=$((i + 1)); done`);
     const tarBytes = await tarBytesOf(cluster, 'files-1g');
-    const password = { RESTIC_PASSWORD: 'bench-password' };
     const proxy = await startCountingProxy(cluster.kubeconfigPath, path.join(workDir, 'relayed.kubeconfig'));
     const relayed = { KUBECONFIG: proxy.kubeconfigFile };
     const hand: number[] = [];
@@ -321,11 +322,10 @@ try {
     // Many small files: what an unchanged second backup costs is listing them, not reading them.
     // awk writes them without a process each (busybox has no split): 2 KiB, each one different.
     await seedClaim(cluster, 'small-files', `set -e; mkdir -p /data/d && cd /data/d && awk -v n=${repositorySmallFiles} 'BEGIN { s = "x"; while (length(s) < 2048) s = s s; s = substr(s, 1, 2032); for (i = 0; i < n; i++) { f = "f" i; printf "%s%016d", s, i > f; close(f) } }'`);
-    const smallPassword = { RESTIC_PASSWORD: 'bench-password' };
     const smallRepo = path.join(workDir, 'ours-small');
-    await timed(cluster, `kubectl nkvm repo init ${smallRepo}`, smallPassword);
+    await timed(cluster, `kubectl nkvm repo init ${smallRepo}`, password);
     const small = async () => {
-      const run = await timed(cluster, `kubectl nkvm backup small-files -n ${NAMESPACE} --repo ${smallRepo} -o json`, smallPassword);
+      const run = await timed(cluster, `kubectl nkvm backup small-files -n ${NAMESPACE} --repo ${smallRepo} -o json`, password);
       const [item] = JSON.parse(run.stdout).items as { status: string; message: string; snapshot?: { filesNew: number; filesUnmodified: number } }[];
       if (item?.status !== 'succeeded') throw new Error(`backup of the small files failed: ${item?.message}`);
       return { seconds: run.seconds, peakMiB: run.peakMiB, files: item.snapshot!.filesNew + item.snapshot!.filesUnmodified };
@@ -347,7 +347,7 @@ try {
     const server = await startS3Server({ host: nodeIP });
     const proxy = await startCountingProxy(cluster.kubeconfigPath, path.join(workDir, 'movers.kubeconfig'));
     try {
-      const s3 = { ...server.env, RESTIC_PASSWORD: 'bench-password' };
+      const s3 = { ...server.env, ...password };
       const tarBytes = await tarBytesOf(cluster, 'big-0');
       const into = async (claim: string, mode: 'pod' | 'exec', prefix: string) => {
         await timed(cluster, `kubectl nkvm repo init ${server.location(prefix)}`, s3);

@@ -107,6 +107,7 @@ const PRINTABLE = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]$/u;
 
 /** Go's strconv.Quote of a byte string, without the outer quotes. */
 export function goQuote(bytes: Buffer): string {
+  if (isPlainAscii(bytes)) return bytes.toString('latin1');
   let out = '';
   let i = 0;
   while (i < bytes.length) {
@@ -133,6 +134,15 @@ export function goQuote(bytes: Buffer): string {
     else out += `\\U${code.toString(16).padStart(8, '0')}`;
   }
   return out;
+}
+
+/** Printable ASCII without a quote or backslash: quoted as it is (most names; the general path tests each character). */
+function isPlainAscii(bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!;
+    if (byte < 0x20 || byte > 0x7e || byte === 0x22 || byte === 0x5c) return false;
+  }
+  return true;
 }
 
 /** Bytes of the valid UTF-8 sequence at `i` (as Go decodes: no surrogates, no overlongs), or 0. */
@@ -215,33 +225,35 @@ function parseHex(digits: string, text: string): number {
   return parseInt(digits, 16);
 }
 
-/** One node as restic's Go code marshals it: same fields, same order, same omissions. */
+/**
+ * One node as restic's Go code marshals it: same fields, same order, same omissions. Written as a
+ * string, not an object given to JSON.stringify: a backup of many small files encodes every node.
+ */
 export function encodeNode(node: Node): string {
-  const json: Record<string, unknown> = { name: goQuote(node.name), type: node.type };
-  if (node.mode) json.mode = node.mode;
-  json.mtime = formatTime(node.mtime);
-  json.atime = formatTime(node.atime);
-  json.ctime = formatTime(node.ctime);
-  json.uid = node.uid;
-  json.gid = node.gid;
-  if (node.user) json.user = node.user;
-  if (node.group) json.group = node.group;
-  if (node.inode) json.inode = node.inode;
-  if (node.deviceId) json.device_id = node.deviceId;
-  if (node.size) json.size = node.size;
-  if (node.links) json.links = node.links;
+  let json = `{"name":${JSON.stringify(goQuote(node.name))},"type":${JSON.stringify(node.type)}`;
+  if (node.mode) json += `,"mode":${node.mode}`;
+  const mtime = formatTime(node.mtime);
+  // A backup records atime as mtime (incremental.ts): one formatting for both.
+  const atime = node.atime === node.mtime ? mtime : formatTime(node.atime);
+  json += `,"mtime":"${mtime}","atime":"${atime}","ctime":"${formatTime(node.ctime)}","uid":${node.uid},"gid":${node.gid}`;
+  if (node.user) json += `,"user":${JSON.stringify(node.user)}`;
+  if (node.group) json += `,"group":${JSON.stringify(node.group)}`;
+  if (node.inode) json += `,"inode":${node.inode}`;
+  if (node.deviceId) json += `,"device_id":${node.deviceId}`;
+  if (node.size) json += `,"size":${node.size}`;
+  if (node.links) json += `,"links":${node.links}`;
   if (node.linkTarget && node.linkTarget.length > 0) {
-    json.linktarget = node.linkTarget.toString('utf8');
-    if (!isValidUtf8(node.linkTarget)) json.linktarget_raw = node.linkTarget.toString('base64');
+    json += `,"linktarget":${JSON.stringify(node.linkTarget.toString('utf8'))}`;
+    if (!isValidUtf8(node.linkTarget)) json += `,"linktarget_raw":"${node.linkTarget.toString('base64')}"`;
   }
   const extra = node.extra ?? {};
-  if (extra.extended_attributes !== undefined) json.extended_attributes = extra.extended_attributes;
-  if (extra.generic_attributes !== undefined) json.generic_attributes = extra.generic_attributes;
-  if (node.device) json.device = node.device;
-  json.content = node.type === 'file' ? (node.content ?? []) : (node.content ?? null);
-  if (node.subtree !== undefined) json.subtree = node.subtree;
-  if (extra.error !== undefined) json.error = extra.error;
-  return JSON.stringify(json);
+  if (extra.extended_attributes !== undefined) json += `,"extended_attributes":${JSON.stringify(extra.extended_attributes)}`;
+  if (extra.generic_attributes !== undefined) json += `,"generic_attributes":${JSON.stringify(extra.generic_attributes)}`;
+  if (node.device) json += `,"device":${node.device}`;
+  json += `,"content":${JSON.stringify(node.type === 'file' ? (node.content ?? []) : (node.content ?? null))}`;
+  if (node.subtree !== undefined) json += `,"subtree":${JSON.stringify(node.subtree)}`;
+  if (extra.error !== undefined) json += `,"error":${JSON.stringify(extra.error)}`;
+  return `${json}}`;
 }
 
 const KNOWN_NODE_FIELDS = new Set([

@@ -15,28 +15,38 @@
  * read, as before).
  */
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
 import type { ListedEntry } from '../repository/incremental.ts';
 import { nodeTypeOfMode } from '../repository/tree.ts';
 import { daysFromCivil, digitsAt, fractionAt } from '../repository/time.ts';
 
 const STAT_FORMAT = '%f %u %g %s %i %h %d %t %T %y %z %n';
-/** Words before the name: the nonce, nine numbers, two times of three words. */
-const FIXED_WORDS = 16;
-
 export function newListingNonce(): string {
   return `nkvm-${randomBytes(12).toString('hex')}`;
 }
 
-/** The listing command's script: capabilities first, then every path below `root` (`.` first, parents before children). */
+/**
+ * The listing command's script: capabilities first, then every path below `root` (`.` first, parents
+ * before children), gzip'd where the helper has gzip and a shell with pipefail (find's exit status is
+ * what tells a listing with unreadable paths from a failed one).
+ */
 export function listingScript(root: string, nonce: string): string {
   return [
     `cd ${root} || exit 2`,
+    'list() {',
     'caps=""',
     // Both are build options of busybox; GNU tools have them.
     'printf "" | xargs -0 true 2>/dev/null && caps="${caps}xargs0,"',
     'tar --help 2>&1 | grep -q -- --no-recursion && caps="${caps}no-recursion,"',
     `printf '%s caps %s\\n' ${nonce} "$caps"`,
-    `find . -exec stat -c '${nonce} ${STAT_FORMAT}' -- {} +`,
+    // A zone given outright: unset, glibc's localtime looks at /etc/localtime again for each of the two
+    // times of every file, which took 40% of the listing's time.
+    `TZ=UTC0 find . -exec stat -c '${nonce} ${STAT_FORMAT}' -- {} +`,
+    '}',
+    // A sixth of the bytes: 200,000 files listed through the API server in 1.7 s instead of 3.4.
+    'if command -v gzip >/dev/null 2>&1 && (set -o pipefail) 2>/dev/null; then set -o pipefail; list | gzip -1; else list; fi',
   ].join('\n');
 }
 
@@ -81,35 +91,74 @@ export class ListingFormatError extends Error {
   }
 }
 
+/**
+ * Reads a record's fixed words from its bytes, each number without a string of its own (a record
+ * took 5 µs as sixteen strings, a million files' listing 5 s a pass).
+ */
+class RecordReader {
+  private readonly record: Buffer;
+  at: number;
+
+  constructor(record: Buffer, at: number) {
+    this.record = record;
+    this.at = at;
+  }
+
+  /** A number in `radix` (10 or 16) and the space after it. */
+  number(radix: number): number {
+    const record = this.record;
+    const start = this.at;
+    let value = 0;
+    let i = start;
+    for (; i < record.length; i++) {
+      const byte = record[i]!;
+      const digit = byte >= 0x30 && byte <= 0x39 ? byte - 0x30 : radix === 16 && byte >= 0x61 && byte <= 0x66 ? byte - 0x57 : -1;
+      if (digit < 0) break;
+      value = value * radix + digit;
+    }
+    if (i === start || record[i] !== 0x20) throw this.malformed();
+    this.at = i + 1;
+    return value;
+  }
+
+  /** `count` words and the space after them, as one string. */
+  words(count: number): string {
+    const record = this.record;
+    const start = this.at;
+    let i = start;
+    for (let seen = 0; i < record.length; i++) if (record[i] === 0x20 && ++seen === count) break;
+    if (i >= record.length) throw this.malformed();
+    this.at = i + 1;
+    return record.toString('latin1', start, i);
+  }
+
+  malformed(): ListingFormatError {
+    return new ListingFormatError(`a record ${JSON.stringify(this.record.subarray(0, 200).toString('latin1'))}`);
+  }
+}
+
 /** One record (without the separator) into an entry. */
 export function parseListingRecord(record: Buffer, nonce: string): ListedEntry {
-  const words: string[] = [];
-  let start = 0;
-  for (let i = 0; i < record.length && words.length < FIXED_WORDS; i++) {
-    if (record[i] === 0x20) {
-      words.push(record.toString('latin1', start, i));
-      start = i + 1;
-    }
-  }
-  if (words.length < FIXED_WORDS || words[0] !== nonce) throw new ListingFormatError(`a record ${JSON.stringify(record.subarray(0, 200).toString('latin1'))}`);
-  const [, modeHex, uid, gid, size, inode, links, dev, major, minor, ...times] = words;
-  const rawMode = parseInt(modeHex!, 16);
+  const reader = new RecordReader(record, nonce.length + 1);
+  if (record.length <= nonce.length || record[nonce.length] !== 0x20 || record.toString('latin1', 0, nonce.length) !== nonce) throw reader.malformed();
+  const modeHex = reader.words(1);
+  const rawMode = parseInt(modeHex, 16);
   const type = nodeTypeOfMode(rawMode);
-  if (type === 'irregular' || Number.isNaN(rawMode)) throw new ListingFormatError(`a mode ${JSON.stringify(modeHex)}`);
+  if (type === 'irregular' || !/^[0-9a-f]+$/.test(modeHex)) throw new ListingFormatError(`a mode ${JSON.stringify(modeHex)}`);
   return {
-    path: Buffer.from(record.subarray(start)),
     type,
     mode: rawMode & 0o7777,
-    uid: Number(uid),
-    gid: Number(gid),
-    size: Number(size),
-    inode: Number(inode),
-    links: Number(links),
-    deviceId: Number(dev),
-    rdevMajor: parseInt(major!, 16),
-    rdevMinor: parseInt(minor!, 16),
-    mtime: parseStatTime(times.slice(0, 3).join(' ')),
-    ctime: parseStatTime(times.slice(3, 6).join(' ')),
+    uid: reader.number(10),
+    gid: reader.number(10),
+    size: reader.number(10),
+    inode: reader.number(10),
+    links: reader.number(10),
+    deviceId: reader.number(10),
+    rdevMajor: reader.number(16),
+    rdevMinor: reader.number(16),
+    mtime: parseStatTime(reader.words(3)),
+    ctime: parseStatTime(reader.words(3)),
+    path: Buffer.from(record.subarray(reader.at)),
   };
 }
 
@@ -118,6 +167,28 @@ export function parseListingRecord(record: Buffer, nonce: string): ListedEntry {
  * ListedEntry per path. Memory: one record, whatever the listing's size.
  */
 export async function* readListing(input: AsyncIterable<Buffer | Uint8Array>, nonce: string, onCapabilities?: (caps: ListingCapabilities) => void): AsyncGenerator<ListedEntry> {
+  yield* splitListing(decompressed(input), nonce, onCapabilities);
+}
+
+/** The listing's bytes, gunzipped if they begin as gzip does (a plain listing begins with its nonce). */
+async function* decompressed(input: AsyncIterable<Buffer | Uint8Array>): AsyncGenerator<Buffer | Uint8Array> {
+  const chunks = input[Symbol.asyncIterator]();
+  const first = await chunks.next();
+  if (first.done) return;
+  const all = (async function* () {
+    yield first.value;
+    for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+  })();
+  if (first.value[0] !== GZIP_FIRST_BYTE) return yield* all;
+  const gunzip = zlib.createGunzip();
+  const done = pipeline(Readable.from(all), gunzip);
+  yield* gunzip;
+  await done;
+}
+
+const GZIP_FIRST_BYTE = 0x1f;
+
+async function* splitListing(input: AsyncIterable<Buffer | Uint8Array>, nonce: string, onCapabilities?: (caps: ListingCapabilities) => void): AsyncGenerator<ListedEntry> {
   const separator = Buffer.from(`\n${nonce} `);
   const first = Buffer.from(`${nonce} `);
   let pending = Buffer.alloc(0);

@@ -115,6 +115,8 @@ class BlobTable {
   private tail: Int32Array | undefined;
   /** How many entries `tail` finds: while the table has others unsorted, it finds none of them. */
   private hashed = 0;
+  /** The ID being looked up, decoded. */
+  private readonly lookup = Buffer.alloc(ID_SIZE);
 
   get size(): number {
     this.merge();
@@ -269,8 +271,9 @@ class BlobTable {
 
   get(id: string): [number, number, number, number] | undefined {
     if (this.hashed !== this.count - this.sorted) this.merge();
-    if (this.count === 0 || !/^[0-9a-f]{64}$/.test(id)) return undefined;
-    const binary = Buffer.from(id, 'hex');
+    // Decoded into one buffer, no regular expression: an unchanged backup looks up every file's blobs.
+    if (this.count === 0 || id.length !== 2 * ID_SIZE || this.lookup.write(id, 'hex') !== ID_SIZE) return undefined;
+    const binary = this.lookup;
     // The table's first entry of an ID is the one kept: the sorted part's, when both have it.
     let at = this.find(binary);
     if (at < 0) at = this.findInTail(binary);

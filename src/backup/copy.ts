@@ -23,7 +23,7 @@ import type { Repository } from '../repository/repository.ts';
 import { ArchivedFiles } from './archived-files.ts';
 import { CopyStderr, PathTally, RECENT_FILES_BEGIN, RECENT_FILES_END, type PathSummary } from './copy-stderr.ts';
 import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
-import { NotIncrementalError, prepareIncrementalCopy, type IncrementalCopy } from './incremental-copy.ts';
+import { EMPTY_ARCHIVE, NotIncrementalError, prepareIncrementalCopy, type IncrementalCopy } from './incremental-copy.ts';
 import type { NodesByName } from '../repository/tree-nodes.ts';
 import type { MoverResult } from '../cli/commands/mover.ts';
 
@@ -200,11 +200,13 @@ async function copyStream(request: CopyRequest, incremental: IncrementalCopy | u
 
   let outcome: AckedExecOutcome;
   try {
-    outcome = await execWithAck(request.kubeConfig, {
+    // An incremental copy with nothing to read runs no command.
+    const command = image ? IMAGE_COMMAND : incremental ? incremental.tarCommand && ['sh', '-c', copyScript(DATA_MOUNT_PATH, incremental.tarCommand)] : TAR_COMMAND;
+    outcome = !command ? nothingToRead(intake) : await execWithAck(request.kubeConfig, {
       namespace: request.namespace,
       pod: request.pod,
       container: HELPER_CONTAINER,
-      command: image ? IMAGE_COMMAND : incremental ? ['sh', '-c', copyScript(DATA_MOUNT_PATH, incremental.tarCommand)] : TAR_COMMAND,
+      command,
       input: incremental?.input,
       stdout: intake,
       onStderr: (chunk) => stderr.push(chunk),
@@ -283,6 +285,12 @@ async function copyStream(request: CopyRequest, incremental: IncrementalCopy | u
     ...(stored ? { stored } : {}),
     ...(incremental ? { listingBytes: incremental.listingBytes } : {}),
   };
+}
+
+/** What an exec of a command that sends an empty archive gives, without one. */
+function nothingToRead(intake: Writable): AckedExecOutcome {
+  intake.end(EMPTY_ARCHIVE);
+  return { status: undefined, exitCode: 0, stderr: '', commandExitCode: 0, bytes: EMPTY_ARCHIVE.length };
 }
 
 /**

@@ -11,12 +11,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { execWithAck } from '../kube/acked-exec.ts';
 import { ExecStreamCutError } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
-import { archiveChanges, planRequests, type RequestPlan } from '../repository/incremental.ts';
+import { archiveChanges, archivePlannedTree, planRequests, type RequestPlan } from '../repository/incremental.ts';
 import type { ArchivedTree } from '../repository/archiver.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { NodesByName } from '../repository/tree-nodes.ts';
@@ -29,13 +29,13 @@ export function requestedTarCommand(root: string): string {
   return `xargs -0 tar -c -f - --no-recursion -C ${root} --; s=$?; [ "$s" -eq 123 ] && s=1; (exit $s)`;
 }
 
-/** An empty archive (two zero blocks): nothing changed, nothing to read. */
-export const EMPTY_ARCHIVE_COMMAND = 'head -c 1024 /dev/zero';
+/** An empty archive (two zero blocks): what a copy with nothing to read yields, with no command run. */
+export const EMPTY_ARCHIVE = Buffer.alloc(1024);
 
 export interface IncrementalCopy {
   plan: RequestPlan;
-  /** What the helper runs in place of `tar .` (copy.ts wraps it in its script). */
-  tarCommand: string;
+  /** What the helper runs in place of `tar .` (copy.ts wraps it in its script); undefined: nothing to read, nothing to run. */
+  tarCommand: string | undefined;
   input: { stream: Readable; bytes: number } | undefined;
   /** The listing's own complaints (unreadable directories, paths gone while listed). */
   stderr: CopyStderr;
@@ -87,8 +87,16 @@ export async function prepareIncrementalCopy(request: IncrementalRequest): Promi
 async function prepare(request: IncrementalRequest, dir: string, dispose: () => void): Promise<IncrementalCopy> {
   const nonce = newListingNonce();
   const listingFile = path.join(dir, 'listing');
+  const requests = new RequestList(path.join(dir, 'requested'));
   const stderr = new CopyStderr();
-  const stdout = fs.createWriteStream(listingFile);
+  // The plan is made as the listing arrives (the helper's stat takes seconds for many files), and the
+  // listing waits on disk for the second pass, beside the tar.
+  const toFile = fs.createWriteStream(listingFile);
+  const toPlan = new PassThrough({ highWaterMark: LISTING_READ_SIZE });
+  let capabilities: ListingCapabilities | undefined;
+  const planning = planRequests(request.repository, request.previousRoot, readListing(toPlan, nonce, (caps) => (capabilities = caps)), (name) => requests.add(name), request.snapshotPath);
+  // A plan that fails stops reading; the listing still goes to its file, and the failure is told below.
+  planning.catch(() => toPlan.destroy());
   let outcome;
   try {
     outcome = await execWithAck(request.kubeConfig, {
@@ -96,40 +104,33 @@ async function prepare(request: IncrementalRequest, dir: string, dispose: () => 
       pod: request.pod,
       container: HELPER_CONTAINER,
       command: ['sh', '-c', listingScript(DATA_MOUNT_PATH, nonce)],
-      stdout,
+      stdout: teeTo(toFile, toPlan),
       onStderr: (chunk) => stderr.push(chunk),
       signal: request.signal,
       ackTimeoutSeconds: request.ackTimeoutSeconds,
     });
   } catch (error) {
+    toPlan.destroy();
+    toFile.destroy();
+    requests.close();
     if (error instanceof ExecStreamCutError) throw error;
     throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
   }
-  if (!stdout.writableFinished) await new Promise((resolve, reject) => stdout.once('finish', resolve).once('error', reject));
+  if (!toFile.writableFinished) await new Promise((resolve, reject) => toFile.once('finish', resolve).once('error', reject));
   stderr.end();
   // find and stat exit 1 after paths they could not read or that vanished; anything else is a helper without them.
   const listed = outcome.commandExitCode === 0 || (outcome.commandExitCode === 1 && stderr.onlyPathComplaints);
   if (!listed) {
+    toPlan.destroy();
+    requests.close();
     const why = stderr.complaintText || outcome.stderr || `exit code ${outcome.commandExitCode ?? 'unknown'}`;
     throw new NotIncrementalError(`the helper could not list the claim (${why.trim().split('\n')[0]})`);
   }
-
-  let capabilities: ListingCapabilities | undefined;
-  const requestFile = path.join(dir, 'requested');
-  const out = fs.openSync(requestFile, 'w');
-  let requestBytes = 0;
-  const NUL = Buffer.from([0]);
-  // Read twice from the file: once to plan, once beside the tar.
-  const listing = (onCapabilities?: (caps: ListingCapabilities) => void) => readListing(fs.createReadStream(listingFile, { highWaterMark: 1024 * 1024 }), nonce, onCapabilities);
   let plan: RequestPlan;
   try {
-    plan = await planRequests(request.repository, request.previousRoot, listing((caps) => (capabilities = caps)), (name) => {
-      fs.writeSync(out, name);
-      fs.writeSync(out, NUL);
-      requestBytes += name.length + 1;
-    });
+    plan = await planning;
   } finally {
-    fs.closeSync(out);
+    requests.close();
   }
   if (!capabilities?.xargsNul || !capabilities.noRecursion) {
     const missing = [capabilities?.xargsNul ? '' : 'xargs -0', capabilities?.noRecursion ? '' : 'tar --no-recursion'].filter(Boolean).join(' and ');
@@ -137,11 +138,73 @@ async function prepare(request: IncrementalRequest, dir: string, dispose: () => 
   }
   return {
     plan,
-    tarCommand: plan.requested > 0 ? requestedTarCommand(DATA_MOUNT_PATH) : EMPTY_ARCHIVE_COMMAND,
-    input: plan.requested > 0 ? { stream: fs.createReadStream(requestFile), bytes: requestBytes } : undefined,
+    tarCommand: plan.requested > 0 ? requestedTarCommand(DATA_MOUNT_PATH) : undefined,
+    input: plan.requested > 0 ? { stream: fs.createReadStream(requests.file), bytes: requests.bytes } : undefined,
     stderr,
     listingBytes: outcome.bytes,
-    archive: (tar) => archiveChanges(request.repository, tar, listing(), request.previousRoot, { path: request.snapshotPath }),
+    archive: (tar) =>
+      plan.unchanged
+        ? archivePlannedTree(request.repository, tar, plan.unchanged, request.snapshotPath)
+        : archiveChanges(request.repository, tar, readListing(fs.createReadStream(listingFile, { highWaterMark: LISTING_READ_SIZE }), nonce), request.previousRoot, { path: request.snapshotPath }),
     dispose,
   };
 }
+
+const LISTING_READ_SIZE = 1024 * 1024;
+
+/** Writes each chunk to both streams, taking the next once both have it; a destroyed second stream is left out. */
+function teeTo(first: Writable, second: Writable): Writable {
+  const written = (stream: Writable, chunk: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      if (stream === second && stream.destroyed) return resolve();
+      stream.write(chunk, (error) => (error && stream === first ? reject(error) : resolve()));
+    });
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      Promise.all([written(first, chunk), written(second, chunk)]).then(() => callback(), callback);
+    },
+    final(callback) {
+      first.end();
+      if (!second.destroyed) second.end();
+      callback();
+    },
+  });
+}
+
+/** The paths to read, NUL-separated for `xargs -0`, written to a file in large pieces, not two system calls a path. */
+class RequestList {
+  readonly file: string;
+  bytes = 0;
+  private readonly fd: number;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private closed = false;
+
+  constructor(file: string) {
+    this.file = file;
+    this.fd = fs.openSync(file, 'w');
+  }
+
+  add(name: Buffer): void {
+    if (this.closed) throw new Error('the list of paths to read is closed');
+    this.pending.push(name, NUL);
+    this.pendingBytes += name.length + 1;
+    if (this.pendingBytes >= LISTING_READ_SIZE) this.flush();
+  }
+
+  private flush(): void {
+    fs.writeSync(this.fd, Buffer.concat(this.pending, this.pendingBytes));
+    this.bytes += this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.pendingBytes > 0) this.flush();
+    fs.closeSync(this.fd);
+  }
+}
+
+const NUL = Buffer.from([0]);

@@ -419,13 +419,17 @@ export async function settledOnFailure<T>(repo: Repository, work: () => Promise<
 export async function archiveWith(
   repo: Repository,
   input: AsyncIterable<Buffer | Uint8Array>,
-  options: Pick<ArchiveOptions, 'path' | 'time'> & { concatenated?: boolean },
+  options: Pick<ArchiveOptions, 'path' | 'time'> & {
+    concatenated?: boolean;
+    /** Archiving began before the tar did (incremental.ts's planning walk): when, and the repository's counts then. */
+    since?: { start: bigint; stats: SaveStats };
+  },
   makeConsumer: (time: bigint) => TarConsumer,
 ): Promise<ArchivedTree> {
   return settledOnFailure(repo, async () => {
-    const start = nowNs();
+    const start = options.since?.start ?? nowNs();
     const time = options.time ?? start;
-    const before = { ...repo.stats };
+    const before = options.since?.stats ?? { ...repo.stats };
     const consumer = makeConsumer(time);
     const events: Event[] = [];
     const checker = new TarStreamCheck({

@@ -18,6 +18,7 @@ const OPEN = Buffer.from('{"nodes":[');
 const CLOSE = Buffer.from(']}\n');
 const COMMA = 0x2c;
 const COMMA_PIECE = Buffer.from([COMMA]);
+const GATHER_SIZE = 256 * 1024;
 
 /** Bytes copied into blocks of BLOCK_SIZE (a larger piece gets a block of its own), each block filled from its start. */
 class Arena {
@@ -91,7 +92,7 @@ class Arena {
 }
 
 /** One node from its JSON bytes. */
-function decodeNodeJson(json: Buffer): Node {
+export function decodeNodeJson(json: Buffer): Node {
   return decodeNode(JSON.parse(json.toString('utf8')) as Record<string, unknown>);
 }
 
@@ -149,17 +150,21 @@ export class TreeNodes {
   }
 
   add(node: Node): void {
-    if (this.ordered && this.entryCount > 0 && Buffer.compare(this.name(this.entryCount - 1), node.name) >= 0) this.unorder();
-    const json = Buffer.from(encodeNode(node));
-    const [nameBlock, nameAt] = this.names.append(node.name);
+    this.addEncoded(node.name, Buffer.from(encodeNode(node)));
+  }
+
+  /** Places a node already encoded (as a parent snapshot's tree holds it), named `name`. */
+  addEncoded(name: Buffer, json: Buffer): void {
+    if (this.ordered && this.entryCount > 0 && Buffer.compare(this.name(this.entryCount - 1), name) >= 0) this.unorder();
+    const [nameBlock, nameAt] = this.names.append(name);
     const [jsonBlock, jsonAt] = this.json.append(json, COMMA);
     if (FIELDS * (this.entryCount + 1) > this.entries.length) {
       const grown = new Uint32Array(this.entries.length * 2);
       grown.set(this.entries);
       this.entries = grown;
     }
-    this.entries.set([nameBlock, nameAt, node.name.length, jsonBlock, jsonAt, json.length], FIELDS * this.entryCount);
-    this.byName?.set(node.name.toString('latin1'), this.entryCount);
+    this.entries.set([nameBlock, nameAt, name.length, jsonBlock, jsonAt, json.length], FIELDS * this.entryCount);
+    this.byName?.set(name.toString('latin1'), this.entryCount);
     this.entryCount += 1;
     this.jsonBytes += json.length;
   }
@@ -194,23 +199,42 @@ export class TreeNodes {
       let index = 0;
       for (const block of this.json.contents()) yield index++ === last ? block.subarray(0, block.length - 1) : block;
     } else {
+      // Gathered into one buffer in turn: a piece a node was 400,000 hash updates for 200,000 files.
+      const gathered = Buffer.allocUnsafe(GATHER_SIZE);
+      let used = 0;
       for (const [position, index] of this.sorted().entries()) {
-        if (position > 0) yield COMMA_PIECE;
-        yield this.nodeJson(index);
+        const json = this.nodeJson(index);
+        if (used + 1 + json.length > gathered.length) {
+          if (used > 0) yield gathered.subarray(0, used);
+          used = 0;
+          if (1 + json.length > gathered.length) {
+            if (position > 0) yield COMMA_PIECE;
+            yield json;
+            continue;
+          }
+        }
+        if (position > 0) gathered[used++] = COMMA;
+        used += json.copy(gathered, used);
       }
+      if (used > 0) yield gathered.subarray(0, used);
     }
     yield CLOSE;
   }
 
+  /** Indexes of the nodes kept, by name as bytes. */
   private sorted(): number[] {
-    const order = Array.from({ length: this.entryCount }, (_, i) => i)
-      .filter((index) => !this.removed.has(index))
-      .sort((a, b) => Buffer.compare(this.name(a), this.name(b)));
-    for (let i = 1; i < order.length; i++) {
-      if (this.name(order[i - 1]!).equals(this.name(order[i]!))) throw new Error(`two entries named ${JSON.stringify(goQuote(this.name(order[i]!)))} in one directory`);
+    // Names as latin1 strings (a char a byte) sort as their bytes do, by the engine's own comparison:
+    // a comparator in JavaScript took 0.4 s for 200,000 names.
+    const indexes = new Map<string, number>();
+    for (let index = 0; index < this.entryCount; index++) {
+      if (this.removed.has(index)) continue;
+      const key = this.name(index).toString('latin1');
+      if (indexes.has(key)) throw new Error(`two entries named ${JSON.stringify(goQuote(this.name(index)))} in one directory`);
+      indexes.set(key, index);
     }
-    return order;
+    return [...indexes.keys()].sort().map((key) => indexes.get(key)!);
   }
+
 }
 
 /** The nodes as a TreeNodes (a TreeNodes as it is). */
@@ -245,11 +269,22 @@ export class NodesByName {
     }
   }
 
+  /** Nodes in the tree, each of its own name; -1 for a tree that names one twice, which no other tree equals. */
+  get count(): number {
+    return this.places.size === this.spans.length / 2 ? this.places.size : -1;
+  }
+
   /** The node named `name` (raw bytes as latin1), or undefined. */
   get(name: string): Node | undefined {
+    const json = this.json(name);
+    return json && decodeNodeJson(json);
+  }
+
+  /** The JSON of the node named `name` (raw bytes as latin1) as the tree holds it, or undefined. */
+  json(name: string): Buffer | undefined {
     const index = this.places.get(name);
     if (index === undefined) return undefined;
-    return decodeNodeJson(this.blob.subarray(this.spans[2 * index], this.spans[2 * index + 1]));
+    return this.blob.subarray(this.spans[2 * index], this.spans[2 * index + 1]);
   }
 }
 
@@ -259,6 +294,29 @@ const BRACE_OPEN = 0x7b;
 const BRACE_CLOSE = 0x7d;
 const BRACKET_OPEN = 0x5b;
 const BRACKET_CLOSE = 0x5d;
+/** `"<64 hex digits>"` */
+const QUOTED_ID_LENGTH = 66;
+
+/**
+ * The content IDs of a node's JSON whose content, at `at`, is its last field: `[]}` or
+ * `["<id>","<id>"]}` and nothing after. Undefined for anything else.
+ */
+export function trailingContent(json: Buffer, at: number): string[] | undefined {
+  const ids: string[] = [];
+  if (json[at++] !== BRACKET_OPEN) return undefined;
+  if (json[at] === BRACKET_CLOSE) at += 1;
+  else {
+    for (;;) {
+      if (json[at] !== QUOTE || json[at + QUOTED_ID_LENGTH - 1] !== QUOTE) return undefined;
+      ids.push(json.toString('latin1', at + 1, at + QUOTED_ID_LENGTH - 1));
+      at += QUOTED_ID_LENGTH;
+      const next = json[at++];
+      if (next === BRACKET_CLOSE) break;
+      if (next !== COMMA) return undefined;
+    }
+  }
+  return json[at] === BRACE_CLOSE && at + 1 === json.length ? ids : undefined;
+}
 
 /**
  * [start, end) of each object in the tree's `nodes` array, found by depth over the bytes outside

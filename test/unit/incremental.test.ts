@@ -11,12 +11,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { listingScript, newListingNonce, parseStatTime, readListing } from '../../src/backup/claim-listing.ts';
-import { EMPTY_ARCHIVE_COMMAND, requestedTarCommand } from '../../src/backup/incremental-copy.ts';
+import { EMPTY_ARCHIVE, requestedTarCommand } from '../../src/backup/incremental-copy.ts';
 import { TarStreamCheck, type TarEntry } from '../../src/backup/tar-stream.ts';
 import { saveArchiveSnapshot } from '../../src/repository/archiver.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { archiveDirectory, restoreDirectory } from '../../src/repository/directory.ts';
-import { archiveChanges, directoryAtPath, previousNodesAtPath, planRequests, type RequestPlan } from '../../src/repository/incremental.ts';
+import { archiveChanges, archivePlannedTree, directoryAtPath, previousNodesAtPath, planRequests, type RequestPlan } from '../../src/repository/incremental.ts';
 import type { Node } from '../../src/repository/tree.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { restoreTar } from '../../src/repository/restorer.ts';
@@ -43,11 +43,13 @@ async function backup(repo: Repository, root: string, parent: SnapshotWithId | u
   if (listed.code !== 0) throw new Error(`listing failed: ${listed.stderr}`);
   const previousRoot = parent ? await previousNodesAtPath(repo, parent.tree, SNAPSHOT_PATH) : undefined;
   const requested: Buffer[] = [];
-  const plan: RequestPlan = await planRequests(repo, previousRoot, readListing(Readable.from([listed.stdout]), nonce), (name) => void requested.push(name));
+  const plan: RequestPlan = await planRequests(repo, previousRoot, readListing(Readable.from([listed.stdout]), nonce), (name) => void requested.push(name), SNAPSHOT_PATH);
   between?.();
   const list = Buffer.concat(requested.flatMap((name) => [name, Buffer.from([0])]));
-  const tar = await run(plan.requested > 0 ? requestedTarCommand(root) : EMPTY_ARCHIVE_COMMAND, list);
-  const archived = await archiveChanges(repo, Readable.from([tar.stdout]), readListing(Readable.from([listed.stdout]), nonce), previousRoot, { path: SNAPSHOT_PATH });
+  const tar = plan.requested > 0 ? await run(requestedTarCommand(root), list) : { stdout: EMPTY_ARCHIVE, stderr: '', code: 0 };
+  const archived = plan.unchanged
+    ? await archivePlannedTree(repo, Readable.from([tar.stdout]), plan.unchanged, SNAPSHOT_PATH)
+    : await archiveChanges(repo, Readable.from([tar.stdout]), readListing(Readable.from([listed.stdout]), nonce), previousRoot, { path: SNAPSHOT_PATH });
   const saved = await saveArchiveSnapshot(repo, archived, { path: SNAPSHOT_PATH, hostname: 'ns', ...(parent ? { parent: parent.id } : {}) });
   return { plan, requested: requested.map((name) => name.toString('latin1')), archived, snapshot: await repo.loadSnapshot(saved.snapshotId), tar, listingBytes: listed.stdout.length };
 }
@@ -122,6 +124,24 @@ test('a first backup reads every file and symlink; an unchanged second reads not
   t.is(second.snapshot.parent, first.snapshot.id);
   t.is(second.archived.added.dataBlobs + second.archived.added.treeBlobs, 0);
   t.like(second.snapshot.summary, { files_new: 0, files_changed: 0, files_unmodified: 8, total_files_processed: 8 });
+});
+
+test('a claim whose files are unchanged but a directory is not reads nothing; its new trees are counted as added', async (t) => {
+  const repo = await Repository.init(new LocalBackend(path.join(fixture(t).dir, 'repo')), 'pw', { kdf: KDF });
+  const { root } = fixture(t);
+  const first = await backup(repo, root, undefined);
+  fs.chmodSync(path.join(root, 'sub', 'deeper'), 0o700);
+  const second = await backup(repo, root, first.snapshot);
+  t.is(second.plan.requested, 0, second.requested.join(' | '));
+  t.truthy(second.plan.unchanged, 'the planning walk made the trees');
+  t.not(second.snapshot.tree, first.snapshot.tree);
+  // deeper's node is in sub's tree: sub's, the claim's root's and the two above it (/data/pvc) are new.
+  t.is(second.archived.added.treeBlobs, 4);
+  t.like(second.archived.changes, { filesUnmodified: 8, dirsChanged: 1 });
+  const files = await restored(repo, second.snapshot);
+  t.is(files.get('./sub/deeper')?.mode, 0o700);
+  t.is(files.get('./big')?.data.length, 3 * 1024 * 1024);
+  t.is(second.archived.entries, files.size);
 });
 
 test('only new, rewritten and re-permissioned files are read; deleted ones leave the snapshot', async (t) => {

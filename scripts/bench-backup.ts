@@ -326,15 +326,15 @@ try {
     await timed(cluster, `kubectl nkvm repo init ${smallRepo}`, password);
     const small = async () => {
       const run = await timed(cluster, `kubectl nkvm backup small-files -n ${NAMESPACE} --repo ${smallRepo} -o json`, password);
-      const [item] = JSON.parse(run.stdout).items as { status: string; message: string; snapshot?: { filesNew: number; filesUnmodified: number } }[];
+      const [item] = JSON.parse(run.stdout).items as { status: string; message: string; snapshot?: { filesNew: number; filesUnmodified: number; bytesRead: number } }[];
       if (item?.status !== 'succeeded') throw new Error(`backup of the small files failed: ${item?.message}`);
-      return { seconds: run.seconds, peakMiB: run.peakMiB, files: item.snapshot!.filesNew + item.snapshot!.filesUnmodified };
+      return { seconds: run.seconds, peakMiB: run.peakMiB, files: item.snapshot!.filesNew + item.snapshot!.filesUnmodified, unmodified: item.snapshot!.filesUnmodified, read: item.snapshot!.bytesRead };
     };
     const smallFirst = await small();
     const smallSecond = await small();
     fs.rmSync(smallRepo, { recursive: true, force: true });
     print();
-    print(`${smallFirst.files.toLocaleString('en-US')} files of 2 KiB into a repository: first backup ${smallFirst.seconds.toFixed(1)} s (peak RSS ${smallFirst.peakMiB.toFixed(0)} MiB), unchanged second ${smallSecond.seconds.toFixed(1)} s (peak RSS ${smallSecond.peakMiB.toFixed(0)} MiB): ${(smallSecond.seconds / smallFirst.seconds).toFixed(2)} of the first (goal <= 0.20)`);
+    print(`${smallFirst.files.toLocaleString('en-US')} files of 2 KiB into a repository: first backup ${smallFirst.seconds.toFixed(1)} s (peak RSS ${smallFirst.peakMiB.toFixed(0)} MiB), unchanged second ${smallSecond.seconds.toFixed(1)} s (peak RSS ${smallSecond.peakMiB.toFixed(0)} MiB, ${smallSecond.unmodified.toLocaleString('en-US')} files unmodified, ${smallSecond.read} bytes read): ${(smallSecond.seconds / smallFirst.seconds).toFixed(2)} of the first (goal <= 0.20)`);
   }
   if (only.has('movers') && cluster.provider === 'local') {
     // The mover image, from the release archives (built here when missing), loaded into the node.

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { listingScript, newListingNonce, parseStatTime, readListing } from '../../src/backup/claim-listing.ts';
+import { listingScript, newListingNonce, parseStatTime, readListing, type ListingCapabilities } from '../../src/backup/claim-listing.ts';
 import { EMPTY_ARCHIVE, requestedTarCommand } from '../../src/backup/incremental-copy.ts';
 import { TarStreamCheck, type TarEntry } from '../../src/backup/tar-stream.ts';
 import { saveArchiveSnapshot } from '../../src/repository/archiver.ts';
@@ -179,6 +179,22 @@ test('a requested file that vanishes before tar reads it is left out; the backup
   const files = await restored(repo, second.snapshot);
   t.false(files.has('./sub/short-lived'));
   t.is(files.get('./a b')?.data.toString(), 'rewritten');
+});
+
+test('the helper\'s capabilities are found before the listing sets pipefail: a tar killed by SIGPIPE after grep -q matched still has --no-recursion', async (t) => {
+  const { dir, root } = fixture(t);
+  // A tar whose help prints the line grep -q looks for first: grep has exited when the rest comes.
+  const bin = path.join(dir, 'bin');
+  fs.mkdirSync(bin);
+  fs.writeFileSync(path.join(bin, 'tar'), '#!/bin/sh\necho "  --no-recursion"\nsleep 0.2\necho more\n', { mode: 0o755 });
+  const nonce = newListingNonce();
+  // bash, not busybox sh: busybox runs its own tar applet whatever PATH says.
+  const listed = execFileSync('bash', ['-c', listingScript(root, nonce)], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+  let capabilities: ListingCapabilities | undefined;
+  let entries = 0;
+  for await (const _ of readListing(Readable.from([listed]), nonce, (caps) => (capabilities = caps))) entries += 1;
+  t.deepEqual(capabilities, { xargsNul: true, noRecursion: true });
+  t.true(entries > 10);
 });
 
 test('the listing splits records at its nonce only, so names with newlines and the nonce-like text stay whole', async (t) => {

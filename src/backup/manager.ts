@@ -477,6 +477,8 @@ export class BackupManager {
       const copyOverExec = () =>
         repository
           ? this.repositoryTurn(async () => {
+              // Loaded while the helper started.
+              await repository.repository.indexLoaded();
               // restic's parent: the latest snapshot of the same claim (host = namespace, same path).
               parent = await findParentSnapshot(repository.repository, target.namespace, job.repository!.path);
               if (parent) job.repository!.previousRoot = await previousNodesAtPath(repository.repository, parent.tree, job.repository!.path);

@@ -184,7 +184,7 @@ export interface OpenedRepository {
  */
 export async function openRepository(
   flags: RepositoryFlags,
-  options: { lock?: 'shared' | 'exclusive'; choice?: RepositoryChoice | undefined; loadIndex?: boolean; /** Create it first where there is none, with the password given (k8up's first run). */ initIfMissing?: boolean } = {},
+  options: { lock?: 'shared' | 'exclusive'; choice?: RepositoryChoice | undefined; loadIndex?: boolean | 'meanwhile'; /** Create it first where there is none, with the password given (k8up's first run). */ initIfMissing?: boolean } = {},
 ): Promise<OpenedRepository> {
   const choice = 'choice' in options ? options.choice : chooseRepository(flags);
   if (!choice) {

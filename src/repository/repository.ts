@@ -106,6 +106,8 @@ export class Repository {
   readonly key: MasterKey;
   readonly keyId: string;
   readonly index = new Index();
+  /** Loading, when opened with `loadIndex: 'meanwhile'` and indexLoaded() has not yet been awaited. */
+  private indexLoading: Promise<void> | undefined;
   readonly stats: SaveStats = { dataBlobs: 0, treeBlobs: 0, dataAdded: 0, dataAddedPacked: 0 };
   private readonly compression: boolean;
   private readonly packSize: number;
@@ -155,15 +157,25 @@ export class Repository {
   /**
    * Opens with a password (WrongPasswordError when no key file opens), then reads and checks the
    * config and loads the index. `loadIndex: false` leaves the index empty, for a check that reads
-   * the index files itself and must carry on past a damaged one.
+   * the index files itself and must carry on past a damaged one; `'meanwhile'` loads it while the
+   * caller does other things (a backup starts its helper pod), until indexLoaded().
    */
-  static async open(backend: Backend, password: string, options: RepositoryOptions & { loadIndex?: boolean } = {}): Promise<Repository> {
+  static async open(backend: Backend, password: string, options: RepositoryOptions & { loadIndex?: boolean | 'meanwhile' } = {}): Promise<Repository> {
     if (!(await backend.exists())) throw new NoRepositoryError(backend.location);
     const key = await openWithPassword(backend, password);
     const config = parseConfig(decrypt(key.master, await backend.read('config', 'config'), 'config'), backend.location);
     const repository = new Repository(backend, config, key.master, key.id, options);
-    if (options.loadIndex !== false) await repository.loadIndex();
+    if (options.loadIndex === 'meanwhile') {
+      repository.indexLoading = repository.loadIndex();
+      repository.indexLoading.catch(() => {}); // told by indexLoaded()
+    } else if (options.loadIndex !== false) await repository.loadIndex();
     return repository;
+  }
+
+  /** The index opened with `loadIndex: 'meanwhile'`, loaded: blobs can be looked up. */
+  async indexLoaded(): Promise<void> {
+    await this.indexLoading;
+    this.indexLoading = undefined;
   }
 
   /** Adds a key file that opens this repository with another password. */
@@ -196,6 +208,8 @@ export class Repository {
   }
 
   hasBlob(type: BlobType, id: string): boolean {
+    // A lookup in a half-loaded index would say "new" of what the repository has.
+    if (this.indexLoading) throw new Error('the repository\'s index is still loading: await indexLoaded() first');
     return this.index.has(type, id) || this.pending[type].has(id) || this.writing[type].has(id);
   }
 

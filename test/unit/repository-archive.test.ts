@@ -202,3 +202,13 @@ test('blobs through the reused compressor and pack buffer: one that does not com
     t.true(size <= 64 * 1024 || blobsIn === 1, `pack of ${size} bytes with ${blobsIn} blobs`);
   }
 });
+
+test('an index loaded meanwhile: a blob lookup before it is loaded is an error, not a "new"; after, the blob is found', async (t) => {
+  const repo = await repository(t);
+  const { id } = await repo.saveBlob('data', Buffer.from('known content'));
+  await repo.flush();
+  const reopened = await Repository.open(repo.backend, 'pw', { loadIndex: 'meanwhile' });
+  t.throws(() => reopened.hasBlob('data', id), { message: /index is still loading/ });
+  await reopened.indexLoaded();
+  t.true(reopened.hasBlob('data', id));
+});

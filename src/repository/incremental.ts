@@ -231,7 +231,7 @@ export abstract class TreeBuilder extends ListingWalk {
     if (decision.kind === 'node') this.place(decision.node);
     if (decision.kind === 'reused') {
       const frame = this.stack.at(-1)!;
-      frame.nodes.addEncoded(decision.name, decision.json);
+      frame.nodes.addBorrowed(decision.name, decision.json);
       frame.unchangedNodes += 1;
       this.countPlaced('file', decision.size);
     }

@@ -27,6 +27,26 @@ test('placed in any order, the blob is the sorted tree the Node objects give; in
   t.deepEqual(encodeTree(new TreeNodes()), Buffer.from('{"nodes":[]}\n'));
 });
 
+test('nodes borrowed from a parent tree where they lie, among copied ones and after ordered ones, give the same blob', (t) => {
+  const parentNodes = Array.from({ length: 3_000 }, (_, i) => file(`p${i}`, { size: i }));
+  const parent = new NodesByName(encodeTree(parentNodes));
+  const tree = new TreeNodes();
+  const placed: Node[] = [];
+  // In order first (the arena packs full blocks), then borrowed and copied in turns.
+  for (let i = 0; i < 5_000; i++) placed.push(file(`a${String(i).padStart(5, '0')}`));
+  for (const node of placed) tree.add(node);
+  for (const [i, node] of parentNodes.entries()) {
+    if (i % 3 === 0) tree.add(node);
+    else tree.addBorrowed(node.name, parent.json(node.name.toString('latin1'))!);
+    placed.push(node);
+  }
+  t.deepEqual(encodeTree(tree), byObjects(placed));
+  t.is(tree.count, placed.length);
+  // Taken back out by name, decoded as it was.
+  t.deepEqual(tree.take(Buffer.from('p7')), parentNodes[7]);
+  t.deepEqual(encodeTree(tree), byObjects(placed.filter((node) => node.name.toString() !== 'p7')));
+});
+
 test('two nodes of one name are an error, placed apart or together', (t) => {
   t.throws(() => encodeTree([file('x'), file('y'), file('x')]), { message: /two entries named "x"/ });
   t.throws(() => encodeTree([file('x'), file('x')]), { message: /two entries named "x"/ });

@@ -2,8 +2,9 @@
  * The first half of an incremental copy into a repository: the helper lists the claim (claim-listing.ts),
  * the listing is compared with the parent snapshot (src/repository/incremental.ts), and what remains
  * is the command that tars only what changed, its input (the NUL-separated paths for `xargs -0`),
- * and how to archive its output. The listing and the path list wait in a temporary directory, read
- * twice from disk rather than held in memory (a million files list as about 150 MB).
+ * and how to archive its output. The listing is planned as it arrives and waits, gzip'd as the
+ * helper sent it, in a temporary directory with the path list, for the second walk beside the tar
+ * (a million files list as about 150 MB, not held in memory).
  *
  * A helper without what this needs (`xargs -0`, `tar --no-recursion`, `find`, `stat`) gets no
  * incremental copy: the caller reads the whole claim as before, and says why.

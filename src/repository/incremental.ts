@@ -5,7 +5,8 @@
  * blobs still in the repository: unchanged), and only the others are read. Two passes over the same
  * listing, which arrives in pre-order (a directory before what it holds):
  *
- *   planRequests()    which paths to read (what a tar of only those must hold);
+ *   planRequests()    which paths to read (what a tar of only those must hold); with none, also the
+ *                     snapshot's trees, and there is no second pass;
  *   ListingArchiver   the snapshot's trees: directories and unchanged files from the listing and the
  *                     parent, the rest from the tar of the requested paths, which comes in the order
  *                     they were requested. A requested path the tar lacks vanished in between and is

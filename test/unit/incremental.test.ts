@@ -189,12 +189,31 @@ test('the helper\'s capabilities are found before the listing sets pipefail: a t
   fs.writeFileSync(path.join(bin, 'tar'), '#!/bin/sh\necho "  --no-recursion"\nsleep 0.2\necho more\n', { mode: 0o755 });
   const nonce = newListingNonce();
   // bash, not busybox sh: busybox runs its own tar applet whatever PATH says.
-  const listed = execFileSync('bash', ['-c', listingScript(root, nonce)], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+  const listed = execFileSync('bash', ['--norc', '--noprofile', '-c', listingScript(root, nonce)], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
   let capabilities: ListingCapabilities | undefined;
   let entries = 0;
   for await (const _ of readListing(Readable.from([listed]), nonce, (caps) => (capabilities = caps))) entries += 1;
   t.deepEqual(capabilities, { xargsNul: true, noRecursion: true });
   t.true(entries > 10);
+});
+
+test('a helper without gzip sends its listing plain, and it reads the same', async (t) => {
+  const { dir, root } = fixture(t);
+  // Only what the listing needs, as links: no gzip on this PATH.
+  const bin = path.join(dir, 'bin');
+  fs.mkdirSync(bin);
+  for (const tool of ['find', 'stat', 'xargs', 'tar', 'grep']) fs.symlinkSync(execFileSync('bash', ['-c', `command -v ${tool}`]).toString().trim(), path.join(bin, tool));
+  const nonce = newListingNonce();
+  const plain = execFileSync('/bin/bash', ['--norc', '--noprofile', '-c', listingScript(root, nonce)], { env: { PATH: bin } });
+  t.true(plain.subarray(0, nonce.length).equals(Buffer.from(nonce)), 'not gzip\'d');
+  const gzipped = (await run(listingScript(root, nonce))).stdout;
+  t.is(gzipped[0], 0x1f, 'gzip\'d where busybox has gzip');
+  const read = async (listing: Buffer) => {
+    const entries = [];
+    for await (const entry of readListing(Readable.from([listing]), nonce)) entries.push({ ...entry, path: entry.path.toString('latin1') });
+    return entries.sort((a, b) => (a.path < b.path ? -1 : 1));
+  };
+  t.deepEqual(await read(plain), await read(gzipped));
 });
 
 test('the listing splits records at its nonce only, so names with newlines and the nonce-like text stay whole', async (t) => {

@@ -207,10 +207,14 @@ export class Repository {
     return id;
   }
 
-  hasBlob(type: BlobType, id: string): boolean {
-    // A lookup in a half-loaded index would say "new" of what the repository has.
+  /** The index, to look a blob up in: one still loading would say "not there" of what the repository has. */
+  private get loadedIndex(): Index {
     if (this.indexLoading) throw new Error('the repository\'s index is still loading: await indexLoaded() first');
-    return this.index.has(type, id) || this.pending[type].has(id) || this.writing[type].has(id);
+    return this.index;
+  }
+
+  hasBlob(type: BlobType, id: string): boolean {
+    return this.loadedIndex.has(type, id) || this.pending[type].has(id) || this.writing[type].has(id);
   }
 
   /**
@@ -413,7 +417,7 @@ export class Repository {
       sealed = write.pack.bytes.subarray(blob.offset, blob.offset + blob.length);
       uncompressedLength = blob.uncompressedLength;
     } else {
-      const entry = this.index.get(type, id);
+      const entry = this.loadedIndex.get(type, id);
       if (!entry) throw new BackendNotFoundError(this.backend.location, 'data', `${type} blob ${id} (not in any index)`);
       sealed = await this.backend.read('data', entry.pack, { offset: entry.offset, length: entry.length });
       uncompressedLength = entry.uncompressedLength;

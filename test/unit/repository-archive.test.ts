@@ -209,6 +209,7 @@ test('an index loaded meanwhile: a blob lookup before it is loaded is an error, 
   await repo.flush();
   const reopened = await Repository.open(repo.backend, 'pw', { loadIndex: 'meanwhile' });
   t.throws(() => reopened.hasBlob('data', id), { message: /index is still loading/ });
+  await t.throwsAsync(() => reopened.loadBlob('data', id), { message: /index is still loading/ });
   await reopened.indexLoaded();
   t.true(reopened.hasBlob('data', id));
 });

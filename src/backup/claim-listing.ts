@@ -37,7 +37,7 @@ export function listingScript(root: string, nonce: string): string {
     `cd ${root} || exit 2`,
     'caps=""',
     // Both are build options of busybox; GNU tools have them. Found before pipefail is set: with it,
-    // tar killed by SIGPIPE once grep -q has its match would fail the test at random.
+    // tar killed by SIGPIPE once grep -q has its match would make the check fail at random.
     'printf "" | xargs -0 true 2>/dev/null && caps="${caps}xargs0,"',
     'tar --help 2>&1 | grep -q -- --no-recursion && caps="${caps}no-recursion,"',
     'list() {',

@@ -99,37 +99,37 @@ async function prepare(request: IncrementalRequest, dir: string, dispose: () => 
   // A plan that fails stops reading; the listing still goes to its file, and the failure is told below.
   planning.catch(() => toPlan.destroy());
   let outcome;
-  try {
-    outcome = await execWithAck(request.kubeConfig, {
-      namespace: request.namespace,
-      pod: request.pod,
-      container: HELPER_CONTAINER,
-      command: ['sh', '-c', listingScript(DATA_MOUNT_PATH, nonce)],
-      stdout: teeTo(toFile, toPlan),
-      onStderr: (chunk) => stderr.push(chunk),
-      signal: request.signal,
-      ackTimeoutSeconds: request.ackTimeoutSeconds,
-    });
-  } catch (error) {
-    toPlan.destroy();
-    toFile.destroy();
-    requests.close();
-    if (error instanceof ExecStreamCutError) throw error;
-    throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
-  }
-  if (!toFile.writableFinished) await new Promise((resolve, reject) => toFile.once('finish', resolve).once('error', reject));
-  stderr.end();
-  // find and stat exit 1 after paths they could not read or that vanished; anything else is a helper without them.
-  const listed = outcome.commandExitCode === 0 || (outcome.commandExitCode === 1 && stderr.onlyPathComplaints);
-  if (!listed) {
-    toPlan.destroy();
-    requests.close();
-    const why = stderr.complaintText || outcome.stderr || `exit code ${outcome.commandExitCode ?? 'unknown'}`;
-    throw new NotIncrementalError(`the helper could not list the claim (${why.trim().split('\n')[0]})`);
-  }
   let plan: RequestPlan;
   try {
+    try {
+      outcome = await execWithAck(request.kubeConfig, {
+        namespace: request.namespace,
+        pod: request.pod,
+        container: HELPER_CONTAINER,
+        command: ['sh', '-c', listingScript(DATA_MOUNT_PATH, nonce)],
+        stdout: teeTo(toFile, toPlan),
+        onStderr: (chunk) => stderr.push(chunk),
+        signal: request.signal,
+        ackTimeoutSeconds: request.ackTimeoutSeconds,
+      });
+    } catch (error) {
+      if (error instanceof ExecStreamCutError) throw error;
+      throw toKubernetesError(error, { verb: 'create', resource: 'pods/exec', namespace: request.namespace, name: request.pod });
+    }
+    if (!toFile.writableFinished) await new Promise((resolve, reject) => toFile.once('finish', resolve).once('error', reject));
+    stderr.end();
+    // find and stat exit 1 after paths they could not read or that vanished; anything else is a helper without them.
+    const listed = outcome.commandExitCode === 0 || (outcome.commandExitCode === 1 && stderr.onlyPathComplaints);
+    if (!listed) {
+      const why = stderr.complaintText || outcome.stderr || `exit code ${outcome.commandExitCode ?? 'unknown'}`;
+      throw new NotIncrementalError(`the helper could not list the claim (${why.trim().split('\n')[0]})`);
+    }
     plan = await planning;
+  } catch (error) {
+    // The plan stops reading, and the listing's file is let go.
+    toPlan.destroy();
+    toFile.destroy();
+    throw error;
   } finally {
     requests.close();
   }

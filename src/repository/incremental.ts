@@ -112,7 +112,7 @@ export type Decision =
  * of an unchanged backup's time for many small files. Undefined sends the file down the general
  * path, which may still find it unchanged (a node restic wrote, with an atime of its own).
  */
-export function reusableFileNode(repo: Repository, name: Buffer, entry: ListedEntry, previousJson: Buffer): Buffer | undefined {
+function reusableFileNode(repo: Repository, name: Buffer, entry: ListedEntry, previousJson: Buffer): Buffer | undefined {
   const node = nodeFromListing(name, entry);
   node.size = entry.size;
   node.content = [];

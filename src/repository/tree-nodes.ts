@@ -257,7 +257,6 @@ export class TreeNodes {
     }
     return [...indexes.keys()].sort().map((key) => indexes.get(key)!);
   }
-
 }
 
 /** The nodes as a TreeNodes (a TreeNodes as it is). */

@@ -24,7 +24,7 @@ import { ArchivedFiles } from './archived-files.ts';
 import { CopyStderr, PathTally, RECENT_FILES_BEGIN, RECENT_FILES_END, type PathSummary } from './copy-stderr.ts';
 import { TarStreamCheck, type TarSummary } from './tar-stream.ts';
 import { EMPTY_ARCHIVE, NotIncrementalError, prepareIncrementalCopy, type IncrementalCopy } from './incremental-copy.ts';
-import type { NodesByName } from '../repository/tree-nodes.ts';
+import type { ParentTrees } from '../repository/incremental.ts';
 import type { MoverResult } from '../cli/commands/mover.ts';
 
 /**
@@ -114,8 +114,8 @@ export interface RepositoryCopy {
   repository: Repository;
   /** The snapshot's path, `/data/<pvc>`. */
   path: string;
-  /** The parent snapshot's nodes at the claim's root: what need not be read again. Undefined: none. */
-  previousRoot?: NodesByName | undefined;
+  /** The parent snapshot's trees at the claim's root: what need not be read again. Undefined: none. */
+  parent?: ParentTrees | undefined;
 }
 
 export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
@@ -124,7 +124,7 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
   let incremental: IncrementalCopy | undefined;
   if (request.repository && !image) {
     try {
-      incremental = await prepareIncrementalCopy({ ...request, repository: request.repository.repository, snapshotPath: request.repository.path, previousRoot: request.repository.previousRoot });
+      incremental = await prepareIncrementalCopy({ ...request, repository: request.repository.repository, snapshotPath: request.repository.path, parent: request.repository.parent });
       request.onTotalBytes?.(incremental.plan.requestedBytes);
     } catch (error) {
       if (error instanceof ExecStreamCutError) throw new CopyStageError(`listing the claim failed: ${error.message}`, { cause: error, retryable: !request.signal?.aborted });

@@ -17,10 +17,9 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { execWithAck } from '../kube/acked-exec.ts';
 import { ExecStreamCutError } from '../kube/exec.ts';
 import { toKubernetesError } from '../kube/errors.ts';
-import { archiveChanges, archivePlannedTree, planRequests, type RequestPlan } from '../repository/incremental.ts';
+import { archiveChanges, archivePlannedTree, planRequests, type ParentTrees, type RequestPlan } from '../repository/incremental.ts';
 import type { ArchivedTree } from '../repository/archiver.ts';
 import type { Repository } from '../repository/repository.ts';
-import type { NodesByName } from '../repository/tree-nodes.ts';
 import { listingScript, newListingNonce, readListing, type ListingCapabilities } from './claim-listing.ts';
 import { CopyStderr } from './copy-stderr.ts';
 import { DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
@@ -55,8 +54,8 @@ export interface IncrementalRequest {
   repository: Repository;
   /** The snapshot's path, `/data/<pvc>`. */
   snapshotPath: string;
-  /** The parent snapshot's nodes at the claim's root; undefined for a first backup. */
-  previousRoot: NodesByName | undefined;
+  /** The parent snapshot's trees at the claim's root; undefined for a first backup. */
+  parent: ParentTrees | undefined;
   ackTimeoutSeconds: number;
   signal?: AbortSignal | undefined;
 }
@@ -95,7 +94,7 @@ async function prepare(request: IncrementalRequest, dir: string, dispose: () => 
   const toFile = fs.createWriteStream(listingFile);
   const toPlan = new PassThrough({ highWaterMark: LISTING_READ_SIZE });
   let capabilities: ListingCapabilities | undefined;
-  const planning = planRequests(request.repository, request.previousRoot, readListing(toPlan, nonce, (caps) => (capabilities = caps)), (name) => requests.add(name), request.snapshotPath);
+  const planning = planRequests(request.repository, request.parent, readListing(toPlan, nonce, (caps) => (capabilities = caps)), (name) => requests.add(name), request.snapshotPath);
   // A plan that fails stops reading; the listing still goes to its file, and the failure is told below.
   planning.catch(() => toPlan.destroy());
   let outcome;
@@ -146,7 +145,7 @@ async function prepare(request: IncrementalRequest, dir: string, dispose: () => 
     archive: (tar) =>
       plan.unchanged
         ? archivePlannedTree(request.repository, tar, plan.unchanged, request.snapshotPath)
-        : archiveChanges(request.repository, tar, readListing(fs.createReadStream(listingFile, { highWaterMark: LISTING_READ_SIZE }), nonce), request.previousRoot, { path: request.snapshotPath }),
+        : archiveChanges(request.repository, tar, readListing(fs.createReadStream(listingFile, { highWaterMark: LISTING_READ_SIZE }), nonce), request.parent, { path: request.snapshotPath }),
     dispose,
   };
 }

@@ -21,7 +21,7 @@ import { deleteHelperPod, placementFor, startHelperPod, waitForHelperPod, type H
 import { describeIdentity } from './helper-identity.ts';
 import { describeChanged, describeUnreadable, describeVanished, type PathSummary } from './copy-stderr.ts';
 import { saveArchiveSnapshot } from '../repository/archiver.ts';
-import { findParentSnapshot, previousNodesAtPath } from '../repository/incremental.ts';
+import { findParentSnapshot, parentTreesAtPath, type ParentTrees } from '../repository/incremental.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
 import { moverUnusable, moverWaitCommand, runMoverBackup, type MoverOptions } from './mover.ts';
 import { describeHook, podsForHooks, runHook } from './hooks.ts';
@@ -209,9 +209,17 @@ interface InFlight {
   /** The claim the helper mounts: the claim, or the one made from its snapshot. */
   readClaim?: DiscoveredClaim;
   transfer?: Transfer;
+  /** Into a repository over exec: the parent snapshot, its trees read ahead while the helper starts. */
+  previous?: Promise<PreviousBackup>;
   failure?: BackupFailure;
 }
 type BackupFailure = StageFailure<BackupStage, BackupErrorCode>;
+
+/** restic's parent of a claim's backup, and its trees at the snapshot's path that the listing is compared with. */
+interface PreviousBackup {
+  parent: SnapshotWithId | undefined;
+  trees: ParentTrees | undefined;
+}
 
 /** One claim's copy stage: into `partial`, from the helper `pod`; a device of `deviceBytes` for a Block claim. */
 interface CopyJob {
@@ -338,6 +346,7 @@ export class BackupManager {
       flight.placement = readClaim === claim ? placementFor(claim).reason : `anywhere the scheduler chooses: it reads claim ${readClaim.name}, made from the snapshot`;
       flight.readClaim = readClaim;
       flight.transfer = this.transferFor(claim);
+      if (flight.transfer?.mode === 'exec') flight.previous = this.readPrevious(target);
       try {
         await this.startHelper(flight);
       } catch (error) {
@@ -477,11 +486,10 @@ export class BackupManager {
       const copyOverExec = () =>
         repository
           ? this.repositoryTurn(async () => {
-              // Loaded while the helper started.
-              await repository.repository.indexLoaded();
-              // restic's parent: the latest snapshot of the same claim (host = namespace, same path).
-              parent = await findParentSnapshot(repository.repository, target.namespace, job.repository!.path);
-              if (parent) job.repository!.previousRoot = await previousNodesAtPath(repository.repository, parent.tree, job.repository!.path);
+              // Read while the helper started (after a mover gave up, only now).
+              const previous = await (flight.previous ?? this.readPrevious(target));
+              parent = previous.parent;
+              job.repository!.parent = previous.trees;
               return this.copyWithRetries(job);
             })
           : this.copyWithRetries(job);
@@ -744,6 +752,25 @@ export class BackupManager {
     record.attempts += 1;
     request.onBytes?.(0);
     return { ...(await runMoverBackup(request)), retriedBecause: [] };
+  }
+
+  /**
+   * restic's parent (the latest snapshot of the same claim: host = namespace, same path) and its trees
+   * at that path, the first levels read ahead. Ahead of this run's repository turn: no other copy of
+   * the run writes a snapshot of the same claim.
+   */
+  private readPrevious(target: BackupTarget): Promise<PreviousBackup> {
+    const { repository } = this.options.repository!;
+    const path = `/data/${target.pvc}`;
+    const previous = (async () => {
+      await repository.indexLoaded();
+      const parent = await findParentSnapshot(repository, target.namespace, path);
+      const trees = parent && (await parentTreesAtPath(repository, parent.tree, path));
+      void trees?.readAhead();
+      return { parent, trees };
+    })();
+    previous.catch(() => {}); // told where it is awaited, in the copy; a claim that fails before its copy never awaits it
+    return previous;
   }
 
   /** Runs `work` after every earlier repository copy of this run has ended. */

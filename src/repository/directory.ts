@@ -11,11 +11,10 @@
  */
 import fs from 'node:fs';
 import { ArchiveError, FileChunks, savedSince, settledOnFailure, type ArchiveOptions, type ArchivedTree } from './archiver.ts';
-import { nodeFromListing, TreeBuilder, type ListedEntry } from './incremental.ts';
+import { nodeFromListing, TreeBuilder, type ListedEntry, type ParentTrees } from './incremental.ts';
 import type { Repository } from './repository.ts';
 import { nowNs } from './time.ts';
 import { fromGoFileMode, nodeTypeOfMode, type Node } from './tree.ts';
-import type { NodesByName } from './tree-nodes.ts';
 
 /** What lstat says, as the helper's `stat` listing says it (claim-listing.ts): the two must agree. */
 export function listedFromStats(path: Buffer, stats: fs.BigIntStats): ListedEntry {
@@ -190,14 +189,14 @@ export interface DirectoryArchiveOptions extends Pick<ArchiveOptions, 'path' | '
 export async function archiveDirectory(
   repo: Repository,
   root: string,
-  previousRoot: NodesByName | undefined,
+  parent: ParentTrees | undefined,
   options: DirectoryArchiveOptions,
 ): Promise<ArchivedTree & { problems: DirectoryProblems }> {
   return settledOnFailure(repo, async () => {
     const start = nowNs();
     const time = options.time ?? start;
     const before = { ...repo.stats };
-    const archiver = new DirectoryArchiver(repo, previousRoot, time);
+    const archiver = new DirectoryArchiver(repo, parent, time);
     const every = options.progressEveryMs ?? 1000;
     let reported = Date.now();
     for (const { entry, absolute } of walk(Buffer.from(root), archiver.problems)) {

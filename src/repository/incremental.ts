@@ -14,7 +14,8 @@
  *
  * Metadata is recorded as the listing saw it, before the read, so a file that changes while it is
  * read has a newer ctime by the next backup, which then reads it again. Only the parent's children
- * on the path being walked are held: (depth x entries of one directory) nodes.
+ * on the path being walked are held: (depth x entries of one directory) nodes, and the trees read
+ * ahead (ParentTrees) until the walk takes them.
  */
 import { archiveWith, components, FileChunks, linuxDevice, madeUpDir, saveSnapshotRoot, ArchiveError, type ArchiveOptions, type ArchivedTree, type TarConsumer } from './archiver.ts';
 import type { Repository, SaveStats } from './repository.ts';
@@ -129,9 +130,13 @@ class ListingWalk {
   protected readonly stack: Frame[];
   readonly changes: ChangeCounts = { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0 };
 
-  constructor(repo: Repository, previousRoot: NodesByName | undefined) {
+  /** The parent snapshot's trees at the snapshot's path; undefined for a first backup. */
+  private readonly parent: ParentTrees | undefined;
+
+  constructor(repo: Repository, parent: ParentTrees | undefined) {
     this.repo = repo;
-    this.stack = [{ name: Buffer.alloc(0), self: undefined, nodes: new TreeNodes(), previous: previousRoot, previousSelf: undefined, unchangedNodes: 0 }];
+    this.parent = parent;
+    this.stack = [{ name: Buffer.alloc(0), self: undefined, nodes: new TreeNodes(), previous: parent?.root, previousSelf: undefined, unchangedNodes: 0 }];
   }
 
   /** Places one listed path: its directory made current, then what it is. */
@@ -181,7 +186,7 @@ class ListingWalk {
   private async open(name: Buffer, self: Node | undefined): Promise<void> {
     const top = this.stack.at(-1)!;
     const previousSelf = top.previous?.get(key(name));
-    const previous = previousSelf?.type === 'dir' && previousSelf.subtree ? await this.repo.loadTreeByName(previousSelf.subtree) : undefined;
+    const previous = previousSelf?.type === 'dir' && previousSelf.subtree ? await this.parent!.load(previousSelf.subtree) : undefined;
     this.stack.push({ name, self, nodes: new TreeNodes(), previous, previousSelf: previousSelf?.type === 'dir' ? previousSelf : undefined, unchangedNodes: 0 });
   }
 
@@ -221,8 +226,8 @@ export abstract class TreeBuilder extends ListingWalk {
   /** Every file's size in the snapshot, read or not. */
   private bytes = 0;
 
-  constructor(repo: Repository, previousRoot: NodesByName | undefined, time: bigint) {
-    super(repo, previousRoot);
+  constructor(repo: Repository, parent: ParentTrees | undefined, time: bigint) {
+    super(repo, parent);
     this.time = time;
   }
 
@@ -337,14 +342,14 @@ class PlanningWalk extends TreeBuilder {
  */
 export async function planRequests(
   repo: Repository,
-  previousRoot: NodesByName | undefined,
+  parent: ParentTrees | undefined,
   listing: AsyncIterable<ListedEntry>,
   request: (path: Buffer) => void | Promise<void>,
   snapshotPath: string,
 ): Promise<RequestPlan> {
   const start = nowNs();
   const stats = { ...repo.stats };
-  const walk = new PlanningWalk(repo, previousRoot, start);
+  const walk = new PlanningWalk(repo, parent, start);
   const plan: RequestPlan = { entries: 0, requested: 0, requestedBytes: 0, totalBytes: 0, ...walk.changes };
   for await (const entry of listing) {
     plan.entries += 1;
@@ -372,8 +377,8 @@ export class ListingArchiver extends TreeBuilder {
   /** Requested paths the tar did not bring. */
   vanished = 0;
 
-  constructor(repo: Repository, previousRoot: NodesByName | undefined, listing: AsyncIterable<ListedEntry>, time: bigint) {
-    super(repo, previousRoot, time);
+  constructor(repo: Repository, parent: ParentTrees | undefined, listing: AsyncIterable<ListedEntry>, time: bigint) {
+    super(repo, parent, time);
     this.listing = listing[Symbol.asyncIterator]();
   }
 
@@ -469,10 +474,10 @@ export async function archiveChanges(
   repo: Repository,
   tar: AsyncIterable<Buffer | Uint8Array>,
   listing: AsyncIterable<ListedEntry>,
-  previousRoot: NodesByName | undefined,
+  parent: ParentTrees | undefined,
   options: Pick<ArchiveOptions, 'path' | 'time'>,
 ): Promise<ArchivedTree> {
-  return archiveWith(repo, tar, { ...options, concatenated: true }, (time) => new ListingArchiver(repo, previousRoot, listing, time));
+  return archiveWith(repo, tar, { ...options, concatenated: true }, (time) => new ListingArchiver(repo, parent, listing, time));
 }
 
 /** What archiveChanges gives where the plan had nothing to read: the plan's trees; the tar must be empty. */
@@ -531,11 +536,72 @@ export async function directoryAtPath(repo: Repository, tree: string, path: stri
   return at && { self: at.self, nodes: await repo.loadTree(at.tree) };
 }
 
+
+/** Trees read ahead of a walk: a few tens of megabytes, as much as one large directory's tree. */
+export const PARENT_READ_AHEAD_BYTES = 64 * 1024 * 1024;
+/** Read ahead below a tree of at most this many nodes: finding a large tree's directories means decoding every node. */
+const READ_AHEAD_EXPAND_NODES = 4096;
+
 /**
- * The directory at `path` (`/data/<pvc>`) in a snapshot's tree, its nodes by name: what a backup
- * compares against. Undefined where the snapshot has no such directory.
+ * The parent snapshot's trees under a backup's path, as the listing's walk asks for them. The first
+ * levels can be read ahead (readAhead) while the helper pod starts: a directory of 200,000 files is a
+ * 60 MB tree, which otherwise holds up the walk as the listing streams in. Each tree read ahead is
+ * handed out once, so what the walk has let go is not kept.
  */
-export async function previousNodesAtPath(repo: Repository, tree: string, path: string): Promise<NodesByName | undefined> {
+export class ParentTrees {
+  readonly root: NodesByName;
+  private readonly repo: Repository;
+  private readonly ahead = new Map<string, Promise<NodesByName>>();
+
+  constructor(repo: Repository, root: NodesByName) {
+    this.repo = repo;
+    this.root = root;
+  }
+
+  load(id: string): Promise<NodesByName> {
+    const ahead = this.ahead.get(id);
+    if (!ahead) return this.repo.loadTreeByName(id);
+    this.ahead.delete(id);
+    return ahead;
+  }
+
+  /**
+   * Reads the trees below the root breadth-first until `budgetBytes` of them are read (the one that
+   * crosses it included). Never fails: a tree that cannot be read or decoded stops the reading ahead,
+   * and the walk meets the failure itself where it asks for that tree.
+   */
+  async readAhead(budgetBytes = PARENT_READ_AHEAD_BYTES): Promise<void> {
+    try {
+      await this.readAheadFrom(budgetBytes);
+    } catch {
+      // told by the walk
+    }
+  }
+
+  private async readAheadFrom(budgetBytes: number): Promise<void> {
+    const expand: NodesByName[] = [this.root];
+    let bytes = 0;
+    for (let tree = expand.shift(); tree && bytes < budgetBytes; tree = expand.shift()) {
+      if (tree.count > READ_AHEAD_EXPAND_NODES || tree.count < 0) continue;
+      for (const node of tree.nodes()) {
+        if (node.type !== 'dir' || !node.subtree || this.ahead.has(node.subtree) || bytes >= budgetBytes) continue;
+        const reading = this.repo.loadTreeByName(node.subtree);
+        reading.catch(() => {});
+        this.ahead.set(node.subtree, reading);
+        const read = await reading.catch(() => undefined);
+        if (!read) return;
+        bytes += read.bytes;
+        expand.push(read);
+      }
+    }
+  }
+}
+
+/**
+ * The trees at `path` (`/data/<pvc>`) in a parent snapshot: what a backup compares against. Undefined
+ * where the snapshot has no such directory.
+ */
+export async function parentTreesAtPath(repo: Repository, tree: string, path: string): Promise<ParentTrees | undefined> {
   const at = await subtreeAtPath(repo, tree, path);
-  return at && repo.loadTreeByName(at.tree);
+  return at && new ParentTrees(repo, await repo.loadTreeByName(at.tree));
 }

@@ -296,6 +296,16 @@ export class NodesByName {
     return this.places.size === this.spans.length / 2 ? this.places.size : -1;
   }
 
+  /** Bytes of the tree blob. */
+  get bytes(): number {
+    return this.blob.length;
+  }
+
+  /** Every node, decoded, in the tree's order. */
+  *nodes(): Generator<Node> {
+    for (let i = 0; i < this.spans.length; i += 2) yield decodeNodeJson(this.blob.subarray(this.spans[i], this.spans[i + 1]));
+  }
+
   /** The node named `name` (raw bytes as latin1), or undefined. */
   get(name: string): Node | undefined {
     const json = this.json(name);

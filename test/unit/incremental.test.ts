@@ -16,7 +16,8 @@ import { TarStreamCheck, type TarEntry } from '../../src/backup/tar-stream.ts';
 import { saveArchiveSnapshot } from '../../src/repository/archiver.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { archiveDirectory, restoreDirectory } from '../../src/repository/directory.ts';
-import { archiveChanges, archivePlannedTree, directoryAtPath, previousNodesAtPath, planRequests, type RequestPlan } from '../../src/repository/incremental.ts';
+import { archiveChanges, archivePlannedTree, directoryAtPath, ParentTrees, parentTreesAtPath, planRequests, type RequestPlan } from '../../src/repository/incremental.ts';
+import { NodesByName } from '../../src/repository/tree-nodes.ts';
 import type { Node } from '../../src/repository/tree.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { restoreTar } from '../../src/repository/restorer.ts';
@@ -41,15 +42,16 @@ async function backup(repo: Repository, root: string, parent: SnapshotWithId | u
   const nonce = newListingNonce();
   const listed = await run(listingScript(root, nonce));
   if (listed.code !== 0) throw new Error(`listing failed: ${listed.stderr}`);
-  const previousRoot = parent ? await previousNodesAtPath(repo, parent.tree, SNAPSHOT_PATH) : undefined;
+  const parentTrees = parent ? await parentTreesAtPath(repo, parent.tree, SNAPSHOT_PATH) : undefined;
+  void parentTrees?.readAhead(); // as a backup does, while the walk already asks for trees
   const requested: Buffer[] = [];
-  const plan: RequestPlan = await planRequests(repo, previousRoot, readListing(Readable.from([listed.stdout]), nonce), (name) => void requested.push(name), SNAPSHOT_PATH);
+  const plan: RequestPlan = await planRequests(repo, parentTrees, readListing(Readable.from([listed.stdout]), nonce), (name) => void requested.push(name), SNAPSHOT_PATH);
   between?.();
   const list = Buffer.concat(requested.flatMap((name) => [name, Buffer.from([0])]));
   const tar = plan.requested > 0 ? await run(requestedTarCommand(root), list) : { stdout: EMPTY_ARCHIVE, stderr: '', code: 0 };
   const archived = plan.unchanged
     ? await archivePlannedTree(repo, Readable.from([tar.stdout]), plan.unchanged, SNAPSHOT_PATH)
-    : await archiveChanges(repo, Readable.from([tar.stdout]), readListing(Readable.from([listed.stdout]), nonce), previousRoot, { path: SNAPSHOT_PATH });
+    : await archiveChanges(repo, Readable.from([tar.stdout]), readListing(Readable.from([listed.stdout]), nonce), parentTrees, { path: SNAPSHOT_PATH });
   const saved = await saveArchiveSnapshot(repo, archived, { path: SNAPSHOT_PATH, hostname: 'ns', ...(parent ? { parent: parent.id } : {}) });
   return { plan, requested: requested.map((name) => name.toString('latin1')), archived, snapshot: await repo.loadSnapshot(saved.snapshotId), tar, listingBytes: listed.stdout.length };
 }
@@ -124,6 +126,48 @@ test('a first backup reads every file and symlink; an unchanged second reads not
   t.is(second.snapshot.parent, first.snapshot.id);
   t.is(second.archived.added.dataBlobs + second.archived.added.treeBlobs, 0);
   t.like(second.snapshot.summary, { files_new: 0, files_changed: 0, files_unmodified: 8, total_files_processed: 8 });
+});
+
+test('the parent\'s trees are read ahead breadth-first within a budget, each handed to the walk once', async (t) => {
+  const repo = await Repository.init(new LocalBackend(path.join(fixture(t).dir, 'repo')), 'pw', { kdf: KDF });
+  const { root } = fixture(t);
+  const first = await backup(repo, root, undefined);
+  const reads: string[] = [];
+  const loadTreeByName = repo.loadTreeByName.bind(repo);
+  repo.loadTreeByName = (id: string) => (reads.push(id), loadTreeByName(id));
+  const subtree = (nodes: Node[], name: string) => nodes.find((node) => node.name.toString() === name)!.subtree!;
+  const claim = (await directoryAtPath(repo, first.snapshot.tree, SNAPSHOT_PATH))!.nodes;
+  const sub = subtree(claim, 'sub');
+  const empty = subtree(claim, 'empty');
+  const deeper = subtree(await repo.loadTree(sub), 'deeper');
+
+  const trees = (await parentTreesAtPath(repo, first.snapshot.tree, SNAPSHOT_PATH))!;
+  reads.length = 0;
+  await trees.readAhead();
+  t.deepEqual(reads, [empty, sub, deeper], 'the claim\'s directories in name order, then the next level');
+  t.is((await trees.load(sub)).get('deeper')?.subtree, deeper, 'the tree read ahead');
+  t.is(reads.length, 3, 'not read again');
+  await trees.load(sub);
+  t.deepEqual(reads.slice(3), [sub], 'handed out once: asked again, it is read again');
+
+  // A budget of one byte: the tree that crosses it is read, nothing after it.
+  const small = (await parentTreesAtPath(repo, first.snapshot.tree, SNAPSHOT_PATH))!;
+  reads.length = 0;
+  await small.readAhead(1);
+  t.deepEqual(reads, [empty]);
+
+  // A tree that is not in the repository: reading ahead stops without failing; the walk is told.
+  const missing = 'ab'.repeat(32);
+  const broken = new ParentTrees(repo, new NodesByName(Buffer.from(`{"nodes":[{"name":"gone","type":"dir","mode":2147484141,"subtree":"${missing}"}]}\n`)));
+  await t.notThrowsAsync(broken.readAhead());
+  await t.throwsAsync(broken.load(missing));
+  // A node that does not decode: the same.
+  await t.notThrowsAsync(new ParentTrees(repo, new NodesByName(Buffer.from('{"nodes":[{"name":"bad","type":"dir","subtree":x}]}\n'))).readAhead());
+
+  // Read ahead while the walk runs, as a backup does: the same plan and the same tree.
+  const second = await backup(repo, root, first.snapshot);
+  t.is(second.plan.requested, 0);
+  t.is(second.snapshot.tree, first.snapshot.tree);
 });
 
 test('a claim whose files are unchanged but a directory is not reads nothing; its new trees are counted as added', async (t) => {
@@ -242,14 +286,14 @@ test('a directory read in place (a data mover) gives the very tree the helper\'s
   t.is(direct.tree, viaTar.snapshot.tree, 'the same metadata, content and links: the same tree');
   t.is(direct.entries, viaTar.archived.entries);
   const progress: { files: number; bytes: number }[] = [];
-  const again = await archiveDirectory(repo, root, await previousNodesAtPath(repo, viaTar.snapshot.tree, SNAPSHOT_PATH), { path: SNAPSHOT_PATH, onProgress: (done) => progress.push(done), progressEveryMs: 0 });
+  const again = await archiveDirectory(repo, root, await parentTreesAtPath(repo, viaTar.snapshot.tree, SNAPSHOT_PATH), { path: SNAPSHOT_PATH, onProgress: (done) => progress.push(done), progressEveryMs: 0 });
   t.is(again.read, 0);
   // Unchanged files count as gone through: the progress ends at the claim's files and bytes.
   t.true(progress.length > 1 && progress.every((done, i) => i === 0 || (done.bytes >= progress[i - 1]!.bytes && done.files >= progress[i - 1]!.files)));
   t.deepEqual(progress.at(-1), { files: again.files, bytes: again.bytes });
   t.is(again.tree, viaTar.snapshot.tree);
   fs.appendFileSync(path.join(root, 'a b'), ' and more');
-  const changed = await archiveDirectory(repo, root, await previousNodesAtPath(repo, viaTar.snapshot.tree, SNAPSHOT_PATH), { path: SNAPSHOT_PATH });
+  const changed = await archiveDirectory(repo, root, await parentTreesAtPath(repo, viaTar.snapshot.tree, SNAPSHOT_PATH), { path: SNAPSHOT_PATH });
   t.is(changed.read, 'spaces and more'.length);
   t.like(changed.changes, { filesChanged: 1, filesUnmodified: 8, filesNew: 0 });
   t.deepEqual(changed.problems, { vanished: [], unreadable: [] });

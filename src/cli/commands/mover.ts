@@ -173,16 +173,16 @@ const backupCommand: CommandModule<GlobalOptions, MoverArgs> = {
     const opened = await openOrReport(args);
     if (!opened) return;
     try {
-      const [{ archiveDirectory }, { findParentSnapshot, previousNodesAtPath }, { saveArchiveSnapshot }] = await Promise.all([
+      const [{ archiveDirectory }, { findParentSnapshot, parentTreesAtPath }, { saveArchiveSnapshot }] = await Promise.all([
         import('../../repository/directory.ts'),
         import('../../repository/incremental.ts'),
         import('../../repository/archiver.ts'),
       ]);
       const repository = opened.repository;
       const parent = await findParentSnapshot(repository, args.host, args.path);
-      const previousRoot = parent ? await previousNodesAtPath(repository, parent.tree, args.path) : undefined;
+      const parentTrees = parent ? await parentTreesAtPath(repository, parent.tree, args.path) : undefined;
       // Progress as JSON lines before the result (the last line), which the plugin shows as it copies.
-      const archived = await archiveDirectory(repository, args.source, previousRoot, { path: args.path, onProgress: (progress) => lines.progress(progress) });
+      const archived = await archiveDirectory(repository, args.source, parentTrees, { path: args.path, onProgress: (progress) => lines.progress(progress) });
       const unreadable = sample(archived.problems.unreadable);
       if (unreadable.count > 0 && !args.allowPartial) {
         report({ ok: false, message: `${unreadable.count} paths could not be read; no snapshot was written`, unreadable });

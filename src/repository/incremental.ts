@@ -55,8 +55,6 @@ export interface ChangeCounts {
   dirsUnmodified: number;
 }
 
-const key = (name: Buffer) => name.toString('latin1');
-
 /** restic's rule (archiver.go, fileChanged): the same path holds the same file if type, size, mtime, ctime and inode are the same. */
 export function unchangedSince(entry: ListedEntry, previous: Node | undefined): boolean {
   if (!previous || previous.type !== entry.type) return false;
@@ -118,10 +116,28 @@ function reusableFileNode(repo: Repository, name: Buffer, entry: ListedEntry, pr
   node.size = entry.size;
   node.content = [];
   // It ends `"content":[]}`: what comes before the content is all the listing's.
-  const prefix = Buffer.from(encodeNode(node).slice(0, -3));
-  if (previousJson.length < prefix.length || previousJson.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0) return undefined;
-  const content = trailingContent(previousJson, prefix.length);
+  const encoded = encodeNode(node);
+  const prefixBytes = startsWithEncoded(previousJson, encoded, encoded.length - 3);
+  if (prefixBytes === undefined) return undefined;
+  const content = trailingContent(previousJson, prefixBytes);
   return content?.every((id) => repo.hasBlob('data', id)) ? previousJson : undefined;
+}
+
+/**
+ * Whether `bytes` begins with the UTF-8 of `text`'s first `length` characters; the prefix's length
+ * in bytes if so. ASCII (nearly every node) is compared in place, without encoding the text.
+ */
+function startsWithEncoded(bytes: Buffer, text: string, length: number): number | undefined {
+  if (bytes.length < length) return undefined;
+  for (let i = 0; i < length; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 0x7f) {
+      const prefix = Buffer.from(text.slice(0, length));
+      return bytes.length >= prefix.length && bytes.compare(prefix, 0, prefix.length, 0, prefix.length) === 0 ? prefix.length : undefined;
+    }
+    if (bytes[i] !== code) return undefined;
+  }
+  return length;
 }
 
 /** The pre-order walk both passes share: directories opened and closed, each path decided. */
@@ -151,7 +167,7 @@ class ListingWalk {
     const name = path.at(-1)!;
     await this.openParents(path.slice(0, -1));
     const top = this.stack.at(-1)!;
-    const previousJson = top.previous?.json(key(name));
+    const previousJson = top.previous?.json(name);
     if (entry.type === 'file' && previousJson) {
       const json = reusableFileNode(this.repo, name, entry, previousJson);
       if (json) {
@@ -185,7 +201,7 @@ class ListingWalk {
 
   private async open(name: Buffer, self: Node | undefined): Promise<void> {
     const top = this.stack.at(-1)!;
-    const previousSelf = top.previous?.get(key(name));
+    const previousSelf = top.previous?.get(name);
     const previous = previousSelf?.type === 'dir' && previousSelf.subtree ? await this.parent!.load(previousSelf.subtree) : undefined;
     this.stack.push({ name, self, nodes: new TreeNodes(), previous, previousSelf: previousSelf?.type === 'dir' ? previousSelf : undefined, unchangedNodes: 0 });
   }
@@ -308,7 +324,7 @@ export interface PlannedTree {
 function placeNode(frame: Frame, node: Node): void {
   const json = Buffer.from(encodeNode(node));
   frame.nodes.addEncoded(node.name, json);
-  if (frame.previous?.json(key(node.name))?.equals(json)) frame.unchangedNodes += 1;
+  if (frame.previous?.json(node.name)?.equals(json)) frame.unchangedNodes += 1;
 }
 
 /**
@@ -523,7 +539,7 @@ export async function findParentSnapshot(repo: Repository, hostname: string, pat
 async function subtreeAtPath(repo: Repository, tree: string, path: string): Promise<{ self: Node | undefined; tree: string } | undefined> {
   let at: { self: Node | undefined; tree: string } = { self: undefined, tree };
   for (const part of path.split('/').filter((p) => p !== '' && p !== '.')) {
-    const dir = (await repo.loadTreeByName(at.tree)).get(Buffer.from(part).toString('latin1'));
+    const dir = (await repo.loadTreeByName(at.tree)).get(Buffer.from(part));
     if (dir?.type !== 'dir' || !dir.subtree) return undefined;
     at = { self: dir, tree: dir.subtree };
   }

@@ -145,7 +145,7 @@ test('the parent\'s trees are read ahead breadth-first within a budget, each han
   reads.length = 0;
   await trees.readAhead();
   t.deepEqual(reads, [empty, sub, deeper], 'the claim\'s directories in name order, then the next level');
-  t.is((await trees.load(sub)).get('deeper')?.subtree, deeper, 'the tree read ahead');
+  t.is((await trees.load(sub)).get(Buffer.from('deeper'))?.subtree, deeper, 'the tree read ahead');
   t.is(reads.length, 3, 'not read again');
   await trees.load(sub);
   t.deepEqual(reads.slice(3), [sub], 'handed out once: asked again, it is read again');
@@ -186,6 +186,25 @@ test('a claim whose files are unchanged but a directory is not reads nothing; it
   t.is(files.get('./sub/deeper')?.mode, 0o700);
   t.is(files.get('./big')?.data.length, 3 * 1024 * 1024);
   t.is(second.archived.entries, files.size);
+});
+
+test('a file named in UTF-8 beyond ASCII is found unchanged, and read again once it changes', async (t) => {
+  const { dir } = fixture(t);
+  const repo = await Repository.init(new LocalBackend(path.join(dir, 'repo')), 'pw', { kdf: KDF });
+  const root = path.join(dir, 'utf8');
+  fs.mkdirSync(root);
+  fs.writeFileSync(path.join(root, 'café-☕'), 'coffee');
+  fs.writeFileSync(path.join(root, 'plain'), 'tea');
+  const first = await backup(repo, root, undefined);
+  const second = await backup(repo, root, first.snapshot);
+  t.is(second.plan.requested, 0, second.requested.join(' | '));
+  t.like(second.archived.changes, { filesUnmodified: 2 });
+  const mtime = fs.statSync(path.join(root, 'café-☕')).mtime;
+  fs.writeFileSync(path.join(root, 'café-☕'), 'COFFEE');
+  fs.utimesSync(path.join(root, 'café-☕'), mtime, mtime);
+  const third = await backup(repo, root, second.snapshot);
+  t.deepEqual(third.requested, ['./café-☕'].map((name) => Buffer.from(name).toString('latin1')));
+  t.is((await restored(repo, third.snapshot)).get(Buffer.from('./café-☕').toString('latin1'))?.data.toString(), 'COFFEE');
 });
 
 test('only new, rewritten and re-permissioned files are read; deleted ones leave the snapshot', async (t) => {

@@ -37,7 +37,7 @@ test('nodes borrowed from a parent tree where they lie, among copied ones and af
   for (const node of placed) tree.add(node);
   for (const [i, node] of parentNodes.entries()) {
     if (i % 3 === 0) tree.add(node);
-    else tree.addBorrowed(node.name, parent.json(node.name.toString('latin1'))!);
+    else tree.addBorrowed(node.name, parent.json(node.name)!);
     placed.push(node);
   }
   t.deepEqual(encodeTree(tree), byObjects(placed));
@@ -77,12 +77,24 @@ test('a parent tree by name: each node as decodeTree gives it, for names escaped
   ];
   const blob = encodeTree(nodes);
   const byName = new NodesByName(blob);
-  for (const node of decodeTree(blob)) t.deepEqual(byName.get(node.name.toString('latin1')), node);
-  t.is(byName.get('missing'), undefined);
+  for (const node of decodeTree(blob)) t.deepEqual(byName.get(node.name), node);
+  t.is(byName.get(Buffer.from('missing')), undefined);
   // Another writer's field order: the name is not the node's first field.
   const other = new NodesByName(Buffer.from('{"nodes":[{"type":"file","name":"late","content":[]},{"name":"n\\u00e9","type":"dir","subtree":"00"}]}\n'));
-  t.is(other.get('late')?.type, 'file');
-  t.is(other.get(Buffer.from('né').toString('latin1'))?.subtree, '00');
+  t.is(other.get(Buffer.from('late'))?.type, 'file');
+  t.is(other.get(Buffer.from('né'))?.subtree, '00');
+});
+
+test('a parent tree by name: 20,000 names found by their bytes, others not; a name twice makes the count -1 and the later node is found', (t) => {
+  const names = Array.from({ length: 20_000 }, (_, i) => `f${i}`);
+  const byName = new NodesByName(encodeTree(names.map((name) => file(name))));
+  t.is(byName.count, 20_000);
+  for (const name of names) t.deepEqual(byName.get(Buffer.from(name))?.name, Buffer.from(name));
+  for (const name of ['f20000', 'f', 'f1 ', 'F1', '']) t.is(byName.json(Buffer.from(name)), undefined, name);
+  const twice = new NodesByName(Buffer.from('{"nodes":[{"name":"a","type":"file","size":1},{"name":"a","type":"file","size":2},{"name":"b","type":"file","size":3}]}\n'));
+  t.is(twice.count, -1);
+  t.is(twice.get(Buffer.from('a'))?.size, 2);
+  t.is(twice.get(Buffer.from('b'))?.size, 3);
 });
 
 test('a large directory tree read back in order holds a few of its blocks at a time, not the whole tree', (t) => {

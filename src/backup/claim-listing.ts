@@ -20,7 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { ListedEntry } from '../repository/incremental.ts';
 import { nodeTypeOfMode } from '../repository/tree.ts';
-import { daysFromCivil, digitsAt, fractionAt } from '../repository/time.ts';
+import { daysFromCivil } from '../repository/time.ts';
 
 const STAT_FORMAT = '%f %u %g %s %i %h %d %t %T %y %z %n';
 export function newListingNonce(): string {
@@ -58,31 +58,52 @@ export interface ListingCapabilities {
 
 /** `%y` as nanoseconds since the epoch: the offset applied, the fraction kept to the nanosecond. */
 export function parseStatTime(text: string): bigint {
-  const fail = () => new ListingFormatError(`a time stat printed as ${JSON.stringify(text)}`);
-  // YYYY-MM-DD HH:MM:SS[.fraction] +HHMM, the year of any length and sign.
-  const negative = text[0] === '-';
-  const yearStart = negative ? 1 : 0;
-  const yearEnd = text.indexOf('-', 1);
-  const year = yearEnd - yearStart >= 4 ? digitsAt(text, yearStart, yearEnd - yearStart) : -1;
-  const at = yearEnd + 1;
-  if (year < 0 || text[at + 2] !== '-' || text[at + 5] !== ' ' || text[at + 8] !== ':' || text[at + 11] !== ':') throw fail();
-  const fields = [digitsAt(text, at, 2), digitsAt(text, at + 3, 2), digitsAt(text, at + 6, 2), digitsAt(text, at + 9, 2), digitsAt(text, at + 12, 2)];
-  if (fields.some((field) => field < 0)) throw fail();
-  const [month, day, hour, minute, second] = fields as [number, number, number, number, number];
-  let end = at + 14;
+  const bytes = Buffer.from(text, 'latin1');
+  const [time, end] = statTimeAt(bytes, 0);
+  if (end !== bytes.length) throw statTimeError(bytes, 0, bytes.length);
+  return time;
+}
+
+const statTimeError = (bytes: Buffer, start: number, end: number) => new ListingFormatError(`a time stat printed as ${JSON.stringify(bytes.toString('latin1', start, end))}`);
+
+/**
+ * The time stat printed at `start`, read from the bytes (no string: three a file in every listing):
+ * YYYY-MM-DD HH:MM:SS[.fraction] +HHMM, the year of any length and sign. [nanoseconds, its end].
+ */
+function statTimeAt(bytes: Buffer, start: number): [bigint, number] {
+  const fail = () => statTimeError(bytes, start, Math.min(bytes.length, start + 40));
+  const digits = (at: number, count: number) => {
+    let value = 0;
+    for (let i = at; i < at + count; i++) {
+      const digit = (bytes[i] ?? 0) - 0x30;
+      if (digit < 0 || digit > 9) throw fail();
+      value = value * 10 + digit;
+    }
+    return value;
+  };
+  const negative = bytes[start] === 0x2d;
+  let at = negative ? start + 1 : start;
+  let yearEnd = at;
+  while (bytes[yearEnd] !== undefined && bytes[yearEnd]! >= 0x30 && bytes[yearEnd]! <= 0x39) yearEnd++;
+  if (yearEnd - at < 4) throw fail();
+  const year = digits(at, yearEnd - at);
+  at = yearEnd;
+  if (bytes[at] !== 0x2d || bytes[at + 3] !== 0x2d || bytes[at + 6] !== 0x20 || bytes[at + 9] !== 0x3a || bytes[at + 12] !== 0x3a) throw fail();
+  const [month, day, hour, minute, second] = [digits(at + 1, 2), digits(at + 4, 2), digits(at + 7, 2), digits(at + 10, 2), digits(at + 13, 2)];
+  at += 15;
   let fraction = 0;
-  if (text[end] === '.') {
-    const start = end + 1;
-    [fraction, end] = fractionAt(text, start);
-    if (fraction < 0 || end - start > 9) throw fail();
+  if (bytes[at] === 0x2e) {
+    const from = at + 1;
+    at = from;
+    while (bytes[at] !== undefined && bytes[at]! >= 0x30 && bytes[at]! <= 0x39) at++;
+    if (at === from || at - from > 9) throw fail();
+    fraction = digits(from, at - from) * 10 ** (9 - (at - from));
   }
-  const sign = text[end + 1];
-  const hours = digitsAt(text, end + 2, 2);
-  const minutes = digitsAt(text, end + 4, 2);
-  if (text[end] !== ' ' || (sign !== '+' && sign !== '-') || hours < 0 || minutes < 0 || end + 6 !== text.length) throw fail();
-  const offset = (hours * 3600 + minutes * 60) * (sign === '-' ? -1 : 1);
+  const sign = bytes[at + 1];
+  if (bytes[at] !== 0x20 || (sign !== 0x2b && sign !== 0x2d)) throw fail();
+  const offset = (digits(at + 2, 2) * 3600 + digits(at + 4, 2) * 60) * (sign === 0x2d ? -1 : 1);
   const seconds = daysFromCivil(negative ? -year : year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
-  return BigInt(seconds) * 1_000_000_000n + BigInt(fraction);
+  return [BigInt(seconds) * 1_000_000_000n + BigInt(fraction), at + 6];
 }
 
 export class ListingFormatError extends Error {
@@ -122,6 +143,14 @@ class RecordReader {
     return value;
   }
 
+  /** A time as stat prints it, and the space after it, in nanoseconds. */
+  time(): bigint {
+    const [time, end] = statTimeAt(this.record, this.at);
+    if (this.record[end] !== 0x20) throw this.malformed();
+    this.at = end + 1;
+    return time;
+  }
+
   /** `count` words and the space after them, as one string. */
   words(count: number): string {
     const record = this.record;
@@ -157,8 +186,8 @@ export function parseListingRecord(record: Buffer, nonce: string): ListedEntry {
     deviceId: reader.number(10),
     rdevMajor: reader.number(16),
     rdevMinor: reader.number(16),
-    mtime: parseStatTime(reader.words(3)),
-    ctime: parseStatTime(reader.words(3)),
+    mtime: reader.time(),
+    ctime: reader.time(),
     path: Buffer.from(record.subarray(reader.at)),
   };
 }

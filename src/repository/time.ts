@@ -62,7 +62,7 @@ export function formatTime(ns: bigint): string {
 }
 
 /** The decimal number of `count` digits at `start`, or -1 where a character is not a digit. */
-export function digitsAt(text: string, start: number, count: number): number {
+function digitsAt(text: string, start: number, count: number): number {
   if (start + count > text.length) return -1;
   let value = 0;
   for (let i = start; i < start + count; i++) {
@@ -74,7 +74,7 @@ export function digitsAt(text: string, start: number, count: number): number {
 }
 
 /** A fraction of a second's digits from `start` (any number; nanoseconds kept): [nanoseconds, end]. */
-export function fractionAt(text: string, start: number): [number, number] {
+function fractionAt(text: string, start: number): [number, number] {
   let end = start;
   while (end < text.length && text.charCodeAt(end) >= 0x30 && text.charCodeAt(end) <= 0x39) end++;
   const kept = Math.min(end - start, 9);

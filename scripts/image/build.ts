@@ -62,10 +62,15 @@ function debPackage(entry: { file: string; sha256: string }): string {
   return local;
 }
 
-/** The release's single executable for linux/<arch>, unpacked from its archive. */
-function releaseExecutable(arch: Arch, into: string): void {
+function releaseArchive(arch: Arch): string {
   const archive = path.join(REPO_ROOT, 'dist', 'release', `kubectl-nkvm_linux_${arch}.tar.gz`);
   if (!fs.existsSync(archive)) throw new Error(`${archive} is missing: run \`node scripts/release/release.ts --platforms linux/amd64,linux/arm64\` first (npm run image does)`);
+  return archive;
+}
+
+/** The release's single executable for linux/<arch>, unpacked from its archive. */
+function releaseExecutable(arch: Arch, into: string): void {
+  const archive = releaseArchive(arch);
   const unpacked = fs.mkdtempSync(path.join(into, '..', 'release-'));
   execFileSync('tar', ['-xzf', archive, '-C', unpacked, 'kubectl-nkvm']);
   fs.mkdirSync(path.join(into, 'usr', 'local', 'bin'), { recursive: true });
@@ -154,12 +159,49 @@ export interface BuiltImage {
   digest: string;
 }
 
-export function buildImage(outDir = path.join(REPO_ROOT, 'dist', 'image')): BuiltImage {
+/**
+ * The image for the release archives in dist/release, written into `outDir`. The same inputs give
+ * the same bytes, so an image is kept under the cache keyed by all of them (the two archives, this
+ * script, which pins every package, the creation time and the reference) and copied from there the
+ * next time; `fresh` builds it anyway (and checks it against the one kept).
+ */
+export function buildImage(outDir = path.join(REPO_ROOT, 'dist', 'image'), options: { fresh?: boolean } = {}): BuiltImage {
   const reference = imageReference(pluginVersion);
   const created = new Date(
     1000 * Number(process.env.SOURCE_DATE_EPOCH ?? (spawnSync('git', ['log', '-1', '--format=%ct'], { cwd: REPO_ROOT, encoding: 'utf8' }).stdout.trim() || 0)),
   ).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const key = createHash('sha256').update(JSON.stringify({ created, reference })).update(fs.readFileSync(import.meta.filename));
+  for (const arch of ARCHES) key.update(fs.readFileSync(releaseArchive(arch)));
+  const cached = path.join(CACHE_DIR, 'image', key.digest('hex').slice(0, 32));
+  const archiveName = `kubectl-nkvm-${pluginVersion}.oci.tar`;
+  const cachedDigest = fs.existsSync(path.join(cached, 'digest')) ? fs.readFileSync(path.join(cached, 'digest'), 'utf8') : undefined;
   fs.mkdirSync(outDir, { recursive: true });
+  if (cachedDigest && !options.fresh) {
+    fs.copyFileSync(path.join(cached, archiveName), path.join(outDir, archiveName));
+    return { archive: path.join(outDir, archiveName), reference, digest: cachedDigest };
+  }
+  const built = buildImageFrom(outDir, reference, created);
+  if (cachedDigest && cachedDigest !== built.digest) throw new Error(`the image built now (${built.digest}) differs from the one built before from the same inputs (${cachedDigest}, ${cached})`);
+  if (!cachedDigest) {
+    // Made aside and renamed into place: another process may be building the same image.
+    const partial = `${cached}.${process.pid}.partial`;
+    fs.mkdirSync(partial, { recursive: true });
+    fs.copyFileSync(built.archive, path.join(partial, archiveName));
+    fs.writeFileSync(path.join(partial, 'digest'), built.digest);
+    try {
+      fs.renameSync(partial, cached);
+    } catch {
+      fs.rmSync(partial, { recursive: true, force: true }); // the other one was first
+    }
+    // The three newest images are kept: each is about 90 MB.
+    const images = path.join(CACHE_DIR, 'image');
+    const byAge = fs.readdirSync(images).filter((name) => !name.endsWith('.partial')).map((name) => path.join(images, name)).sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+    for (const old of byAge.slice(3)) fs.rmSync(old, { recursive: true, force: true });
+  }
+  return built;
+}
+
+function buildImageFrom(outDir: string, reference: string, created: string): BuiltImage {
   const workDir = fs.mkdtempSync(path.join(outDir, 'work-'));
   try {
     const layout = new Layout(path.join(workDir, 'layout'));

@@ -21,7 +21,7 @@ import { deleteHelperPod, placementFor, startHelperPod, waitForHelperPod, type H
 import { describeIdentity } from './helper-identity.ts';
 import { describeChanged, describeUnreadable, describeVanished, type PathSummary } from './copy-stderr.ts';
 import { saveArchiveSnapshot } from '../repository/archiver.ts';
-import { findParentSnapshot, parentTreesAtPath, type ParentTrees } from '../repository/incremental.ts';
+import { findParentSnapshot, PARENT_READ_AHEAD_BYTES, parentTreesAtPath, type ParentTrees, type ReadAheadBudget } from '../repository/incremental.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
 import { moverUnusable, moverWaitCommand, runMoverBackup, type MoverOptions } from './mover.ts';
 import { describeHook, podsForHooks, runHook } from './hooks.ts';
@@ -263,6 +263,8 @@ export class BackupManager {
   /** Set once --mover auto has found movers unusable in this run (the image, the repository's reach): the reason. */
   private moverUnusable: string | undefined;
   private readonly volumeSnapshots: VolumeSnapshots;
+  /** What the claims of this run may read ahead of their walks, together (ParentTrees). */
+  private readonly readAheadBudget: ReadAheadBudget = { left: PARENT_READ_AHEAD_BYTES };
 
   constructor(client: KubeClient, catalog: Catalog, options: BackupOptions) {
     this.client = client;
@@ -487,7 +489,7 @@ export class BackupManager {
         repository
           ? this.repositoryTurn(async () => {
               // Read while the helper started (after a mover gave up, only now).
-              const previous = await (flight.previous ?? this.readPrevious(target));
+              const previous = await (flight.previous ??= this.readPrevious(target));
               parent = previous.parent;
               job.repository!.parent = previous.trees;
               return this.copyWithRetries(job);
@@ -606,6 +608,8 @@ export class BackupManager {
       if (copyStartedAt) copyFinishedAt = new Date().toISOString();
       freeSlot();
       if (partial) fs.rmSync(partial, { force: true });
+      // What was read ahead for this claim and not taken goes, and with it its share of the run's budget.
+      void flight.previous?.then((previous) => previous.trees?.dropReadAhead(), () => {});
       if (helperPod) {
         const deleted = await deleteHelperPod(this.client, target.namespace, helperPod).then(
           () => true,
@@ -766,7 +770,7 @@ export class BackupManager {
       await repository.indexLoaded();
       const parent = await findParentSnapshot(repository, target.namespace, path);
       const trees = parent && (await parentTreesAtPath(repository, parent.tree, path));
-      void trees?.readAhead();
+      void trees?.readAhead(this.readAheadBudget);
       return { parent, trees };
     })();
     previous.catch(() => {}); // told where it is awaited, in the copy; a claim that fails before its copy never awaits it

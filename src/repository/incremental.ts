@@ -553,21 +553,33 @@ export async function directoryAtPath(repo: Repository, tree: string, path: stri
 }
 
 
-/** Trees read ahead of a walk: a few tens of megabytes, as much as one large directory's tree. */
+/** Trees read ahead of the walks of one run: a few tens of megabytes, as much as one large directory's tree. */
 export const PARENT_READ_AHEAD_BYTES = 64 * 1024 * 1024;
 /** Read ahead below a tree of at most this many nodes: finding a large tree's directories means decoding every node. */
 const READ_AHEAD_EXPAND_NODES = 4096;
 
 /**
+ * Bytes of trees that may be read ahead and not yet taken, shared by the backups of one run: with
+ * --parallel, several helpers start at once, and each claim's read-ahead would otherwise add its own.
+ */
+export interface ReadAheadBudget {
+  left: number;
+}
+
+/**
  * The parent snapshot's trees under a backup's path, as the listing's walk asks for them. The first
  * levels can be read ahead (readAhead) while the helper pod starts: a directory of 200,000 files is a
  * 60 MB tree, which otherwise holds up the walk as the listing streams in. Each tree read ahead is
- * handed out once, so what the walk has let go is not kept.
+ * handed out once, its bytes then given back to the budget, so what the walk has let go is not kept.
  */
 export class ParentTrees {
   readonly root: NodesByName;
   private readonly repo: Repository;
   private readonly ahead = new Map<string, Promise<NodesByName>>();
+  /** Bytes each tree read ahead (and not yet taken) holds of the budget. */
+  private readonly held = new Map<string, number>();
+  private budget: ReadAheadBudget | undefined;
+  private dropped = false;
 
   constructor(repo: Repository, root: NodesByName) {
     this.repo = repo;
@@ -578,38 +590,58 @@ export class ParentTrees {
     const ahead = this.ahead.get(id);
     if (!ahead) return this.repo.loadTreeByName(id);
     this.ahead.delete(id);
+    this.giveBack(id);
     return ahead;
   }
 
+  /** Lets go of the trees read ahead and not taken (the backup is over), their bytes back to the budget. */
+  dropReadAhead(): void {
+    this.dropped = true;
+    for (const id of [...this.held.keys()]) this.giveBack(id);
+    this.ahead.clear();
+  }
+
   /**
-   * Reads the trees below the root breadth-first until `budgetBytes` of them are read (the one that
-   * crosses it included). Never fails: a tree that cannot be read or decoded stops the reading ahead,
-   * and the walk meets the failure itself where it asks for that tree.
+   * Reads the trees below the root breadth-first while the budget lasts (the tree that uses it up is
+   * read whole). Never fails: a tree that cannot be read or decoded stops the reading ahead, and the
+   * walk meets the failure itself where it asks for that tree.
    */
-  async readAhead(budgetBytes = PARENT_READ_AHEAD_BYTES): Promise<void> {
+  async readAhead(budget: ReadAheadBudget = { left: PARENT_READ_AHEAD_BYTES }): Promise<void> {
+    this.budget = budget;
     try {
-      await this.readAheadFrom(budgetBytes);
+      await this.readAheadFrom(budget);
     } catch {
       // told by the walk
     }
   }
 
-  private async readAheadFrom(budgetBytes: number): Promise<void> {
+  private async readAheadFrom(budget: ReadAheadBudget): Promise<void> {
     const expand: NodesByName[] = [this.root];
-    let bytes = 0;
-    for (let tree = expand.shift(); tree && bytes < budgetBytes; tree = expand.shift()) {
+    for (let tree = expand.shift(); tree && budget.left > 0 && !this.dropped; tree = expand.shift()) {
       if (tree.count > READ_AHEAD_EXPAND_NODES || tree.count < 0) continue;
       for (const node of tree.nodes()) {
-        if (node.type !== 'dir' || !node.subtree || this.ahead.has(node.subtree) || bytes >= budgetBytes) continue;
+        if (node.type !== 'dir' || !node.subtree || this.ahead.has(node.subtree) || budget.left <= 0) continue;
         const reading = this.repo.loadTreeByName(node.subtree);
         reading.catch(() => {});
         this.ahead.set(node.subtree, reading);
         const read = await reading.catch(() => undefined);
         if (!read) return;
-        bytes += read.bytes;
+        // Held only while no walk has taken it.
+        if (this.dropped) return;
+        if (this.ahead.get(node.subtree) === reading) {
+          budget.left -= read.bytes;
+          this.held.set(node.subtree, read.bytes);
+        }
         expand.push(read);
       }
     }
+  }
+
+  private giveBack(id: string): void {
+    const bytes = this.held.get(id);
+    if (bytes === undefined) return;
+    this.held.delete(id);
+    this.budget!.left += bytes;
   }
 }
 

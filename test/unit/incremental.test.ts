@@ -143,18 +143,32 @@ test('the parent\'s trees are read ahead breadth-first within a budget, each han
 
   const trees = (await parentTreesAtPath(repo, first.snapshot.tree, SNAPSHOT_PATH))!;
   reads.length = 0;
-  await trees.readAhead();
+  const budget = { left: 1_000_000 };
+  await trees.readAhead(budget);
   t.deepEqual(reads, [empty, sub, deeper], 'the claim\'s directories in name order, then the next level');
-  t.is((await trees.load(sub)).get(Buffer.from('deeper'))?.subtree, deeper, 'the tree read ahead');
+  const held = 1_000_000 - budget.left;
+  t.true(held > 0, 'what is read ahead is held of the budget');
+  const subTree = await trees.load(sub);
+  t.is(subTree.get(Buffer.from('deeper'))?.subtree, deeper, 'the tree read ahead');
+  t.is(budget.left, 1_000_000 - held + subTree.bytes, 'taken: its bytes are given back');
   t.is(reads.length, 3, 'not read again');
   await trees.load(sub);
   t.deepEqual(reads.slice(3), [sub], 'handed out once: asked again, it is read again');
+  trees.dropReadAhead();
+  t.is(budget.left, 1_000_000, 'dropped: the rest given back');
+  await trees.load(deeper);
+  t.deepEqual(reads.slice(4), [deeper], 'a dropped tree is read when asked for');
 
-  // A budget of one byte: the tree that crosses it is read, nothing after it.
+  // A budget of one byte: the tree that uses it up is read, nothing after it; none left, none read.
   const small = (await parentTreesAtPath(repo, first.snapshot.tree, SNAPSHOT_PATH))!;
   reads.length = 0;
-  await small.readAhead(1);
+  const tiny = { left: 1 };
+  await small.readAhead(tiny);
   t.deepEqual(reads, [empty]);
+  const another = (await parentTreesAtPath(repo, first.snapshot.tree, SNAPSHOT_PATH))!;
+  reads.length = 0;
+  await another.readAhead(tiny);
+  t.deepEqual(reads, [], 'the budget is shared: another backup of the run reads nothing ahead');
 
   // A tree that is not in the repository: reading ahead stops without failing; the walk is told.
   const missing = 'ab'.repeat(32);

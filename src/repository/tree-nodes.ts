@@ -306,9 +306,8 @@ export class NodesByName {
     this.slots = new Int32Array(size);
     let duplicates = false;
     for (let index = 0; index < count; index++) {
-      const escaped = this.decodedNames.get(index);
-      const hash = escaped ? fnv1a(escaped, 0, escaped.length) : fnv1a(blob, this.spans[4 * index + 2]!, this.spans[4 * index + 3]!);
-      const slot = this.slotOf(hash, escaped ?? blob.subarray(this.spans[4 * index + 2], this.spans[4 * index + 3]));
+      const name = this.decodedNames.get(index) ?? blob.subarray(this.spans[4 * index + 2], this.spans[4 * index + 3]);
+      const slot = this.slotOf(fnv1a(name, 0, name.length), name);
       // A name twice: the later node is found, as a Map's last set would be.
       if (this.slots[slot] !== 0) duplicates = true;
       this.slots[slot] = index + 1;

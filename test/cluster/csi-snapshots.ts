@@ -52,12 +52,12 @@ export interface CsiSnapshotsOptions {
 /** Without the group-snapshot CRDs, which we do not install, each would wait 30 seconds for them before starting. */
 const NO_GROUP_SNAPSHOTS = '--feature-gates=CSIVolumeGroupSnapshot=false';
 /**
- * The test driver copies a whole volume under one lock, which on a loaded 2-core machine can outlast
- * the sidecar's default 1-minute call; a failed creation is retried after a backoff that grows to 5
- * minutes by default, and a snapshot deleted meanwhile (a backup's Ctrl-C) can wait that long to go.
+ * A snapshot deleted while it was being cut (a backup's Ctrl-C): csi-snapshotter made it, and then
+ * left its VolumeSnapshotContent, already marked for deletion, unprocessed until its next resync,
+ * 15 minutes by default (seen twice in CI: the content ready, deletion requested, no further log).
+ * A resync every 30 seconds removes such objects within a minute, as the suites expect.
  */
-const PATIENT_RETRIES = '--retry-interval-max=10s';
-const PATIENT_CALLS = '--timeout=5m';
+const RESYNC = '--resync-period=30s';
 
 const SCHEDULING = `      tolerations:
       - operator: Exists
@@ -240,7 +240,7 @@ ${driver('controller', ['--endpoint=unix:///csi/csi.sock'])}
       - name: csi-snapshotter
         image: ${image}
         imagePullPolicy: IfNotPresent
-        command: [csi-snapshotter, --csi-address=/csi/csi.sock, ${NO_GROUP_SNAPSHOTS}, ${PATIENT_CALLS}, ${PATIENT_RETRIES}, --v=2]
+        command: [csi-snapshotter, --csi-address=/csi/csi.sock, ${NO_GROUP_SNAPSHOTS}, ${RESYNC}, --v=2]
         volumeMounts:
         - {name: socket-dir, mountPath: /csi}
       volumes:
@@ -311,7 +311,7 @@ ${SCHEDULING}
       - name: snapshot-controller
         image: ${image}
         imagePullPolicy: IfNotPresent
-        command: [snapshot-controller, ${NO_GROUP_SNAPSHOTS}, ${PATIENT_RETRIES}, --v=2]
+        command: [snapshot-controller, ${NO_GROUP_SNAPSHOTS}, ${RESYNC}, --v=2]
 ---
 apiVersion: storage.k8s.io/v1
 kind: StorageClass

@@ -81,10 +81,14 @@ function statTimeAt(bytes: Buffer, start: number): [bigint, number] {
     }
     return value;
   };
+  /** Where the run of digits from `at` ends. */
+  const digitsEnd = (at: number) => {
+    while (bytes[at] !== undefined && bytes[at]! >= 0x30 && bytes[at]! <= 0x39) at++;
+    return at;
+  };
   const negative = bytes[start] === 0x2d;
   let at = negative ? start + 1 : start;
-  let yearEnd = at;
-  while (bytes[yearEnd] !== undefined && bytes[yearEnd]! >= 0x30 && bytes[yearEnd]! <= 0x39) yearEnd++;
+  const yearEnd = digitsEnd(at);
   if (yearEnd - at < 4) throw fail();
   const year = digits(at, yearEnd - at);
   at = yearEnd;
@@ -94,8 +98,7 @@ function statTimeAt(bytes: Buffer, start: number): [bigint, number] {
   let fraction = 0;
   if (bytes[at] === 0x2e) {
     const from = at + 1;
-    at = from;
-    while (bytes[at] !== undefined && bytes[at]! >= 0x30 && bytes[at]! <= 0x39) at++;
+    at = digitsEnd(from);
     if (at === from || at - from > 9) throw fail();
     fraction = digits(from, at - from) * 10 ** (9 - (at - from));
   }

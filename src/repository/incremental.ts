@@ -609,13 +609,14 @@ export class ParentTrees {
   async readAhead(budget: ReadAheadBudget = { left: PARENT_READ_AHEAD_BYTES }): Promise<void> {
     this.budget = budget;
     try {
-      await this.readAheadFrom(budget);
+      await this.readAheadFrom();
     } catch {
       // told by the walk
     }
   }
 
-  private async readAheadFrom(budget: ReadAheadBudget): Promise<void> {
+  private async readAheadFrom(): Promise<void> {
+    const budget = this.budget!;
     const expand: NodesByName[] = [this.root];
     for (let tree = expand.shift(); tree && budget.left > 0 && !this.dropped; tree = expand.shift()) {
       if (tree.count > READ_AHEAD_EXPAND_NODES || tree.count < 0) continue;

@@ -4,6 +4,8 @@
  * length in the pack, its uncompressed length when compressed, and its ID. The pack's ID is the
  * SHA-256 of the whole file.
  */
+import crypto from 'node:crypto';
+import type { SpoolFile } from './backends/backend.ts';
 import { decrypt, encryptInto, OVERHEAD, sha256, type MasterKey } from './crypto.ts';
 
 export type BlobType = 'data' | 'tree';
@@ -36,13 +38,27 @@ const FIRST_BUFFER = 1024 * 1024;
 /** restic's MaxHeaderSize. */
 const MAX_HEADER_SIZE = 16 * 1024 * 1024 + HEADER_LENGTH_SIZE;
 
+/** A pack's buffer starts at this size and doubles as blobs come; a spooled pack's goes to its file at this size. */
+const SPOOL_WRITE = FIRST_BUFFER;
+
+/** A pack once its header is on: in memory (`bytes`), or in its spool file, to commit under `id`. */
+export interface FinishedPack {
+  id: string;
+  blobs: PackedBlob[];
+  bytes?: Buffer;
+  spool?: SpoolFile;
+}
+
 /**
- * Collects the encrypted blobs of one pack in one buffer, reused from pack to pack: blobs are sealed
- * in place and the header is added behind them, so a pack costs its buffer and nothing per blob (no
- * list of blob buffers, each pinning a slab of Node's pool, and no concatenated copy to write). The
- * buffer grows by doubling up to `capacity` bytes, blobs and header (a backup's tree pack, or a small
- * backup's data pack, never needs 16 MiB); a blob too large for an empty pack gets a buffer of its
- * own, dropped once that pack is written.
+ * Collects the encrypted blobs of one pack. Where the backend builds files in place (a local
+ * repository: `spool`), blobs go through a buffer of about a megabyte into the pack's file as they
+ * come, and the pack's ID is hashed on the way: a pack never sits whole in memory. Otherwise they
+ * collect in one buffer, reused from pack to pack: blobs are sealed in place and the header is
+ * added behind them, so a pack costs its buffer and nothing per blob (no list of blob buffers, each
+ * pinning a slab of Node's pool, and no concatenated copy to write). That buffer grows by doubling
+ * up to `capacity` bytes, blobs and header (a backup's tree pack, or a small backup's data pack,
+ * never needs 16 MiB); a blob too large for an empty pack gets a buffer of its own, dropped once
+ * that pack is written.
  */
 export class PackWriter {
   private list: PackedBlob[] = [];
@@ -52,11 +68,20 @@ export class PackWriter {
   private spare: Buffer | undefined;
   private readonly keepsSpare: boolean;
   private size = 0;
+  private readonly openSpool: (() => Promise<SpoolFile>) | undefined;
+  /** The file of the pack filling, once its first blob came, and the hash of what went into it. */
+  private spool: { file: SpoolFile; hash: crypto.Hash } | undefined;
+  /** Bytes of the pack already in its file: the buffer holds the ones after them. */
+  private spooled = 0;
 
-  /** `keepsSpare`: recycle() keeps a written pack's buffer for the next pack; otherwise it is let go. */
-  constructor(capacity = 16 * 1024 * 1024, { keepsSpare = true } = {}) {
+  /**
+   * `keepsSpare`: recycle() keeps a written pack's buffer for the next pack; otherwise it is let go.
+   * `spool`: makes a file for each pack (Backend.spool).
+   */
+  constructor(capacity = 16 * 1024 * 1024, { keepsSpare = true, spool }: { keepsSpare?: boolean; spool?: () => Promise<SpoolFile> } = {}) {
     this.capacity = capacity;
     this.keepsSpare = keepsSpare;
+    this.openSpool = spool;
   }
 
   get blobs(): PackedBlob[] {
@@ -77,15 +102,24 @@ export class PackWriter {
   }
 
   /** Encrypts a (maybe compressed) blob into the pack. */
-  seal(key: MasterKey, type: BlobType, id: string, stored: Uint8Array, uncompressedLength?: number): PackedBlob {
-    const buffer = this.room(stored.length + OVERHEAD);
-    return this.record(type, id, encryptInto(key, stored, buffer, this.size), uncompressedLength);
+  async seal(key: MasterKey, type: BlobType, id: string, stored: Uint8Array, uncompressedLength?: number): Promise<PackedBlob> {
+    const buffer = await this.room(stored.length + OVERHEAD);
+    const blob = this.record(type, id, encryptInto(key, stored, buffer, this.size - this.spooled), uncompressedLength);
+    await this.spill(false);
+    return blob;
   }
 
-  /** Adds an already encrypted (and maybe compressed) blob. */
-  add(type: BlobType, id: string, encrypted: Uint8Array, uncompressedLength?: number): PackedBlob {
-    this.room(encrypted.length).set(encrypted, this.size);
-    return this.record(type, id, encrypted.length, uncompressedLength);
+  /** Adds an already encrypted (and maybe compressed) blob; a large one goes straight to the pack's file. */
+  async add(type: BlobType, id: string, encrypted: Uint8Array, uncompressedLength?: number): Promise<PackedBlob> {
+    if (this.openSpool && encrypted.length >= SPOOL_WRITE) {
+      await this.spill(true);
+      await this.toSpool(encrypted);
+    } else {
+      (await this.room(encrypted.length)).set(encrypted, this.size - this.spooled);
+    }
+    const blob = this.record(type, id, encrypted.length, uncompressedLength);
+    await this.spill(false);
+    return blob;
   }
 
   private record(type: BlobType, id: string, length: number, uncompressedLength: number | undefined): PackedBlob {
@@ -97,44 +131,79 @@ export class PackWriter {
   }
 
   /** The buffer, with room for `length` more bytes and the header. */
-  private room(length: number): Buffer {
-    const needed = this.size + length + headerSpace(this.list.length + 1);
+  private async room(length: number): Promise<Buffer> {
+    if (this.openSpool) {
+      this.spool ??= { file: await this.openSpool(), hash: crypto.createHash('sha256') };
+      if (this.buffer && this.size - this.spooled + length + headerSpace(this.list.length + 1) > this.buffer.length) await this.spill(true);
+    }
+    const held = this.size - this.spooled;
+    const needed = held + length + headerSpace(this.list.length + 1);
     if (this.buffer && needed <= this.buffer.length) return this.buffer;
     if (!this.buffer && this.spare && needed <= this.spare.length) {
       [this.buffer, this.spare] = [this.spare, undefined];
       return this.buffer;
     }
+    // A spooled pack's buffer is only as large as a blob needs; a pack in memory doubles its own.
+    const grown = this.openSpool ? FIRST_BUFFER : Math.min(this.capacity, this.buffer ? this.buffer.length * 2 : FIRST_BUFFER);
     // allocUnsafeSlow: outside Node's pool; pages never written cost no memory.
-    const buffer = Buffer.allocUnsafeSlow(Math.max(needed, Math.min(this.capacity, this.buffer ? this.buffer.length * 2 : FIRST_BUFFER)));
-    this.buffer?.copy(buffer, 0, 0, this.size);
+    const buffer = Buffer.allocUnsafeSlow(Math.max(needed, grown));
+    this.buffer?.copy(buffer, 0, 0, held);
     this.buffer = buffer;
     return buffer;
   }
 
+  /** Moves what the buffer holds into the pack's file: all of it, or once it is SPOOL_WRITE. */
+  private async spill(all: boolean): Promise<void> {
+    const held = this.size - this.spooled;
+    if (!this.spool || held === 0 || (!all && held < SPOOL_WRITE)) return;
+    await this.toSpool(this.buffer!.subarray(0, held));
+  }
+
+  private async toSpool(bytes: Uint8Array): Promise<void> {
+    const spool = this.spool ?? (this.spool = { file: await this.openSpool!(), hash: crypto.createHash('sha256') });
+    spool.hash.update(bytes);
+    await spool.file.append(bytes);
+    this.spooled += bytes.length;
+  }
+
   /** The encrypted bytes of a blob already added (for reading back what is not yet written). */
-  blobBytes(index: number): Buffer {
+  async blobBytes(index: number): Promise<Buffer> {
     const { offset, length } = this.list[index]!;
-    return this.buffer!.subarray(offset, offset + length);
+    if (offset < this.spooled) return this.spool!.file.read(offset, length);
+    return this.buffer!.subarray(offset - this.spooled, offset - this.spooled + length);
   }
 
   /**
-   * The whole pack file and its ID. `bytes` is a view of the writer's buffer: handOver() before
-   * adding more, and write it.
+   * The whole pack and its ID, the writer empty for the next. A pack in memory is a view of the
+   * writer's buffer: handOver() before adding more, and write it.
    */
-  finish(key: MasterKey): { id: string; bytes: Buffer; blobs: PackedBlob[] } {
+  async finish(key: MasterKey): Promise<FinishedPack> {
     const header = encodeHeader(this.list);
-    const buffer = this.room(0);
-    const headerLength = encryptInto(key, header, buffer, this.size);
-    buffer.writeUInt32LE(headerLength, this.size + headerLength);
-    const bytes = buffer.subarray(0, this.size + headerLength + HEADER_LENGTH_SIZE);
-    return { id: sha256(bytes).toString('hex'), bytes, blobs: this.list };
+    const buffer = await this.room(0);
+    const at = this.size - this.spooled;
+    const headerLength = encryptInto(key, header, buffer, at);
+    buffer.writeUInt32LE(headerLength, at + headerLength);
+    const blobs = this.list;
+    if (!this.spool) {
+      const bytes = buffer.subarray(0, at + headerLength + HEADER_LENGTH_SIZE);
+      return { id: sha256(bytes).toString('hex'), bytes, blobs };
+    }
+    this.size += headerLength + HEADER_LENGTH_SIZE;
+    await this.spill(true);
+    const { file, hash } = this.spool;
+    this.spool = undefined;
+    this.list = [];
+    this.size = this.spooled = 0;
+    return { id: hash.digest('hex'), blobs, spool: file };
   }
 
   /**
    * Empties the writer for the next pack and lets go of its buffer, which holds the finished pack
-   * until it is written; recycle() gives it back then, for a pack after the next.
+   * until it is written; recycle() gives it back then, for a pack after the next. A spooled pack's
+   * buffer stays: its bytes are in the file.
    */
   handOver(): Buffer | undefined {
+    if (this.openSpool) return undefined;
     const buffer = this.buffer;
     this.list = [];
     this.size = 0;
@@ -145,6 +214,15 @@ export class PackWriter {
   /** Takes back a buffer handed over (not one grown past the capacity) for the next pack to start in. */
   recycle(buffer: Buffer | undefined): void {
     if (this.keepsSpare && buffer && buffer.length <= this.capacity) this.spare = buffer;
+  }
+
+  /** Removes the file of a pack never finished (a backup that stops). */
+  async discard(): Promise<void> {
+    const spool = this.spool;
+    this.spool = undefined;
+    this.list = [];
+    this.size = this.spooled = 0;
+    await spool?.file.discard();
   }
 }
 

@@ -13,7 +13,7 @@ import { encodeConfig, newConfig, parseConfig, type RepositoryConfig } from './c
 import { decrypt, encrypt, OVERHEAD, randomMasterKey, sha256, sha256Pieces, type MasterKey } from './crypto.ts';
 import { encodeIndexFiles, Index, MAX_BLOBS_PER_INDEX_FILE } from './index.ts';
 import { addKey, DEFAULT_KDF, openWithPassword, type KdfParams, type KeyOwner } from './key.ts';
-import { decodeHeader, headerRange, PackWriter, type BlobType, type PackedBlob } from './pack.ts';
+import { decodeHeader, headerRange, PackWriter, type BlobType, type FinishedPack, type PackedBlob } from './pack.ts';
 import { decodeSnapshot, encodeSnapshot, snapshotTimeNs, type Snapshot, type SnapshotWithId } from './snapshot.ts';
 import { decodeTree, type Node } from './tree.ts';
 import { NodesByName, treeNodesOf, type TreeNodes } from './tree-nodes.ts';
@@ -25,7 +25,7 @@ import type { SealedBlob } from './seal.ts';
 /** What saving a blob allocates besides its bytes (hash, nonce, MAC, index entry): ~16 KiB a small file. */
 const BLOB_GARBAGE = 16 * 1024;
 
-/** Packs written at once while the next one fills: each holds a pack's buffer (PACK_SIZE) until it is written. */
+/** Packs written at once while the next one fills: each holds a pack's buffer (PACK_SIZE), or its file, until it is written. */
 const PACK_WRITES_UNDER_WAY = 1;
 
 /** A tree of this share of a pack or more is written in its pack at once. */
@@ -66,7 +66,7 @@ export interface RepositoryOptions {
 
 /** A finished pack on its way to the backend: its buffer is the writer's again once it is written. */
 interface PackWrite {
-  pack: { id: string; bytes: Buffer; blobs: PackedBlob[] };
+  pack: FinishedPack;
   buffer: Buffer | undefined;
   packer: PackWriter;
   /** The write under way, if one is: it never rejects, it sets `failure`. */
@@ -140,7 +140,8 @@ export class Repository {
     this.packSize = options.packSize ?? PACK_SIZE;
     this.sealingWorker = options.sealingWorker;
     // Tree packs are few and may be large (a directory of 100,000 files: 11 MiB): no buffer is kept for the next.
-    this.packers = { data: new PackWriter(this.packSize), tree: new PackWriter(this.packSize, { keepsSpare: false }) };
+    const spool = backend.spool && (() => backend.spool!());
+    this.packers = { data: new PackWriter(this.packSize, { spool }), tree: new PackWriter(this.packSize, { keepsSpare: false, spool }) };
   }
 
   /** Creates a new repository: layout, key file, config. Refuses a location that already has a config. */
@@ -282,10 +283,16 @@ export class Repository {
     await Promise.all(this.writesUnderWay());
   }
 
-  /** Stops the sealing worker, if it started (a process exits without it). */
+  /**
+   * Stops the sealing worker, if it started (a process exits without it), and removes the files of
+   * packs not written (a backup that failed or stopped: nothing refers to them).
+   */
   async close(): Promise<void> {
     await this.sealer?.close();
     this.sealer = undefined;
+    await this.settle().catch(() => undefined);
+    for (const packer of Object.values(this.packers)) await packer.discard();
+    for (const write of this.packWrites) await write.pack.spool?.discard();
   }
 
   private count(type: BlobType, plaintextLength: number, blob: PackedBlob): void {
@@ -322,11 +329,11 @@ export class Repository {
    * files, some 5 MB for 100,000): gathering three of them held 16 MiB, twice once written while the
    * next filled.
    */
-  private async addToPack(type: BlobType, id: string, sealedLength: number, put: (packer: PackWriter) => PackedBlob): Promise<PackedBlob> {
+  private async addToPack(type: BlobType, id: string, sealedLength: number, put: (packer: PackWriter) => Promise<PackedBlob>): Promise<PackedBlob> {
     if (!this.packers[type].fits(sealedLength)) await this.writePack(type);
     const packer = this.packers[type];
     this.pending[type].set(id, packer.count);
-    const blob = put(packer);
+    const blob = await put(packer);
     if (packer.length >= this.packSize || (type === 'tree' && sealedLength >= this.packSize / LARGE_TREE_SHARE)) await this.writePack(type);
     return blob;
   }
@@ -342,7 +349,7 @@ export class Repository {
   private async writePack(type: BlobType): Promise<void> {
     const packer = this.packers[type];
     if (packer.count === 0) return;
-    const pack = packer.finish(this.key);
+    const pack = await packer.finish(this.key);
     const write: PackWrite = { pack, buffer: packer.handOver(), packer };
     for (const blob of pack.blobs) this.writing[type].set(blob.id, { write, blob });
     this.pending[type].clear();
@@ -356,7 +363,8 @@ export class Repository {
   /** Starts a pack's write; once written, its blobs are in the index and its buffer goes back to its writer. */
   private startWrite(write: PackWrite): void {
     write.failure = undefined;
-    write.attempt = this.backend.write('data', write.pack.id, write.pack.bytes).then(
+    const { id, bytes, spool } = write.pack;
+    write.attempt = (spool ? spool.commit(id) : this.backend.write('data', id, bytes!)).then(
       () => {
         this.packWrites.delete(write);
         this.index.addPack(write.pack.id, write.pack.blobs);
@@ -409,12 +417,12 @@ export class Repository {
     let uncompressedLength: number | undefined;
     const pendingAt = this.pending[type].get(id);
     if (pendingAt !== undefined) {
-      sealed = this.packers[type].blobBytes(pendingAt);
+      sealed = await this.packers[type].blobBytes(pendingAt);
       uncompressedLength = this.packers[type].blobs[pendingAt]!.uncompressedLength;
     } else if (this.writing[type].has(id)) {
       // In a pack being written: its bytes are still here.
       const { write, blob } = this.writing[type].get(id)!;
-      sealed = write.pack.bytes.subarray(blob.offset, blob.offset + blob.length);
+      sealed = write.pack.bytes ? write.pack.bytes.subarray(blob.offset, blob.offset + blob.length) : await write.pack.spool!.read(blob.offset, blob.length);
       uncompressedLength = blob.uncompressedLength;
     } else {
       const entry = this.loadedIndex.get(type, id);

@@ -37,6 +37,23 @@ export interface Backend {
   create(): Promise<void>;
   /** Releases what the backend keeps open (S3's pooled connections); a local directory has nothing to close. */
   close?(): Promise<void>;
+  /**
+   * A data file to build piece by piece where it will live, named once complete: a local
+   * repository's packs are never held whole in memory. Absent where a file must be sent whole (S3).
+   */
+  spool?(): Promise<SpoolFile>;
+}
+
+/** A data file being built (spool()): bytes appended in order, then committed under its name or discarded. */
+export interface SpoolFile {
+  /** Appends `data`, which the caller may reuse once this resolves. */
+  append(data: Uint8Array): Promise<void>;
+  /** `length` bytes from `offset` of what was appended (a blob read back before its pack is written). */
+  read(offset: number, length: number): Promise<Buffer>;
+  /** Makes the file data/<name>, as write() would: complete or not at all. May be tried again after a failure. */
+  commit(name: string): Promise<void>;
+  /** Removes the file, unless committed. */
+  discard(): Promise<void>;
 }
 
 /** The file does not exist. */

@@ -5,9 +5,11 @@
  * read-only (0400) once written, like restic's; locks stay writable (0600) as restic refreshes them.
  */
 import crypto from 'node:crypto';
+import { close, fsync, open, read, write } from 'node:fs';
 import fs from 'node:fs/promises';
+import { promisify } from 'node:util';
 import path from 'node:path';
-import { BackendError, BackendNotFoundError, repositoryPath, type Backend, type FileInfo, type FileType } from './backend.ts';
+import { BackendError, BackendNotFoundError, repositoryPath, type Backend, type FileInfo, type FileType, type SpoolFile } from './backend.ts';
 
 const DIRECTORIES: FileType[] = ['keys', 'locks', 'snapshots', 'index', 'data'];
 
@@ -54,14 +56,9 @@ export class LocalBackend implements Backend {
 
   async write(type: FileType, name: string, data: Uint8Array): Promise<void> {
     const target = this.filePath(type, name);
-    const dir = path.dirname(target);
-    const temporary = path.join(dir, `.${path.basename(target)}-tmp-${crypto.randomBytes(8).toString('hex')}`);
+    const temporary = path.join(path.dirname(target), `.${path.basename(target)}-tmp-${randomSuffix()}`);
     try {
-      if (type !== 'locks') {
-        const existing = await fs.stat(target).catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)));
-        if (existing) throw new BackendError(`${repositoryPath(type, name)} already exists in repository ${this.location}`);
-      }
-      if (type === 'data') await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      await this.refuseExisting(type, name, target);
       const handle = await fs.open(temporary, 'wx', 0o600);
       try {
         await handle.writeFile(data);
@@ -69,14 +66,56 @@ export class LocalBackend implements Backend {
       } finally {
         await handle.close();
       }
-      if (type !== 'locks') await fs.chmod(temporary, 0o400);
-      await fs.rename(temporary, target);
-      await syncDirectory(dir);
+      await this.moveIntoPlace(temporary, type, target);
     } catch (error) {
       await fs.rm(temporary, { force: true }).catch(() => undefined);
-      if (error instanceof BackendError) throw error;
-      throw new BackendError(`cannot write ${repositoryPath(type, name)} in repository ${this.location}: ${(error as Error).message}`, { cause: error });
+      throw this.writeError(type, name, error);
     }
+  }
+
+  /**
+   * A pack built in data/ itself, beside the directories it goes into once named: the same file
+   * system, so a rename puts it in place. restic lists data/ by its subdirectories and passes over
+   * plain files there, as this backend's list() does.
+   */
+  async spool(): Promise<SpoolFile> {
+    const temporary = path.join(this.root, 'data', `.pack-${randomSuffix()}-tmp`);
+    try {
+      return new LocalSpoolFile(await promisify(open)(temporary, 'wx+', 0o600), temporary, this);
+    } catch (error) {
+      throw new BackendError(`cannot create a pack file in repository ${this.location}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /** Puts a complete, fsynced file written at `temporary` (same file system) in place as data/<name>. */
+  async commitSpool(temporary: string, name: string): Promise<void> {
+    const target = this.filePath('data', name);
+    try {
+      await this.refuseExisting('data', name, target);
+      await this.moveIntoPlace(temporary, 'data', target);
+    } catch (error) {
+      throw this.writeError('data', name, error);
+    }
+  }
+
+  /** restic never overwrites a file but a lock. */
+  private async refuseExisting(type: FileType, name: string, target: string): Promise<void> {
+    if (type !== 'locks') {
+      const existing = await fs.stat(target).catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)));
+      if (existing) throw new BackendError(`${repositoryPath(type, name)} already exists in repository ${this.location}`);
+    }
+    if (type === 'data') await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+  }
+
+  private async moveIntoPlace(temporary: string, type: FileType, target: string): Promise<void> {
+    if (type !== 'locks') await fs.chmod(temporary, 0o400);
+    await fs.rename(temporary, target);
+    await syncDirectory(path.dirname(target));
+  }
+
+  writeError(type: FileType, name: string, error: unknown): BackendError {
+    if (error instanceof BackendError) return error;
+    return new BackendError(`cannot write ${repositoryPath(type, name)} in repository ${this.location}: ${(error as Error).message}`, { cause: error });
   }
 
   async read(type: FileType, name: string, range?: { offset: number; length: number }): Promise<Buffer> {
@@ -145,6 +184,95 @@ export class LocalBackend implements Backend {
       throw new BackendError(`cannot remove ${repositoryPath(type, name)} in repository ${this.location}: ${(error as Error).message}`, { cause: error });
     }
   }
+}
+
+/**
+ * A pack being built in a local repository's data/ directory (LocalBackend.spool). Its descriptor is
+ * a plain number, not a FileHandle: a FileHandle the garbage collector finds open ends the process,
+ * and a repository that fails may let go of a spool without discarding it.
+ */
+class LocalSpoolFile implements SpoolFile {
+  private readonly fd: number;
+  private readonly temporary: string;
+  private readonly backend: LocalBackend;
+  private length = 0;
+  private synced = false;
+  /** The name it was committed under. */
+  private committed: string | undefined;
+  private readonly reading = new Set<Promise<Buffer>>();
+  private closing: Promise<void> | undefined;
+
+  constructor(fd: number, temporary: string, backend: LocalBackend) {
+    this.fd = fd;
+    this.temporary = temporary;
+    this.backend = backend;
+  }
+
+  async append(data: Uint8Array): Promise<void> {
+    try {
+      for (let written = 0; written < data.length; ) {
+        const bytesWritten = await writeAt(this.fd, data, written, data.length - written, this.length + written);
+        written += bytesWritten;
+      }
+    } catch (error) {
+      throw new BackendError(`cannot write a pack in repository ${this.backend.location}: ${(error as Error).message}`, { cause: error });
+    }
+    this.length += data.length;
+  }
+
+  read(offset: number, length: number): Promise<Buffer> {
+    if (this.committed) return this.backend.read('data', this.committed, { offset, length });
+    const reading = this.readHere(offset, length);
+    // The descriptor is closed only once no read is on it: its number could be another file's after.
+    this.reading.add(reading);
+    const done = () => this.reading.delete(reading);
+    reading.then(done, done);
+    return reading;
+  }
+
+  private async readHere(offset: number, length: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(length);
+    for (let filled = 0; filled < length; ) {
+      const bytesRead = await readAt(this.fd, buffer, filled, length - filled, offset + filled);
+      if (bytesRead === 0) throw new BackendError(`a pack being written in repository ${this.backend.location} is shorter than expected`);
+      filled += bytesRead;
+    }
+    return buffer;
+  }
+
+  async commit(name: string): Promise<void> {
+    if (this.committed) return;
+    if (!this.synced) {
+      try {
+        await promisify(fsync)(this.fd);
+      } catch (error) {
+        throw this.backend.writeError('data', name, error);
+      }
+      this.synced = true;
+    }
+    await this.backend.commitSpool(this.temporary, name);
+    this.committed = name;
+    await this.closeFile();
+  }
+
+  /** Once: a descriptor closed twice could close another file's. */
+  private closeFile(): Promise<void> {
+    this.closing ??= Promise.allSettled(this.reading).then(() => promisify(close)(this.fd).catch(() => undefined));
+    return this.closing;
+  }
+
+  async discard(): Promise<void> {
+    if (this.committed) return;
+    await this.closeFile();
+    await fs.rm(this.temporary, { force: true }).catch(() => undefined);
+  }
+}
+
+const writeAt = promisify((fd: number, data: Uint8Array, offset: number, length: number, position: number, done: (error: Error | null, written: number) => void) => write(fd, data, offset, length, position, done));
+const readAt = promisify((fd: number, buffer: Buffer, offset: number, length: number, position: number, done: (error: Error | null, read: number) => void) => read(fd, buffer, offset, length, position, done));
+
+function randomSuffix(): string {
+  return crypto.randomBytes(8).toString('hex');
 }
 
 async function readdirOrEmpty(dir: string): Promise<string[]> {

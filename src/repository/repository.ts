@@ -19,7 +19,7 @@ import { decodeTree, type Node } from './tree.ts';
 import { NodesByName, treeNodesOf, type TreeNodes } from './tree-nodes.ts';
 import { BlobCompressor, compress, decompress, joinedBlob, wholeBlob, type BlobSource } from './compression.ts';
 import { YoungGarbageBound } from '../young-garbage.ts';
-import { Sealer, SEAL_ON_WORKER_AT, sealingWorkerHelps } from './sealer.ts';
+import { MainThreadLoad, Sealer, SEAL_ON_WORKER_AT, sealingWorkerHelps } from './sealer.ts';
 import type { SealedBlob } from './seal.ts';
 
 /** What saving a blob allocates besides its bytes (hash, nonce, MAC, index entry): ~16 KiB a small file. */
@@ -60,7 +60,10 @@ export interface RepositoryOptions {
   /** Compress blobs and unpacked files (version 2 only); restic's --compression auto is the default. */
   compression?: boolean;
   packSize?: number;
-  /** Seal large chunks on a worker thread, beside the chunking; by default where a second CPU is there to run it. */
+  /**
+   * Seal large chunks on a worker thread, beside the chunking; by default once the main thread is
+   * saturated with a CPU idle beside it (MainThreadLoad), where the process may use a second CPU.
+   */
   sealingWorker?: boolean;
 }
 
@@ -123,8 +126,10 @@ export class Repository {
   /** The blob being added: one at a time, as a pack's buffer is reused once it is written. */
   private adding: Promise<unknown> = Promise.resolve();
   private readonly compressor = new BlobCompressor();
-  /** Whether large chunks are sealed on a worker thread (started on first use); undefined until a chunk asks, unless the options say. */
+  /** Whether large chunks are sealed on a worker thread (started on first use); undefined until decided, unless the options say. */
   private sealingWorker: boolean | undefined;
+  /** Measured from the first large chunk on: opening the repository (scrypt) keeps the thread busy too. */
+  private load: MainThreadLoad | undefined;
   private sealer: Sealer | undefined;
   /** IDs of the chunks on the sealing worker, not yet in a pack. */
   private readonly onWorker = new Set<string>();
@@ -245,7 +250,7 @@ export class Repository {
    * for a chunk to save with saveBlob instead: a small one, or no worker.
    */
   saveChunkOnWorker(chunk: Buffer): Promise<{ id: string; added: boolean }> | undefined {
-    if (chunk.length < SEAL_ON_WORKER_AT || !(this.sealingWorker ??= sealingWorkerHelps())) return undefined;
+    if (chunk.length < SEAL_ON_WORKER_AT || !this.sealsOnWorker()) return undefined;
     this.sealer ??= new Sealer(this.key, this.compression);
     if (!this.sealer.available) return undefined;
     const id = sha256(chunk).toString('hex');
@@ -271,6 +276,12 @@ export class Repository {
         this.onWorker.delete(id);
       }
     });
+  }
+
+  /** Whether the worker is wanted: once it would help (MainThreadLoad), for the rest of this repository's work. */
+  private sealsOnWorker(): boolean {
+    if (this.sealingWorker === undefined && (this.load ??= new MainThreadLoad()).workerWouldHelp()) this.sealingWorker = sealingWorkerHelps();
+    return this.sealingWorker === true;
   }
 
   /**

@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type { MasterKey } from './crypto.ts';
 import { BlobCompressor } from './compression.ts';
@@ -34,6 +35,52 @@ export const SEAL_ON_WORKER_AT = 256 * 1024;
 export function sealingWorkerHelps(): boolean {
   const quota = cgroupCpuQuota();
   return Math.min(os.availableParallelism(), quota ?? Infinity) >= 2;
+}
+
+/** The share of its time the main thread is busy, and the idle CPUs beside it, over a window this long, that start the worker. */
+const LOAD_WINDOW_MS = 500;
+const BUSY_SHARE = 0.9;
+const IDLE_CPUS = 0.5;
+
+/**
+ * Whether a sealing worker would make a backup faster: the main thread is busy (not waiting on the
+ * event loop for the next bytes) at least BUSY_SHARE of the last window, and the machine had at
+ * least IDLE_CPUS of a CPU idle meanwhile for the worker to run on. A local file or a mover reading
+ * a disk leaves a CPU idle; a stream through the API server here kept both CPUs busy (the API
+ * server, the kubelet and tar beside us: 0.1-0.2 CPUs idle), and the worker made the backup no
+ * faster while it cost memory (its isolate, a copy of each chunk each way: 25-40 MiB at the peak).
+ */
+export class MainThreadLoad {
+  private readonly idleCpuMs: () => number;
+  private since: EventLoopUtilization = performance.eventLoopUtilization();
+  private sinceAt = performance.now();
+  private idleSince: number;
+
+  /** `idleCpuMs`: milliseconds all CPUs have been idle, as os.cpus() counts them (tests give their own). */
+  constructor(idleCpuMs = idleMsOfAllCpus) {
+    this.idleCpuMs = idleCpuMs;
+    this.idleSince = idleCpuMs();
+  }
+
+  /** Measured once a window has passed since the last measure; false until then. */
+  workerWouldHelp(): boolean {
+    const now = performance.now();
+    if (now - this.sinceAt < LOAD_WINDOW_MS) return false;
+    const current = performance.eventLoopUtilization();
+    const { utilization } = performance.eventLoopUtilization(current, this.since);
+    const idle = this.idleCpuMs();
+    const idleCpus = (idle - this.idleSince) / (now - this.sinceAt);
+    this.since = current;
+    this.sinceAt = now;
+    this.idleSince = idle;
+    return utilization >= BUSY_SHARE && idleCpus >= IDLE_CPUS;
+  }
+}
+
+function idleMsOfAllCpus(): number {
+  let total = 0;
+  for (const cpu of os.cpus()) total += cpu.times.idle;
+  return total;
 }
 
 /** CPUs' worth of time the cgroup allows (cgroup v2 cpu.max, else v1's CFS quota), or undefined for no limit. */

@@ -15,7 +15,7 @@ import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { randomMasterKey, decrypt, sha256 } from '../../src/repository/crypto.ts';
 import { decompress } from '../../src/repository/compression.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { SEAL_ON_WORKER_AT, Sealer, type SealReply, type SealWorkerData } from '../../src/repository/sealer.ts';
+import { MainThreadLoad, SEAL_ON_WORKER_AT, Sealer, type SealReply, type SealWorkerData } from '../../src/repository/sealer.ts';
 
 const KDF = { N: 1024, r: 8, p: 1 };
 
@@ -110,4 +110,42 @@ test('the worker as the bundle embeds it seals a chunk that decrypts and decompr
   if ('error' in reply) return t.fail(reply.error);
   t.is(reply.uncompressedLength, plaintext.length);
   t.deepEqual(decompress(decrypt(key, Buffer.from(reply.sealed)), plaintext.length), plaintext);
+});
+
+/** Keeps this thread busy for `ms`, as chunking a fast local stream does. */
+function spin(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
+
+/** An idle-CPU clock for MainThreadLoad: `cpus` idle CPUs for as long as the test runs. */
+function idleClock(cpus: number): () => number {
+  const started = performance.now();
+  return () => (performance.now() - started) * cpus;
+}
+
+test.serial('a worker would help once the main thread is busy most of a window with a CPU idle beside it', async (t) => {
+  const waiting = new MainThreadLoad(idleClock(1));
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  t.false(waiting.workerWouldHelp(), 'a thread that waited for its input');
+  const busy = new MainThreadLoad(idleClock(1));
+  spin(200);
+  t.false(busy.workerWouldHelp(), 'not before a whole window has passed');
+  spin(400);
+  t.true(busy.workerWouldHelp());
+  const crowded = new MainThreadLoad(idleClock(0.2));
+  spin(600);
+  t.false(crowded.workerWouldHelp(), 'a busy thread on a machine with no CPU to spare (a stream through the API server beside it)');
+});
+
+test.serial('by default, chunks that come slower than they are sealed stay on the main thread', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-seal-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  await Repository.init(new LocalBackend(dir), 'pw', { kdf: KDF });
+  const repo = await Repository.open(new LocalBackend(dir), 'pw');
+  t.teardown(() => void repo.close());
+  t.is(repo.saveChunkOnWorker(chunk(1)), undefined, 'the first chunk starts the measure');
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  t.is(repo.saveChunkOnWorker(chunk(2)), undefined);
+  await repo.flush();
 });

@@ -5,6 +5,7 @@
  */
 import crypto from 'node:crypto';
 import test from 'ava';
+import zlib from 'node:zlib';
 import { BlobCompressor, compress, decompress, FrameDecompressor, joinedBlob, wholeBlob, type BlobSource } from '../../src/repository/compression.ts';
 import { sha256, sha256Pieces } from '../../src/repository/crypto.ts';
 
@@ -55,6 +56,17 @@ test('a blob that does not shrink is left as it is, whole or in pieces; the next
   t.is(compressor.compress(wholeBlob(Buffer.from('x'))), undefined, 'one byte cannot shrink');
   const data = text(50_000);
   t.deepEqual(decompress(compressor.compress(inPieces(data, 1000))!, data.length), data);
+});
+
+test('a large blob whose first 64 KiB do not shrink is left as it is, the rest not tried; one whose first 64 KiB do is one frame of it all', (t) => {
+  const compressor = new BlobCompressor();
+  const randomStart = Buffer.concat([crypto.randomBytes(64 * 1024), text(1024 * 1024)]);
+  t.is(compressor.compress(wholeBlob(randomStart)), undefined, 'judged by its sample');
+  const textStart = Buffer.concat([text(64 * 1024), crypto.randomBytes(64 * 1024), text(1024 * 1024)]);
+  const compressed = compressor.compress(wholeBlob(textStart))!;
+  t.true(compressed.length < textStart.length / 2, String(compressed.length));
+  t.deepEqual(decompress(compressed, textStart.length), textStart, 'the context started over after the blob it gave up on');
+  t.deepEqual(zlib.zstdDecompressSync(compressed), textStart, 'one frame, as any zstd reads it');
 });
 
 /** Pieces copied one after another into one buffer, as a large tree's blocks are read back: each is valid until the next. */

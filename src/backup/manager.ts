@@ -147,8 +147,12 @@ export type BackupProgressListener = (target: BackupTarget, event: BackupProgres
 
 export interface BackupOptions {
   outputDir: string;
-  /** Back up into this repository as snapshots (a Block claim's device image as one file). */
-  repository?: { repository: Repository; location: string } | undefined;
+  /**
+   * Back up into this repository as snapshots (a Block claim's device image as one file).
+   * `lockConfirmed`: the lock's second look, still going on while helpers start; no copy writes
+   * before it resolves, and every copy fails if it finds another process's lock.
+   */
+  repository?: { repository: Repository; location: string; lockConfirmed?: Promise<void> } | undefined;
   /**
    * Filesystem claims into the repository through data movers: pods of this image on the claims'
    * nodes read them in place and write straight into the repository (mover.ts).
@@ -485,6 +489,7 @@ export class BackupManager {
       // One copy at a time goes into the repository: its packers are shared by every archive.
       const job: CopyJob = { target, pod: helperPod!, partial, repository: repository && { repository: repository.repository, path: `/data/${target.pvc}` }, record, progress, deviceBytes };
       const mover = flight.transfer?.mode === 'pod' ? this.options.mover : undefined;
+      if (repository) await this.lockConfirmed();
       const copyOverExec = () =>
         repository
           ? this.repositoryTurn(async () => {
@@ -775,6 +780,16 @@ export class BackupManager {
     })();
     previous.catch(() => {}); // told where it is awaited, in the copy; a claim that fails before its copy never awaits it
     return previous;
+  }
+
+  /** The repository's lock, confirmed; a lock another process took meanwhile is this copy's failure. */
+  private async lockConfirmed(): Promise<void> {
+    try {
+      await this.options.repository!.lockConfirmed;
+    } catch (error) {
+      const hint = (error as { hint?: string }).hint;
+      throw new StageFailure('copy', hint ? `${(error as Error).message} (hint: ${hint})` : (error as Error).message, 'RepositoryLockedError');
+    }
   }
 
   /** Runs `work` after every earlier repository copy of this run has ended. */

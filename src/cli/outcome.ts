@@ -14,5 +14,6 @@ export function outcomeExitCode(outcomes: Outcome[]): number {
   if (failed.some((outcome) => outcome.errorCode === 'KubernetesDiscoveryError' && outcome.message.includes('API status 403'))) return ExitCode.permission;
   if (failed.some((outcome) => outcome.errorCode === 'KubernetesAdmissionError')) return ExitCode.admission;
   if (failed.some((outcome) => outcome.errorCode === 'HookFailedError')) return ExitCode.hookFailed;
+  if (failed.some((outcome) => outcome.errorCode === 'RepositoryLockedError')) return ExitCode.repositoryLocked;
   return failed.length > 0 ? ExitCode.failed : ExitCode.ok;
 }

@@ -184,7 +184,17 @@ export interface OpenedRepository {
  */
 export async function openRepository(
   flags: RepositoryFlags,
-  options: { lock?: 'shared' | 'exclusive'; choice?: RepositoryChoice | undefined; loadIndex?: boolean | 'meanwhile'; /** Create it first where there is none, with the password given (k8up's first run). */ initIfMissing?: boolean } = {},
+  options: {
+    lock?: 'shared' | 'exclusive';
+    /** The lock's wait and second look go on after this returns (LockOptions.confirmLater): await `lock.confirmed` before writing. */
+    confirmLockLater?: boolean;
+    /** The lock's wait before its second look (restic's 200 ms unless a test lengthens it). */
+    lockWaitMs?: number | undefined;
+    choice?: RepositoryChoice | undefined;
+    loadIndex?: boolean | 'meanwhile';
+    /** Create it first where there is none, with the password given (k8up's first run). */
+    initIfMissing?: boolean;
+  } = {},
 ): Promise<OpenedRepository> {
   const choice = 'choice' in options ? options.choice : chooseRepository(flags);
   if (!choice) {
@@ -206,7 +216,7 @@ export async function openRepository(
     const repository = exists ? await Repository.open(backend, found.password, { loadIndex: options.loadIndex ?? true }) : await Repository.init(backend, found.password);
     if (!options.lock) return { repository, location: choice.location, choice, password: found, close };
     const { acquireLock } = await import('../repository/lock.ts');
-    const lock = await acquireLock(repository, { exclusive: options.lock === 'exclusive' });
+    const lock = await acquireLock(repository, { exclusive: options.lock === 'exclusive', confirmLater: options.confirmLockLater, waitBeforeCheckMs: options.lockWaitMs });
     return {
       repository,
       location: choice.location,

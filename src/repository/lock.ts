@@ -199,6 +199,12 @@ export interface LockOptions {
   unreadableDelayMs?: number;
   /** Called when a refresh fails (the lock is kept; it is given up only near staleness). */
   onRefreshError?: (error: unknown) => void;
+  /**
+   * Return as soon as our lock file is written, after a first look found no conflict; the wait and
+   * the second look go on meanwhile, and `confirmed` tells how they went. For a caller with work
+   * to do before it writes (a backup starting its helper pod): it must await `confirmed` first.
+   */
+  confirmLater?: boolean;
 }
 
 /** Throws when a lock in `entries` conflicts with taking one of the kind asked; returns the IDs of unreadable ones. */
@@ -255,8 +261,16 @@ export class RepositoryLock {
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
   private released = false;
+  private releasing: Promise<void> | undefined;
+  /**
+   * Resolves once no conflicting lock appeared while ours was written (restic's wait and second
+   * look); rejects with the RepositoryLockedError otherwise, the lock then released.
+   */
+  readonly confirmed: Promise<void>;
 
-  constructor(repo: Repository, id: string, info: LockInfo, options: LockOptions) {
+  constructor(repo: Repository, id: string, info: LockInfo, options: LockOptions, confirmed: Promise<void> = Promise.resolve()) {
+    this.confirmed = confirmed;
+    this.confirmed.catch(() => {}); // told to whoever awaits it
     this.repo = repo;
     this.currentId = id;
     this.info = info;
@@ -325,14 +339,17 @@ export class RepositoryLock {
   }
 
   /** Stops refreshing and removes the lock file. Safe to call twice. */
-  async release(): Promise<void> {
-    if (this.released) return;
-    this.released = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    releaseSighup();
-    await this.refreshing?.catch(() => {});
-    await this.repo.backend.remove('locks', this.currentId);
+  release(): Promise<void> {
+    // A second call waits for the first: the file is gone when either returns.
+    this.releasing ??= (async () => {
+      this.released = true;
+      if (this.timer) clearInterval(this.timer);
+      this.timer = undefined;
+      releaseSighup();
+      await this.refreshing?.catch(() => {});
+      await this.repo.backend.remove('locks', this.currentId);
+    })();
+    return this.releasing;
   }
 }
 
@@ -345,13 +362,26 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
   const info = ourLockInfo(options.exclusive);
   // From the moment our file may exist, a restic on this host may probe our PID with SIGHUP.
   holdSighup();
-  let id: string | undefined;
+  let id: string;
   try {
     id = await repo.saveUnpacked('locks', encodeLock(info));
+  } catch (error) {
+    releaseSighup();
+    throw error;
+  }
+  const confirmation = (async () => {
     await sleep(options.waitBeforeCheckMs ?? WAIT_BEFORE_CHECK_MS);
     await checkForOtherLocks(repo, new Set([id]), options);
+  })();
+  if (options.confirmLater) {
+    const lock = new RepositoryLock(repo, id, info, options, confirmation);
+    confirmation.catch(() => lock.release().catch(() => {}));
+    return lock;
+  }
+  try {
+    await confirmation;
   } catch (error) {
-    if (id) await repo.backend.remove('locks', id).catch(() => {});
+    await repo.backend.remove('locks', id).catch(() => {});
     releaseSighup();
     throw error;
   }

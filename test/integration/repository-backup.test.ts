@@ -10,7 +10,8 @@ import type { ExecutionContext } from 'ava';
 import { findRestic } from '../cluster/restic.ts';
 import { startS3Server } from '../cluster/s3-server.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
-import { acquireLock } from '../../src/repository/lock.ts';
+import { acquireLock, encodeLock } from '../../src/repository/lock.ts';
+import { formatTime, nowNs } from '../../src/repository/time.ts';
 import { Repository } from '../../src/repository/repository.ts';
 import { seedWorkload } from '../cluster/workload.ts';
 import { assertNoHelperPods, clusterSuite, createNamespace, kubectlNkvm, type SuiteContext } from './support.ts';
@@ -153,7 +154,7 @@ test('repo init, then backups go into the repository: restic checks it, lists th
   t.is(badSubset.exitCode, 2, String(badSubset.stderr));
 });
 
-test('a wrong password or a missing repository stops the backup before any helper pod, with restic\'s exit codes', async (t) => {
+test('a wrong password or a missing repository stops the backup before any helper pod, with restic\'s exit codes; a prune\'s lock taken in the lock\'s wait fails the copy', async (t) => {
   t.timeout(5 * 60_000);
   const { cluster } = t.context;
   const namespace = await createNamespace(cluster, 'repo-pw');
@@ -188,6 +189,26 @@ test('a wrong password or a missing repository stops the backup before any helpe
     await exclusive.release();
   }
   t.deepEqual(fs.readdirSync(path.join(h.dir, 'repository', 'locks')), [], 'the backup released its shared lock, and ours is gone');
+
+  // A prune's lock that appears while the backup's lock waits for its second look (which goes on
+  // while the helper starts; lengthened here) fails the copy: exit 11, no snapshot, no helper left.
+  const locksDir = path.join(h.dir, 'repository', 'locks');
+  const racing = kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '-o', 'json', ...h.flags], { env: { ...h.env, NKVM_TEST_LOCK_WAIT_MS: '4000' } });
+  for (let waited = 0; fs.readdirSync(locksDir).length === 0; waited += 20) {
+    if (waited > 60_000) throw new Error('the backup never wrote its lock');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const pruneLock = await repository.saveUnpacked('locks', encodeLock({ time: formatTime(nowNs()), exclusive: true, hostname: 'pruner', username: 'ops', pid: 4242 }));
+  const raced = await racing;
+  t.is(raced.exitCode, 11, String(raced.stderr));
+  const [racedItem] = JSON.parse(String(raced.stdout)).items as { status: string; errorCode: string; message: string }[];
+  t.is(racedItem!.status, 'failed');
+  t.is(racedItem!.errorCode, 'RepositoryLockedError');
+  t.regex(racedItem!.message, /locked exclusively by PID 4242 on pruner by ops/);
+  t.deepEqual(fs.readdirSync(path.join(h.dir, 'repository', 'snapshots')), before, 'no snapshot');
+  t.deepEqual(fs.readdirSync(locksDir), [pruneLock], 'the backup removed its own lock');
+  await assertNoHelperPods(t);
+  await repository.backend.remove('locks', pruneLock);
 
   // --format tar still makes today's artifacts, whatever repository is configured.
   const tar = await kubectlNkvm(t.context, ['backup', 'data', '-n', namespace, '--format', 'tar', '--output-dir', path.join(h.dir, 'artifacts'), '-o', 'json', ...h.flags], { env: h.env });

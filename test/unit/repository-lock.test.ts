@@ -93,6 +93,27 @@ test('two exclusive lockers racing: whoever sees the other after writing backs o
   for (const r of won) await (r as PromiseFulfilledResult<Awaited<ReturnType<typeof acquireLock>>>).value.release();
 });
 
+test('a lock confirmed later: returned once written; an exclusive lock that appears in the wait fails the confirmation and releases ours', async (t) => {
+  const repo = await repository(t);
+  const started = Date.now();
+  const shared = await acquireLock(repo, { exclusive: false, waitBeforeCheckMs: 300, confirmLater: true });
+  t.true(Date.now() - started < 300, 'not held up by the wait');
+  t.is((await listLocks(repo)).length, 1, 'our file is written before it returns');
+  // A prune's exclusive lock written in our wait (as one that did not see ours yet would).
+  await repo.saveUnpacked('locks', encodeLock(lock({ exclusive: true, hostname: 'elsewhere', time: at(Date.now()) })));
+  const error = await t.throwsAsync(shared.confirmed, { instanceOf: RepositoryLockedError });
+  t.true(error.holder.exclusive);
+  t.is(error.holder.hostname, 'elsewhere');
+  await shared.release(); // as a caller's cleanup does: nothing left to remove
+  t.deepEqual((await listLocks(repo)).map((entry) => 'lock' in entry && entry.lock.hostname), ['elsewhere'], 'ours was removed');
+
+  const clear = await repository(t);
+  const confirmed = await acquireLock(clear, { exclusive: false, waitBeforeCheckMs: 50, confirmLater: true });
+  await t.notThrowsAsync(confirmed.confirmed);
+  await confirmed.release();
+  t.is((await listLocks(clear)).length, 0);
+});
+
 test('refresh writes a new lock file with a newer time and removes the old one', async (t) => {
   const repo = await repository(t);
   const held = await acquireLock(repo, { exclusive: false, waitBeforeCheckMs: 1 });

@@ -165,7 +165,10 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
     // The repository next: a wrong password or a missing repository stops the run before any helper starts.
     const intoRepository = args.format === 'repo' || (args.format === 'auto' && chooseRepository(args) !== undefined);
     if (args.mover === 'pod' && !intoRepository) throw new UsageError('--mover pod writes into a repository: name one (--repo, RESTIC_REPOSITORY, or repo init)');
-    const repository: OpenedRepository | undefined = intoRepository ? await openRepository(args, { lock: 'shared', initIfMissing: args.initRepository, loadIndex: 'meanwhile' }) : undefined;
+    // The lock's 200 ms wait and second look go on while the helpers start; copies wait for them.
+    const repository: OpenedRepository | undefined = intoRepository
+      ? await openRepository(args, { lock: 'shared', confirmLockLater: true, lockWaitMs: positiveIntegerFromEnv('NKVM_TEST_LOCK_WAIT_MS'), initIfMissing: args.initRepository, loadIndex: 'meanwhile' })
+      : undefined;
     if (repository && args.mover === 'pod' && !repository.location.startsWith('s3:')) {
       await repository.close();
       throw new UsageError(`--mover pod writes from the cluster, which cannot reach ${repository.location} on this machine`, 'use an S3 repository, or --mover exec');
@@ -192,7 +195,7 @@ export const backupCommand: CommandModule<GlobalOptions, BackupArgs> = {
       const { BackupManager } = await import('../../backup/manager.ts');
       const manager = new BackupManager(client, catalog, {
         outputDir: artifactDir,
-        repository: repository && { repository: repository.repository, location: repository.location },
+        repository: repository && { repository: repository.repository, location: repository.location, lockConfirmed: repository.lock!.confirmed },
         mover: transfer?.mover ? moverOptions(repository!, args, transfer.reason) : undefined,
         execReason: transfer?.reason,
         maxPerNode,

@@ -8,6 +8,7 @@
  * the tables' end, found through a small hash of their positions, and are merged in batches; those
  * read from index files go straight into the tables and are sorted once.
  */
+import { HEX_VALUE, readIndexFile, UnusualIndexFile } from './index-file-reader.ts';
 import type { BlobType, PackedBlob } from './pack.ts';
 
 export interface IndexEntry {
@@ -146,10 +147,33 @@ class BlobTable {
     return -1;
   }
 
+  /** Entries held, sorted or not. */
+  get length(): number {
+    return this.count;
+  }
+
+  /** Drops the entries appended after the first `count` (an index file given up half read). */
+  truncate(count: number): void {
+    if (count < this.sorted + this.hashed) throw new Error('only entries appended from an index file can be dropped');
+    this.count = Math.min(this.count, count);
+  }
+
+  /** append() of an ID given as 64 lowercase hex digits at `at` in `bytes` (checked by the reader). */
+  appendHex(bytes: Buffer, at: number, pack: number, offset: number, length: number, uncompressedLength: number): void {
+    this.grow(this.count + 1);
+    const out = this.count * ID_SIZE;
+    for (let i = 0; i < ID_SIZE; i++) this.ids[out + i] = (HEX_VALUE[bytes[at + 2 * i]!]! << 4) | HEX_VALUE[bytes[at + 2 * i + 1]!]!;
+    this.setFields(pack, offset, length, uncompressedLength);
+  }
+
   /** Appends an entry unsorted at the table's end (read from an index file, or through add()): no JS object per blob. */
   append(id: string, pack: number, offset: number, length: number, uncompressedLength: number): void {
     this.grow(this.count + 1);
     this.ids.write(id, this.count * ID_SIZE, ID_SIZE, 'hex');
+    this.setFields(pack, offset, length, uncompressedLength);
+  }
+
+  private setFields(pack: number, offset: number, length: number, uncompressedLength: number): void {
     this.packs[this.count] = pack;
     this.offsets[this.count] = offset;
     this.lengths[this.count] = length;
@@ -327,8 +351,24 @@ export class Index {
     }
   }
 
-  /** Adds what an index file lists (parsed leniently: null lists are empty), straight into the tables. */
+  /**
+   * Adds what an index file lists (parsed leniently: null lists are empty), straight into the
+   * tables. Read from its bytes (readIndexFile): JSON.parse made an object and an ID string for each
+   * blob, some 10 MB of heap at once for a file of 50,000. A file the reader leaves (a string with
+   * escapes where an ID is, a pack's blobs before its ID, a JSON error) is parsed whole instead.
+   */
   addFile(plaintext: Buffer): void {
+    const before = { data: this.tables.data.length, tree: this.tables.tree.length };
+    try {
+      readIndexFile(plaintext, (packId) => this.packNumber(packId), (type, idAt, pack, offset, length, uncompressedLength) => {
+        this.tables[type].appendHex(plaintext, idAt, pack, offset, length, uncompressedLength);
+      });
+      return;
+    } catch (error) {
+      if (!(error instanceof UnusualIndexFile)) throw error;
+      this.tables.data.truncate(before.data);
+      this.tables.tree.truncate(before.tree);
+    }
     const json = JSON.parse(plaintext.toString('utf8')) as IndexJson;
     for (const pack of json.packs ?? []) {
       const number = this.packNumber(pack.id);

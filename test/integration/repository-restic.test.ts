@@ -291,12 +291,18 @@ suite('a backup cut off mid-stream leaves no snapshot and a repository restic ch
     throw new Error('connection lost');
   }
   await t.throwsAsync(archiveTar(repo, cutOff(), { path: '/data/data-pvc', hostname: 'shop' }), { message: 'connection lost' });
-  t.true(fs.readdirSync(path.join(repoPath, 'data')).some((dir) => fs.readdirSync(path.join(repoPath, 'data', dir)).length > 0), 'a pack was written before the cut');
+  // Beside the 256 directories, data/ may hold the file of the pack that was filling at the cut, as
+  // after a crash: restic passes over it. Closing the repository removes it.
+  const packDirs = () => fs.readdirSync(path.join(repoPath, 'data')).filter((name) => /^[0-9a-f]{2}$/.test(name));
+  t.true(packDirs().some((dir) => fs.readdirSync(path.join(repoPath, 'data', dir)).length > 0), 'a pack was written before the cut');
   t.deepEqual(fs.readdirSync(path.join(repoPath, 'snapshots')), []);
   const check = await restic(repoPath, PASSWORD, ['check', '--read-data']);
   t.is(check.exitCode, 0, `${check.stdout}\n${check.stderr}`);
   // The pack no index lists yet: restic calls it non-critical, and prune removes it.
   t.regex(check.stdout + check.stderr, /[1-9]\d* additional files were found in the repo/);
+
+  await repo.close();
+  t.deepEqual(fs.readdirSync(path.join(repoPath, 'data')).filter((name) => !packDirs().includes(name)), [], 'no pack file left under a temporary name');
 
   const again = await Repository.open(new LocalBackend(repoPath), PASSWORD);
   await archiveSource(again, t.context.source, 'data-pvc');

@@ -22,7 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { archiveTar } from '../../src/repository/archiver.ts';
-import type { FileType } from '../../src/repository/backends/backend.ts';
+import type { FileType, SpoolFile } from '../../src/repository/backends/backend.ts';
 import { LocalBackend } from '../../src/repository/backends/local.ts';
 import { acquireLock, listLocks, type LockFile } from '../../src/repository/lock.ts';
 import { prune } from '../../src/repository/prune.ts';
@@ -261,6 +261,12 @@ class FailingBackend extends LocalBackend {
   override async write(type: FileType, name: string, data: Uint8Array): Promise<void> {
     this.maybeFail('write', type);
     return super.write(type, name, data);
+  }
+  /** A pack built in its file is written when it is committed under its name. */
+  override async spool(): Promise<SpoolFile> {
+    const file = await super.spool();
+    const commit = file.commit.bind(file);
+    return Object.assign(file, { commit: async (name: string) => (this.maybeFail('write', 'data'), commit(name)) });
   }
   override async remove(type: FileType, name: string): Promise<void> {
     this.maybeFail('remove', type);

@@ -16,7 +16,7 @@ import { copyClaimData, CopyStageError, measureClaimBytes, measureDeviceBytes, t
 import { DEFAULT_ACK_TIMEOUT_SECONDS, DEFAULT_COPY_RETRIES } from './defaults.ts';
 import type { CopyFault } from './faults.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
-import { fromPluginError, StageFailure } from './stage-failure.ts';
+import { fromPluginError, messageWithHint, StageFailure } from './stage-failure.ts';
 import { deleteHelperPod, placementFor, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
 import { describeIdentity } from './helper-identity.ts';
 import { describeChanged, describeUnreadable, describeVanished, type PathSummary } from './copy-stderr.ts';
@@ -787,8 +787,7 @@ export class BackupManager {
     try {
       await this.options.repository!.lockConfirmed;
     } catch (error) {
-      const hint = (error as { hint?: string }).hint;
-      throw new StageFailure('copy', hint ? `${(error as Error).message} (hint: ${hint})` : (error as Error).message, 'RepositoryLockedError');
+      throw new StageFailure('copy', messageWithHint(error as Error & { hint?: string }), 'RepositoryLockedError');
     }
   }
 

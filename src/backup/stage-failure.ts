@@ -17,5 +17,10 @@ export class StageFailure<Stage extends string, Code extends string> extends Err
 /** The plugin's own typed errors keep their code, with their hint folded into the message. */
 export function fromPluginError<Stage extends string>(stage: Stage, error: unknown): StageFailure<Stage, string> | undefined {
   if (!isNkvmError(error)) return undefined;
-  return new StageFailure(stage, error.hint ? `${error.message} (hint: ${error.hint})` : error.message, error.code);
+  return new StageFailure(stage, messageWithHint(error), error.code);
+}
+
+/** An error's message, and its one-line hint where it has one. */
+export function messageWithHint(error: { message: string; hint?: string | undefined }): string {
+  return error.hint ? `${error.message} (hint: ${error.hint})` : error.message;
 }

@@ -11,6 +11,7 @@
  * take (a string with escapes where it needs the text, a pack's blobs before its ID, a number that
  * is not a whole one, any JSON error) throws UnusualIndexFile, and the caller parses the file whole.
  */
+import { BACKSLASH, CLOSE_ARRAY, CLOSE_OBJECT, COLON, COMMA, OPEN_ARRAY, OPEN_OBJECT, QUOTE } from './json-bytes.ts';
 import type { BlobType } from './pack.ts';
 
 /** A file left to JSON.parse. */
@@ -26,14 +27,6 @@ type PackVisitor = (packId: string) => number;
 /** Called for each blob: its ID is the 64 lowercase hex digits at `idAt` in the file's bytes. */
 type BlobVisitor = (type: BlobType, idAt: number, pack: number, offset: number, length: number, uncompressedLength: number) => void;
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COMMA = 0x2c;
-const COLON = 0x3a;
-const OPEN_OBJECT = 0x7b;
-const CLOSE_OBJECT = 0x7d;
-const OPEN_ARRAY = 0x5b;
-const CLOSE_ARRAY = 0x5d;
 const ID_HEX = 64;
 
 const KEYS = {

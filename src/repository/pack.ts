@@ -133,7 +133,7 @@ export class PackWriter {
   /** The buffer, with room for `length` more bytes and the header. */
   private async room(length: number): Promise<Buffer> {
     if (this.openSpool) {
-      this.spool ??= { file: await this.openSpool(), hash: crypto.createHash('sha256') };
+      await this.openedSpool();
       if (this.buffer && this.size - this.spooled + length + headerSpace(this.list.length + 1) > this.buffer.length) await this.spill(true);
     }
     const held = this.size - this.spooled;
@@ -159,8 +159,14 @@ export class PackWriter {
     await this.toSpool(this.buffer!.subarray(0, held));
   }
 
+  /** The pack's file, made with its first bytes. */
+  private async openedSpool(): Promise<{ file: SpoolFile; hash: crypto.Hash }> {
+    this.spool ??= { file: await this.openSpool!(), hash: crypto.createHash('sha256') };
+    return this.spool;
+  }
+
   private async toSpool(bytes: Uint8Array): Promise<void> {
-    const spool = this.spool ?? (this.spool = { file: await this.openSpool!(), hash: crypto.createHash('sha256') });
+    const spool = await this.openedSpool();
     spool.hash.update(bytes);
     await spool.file.append(bytes);
     this.spooled += bytes.length;
@@ -191,9 +197,7 @@ export class PackWriter {
     this.size += headerLength + HEADER_LENGTH_SIZE;
     await this.spill(true);
     const { file, hash } = this.spool;
-    this.spool = undefined;
-    this.list = [];
-    this.size = this.spooled = 0;
+    this.empty();
     return { id: hash.digest('hex'), blobs, spool: file };
   }
 
@@ -205,8 +209,7 @@ export class PackWriter {
   handOver(): Buffer | undefined {
     if (this.openSpool) return undefined;
     const buffer = this.buffer;
-    this.list = [];
-    this.size = 0;
+    this.empty();
     this.buffer = undefined;
     return buffer;
   }
@@ -219,10 +222,15 @@ export class PackWriter {
   /** Removes the file of a pack never finished (a backup that stops). */
   async discard(): Promise<void> {
     const spool = this.spool;
+    this.empty();
+    await spool?.file.discard();
+  }
+
+  /** No blobs, for the next pack (its file, if spooled, made with its first bytes). */
+  private empty(): void {
     this.spool = undefined;
     this.list = [];
     this.size = this.spooled = 0;
-    await spool?.file.discard();
   }
 }
 

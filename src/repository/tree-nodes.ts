@@ -11,12 +11,12 @@
 import zlib from 'node:zlib';
 import { decompress, FrameDecompressor, joinedBlob } from './compression.ts';
 import { decodeNode, encodeNode, goQuote, type Node } from './tree.ts';
+import { BACKSLASH, CLOSE_ARRAY, CLOSE_OBJECT, COMMA, OPEN_ARRAY, OPEN_OBJECT, QUOTE } from './json-bytes.ts';
 
 /** Encoded nodes go into blocks of this size; a larger one gets a block of its own. */
 const BLOCK_SIZE = 1024 * 1024;
 const OPEN = Buffer.from('{"nodes":[');
 const CLOSE = Buffer.from(']}\n');
-const COMMA = 0x2c;
 const COMMA_PIECE = Buffer.from([COMMA]);
 const GATHER_SIZE = 256 * 1024;
 
@@ -369,12 +369,6 @@ function fnv1a(bytes: Buffer, start: number, end: number): number {
   return hash >>> 0;
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const BRACE_OPEN = 0x7b;
-const BRACE_CLOSE = 0x7d;
-const BRACKET_OPEN = 0x5b;
-const BRACKET_CLOSE = 0x5d;
 /** `"<64 hex digits>"` */
 const QUOTED_ID_LENGTH = 66;
 
@@ -384,19 +378,19 @@ const QUOTED_ID_LENGTH = 66;
  */
 export function trailingContent(json: Buffer, at: number): string[] | undefined {
   const ids: string[] = [];
-  if (json[at++] !== BRACKET_OPEN) return undefined;
-  if (json[at] === BRACKET_CLOSE) at += 1;
+  if (json[at++] !== OPEN_ARRAY) return undefined;
+  if (json[at] === CLOSE_ARRAY) at += 1;
   else {
     for (;;) {
       if (json[at] !== QUOTE || json[at + QUOTED_ID_LENGTH - 1] !== QUOTE) return undefined;
       ids.push(json.toString('latin1', at + 1, at + QUOTED_ID_LENGTH - 1));
       at += QUOTED_ID_LENGTH;
       const next = json[at++];
-      if (next === BRACKET_CLOSE) break;
+      if (next === CLOSE_ARRAY) break;
       if (next !== COMMA) return undefined;
     }
   }
-  return json[at] === BRACE_CLOSE && at + 1 === json.length ? ids : undefined;
+  return json[at] === CLOSE_OBJECT && at + 1 === json.length ? ids : undefined;
 }
 
 /**
@@ -411,12 +405,12 @@ function* nodeSpans(blob: Buffer): Generator<[number, number]> {
     const byte = blob[i]!;
     if (byte === QUOTE) {
       for (i++; i < blob.length && blob[i] !== QUOTE; i++) if (blob[i] === BACKSLASH) i++;
-    } else if (byte === BRACE_OPEN || byte === BRACKET_OPEN) {
-      if (depth === 2 && byte === BRACE_OPEN) start = i;
+    } else if (byte === OPEN_OBJECT || byte === OPEN_ARRAY) {
+      if (depth === 2 && byte === OPEN_OBJECT) start = i;
       depth += 1;
-    } else if (byte === BRACE_CLOSE || byte === BRACKET_CLOSE) {
+    } else if (byte === CLOSE_OBJECT || byte === CLOSE_ARRAY) {
       depth -= 1;
-      if (depth === 2 && byte === BRACE_CLOSE) yield [start, i + 1];
+      if (depth === 2 && byte === CLOSE_OBJECT) yield [start, i + 1];
     }
   }
 }

@@ -244,7 +244,7 @@ class LocalSpoolFile implements SpoolFile {
     if (this.committed) return;
     if (!this.synced) {
       try {
-        await promisify(fsync)(this.fd);
+        await fsyncFd(this.fd);
       } catch (error) {
         throw this.backend.writeError('data', name, error);
       }
@@ -257,7 +257,7 @@ class LocalSpoolFile implements SpoolFile {
 
   /** Once: a descriptor closed twice could close another file's. */
   private closeFile(): Promise<void> {
-    this.closing ??= Promise.allSettled(this.reading).then(() => promisify(close)(this.fd).catch(() => undefined));
+    this.closing ??= Promise.allSettled(this.reading).then(() => closeFd(this.fd).catch(() => undefined));
     return this.closing;
   }
 
@@ -269,6 +269,8 @@ class LocalSpoolFile implements SpoolFile {
 }
 
 const writeAt = promisify((fd: number, data: Uint8Array, offset: number, length: number, position: number, done: (error: Error | null, written: number) => void) => write(fd, data, offset, length, position, done));
+const fsyncFd = promisify(fsync);
+const closeFd = promisify(close);
 const readAt = promisify((fd: number, buffer: Buffer, offset: number, length: number, position: number, done: (error: Error | null, read: number) => void) => read(fd, buffer, offset, length, position, done));
 
 function randomSuffix(): string {

@@ -73,23 +73,47 @@ export interface RunningCli {
 }
 
 /**
+ * A library's exports, run when a name is first read from them, not when the library is required:
+ * the Kubernetes client requires undici as it loads, and only its API calls use it; discover reads
+ * the kubeconfig and lists over node:https (src/kube/json-get.ts) and never does.
+ */
+function loadedOnFirstUse(load: () => Record<string, unknown>): Record<string, unknown> {
+  return new Proxy({}, {
+    get: (_, name) => Reflect.get(load(), name),
+    has: (_, name) => Reflect.has(load(), name),
+    ownKeys: () => Reflect.ownKeys(load()),
+    getOwnPropertyDescriptor: (_, name) => {
+      const descriptor = Reflect.getOwnPropertyDescriptor(load(), name);
+      return descriptor && { ...descriptor, configurable: true }; // a proxy may not call its target's own properties fixed
+    },
+  });
+}
+
+/**
  * Runs the CLI bundle; a require() of a LIBRARIES name (from the CLI or from another library)
- * compiles that library's bundle (once) and answers from it, of FRONT_MODULE answers `front`,
- * anything else goes to `require` (Node's built-in modules). `filename` is the executable's path,
- * the CLI's __filename.
+ * answers that library's exports, whose bundle is compiled (once) when a name is first read from
+ * them; of FRONT_MODULE answers `front`; anything else goes to `require` (Node's built-in modules).
+ * `filename` is the executable's path, the CLI's __filename.
  */
 export function runCli(cli: CompiledSource, library: (asset: string) => CompiledSource, require: NodeJS.Require, filename: string, front: FrontModule): RunningCli {
   const libraries = new Map<string, vm.Script>();
-  const loaded = new Map<string, Record<string, unknown>>();
+  const required = new Map<string, Record<string, unknown>>();
   const requireWithLibraries = ((id: string) => {
     if (id === FRONT_MODULE) return front;
     const wanted = LIBRARIES.find((candidate) => candidate.name === id);
     if (!wanted) return require(id);
-    let exports = loaded.get(id);
+    let exports = required.get(id);
     if (!exports) {
-      const ran = runCommonJs(library(wanted.asset), wanted.asset, filename, requireWithLibraries);
-      libraries.set(wanted.asset, ran.script);
-      loaded.set(id, (exports = ran.exports));
+      let loaded: Record<string, unknown> | undefined;
+      exports = loadedOnFirstUse(() => {
+        if (!loaded) {
+          const ran = runCommonJs(library(wanted.asset), wanted.asset, filename, requireWithLibraries);
+          libraries.set(wanted.asset, ran.script);
+          loaded = ran.exports;
+        }
+        return loaded;
+      });
+      required.set(id, exports);
     }
     return exports;
   }) as NodeJS.Require;

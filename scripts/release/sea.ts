@@ -75,7 +75,8 @@ export function makeBlob(workDir: string, options: { codeCache: boolean }): stri
  * blob) with a fixed seed, after the CLI has run what people run most: a cache made before running
  * holds only the functions V8 compiles eagerly, and commands load their modules on use. So this runs
  * `artifacts list` (the catalog and sql.js), `discover` against a server that refuses (the
- * Kubernetes client and undici, from their bundles), and last `backup --help` (its flags; help exits
+ * kubeconfig and node:https), `diagnose` against it (the generated API and undici, from their
+ * bundles), and last `backup --help` (its flags; help exits
  * the process, which writes the caches of the bundles it ran). The CLI bundle exports main(), which
  * these runs await.
  */
@@ -91,7 +92,8 @@ function makeCodeCaches(workDir: string): Record<string, string> {
     'users: [{name: refused, user: {token: none}}]',
     'contexts: [{name: refused, context: {cluster: refused, user: refused, namespace: default}}]', '',
   ].join('\n'));
-  const runs = [['artifacts', 'list'], ['discover', '--kubeconfig', kubeconfig, '--request-timeout', '5s']];
+  const refused = ['--kubeconfig', kubeconfig, '--request-timeout', '5s'];
+  const runs = [['artifacts', 'list'], ['discover', ...refused], ['diagnose', ...refused]];
   execFileSync(process.execPath, ['--random-seed=1', ...EXEC_ARGV, '--input-type=module', '-e', `
     import fs from 'node:fs';
     import path from 'node:path';

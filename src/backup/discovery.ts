@@ -2,7 +2,7 @@
  * Discovery: every PersistentVolumeClaim in scope, joined with the pods that mount it and their
  * nodes. The join is pure (claimsWithPods) so it is tested without a cluster.
  */
-import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
+import type { V1PersistentVolumeClaim, V1PersistentVolumeClaimList, V1Pod, V1PodList } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 
 /** The identity a pod's container runs with, as its spec sets it (container settings over the pod's). */
@@ -99,23 +99,27 @@ export function claimsWithPods(claims: V1PersistentVolumeClaim[], pods: V1Pod[])
     .sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
 }
 
+/** The core API's path of a resource, in one namespace or (undefined) all of them. */
+function corePath(resource: string, namespace: string | undefined, name?: string): string {
+  const scope = namespace === undefined ? '' : `/namespaces/${encodeURIComponent(namespace)}`;
+  return `/api/v1${scope}/${resource}${name === undefined ? '' : `/${encodeURIComponent(name)}`}`;
+}
+
+// The lists are read as the API's JSON (KubeClient.getJson: no generated client to load), which is
+// what these types describe, but for their timestamps: strings here, and none is read.
 export async function discoverClaims(client: KubeClient, scope: DiscoveryScope): Promise<DiscoveredClaim[]> {
   const namespace = scope.allNamespaces ? undefined : scope.namespace;
   const pods = listPodsMeanwhile(client, namespace);
-  const claims = await client.call({ verb: 'list', resource: 'persistentvolumeclaims', namespace }, () =>
-    namespace
-      ? client.core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector: scope.labelSelector })
-      : client.core.listPersistentVolumeClaimForAllNamespaces({ labelSelector: scope.labelSelector }),
-  );
+  const claims = (await client.getJson({ verb: 'list', resource: 'persistentvolumeclaims', namespace }, corePath('persistentvolumeclaims', namespace), {
+    labelSelector: scope.labelSelector,
+  })) as V1PersistentVolumeClaimList;
   return claimsWithPods(claims.items, (await pods).items);
 }
 
 /** One named claim with its pods; a missing claim is a NotFoundError from the boundary. */
 export async function discoverClaim(client: KubeClient, namespace: string, name: string): Promise<DiscoveredClaim> {
   const pods = listPodsMeanwhile(client, namespace);
-  const claim = await client.call({ verb: 'get', resource: 'persistentvolumeclaims', namespace, name }, () =>
-    client.core.readNamespacedPersistentVolumeClaim({ namespace, name }),
-  );
+  const claim = (await client.getJson({ verb: 'get', resource: 'persistentvolumeclaims', namespace, name }, corePath('persistentvolumeclaims', namespace, name))) as V1PersistentVolumeClaim;
   return claimsWithPods([claim], (await pods).items)[0]!;
 }
 
@@ -123,10 +127,8 @@ export async function discoverClaim(client: KubeClient, namespace: string, name:
  * The pods, asked for while the claims are (one round trip, not two: on a distant API server that
  * is most of discover's time). Awaited after the claims, so a failure to read those is the one told.
  */
-function listPodsMeanwhile(client: KubeClient, namespace: string | undefined) {
-  const pods = client.call({ verb: 'list', resource: 'pods', namespace }, () =>
-    namespace ? client.core.listNamespacedPod({ namespace }) : client.core.listPodForAllNamespaces(),
-  );
+function listPodsMeanwhile(client: KubeClient, namespace: string | undefined): Promise<V1PodList> {
+  const pods = client.getJson({ verb: 'list', resource: 'pods', namespace }, corePath('pods', namespace)) as Promise<V1PodList>;
   pods.catch(() => {}); // not unhandled while the claims' request fails first
   return pods;
 }

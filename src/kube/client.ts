@@ -16,6 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import { resolveCredentials, type CredentialRequest, type ResolvedCredentials } from './config.ts';
 import { callApi, type ApiOperation } from './errors.ts';
+import { getJson } from './json-get.ts';
 
 export interface ConnectOptions extends CredentialRequest {
   requestTimeoutMs: number;
@@ -23,13 +24,17 @@ export interface ConnectOptions extends CredentialRequest {
 
 export class KubeClient {
   readonly credentials: ResolvedCredentials;
-  readonly core: CoreV1Api;
   private readonly requestTimeoutMs: number;
+  private coreApi: CoreV1Api | undefined;
 
   constructor(credentials: ResolvedCredentials, requestTimeoutMs: number) {
     this.credentials = credentials;
     this.requestTimeoutMs = requestTimeoutMs;
-    this.core = credentials.kubeConfig.makeApiClient(CoreV1Api);
+  }
+
+  /** Made on first use: a command that only lists (getJson) never loads the generated API. */
+  get core(): CoreV1Api {
+    return (this.coreApi ??= this.credentials.kubeConfig.makeApiClient(CoreV1Api));
   }
 
   get namespace(): string {
@@ -51,6 +56,11 @@ export class KubeClient {
       });
       return Promise.race([request(), timeout]).finally(() => clearTimeout(timer));
     });
+  }
+
+  /** A GET of `path` (/api/... or /apis/...) as parsed JSON, through the same typed-error boundary (json-get.ts says why apart). */
+  getJson(operation: Omit<ApiOperation, 'server'>, path: string, query?: Record<string, string | undefined>): Promise<unknown> {
+    return this.call(operation, () => getJson(this.credentials.kubeConfig, this.credentials.server, path, query));
   }
 
   serverVersion(): Promise<VersionInfo> {

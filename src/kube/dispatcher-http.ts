@@ -42,14 +42,18 @@ async function send(request: RequestContext): Promise<ResponseContext> {
   });
 }
 
-export const dispatcherHttpLibrary = wrapHttpLibrary({ send });
+let library: ReturnType<typeof wrapHttpLibrary> | undefined;
+/** Made on first use: reading a name of the client's bundle loads it, and a KubeConfig alone needs less (sea-assets.ts). */
+export function dispatcherHttpLibrary(): ReturnType<typeof wrapHttpLibrary> {
+  return (library ??= wrapHttpLibrary({ send }));
+}
 
 /** A KubeConfig whose API clients (KubernetesObjectApi's too, which it makes) send through dispatcherHttpLibrary. */
 export class DispatcherKubeConfig extends KubeConfig {
   override makeApiClient<T extends ApiType>(apiClientType: ApiConstructor<T>): T {
     // client-node builds the configuration (server, auth, User-Agent); only the HTTP library changes.
     const withDispatcherHttp = function (config: Configuration): T {
-      return new apiClientType({ ...config, httpApi: dispatcherHttpLibrary });
+      return new apiClientType({ ...config, httpApi: dispatcherHttpLibrary() });
     } as unknown as ApiConstructor<T>;
     return super.makeApiClient(withDispatcherHttp);
   }

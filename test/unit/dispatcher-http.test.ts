@@ -8,6 +8,9 @@ import type net from 'node:net';
 import { ApiException, CoreV1Api, HttpMethod, KubernetesObjectApi, RequestContext } from '@kubernetes/client-node';
 import { dispatcherHttpLibrary } from '../../src/kube/dispatcher-http.ts';
 import { resolveCredentials } from '../../src/kube/config.ts';
+import { callApi } from '../../src/kube/errors.ts';
+import { getJson } from '../../src/kube/json-get.ts';
+import { KubernetesDiscoveryError } from '../../src/errors.ts';
 
 interface Seen {
   method: string;
@@ -97,14 +100,35 @@ test('the request signal aborts the call, and the answer body reads as a stream 
   const abort = new AbortController();
   const slow = new RequestContext(`${url}/slow`, HttpMethod.GET);
   slow.setSignal(abort.signal);
-  const pending = dispatcherHttpLibrary.send(slow).toPromise();
+  const pending = dispatcherHttpLibrary().send(slow).toPromise();
   setTimeout(() => abort.abort(new Error('stopped')), 50);
   await t.throwsAsync(pending, { message: 'stopped' });
 
-  const streamed = await dispatcherHttpLibrary.send(new RequestContext(`${url}/a`, HttpMethod.GET)).toPromise();
+  const streamed = await dispatcherHttpLibrary().send(new RequestContext(`${url}/a`, HttpMethod.GET)).toPromise();
   const chunks: Uint8Array[] = [];
   for await (const chunk of streamed.body.stream()!) chunks.push(chunk);
   t.is(Buffer.concat(chunks).toString(), 'hello');
-  const binary = await dispatcherHttpLibrary.send(new RequestContext(`${url}/b`, HttpMethod.GET)).toPromise();
+  const binary = await dispatcherHttpLibrary().send(new RequestContext(`${url}/b`, HttpMethod.GET)).toPromise();
   t.deepEqual(await binary.body.binary(), Buffer.from('hello'));
+});
+
+test('getJson (discover\'s lists) reaches a server on a bad port with the credentials and impersonation, keeps the server\'s path and the query, and a refusal is typed as any API call\'s', async (t) => {
+  const { seen, url } = await badPortServer(t, (request, res) => {
+    if (request.url.includes('/pods')) {
+      res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 403, message: 'pods is forbidden: User "bob" cannot list resource "pods"' }));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'PersistentVolumeClaimList', items: [{ metadata: { name: 'data' } }] }));
+  });
+  const kubeConfig = credentials(url);
+  const list = await getJson(kubeConfig, `${url}/k8s/clusters/c-1/`, '/api/v1/namespaces/shop/persistentvolumeclaims', { labelSelector: 'app=db,tier!=cache', limit: undefined });
+  t.deepEqual(list, { kind: 'PersistentVolumeClaimList', items: [{ metadata: { name: 'data' } }] });
+  t.like(seen[0], { method: 'GET', url: '/k8s/clusters/c-1/api/v1/namespaces/shop/persistentvolumeclaims?labelSelector=app%3Ddb%2Ctier%21%3Dcache' });
+  t.deepEqual(headerLines(seen[0]!.rawHeaders, 'authorization'), ['Bearer secret']);
+  t.deepEqual(headerLines(seen[0]!.rawHeaders, 'impersonate-user'), ['bob']);
+  t.deepEqual(headerLines(seen[0]!.rawHeaders, 'impersonate-group'), ['g1', 'g, 2'], 'one line per group');
+
+  const refused = await t.throwsAsync(callApi({ verb: 'list', resource: 'pods', namespace: 'shop', server: url }, () => getJson(kubeConfig, url, '/api/v1/namespaces/shop/pods')));
+  t.true(refused instanceof KubernetesDiscoveryError);
+  t.regex(refused!.message, /list pods in namespace "shop" failed: API status 403 \(Forbidden\): pods is forbidden/);
 });

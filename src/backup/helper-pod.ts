@@ -10,6 +10,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CoreV1Event, V1Pod, V1PodSecurityContext, V1Toleration } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
+import { execStream } from '../kube/exec.ts';
 import { KubernetesAdmissionError } from '../errors.ts';
 import type { DiscoveredClaim } from './discovery.ts';
 import { initialIdentity, isRoot, ROOT_IDENTITY, workloadIdentity, type HelperIdentity, type RunAsFlags } from './helper-identity.ts';
@@ -262,28 +263,59 @@ export async function startHelperPod(
   }
 }
 
-/** Polls until the helper runs; throws with the reason as soon as it cannot, or at the timeout. */
+/**
+ * Whether the helper's container answers an exec yet, asked every PROBE_INTERVAL_MS until stopped.
+ * The kubelet reports a started container at its next status update, a few hundred milliseconds
+ * after an exec into it already works (on the local cluster: exec from 540-610 ms after the pod's
+ * creation, Ready read at ~950 ms), and every copy waits for it. An exit code means the container
+ * runs, whatever it is; a refused upgrade ("container not found", "does not have a host assigned",
+ * which also come as a status) means not yet.
+ */
+const PROBE_INTERVAL_MS = 100;
+async function execProbe(client: KubeClient, namespace: string, pod: string, command: string[], stop: AbortSignal): Promise<boolean> {
+  while (!stop.aborted) {
+    const outcome = await execStream(client.credentials.kubeConfig, { namespace, pod, container: HELPER_CONTAINER, command, signal: stop }).catch(() => undefined);
+    if (outcome?.exitCode !== undefined) return true;
+    await sleep(PROBE_INTERVAL_MS, undefined, { signal: stop }).catch(() => {});
+  }
+  return false;
+}
+
+/**
+ * Polls until the helper runs; throws with the reason as soon as it cannot, or at the timeout. A
+ * helper that sleeps (an exec helper; a mover runs a command of its own, in an image with no shell)
+ * is also taken as running once an exec of `true` into it answers, before its status says so.
+ */
 export async function waitForHelperPod(client: KubeClient, namespace: string, name: string, timeoutMs: number, signal?: AbortSignal): Promise<V1Pod> {
   const deadline = Date.now() + timeoutMs;
-  // A helper usually runs within a second or two, and every moment counts for a small claim: look
-  // often for the first seconds, then back off (an image pull can take minutes).
-  for (const started = Date.now(); ; ) {
-    const interval = Date.now() - started < 10_000 ? 150 : 1000;
-    if (signal?.aborted) throw new Error('interrupted');
-    const pod = await client.call({ verb: 'get', resource: 'pods', namespace, name }, () => client.core.readNamespacedPod({ namespace, name }));
-    if (isHelperPodReady(pod)) return pod;
-    const failure = helperPodFailure(pod);
-    if (failure) throw new Error(failure);
-    if (Date.now() >= deadline) {
-      const events = await client
-        .call({ verb: 'list', resource: 'events', namespace }, () =>
-          client.core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` }),
-        )
-        .then((list) => list.items)
-        .catch(() => []);
-      throw new Error(`helper pod ${name} not running after ${Math.round(timeoutMs / 1000)}s (--pod-ready-timeout): ${describePending(pod, events)}`);
+  const stopProbe = new AbortController();
+  let answered: Promise<boolean> | undefined;
+  const read = () => client.call({ verb: 'get', resource: 'pods', namespace, name }, () => client.core.readNamespacedPod({ namespace, name }));
+  try {
+    // A helper usually runs within a second or two, and every moment counts for a small claim: look
+    // often for the first seconds, then back off (an image pull can take minutes).
+    for (const started = Date.now(); ; ) {
+      const interval = Date.now() - started < 10_000 ? 150 : 1000;
+      if (signal?.aborted) throw new Error('interrupted');
+      const pod = await read();
+      if (isHelperPodReady(pod)) return pod;
+      if (!answered && pod.spec?.containers?.[0]?.command?.[0] === 'sleep') answered = execProbe(client, namespace, name, ['true'], stopProbe.signal);
+      const failure = helperPodFailure(pod);
+      if (failure) throw new Error(failure);
+      if (Date.now() >= deadline) {
+        const events = await client
+          .call({ verb: 'list', resource: 'events', namespace }, () =>
+            client.core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` }),
+          )
+          .then((list) => list.items)
+          .catch(() => []);
+        throw new Error(`helper pod ${name} not running after ${Math.round(timeoutMs / 1000)}s (--pod-ready-timeout): ${describePending(pod, events)}`);
+      }
+      const pause = sleep(interval, false, { signal }).catch(() => false); // Ctrl-C: the next turn says so
+      if (await (answered ? Promise.race([pause, answered]) : pause)) return pod.spec?.nodeName ? pod : await read(); // its node, for the record
     }
-    await sleep(interval, undefined, { signal }).catch(() => {}); // Ctrl-C: the next turn says so
+  } finally {
+    stopProbe.abort();
   }
 }
 

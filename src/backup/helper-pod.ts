@@ -282,9 +282,20 @@ async function execProbe(client: KubeClient, namespace: string, pod: string, com
 }
 
 /**
- * Polls until the helper runs; throws with the reason as soon as it cannot, or at the timeout. A
- * helper that sleeps (an exec helper; a mover runs a command of its own, in an image with no shell)
- * is also taken as running once an exec of `true` into it answers, before its status says so.
+ * A command that answers at once in the helper's container: `true` beside an exec helper's sleep,
+ * and a data mover's own executable (moverWaitCommand: EXECUTABLE mover wait ...; its image has no
+ * shell) for its client version.
+ */
+function probeCommand(pod: V1Pod): string[] | undefined {
+  const command = pod.spec?.containers?.[0]?.command ?? [];
+  if (command[0] === 'sleep') return ['true'];
+  if (command[1] === 'mover' && command[2] === 'wait') return [command[0]!, 'version', '--client'];
+  return undefined;
+}
+
+/**
+ * Polls until the helper runs; throws with the reason as soon as it cannot, or at the timeout. It is
+ * also taken as running once an exec of its probeCommand answers, before its status says so.
  */
 export async function waitForHelperPod(client: KubeClient, namespace: string, name: string, timeoutMs: number, signal?: AbortSignal): Promise<V1Pod> {
   const deadline = Date.now() + timeoutMs;
@@ -299,7 +310,8 @@ export async function waitForHelperPod(client: KubeClient, namespace: string, na
       if (signal?.aborted) throw new Error('interrupted');
       const pod = await read();
       if (isHelperPodReady(pod)) return pod;
-      if (!answered && pod.spec?.containers?.[0]?.command?.[0] === 'sleep') answered = execProbe(client, namespace, name, ['true'], stopProbe.signal);
+      const probe = answered ? undefined : probeCommand(pod);
+      if (probe) answered = execProbe(client, namespace, name, probe, stopProbe.signal);
       const failure = helperPodFailure(pod);
       if (failure) throw new Error(failure);
       if (Date.now() >= deadline) {

@@ -57,6 +57,10 @@ export interface S3Server {
   stop(): Promise<void>;
   /** Starts a stopped server again on the same port and root. */
   restart(): Promise<void>;
+  /** Freezes the server (SIGSTOP): connections stay open and nothing is answered, as with a hung gateway. */
+  freeze(): void;
+  /** Lets a frozen server go on (SIGCONT). */
+  thaw(): void;
   /** Stops the server and removes every file it had. Idempotent. */
   dispose(): Promise<void>;
 }
@@ -217,6 +221,8 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
     location: (prefix?: string) => `s3:${endpoint}/${bucket}${prefix ? `/${prefix}` : ''}`,
     log: readLog,
     stop,
+    freeze: () => signalServer('SIGSTOP'),
+    thaw: () => signalServer('SIGCONT'),
     restart: async () => {
       if (disposed) throw new Error('the S3 server is disposed');
       if (!child) await start();

@@ -96,12 +96,19 @@ test('mover faults: its pod deleted mid-upload fails the backup with the cause a
 
   // The mover pod deleted while it uploads (as when its node goes away).
   const run = kubectlNkvm(t.context, ['backup', ...moverFlags], { env });
-  const movers = () => cluster.kubectl(['get', 'pods', '-n', namespace, '-l', 'app.kubernetes.io/component=backup-helper', '-o', 'jsonpath={range .items[?(@.status.phase=="Running")]}{.metadata.name}{"\\n"}{end}']).then((out) => out.trim());
+  // Once its first pack is in the bucket the S3 server freezes, so the mover is deleted mid-upload
+  // however fast it goes (it uploads the 192 MiB in under 2 s here); the server goes on afterwards.
+  const packs = path.join(server.root, server.bucket, 'mover-faults', 'data');
+  const packUploaded = () => fs.existsSync(packs) && fs.readdirSync(packs).some((dir) => fs.readdirSync(path.join(packs, dir)).some((name) => /^[0-9a-f]{64}$/.test(name)));
   const deadline = Date.now() + 60_000;
-  let mover = '';
-  while (!(mover = await movers()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
-  await new Promise((resolve) => setTimeout(resolve, 1500));
-  await cluster.kubectl(['delete', 'pod', mover, '-n', namespace, '--grace-period=0', '--force', '--wait=false']);
+  while (!packUploaded() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  server.freeze();
+  try {
+    const mover = (await cluster.kubectl(['get', 'pods', '-n', namespace, '-l', 'app.kubernetes.io/component=backup-helper', '-o', 'jsonpath={.items[0].metadata.name}'])).trim();
+    await cluster.kubectl(['delete', 'pod', mover, '-n', namespace, '--grace-period=0', '--force', '--wait=false']);
+  } finally {
+    server.thaw();
+  }
   const cut = await run;
   t.is(cut.exitCode, 1, String(cut.stderr) + String(cut.stdout));
   const [failed] = JSON.parse(String(cut.stdout)).items;

@@ -5,7 +5,7 @@ import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { PRERENDERED_HELP_WIDTHS } from './src/cli/fast-paths.ts';
-import { cliBundleOptions, libraryBundleOptions, namesUsedFromLibraries, NODE_BUNDLE } from './scripts/cli-bundle.ts';
+import { cliBundleOptions, kubeconfigBundleOptions, kubeconfigModules, libraryBundleOptions, namesUsedFromLibraries, NODE_BUNDLE } from './scripts/cli-bundle.ts';
 import { CLI_ASSET, LIBRARIES } from './src/sea-assets.ts';
 
 /**
@@ -31,7 +31,8 @@ const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum
 console.error(`built ${outfile} (${(bytes / 1024 / 1024).toFixed(1)} MiB)`);
 
 // The single executable's bundles, from the same sources (src/sea-assets.ts says why apart): the CLI,
-// the Kubernetes client (which takes undici from undici's bundle), and undici with what both use of
+// the Kubernetes client's kubeconfig, its generated API (which takes the client's modules the
+// kubeconfig has from that bundle; both take undici from undici's), and undici with what all use of
 // it; and its main script (src/sea-front.ts) with the bundle's own --help output at each width it
 // answers for.
 const seaBundle = async (options, file) => {
@@ -42,10 +43,12 @@ const seaBundle = async (options, file) => {
 const seaAsset = (asset) => `dist/sea/${asset}`;
 const usedByCli = await seaBundle(cliBundleOptions(seaAsset(CLI_ASSET), { libraries: 'outside' }), seaAsset(CLI_ASSET));
 const [undici, kubernetes] = LIBRARIES;
-const kubernetesFile = seaAsset(kubernetes.asset);
-const usedByKubernetes = await seaBundle(libraryBundleOptions(kubernetes.name, usedByCli.get(kubernetes.name), kubernetesFile, [undici.name]), kubernetesFile);
-const undiciNames = [...new Set([...usedByCli.get(undici.name), ...usedByKubernetes.get(undici.name)])].sort();
-await seaBundle(libraryBundleOptions(undici.name, undiciNames, seaAsset(undici.asset)), seaAsset(undici.asset));
+const [kubeconfigAsset, kubernetesAsset] = kubernetes.assets;
+const kubeconfigShared = { asset: kubeconfigAsset, modules: await kubeconfigModules([undici.name]) };
+const usedByKubeconfig = await seaBundle(kubeconfigBundleOptions(kubeconfigShared.modules, seaAsset(kubeconfigAsset), [undici.name]), seaAsset(kubeconfigAsset));
+const usedByKubernetes = await seaBundle(libraryBundleOptions(kubernetes.name, usedByCli.get(kubernetes.name), seaAsset(kubernetesAsset), [undici.name], kubeconfigShared), seaAsset(kubernetesAsset));
+const undiciNames = [...new Set([usedByCli, usedByKubeconfig, usedByKubernetes].flatMap((used) => used.get(undici.name)))].sort();
+await seaBundle(libraryBundleOptions(undici.name, undiciNames, seaAsset(undici.assets[0])), seaAsset(undici.assets[0]));
 const helpByWidth = Object.fromEntries(PRERENDERED_HELP_WIDTHS.map((width) => [width, execFileSync(process.execPath, [
   '--import', `data:text/javascript,Object.defineProperty(process.stdout, "columns", { value: ${width} })`, outfile, '--help',
 ], { encoding: 'utf8' })]));

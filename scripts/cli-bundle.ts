@@ -4,8 +4,8 @@ import { build, type BuildOptions, type Plugin } from 'esbuild';
 import { readFile } from 'node:fs/promises';
 import http2 from 'node:http2';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { FRONT_MODULE, LIBRARY_PACKAGES } from '../src/sea-assets.ts';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { FRONT_MODULE, LIBRARY_PACKAGES, SHARED_MODULE, SHARED_MODULES_EXPORT } from '../src/sea-assets.ts';
 
 const REPO_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
@@ -205,12 +205,107 @@ export function namesUsedFromLibraries(bundle: string): Map<string, string[]> {
   return new Map([...used].map(([library, names]) => [library, [...names].sort()]));
 }
 
+// The Kubernetes client's kubeconfig (KubeConfig and its authenticators: config.js and what it
+// imports), which discover needs alone, in a bundle of its own: a twelfth of the client. config.js
+// takes two names from the generated code's index, which imports every API and model; this plugin
+// takes them from their own modules. The build fails if config.js no longer imports them so.
+const KUBECONFIG_MODULE = '@kubernetes/client-node/dist/config.js';
+const CONFIG_FROM_GENERATED_INDEX = "import { createConfiguration, ServerConfiguration, } from './gen/index.js';";
+const configWithoutGeneratedApi: Plugin = {
+  name: 'config-without-generated-api',
+  setup(pluginBuild) {
+    pluginBuild.onLoad({ filter: /[\\/]@kubernetes[\\/]client-node[\\/]dist[\\/]config\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      if (!source.includes(CONFIG_FROM_GENERATED_INDEX)) throw new Error(`${args.path} no longer imports from the generated index as config-without-generated-api expects: check the plugin against this client`);
+      const own = "import { createConfiguration } from './gen/configuration.js';\nimport { ServerConfiguration } from './gen/servers.js';";
+      return { contents: source.replace(CONFIG_FROM_GENERATED_INDEX, own), loader: 'js', resolveDir: path.dirname(args.path) };
+    });
+  },
+};
+
+/**
+ * The client's own modules (ESM) in the kubeconfig's bundle, as paths from the repository: the
+ * Kubernetes client's bundle takes these from it rather than holding a second copy (sharedModules).
+ */
+export async function kubeconfigModules(external: readonly string[]): Promise<string[]> {
+  const result = await build({ absWorkingDir: REPO_ROOT, ...NODE_BUNDLE, entryPoints: [KUBECONFIG_MODULE], write: false, metafile: true, logLevel: 'silent', plugins: [configWithoutGeneratedApi, outside(external)] });
+  return Object.entries(result.metafile.inputs)
+    .filter(([file, input]) => file.startsWith('node_modules/@kubernetes/client-node/') && input.format === 'esm')
+    .map(([file]) => file)
+    .sort();
+}
+
+/**
+ * The kubeconfig's bundle: config.js's exports, and under SHARED_MODULES_EXPORT the namespace of each
+ * of `modules`, by path, for the Kubernetes client's bundle.
+ */
+export function kubeconfigBundleOptions(modules: readonly string[], outfile: string, external: readonly string[]): BuildOptions & { metafile: true } {
+  const config = `node_modules/${KUBECONFIG_MODULE}`;
+  if (!modules.includes(config)) throw new Error(`${config} is not among the kubeconfig's modules`);
+  const imports = modules.map((file, index) => `import * as m${index} from ${JSON.stringify(`./${file}`)};`);
+  const shared = modules.map((file, index) => `${JSON.stringify(file)}: m${index}`);
+  return {
+    absWorkingDir: REPO_ROOT,
+    stdin: {
+      contents: `${imports.join('\n')}\nexport default { ...m${modules.indexOf(config)}, ${JSON.stringify(SHARED_MODULES_EXPORT)}: { ${shared.join(', ')} } };\n`,
+      resolveDir: REPO_ROOT,
+      sourcefile: 'kubeconfig.js',
+    },
+    ...NODE_BUNDLE,
+    outfile,
+    define: { 'import.meta.url': '__nkvmImportMetaUrl' },
+    banner: { js: IMPORT_META_URL },
+    footer: { js: 'module.exports = module.exports.default;' },
+    metafile: true,
+    plugins: [configWithoutGeneratedApi, outside(external)],
+  };
+}
+
+/**
+ * Takes each of `shared.modules` from the bundle of `shared.asset` (src/sea-assets.ts answers
+ * SHARED_MODULE): in its place goes a module that requires it from there and exports its names,
+ * read here by importing it. Named exports, not `export *` of an external module: that would keep
+ * every module an index re-exports, the whole client (16 MiB) rather than what is used of it.
+ * Snapshots of the values, which is right for modules whose exports are never reassigned (no
+ * `export let` or `export var` in the client), and the bundle checks that.
+ */
+function sharedModules(shared: { asset: string; modules: readonly string[] }): Plugin {
+  const modules = new Set(shared.modules);
+  return {
+    name: 'shared-modules',
+    setup(pluginBuild) {
+      pluginBuild.onResolve({ filter: new RegExp(`^${SHARED_MODULE}`) }, (args) => ({ path: args.path, external: true }));
+      pluginBuild.onResolve({ filter: /.*/ }, async (args) => {
+        if (args.pluginData === 'shared-modules' || args.kind === 'entry-point') return undefined;
+        const resolved = await pluginBuild.resolve(args.path, { resolveDir: args.resolveDir, kind: args.kind, importer: args.importer, pluginData: 'shared-modules' });
+        if (resolved.errors.length > 0 || resolved.external) return undefined;
+        const file = path.relative(REPO_ROOT, resolved.path).split(path.sep).join('/');
+        return modules.has(file) ? { path: resolved.path, namespace: 'shared-module', pluginData: file } : undefined;
+      });
+      pluginBuild.onLoad({ filter: /.*/, namespace: 'shared-module' }, async (args) => {
+        const source = await readFile(args.path, 'utf8');
+        if (/^export (let|var) /m.test(source)) throw new Error(`${args.path} exports a variable that may be reassigned: shared-modules would hand out a stale copy`);
+        const names = Object.keys(await import(pathToFileURL(args.path).href));
+        const named = names.filter((name) => name !== 'default');
+        return {
+          contents: [
+            `const shared = require(${JSON.stringify(`${SHARED_MODULE}${shared.asset}/${args.pluginData as string}`)});`,
+            ...(named.length > 0 ? [`export const { ${named.join(', ')} } = shared;`] : []),
+            ...(names.includes('default') ? ['export default shared.default;'] : []),
+          ].join('\n'),
+          loader: 'js',
+        };
+      });
+    },
+  };
+}
+
 /**
  * One library's bundle for the single executable: its exports are the names given (what the CLI
  * bundle and the other libraries use of it); the packages in `external` are required from their
- * own bundles.
+ * own bundles, and the modules in `shared` from the bundle that holds them.
  */
-export function libraryBundleOptions(name: string, names: readonly string[], outfile: string, external: readonly string[] = []): BuildOptions & { metafile: true } {
+export function libraryBundleOptions(name: string, names: readonly string[], outfile: string, external: readonly string[] = [], shared?: { asset: string; modules: readonly string[] }): BuildOptions & { metafile: true } {
   return {
     absWorkingDir: REPO_ROOT,
     stdin: {
@@ -225,6 +320,6 @@ export function libraryBundleOptions(name: string, names: readonly string[], out
     // The default export is the library's object itself.
     footer: { js: 'module.exports = module.exports.default;' },
     metafile: true,
-    plugins: [undiciHttp2, ...(name === 'undici' ? [undiciUsed] : []), ...(external.length > 0 ? [outside(external)] : [])],
+    plugins: [undiciHttp2, ...(name === 'undici' ? [undiciUsed] : []), ...(external.length > 0 ? [outside(external)] : []), ...(shared ? [sharedModules(shared)] : [])],
   };
 }

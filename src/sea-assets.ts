@@ -5,10 +5,11 @@
  *
  * The executable holds the CLI bundle and, apart, each library only some commands use (build.mjs
  * makes them from the same sources as dist/kubectl-nkvm): undici (the S3 client's HTTP, and the
- * Kubernetes client's), and the Kubernetes client, which requires undici from its own bundle. Each
- * is compiled, from its own code cache, only when needed: V8 deserializes a whole cache at once, so
- * one cache for all would cost `artifacts list` the Kubernetes client's, and a data mover writing
- * to S3 the Kubernetes client it never calls.
+ * Kubernetes client's), and the Kubernetes client in two, its kubeconfig and its generated API, which
+ * require undici from its own bundle. Each is compiled, from its own code cache, only when needed:
+ * V8 deserializes a whole cache at once, so one cache for all would cost `artifacts list` the
+ * Kubernetes client's, discover the generated API it never calls, and a data mover writing to S3
+ * the Kubernetes client.
  */
 import path from 'node:path';
 import vm from 'node:vm';
@@ -28,13 +29,24 @@ export interface FrontModule {
   compileSqlWasm(): Promise<WebAssembly.Module>;
 }
 
-/** The libraries the executable's CLI bundle leaves out, each with the asset that holds its bundle. */
+/**
+ * The libraries the executable's CLI bundle leaves out, each with the assets of the bundles that hold
+ * it, read in turn for a name: the Kubernetes client's kubeconfig (KubeConfig and its authenticators,
+ * a twelfth of the client: what discover needs) apart from its generated API, whose bundle takes the
+ * client's modules it shares with the first from there (SHARED_MODULE).
+ */
 export const LIBRARIES = [
-  { name: 'undici', asset: 'kubectl-nkvm-undici.js' },
-  { name: '@kubernetes/client-node', asset: 'kubectl-nkvm-kubernetes.js' },
+  { name: 'undici', assets: ['kubectl-nkvm-undici.js'] },
+  { name: '@kubernetes/client-node', assets: ['kubectl-nkvm-kubeconfig.js', 'kubectl-nkvm-kubernetes.js'] },
 ] as const;
 
 export const LIBRARY_PACKAGES: readonly string[] = LIBRARIES.map((library) => library.name);
+export const LIBRARY_ASSETS: readonly string[] = LIBRARIES.flatMap((library) => library.assets);
+
+/** How a bundle requires a module another bundle holds: this, that bundle's asset, a slash, the module's path from the repository. */
+export const SHARED_MODULE = 'kubectl-nkvm:shared:';
+/** The export of a bundle that holds shared modules: their namespaces by path. */
+export const SHARED_MODULES_EXPORT = 'kubectl-nkvm:modules';
 
 /** The asset of V8's code cache of a bundle's asset. */
 export function codeCacheAsset(asset: string): string {
@@ -73,17 +85,23 @@ export interface RunningCli {
 }
 
 /**
- * A library's exports, run when a name is first read from them, not when the library is required:
- * the Kubernetes client requires undici as it loads, and only its API calls use it; discover reads
- * the kubeconfig and lists over node:https (src/kube/json-get.ts) and never does.
+ * A library's exports, from the first of its bundles that has the name, each bundle run when a name
+ * is first looked for in it, not when the library is required: the Kubernetes client requires undici
+ * as it loads, and only its API calls use it; discover reads the kubeconfig and lists over node:https
+ * (src/kube/json-get.ts), so it runs neither undici nor the generated API.
  */
-function loadedOnFirstUse(load: () => Record<string, unknown>): Record<string, unknown> {
+function loadedOnFirstUse(bundles: readonly (() => Record<string, unknown>)[]): Record<string, unknown> {
+  const holder = (name: string | symbol): Record<string, unknown> | undefined => {
+    for (const exports of bundles) if (Reflect.has(exports(), name)) return exports();
+    return undefined;
+  };
   return new Proxy({}, {
-    get: (_, name) => Reflect.get(load(), name),
-    has: (_, name) => Reflect.has(load(), name),
-    ownKeys: () => Reflect.ownKeys(load()),
+    get: (_, name) => holder(name)?.[name as string],
+    has: (_, name) => holder(name) !== undefined,
+    ownKeys: () => [...new Set(bundles.flatMap((exports) => Reflect.ownKeys(exports())))],
     getOwnPropertyDescriptor: (_, name) => {
-      const descriptor = Reflect.getOwnPropertyDescriptor(load(), name);
+      const exports = holder(name);
+      const descriptor = exports && Reflect.getOwnPropertyDescriptor(exports, name);
       return descriptor && { ...descriptor, configurable: true }; // a proxy may not call its target's own properties fixed
     },
   });
@@ -91,30 +109,37 @@ function loadedOnFirstUse(load: () => Record<string, unknown>): Record<string, u
 
 /**
  * Runs the CLI bundle; a require() of a LIBRARIES name (from the CLI or from another library)
- * answers that library's exports, whose bundle is compiled (once) when a name is first read from
- * them; of FRONT_MODULE answers `front`; anything else goes to `require` (Node's built-in modules).
- * `filename` is the executable's path, the CLI's __filename.
+ * answers that library's exports (loadedOnFirstUse), of a SHARED_MODULE the module from the bundle
+ * that holds it, of FRONT_MODULE `front`; anything else goes to `require` (Node's built-in modules).
+ * Each bundle runs once. `filename` is the executable's path, the CLI's __filename.
  */
 export function runCli(cli: CompiledSource, library: (asset: string) => CompiledSource, require: NodeJS.Require, filename: string, front: FrontModule): RunningCli {
   const libraries = new Map<string, vm.Script>();
+  const ran = new Map<string, Record<string, unknown>>();
   const required = new Map<string, Record<string, unknown>>();
+  const bundleExports = (asset: string): Record<string, unknown> => {
+    let exports = ran.get(asset);
+    if (!exports) {
+      const run = runCommonJs(library(asset), asset, filename, requireWithLibraries);
+      libraries.set(asset, run.script);
+      ran.set(asset, (exports = run.exports));
+    }
+    return exports;
+  };
   const requireWithLibraries = ((id: string) => {
     if (id === FRONT_MODULE) return front;
+    if (id.startsWith(SHARED_MODULE)) {
+      const where = id.slice(SHARED_MODULE.length);
+      const slash = where.indexOf('/');
+      const modules = bundleExports(where.slice(0, slash))[SHARED_MODULES_EXPORT] as Record<string, unknown> | undefined;
+      const module = modules?.[where.slice(slash + 1)];
+      if (!module) throw new Error(`${id}: no such shared module (the executable's bundles do not match)`);
+      return module;
+    }
     const wanted = LIBRARIES.find((candidate) => candidate.name === id);
     if (!wanted) return require(id);
     let exports = required.get(id);
-    if (!exports) {
-      let loaded: Record<string, unknown> | undefined;
-      exports = loadedOnFirstUse(() => {
-        if (!loaded) {
-          const ran = runCommonJs(library(wanted.asset), wanted.asset, filename, requireWithLibraries);
-          libraries.set(wanted.asset, ran.script);
-          loaded = ran.exports;
-        }
-        return loaded;
-      });
-      required.set(id, exports);
-    }
+    if (!exports) required.set(id, (exports = loadedOnFirstUse(wanted.assets.map((asset) => () => bundleExports(asset)))));
     return exports;
   }) as NodeJS.Require;
   const { script, exports } = runCommonJs(cli, CLI_ASSET, filename, requireWithLibraries);

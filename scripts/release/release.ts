@@ -29,7 +29,7 @@ import { nodeBinaryFor, postjectModule } from './fetch.ts';
 import { checkFormat } from './format.ts';
 import { renderManifest } from './manifest.ts';
 import { injectBlob, makeBlob } from './sea.ts';
-import { CLI_ASSET, LIBRARIES } from '../../src/sea-assets.ts';
+import { CLI_ASSET, LIBRARY_ASSETS } from '../../src/sea-assets.ts';
 
 const { values: args } = parseArgs({
   options: { platforms: { type: 'string' }, 'skip-krew-validation': { type: 'boolean', default: false } },
@@ -59,7 +59,7 @@ const mtime = Number(process.env.SOURCE_DATE_EPOCH ??
  * the same tree (CI after a developer's run) copies it instead of spending minutes rebuilding it.
  */
 const key = createHash('sha256');
-const seaBundles = [CLI_ASSET, ...LIBRARIES.map((library) => library.asset)].map((asset) => path.join(SEA_BUNDLES, asset));
+const seaBundles = [CLI_ASSET, ...LIBRARY_ASSETS].map((asset) => path.join(SEA_BUNDLES, asset));
 for (const file of [BUNDLE, SEA_FRONT, ...seaBundles, TEMPLATE, LICENSE, ...fs.readdirSync(import.meta.dirname).sort().map((name) => path.join(import.meta.dirname, name))]) {
   key.update(`${path.basename(file)}\0`).update(fs.readFileSync(file));
 }

@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { NODE_VERSION, REPO_ROOT, SEA_BUNDLES, SEA_FRONT, SEA_FUSE, SEA_MACHO_SEGMENT, SEA_RESOURCE, type Platform } from './config.ts';
-import { CLI_ASSET, codeCacheAsset, LIBRARIES, SQL_WASM_ASSET } from '../../src/sea-assets.ts';
+import { CLI_ASSET, codeCacheAsset, LIBRARY_ASSETS, SQL_WASM_ASSET } from '../../src/sea-assets.ts';
 
 /**
  * The executable's Node.js options. A backup of many small files allocates fast, and V8 grows the
@@ -35,7 +35,7 @@ import { CLI_ASSET, codeCacheAsset, LIBRARIES, SQL_WASM_ASSET } from '../../src/
 const EXEC_ARGV = ['--max-semi-space-size=8'];
 
 /** Every bundle asset of the executable: the CLI's and each library's. */
-const BUNDLE_ASSETS = [CLI_ASSET, ...LIBRARIES.map((library) => library.asset)];
+const BUNDLE_ASSETS = [CLI_ASSET, ...LIBRARY_ASSETS];
 
 interface PostjectApi {
   inject(filename: string, resourceName: string, resourceData: Buffer,

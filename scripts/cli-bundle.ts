@@ -244,20 +244,22 @@ export function kubeconfigBundleOptions(modules: readonly string[], outfile: str
   if (!modules.includes(config)) throw new Error(`${config} is not among the kubeconfig's modules`);
   const imports = modules.map((file, index) => `import * as m${index} from ${JSON.stringify(`./${file}`)};`);
   const shared = modules.map((file, index) => `${JSON.stringify(file)}: m${index}`);
+  const contents = `${imports.join('\n')}\nexport default { ...m${modules.indexOf(config)}, ${JSON.stringify(SHARED_MODULES_EXPORT)}: { ${shared.join(', ')} } };\n`;
+  return exportingBundle(contents, 'kubeconfig.js', outfile, [configWithoutGeneratedApi, outside(external)]);
+}
+
+/** A bundle of the single executable whose module.exports is the default export of `contents`, an entry module. */
+function exportingBundle(contents: string, sourcefile: string, outfile: string, plugins: Plugin[]): BuildOptions & { metafile: true } {
   return {
     absWorkingDir: REPO_ROOT,
-    stdin: {
-      contents: `${imports.join('\n')}\nexport default { ...m${modules.indexOf(config)}, ${JSON.stringify(SHARED_MODULES_EXPORT)}: { ${shared.join(', ')} } };\n`,
-      resolveDir: REPO_ROOT,
-      sourcefile: 'kubeconfig.js',
-    },
+    stdin: { contents, resolveDir: REPO_ROOT, sourcefile },
     ...NODE_BUNDLE,
     outfile,
     define: { 'import.meta.url': '__nkvmImportMetaUrl' },
     banner: { js: IMPORT_META_URL },
     footer: { js: 'module.exports = module.exports.default;' },
     metafile: true,
-    plugins: [configWithoutGeneratedApi, outside(external)],
+    plugins,
   };
 }
 
@@ -306,20 +308,10 @@ function sharedModules(shared: { asset: string; modules: readonly string[] }): P
  * own bundles, and the modules in `shared` from the bundle that holds them.
  */
 export function libraryBundleOptions(name: string, names: readonly string[], outfile: string, external: readonly string[] = [], shared?: { asset: string; modules: readonly string[] }): BuildOptions & { metafile: true } {
-  return {
-    absWorkingDir: REPO_ROOT,
-    stdin: {
-      contents: `import { ${names.join(', ')} } from '${name}';\nexport default { ${names.join(', ')} };\n`,
-      resolveDir: REPO_ROOT,
-      sourcefile: 'library.js',
-    },
-    ...NODE_BUNDLE,
-    outfile,
-    define: { 'import.meta.url': '__nkvmImportMetaUrl' },
-    banner: { js: IMPORT_META_URL },
-    // The default export is the library's object itself.
-    footer: { js: 'module.exports = module.exports.default;' },
-    metafile: true,
-    plugins: [undiciHttp2, ...(name === 'undici' ? [undiciUsed] : []), ...(external.length > 0 ? [outside(external)] : []), ...(shared ? [sharedModules(shared)] : [])],
-  };
+  return exportingBundle(`import { ${names.join(', ')} } from '${name}';\nexport default { ${names.join(', ')} };\n`, 'library.js', outfile, [
+    undiciHttp2,
+    ...(name === 'undici' ? [undiciUsed] : []),
+    ...(external.length > 0 ? [outside(external)] : []),
+    ...(shared ? [sharedModules(shared)] : []),
+  ]);
 }

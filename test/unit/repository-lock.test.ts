@@ -20,7 +20,7 @@ import {
   type LockInfo,
 } from '../../src/repository/lock.ts';
 import { Repository } from '../../src/repository/repository.ts';
-import { formatTime } from '../../src/repository/time.ts';
+import { formatTime, parseTime } from '../../src/repository/time.ts';
 
 const KDF = { N: 1024, r: 8, p: 1 };
 const NOW = Date.UTC(2026, 11, 6, 12, 0, 0);
@@ -124,7 +124,8 @@ test('refresh writes a new lock file with a newer time and removes the old one',
   t.is(locks.length, 1);
   t.not(locks[0]!.id, first.id);
   t.is(locks[0]!.id, held.id);
-  t.true('lock' in locks[0]! && locks[0].lock.time > first.time);
+  // As times, not text: formatTime drops a fraction's trailing zeros, so ".12Z" sorts after ".125Z".
+  t.true('lock' in locks[0]! && parseTime(locks[0].lock.time) > parseTime(first.time));
   await held.release();
   t.is((await listLocks(repo)).length, 0);
 });

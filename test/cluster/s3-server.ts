@@ -57,6 +57,8 @@ export interface S3Server {
   stop(): Promise<void>;
   /** Starts a stopped server again on the same port and root. */
   restart(): Promise<void>;
+  /** Whether a pack (data/XX/<64 hex digits>) of the repository at `prefix` is in the bucket: a backup is uploading. */
+  hasPack(prefix: string): boolean;
   /** Freezes the server (SIGSTOP): connections stay open and nothing is answered, as with a hung gateway. */
   freeze(): void;
   /** Lets a frozen server go on (SIGCONT). */
@@ -221,6 +223,10 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
     location: (prefix?: string) => `s3:${endpoint}/${bucket}${prefix ? `/${prefix}` : ''}`,
     log: readLog,
     stop,
+    hasPack: (prefix: string) => {
+      const data = path.join(root, bucket, prefix, 'data');
+      return fs.existsSync(data) && fs.readdirSync(data).some((dir) => fs.readdirSync(path.join(data, dir)).some((name) => /^[0-9a-f]{64}$/.test(name)));
+    },
     freeze: () => signalServer('SIGSTOP'),
     thaw: () => signalServer('SIGCONT'),
     restart: async () => {

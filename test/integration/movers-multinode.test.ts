@@ -248,8 +248,7 @@ test('the mover\'s node dies mid-upload (its container frozen): the backup fails
 
   const running = kubectlNkvm(t.context, backup, { env: { ...env, NKVM_MOVER_SILENCE_SECONDS: '15' } });
   // The first pack in the bucket: the mover is uploading.
-  const packs = path.join(server.root, server.bucket, 'node-dies', 'data');
-  await until('a pack uploaded by the mover', () => fs.existsSync(packs) && fs.readdirSync(packs).some((sub) => fs.readdirSync(path.join(packs, sub)).length > 0), 120_000);
+  await until('a pack uploaded by the mover', () => server.hasPack('node-dies'), 120_000);
   await execa('docker', ['pause', node]);
   const frozenAt = Date.now();
   let paused = true;

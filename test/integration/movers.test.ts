@@ -98,10 +98,8 @@ test('mover faults: its pod deleted mid-upload fails the backup with the cause a
   const run = kubectlNkvm(t.context, ['backup', ...moverFlags], { env });
   // Once its first pack is in the bucket the S3 server freezes, so the mover is deleted mid-upload
   // however fast it goes (it uploads the 192 MiB in under 2 s here); the server goes on afterwards.
-  const packs = path.join(server.root, server.bucket, 'mover-faults', 'data');
-  const packUploaded = () => fs.existsSync(packs) && fs.readdirSync(packs).some((dir) => fs.readdirSync(path.join(packs, dir)).some((name) => /^[0-9a-f]{64}$/.test(name)));
   const deadline = Date.now() + 60_000;
-  while (!packUploaded() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  while (!server.hasPack('mover-faults') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   server.freeze();
   try {
     const mover = (await cluster.kubectl(['get', 'pods', '-n', namespace, '-l', 'app.kubernetes.io/component=backup-helper', '-o', 'jsonpath={.items[0].metadata.name}'])).trim();

@@ -110,10 +110,14 @@ function corePath(resource: string, namespace: string | undefined, name?: string
 export async function discoverClaims(client: KubeClient, scope: DiscoveryScope): Promise<DiscoveredClaim[]> {
   const namespace = scope.allNamespaces ? undefined : scope.namespace;
   const pods = listPodsMeanwhile(client, namespace);
-  const claims = (await client.getJson({ verb: 'list', resource: 'persistentvolumeclaims', namespace }, corePath('persistentvolumeclaims', namespace), {
-    labelSelector: scope.labelSelector,
-  })) as V1PersistentVolumeClaimList;
-  return claimsWithPods(claims.items, (await pods).items);
+  const claims = await listClaims(client, namespace, scope.labelSelector);
+  return claimsWithPods(claims, (await pods).items);
+}
+
+/** The claims of one namespace, or (undefined) of all, without their pods. */
+export async function listClaims(client: KubeClient, namespace: string | undefined, labelSelector?: string): Promise<V1PersistentVolumeClaim[]> {
+  const list = (await client.getJson({ verb: 'list', resource: 'persistentvolumeclaims', namespace }, corePath('persistentvolumeclaims', namespace), { labelSelector })) as V1PersistentVolumeClaimList;
+  return list.items;
 }
 
 /** One named claim with its pods; a missing claim is a NotFoundError from the boundary. */

@@ -6,7 +6,7 @@
  * flag name starts as fast as the plugin can.
  */
 import fs from 'node:fs';
-import { claimsWithPods } from '../../backup/discovery.ts';
+import { claimsWithPods, listClaims } from '../../backup/discovery.ts';
 import type { KubeClient } from '../../kube/client.ts';
 import type { Catalog } from '../../store/catalog.ts';
 import { connectFromFlags } from '../context.ts';
@@ -40,12 +40,8 @@ export function clusterSources(requestTimeoutMs: number = DEFAULT_SOURCE_TIMEOUT
 
     async claims(connection) {
       const kube = await client(connection, requestTimeoutMs);
-      const namespace = kube.namespace;
-      const list = await kube.call({ verb: 'list', resource: 'persistentvolumeclaims', namespace }, () =>
-        kube.core.listNamespacedPersistentVolumeClaim({ namespace }),
-      );
       // No pods: completion wants names, fast; discovery's projection gives phase, size and class.
-      return claimsWithPods(list.items, []).map((claim) => ({
+      return claimsWithPods(await listClaims(kube, kube.namespace), []).map((claim) => ({
         value: claim.name,
         description: [claim.phase, claim.capacity, claim.storageClass, claim.volumeMode === 'Block' ? 'Block' : null].filter(Boolean).join(', '),
       }));

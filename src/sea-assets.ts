@@ -92,7 +92,10 @@ export interface RunningCli {
  */
 function loadedOnFirstUse(bundles: readonly (() => Record<string, unknown>)[]): Record<string, unknown> {
   const holder = (name: string | symbol): Record<string, unknown> | undefined => {
-    for (const exports of bundles) if (Reflect.has(exports(), name)) return exports();
+    for (const bundle of bundles) {
+      const exports = bundle();
+      if (Reflect.has(exports, name)) return exports;
+    }
     return undefined;
   };
   return new Proxy({}, {

@@ -242,3 +242,32 @@ test('gzip output is one member per block, each one complete on its own', async 
     t.true(zlib.gunzipSync(member).equals(data.subarray(i * MiB, (i + 1) * MiB)), `member ${i}`);
   });
 });
+
+test.serial('zstd output is one frame per block, each with its checksum, from streams kept for the next block and closed at the end', async (t) => {
+  const data = mixedData();
+  const blocks = Math.ceil(data.length / MiB);
+  // The streams that ended a frame: one per block in flight, not one per block.
+  const prototype = zlib.ZstdCompress.prototype as { flush: (...args: unknown[]) => void };
+  const flush = prototype.flush;
+  const streams = new Set<unknown>();
+  prototype.flush = function (this: unknown, ...args: unknown[]) {
+    streams.add(this);
+    return flush.apply(this, args);
+  };
+  let compressed: Buffer;
+  try {
+    compressed = await compress('zstd', data, { blockBytes: MiB, concurrency: 2 });
+  } finally {
+    prototype.flush = flush;
+  }
+  t.true(streams.size >= 1 && streams.size <= 2, `${streams.size} streams for ${blocks} blocks`);
+  t.true([...streams].every((stream) => (stream as zlib.ZstdCompress).destroyed), 'the streams are closed once the output ends');
+  const file = path.join(tempDir(t), 'blocks.zst');
+  fs.writeFileSync(file, compressed);
+  // The zstd CLI tells the frames apart and checks each one's checksum.
+  const listing = execFileSync('zstd', ['-lv', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  t.regex(listing, new RegExp(`# Zstandard Frames: ${blocks}\\n`));
+  t.regex(listing, /Check: XXH64/);
+  execFileSync('zstd', ['-tq', file]);
+  t.true(zlib.zstdDecompressSync(compressed).equals(data));
+});

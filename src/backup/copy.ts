@@ -15,7 +15,7 @@ import { toKubernetesError } from '../kube/errors.ts';
 import { compressor, type Compression } from './artifacts.ts';
 import { ArtifactFile } from './artifact-file.ts';
 import { Digest } from './digest.ts';
-import { beforeAckFor, consumerStallFor, type CopyFault } from './faults.ts';
+import { beforeAckFor, consumerFaultFor, type CopyFault } from './faults.ts';
 import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
 import { archiveImage, archiveTree, type ArchivedTree } from '../repository/archiver.ts';
 import { YoungGarbageBound } from '../young-garbage.ts';
@@ -160,7 +160,7 @@ async function copyStream(request: CopyRequest, incremental: IncrementalCopy | u
     checker.on('data', () => request.onBytes!(contentBytes()));
   }
   const stderr = new CopyStderr();
-  const stall = consumerStallFor(request.fault);
+  const fault = consumerFaultFor(request.fault);
   const intoRepository = request.repository;
   let storing: Promise<ArchivedTree> | undefined;
   let sink: Writable;
@@ -172,7 +172,7 @@ async function copyStream(request: CopyRequest, incremental: IncrementalCopy | u
     storing = image ? archiveImage(repository, feed, { path }) : incremental ? incremental.archive(feed) : archiveTree(repository, feed, { path });
     storing.catch((error: Error) => feed.destroy(error));
     sink = feed;
-    transforms = [...(stall ? [stall] : []), checker];
+    transforms = [...(fault ? [fault] : []), checker];
   } else {
     const compress = compressor(request.compression);
     // Each block the exec hands over is garbage once compressed and written (the repository counts its own).
@@ -180,7 +180,7 @@ async function copyStream(request: CopyRequest, incremental: IncrementalCopy | u
     checker.on('data', (chunk: Buffer) => garbage.add(chunk.length));
     // Synced before it finishes, so the rename publishes durable bytes.
     sink = new ArtifactFile(request.partialPath);
-    transforms = [...(stall ? [stall] : []), checker, ...(compress ? [compress] : []), digest];
+    transforms = [...(fault ? [fault] : []), checker, ...(compress ? [compress] : []), digest];
   }
   // The exec's output (gathered into blocks, with slack, by acked-exec's splitter) enters here.
   const intake = transforms[0]!;

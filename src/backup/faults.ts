@@ -8,6 +8,8 @@
  *   withhold-ack          the acknowledgement is never sent: the helper must give up at its deadline
  *   stall-at=<bytes>:<seconds>  the consumer stops reading for that long once that much tar arrived,
  *                         as a slow disk would: what makes a bare exec lose its tail
+ *   crash-at=<bytes>      once that much tar arrived, the consumer never calls back and throws from a
+ *                         callback, as a bug would: the helper pod must still be removed
  */
 import { Transform } from 'node:stream';
 import type { AckedExecRequest } from '../kube/acked-exec.ts';
@@ -17,7 +19,8 @@ export type CopyFault =
   | { kind: 'cut-before-ack' }
   | { kind: 'hold-ack'; seconds: number }
   | { kind: 'withhold-ack' }
-  | { kind: 'stall-at'; bytes: number; seconds: number };
+  | { kind: 'stall-at'; bytes: number; seconds: number }
+  | { kind: 'crash-at'; bytes: number };
 
 export function parseCopyFault(value: string | undefined): CopyFault | undefined {
   if (!value) return undefined;
@@ -26,7 +29,9 @@ export function parseCopyFault(value: string | undefined): CopyFault | undefined
   if (hold) return { kind: 'hold-ack', seconds: Number(hold[1]) };
   const stall = /^stall-at=(\d+):(\d+)$/.exec(value);
   if (stall) return { kind: 'stall-at', bytes: Number(stall[1]), seconds: Number(stall[2]) };
-  throw new UsageError(`unknown NKVM_TEST_FAULT "${value}"`, 'one of cut-before-ack, hold-ack=<seconds>, withhold-ack, stall-at=<bytes>:<seconds>');
+  const crash = /^crash-at=(\d+)$/.exec(value);
+  if (crash) return { kind: 'crash-at', bytes: Number(crash[1]) };
+  throw new UsageError(`unknown NKVM_TEST_FAULT "${value}"`, 'one of cut-before-ack, hold-ack=<seconds>, withhold-ack, stall-at=<bytes>:<seconds>, crash-at=<bytes>');
 }
 
 /** The beforeAck hook that plays the fault on the given attempt (1-based). */
@@ -41,21 +46,25 @@ export function beforeAckFor(fault: CopyFault | undefined, attempt: number): Ack
     case 'withhold-ack':
       return () => false;
     case 'stall-at':
+    case 'crash-at':
       return undefined;
   }
 }
 
-/** For stall-at: a pass-through that holds the stream once, when that many bytes went by. */
-export function consumerStallFor(fault: CopyFault | undefined): Transform | undefined {
-  if (fault?.kind !== 'stall-at') return undefined;
+/** For stall-at and crash-at: a pass-through that plays the fault once, when that many bytes went by. */
+export function consumerFaultFor(fault: CopyFault | undefined): Transform | undefined {
+  if (fault?.kind !== 'stall-at' && fault?.kind !== 'crash-at') return undefined;
   let seen = 0;
-  let stalled = false;
+  let played = false;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       seen += chunk.length;
-      if (stalled || seen < fault.bytes) return callback(null, chunk);
-      stalled = true;
-      setTimeout(() => callback(null, chunk), fault.seconds * 1000);
+      if (played || seen < fault.bytes) return callback(null, chunk);
+      played = true;
+      if (fault.kind === 'stall-at') return void setTimeout(() => callback(null, chunk), fault.seconds * 1000);
+      setImmediate(() => {
+        throw new Error(`NKVM_TEST_FAULT crash-at=${fault.bytes}: thrown from a callback`);
+      });
     },
   });
 }

@@ -417,6 +417,20 @@ for (const [signal, exitCode] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
   });
 }
 
+test('an exception nothing catches during a backup (a bug) still removes the helper pod and the partial file, records it, and exits 1', async (t) => {
+  const { cluster } = t.context;
+  const ws = await workspace(t, 'crash');
+  await cluster.kubectl(['exec', 'app', '-n', ws.namespace, '--', 'sh', '-c', LARGE_SEED], { timeoutMs: 180_000 });
+  // At 64 MiB the copy's consumer throws from a callback and never calls back, as a bug would.
+  const finished = await kubectlNkvm(t.context, ['backup', 'data', '-n', ws.namespace, '-o', 'json', ...ws.storeFlags], { env: { NKVM_TEST_FAULT: 'crash-at=67108864' } });
+  t.is(finished.exitCode, 1, String(finished.stderr));
+  t.regex(String(finished.stderr), /internal error: NKVM_TEST_FAULT crash-at=67108864: thrown from a callback/);
+  t.deepEqual(filesUnder(ws.outputDir), [], 'no partial file');
+  const sqlite = await execa('sqlite3', ['-json', ws.catalog, 'SELECT status FROM backups']);
+  t.deepEqual(JSON.parse(sqlite.stdout), [{ status: 'interrupted' }]);
+  await assertNoHelperPods(t, 10_000);
+});
+
 test('backup --all reports each claim: an unbound claim fails at once, a helper that cannot be scheduled fails at --pod-ready-timeout', async (t) => {
   const { cluster } = t.context;
   const ws = await workspace(t, 'edges');

@@ -18,7 +18,7 @@ import { Digest } from './digest.ts';
 import { beforeAckFor, consumerFaultFor, type CopyFault } from './faults.ts';
 import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
 import { archiveImage, archiveTree, type ArchivedTree } from '../repository/archiver.ts';
-import { YoungGarbageBound } from '../young-garbage.ts';
+import { addGarbage } from '../young-garbage.ts';
 import type { Repository } from '../repository/repository.ts';
 import { ArchivedFiles } from './archived-files.ts';
 import { CopyStderr, PathTally, RECENT_FILES_BEGIN, RECENT_FILES_END, type PathSummary } from './copy-stderr.ts';
@@ -176,8 +176,7 @@ async function copyStream(request: CopyRequest, incremental: IncrementalCopy | u
   } else {
     const compress = compressor(request.compression);
     // Each block the exec hands over is garbage once compressed and written (the repository counts its own).
-    const garbage = new YoungGarbageBound();
-    checker.on('data', (chunk: Buffer) => garbage.add(chunk.length));
+    checker.on('data', (chunk: Buffer) => addGarbage(chunk.length));
     // Synced before it finishes, so the rename publishes durable bytes.
     sink = new ArtifactFile(request.partialPath);
     transforms = [...(fault ? [fault] : []), checker, ...(compress ? [compress] : []), digest];

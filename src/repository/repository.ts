@@ -18,7 +18,7 @@ import { decodeSnapshot, encodeSnapshot, snapshotTimeNs, type Snapshot, type Sna
 import { decodeTree, type Node } from './tree.ts';
 import { NodesByName, treeNodesOf, type TreeNodes } from './tree-nodes.ts';
 import { BlobCompressor, compress, decompress, joinedBlob, wholeBlob, type BlobSource } from './compression.ts';
-import { YoungGarbageBound } from '../young-garbage.ts';
+import { addGarbage } from '../young-garbage.ts';
 import { MainThreadLoad, Sealer, SEAL_ON_WORKER_AT, sealingWorkerHelps } from './sealer.ts';
 import type { SealedBlob } from './seal.ts';
 
@@ -133,8 +133,6 @@ export class Repository {
   private sealer: Sealer | undefined;
   /** IDs of the chunks on the sealing worker, not yet in a pack. */
   private readonly onWorker = new Set<string>();
-  /** Every blob's plaintext stands for as many bytes of input and ciphertext soon garbage. */
-  private readonly garbage = new YoungGarbageBound();
 
   private constructor(backend: Backend, config: RepositoryConfig, key: MasterKey, keyId: string, options: RepositoryOptions) {
     this.backend = backend;
@@ -230,7 +228,8 @@ export class Repository {
    */
   saveBlob(type: BlobType, plaintext: Buffer | BlobSource): Promise<{ id: string; added: boolean }> {
     const source = Buffer.isBuffer(plaintext) ? wholeBlob(plaintext) : plaintext;
-    this.garbage.add(source.length + BLOB_GARBAGE);
+    // Every blob's plaintext stands for as many bytes of input and ciphertext soon garbage.
+    addGarbage(source.length + BLOB_GARBAGE);
     return this.serially(async () => {
       const id = (source.whole ? sha256(source.whole) : sha256Pieces(source.pieces())).toString('hex');
       if (this.hasBlob(type, id)) return { id, added: false };
@@ -265,7 +264,7 @@ export class Repository {
     this.onWorker.add(id);
     sealing.catch(() => undefined); // its failure is the saving's, in order, below
     const length = chunk.length;
-    this.garbage.add(2 * length + BLOB_GARBAGE);
+    addGarbage(2 * length + BLOB_GARBAGE);
     return this.serially(async () => {
       try {
         const { sealed, uncompressedLength } = await sealing;

@@ -7,14 +7,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { BlobCompressor } from './compression.ts';
 import type { MasterKey } from './crypto.ts';
 import { SEAL_WORKER_READY, sealBlob } from './seal.ts';
-import { YoungGarbageBound } from '../young-garbage.ts';
+import { addGarbage } from '../young-garbage.ts';
 import type { SealRequest, SealReply, SealWorkerData } from './sealer.ts';
 
 const { key: raw, compress } = workerData as SealWorkerData;
 const key: MasterKey = { encrypt: Buffer.from(raw.encrypt), mac: { k: Buffer.from(raw.mac.k), r: Buffer.from(raw.mac.r) } };
 const compressor = compress ? new BlobCompressor() : undefined;
-/** Each chunk and its sealed copy are garbage once sent: this thread's heap is bounded as the main one's. */
-const garbage = new YoungGarbageBound();
 
 parentPort!.on('message', ({ seq, plaintext }: SealRequest) => {
   let reply: SealReply;
@@ -22,7 +20,8 @@ parentPort!.on('message', ({ seq, plaintext }: SealRequest) => {
     const { sealed, uncompressedLength } = sealBlob(key, compressor, Buffer.from(plaintext));
     reply = { seq, sealed: sealed.buffer as ArrayBuffer, uncompressedLength };
     parentPort!.postMessage(reply, [reply.sealed]);
-    garbage.add(plaintext.byteLength);
+    // Each chunk and its sealed copy are garbage once sent: this thread's heap is bounded as the main one's.
+    addGarbage(plaintext.byteLength);
   } catch (error) {
     reply = { seq, error: error instanceof Error ? error.message : String(error) };
     parentPort!.postMessage(reply);

@@ -14,6 +14,7 @@
  * what it last found alive; here a full collection comes once what is held grows by a fixed slack.
  * That multiple is set too (HEAP_GROWING).
  */
+import { Transform } from 'node:stream';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
@@ -88,6 +89,16 @@ export function addGarbage(bytes: number): void {
   if (held <= limit) return;
   gc({ type: 'major', execution: 'sync' });
   limit = heldBytes() + OLD_GARBAGE_SLACK;
+}
+
+/** A pass-through that counts what goes by as garbage soon (addGarbage): for a stream a data path hands on. */
+export function countingGarbage(): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      addGarbage(chunk.length);
+      callback(null, chunk);
+    },
+  });
 }
 
 /** The JS heap in use and the buffers outside it. */

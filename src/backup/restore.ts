@@ -45,6 +45,7 @@ import type { Transfer } from './transfer.ts';
 import type { Repository } from '../repository/repository.ts';
 import type { SnapshotWithId } from '../repository/snapshot.ts';
 import type { Node } from '../repository/tree.ts';
+import { countingGarbage } from '../young-garbage.ts';
 
 export type RestoreStage = 'verify' | 'target' | 'helper-pod' | 'prepare' | 'write' | 'finalize' | 'done';
 
@@ -502,7 +503,7 @@ export class RestoreManager {
     if (image) {
       const digest = new Digest();
       try {
-        await pipeline([fileContent(source.repository, image), digest, new Writable({ write: (_chunk, _encoding, done) => done() })], this.options.signal ? { signal: this.options.signal } : {});
+        await pipeline([fileContent(source.repository, image), countingGarbage(), digest, new Writable({ write: (_chunk, _encoding, done) => done() })], this.options.signal ? { signal: this.options.signal } : {});
       } catch (error) {
         throw new RestoreFailure('verify', `snapshot ${source.snapshot.id.slice(0, 8)} in ${source.location} cannot be read: ${(error as Error).message}`);
       }
@@ -516,7 +517,7 @@ export class RestoreManager {
     const sink = new PassThrough();
     sink.resume();
     try {
-      await pipeline([restoreTar(source.repository, source.snapshot), checker, sink], this.options.signal ? { signal: this.options.signal } : {});
+      await pipeline([restoreTar(source.repository, source.snapshot), countingGarbage(), checker, sink], this.options.signal ? { signal: this.options.signal } : {});
     } catch (error) {
       if (error instanceof UnsafeArchiveError) throw error;
       throw new RestoreFailure('verify', `snapshot ${source.snapshot.id.slice(0, 8)} in ${source.location} cannot be read: ${(error as Error).message}`);
@@ -528,7 +529,7 @@ export class RestoreManager {
   /** The second pass: the snapshot's tar (or its device image `node`) again, straight from the repository into `command`'s stdin. */
   private async writeSnapshot(source: SnapshotSource, namespace: string, pod: string, command: string[], node?: Node): Promise<void> {
     const tarStream = new PassThrough();
-    const reading = pipeline([node ? fileContent(source.repository, node) : restoreTar(source.repository, source.snapshot), tarStream]);
+    const reading = pipeline([node ? fileContent(source.repository, node) : restoreTar(source.repository, source.snapshot), countingGarbage(), tarStream]);
     reading.catch(() => {}); // its failure surfaces as the exec's
     try {
       await runInHelper(this.client, namespace, pod, command, { stdin: tarStream, signal: this.options.signal });
@@ -642,7 +643,7 @@ export class RestoreManager {
     const decompress = decompressor(compressionOf(backup.artifactPath!));
     const tarStream = new PassThrough();
     // pipeline, not pipe(): a read or decompression error must reach the exec's stdin, not hang it.
-    const reading = pipeline([fs.createReadStream(backup.artifactPath!), digest, ...(decompress ? [decompress] : []), tarStream]);
+    const reading = pipeline([fs.createReadStream(backup.artifactPath!), digest, ...(decompress ? [decompress] : []), countingGarbage(), tarStream]);
     reading.catch(() => {}); // its failure surfaces as the exec's
     try {
       await runInHelper(this.client, namespace, pod, command, { stdin: tarStream, signal: this.options.signal });

@@ -18,7 +18,7 @@ import { Digest } from './digest.ts';
 import { beforeAckFor, consumerFaultFor, type CopyFault } from './faults.ts';
 import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
 import { archiveImage, archiveTree, type ArchivedTree } from '../repository/archiver.ts';
-import { addGarbage } from '../young-garbage.ts';
+import { countingGarbage } from '../young-garbage.ts';
 import type { Repository } from '../repository/repository.ts';
 import { ArchivedFiles } from './archived-files.ts';
 import { CopyStderr, PathTally, RECENT_FILES_BEGIN, RECENT_FILES_END, type PathSummary } from './copy-stderr.ts';
@@ -175,11 +175,10 @@ async function copyStream(request: CopyRequest, incremental: IncrementalCopy | u
     transforms = [...(fault ? [fault] : []), checker];
   } else {
     const compress = compressor(request.compression);
-    // Each block the exec hands over is garbage once compressed and written (the repository counts its own).
-    checker.on('data', (chunk: Buffer) => addGarbage(chunk.length));
     // Synced before it finishes, so the rename publishes durable bytes.
     sink = new ArtifactFile(request.partialPath);
-    transforms = [...(fault ? [fault] : []), checker, ...(compress ? [compress] : []), digest];
+    // Each block the exec hands over is garbage once compressed and written (the repository counts its own).
+    transforms = [...(fault ? [fault] : []), checker, countingGarbage(), ...(compress ? [compress] : []), digest];
   }
   // The exec's output (gathered into blocks, with slack, by acked-exec's splitter) enters here.
   const intake = transforms[0]!;

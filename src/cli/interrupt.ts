@@ -28,11 +28,12 @@ export function installInterruptHandlers(): void {
     });
   }
   process.on('uncaughtException', (error) => {
-    writeError(`internal error: ${error?.message ?? String(error)}`, `this is a bug in kubectl-nkvm ${pluginVersion}; stopping and cleaning up (helper pods, partial files). Report it with this output`);
+    const message = error?.message ?? String(error);
+    writeError(`internal error: ${message}`, `this is a bug in kubectl-nkvm ${pluginVersion}; stopping and cleaning up (helper pods, partial files). Report it with this output`);
     if (error?.stack) process.stderr.write(`${error.stack}\n`);
     if (received) process.exit(ExitCode.failed);
     received = 'crash';
-    controller.abort(new Error(`stopped by an internal error: ${error?.message ?? String(error)}`));
+    controller.abort(new Error(`stopped by an internal error: ${message}`));
     setTimeout(() => process.exit(ExitCode.failed), CRASH_CLEANUP_MS).unref();
   });
 }

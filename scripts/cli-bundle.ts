@@ -185,7 +185,7 @@ export function cliBundleOptions(outfile: string, options: { libraries: 'inside'
       ].join('\n'),
     },
     metafile: true,
-    plugins: [sqlWasm(options.libraries === 'outside' ? 'front' : 'embedded'), embedSealWorker, lazyTextWidth, yargsAssert, yargsNoHelpCaching, undiciHttp2, ...(options.libraries === 'outside' ? [outside(LIBRARY_PACKAGES)] : [undiciUsed])],
+    plugins: [sqlWasm(options.libraries === 'outside' ? 'front' : 'embedded'), embedSealWorker, lazyTextWidth, yargsAssert, yargsNoHelpCaching, undiciHttp2, kubernetesClientSources('index'), ...(options.libraries === 'outside' ? [outside(LIBRARY_PACKAGES)] : [undiciUsed])],
   };
 }
 
@@ -207,28 +207,82 @@ export function namesUsedFromLibraries(bundle: string): Map<string, string[]> {
 
 // The Kubernetes client's kubeconfig (KubeConfig and its authenticators: config.js and what it
 // imports), which discover needs alone, in a bundle of its own: a twelfth of the client. config.js
-// takes two names from the generated code's index, which imports every API and model; this plugin
-// takes them from their own modules. The build fails if config.js no longer imports them so.
+// takes two names from the generated code's index, which imports every API and model; with
+// `generatedApi: 'own-modules'` this takes them from their own modules. The build fails if config.js
+// no longer imports them so.
 const KUBECONFIG_MODULE = '@kubernetes/client-node/dist/config.js';
 const CONFIG_FROM_GENERATED_INDEX = "import { createConfiguration, ServerConfiguration, } from './gen/index.js';";
-const configWithoutGeneratedApi: Plugin = {
-  name: 'config-without-generated-api',
-  setup(pluginBuild) {
-    pluginBuild.onLoad({ filter: /[\\/]@kubernetes[\\/]client-node[\\/]dist[\\/]config\.js$/ }, async (args) => {
-      const source = await readFile(args.path, 'utf8');
-      if (!source.includes(CONFIG_FROM_GENERATED_INDEX)) throw new Error(`${args.path} no longer imports from the generated index as config-without-generated-api expects: check the plugin against this client`);
-      const own = "import { createConfiguration } from './gen/configuration.js';\nimport { ServerConfiguration } from './gen/servers.js';";
-      return { contents: source.replace(CONFIG_FROM_GENERATED_INDEX, own), loader: 'js', resolveDir: path.dirname(args.path) };
-    });
-  },
-};
+
+// What only a kubeconfig with a proxy-url or an auth provider (azure, gcp, oidc, exec) uses: the SOCKS
+// and HTTP proxy agents (with debug, socks and ip-address: some 5 ms of every command that reads a
+// kubeconfig), JSONPath, the OpenID client and node:child_process. The client imports them as it
+// loads; here each is required when it is first used. The build fails if an import of one reads
+// otherwise.
+const CLIENT_LIBRARIES_ON_USE = ['socks-proxy-agent', 'socks', 'hpagent', 'jsonpath-plus', 'openid-client'];
+const CLIENT_BUILTIN_ON_USE = 'node:child_process';
+const CLIENT_FILES_IMPORTING_THEM = /[\\/]@kubernetes[\\/]client-node[\\/]dist[\\/](config|azure_auth|gcp_auth|oidc_auth|exec_auth)\.js$/;
+// A stand-in for a library's namespace or one of its exports, which loads the library on first use:
+// reading a name, calling, `new`, `instanceof`.
+const ON_USE = `const __nkvmOnUse = (load) => new Proxy(function () {}, {
+  get: (_, name) => Reflect.get(load(), name),
+  has: (_, name) => Reflect.has(load(), name),
+  apply: (_, self, args) => Reflect.apply(load(), self, args),
+  construct: (_, args) => Reflect.construct(load(), args),
+});
+`;
+
+/** `source` (a client module's) with the imports of CLIENT_LIBRARIES_ON_USE and CLIENT_BUILTIN_ON_USE made on use. */
+export function librariesOnUse(source: string, file: string): string {
+  const unread = (library: string) => new Error(`${file} imports ${library} in a form libraries-on-use does not read: check the plugin against this client`);
+  let replaced = source;
+  for (const library of CLIENT_LIBRARIES_ON_USE) {
+    const from = `from '${library}';`;
+    if (!replaced.includes(from)) continue;
+    const load = `__nkvmLoad_${library.replace(/\W/g, '_')}`;
+    replaced = replaced.replace(new RegExp(`^import (?:\\* as (\\w+)|\\{([\\w\\s,]+)\\}) ${from}$`, 'm'), (_, namespace: string | undefined, names: string | undefined) => [
+      `let ${load}_module; const ${load} = () => (${load}_module ??= require('${library}'));`,
+      ...(namespace ? [`const ${namespace} = __nkvmOnUse(${load});`] : []),
+      ...(names ?? '').split(',').map((name) => name.trim()).filter(Boolean).map((name) => `const ${name} = __nkvmOnUse(() => ${load}().${name});`),
+    ].join('\n'));
+    if (replaced.includes(from)) throw unread(library);
+  }
+  // The client keeps child_process's functions (ExecAuth's `this.execFn = child_process.spawn` as it is
+  // made), so the stand-in is an object of functions, one for each name the module calls.
+  const builtinImport = new RegExp(`^import (\\w+) from '${CLIENT_BUILTIN_ON_USE}';$`, 'm').exec(replaced);
+  if (builtinImport) {
+    const [line, name] = builtinImport as unknown as [string, string];
+    const rest = replaced.replace(line, '');
+    const uses = [...rest.matchAll(new RegExp(`\\b${name}\\b(\\.\\w+)?`, 'g'))];
+    if (uses.some((use) => !use[1])) throw unread(CLIENT_BUILTIN_ON_USE);
+    const functions = [...new Set(uses.map((use) => use[1]!.slice(1)))].map((fn) => `${fn}: (...args) => require('${CLIENT_BUILTIN_ON_USE}').${fn}(...args)`);
+    replaced = replaced.replace(line, `const ${name} = { ${functions.join(', ')} };`);
+  }
+  if (replaced.includes(`from '${CLIENT_BUILTIN_ON_USE}';`)) throw unread(CLIENT_BUILTIN_ON_USE);
+  return replaced === source ? source : ON_USE + replaced;
+}
+
+function kubernetesClientSources(generatedApi: 'index' | 'own-modules'): Plugin {
+  return {
+    name: 'kubernetes-client-sources',
+    setup(pluginBuild) {
+      pluginBuild.onLoad({ filter: CLIENT_FILES_IMPORTING_THEM, namespace: 'file' }, async (args) => {
+        let source = await readFile(args.path, 'utf8');
+        if (generatedApi === 'own-modules' && args.path.endsWith(`${path.sep}config.js`)) {
+          if (!source.includes(CONFIG_FROM_GENERATED_INDEX)) throw new Error(`${args.path} no longer imports from the generated index as kubernetes-client-sources expects: check the plugin against this client`);
+          source = source.replace(CONFIG_FROM_GENERATED_INDEX, "import { createConfiguration } from './gen/configuration.js';\nimport { ServerConfiguration } from './gen/servers.js';");
+        }
+        return { contents: librariesOnUse(source, args.path), loader: 'js', resolveDir: path.dirname(args.path) };
+      });
+    },
+  };
+}
 
 /**
  * The client's own modules (ESM) in the kubeconfig's bundle, as paths from the repository: the
  * Kubernetes client's bundle takes these from it rather than holding a second copy (sharedModules).
  */
 export async function kubeconfigModules(external: readonly string[]): Promise<string[]> {
-  const result = await build({ absWorkingDir: REPO_ROOT, ...NODE_BUNDLE, entryPoints: [KUBECONFIG_MODULE], write: false, metafile: true, logLevel: 'silent', plugins: [configWithoutGeneratedApi, outside(external)] });
+  const result = await build({ absWorkingDir: REPO_ROOT, ...NODE_BUNDLE, entryPoints: [KUBECONFIG_MODULE], write: false, metafile: true, logLevel: 'silent', plugins: [kubernetesClientSources('own-modules'), outside(external)] });
   return Object.entries(result.metafile.inputs)
     .filter(([file, input]) => file.startsWith('node_modules/@kubernetes/client-node/') && input.format === 'esm')
     .map(([file]) => file)
@@ -245,7 +299,7 @@ export function kubeconfigBundleOptions(modules: readonly string[], outfile: str
   const imports = modules.map((file, index) => `import * as m${index} from ${JSON.stringify(`./${file}`)};`);
   const shared = modules.map((file, index) => `${JSON.stringify(file)}: m${index}`);
   const contents = `${imports.join('\n')}\nexport default { ...m${modules.indexOf(config)}, ${JSON.stringify(SHARED_MODULES_EXPORT)}: { ${shared.join(', ')} } };\n`;
-  return exportingBundle(contents, 'kubeconfig.js', outfile, [configWithoutGeneratedApi, outside(external)]);
+  return exportingBundle(contents, 'kubeconfig.js', outfile, [kubernetesClientSources('own-modules'), outside(external)]);
 }
 
 /** A bundle of the single executable whose module.exports is the default export of `contents`, an entry module. */

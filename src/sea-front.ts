@@ -2,12 +2,13 @@
  * The single executable's main script (scripts/release/sea.ts builds it): small, so that it starts
  * in the time Node.js itself takes. It answers `--help` and `version --client` itself
  * (src/cli/fast-paths.ts) and otherwise runs the CLI bundle stored in the executable as an asset,
- * with V8's code cache of it where the release made one for this platform (src/sea-assets.ts). For a
- * command that opens the catalog it first starts compiling SQLite's WebAssembly, which the CLI takes
- * from it (FRONT_MODULE).
+ * with V8's code cache of it where the release made one for this platform (src/sea-assets.ts). It first
+ * starts what the command will need on threads of their own (src/cli/head-starts.ts): compiling
+ * SQLite's WebAssembly, which the CLI takes from it (FRONT_MODULE), and loading Node's root
+ * certificates.
  */
 import sea from 'node:sea';
-import { opensCatalog } from './cli/catalog-commands.ts';
+import { opensCatalog, reachesCluster } from './cli/head-starts.ts';
 import { fastAnswer } from './cli/fast-paths.ts';
 import { firstWord } from './cli/invocation.ts';
 import { CLI_ASSET, codeCacheAsset, runCli, SQL_WASM_ASSET, type CompiledSource, type FrontModule } from './sea-assets.ts';
@@ -32,8 +33,12 @@ const front: FrontModule = {
 };
 
 const argv = process.argv.slice(2);
+const command = firstWord(argv);
 // First of all: it runs on a background thread while the CLI loads (none of these is a fast answer).
-if (opensCatalog(firstWord(argv))) void front.compileSqlWasm();
+if (opensCatalog(command)) void front.compileSqlWasm();
 const answer = fastAnswer(argv, process.argv[1], process.stdout.columns, NKVM_HELP_BY_WIDTH);
 if (answer !== undefined) process.stdout.write(answer);
-else runCli(asset(CLI_ASSET), asset, require, __filename, front);
+else {
+  if (reachesCluster(command)) require('node:tls'); // its root certificates load meanwhile (head-starts.ts)
+  runCli(asset(CLI_ASSET), asset, require, __filename, front);
+}

@@ -78,7 +78,7 @@ export function makeBlob(workDir: string, options: { codeCache: boolean }): stri
  * kubeconfig and node:https), `diagnose` against it (the generated API and undici, from their
  * bundles), and last `backup --help` (its flags; help exits
  * the process, which writes the caches of the bundles it ran). The CLI bundle exports main(), which
- * these runs await.
+ * these runs await; its own run, which exits the process as it ends (src/main.ts), must wait for them.
  */
 function makeCodeCaches(workDir: string): Record<string, string> {
   const caches = Object.fromEntries(BUNDLE_ASSETS.map((asset) => [codeCacheAsset(asset), path.join(workDir, codeCacheAsset(asset))]));
@@ -109,7 +109,10 @@ function makeCodeCaches(workDir: string): Record<string, string> {
       runWebAssemblyAsV8Does(); // artifacts list ran SQLite, which set flags that a cache's stamp would carry
       for (const [asset, script] of [[${JSON.stringify(CLI_ASSET)}, running.cli], ...running.libraries]) fs.writeFileSync(caches[codeCacheAsset(asset)], script.createCachedData());
     });
+    const exit = process.exit;
+    process.exit = () => undefined; // the CLI's own run (version --client) exits as it ends: not before these
     for (const args of ${JSON.stringify(runs)}) await running.exports.main(args);
+    process.exit = exit;
     await running.exports.main(['backup', '--help']);
   `], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NKVM_HOME: home, KUBECONFIG: kubeconfig } }); // the runs' errors are expected; a failure's show in the exception
   fs.rmSync(home, { recursive: true, force: true });

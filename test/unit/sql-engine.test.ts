@@ -2,7 +2,7 @@ import test from 'ava';
 import { execa } from 'execa';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { opensCatalog } from '../../src/cli/catalog-commands.ts';
+import { opensCatalog } from '../../src/cli/head-starts.ts';
 import { firstWord } from '../../src/cli/invocation.ts';
 
 const engine = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'store', 'sql-engine.ts');

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { cliBundleOptions, libraryBundleOptions } from '../../scripts/cli-bundle.ts';
+import { cliBundleOptions, kubeconfigBundleOptions, kubeconfigModules, libraryBundleOptions } from '../../scripts/cli-bundle.ts';
 
 // What every command pays before it starts is what main.ts reaches through static imports: the
 // bundle evaluates those modules at load, and only those (the rest wait for an `await import()`).
@@ -102,4 +102,51 @@ test('the bundle neither loads node:assert for yargs nor renders a command help 
   const asserts = shim!.imports.filter((edge) => /assert/.test(edge.path)).map((edge) => edge.path);
   t.deepEqual(asserts, ['src/cli/yargs-assert.ts']);
   t.notRegex(bundle, /\.cacheHelpMessage\(\);/);
+});
+
+// The client's kubeconfig imports, as it loads, what only a proxy-url or an auth provider uses: the
+// SOCKS and HTTP proxy agents (with debug, socks, ip-address, node:dns, node:tty), JSONPath, the
+// OpenID client and node:child_process. The bundles load each on use (scripts/cli-bundle.ts):
+// checked on the kubeconfig's bundle, in a process of its own, by node:tty (which debug loads) and
+// node:child_process (the auth providers), with a SOCKS proxy and an exec credential plugin that
+// still work. (undici, outside as in the single executable, loads node:dns itself.)
+test('the kubeconfig bundle loads the proxy agents, auth libraries and child_process only when a kubeconfig uses them', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'nkvm-kubeconfig-'));
+  try {
+    const bundle = path.join(dir, 'kubeconfig.cjs');
+    // undici stays outside, as in the single executable (it has a bundle of its own there).
+    await build(kubeconfigBundleOptions(await kubeconfigModules(['undici']), bundle, ['undici']));
+    const credential = JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: 'from-exec' } });
+    const kubeconfig = (user: object, cluster: object = {}) => JSON.stringify({
+      apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+      clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443', ...cluster } }],
+      users: [{ name: 'u', user }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }],
+    });
+    const script = `
+      const before = new Set(process.moduleLoadList);
+      const { KubeConfig } = require(${JSON.stringify(bundle)});
+      const loadedBy = () => process.moduleLoadList.filter((name) => !before.has(name) && /^NativeModule (tty|child_process)$/.test(name)).map((name) => name.slice(13));
+      (async () => {
+        const plain = new KubeConfig();
+        plain.loadFromString(${JSON.stringify(kubeconfig({ token: 'plain' }))});
+        const plainOptions = {};
+        await plain.applyToHTTPSOptions(plainOptions);
+        const atStart = loadedBy();
+        const proxied = new KubeConfig();
+        proxied.loadFromString(${JSON.stringify(kubeconfig({ token: 'plain' }, { 'proxy-url': 'socks5://127.0.0.1:1080' }))});
+        const proxiedOptions = {};
+        await proxied.applyToHTTPSOptions(proxiedOptions);
+        const exec = new KubeConfig();
+        exec.loadFromString(${JSON.stringify(kubeconfig({ exec: { apiVersion: 'client.authentication.k8s.io/v1', command: '/bin/sh', args: ['-c', `echo '${credential}'`], interactiveMode: 'Never' } }))});
+        const execOptions = { headers: {} };
+        await exec.applyToHTTPSOptions(execOptions);
+        console.log(JSON.stringify({ atStart, plain: plainOptions.headers.Authorization, agent: proxiedOptions.agent.constructor.name, exec: execOptions.headers.Authorization, after: loadedBy().sort() }));
+      })();
+    `;
+    const run = await execa(process.execPath, ['-e', script], { env: { NODE_PATH: path.resolve('node_modules') } });
+    t.deepEqual(JSON.parse(run.stdout), { atStart: [], plain: 'Bearer plain', agent: 'SocksProxyAgent', exec: 'Bearer from-exec', after: ['child_process', 'tty'] });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -147,3 +147,17 @@ export class WrongPasswordError extends NkvmError {
     super('WrongPasswordError', message, { exitCode: ExitCode.wrongPassword, ...options });
   }
 }
+
+/**
+ * Why the work stopped when an exception nothing caught (a bug) aborted it (src/cli/interrupt.ts):
+ * the attempt is recorded as failed with this message, not as interrupted, which is what a user's
+ * Ctrl-C or SIGTERM does.
+ */
+export class InternalErrorStop extends Error {}
+
+/** How a stopped attempt is recorded: 'interrupted' by the user, or 'failed' with the internal error that stopped it. */
+export function stoppedOutcome(signal: AbortSignal | undefined, stage: string): { status: 'interrupted' | 'failed'; message: string } | undefined {
+  if (!signal?.aborted) return undefined;
+  if (signal.reason instanceof InternalErrorStop) return { status: 'failed', message: `${signal.reason.message} (during the ${stage} stage)` };
+  return { status: 'interrupted', message: `interrupted during the ${stage} stage` };
+}

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ErrorCode } from '../errors.ts';
+import { stoppedOutcome, type ErrorCode } from '../errors.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { untilGone } from '../kube/wait.ts';
 import type { Catalog, BackupRecord } from '../store/catalog.ts';
@@ -641,7 +641,8 @@ export class BackupManager {
     }
 
     const finished = new Date();
-    const status: BackupOutcome = failure ? (signal?.aborted ? 'interrupted' : 'failed') : 'succeeded';
+    const stopped = failure ? stoppedOutcome(signal, failure.stage) : undefined;
+    const status: BackupOutcome = failure ? (stopped?.status ?? 'failed') : 'succeeded';
     const retried = retriedBecause.length ? ` (${record.attempts} attempts; ${retriedBecause.join('; ')})` : '';
     const failedPostHooks = hooks.filter((hook) => hook.phase === 'post' && !hook.ok).map(describeHook);
     const keptSnapshot = flight.source?.kept && flight.source.volumeSnapshot ? [`VolumeSnapshot ${target.namespace}/${flight.source.volumeSnapshot} kept (--keep-snapshot)`] : [];
@@ -650,7 +651,7 @@ export class BackupManager {
     const notes = [...(unreadableText ? [`partial: ${unreadableText}`] : []), ...copyNotes, ...failedPostHooks, ...keptSnapshot, ...transferNote];
     const partialNote = notes.length && !failure ? ` (${notes.join('; ')})` : '';
     const destination = snapshot ? `snapshot ${snapshot.id.slice(0, 8)} in ${snapshot.repository}${snapshot.mover ? ` by data mover ${snapshot.mover}` : ''}` : artifact?.path;
-    const outcome = failure ? (signal?.aborted ? `interrupted during the ${failure.stage} stage` : failure.message) : `backed up to ${destination}${partialNote}${retried}`;
+    const outcome = failure ? (stopped?.message ?? failure.message) : `backed up to ${destination}${partialNote}${retried}`;
     const message = [outcome, ...(failure ? keptSnapshot : []), ...(cleanupProblem ? [cleanupProblem] : [])].join('; ');
     await this.catalog.updateBackup(id, {
       pv: record.pv,

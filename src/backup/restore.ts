@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
-import { isNkvmError, NotFoundError, UsageError, type ErrorCode } from '../errors.ts';
+import { isNkvmError, NotFoundError, stoppedOutcome, UsageError, type ErrorCode } from '../errors.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { execWithAck } from '../kube/acked-exec.ts';
 import { describeExecFailure, execStream, TailBuffer, type ExecOutcome } from '../kube/exec.ts';
@@ -396,9 +396,9 @@ export class RestoreManager {
     }
 
     const finished = new Date();
-    const interrupted = Boolean(failure && this.options.signal?.aborted);
-    const status = failure ? (interrupted ? 'interrupted' : 'failed') : 'succeeded';
-    const finalMessage = failure ? (interrupted ? `interrupted during the ${failure.stage} stage` : failure.message) : message;
+    const stopped = failure ? stoppedOutcome(this.options.signal, failure.stage) : undefined;
+    const status = failure ? (stopped?.status ?? 'failed') : 'succeeded';
+    const finalMessage = failure ? (stopped?.message ?? failure.message) : message;
     await this.catalog.updateRestore(record.id, {
       createdClaim: record.createdClaim,
       node: record.node,

@@ -5,8 +5,9 @@
  * An exception nothing caught (a bug, thrown from a callback) does the same: Node would otherwise
  * exit on the spot and leave the helper pods running. What threw may never call back, so the work
  * stops by the same abort, and the process exits after CRASH_CLEANUP_MS whatever is still pending.
+ * The attempts it stopped are recorded as failed with the error (InternalErrorStop), not as interrupted.
  */
-import { ExitCode } from '../errors.ts';
+import { ExitCode, InternalErrorStop } from '../errors.ts';
 import { pluginVersion } from '../version.ts';
 import { writeError, writeWarning } from './output.ts';
 
@@ -33,7 +34,7 @@ export function installInterruptHandlers(): void {
     if (error?.stack) process.stderr.write(`${error.stack}\n`);
     if (received) process.exit(ExitCode.failed);
     received = 'crash';
-    controller.abort(new Error(`stopped by an internal error: ${message}`));
+    controller.abort(new InternalErrorStop(`stopped by an internal error: ${message}`));
     setTimeout(() => process.exit(ExitCode.failed), CRASH_CLEANUP_MS).unref();
   });
 }

@@ -417,7 +417,7 @@ for (const [signal, exitCode] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
   });
 }
 
-test('an exception nothing catches during a backup (a bug) still removes the helper pod and the partial file, records it, and exits 1', async (t) => {
+test('an exception nothing catches during a backup (a bug) still removes the helper pod and the partial file, records it as failed with the error, and exits 1', async (t) => {
   const { cluster } = t.context;
   const ws = await workspace(t, 'crash');
   await cluster.kubectl(['exec', 'app', '-n', ws.namespace, '--', 'sh', '-c', LARGE_SEED], { timeoutMs: 180_000 });
@@ -426,8 +426,9 @@ test('an exception nothing catches during a backup (a bug) still removes the hel
   t.is(finished.exitCode, 1, String(finished.stderr));
   t.regex(String(finished.stderr), /internal error: NKVM_TEST_FAULT crash-at=67108864: thrown from a callback/);
   t.deepEqual(filesUnder(ws.outputDir), [], 'no partial file');
-  const sqlite = await execa('sqlite3', ['-json', ws.catalog, 'SELECT status FROM backups']);
-  t.deepEqual(JSON.parse(sqlite.stdout), [{ status: 'interrupted' }]);
+  // Recorded as the failure it is, with the error: only the user's Ctrl-C or SIGTERM is an interruption.
+  const sqlite = await execa('sqlite3', ['-json', ws.catalog, 'SELECT status, message FROM backups']);
+  t.deepEqual(JSON.parse(sqlite.stdout), [{ status: 'failed', message: 'stopped by an internal error: NKVM_TEST_FAULT crash-at=67108864: thrown from a callback (during the copy stage)' }]);
   await assertNoHelperPods(t, 10_000);
 });
 

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { ApiException } from '@kubernetes/client-node';
 import { toKubernetesError } from '../../src/kube/errors.ts';
-import { ExitCode, isNkvmError } from '../../src/errors.ts';
+import { ExitCode, InternalErrorStop, isNkvmError, stoppedOutcome } from '../../src/errors.ts';
 
 const list = { verb: 'list', resource: 'persistentvolumeclaims', namespace: 'apps' };
 
@@ -103,4 +103,12 @@ test('a denied impersonation is an RBAC diagnosis that names the impersonate ver
   t.like(denied, { name: 'KubernetesDiscoveryError', exitCode: 4 });
   t.regex(denied.message, /API status 403 \(Forbidden\)/);
   t.regex(denied.hint ?? '', /need the "impersonate" verb on serviceaccounts.*--verb=impersonate --resource=serviceaccounts/);
+});
+
+test('a stopped attempt is interrupted after the user stops it, failed with the error after an internal error does', (t) => {
+  t.is(stoppedOutcome(undefined, 'copy'), undefined);
+  t.is(stoppedOutcome(new AbortController().signal, 'copy'), undefined);
+  t.deepEqual(stoppedOutcome(AbortSignal.abort(new Error('interrupted by SIGINT')), 'copy'), { status: 'interrupted', message: 'interrupted during the copy stage' });
+  const crashed = AbortSignal.any([new AbortController().signal, AbortSignal.abort(new InternalErrorStop('stopped by an internal error: boom'))]);
+  t.deepEqual(stoppedOutcome(crashed, 'helper-pod'), { status: 'failed', message: 'stopped by an internal error: boom (during the helper-pod stage)' });
 });

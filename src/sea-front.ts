@@ -39,6 +39,7 @@ if (opensCatalog(command)) void front.compileSqlWasm();
 const answer = fastAnswer(argv, process.argv[1], process.stdout.columns, NKVM_HELP_BY_WIDTH);
 if (answer !== undefined) process.stdout.write(answer);
 else {
-  if (reachesCluster(command)) require('node:tls'); // its root certificates load meanwhile (head-starts.ts)
+  const asksForHelp = argv.includes('--help') || argv.includes('-h');
+  if (reachesCluster(command) && !asksForHelp) require('node:tls'); // its root certificates load meanwhile (head-starts.ts)
   runCli(asset(CLI_ASSET), asset, require, __filename, front);
 }

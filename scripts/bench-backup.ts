@@ -72,19 +72,42 @@ const mib = (bytes: number) => bytes / 1048576;
 interface Timed {
   seconds: number;
   peakMiB: number;
+  /** CPU seconds of the command line's processes (user + system). */
+  cpuSeconds: number;
+  /** Busy CPU seconds of the whole machine meanwhile, the cluster's processes included (Linux). */
+  machineCpuSeconds: number | undefined;
   stdout: string;
 }
 
-/** Runs a shell command line with the plugin and kubectl on PATH; wall time and peak RSS of the command. */
+/** The machine's busy CPU time so far, in seconds, from /proc/stat (in USER_HZ, 100 on Linux); undefined elsewhere. */
+function machineBusySeconds(): number | undefined {
+  try {
+    const [user, nice, system, , , irq, softirq] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return (user! + nice! + system! + irq! + softirq!) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs a shell command line with the plugin and kubectl on PATH; wall time, peak RSS and CPU of the command. */
 async function timed(cluster: TestCluster, commandLine: string, extraEnv: Record<string, string> = {}): Promise<Timed> {
+  const busyBefore = machineBusySeconds();
   const started = process.hrtime.bigint();
-  const run = await execa('/usr/bin/time', ['-f', 'maxrss_kib=%M', 'sh', '-c', commandLine], {
+  const run = await execa('/usr/bin/time', ['-f', 'maxrss_kib=%M cpu=%U+%S', 'sh', '-c', commandLine], {
     env: { PATH: [binDir, kubernetesBinDir, env.PATH].join(path.delimiter), KUBECONFIG: cluster.kubeconfigPath, NKVM_HOME: path.join(workDir, 'home'), ...extraEnv },
     reject: false,
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const busyAfter = machineBusySeconds();
   if (run.exitCode !== 0) throw new Error(`${commandLine} failed (${run.exitCode}): ${run.stderr}`);
-  return { seconds, peakMiB: Number(/maxrss_kib=(\d+)/.exec(run.stderr)?.[1]) / 1024, stdout: run.stdout };
+  const cpu = /cpu=([\d.]+)\+([\d.]+)/.exec(run.stderr);
+  return {
+    seconds,
+    peakMiB: Number(/maxrss_kib=(\d+)/.exec(run.stderr)?.[1]) / 1024,
+    cpuSeconds: Number(cpu?.[1]) + Number(cpu?.[2]),
+    machineCpuSeconds: busyBefore === undefined || busyAfter === undefined ? undefined : busyAfter - busyBefore,
+    stdout: run.stdout,
+  };
 }
 
 async function seedClaim(cluster: TestCluster, claim: string, script: string): Promise<void> {
@@ -179,24 +202,36 @@ try {
     print(`--parallel over ${claims.length} claims of ${parallelMiB} MiB (mixed data, zstd); wall seconds, median of ${repeat}`);
     const seconds: Record<number, number[]> = { 1: [], 4: [] };
     const hand: number[] = [];
+    // Where the time goes on a machine whose cores are all busy: the command's own CPU, and the
+    // machine's (the API server, kubelet and container runtime serve both).
+    const cpu = { hand: [] as number[], ours: [] as number[], handMachine: [] as number[], oursMachine: [] as number[] };
     // What a user would do by hand: four pipelines at once, the claims' pods already running.
     const handParallel = `printf '%s\\n' ${claims.join(' ')} | xargs -P4 -I{} sh -c '${handPipeline('{}', 'zstd -3 -T0 -q', path.join(out, '{}.tar.zst'))}'`;
     for (let i = 0; i < repeat; i++) {
       log(`by hand, 4 at once: round ${i + 1} of ${repeat}`);
       fs.rmSync(out, { recursive: true, force: true });
       fs.mkdirSync(out, { recursive: true });
-      hand.push((await timed(cluster, handParallel)).seconds);
+      const byHand = await timed(cluster, handParallel);
+      hand.push(byHand.seconds);
+      cpu.hand.push(byHand.cpuSeconds);
+      if (byHand.machineCpuSeconds !== undefined) cpu.handMachine.push(byHand.machineCpuSeconds);
       for (const parallel of [1, 4]) {
         log(`--parallel ${parallel}: round ${i + 1} of ${repeat}`);
         fs.rmSync(out, { recursive: true, force: true });
         const run = await timed(cluster, pluginBackup(claims, 'zstd', `--parallel ${parallel}`));
         if (items(run).some((item) => item.status !== 'succeeded')) throw new Error('a parallel backup failed');
         seconds[parallel]!.push(run.seconds);
+        if (parallel === 4) {
+          cpu.ours.push(run.cpuSeconds);
+          if (run.machineCpuSeconds !== undefined) cpu.oursMachine.push(run.machineCpuSeconds);
+        }
       }
     }
     const speedup = median(seconds[1]!) / median(seconds[4]!);
     print(`--parallel 1: ${median(seconds[1]!).toFixed(1)} s   --parallel 4: ${median(seconds[4]!).toFixed(1)} s   speed-up ${speedup.toFixed(2)}x   goal >= 1.80x`);
     print(`by hand, 4 pipelines at once (xargs -P4 kubectl exec tar | zstd -3 -T0): ${median(hand).toFixed(1)} s   --parallel 4 / by hand ${(median(seconds[4]!) / median(hand)).toFixed(2)}   goal <= 1.00`);
+    const machine = cpu.handMachine.length > 0 ? `; the whole machine, cluster included: by hand ${median(cpu.handMachine).toFixed(1)}, ours ${median(cpu.oursMachine).toFixed(1)} of ${(os.cpus().length * median(seconds[4]!)).toFixed(1)} available` : '';
+    print(`CPU seconds, medians: the command itself: by hand (kubectl, zstd) ${median(cpu.hand).toFixed(1)}, --parallel 4 ${median(cpu.ours).toFixed(1)}${machine}`);
   }
 
   if (only.has('files')) {

@@ -52,9 +52,11 @@ const DEFAULT_BLOCK_BYTES = { gzip: 1024 * 1024, zstd: 8 * 1024 * 1024 };
  * fills a third of it) and a joined copy, both alive while their block waited its turn: they
  * outlived two scavenges and filled the old generation. A 1 GiB backup (zstd, three runs each) then
  * took 75-110 forced full collections and 5.1-5.2 s of CPU, at 217-229 MiB peak RSS; now 42-48,
- * 4.0-4.2 s and 193-198 MiB.
+ * 4.0-4.2 s and 193-198 MiB. gzip's 1 MiB blocks compress to a third of that: with 256 KiB buffers
+ * a 1 GiB gzip backup peaked at 147-149 MiB instead of 152-160 (three runs each, in turns, the same
+ * time); zstd's 8 MiB blocks were no smaller with them, and a little slower.
  */
-const OUTPUT_CHUNK_BYTES = 1024 * 1024;
+const OUTPUT_CHUNK_BYTES = { gzip: 256 * 1024, zstd: 1024 * 1024 };
 
 /**
  * One block more than cores, so a core that finishes a block finds the next one ready; no more than
@@ -65,7 +67,7 @@ export function defaultConcurrency(): number {
 }
 
 export function createParallelGzip(options: ParallelCompressOptions = {}): Transform {
-  const zlibOptions = { level: options.level ?? 6, chunkSize: OUTPUT_CHUNK_BYTES };
+  const zlibOptions = { level: options.level ?? 6, chunkSize: OUTPUT_CHUNK_BYTES.gzip };
   // Z_FINISH ends the member; deflate then takes no more input until reset() starts the next.
   // (@types/node declares reset() on Deflate, not on Gzip, which has it all the same.)
   const compress = framesOn(() => zlib.createGzip(zlibOptions) as zlib.Gzip & zlib.ZlibReset, zlib.constants.Z_FINISH, (stream) => stream.reset());
@@ -80,7 +82,7 @@ export function createParallelZstd(options: ParallelCompressOptions = {}): Trans
     [zlib.constants.ZSTD_c_checksumFlag]: 1,
   };
   // ZSTD_e_end ends the frame; the next write starts another.
-  const compress = framesOn(() => zlib.createZstdCompress({ params, chunkSize: OUTPUT_CHUNK_BYTES }), zlib.constants.ZSTD_e_end);
+  const compress = framesOn(() => zlib.createZstdCompress({ params, chunkSize: OUTPUT_CHUNK_BYTES.zstd }), zlib.constants.ZSTD_e_end);
   return new BlockCompressor(compress, options.blockBytes ?? DEFAULT_BLOCK_BYTES.zstd, options.concurrency);
 }
 

@@ -38,12 +38,19 @@ export function compressor(compression: Compression): Transform | undefined {
   return parallelCompressor(compression);
 }
 
+/**
+ * The decompressed stream's pieces. A restore sends each one to the helper's tar as an exec stdin
+ * frame: with zlib's default of 16 KiB, a 1 GiB restore from a zstd artifact took 20.2-21.6 s and
+ * 10.3-10.9 s of CPU (a third of it in the kernel); with 256 KiB, 13.8-14.5 s and 5.6 s.
+ */
+const DECOMPRESSED_CHUNK_BYTES = 256 * 1024;
+
 export function decompressor(compression: Compression): Transform | undefined {
   switch (compression) {
     case 'gzip':
-      return zlib.createGunzip();
+      return zlib.createGunzip({ chunkSize: DECOMPRESSED_CHUNK_BYTES });
     case 'zstd':
-      return zlib.createZstdDecompress();
+      return zlib.createZstdDecompress({ chunkSize: DECOMPRESSED_CHUNK_BYTES });
     case 'none':
       return undefined;
   }

@@ -4,7 +4,7 @@
  * a collection only once about 64 MB more is held outside its heap than after the last one, so the
  * process carried 60 to 100 MiB of dead buffers on top of what it uses, more or less as the GC's
  * timing fell. The buffers die young: a young-generation collection (a scavenge, about 0.5 ms here
- * with a small live set) frees them. Running one every DEFAULT_GARBAGE_BOUND bytes bounds the garbage by that.
+ * with a small live set) frees them. Running one every YOUNG_GARBAGE_BOUND bytes bounds the garbage by that.
  *
  * The collector is reached by turning on --expose-gc at run time and taking `gc` from a new context,
  * so neither the bundle nor the single executable needs a command-line flag. Where that fails, the
@@ -58,10 +58,10 @@ function collector(): Collect | null {
  * time (10.3-11.2 s). Most full collections there are V8's own, started by the buffers the stream
  * allocates outside the heap (about 100 a GiB, some 0.8 s of the main thread, either way).
  */
-export const DEFAULT_GARBAGE_BOUND = 4 * 1024 * 1024;
+const YOUNG_GARBAGE_BOUND = 4 * 1024 * 1024;
 
 /** Garbage allowed in the old generation above what the last full collection left. */
-export const OLD_GARBAGE_SLACK = 16 * 1024 * 1024;
+const OLD_GARBAGE_SLACK = 16 * 1024 * 1024;
 
 /**
  * One count for the thread: copies that run at once (--parallel) share its heap. With a count of
@@ -73,13 +73,13 @@ let since = 0;
 let limit = 0;
 
 /**
- * Counts bytes handed over (and so soon garbage); every DEFAULT_GARBAGE_BOUND bytes, collects the
+ * Counts bytes handed over (and so soon garbage); every YOUNG_GARBAGE_BOUND bytes, collects the
  * young generation, and the whole heap too when what is held grew by OLD_GARBAGE_SLACK since the
  * last full collection (what outlived a scavenge: buffers and objects of a large directory, say).
  */
 export function addGarbage(bytes: number): void {
   since += bytes;
-  if (since < DEFAULT_GARBAGE_BOUND) return;
+  if (since < YOUNG_GARBAGE_BOUND) return;
   since = 0;
   const gc = collector();
   if (!gc) return;

@@ -179,7 +179,8 @@ for (const format of ['gzip', 'zstd'] as const) {
     const compressor = FORMATS[format].create({ blockBytes: 256 * KiB, concurrency: 2 });
     const errors: Error[] = [];
     compressor.on('error', (error) => errors.push(error));
-    // Two blocks go to the pool, the third write waits for a free slot, the fourth is queued by Node.
+    // One block goes to the pool (a stream starts with one in flight), the second write fills the
+    // next block, which waits for room, and the third and fourth are queued by Node.
     const written = [0, 1, 2, 3].map(() => new Promise<Error | null | undefined>((resolve) => compressor.write(randomBytes(256 * KiB), resolve)));
     compressor.destroy(new Error('aborted by the test'));
     const pushedAfterDestroy: Buffer[] = [];
@@ -187,7 +188,7 @@ for (const format of ['gzip', 'zstd'] as const) {
     const results = await Promise.race([Promise.all(written), sleep(1000, 'a write callback is still waiting')]);
     t.deepEqual(
       Array.isArray(results) ? results.map((result) => result?.message ?? null) : results,
-      [null, null, 'aborted by the test', 'aborted by the test'],
+      [null, 'aborted by the test', 'aborted by the test', 'aborted by the test'],
     );
     await sleep(300); // the blocks in the pool finish
     t.deepEqual(errors.map((error) => error.message), ['aborted by the test']);
@@ -270,4 +271,47 @@ test.serial('zstd output is one frame per block, each with its checksum, from st
   t.regex(listing, /Check: XXH64/);
   execFileSync('zstd', ['-tq', file]);
   t.true(zlib.zstdDecompressSync(compressed).equals(data));
+});
+
+/**
+ * Compresses 16 MiB of random bytes (which come out about as large as they went in) in blocks of
+ * `blockBytes`, a piece of 64 KiB at a time, one every `delayMs` (0: as fast as asked); how far the
+ * source ran ahead of the output at most shows how many blocks were in flight at once.
+ */
+async function blocksAhead(blockBytes: number, compressor: Transform, decompressor: Transform, delayMs: number): Promise<number> {
+  const data = randomBytes(16 * MiB);
+  let pulled = 0;
+  const source = new Readable({
+    read() {
+      const push = () => {
+        this.push(pulled < data.length ? data.subarray(pulled, pulled + 64 * KiB) : null);
+        pulled = Math.min(pulled + 64 * KiB, data.length);
+      };
+      if (delayMs > 0) setTimeout(push, delayMs);
+      else push();
+    },
+  });
+  let delivered = 0;
+  let mostAhead = 0;
+  const out: Buffer[] = [];
+  const reader = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      delivered += chunk.length;
+      mostAhead = Math.max(mostAhead, pulled - delivered);
+      out.push(chunk);
+      cb();
+    },
+  });
+  await pipeline(source, compressor, reader);
+  if (!(await collect(Readable.from(out), decompressor)).equals(data)) throw new Error('the output does not decompress to the input');
+  return mostAhead / blockBytes;
+}
+
+test('a stream takes more blocks in flight only when compression holds the input back', async (t) => {
+  // gzip -9 is far slower than this source: soon three blocks in flight (the one filling included).
+  const gzip = await blocksAhead(256 * KiB, createParallelGzip({ blockBytes: 256 * KiB, concurrency: 3, level: 9 }), zlib.createGunzip(), 0);
+  t.true(gzip >= 2.4, `gzip -9: only ${gzip} blocks ahead`);
+  // zstd -1 is far faster than 64 KiB a millisecond: one block, compressed while the input waits.
+  const zstd = await blocksAhead(256 * KiB, createParallelZstd({ blockBytes: 256 * KiB, concurrency: 3, level: 1 }), zlib.createZstdDecompress(), 1);
+  t.true(zstd <= 1.25, `zstd -1: ${zstd} blocks ahead`);
 });

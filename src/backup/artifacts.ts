@@ -32,7 +32,7 @@ export function defaultCompression(): Compression {
   return zstdSupported() ? 'zstd' : 'gzip';
 }
 
-/** The artifact's compressor: blocks compressed on every core (parallel-compress.ts); none for a plain tar. */
+/** The artifact's compressor (parallel-compress.ts): gzip in blocks on every core, zstd straight through on one; none for a plain tar. */
 export function compressor(compression: Compression): Transform | undefined {
   if (compression === 'zstd' && !zstdSupported()) throw new UsageError(`zstd compression needs Node 22.15 or newer (this is ${process.version})`, 'use --compression gzip');
   return parallelCompressor(compression);

@@ -8,6 +8,9 @@
  * the original bytes. The price is that each block starts with an empty dictionary: the output is a
  * little larger than one stream's.
  *
+ * zstd at its default level needs no more than one core (ZSTD_ONE_CORE_LEVELS): there the input goes
+ * straight into one frame after another, a block's worth each, with no block gathered first.
+ *
  * Why not zstd's own workers (ZSTD_c_nbWorkers)? Node's binding does not drive a multi-threaded
  * context to the end of its frame: on Node 26.10 the stream dies with an uncaught
  * ERR_STREAM_PUSH_AFTER_EOF, and zlib.zstdCompress reports success with truncated (even empty)
@@ -24,19 +27,28 @@ export interface ParallelCompressOptions {
   /** Input bytes per block: large enough that a lost dictionary costs little, small enough to spread. */
   blockBytes?: number;
   /**
-   * Most blocks in flight (the one being filled included): being compressed, or compressed and
-   * waiting for the consumer. Memory is a few blocks for each (the input, zlib's output buffer, the
-   * result), whatever the size of the data. More than libuv's thread pool has threads
-   * (UV_THREADPOOL_SIZE, 4 by default) would only queue. A stream starts with one: it takes another
-   * only while the input waits on compression (HELD_SHARE).
+   * Blocks in flight: being compressed, or compressed and waiting for the consumer. Memory is a few
+   * blocks for each (the input, zlib's output buffer, the result), whatever the size of the data.
+   * More than libuv's thread pool has threads (UV_THREADPOOL_SIZE, 4 by default) would only queue.
+   * With one, there are no blocks: the input goes straight into one frame after another.
    */
   concurrency?: number;
 }
 
+/** One gzip member or zstd frame being compressed on a stream of its own. */
+interface Frame {
+  /** Compresses `data` into the frame; `done` once the stream took it (its output has come out). */
+  write(data: Buffer, done: (error: Error | null) => void): void;
+  /** Ends the frame; `done` once its last output came out and its stream is free for the next. */
+  end(done: (error: Error | null) => void): void;
+  /** Drops the frame and closes its stream (the compressor was destroyed). */
+  abort(): void;
+}
+
 interface Compress {
-  /** Compresses one block into one gzip member or zstd frame, handed back as the pieces it came out in. */
-  block(block: Buffer, done: (error: Error | null, out: Buffer[]) => void): void;
-  /** Closes the streams kept for the next block; a block still being compressed closes its own when done. */
+  /** Starts a member or frame, on a stream kept from an earlier one if there is one; its output goes to `onPiece` as it comes. */
+  frame(onPiece: (piece: Buffer) => void): Frame;
+  /** Closes the streams kept for the next frame; a frame still under way closes its own when done. */
   close(): void;
 }
 
@@ -61,17 +73,14 @@ const DEFAULT_BLOCK_BYTES = { gzip: 1024 * 1024, zstd: 8 * 1024 * 1024 };
 const OUTPUT_CHUNK_BYTES = { gzip: 256 * 1024, zstd: 1024 * 1024 };
 
 /**
- * Every WINDOW_BLOCKS blocks the stream weighs how long its input waited for a block being
- * compressed; beyond HELD_SHARE of the time another block goes in flight. With one, the input waits
- * while each block is compressed, and upstream (the exec stream, the API server, the kubelet) keeps
- * its bytes meanwhile. zstd at its default level compresses 8 MiB in a fraction of the time the
- * stream through the API server takes to bring it (its input waited 5-57% of a window here): a 1 GiB
- * backup peaked at 152-155 MiB with one block, against 201-208 with three, in the same time (7.3-7.6
- * s against 7.3-7.6). gzip's input waited 75-93% of its windows with one block; it takes a second
- * within its first 16 MiB and a third later.
+ * zstd up to this level compresses one frame at a time, on one core, straight from the input. It
+ * compresses several hundred MB/s a core there, more than an exec stream through the API server
+ * brings; blocks in flight would only hold memory. A 1 GiB backup here (the API server, the kubelet
+ * and tar beside us on 2 cores) peaked at 141-144 MiB that way, against 204-205 with three 8 MiB
+ * blocks in flight, in the same time (7.6-7.7 s against 7.3-8.0, two runs each, in turns). gzip, and
+ * zstd at higher levels, compress in blocks on every core from the start.
  */
-const WINDOW_BLOCKS = 8;
-const HELD_SHARE = 0.7;
+const ZSTD_ONE_CORE_LEVELS = 3;
 
 /**
  * One block more than cores, so a core that finishes a block finds the next one ready; no more than
@@ -98,13 +107,14 @@ export function createParallelZstd(options: ParallelCompressOptions = {}): Trans
   };
   // ZSTD_e_end ends the frame; the next write starts another.
   const compress = framesOn(() => zlib.createZstdCompress({ params, chunkSize: OUTPUT_CHUNK_BYTES.zstd }), zlib.constants.ZSTD_e_end);
-  return new BlockCompressor(compress, options.blockBytes ?? DEFAULT_BLOCK_BYTES.zstd, options.concurrency);
+  const concurrency = options.concurrency ?? ((options.level ?? 3) <= ZSTD_ONE_CORE_LEVELS ? 1 : undefined);
+  return new BlockCompressor(compress, options.blockBytes ?? DEFAULT_BLOCK_BYTES.zstd, concurrency);
 }
 
 /**
  * Compresses each block into a member or frame of its own on a stream kept for the next block: the
  * block is written, then flushed with `endFlag`, which ends the member or frame. A stream
- * compresses one block at a time; the pool holds one per block in flight.
+ * compresses one frame at a time; the pool holds one per frame under way.
  */
 function framesOn<S extends zlib.Gzip | zlib.ZstdCompress>(newStream: () => S, endFlag: number, afterFrame?: (stream: S) => void): Compress {
   const idle: S[] = [];
@@ -113,28 +123,51 @@ function framesOn<S extends zlib.Gzip | zlib.ZstdCompress>(newStream: () => S, e
     closed = true;
     for (const stream of idle.splice(0)) stream.close();
   };
-  const block = (block: Buffer, done: (error: Error | null, out: Buffer[]) => void) => {
+  const frame = (onPiece: (piece: Buffer) => void): Frame => {
     const stream = idle.pop() ?? newStream();
-    const out: Buffer[] = [];
-    const onData = (piece: Buffer) => out.push(piece);
-    const settle = (error: Error | null) => {
-      stream.off('data', onData).off('error', settle);
-      if (error) return done(error, []);
-      if (closed) stream.close();
-      else {
-        afterFrame?.(stream);
-        idle.push(stream);
-      }
-      done(null, out);
+    let failure: Error | undefined;
+    // The callbacks waiting on the stream: a failed stream answers them all through 'error'.
+    const waiting = new Set<(error: Error | null) => void>();
+    const answer = (done: (error: Error | null) => void, error: Error | null) => {
+      if (waiting.delete(done)) done(error);
     };
-    stream.on('data', onData).once('error', settle);
-    stream.write(block);
-    stream.flush(endFlag, () => {
-      // A failed stream calls back too; 'error' has settled it then.
-      if (!stream.destroyed) settle(null);
-    });
+    const onError = (error: Error) => {
+      failure = error;
+      stream.off('data', onPiece);
+      for (const done of [...waiting]) answer(done, error);
+    };
+    stream.on('data', onPiece).once('error', onError);
+    return {
+      write(data, done) {
+        if (failure) return done(failure);
+        waiting.add(done);
+        stream.write(data, () => {
+          if (!stream.destroyed) answer(done, null);
+        });
+      },
+      end(done) {
+        if (failure) return done(failure);
+        waiting.add(done);
+        stream.flush(endFlag, () => {
+          // A failed stream calls back too; 'error' has answered then.
+          if (stream.destroyed) return;
+          stream.off('data', onPiece).off('error', onError);
+          if (closed) stream.close();
+          else {
+            afterFrame?.(stream);
+            idle.push(stream);
+          }
+          answer(done, null);
+        });
+      },
+      abort() {
+        waiting.clear();
+        stream.off('data', onPiece);
+        stream.close();
+      },
+    };
   };
-  return { block, close };
+  return { frame, close };
 }
 
 /** The transform for an artifact's compression; none for an uncompressed tar. */
@@ -153,16 +186,17 @@ class BlockCompressor extends Transform {
   readonly #compress: Compress;
   readonly #blockBytes: number;
   readonly #concurrency: number;
-  /** Blocks allowed in flight now: from one up to #concurrency. */
-  #allowed = 1;
-  /** Since when the input has waited for a block being compressed, if it does. */
-  #heldSince: number | undefined;
-  /** When this window began, and how long its input waited on compression. */
-  #window = { blocks: 0, startedAt: performance.now(), heldMs: 0 };
   /** Blocks in input order, from dispatch until pushed; `out` is set once compressed. */
   readonly #inFlight: { out?: Buffer[] }[] = [];
   /** Input blocks whose compression is done, reused so a long stream allocates only a few. */
   readonly #spare: Buffer[] = [];
+  /**
+   * With one block in flight, the input goes straight into a frame as it comes, each write answered
+   * once compressed: no block to gather it in, and compression overlaps the input's arrival.
+   */
+  #direct: { frame: Frame; written: number } | undefined;
+  /** The write waiting on the direct frame, answered by _destroy if it never is. */
+  #directWrite: TransformCallback | undefined;
   #block: Buffer | undefined;
   #filled = 0;
   #dispatched = 0;
@@ -185,6 +219,13 @@ class BlockCompressor extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
+    if (this.#direct) {
+      return this.#endDirect((error) => {
+        if (error) return callback(error);
+        this.#compress.close();
+        callback();
+      });
+    }
     try {
       // Empty input still gets one (empty) member or frame: a zero-byte file is not valid gzip or zstd.
       if (this.#filled > 0 || this.#dispatched === 0) this.#dispatch();
@@ -205,7 +246,10 @@ class BlockCompressor extends Transform {
     // Blocks already in the pool cannot be cancelled; their callbacks see `destroyed` and drop the
     // result. A held write must still be called back: until it is, Node leaves the writes queued
     // behind it, and their callbacks, waiting forever.
-    const held = this.#held;
+    const held = this.#held ?? (this.#directWrite && { callback: this.#directWrite });
+    this.#direct?.frame.abort();
+    this.#direct = undefined;
+    this.#directWrite = undefined;
     this.#compress.close();
     this.#inFlight.length = 0;
     this.#spare.length = 0;
@@ -218,12 +262,11 @@ class BlockCompressor extends Transform {
 
   /** Copies the chunk into blocks, dispatching each full one; holds the rest while #inFlight is full. */
   #take(chunk: Buffer, callback: TransformCallback): void {
+    if (this.#concurrency === 1) return this.#takeDirect(chunk, callback);
     let offset = 0;
     try {
       while (offset < chunk.length) {
-        if (this.#inFlight.length >= this.#allowed) {
-          // Waiting on the consumer (the oldest block is compressed) is not compression's doing.
-          if (!this.#inFlight[0]?.out) this.#heldSince ??= performance.now();
+        if (this.#inFlight.length >= this.#concurrency) {
           this.#held = { chunk: chunk.subarray(offset), callback };
           return;
         }
@@ -240,23 +283,58 @@ class BlockCompressor extends Transform {
     callback();
   }
 
-  /** At the end of a window, another block in flight if the input waited on compression. */
-  #weighWindow(): void {
-    const window = this.#window;
-    window.blocks += 1;
-    if (window.blocks < WINDOW_BLOCKS) return;
-    const now = performance.now();
-    if (window.heldMs > HELD_SHARE * (now - window.startedAt)) this.#allowed = Math.min(this.#allowed + 1, this.#concurrency);
-    this.#window = { blocks: 0, startedAt: now, heldMs: 0 };
+  /** Writes the chunk into the direct frame, ending it at a block's size; answers once compressed. */
+  #takeDirect(chunk: Buffer, callback: TransformCallback): void {
+    let direct = this.#direct;
+    try {
+      direct ??= this.#direct = { frame: this.#compress.frame((piece) => void (this.destroyed || this.push(piece))), written: 0 };
+    } catch (error) {
+      // zlib refused its options (a level out of range): failing the write fails the stream.
+      return callback(error as Error);
+    }
+    const piece = chunk.subarray(0, this.#blockBytes - direct.written);
+    const rest = chunk.subarray(piece.length);
+    this.#directWrite = callback;
+    direct.frame.write(piece, (error) => {
+      if (this.destroyed) return;
+      this.#directWrite = undefined;
+      if (error) return callback(error);
+      direct.written += piece.length;
+      const goOn = () => (rest.length > 0 ? this.#take(rest, callback) : callback());
+      if (direct.written < this.#blockBytes) return goOn();
+      this.#directWrite = callback;
+      this.#endDirect((error) => {
+        this.#directWrite = undefined;
+        if (error) callback(error);
+        else goOn();
+      });
+    });
+  }
+
+  /** Ends the direct frame; a block's worth of input has gone through. */
+  #endDirect(done: (error: Error | null) => void): void {
+    const direct = this.#direct!;
+    direct.frame.end((error) => {
+      if (this.destroyed) return;
+      this.#direct = undefined;
+      if (error) return done(error);
+      this.#dispatched += 1;
+      done(null);
+    });
   }
 
   #dispatch(): void {
-    this.#weighWindow();
     const block = this.#block ?? Buffer.alloc(0);
     const entry: { out?: Buffer[] } = {};
     this.#inFlight.push(entry);
     this.#dispatched += 1;
-    this.#compress.block(block.subarray(0, this.#filled), (error, out) => {
+    const out: Buffer[] = [];
+    const frame = this.#compress.frame((piece) => out.push(piece));
+    const failed = (error: Error | null) => {
+      if (error && !this.destroyed) this.destroy(error);
+    };
+    frame.write(block.subarray(0, this.#filled), failed);
+    frame.end((error) => {
       if (this.destroyed) return;
       if (error) return void this.destroy(error);
       entry.out = out;
@@ -273,9 +351,7 @@ class BlockCompressor extends Transform {
       // A block's pieces go on together: push() asks to stop only for the next block.
       for (const piece of this.#inFlight.shift()!.out!) this.#readerFull = !this.push(piece);
     }
-    if (this.#held && this.#inFlight.length < this.#allowed) {
-      if (this.#heldSince !== undefined) this.#window.heldMs += performance.now() - this.#heldSince;
-      this.#heldSince = undefined;
+    if (this.#held && this.#inFlight.length < this.#concurrency) {
       const { chunk, callback } = this.#held;
       this.#held = undefined;
       this.#take(chunk, callback);

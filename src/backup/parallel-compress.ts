@@ -83,6 +83,14 @@ const OUTPUT_CHUNK_BYTES = { gzip: 256 * 1024, zstd: 1024 * 1024 };
 const ZSTD_ONE_CORE_LEVELS = 3;
 
 /**
+ * What the input is gathered into before it goes into a frame straight. Each write is a job in the
+ * pool, and the input (the exec stream, and through it tar) waits while it runs: in 256 KiB stages a
+ * backup of a million files of 4 KiB took 24 CPU-seconds against 18-21 in blocks; in 1 MiB stages,
+ * 21 against 21.5, at 170 MiB peak against 203.
+ */
+const STAGE_BYTES = 1024 * 1024;
+
+/**
  * One block more than cores, so a core that finishes a block finds the next one ready; no more than
  * the thread pool has threads, as more would only wait there.
  */
@@ -191,10 +199,13 @@ class BlockCompressor extends Transform {
   /** Input blocks whose compression is done, reused so a long stream allocates only a few. */
   readonly #spare: Buffer[] = [];
   /**
-   * With one block in flight, the input goes straight into a frame as it comes, each write answered
-   * once compressed: no block to gather it in, and compression overlaps the input's arrival.
+   * With one block in flight, the input goes straight into a frame as it comes, STAGE_BYTES at a
+   * time (one job in the pool each), each write answered once its stage is compressed: no block to
+   * gather it in.
    */
   #direct: { frame: Frame; written: number } | undefined;
+  #stage: Buffer | undefined;
+  #staged = 0;
   /** The write waiting on the direct frame, answered by _destroy if it never is. */
   #directWrite: TransformCallback | undefined;
   #block: Buffer | undefined;
@@ -219,8 +230,8 @@ class BlockCompressor extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.#direct) {
-      return this.#endDirect((error) => {
+    if (this.#direct || this.#staged > 0) {
+      return this.#writeStage(true, (error) => {
         if (error) return callback(error);
         this.#compress.close();
         callback();
@@ -250,6 +261,8 @@ class BlockCompressor extends Transform {
     this.#direct?.frame.abort();
     this.#direct = undefined;
     this.#directWrite = undefined;
+    this.#stage = undefined;
+    this.#staged = 0;
     this.#compress.close();
     this.#inFlight.length = 0;
     this.#spare.length = 0;
@@ -283,43 +296,51 @@ class BlockCompressor extends Transform {
     callback();
   }
 
-  /** Writes the chunk into the direct frame, ending it at a block's size; answers once compressed. */
+  /** Stages the chunk for the direct frame, writing each full stage; answers once all of it is staged. */
   #takeDirect(chunk: Buffer, callback: TransformCallback): void {
+    let offset = 0;
+    while (offset < chunk.length) {
+      this.#stage ??= Buffer.allocUnsafe(Math.min(STAGE_BYTES, this.#blockBytes));
+      const frameRoom = this.#blockBytes - (this.#direct?.written ?? 0) - this.#staged;
+      const copied = chunk.copy(this.#stage, this.#staged, offset, offset + Math.min(this.#stage.length - this.#staged, frameRoom));
+      offset += copied;
+      this.#staged += copied;
+      const frameFull = copied === frameRoom;
+      if (this.#staged === this.#stage.length || frameFull) {
+        this.#directWrite = callback;
+        return this.#writeStage(frameFull, (error) => {
+          this.#directWrite = undefined;
+          if (error) callback(error);
+          else this.#takeDirect(chunk.subarray(offset), callback);
+        });
+      }
+    }
+    callback();
+  }
+
+  /** Writes what is staged into the direct frame (started if need be), and ends the frame if `end`. */
+  #writeStage(end: boolean, done: (error: Error | null) => void): void {
     let direct = this.#direct;
     try {
       direct ??= this.#direct = { frame: this.#compress.frame((piece) => void (this.destroyed || this.push(piece))), written: 0 };
     } catch (error) {
       // zlib refused its options (a level out of range): failing the write fails the stream.
-      return callback(error as Error);
+      return done(error as Error);
     }
-    const piece = chunk.subarray(0, this.#blockBytes - direct.written);
-    const rest = chunk.subarray(piece.length);
-    this.#directWrite = callback;
-    direct.frame.write(piece, (error) => {
+    const staged = this.#stage!.subarray(0, this.#staged);
+    direct.frame.write(staged, (error) => {
       if (this.destroyed) return;
-      this.#directWrite = undefined;
-      if (error) return callback(error);
-      direct.written += piece.length;
-      const goOn = () => (rest.length > 0 ? this.#take(rest, callback) : callback());
-      if (direct.written < this.#blockBytes) return goOn();
-      this.#directWrite = callback;
-      this.#endDirect((error) => {
-        this.#directWrite = undefined;
-        if (error) callback(error);
-        else goOn();
-      });
-    });
-  }
-
-  /** Ends the direct frame; a block's worth of input has gone through. */
-  #endDirect(done: (error: Error | null) => void): void {
-    const direct = this.#direct!;
-    direct.frame.end((error) => {
-      if (this.destroyed) return;
-      this.#direct = undefined;
       if (error) return done(error);
-      this.#dispatched += 1;
-      done(null);
+      direct.written += staged.length;
+      this.#staged = 0;
+      if (!end) return done(null);
+      direct.frame.end((error) => {
+        if (this.destroyed) return;
+        this.#direct = undefined;
+        if (error) return done(error);
+        this.#dispatched += 1;
+        done(null);
+      });
     });
   }
 

@@ -317,12 +317,15 @@ test('zstd at its default level compresses straight from the input, gzip in bloc
 
 test('zstd straight from the input: frames of a block each, a destroyed stream answers its writes and pushes nothing more', async (t) => {
   const data = mixedData();
-  const compressed = await compress('zstd', data, { blockBytes: MiB, concurrency: 1 }, [1, 4093, 65_536, 1_000_003, 7]);
-  t.true(zlib.zstdDecompressSync(compressed).equals(data));
-  const file = path.join(tempDir(t), 'direct.zst');
-  fs.writeFileSync(file, compressed);
-  t.true(systemDecompress('zstd', file).equals(data));
-  t.regex(execFileSync('zstd', ['-lv', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }), new RegExp(`# Zstandard Frames: ${Math.ceil(data.length / MiB)}\\n`));
+  // Frames of one stage, of several, and of less than one.
+  for (const blockBytes of [MiB, 3 * MiB, 100_000]) {
+    const compressed = await compress('zstd', data, { blockBytes, concurrency: 1 }, [1, 4093, 65_536, 1_000_003, 7]);
+    t.true(zlib.zstdDecompressSync(compressed).equals(data), `blocks of ${blockBytes}`);
+    const file = path.join(tempDir(t), 'direct.zst');
+    fs.writeFileSync(file, compressed);
+    t.true(systemDecompress('zstd', file).equals(data), `blocks of ${blockBytes}`);
+    t.regex(execFileSync('zstd', ['-lv', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }), new RegExp(`# Zstandard Frames: ${Math.ceil(data.length / blockBytes)}\\n`));
+  }
 
   const compressor = createParallelZstd({ blockBytes: 256 * KiB, concurrency: 1 });
   const errors: Error[] = [];

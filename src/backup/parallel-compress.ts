@@ -76,9 +76,9 @@ const OUTPUT_CHUNK_BYTES = { gzip: 256 * 1024, zstd: 1024 * 1024 };
  * zstd up to this level compresses one frame at a time, on one core, straight from the input. It
  * compresses several hundred MB/s a core there, more than an exec stream through the API server
  * brings; blocks in flight would only hold memory. A 1 GiB backup here (the API server, the kubelet
- * and tar beside us on 2 cores) peaked at 141-144 MiB that way, against 204-205 with three 8 MiB
- * blocks in flight, in the same time (7.6-7.7 s against 7.3-8.0, two runs each, in turns). gzip, and
- * zstd at higher levels, compress in blocks on every core from the start.
+ * and tar beside us on 2 cores) peaked at 142-147 MiB that way, against 198-212 with three 8 MiB
+ * blocks in flight, in about the same time (7.8-8.0 s against 7.5-8.0, three runs each, in turns).
+ * gzip, and zstd at higher levels, compress in blocks on every core from the start.
  */
 const ZSTD_ONE_CORE_LEVELS = 3;
 
@@ -107,15 +107,16 @@ export function createParallelGzip(options: ParallelCompressOptions = {}): Trans
 }
 
 export function createParallelZstd(options: ParallelCompressOptions = {}): Transform {
+  const level = options.level ?? 3;
   const params = {
-    [zlib.constants.ZSTD_c_compressionLevel]: options.level ?? 3,
+    [zlib.constants.ZSTD_c_compressionLevel]: level,
     // Each frame carries a checksum of its content, as the zstd CLI writes by default: `zstd -t` and
     // every decompressor can then tell a damaged artifact; gzip members carry their CRC-32 anyway.
     [zlib.constants.ZSTD_c_checksumFlag]: 1,
   };
   // ZSTD_e_end ends the frame; the next write starts another.
   const compress = framesOn(() => zlib.createZstdCompress({ params, chunkSize: OUTPUT_CHUNK_BYTES.zstd }), zlib.constants.ZSTD_e_end);
-  const concurrency = options.concurrency ?? ((options.level ?? 3) <= ZSTD_ONE_CORE_LEVELS ? 1 : undefined);
+  const concurrency = options.concurrency ?? (level <= ZSTD_ONE_CORE_LEVELS ? 1 : undefined);
   return new BlockCompressor(compress, options.blockBytes ?? DEFAULT_BLOCK_BYTES.zstd, concurrency);
 }
 
@@ -273,7 +274,10 @@ class BlockCompressor extends Transform {
     held?.callback(error ?? Object.assign(new Error('the stream was destroyed before this write was compressed'), { code: 'ERR_STREAM_DESTROYED' }));
   }
 
-  /** Copies the chunk into blocks, dispatching each full one; holds the rest while #inFlight is full. */
+  /**
+   * Copies the chunk into blocks, dispatching each full one; holds the rest while #inFlight is full.
+   * With one block in flight, stages it for the direct frame instead.
+   */
   #take(chunk: Buffer, callback: TransformCallback): void {
     if (this.#concurrency === 1) return this.#takeDirect(chunk, callback);
     let offset = 0;

@@ -310,7 +310,7 @@ test('zstd at its default level compresses straight from the input, gzip in bloc
   // gzip -9 is far slower than this source: three blocks in flight (the one filling included).
   const gzip = await blocksAhead(256 * KiB, createParallelGzip({ blockBytes: 256 * KiB, concurrency: 3, level: 9 }), zlib.createGunzip(), 0);
   t.true(gzip >= 2.4, `gzip -9: only ${gzip} blocks ahead`);
-  // zstd -3: no block gathered, each piece compressed while the next waits.
+  // zstd -3: no block gathered, each stage compressed while the input waits.
   const zstd = await blocksAhead(256 * KiB, createParallelZstd({ blockBytes: 256 * KiB }), zlib.createZstdDecompress(), 0);
   t.true(zstd <= 0.5, `zstd -3: ${zstd} blocks ahead`);
 });

@@ -16,7 +16,7 @@ import { compressor, type Compression } from './artifacts.ts';
 import { ArtifactFile } from './artifact-file.ts';
 import { Digest } from './digest.ts';
 import { beforeAckFor, consumerFaultFor, type CopyFault } from './faults.ts';
-import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
+import { DATA_DEVICE_PATH, HELPER_CONTAINER } from './helper-pod.ts';
 import { archiveImage, archiveTree, type ArchivedTree } from '../repository/archiver.ts';
 import { countingGarbage } from '../young-garbage.ts';
 import type { Repository } from '../repository/repository.ts';
@@ -48,7 +48,6 @@ export function copyScript(root: string, tarCommand = `tar -c -f - -C ${root} .`
     'exit $s',
   ].join('\n');
 }
-export const TAR_COMMAND = ['sh', '-c', copyScript(DATA_MOUNT_PATH)];
 /** A Block claim's device, read whole in 1 MiB blocks (dd's record counts on stderr are ignored). */
 export const IMAGE_COMMAND = ['dd', `if=${DATA_DEVICE_PATH}`, 'bs=1048576'];
 
@@ -104,8 +103,10 @@ export interface CopyRequest {
   fault?: CopyFault | undefined;
   /** The copy attempt, 1-based (faults may play on the first only). */
   attempt?: number;
-  /** A Block claim: the device's size in bytes, all of which must arrive. Absent: tar of /data. */
+  /** A Block claim: the device's size in bytes, all of which must arrive. Absent: tar of the mounted claim. */
   deviceBytes?: number | undefined;
+  /** Where the claim is mounted in the helper: /data, or /data/<pvc> in a helper the run's claims share (shared-helpers.ts). */
+  mountPath: string;
   /** Into a repository instead of an artifact file (compression and partialPath unused); a device image becomes one file. */
   repository?: RepositoryCopy | undefined;
 }
@@ -199,7 +200,7 @@ async function copyStream(request: CopyRequest, incremental: IncrementalCopy | u
   let outcome: AckedExecOutcome;
   try {
     // An incremental copy with nothing to read runs no command.
-    const command = image ? IMAGE_COMMAND : incremental ? incremental.tarCommand && ['sh', '-c', copyScript(DATA_MOUNT_PATH, incremental.tarCommand)] : TAR_COMMAND;
+    const command = image ? IMAGE_COMMAND : incremental ? incremental.tarCommand && ['sh', '-c', copyScript(request.mountPath, incremental.tarCommand)] : ['sh', '-c', copyScript(request.mountPath)];
     outcome = !command ? nothingToRead(intake) : await execWithAck(request.kubeConfig, {
       namespace: request.namespace,
       pod: request.pod,
@@ -307,10 +308,10 @@ function changedFiles(stderr: CopyStderr, archived: ArchivedFiles): PathSummary 
 }
 
 /** The claim's disk usage as `du` sees it, in bytes: the progress display's (approximate) total. */
-export async function measureClaimBytes(kubeConfig: KubeConfig, namespace: string, pod: string, signal?: AbortSignal): Promise<number> {
+export async function measureClaimBytes(kubeConfig: KubeConfig, namespace: string, pod: string, mountPath: string, signal?: AbortSignal): Promise<number> {
   const sink = new TailBuffer();
   // du's exit code is not checked: unreadable corners make it fail, yet it still prints a total.
-  await execStream(kubeConfig, { namespace, pod, container: HELPER_CONTAINER, command: ['du', '-s', '-k', DATA_MOUNT_PATH], stdout: sink, signal });
+  await execStream(kubeConfig, { namespace, pod, container: HELPER_CONTAINER, command: ['du', '-s', '-k', mountPath], stdout: sink, signal });
   const kib = /^(\d+)\s/.exec(sink.text);
   if (!kib) throw new Error(`du printed no total: ${sink.text.slice(0, 200)}`);
   return Number(kib[1]) * 1024;

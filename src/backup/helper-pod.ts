@@ -8,7 +8,7 @@
  * (helper-identity.ts) it has no capability at all and passes Pod Security "restricted".
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { CoreV1Event, V1Pod, V1PodSecurityContext, V1Toleration } from '@kubernetes/client-node';
+import type { CoreV1Event, V1Container, V1Pod, V1PodSecurityContext, V1Toleration, V1Volume } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 import { execStream } from '../kube/exec.ts';
 import { KubernetesAdmissionError } from '../errors.ts';
@@ -119,24 +119,80 @@ function podSecurityContext(identity: HelperIdentity): V1PodSecurityContext {
 }
 
 export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOptions, purpose: HelperPurpose = 'backup', identity: HelperIdentity = ROOT_IDENTITY): V1Pod {
-  const { node } = placementFor(claim);
   const readOnly = purpose === 'backup';
-  const podPrefix = `nkvm-${purpose}-${claim.name}`.slice(0, 50).replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '');
+  const scratch = Boolean(options.command);
+  return buildHelperPod({
+    namespace: claim.namespace,
+    namePrefix: `nkvm-${purpose}-${claim.name}`,
+    node: placementFor(claim).node,
+    claims: [claim.name],
+    purpose,
+    identity,
+    options,
+    volumes: [
+      { name: 'data', persistentVolumeClaim: { claimName: claim.name, readOnly } },
+      ...(scratch ? [{ name: 'scratch', emptyDir: { sizeLimit: '16Mi' } }] : []),
+    ],
+    mounts:
+      claim.volumeMode === 'Block'
+        ? { volumeDevices: [{ name: 'data', devicePath: DATA_DEVICE_PATH }] }
+        : { volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH, readOnly }, ...(scratch ? [{ name: 'scratch', mountPath: '/tmp' }] : [])] },
+  });
+}
+
+/** Where a helper shared by several claims mounts each one: /data/<pvc> (a claim's name is a DNS subdomain, safe in sh). */
+export function sharedMountPath(pvc: string): string {
+  return `${DATA_MOUNT_PATH}/${pvc}`;
+}
+
+/**
+ * One exec helper for several Filesystem claims of a namespace, all on `node` (shared-helpers.ts):
+ * each read-only at sharedMountPath(), the pod's start and removal paid once for them all.
+ */
+export function sharedHelperPodManifest(claims: DiscoveredClaim[], node: string, options: HelperPodOptions, identity: HelperIdentity = ROOT_IDENTITY): V1Pod {
+  return buildHelperPod({
+    namespace: claims[0]!.namespace,
+    namePrefix: 'nkvm-backup-shared',
+    node,
+    claims: claims.map((claim) => claim.name),
+    purpose: 'backup',
+    identity,
+    options: { ...options, command: undefined },
+    volumes: claims.map((claim, i) => ({ name: `data-${i}`, persistentVolumeClaim: { claimName: claim.name, readOnly: true } })),
+    mounts: { volumeMounts: claims.map((claim, i) => ({ name: `data-${i}`, mountPath: sharedMountPath(claim.name), readOnly: true })) },
+  });
+}
+
+interface HelperPodParts {
+  namespace: string;
+  namePrefix: string;
+  node: string | undefined;
+  /** The claims it mounts: the first labels the pod, all of them are in its annotation. */
+  claims: string[];
+  purpose: HelperPurpose;
+  identity: HelperIdentity;
+  options: HelperPodOptions;
+  volumes: V1Volume[];
+  mounts: Pick<V1Container, 'volumeMounts' | 'volumeDevices'>;
+}
+
+function buildHelperPod({ namespace, namePrefix, node, claims, purpose, identity, options, volumes, mounts }: HelperPodParts): V1Pod {
+  const podPrefix = namePrefix.slice(0, 50).replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '');
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
       generateName: `${podPrefix}-`,
-      namespace: claim.namespace,
+      namespace,
       labels: {
         [HELPER_COMPONENT_LABEL]: HELPER_COMPONENT,
         'app.kubernetes.io/name': 'kubectl-nkvm',
         'app.kubernetes.io/managed-by': 'kubectl-nkvm',
-        'nkvm.dev/pvc': labelValue(claim.name),
+        'nkvm.dev/pvc': labelValue(claims[0]!),
         'nkvm.dev/run': labelValue(options.runId),
         'nkvm.dev/purpose': purpose,
       },
-      annotations: { 'nkvm.dev/pvc': claim.name },
+      annotations: { 'nkvm.dev/pvc': claims.join(',') },
     },
     spec: {
       restartPolicy: 'Never',
@@ -174,15 +230,10 @@ export function helperPodManifest(claim: DiscoveredClaim, options: HelperPodOpti
           },
           resources: options.resources ?? DEFAULT_HELPER_RESOURCES,
           ...(options.command ? { env: MOVER_MALLOC_ENV } : {}),
-          ...(claim.volumeMode === 'Block'
-            ? { volumeDevices: [{ name: 'data', devicePath: DATA_DEVICE_PATH }] }
-            : { volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH, readOnly }, ...(options.command ? [{ name: 'scratch', mountPath: '/tmp' }] : [])] }),
+          ...mounts,
         },
       ],
-      volumes: [
-        { name: 'data', persistentVolumeClaim: { claimName: claim.name, readOnly } },
-        ...(options.command ? [{ name: 'scratch', emptyDir: { sizeLimit: '16Mi' } }] : []),
-      ],
+      volumes,
     },
   };
 }

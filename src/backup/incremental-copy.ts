@@ -22,7 +22,7 @@ import type { ArchivedTree } from '../repository/archiver.ts';
 import type { Repository } from '../repository/repository.ts';
 import { listingScript, newListingNonce, readListing, type ListingCapabilities } from './claim-listing.ts';
 import { CopyStderr } from './copy-stderr.ts';
-import { DATA_MOUNT_PATH, HELPER_CONTAINER } from './helper-pod.ts';
+import { HELPER_CONTAINER } from './helper-pod.ts';
 
 /** tar of the paths on stdin, NUL-separated, in batches (each its own archive); xargs' 123 is a tar that exited 1. */
 export function requestedTarCommand(root: string): string {
@@ -51,6 +51,8 @@ export interface IncrementalRequest {
   kubeConfig: KubeConfig;
   namespace: string;
   pod: string;
+  /** Where the claim is mounted in the helper. */
+  mountPath: string;
   repository: Repository;
   /** The snapshot's path, `/data/<pvc>`. */
   snapshotPath: string;
@@ -105,7 +107,7 @@ async function prepare(request: IncrementalRequest, dir: string, dispose: () => 
         namespace: request.namespace,
         pod: request.pod,
         container: HELPER_CONTAINER,
-        command: ['sh', '-c', listingScript(DATA_MOUNT_PATH, nonce)],
+        command: ['sh', '-c', listingScript(request.mountPath, nonce)],
         stdout: teeTo(toFile, toPlan),
         onStderr: (chunk) => stderr.push(chunk),
         signal: request.signal,
@@ -138,7 +140,7 @@ async function prepare(request: IncrementalRequest, dir: string, dispose: () => 
   }
   return {
     plan,
-    tarCommand: plan.requested > 0 ? requestedTarCommand(DATA_MOUNT_PATH) : undefined,
+    tarCommand: plan.requested > 0 ? requestedTarCommand(request.mountPath) : undefined,
     input: plan.requested > 0 ? { stream: fs.createReadStream(requests.file), bytes: requests.bytes } : undefined,
     stderr,
     listingBytes: outcome.bytes,

@@ -15,10 +15,11 @@ import { artifactPath, commitArtifact, newBackupId, partialPath, type Compressio
 import { copyClaimData, CopyStageError, measureClaimBytes, measureDeviceBytes, type CopyResult, type RepositoryCopy } from './copy.ts';
 import { DEFAULT_ACK_TIMEOUT_SECONDS, DEFAULT_COPY_RETRIES } from './defaults.ts';
 import type { CopyFault } from './faults.ts';
-import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
+import { discoverClaim, discoverClaims, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, messageWithHint, StageFailure } from './stage-failure.ts';
-import { deleteHelperPod, placementFor, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
-import { describeIdentity } from './helper-identity.ts';
+import { DATA_MOUNT_PATH, deleteHelperPod, placementFor, PlacementError, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
+import { describeIdentity, initialIdentity } from './helper-identity.ts';
+import { SharedHelpers, type ShareCandidate } from './shared-helpers.ts';
 import { describeChanged, describeUnreadable, describeVanished, type PathSummary } from './copy-stderr.ts';
 import { saveArchiveSnapshot } from '../repository/archiver.ts';
 import { findParentSnapshot, PARENT_READ_AHEAD_BYTES, parentTreesAtPath, type ParentTrees, type ReadAheadBudget } from '../repository/incremental.ts';
@@ -212,6 +213,10 @@ interface InFlight {
   hooksDone: boolean;
   /** The claim the helper mounts: the claim, or the one made from its snapshot. */
   readClaim?: DiscoveredClaim;
+  /** Where the helper mounts it: /data, or /data/<pvc> in a helper shared with other claims of the run. */
+  mountPath: string;
+  /** The helper is shared (shared-helpers.ts): released, not deleted, when this claim is done. */
+  sharedHelper: boolean;
   transfer?: Transfer;
   /** Into a repository over exec: the parent snapshot, its trees read ahead while the helper starts. */
   previous?: Promise<PreviousBackup>;
@@ -229,6 +234,7 @@ interface PreviousBackup {
 interface CopyJob {
   target: BackupTarget;
   pod: string;
+  mountPath: string;
   /** The artifact's partial file; null when the copy goes into the repository. */
   partial: string | null;
   /** Into a repository instead of a file. */
@@ -269,6 +275,7 @@ export class BackupManager {
   private readonly volumeSnapshots: VolumeSnapshots;
   /** What the claims of this run may read ahead of their walks, together (ParentTrees). */
   private readonly readAheadBudget: ReadAheadBudget = { left: PARENT_READ_AHEAD_BYTES };
+  private readonly sharedHelpers: SharedHelpers;
 
   constructor(client: KubeClient, catalog: Catalog, options: BackupOptions) {
     this.client = client;
@@ -277,6 +284,12 @@ export class BackupManager {
     this.nodeSlots = options.maxPerNode ? new NodeSlots(options.maxPerNode) : undefined;
     this.snapshotFacts = new SnapshotFactsReader(client);
     this.volumeSnapshots = new VolumeSnapshots(client);
+    this.sharedHelpers = new SharedHelpers(client, {
+      helper: { ...options.helper, runId: this.runId },
+      podReadyTimeoutMs: options.podReadyTimeoutMs,
+      signal: options.signal,
+      restricted: this.restrictedNamespaces,
+    });
   }
 
   async backupOne(target: BackupTarget): Promise<BackupResult> {
@@ -335,7 +348,7 @@ export class BackupManager {
       prunedAt: null,
     };
     await this.catalog.insertBackup(record);
-    const flight: InFlight = { target, started, record, progress, stage: 'discovery', placement: null, hooks: [], hooksDone: false };
+    const flight: InFlight = { target, started, record, progress, stage: 'discovery', placement: null, hooks: [], hooksDone: false, mountPath: DATA_MOUNT_PATH, sharedHelper: false };
     try {
       progress({ stage: 'discovery' });
       const claim = target.claim ?? (await discoverClaim(this.client, target.namespace, target.pvc));
@@ -377,9 +390,17 @@ export class BackupManager {
     return { mode: 'pod', reason: mover.reason };
   }
 
-  /** The helper pod (a mover pod when the transfer is one) for the claim it reads, running. */
+  /** The helper pod (a mover pod when the transfer is one) for the claim it reads, running; a shared one where planned. */
   private async startHelper(flight: InFlight): Promise<void> {
     const { record, target } = flight;
+    if (flight.readClaim === flight.claim && flight.transfer?.mode !== 'pod' && this.sharedHelpers.shares(flight.claim!)) {
+      const mount = await this.sharedHelpers.acquire(flight.claim!);
+      if (mount) {
+        Object.assign(flight, { mountPath: mount.mountPath, sharedHelper: true });
+        Object.assign(record, { helperPod: mount.pod, runAs: describeIdentity(mount.identity), node: mount.node });
+        return;
+      }
+    }
     const mover = flight.transfer?.mode === 'pod' ? this.options.mover : undefined;
     const moverPod = mover ? { image: mover.image, command: moverWaitCommand(this.options.helper.deadlineSeconds) } : {};
     const helper = await startHelperPod(this.client, flight.readClaim!, { ...this.options.helper, ...moverPod, runId: this.runId }, 'backup', this.restrictedNamespaces);
@@ -487,7 +508,7 @@ export class BackupManager {
       let parent: SnapshotWithId | undefined;
       const deviceBytes = image ? await measureDeviceBytes(this.client.credentials.kubeConfig, target.namespace, helperPod!, signal) : undefined;
       // One copy at a time goes into the repository: its packers are shared by every archive.
-      const job: CopyJob = { target, pod: helperPod!, partial, repository: repository && { repository: repository.repository, path: `/data/${target.pvc}` }, record, progress, deviceBytes };
+      const job: CopyJob = { target, pod: helperPod!, mountPath: flight.mountPath, partial, repository: repository && { repository: repository.repository, path: `/data/${target.pvc}` }, record, progress, deviceBytes };
       const mover = flight.transfer?.mode === 'pod' ? this.options.mover : undefined;
       if (repository) await this.lockConfirmed();
       const copyOverExec = () =>
@@ -615,7 +636,12 @@ export class BackupManager {
       if (partial) fs.rmSync(partial, { force: true });
       // What was read ahead for this claim and not taken goes, and with it its share of the run's budget.
       void flight.previous?.then((previous) => previous.trees?.dropReadAhead(), () => {});
-      if (helperPod) {
+      if (flight.claim && this.sharedHelpers.shares(flight.claim)) {
+        await this.sharedHelpers.release(flight.claim).catch((error: Error) => {
+          cleanupProblem = `shared helper pod ${target.namespace}/${helperPod} could not be deleted (${error.message}); its activeDeadlineSeconds will stop it`;
+        });
+      }
+      if (helperPod && !flight.sharedHelper) {
         const deleted = await deleteHelperPod(this.client, target.namespace, helperPod).then(
           () => true,
           (error: Error) => {
@@ -805,7 +831,7 @@ export class BackupManager {
    * in the record and the message of a success that needed them says why.
    */
   private async copyWithRetries(job: CopyJob): Promise<CopyResult & { retriedBecause: string[] }> {
-    const { target, pod, progress, deviceBytes } = job;
+    const { target, pod, mountPath, progress, deviceBytes } = job;
     // Measured alongside the copy, not before it: on a million files the walk takes a while.
     const copyEnded = new AbortController();
     const signal = this.options.signal ? AbortSignal.any([this.options.signal, copyEnded.signal]) : copyEnded.signal;
@@ -814,7 +840,7 @@ export class BackupManager {
       : job.repository
       ? undefined // an incremental copy knows what it will read once it has listed the claim
       : this.options.onProgress
-      ? measureClaimBytes(this.client.credentials.kubeConfig, target.namespace, pod, signal)
+      ? measureClaimBytes(this.client.credentials.kubeConfig, target.namespace, pod, mountPath, signal)
           .then((totalBytes) => progress({ stage: 'copy', totalBytes }))
           .catch(() => {}) // progress is a nicety: a failed measurement shows no total
       : undefined;
@@ -826,7 +852,7 @@ export class BackupManager {
     }
   }
 
-  private async copyAttempts({ target, pod, partial, repository, record, progress, deviceBytes }: CopyJob): Promise<CopyResult & { retriedBecause: string[] }> {
+  private async copyAttempts({ target, pod, mountPath, partial, repository, record, progress, deviceBytes }: CopyJob): Promise<CopyResult & { retriedBecause: string[] }> {
     const retriedBecause: string[] = [];
     for (;;) {
       const attempt = (record.attempts += 1);
@@ -837,6 +863,7 @@ export class BackupManager {
           kubeConfig: this.client.credentials.kubeConfig,
           namespace: target.namespace,
           pod,
+          mountPath,
           compression: this.options.compression,
           partialPath: partial ?? '',
           repository,
@@ -867,8 +894,53 @@ export class BackupManager {
    * pods starting together share the node's CPU, and eight at once delayed the first copy by 3 s
    * more than four did (8 claims, --parallel 4: 16.4 s, then 12.2 s). Once interrupted, no further
    * target is started (and none gets a result); those already started are finished as interrupted.
+   * Claims held on one node share one helper pod there (shared-helpers.ts), removed once the last is done.
    */
-  async backupMany(targets: BackupTarget[], parallel: number): Promise<BackupResult[]> {
+  async backupMany(requested: BackupTarget[], parallel: number): Promise<BackupResult[]> {
+    const targets = requested.length > 1 ? await this.planSharedHelpers(requested) : requested;
+    try {
+      return await this.backupEach(targets, parallel);
+    } finally {
+      await this.sharedHelpers.close();
+    }
+  }
+
+  /**
+   * Which claims share a helper (shared-helpers.ts). The claims not yet discovered are, one list a
+   * namespace (a failure there is each claim's own to tell, when it is discovered alone); the
+   * targets come back with them.
+   */
+  private async planSharedHelpers(requested: BackupTarget[]): Promise<BackupTarget[]> {
+    const found = new Map<string, DiscoveredClaim>();
+    const namespaces = new Set(requested.filter((target) => !target.claim).map((target) => target.namespace));
+    await Promise.all(
+      [...namespaces].map(async (namespace) => {
+        for (const claim of await discoverClaims(this.client, { namespace, allNamespaces: false }).catch(() => [])) found.set(`${namespace}/${claim.name}`, claim);
+      }),
+    );
+    const targets = requested.map((target) => ({ ...target, claim: target.claim ?? found.get(`${target.namespace}/${target.pvc}`) }));
+    const candidates = await Promise.all(targets.map(({ claim }) => claim && this.shareCandidate(claim)));
+    this.sharedHelpers.plan(candidates.filter((candidate) => candidate !== undefined));
+    return targets;
+  }
+
+  /** A claim read live over exec, on the node a pod holding it is on: one a shared helper can mount. */
+  private async shareCandidate(claim: DiscoveredClaim): Promise<ShareCandidate | undefined> {
+    if (claim.phase !== 'Bound' || claim.volumeMode === 'Block' || this.transferFor(claim)?.mode === 'pod') return undefined;
+    let node: string | undefined;
+    try {
+      node = placementFor(claim).node;
+    } catch (error) {
+      if (error instanceof PlacementError) return undefined;
+      throw error;
+    }
+    if (!node) return undefined;
+    const snapshot = this.options.snapshot;
+    if (snapshot && snapshot.mode !== 'never' && chooseSnapshotSource(await this.snapshotFacts.read(claim), snapshot.mode, snapshot.snapshotClass).use) return undefined;
+    return { claim, node, identity: initialIdentity(claim, this.options.helper.runAs ?? {}, this.restrictedNamespaces.has(claim.namespace)) };
+  }
+
+  private async backupEach(targets: BackupTarget[], parallel: number): Promise<BackupResult[]> {
     const width = Math.max(1, Math.min(parallel, targets.length));
     const started: Promise<InFlight>[] = [];
     const startNext = () => {

@@ -28,14 +28,21 @@ function statusOf(error: unknown): string {
 export class SnapshotFactsReader {
   private readonly client: KubeClient;
   private classes: Promise<SnapshotFacts['classes']> | undefined;
+  /** Read once a claim: a run plans its shared helpers with them before each claim's backup chooses its source. */
+  private readonly facts = new Map<string, Promise<SnapshotFacts>>();
 
   constructor(client: KubeClient) {
     this.client = client;
   }
 
-  async read(claim: DiscoveredClaim): Promise<SnapshotFacts> {
-    const [driver, classes] = await Promise.all([this.driverOf(claim), (this.classes ??= this.listClasses())]);
-    return { driver, classes };
+  read(claim: DiscoveredClaim): Promise<SnapshotFacts> {
+    const key = `${claim.namespace}/${claim.name}`;
+    let facts = this.facts.get(key);
+    if (!facts) {
+      facts = Promise.all([this.driverOf(claim), (this.classes ??= this.listClasses())]).then(([driver, classes]) => ({ driver, classes }));
+      this.facts.set(key, facts);
+    }
+    return facts;
   }
 
   /** The volume's own CSI driver (a static PV may have no class); the class's provisioner where the volume cannot be read. */

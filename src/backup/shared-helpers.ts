@@ -1,0 +1,137 @@
+/**
+ * Helper pods shared by the claims of one run. Every helper pod costs the cluster its creation,
+ * scheduling, sandbox, start, readiness probes and deletion: on the 2-core test machine, eight
+ * claims backed up four at a time kept the API server, kubelet and container runtime busy for 2.5
+ * CPU-seconds more than four `kubectl exec` pipelines into running pods. Claims of one namespace
+ * that must be read on the same node (pods there hold them) can be mounted by one pod: it mounts
+ * each read-only at /data/<pvc>, their copies exec into it side by side, and it goes once the last
+ * of them is done. Claims read anywhere (no pod holds them), a snapshot's temporary claim, a Block
+ * device and a data mover keep a helper of their own: the first could land on different nodes, the
+ * others are made or run per claim.
+ */
+import type { KubeClient } from '../kube/client.ts';
+import { KubernetesAdmissionError } from '../errors.ts';
+import type { DiscoveredClaim } from './discovery.ts';
+import { createHelperPod, deleteHelperPod, sharedHelperPodManifest, sharedMountPath, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
+import { isRoot, type HelperIdentity } from './helper-identity.ts';
+
+/** A claim's place in a shared helper, once it runs. */
+export interface SharedMount {
+  pod: string;
+  mountPath: string;
+  identity: HelperIdentity;
+  node: string | null;
+}
+
+/** A claim that may share, where its helper must run, and as whom. */
+export interface ShareCandidate {
+  claim: DiscoveredClaim;
+  node: string;
+  identity: HelperIdentity;
+}
+
+interface Group {
+  claims: DiscoveredClaim[];
+  node: string;
+  identity: HelperIdentity;
+  /** Created on the first acquire; undefined once refused by admission (its claims start their own). */
+  running?: Promise<{ name: string; node: string | null } | undefined>;
+  /** Members not yet released: the pod goes when this reaches 0. */
+  left: number;
+  deleted?: Promise<void>;
+}
+
+const claimKey = (claim: { namespace: string; name: string }) => `${claim.namespace}/${claim.name}`;
+
+export class SharedHelpers {
+  private readonly byClaim = new Map<string, Group>();
+  private readonly client: KubeClient;
+  private readonly helper: HelperPodOptions;
+  private readonly podReadyTimeoutMs: number;
+  private readonly signal: AbortSignal | undefined;
+  /** The run's namespaces known to refuse a root helper (helper-pod.ts startHelperPod). */
+  private readonly restricted: Set<string>;
+
+  constructor(client: KubeClient, options: { helper: HelperPodOptions; podReadyTimeoutMs: number; signal?: AbortSignal | undefined; restricted: Set<string> }) {
+    this.client = client;
+    this.helper = options.helper;
+    this.podReadyTimeoutMs = options.podReadyTimeoutMs;
+    this.signal = options.signal;
+    this.restricted = options.restricted;
+  }
+
+  /** Groups the candidates by namespace, node and identity; a group of one keeps a helper of its own. */
+  plan(candidates: ShareCandidate[]): void {
+    const groups = new Map<string, Group>();
+    for (const { claim, node, identity } of candidates) {
+      const key = JSON.stringify([claim.namespace, node, identity]);
+      const group = groups.get(key) ?? { claims: [], node, identity, left: 0 };
+      groups.set(key, group);
+      group.claims.push(claim);
+      group.left += 1;
+    }
+    for (const group of groups.values()) {
+      if (group.claims.length < 2) continue;
+      for (const claim of group.claims) this.byClaim.set(claimKey(claim), group);
+    }
+  }
+
+  shares(claim: DiscoveredClaim): boolean {
+    return this.byClaim.has(claimKey(claim));
+  }
+
+  /**
+   * The claim's mount in its group's helper, which the first caller creates and every caller waits
+   * for. Undefined when admission refused the shared pod (Pod Security, a quota, a webhook): the
+   * claim then starts a helper of its own, which knows how to answer each refusal.
+   */
+  async acquire(claim: DiscoveredClaim): Promise<SharedMount | undefined> {
+    const group = this.byClaim.get(claimKey(claim))!;
+    group.running ??= this.start(group);
+    const running = await group.running;
+    if (!running) return undefined;
+    return { pod: running.name, mountPath: sharedMountPath(claim.name), identity: group.identity, node: running.node };
+  }
+
+  /** The claim is done with its group's helper (or never used it): the last one deletes the pod. */
+  async release(claim: DiscoveredClaim): Promise<void> {
+    const group = this.byClaim.get(claimKey(claim));
+    if (!group) return;
+    this.byClaim.delete(claimKey(claim));
+    group.left -= 1;
+    if (group.left === 0) await this.remove(group);
+  }
+
+  /** Removes every shared helper still there: claims of an interrupted run that never started release nothing. */
+  async close(): Promise<void> {
+    const groups = new Set(this.byClaim.values());
+    this.byClaim.clear();
+    await Promise.all([...groups].map((group) => this.remove(group).catch(() => {})));
+  }
+
+  private async start(group: Group): Promise<{ name: string; node: string | null } | undefined> {
+    const namespace = group.claims[0]!.namespace;
+    let name: string;
+    try {
+      name = await createHelperPod(this.client, sharedHelperPodManifest(group.claims, group.node, this.helper, group.identity));
+    } catch (error) {
+      if (!(error instanceof KubernetesAdmissionError)) throw error;
+      if (error.admission === 'PodSecurity' && isRoot(group.identity)) this.restricted.add(namespace);
+      return undefined;
+    }
+    const pod = await waitForHelperPod(this.client, namespace, name, this.podReadyTimeoutMs, this.signal).catch(async (error: unknown) => {
+      // Its members fail with this: the pod need not wait for the last of them to go.
+      await deleteHelperPod(this.client, namespace, name).catch(() => {});
+      throw error;
+    });
+    return { name, node: pod.spec?.nodeName ?? null };
+  }
+
+  private remove(group: Group): Promise<void> {
+    group.deleted ??= (async () => {
+      const running = await group.running?.catch(() => undefined);
+      if (running) await deleteHelperPod(this.client, group.claims[0]!.namespace, running.name);
+    })();
+    return group.deleted;
+  }
+}

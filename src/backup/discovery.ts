@@ -2,7 +2,7 @@
  * Discovery: every PersistentVolumeClaim in scope, joined with the pods that mount it and their
  * nodes. The join is pure (claimsWithPods) so it is tested without a cluster.
  */
-import type { V1PersistentVolumeClaim, V1PersistentVolumeClaimList, V1Pod, V1PodList } from '@kubernetes/client-node';
+import type { V1PersistentVolume, V1PersistentVolumeClaim, V1PersistentVolumeClaimList, V1Pod, V1PodList } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 
 /** The identity a pod's container runs with, as its spec sets it (container settings over the pod's). */
@@ -125,6 +125,28 @@ export async function discoverClaim(client: KubeClient, namespace: string, name:
   const pods = listPodsMeanwhile(client, namespace);
   const claim = (await client.getJson({ verb: 'get', resource: 'persistentvolumeclaims', namespace, name }, corePath('persistentvolumeclaims', namespace, name))) as V1PersistentVolumeClaim;
   return claimsWithPods([claim], (await pods).items)[0]!;
+}
+
+/**
+ * The claims' PersistentVolumes, each read once a run (a snapshot's choice and a shared helper's plan
+ * both ask). Cluster-scoped: where the user may not read them, undefined, and callers do without.
+ */
+export class PersistentVolumes {
+  private readonly client: KubeClient;
+  private readonly read = new Map<string, Promise<V1PersistentVolume | undefined>>();
+
+  constructor(client: KubeClient) {
+    this.client = client;
+  }
+
+  get(name: string): Promise<V1PersistentVolume | undefined> {
+    let volume = this.read.get(name);
+    if (!volume) {
+      volume = this.client.call({ verb: 'get', resource: 'persistentvolumes', name }, () => this.client.core.readPersistentVolume({ name })).catch(() => undefined);
+      this.read.set(name, volume);
+    }
+    return volume;
+  }
 }
 
 /**

@@ -146,10 +146,11 @@ export function sharedMountPath(pvc: string): string {
 }
 
 /**
- * One exec helper for several Filesystem claims of a namespace, all on `node` (shared-helpers.ts):
+ * One exec helper for several Filesystem claims of a namespace, on `node` where a pod holds them, or
+ * where their volumes' node affinity puts it (shared-helpers.ts):
  * each read-only at sharedMountPath(), the pod's start and removal paid once for them all.
  */
-export function sharedHelperPodManifest(claims: DiscoveredClaim[], node: string, options: HelperPodOptions, identity: HelperIdentity = ROOT_IDENTITY): V1Pod {
+export function sharedHelperPodManifest(claims: DiscoveredClaim[], node: string | undefined, options: HelperPodOptions, identity: HelperIdentity = ROOT_IDENTITY): V1Pod {
   return buildHelperPod({
     namespace: claims[0]!.namespace,
     namePrefix: 'nkvm-backup-shared',

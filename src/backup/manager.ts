@@ -15,7 +15,7 @@ import { artifactPath, commitArtifact, newBackupId, partialPath, type Compressio
 import { copyClaimData, CopyStageError, measureClaimBytes, measureDeviceBytes, type CopyResult, type RepositoryCopy } from './copy.ts';
 import { DEFAULT_ACK_TIMEOUT_SECONDS, DEFAULT_COPY_RETRIES } from './defaults.ts';
 import type { CopyFault } from './faults.ts';
-import { discoverClaim, discoverClaims, type DiscoveredClaim } from './discovery.ts';
+import { discoverClaim, discoverClaims, PersistentVolumes, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, messageWithHint, StageFailure } from './stage-failure.ts';
 import { DATA_MOUNT_PATH, deleteHelperPod, placementFor, PlacementError, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
 import { describeIdentity, initialIdentity } from './helper-identity.ts';
@@ -269,6 +269,7 @@ export class BackupManager {
   private readonly restrictedNamespaces = new Set<string>();
   private repositoryQueue: Promise<unknown> = Promise.resolve();
   private readonly nodeSlots: NodeSlots | undefined;
+  private readonly volumes: PersistentVolumes;
   private readonly snapshotFacts: SnapshotFactsReader;
   /** Set once --mover auto has found movers unusable in this run (the image, the repository's reach): the reason. */
   private moverUnusable: string | undefined;
@@ -282,7 +283,8 @@ export class BackupManager {
     this.catalog = catalog;
     this.options = options;
     this.nodeSlots = options.maxPerNode ? new NodeSlots(options.maxPerNode) : undefined;
-    this.snapshotFacts = new SnapshotFactsReader(client);
+    this.volumes = new PersistentVolumes(client);
+    this.snapshotFacts = new SnapshotFactsReader(client, this.volumes);
     this.volumeSnapshots = new VolumeSnapshots(client);
     this.sharedHelpers = new SharedHelpers(client, {
       helper: { ...options.helper, runId: this.runId },
@@ -924,7 +926,10 @@ export class BackupManager {
     return targets;
   }
 
-  /** A claim read live over exec, on the node a pod holding it is on: one a shared helper can mount. */
+  /**
+   * A claim read live over exec, where a shared helper can mount it: on the node of a pod that holds
+   * it, or, held by none, wherever its volume's node affinity allows (read from its PersistentVolume).
+   */
   private async shareCandidate(claim: DiscoveredClaim): Promise<ShareCandidate | undefined> {
     if (claim.phase !== 'Bound' || claim.volumeMode === 'Block' || this.transferFor(claim)?.mode === 'pod') return undefined;
     let node: string | undefined;
@@ -934,10 +939,12 @@ export class BackupManager {
       if (error instanceof PlacementError) return undefined;
       throw error;
     }
-    if (!node) return undefined;
+    const volume = node || !claim.volume ? undefined : await this.volumes.get(claim.volume);
+    if (!node && !volume) return undefined;
     const snapshot = this.options.snapshot;
     if (snapshot && snapshot.mode !== 'never' && chooseSnapshotSource(await this.snapshotFacts.read(claim), snapshot.mode, snapshot.snapshotClass).use) return undefined;
-    return { claim, node, identity: initialIdentity(claim, this.options.helper.runAs ?? {}, this.restrictedNamespaces.has(claim.namespace)) };
+    const identity = initialIdentity(claim, this.options.helper.runAs ?? {}, this.restrictedNamespaces.has(claim.namespace));
+    return node ? { claim, node, identity } : { claim, volumeAffinity: volume!.spec?.nodeAffinity ?? null, identity };
   }
 
   private async backupEach(targets: BackupTarget[], parallel: number): Promise<BackupResult[]> {

@@ -3,12 +3,13 @@
  * scheduling, sandbox, start, readiness probes and deletion: on the 2-core test machine, eight
  * claims backed up four at a time kept the API server, kubelet and container runtime busy for 2.5
  * CPU-seconds more than four `kubectl exec` pipelines into running pods. Claims of one namespace
- * that must be read on the same node (pods there hold them) can be mounted by one pod: it mounts
- * each read-only at /data/<pvc>, their copies exec into it side by side, and it goes once the last
- * of them is done. Claims read anywhere (no pod holds them), a snapshot's temporary claim, a Block
- * device and a data mover keep a helper of their own: the first could land on different nodes, the
- * others are made or run per claim.
+ * that must be read on the same node (pods there hold them), or that no pod holds and whose volumes
+ * have the same node affinity, can be mounted by one pod: it mounts each read-only at /data/<pvc>,
+ * their copies exec into it side by side, and it goes once the last of them is done. A snapshot's
+ * temporary claim, a Block device and a data mover keep a helper of their own: they are made or run
+ * per claim.
  */
+import type { V1VolumeNodeAffinity } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 import { KubernetesAdmissionError } from '../errors.ts';
 import type { DiscoveredClaim } from './discovery.ts';
@@ -23,16 +24,17 @@ export interface SharedMount {
   node: string | null;
 }
 
-/** A claim that may share, where its helper must run, and as whom. */
-export interface ShareCandidate {
-  claim: DiscoveredClaim;
-  node: string;
-  identity: HelperIdentity;
-}
+/**
+ * A claim that may share, where its helper must run, and as whom: on the node of a pod that holds
+ * it, or, held by none, where its volume's node affinity allows (claims whose volumes have the same
+ * affinity, none included, can be mounted on any node that one of them can).
+ */
+export type ShareCandidate = { claim: DiscoveredClaim; identity: HelperIdentity } & ({ node: string } | { volumeAffinity: V1VolumeNodeAffinity | null });
 
 interface Group {
   claims: DiscoveredClaim[];
-  node: string;
+  /** Undefined: wherever the scheduler finds the volumes' affinity met. */
+  node: string | undefined;
   identity: HelperIdentity;
   /** Created on the first acquire; undefined once refused by admission (its claims start their own). */
   running?: Promise<{ name: string; node: string | null } | undefined>;
@@ -60,11 +62,13 @@ export class SharedHelpers {
     this.restricted = options.restricted;
   }
 
-  /** Groups the candidates by namespace, node and identity; a group of one keeps a helper of its own. */
+  /** Groups the candidates by namespace, placement and identity; a group of one keeps a helper of its own. */
   plan(candidates: ShareCandidate[]): void {
     const groups = new Map<string, Group>();
-    for (const { claim, node, identity } of candidates) {
-      const key = JSON.stringify([claim.namespace, node, identity]);
+    for (const candidate of candidates) {
+      const { claim, identity } = candidate;
+      const node = 'node' in candidate ? candidate.node : undefined;
+      const key = JSON.stringify([claim.namespace, node ?? null, 'volumeAffinity' in candidate ? candidate.volumeAffinity : null, identity]);
       const group = groups.get(key) ?? { claims: [], node, identity, left: 0 };
       groups.set(key, group);
       group.claims.push(claim);

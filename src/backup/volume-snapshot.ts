@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CustomObjectsApi, StorageV1Api, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 import { untilGone } from '../kube/wait.ts';
-import type { DiscoveredClaim } from './discovery.ts';
+import type { DiscoveredClaim, PersistentVolumes } from './discovery.ts';
 import { HELPER_COMPONENT_LABEL, labelValue } from './helper-pod.ts';
 import type { BackupSource, SnapshotClassInfo, SnapshotFacts } from './snapshot-choice.ts';
 
@@ -30,9 +30,11 @@ export class SnapshotFactsReader {
   private classes: Promise<SnapshotFacts['classes']> | undefined;
   /** Read once a claim: a run plans its shared helpers with them before each claim's backup chooses its source. */
   private readonly facts = new Map<string, Promise<SnapshotFacts>>();
+  private readonly volumes: PersistentVolumes;
 
-  constructor(client: KubeClient) {
+  constructor(client: KubeClient, volumes: PersistentVolumes) {
     this.client = client;
+    this.volumes = volumes;
   }
 
   read(claim: DiscoveredClaim): Promise<SnapshotFacts> {
@@ -48,14 +50,9 @@ export class SnapshotFactsReader {
   /** The volume's own CSI driver (a static PV may have no class); the class's provisioner where the volume cannot be read. */
   private async driverOf(claim: DiscoveredClaim): Promise<SnapshotFacts['driver']> {
     const client = this.client;
-    if (claim.volume) {
-      try {
-        const volume = await client.call({ verb: 'get', resource: 'persistentvolumes', name: claim.volume }, () => client.core.readPersistentVolume({ name: claim.volume! }));
-        return volume.spec?.csi?.driver ?? null;
-      } catch {
-        // No permission to read PersistentVolumes (cluster-scoped): the StorageClass tells the driver too.
-      }
-    }
+    // Without permission to read PersistentVolumes (cluster-scoped), the StorageClass tells the driver too.
+    const volume = claim.volume ? await this.volumes.get(claim.volume) : undefined;
+    if (volume) return volume.spec?.csi?.driver ?? null;
     if (!claim.storageClass) return { unknown: `its PersistentVolume ${claim.volume ?? ''} could not be read to find its CSI driver, and it has no StorageClass` };
     const storage = this.client.credentials.kubeConfig.makeApiClient(StorageV1Api);
     try {

@@ -64,6 +64,21 @@ test('claims share a helper only with claims of the same namespace, node and ide
   );
 });
 
+test('claims no pod holds share where their volumes have the same node affinity, never with claims held on a node', (t) => {
+  const shared = new SharedHelpers({} as KubeClient, { helper: { image: 'busybox:x', runId: 'r', deadlineSeconds: 600 }, podReadyTimeoutMs: 1000, restricted: new Set() });
+  const onNode = (node: string) => ({ required: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: [node] }] }] } });
+  const [a, b, c, d, e, f] = claims('shop', ['a', 'b', 'c', 'd', 'e', 'f'], 'node-1');
+  shared.plan([
+    { claim: a!, volumeAffinity: onNode('node-1'), identity: ROOT_IDENTITY },
+    { claim: b!, volumeAffinity: onNode('node-1'), identity: ROOT_IDENTITY },
+    { claim: c!, volumeAffinity: onNode('node-2'), identity: ROOT_IDENTITY },
+    { claim: d!, volumeAffinity: null, identity: ROOT_IDENTITY },
+    { claim: e!, volumeAffinity: null, identity: ROOT_IDENTITY },
+    { claim: f!, node: 'node-1', identity: ROOT_IDENTITY },
+  ]);
+  t.deepEqual([a, b, c, d, e, f].filter((claim) => shared.shares(claim!)).map((claim) => claim!.name), ['a', 'b', 'd', 'e']);
+});
+
 test('a member that is done leaves the group: the pod of a group nobody started is never made', async (t) => {
   const shared = new SharedHelpers({} as KubeClient, { helper: { image: 'busybox:x', runId: 'r', deadlineSeconds: 600 }, podReadyTimeoutMs: 1000, restricted: new Set() });
   const members = claims('shop', ['a', 'b'], 'node-1');

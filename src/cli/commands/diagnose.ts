@@ -166,7 +166,8 @@ export const diagnoseCommand: CommandModule<GlobalOptions, DiagnoseArgs> = {
         }
         // What a backup with --snapshot auto would read, and why.
         const { SnapshotFactsReader } = await import('../../backup/volume-snapshot.ts');
-        const choice = chooseSnapshotSource(await new SnapshotFactsReader(client).read(claim), 'auto', undefined);
+        const { PersistentVolumes } = await import('../../backup/discovery.ts');
+        const choice = chooseSnapshotSource(await new SnapshotFactsReader(client, new PersistentVolumes(client)).read(claim), 'auto', undefined);
         report.claim = { ...claim, helperPlacement, source: choice.use ? `a VolumeSnapshot: ${choice.reason}` : `the live claim: ${choice.reason.replace(/^read live: /, '')}` };
       }
       if (report.access.some((check) => check.verb === 'create' && check.resource === 'pods' && !check.subresource && check.allowed)) {

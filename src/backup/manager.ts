@@ -899,7 +899,7 @@ export class BackupManager {
    * Claims held on one node share one helper pod there (shared-helpers.ts), removed once the last is done.
    */
   async backupMany(requested: BackupTarget[], parallel: number): Promise<BackupResult[]> {
-    const targets = requested.length > 1 ? await this.planSharedHelpers(requested) : requested;
+    const targets = requested.length > 1 ? await this.planSharedHelpers(requested, parallel) : requested;
     try {
       return await this.backupEach(targets, parallel);
     } finally {
@@ -912,7 +912,7 @@ export class BackupManager {
    * namespace (a failure there is each claim's own to tell, when it is discovered alone); the
    * targets come back with them.
    */
-  private async planSharedHelpers(requested: BackupTarget[]): Promise<BackupTarget[]> {
+  private async planSharedHelpers(requested: BackupTarget[], parallel: number): Promise<BackupTarget[]> {
     const found = new Map<string, DiscoveredClaim>();
     const namespaces = new Set(requested.filter((target) => !target.claim).map((target) => target.namespace));
     await Promise.all(
@@ -922,7 +922,7 @@ export class BackupManager {
     );
     const targets = requested.map((target) => ({ ...target, claim: target.claim ?? found.get(`${target.namespace}/${target.pvc}`) }));
     const candidates = await Promise.all(targets.map(({ claim }) => claim && this.shareCandidate(claim)));
-    this.sharedHelpers.plan(candidates.filter((candidate) => candidate !== undefined));
+    this.sharedHelpers.plan(candidates.filter((candidate) => candidate !== undefined), parallel);
     return targets;
   }
 

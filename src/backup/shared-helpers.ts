@@ -45,6 +45,15 @@ interface Group {
 
 const claimKey = (claim: { namespace: string; name: string }) => `${claim.namespace}/${claim.name}`;
 
+/**
+ * A shared helper's deadline (activeDeadlineSeconds, the net for a process that dies): each claim
+ * keeps the whole of --helper-deadline, and the claims copy `copiesAtOnce` at a time, so the pod
+ * may live that many rounds of it.
+ */
+export function sharedHelperDeadline(perClaimSeconds: number, claims: number, copiesAtOnce: number): number {
+  return perClaimSeconds * Math.ceil(claims / Math.max(1, copiesAtOnce));
+}
+
 export class SharedHelpers {
   private readonly byClaim = new Map<string, Group>();
   private readonly client: KubeClient;
@@ -53,6 +62,7 @@ export class SharedHelpers {
   private readonly signal: AbortSignal | undefined;
   /** The run's namespaces known to refuse a root helper (helper-pod.ts startHelperPod). */
   private readonly restricted: Set<string>;
+  private copiesAtOnce = 1;
 
   constructor(client: KubeClient, options: { helper: HelperPodOptions; podReadyTimeoutMs: number; signal?: AbortSignal | undefined; restricted: Set<string> }) {
     this.client = client;
@@ -62,8 +72,12 @@ export class SharedHelpers {
     this.restricted = options.restricted;
   }
 
-  /** Groups the candidates by namespace, placement and identity; a group of one keeps a helper of its own. */
-  plan(candidates: ShareCandidate[]): void {
+  /**
+   * Groups the candidates by namespace, placement and identity; a group of one keeps a helper of its
+   * own. The run copies `copiesAtOnce` claims at a time (--parallel).
+   */
+  plan(candidates: ShareCandidate[], copiesAtOnce: number): void {
+    this.copiesAtOnce = copiesAtOnce;
     const groups = new Map<string, Group>();
     for (const candidate of candidates) {
       const { claim, identity } = candidate;
@@ -117,7 +131,8 @@ export class SharedHelpers {
     const namespace = group.claims[0]!.namespace;
     let name: string;
     try {
-      name = await createHelperPod(this.client, sharedHelperPodManifest(group.claims, group.node, this.helper, group.identity));
+      const deadlineSeconds = sharedHelperDeadline(this.helper.deadlineSeconds, group.claims.length, this.copiesAtOnce);
+      name = await createHelperPod(this.client, sharedHelperPodManifest(group.claims, group.node, { ...this.helper, deadlineSeconds }, group.identity));
     } catch (error) {
       if (!(error instanceof KubernetesAdmissionError)) throw error;
       if (error.admission === 'PodSecurity' && isRoot(group.identity)) this.restricted.add(namespace);

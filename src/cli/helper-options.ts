@@ -24,7 +24,7 @@ export function withHelperOptions<T>(argv: Argv<T>): Argv<T & HelperFlags> {
   return argv
     .option('helper-image', { type: 'string', default: DEFAULT_HELPER_IMAGE, description: 'Image of the helper pod; it needs sh, sleep and tar' })
     .option('pod-ready-timeout', { type: 'string', default: '2m', description: 'How long a helper pod may take to start' })
-    .option('helper-deadline', { type: 'string', default: '6h', description: 'Longest life of a helper pod (activeDeadlineSeconds), even if this process dies' })
+    .option('helper-deadline', { type: 'string', default: '6h', description: 'Longest life of a helper pod (activeDeadlineSeconds), even if this process dies; a helper claims share gets it for each round of --parallel copies' })
     .option('helper-requests', { type: 'string', array: true, description: 'Helper resource requests, e.g. cpu=100m,memory=64Mi' })
     .option('helper-limits', { type: 'string', array: true, description: 'Helper resource limits, e.g. memory=256Mi' })
     .option('toleration', { type: 'string', array: true, description: 'Helper toleration: key=value:Effect, key:Effect or key (repeatable)' })

@@ -8,7 +8,7 @@ import type { V1PersistentVolumeClaim, V1Pod } from '@kubernetes/client-node';
 import { claimsWithPods, type DiscoveredClaim } from '../../src/backup/discovery.ts';
 import { sharedHelperPodManifest } from '../../src/backup/helper-pod.ts';
 import { ROOT_IDENTITY } from '../../src/backup/helper-identity.ts';
-import { SharedHelpers } from '../../src/backup/shared-helpers.ts';
+import { SharedHelpers, sharedHelperDeadline } from '../../src/backup/shared-helpers.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 
 function claims(namespace: string, names: string[], node: string): DiscoveredClaim[] {
@@ -57,7 +57,7 @@ test('claims share a helper only with claims of the same namespace, node and ide
     { claim: other!, node: 'node-2', identity: ROOT_IDENTITY },
     { claim: elsewhere!, node: 'node-1', identity: ROOT_IDENTITY },
     ...asUser.map((claim) => ({ claim, node: 'node-1', identity: user })),
-  ]);
+  ], 2);
   t.deepEqual(
     [...one, other!, elsewhere!, ...asUser].filter((claim) => shared.shares(claim)).map((claim) => claim.name),
     ['a', 'b', 'c', 'f', 'g'],
@@ -75,14 +75,21 @@ test('claims no pod holds share where their volumes have the same node affinity,
     { claim: d!, volumeAffinity: null, identity: ROOT_IDENTITY },
     { claim: e!, volumeAffinity: null, identity: ROOT_IDENTITY },
     { claim: f!, node: 'node-1', identity: ROOT_IDENTITY },
-  ]);
+  ], 2);
   t.deepEqual([a, b, c, d, e, f].filter((claim) => shared.shares(claim!)).map((claim) => claim!.name), ['a', 'b', 'd', 'e']);
+});
+
+test("a shared helper's deadline gives each claim the whole --helper-deadline, as many rounds as the claims take", (t) => {
+  t.is(sharedHelperDeadline(21600, 8, 4), 2 * 21600);
+  t.is(sharedHelperDeadline(21600, 8, 1), 8 * 21600);
+  t.is(sharedHelperDeadline(600, 3, 4), 600);
+  t.is(sharedHelperDeadline(600, 5, 4), 1200);
 });
 
 test('a member that is done leaves the group: the pod of a group nobody started is never made', async (t) => {
   const shared = new SharedHelpers({} as KubeClient, { helper: { image: 'busybox:x', runId: 'r', deadlineSeconds: 600 }, podReadyTimeoutMs: 1000, restricted: new Set() });
   const members = claims('shop', ['a', 'b'], 'node-1');
-  shared.plan(members.map((claim) => ({ claim, node: 'node-1', identity: ROOT_IDENTITY })));
+  shared.plan(members.map((claim) => ({ claim, node: 'node-1', identity: ROOT_IDENTITY })), 1);
   // Neither acquired: releasing both, and closing, call the API for nothing (the client here has none).
   await shared.release(members[0]!);
   t.false(shared.shares(members[0]!));

@@ -123,6 +123,8 @@ export function runCli(cli: CompiledSource, library: (asset: string) => Compiled
   const bundleExports = (asset: string): Record<string, unknown> => {
     let exports = ran.get(asset);
     if (!exports) {
+      // Which commands load which library is a cost worth guarding (test/integration/krew.test.ts).
+      if (process.env.NKVM_TRACE_BUNDLES === '1') process.stderr.write(`kubectl-nkvm: loading bundle ${asset}\n`);
       const run = runCommonJs(library(asset), asset, filename, requireWithLibraries);
       libraries.set(asset, run.script);
       ran.set(asset, (exports = run.exports));

@@ -4,6 +4,7 @@
  */
 import type { V1PersistentVolume, V1PersistentVolumeClaim, V1PersistentVolumeClaimList, V1Pod, V1PodList } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
+import { corePath } from '../kube/json-get.ts';
 
 /** The identity a pod's container runs with, as its spec sets it (container settings over the pod's). */
 export interface PodIdentity {
@@ -99,11 +100,6 @@ export function claimsWithPods(claims: V1PersistentVolumeClaim[], pods: V1Pod[])
     .sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
 }
 
-/** The core API's path of a resource, in one namespace or (undefined) all of them. */
-function corePath(resource: string, namespace: string | undefined, name?: string): string {
-  const scope = namespace === undefined ? '' : `/namespaces/${encodeURIComponent(namespace)}`;
-  return `/api/v1${scope}/${resource}${name === undefined ? '' : `/${encodeURIComponent(name)}`}`;
-}
 
 // The lists are read as the API's JSON (KubeClient.getJson: no generated client to load), which is
 // what these types describe, but for their timestamps: strings here, and none is read.
@@ -142,7 +138,7 @@ export class PersistentVolumes {
   get(name: string): Promise<V1PersistentVolume | undefined> {
     let volume = this.read.get(name);
     if (!volume) {
-      volume = this.client.call({ verb: 'get', resource: 'persistentvolumes', name }, () => this.client.core.readPersistentVolume({ name })).catch(() => undefined);
+      volume = (this.client.getJson({ verb: 'get', resource: 'persistentvolumes', name }, corePath('persistentvolumes', undefined, name)) as Promise<V1PersistentVolume>).catch(() => undefined);
       this.read.set(name, volume);
     }
     return volume;

@@ -8,9 +8,10 @@
  * (helper-identity.ts) it has no capability at all and passes Pod Security "restricted".
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { CoreV1Event, V1Container, V1Pod, V1PodSecurityContext, V1Toleration, V1Volume } from '@kubernetes/client-node';
+import type { CoreV1Event, CoreV1EventList, V1Container, V1Pod, V1PodSecurityContext, V1Toleration, V1Volume } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 import { execStream } from '../kube/exec.ts';
+import { corePath } from '../kube/json-get.ts';
 import { KubernetesAdmissionError } from '../errors.ts';
 import type { DiscoveredClaim } from './discovery.ts';
 import { initialIdentity, isRoot, ROOT_IDENTITY, workloadIdentity, type HelperIdentity, type RunAsFlags } from './helper-identity.ts';
@@ -282,9 +283,7 @@ export function describePending(pod: V1Pod, events: CoreV1Event[]): string {
 /** With dryRun, the API server runs admission (Pod Security, quotas, webhooks) and stores nothing. */
 export async function createHelperPod(client: KubeClient, manifest: V1Pod, options: { dryRun?: boolean } = {}): Promise<string> {
   const namespace = manifest.metadata!.namespace!;
-  const created = await client.call({ verb: 'create', resource: 'pods', namespace }, () =>
-    client.core.createNamespacedPod({ namespace, body: manifest, ...(options.dryRun ? { dryRun: 'All' } : {}) }),
-  );
+  const created = (await client.requestJson({ verb: 'create', resource: 'pods', namespace }, { method: 'POST', path: corePath('pods', namespace), query: { dryRun: options.dryRun ? 'All' : undefined }, body: manifest })) as V1Pod;
   return created.metadata!.name!;
 }
 
@@ -353,7 +352,7 @@ export async function waitForHelperPod(client: KubeClient, namespace: string, na
   const deadline = Date.now() + timeoutMs;
   const stopProbe = new AbortController();
   let answered: Promise<boolean> | undefined;
-  const read = () => client.call({ verb: 'get', resource: 'pods', namespace, name }, () => client.core.readNamespacedPod({ namespace, name }));
+  const read = () => readPod(client, namespace, name);
   try {
     // A helper usually runs within a second or two, and every moment counts for a small claim: look
     // often for the first seconds, then back off (an image pull can take minutes).
@@ -368,10 +367,8 @@ export async function waitForHelperPod(client: KubeClient, namespace: string, na
       if (failure) throw new Error(failure);
       if (Date.now() >= deadline) {
         const events = await client
-          .call({ verb: 'list', resource: 'events', namespace }, () =>
-            client.core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` }),
-          )
-          .then((list) => list.items)
+          .getJson({ verb: 'list', resource: 'events', namespace }, corePath('events', namespace), { fieldSelector: `involvedObject.name=${name}` })
+          .then((list) => (list as CoreV1EventList).items)
           .catch(() => []);
         throw new Error(`helper pod ${name} not running after ${Math.round(timeoutMs / 1000)}s (--pod-ready-timeout): ${describePending(pod, events)}`);
       }
@@ -383,12 +380,15 @@ export async function waitForHelperPod(client: KubeClient, namespace: string, na
   }
 }
 
+/** A pod as the API server has it. */
+export async function readPod(client: KubeClient, namespace: string, name: string): Promise<V1Pod> {
+  return (await client.getJson({ verb: 'get', resource: 'pods', namespace, name }, corePath('pods', namespace, name))) as V1Pod;
+}
+
 /** Deletes at once (no grace: it only sleeps); a pod already gone is fine. */
 export async function deleteHelperPod(client: KubeClient, namespace: string, name: string): Promise<void> {
   try {
-    await client.call({ verb: 'delete', resource: 'pods', namespace, name }, () =>
-      client.core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }),
-    );
+    await client.requestJson({ verb: 'delete', resource: 'pods', namespace, name }, { method: 'DELETE', path: corePath('pods', namespace, name), query: { gracePeriodSeconds: '0' } });
   } catch (error) {
     if ((error as { code?: string }).code !== 'NotFoundError') throw error;
   }

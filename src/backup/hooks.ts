@@ -9,6 +9,7 @@ import { execStream, TailBuffer } from '../kube/exec.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { toKubernetesError } from '../kube/errors.ts';
 import type { HookRecord, HookSpec } from './hook-spec.ts';
+import { readPod } from './helper-pod.ts';
 
 /** What of a failing hook's output is kept: its tail. */
 const OUTPUT_TAIL = 2000;
@@ -55,7 +56,7 @@ export function describeHook(hook: HookRecord): string {
 export async function podsForHooks(client: KubeClient, namespace: string, podNames: string[]): Promise<V1Pod[]> {
   const pods: V1Pod[] = [];
   for (const name of podNames) {
-    const pod = await client.call({ verb: 'get', resource: 'pods', namespace, name }, () => client.core.readNamespacedPod({ namespace, name }));
+    const pod = await readPod(client, namespace, name);
     if (pod.status?.phase === 'Running') pods.push(pod);
   }
   return pods;

@@ -17,7 +17,7 @@ import { DEFAULT_ACK_TIMEOUT_SECONDS, DEFAULT_COPY_RETRIES } from './defaults.ts
 import type { CopyFault } from './faults.ts';
 import { discoverClaim, discoverClaims, PersistentVolumes, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, messageWithHint, StageFailure } from './stage-failure.ts';
-import { DATA_MOUNT_PATH, deleteHelperPod, placementFor, PlacementError, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
+import { DATA_MOUNT_PATH, deleteHelperPod, placementFor, PlacementError, readPod, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
 import { describeIdentity, initialIdentity } from './helper-identity.ts';
 import { SharedHelpers, type ShareCandidate } from './shared-helpers.ts';
 import { describeChanged, describeUnreadable, describeVanished, type PathSummary } from './copy-stderr.ts';
@@ -780,7 +780,7 @@ export class BackupManager {
 
   /** Waits until the mover pod is gone (no process of it can write any more), then removes the locks it held. */
   private async removeMoverLocks(namespace: string, pod: string): Promise<void> {
-    const left = await untilGone([{ name: `pod ${namespace}/${pod}`, read: () => this.client.call({ verb: 'get', resource: 'pods', namespace, name: pod }, () => this.client.core.readNamespacedPod({ namespace, name: pod })) }], 60_000, 250);
+    const left = await untilGone([{ name: `pod ${namespace}/${pod}`, read: () => readPod(this.client, namespace, pod) }], 60_000, 250);
     if (left.length) throw new Error(`${left[0]} still exists after 60s`);
     await removeLocksOfHost(this.options.repository!.repository, pod);
   }

@@ -5,7 +5,7 @@
  * pure (snapshot-choice.ts) so it is tested without a cluster.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CustomObjectsApi, StorageV1Api, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import { CustomObjectsApi, type V1PersistentVolumeClaim, type V1StorageClass } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 import { untilGone } from '../kube/wait.ts';
 import type { DiscoveredClaim, PersistentVolumes } from './discovery.ts';
@@ -54,9 +54,8 @@ export class SnapshotFactsReader {
     const volume = claim.volume ? await this.volumes.get(claim.volume) : undefined;
     if (volume) return volume.spec?.csi?.driver ?? null;
     if (!claim.storageClass) return { unknown: `its PersistentVolume ${claim.volume ?? ''} could not be read to find its CSI driver, and it has no StorageClass` };
-    const storage = this.client.credentials.kubeConfig.makeApiClient(StorageV1Api);
     try {
-      const storageClass = await client.call({ verb: 'get', resource: 'storageclasses', name: claim.storageClass }, () => storage.readStorageClass({ name: claim.storageClass! }));
+      const storageClass = (await client.getJson({ verb: 'get', resource: 'storageclasses', name: claim.storageClass }, `/apis/storage.k8s.io/v1/storageclasses/${encodeURIComponent(claim.storageClass)}`)) as V1StorageClass;
       return storageClass.provisioner;
     } catch (error) {
       return { unknown: `neither its PersistentVolume nor its StorageClass ${claim.storageClass} could be read to find its CSI driver (${statusOf(error)})` };
@@ -64,11 +63,8 @@ export class SnapshotFactsReader {
   }
 
   private async listClasses(): Promise<SnapshotFacts['classes']> {
-    const api = this.client.credentials.kubeConfig.makeApiClient(CustomObjectsApi);
     try {
-      const list = (await this.client.call({ verb: 'list', resource: 'volumesnapshotclasses' }, () =>
-        api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'volumesnapshotclasses' }),
-      )) as { items?: { metadata?: { name?: string; annotations?: Record<string, string> }; driver?: string }[] };
+      const list = (await this.client.getJson({ verb: 'list', resource: 'volumesnapshotclasses' }, `/apis/${GROUP}/${VERSION}/volumesnapshotclasses`)) as { items?: { metadata?: { name?: string; annotations?: Record<string, string> }; driver?: string }[] };
       return (list.items ?? []).map((item) => ({
         name: item.metadata?.name ?? '',
         driver: item.driver ?? '',
@@ -111,11 +107,15 @@ interface VolumeSnapshotObject {
 /** The VolumeSnapshot API of one cluster, for the objects a snapshot backup makes and removes. */
 export class VolumeSnapshots {
   private readonly client: KubeClient;
-  private readonly api: CustomObjectsApi;
+  private customObjects: CustomObjectsApi | undefined;
 
   constructor(client: KubeClient) {
     this.client = client;
-    this.api = client.credentials.kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  /** Made on first use: a backup that cuts no snapshot never loads the client's generated API. */
+  private get api(): CustomObjectsApi {
+    return (this.customObjects ??= this.client.credentials.kubeConfig.makeApiClient(CustomObjectsApi));
   }
 
   /** Asks for a snapshot of the claim; returns its name at once (the CSI driver cuts it in the background). */

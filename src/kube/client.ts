@@ -16,7 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import { resolveCredentials, type CredentialRequest, type ResolvedCredentials } from './config.ts';
 import { callApi, type ApiOperation } from './errors.ts';
-import { getJson } from './json-get.ts';
+import { requestJson, type JsonRequest } from './json-get.ts';
 
 export interface ConnectOptions extends CredentialRequest {
   requestTimeoutMs: number;
@@ -58,9 +58,13 @@ export class KubeClient {
     });
   }
 
-  /** A GET of `path` (/api/... or /apis/...) as parsed JSON, through the same typed-error boundary (json-get.ts says why apart). */
+  /** A request of `path` (/api/... or /apis/...) answered as parsed JSON, through the same typed-error boundary (json-get.ts says why apart). */
+  requestJson(operation: Omit<ApiOperation, 'server'>, request: JsonRequest): Promise<unknown> {
+    return this.call(operation, () => requestJson(this.credentials.kubeConfig, this.credentials.server, request));
+  }
+
   getJson(operation: Omit<ApiOperation, 'server'>, path: string, query?: Record<string, string | undefined>): Promise<unknown> {
-    return this.call(operation, () => getJson(this.credentials.kubeConfig, this.credentials.server, path, query));
+    return this.requestJson(operation, { method: 'GET', path, query });
   }
 
   serverVersion(): Promise<VersionInfo> {

@@ -1,13 +1,17 @@
 /**
- * Exec over the WebSocket API, wrapped in one promise that truly ends. client-node's Exec writes
- * every frame into the stdout stream without looking at write()'s return value, so the stream here
- * pauses the socket itself when the consumer falls behind; and it only ends stdout when the status
- * frame arrives, so a connection that drops without one is detected here and reported.
+ * Exec over the WebSocket API, wrapped in one promise that truly ends. The socket is opened as
+ * client-node's Exec opens it (the same channel protocols, URL and query, and the kubeconfig's TLS,
+ * credentials, impersonation and proxy through applyToHTTPSOptions), but here: Exec lives in the
+ * client's generated API, which a backup otherwise never needs (in the single executable, loading it
+ * cost some 16 MiB of every backup's memory). Every frame goes into the stdout stream, which pauses
+ * the socket while the consumer falls behind; stdout ends when the status frame arrives, so a
+ * connection that drops without one is detected here and reported.
  */
-import { Exec, type KubeConfig, type V1Status } from '@kubernetes/client-node';
-import { PassThrough, Writable, type Readable } from 'node:stream';
-
-type WebSocket = Awaited<ReturnType<Exec['exec']>>;
+import type { KubeConfig, V1Status } from '@kubernetes/client-node';
+import type https from 'node:https';
+import querystring from 'node:querystring';
+import { Writable, type Readable } from 'node:stream';
+import WebSocket from 'ws';
 
 export interface ExecRequest {
   namespace: string;
@@ -44,7 +48,12 @@ const STDERR_LIMIT = 16 * 1024;
 /** How much may wait in the socket's send buffer before stdin pauses. */
 const STDIN_BUFFER_LIMIT = 1024 * 1024;
 const STDIN_STREAM = 0;
+const STDOUT_STREAM = 1;
+const STDERR_STREAM = 2;
+const STATUS_STREAM = 3;
 const CLOSE_STREAM = 255;
+/** The channel protocols client-node offers, newest first (stdin's end needs v5: pumpStdin). */
+const CHANNEL_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
 
 export function exitCodeOf(status: V1Status | undefined): number | undefined {
   if (!status) return undefined;
@@ -135,26 +144,52 @@ export class TailBuffer extends Writable {
   }
 }
 
+/**
+ * The exec's socket, open: frames of stdout and stderr go to their streams, the status frame ends
+ * both and closes the socket. A failure before it opens (refused upgrade, unreachable server) is thrown.
+ */
+async function openExec(kubeConfig: KubeConfig, request: ExecRequest, stdout: Writable | null, stderr: Writable, onStatus: (status: V1Status) => void): Promise<WebSocket> {
+  const cluster = kubeConfig.getCurrentCluster();
+  if (!cluster) throw new Error('No cluster is defined.');
+  const query = querystring.stringify({ stdout: stdout !== null, stderr: true, stdin: request.stdin !== undefined, tty: false, command: request.command, container: request.container });
+  const url = `${cluster.server.replace(/^http/, 'ws')}/api/v1/namespaces/${request.namespace}/pods/${request.pod}/exec?${query}`;
+  const options: https.RequestOptions = {};
+  await kubeConfig.applyToHTTPSOptions(options);
+  const socket = new WebSocket(url, CHANNEL_PROTOCOLS, options as WebSocket.ClientOptions);
+  socket.on('message', (data: Buffer, isBinary: boolean) => {
+    if (!isBinary || data.length < 2) return;
+    const payload = data.subarray(1);
+    switch (data[0]) {
+      case STDOUT_STREAM:
+        stdout?.write(payload);
+        break;
+      case STDERR_STREAM:
+        stderr.write(payload);
+        break;
+      case STATUS_STREAM:
+        stdout?.end();
+        stderr.end();
+        onStatus(JSON.parse(payload.toString('utf8')) as V1Status);
+        socket.close();
+        break;
+    }
+  });
+  // Before it opens, an error is the connection's failure; after, execStream hears of it (and of the close that follows).
+  await new Promise<void>((resolve, reject) => {
+    socket.on('error', reject);
+    socket.once('open', () => resolve());
+  });
+  return socket;
+}
+
 export async function execStream(kubeConfig: KubeConfig, request: ExecRequest): Promise<ExecOutcome> {
   if (request.signal?.aborted) throw new ExecStreamCutError(abortReason(request.signal));
   const stdout = request.stdout ? new PacedWritable(request.stdout) : null;
   const stderr = new TailBuffer(STDERR_LIMIT, request.onStderr);
-  // client-node opens stdin only when given a stream; this one never emits, pumpStdin does the sending.
-  const stdinPlaceholder = request.stdin ? new PassThrough() : null;
   let status: V1Status | undefined;
-  const socket = await new Exec(kubeConfig).exec(
-    request.namespace,
-    request.pod,
-    request.container,
-    request.command,
-    stdout,
-    stderr,
-    stdinPlaceholder,
-    false,
-    (received) => {
-      status = received;
-    },
-  );
+  const socket = await openExec(kubeConfig, request, stdout, stderr, (received) => {
+    status = received;
+  });
   if (stdout) stdout.socket = socket;
   let socketClosed = false;
   const stdinDone = request.stdin

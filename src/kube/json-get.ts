@@ -1,10 +1,11 @@
 /**
- * A GET of the API server answered as parsed JSON, sent with node:https and the kubeconfig's TLS,
- * credentials, impersonation and proxy applied as for the WebSocket exec (applyToHTTPSOptions).
- * Discover's two lists take this path: it needs neither client-node's generated API (its models
- * and the 5.6 MiB they are part of) nor undici, which were 40 of its ~100 ms in the single
- * executable. A failure is shaped as client-node's (an HTTP status with the response body, or the
- * socket's own error), so errors.ts types both the same.
+ * A request to the API server answered as parsed JSON, sent with node:https and the kubeconfig's
+ * TLS, credentials, impersonation and proxy applied as for the WebSocket exec (applyToHTTPSOptions).
+ * Discover's two lists and a backup's helper pods take this path: they need neither client-node's
+ * generated API (its models and the 5.6 MiB they are part of) nor undici, which were 40 of
+ * discover's ~100 ms in the single executable, and 16 MiB of every backup's memory. A failure is
+ * shaped as client-node's (an HTTP status with the response body, or the socket's own error), so
+ * errors.ts types both the same.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -22,11 +23,30 @@ export class ApiStatusError extends Error {
   }
 }
 
-/** `server` is the cluster's URL, which may carry a path (a proxy's /k8s/clusters/ID); `path` starts with /api or /apis. */
-export async function getJson(kubeConfig: KubeConfig, server: string, path: string, query: Record<string, string | undefined> = {}): Promise<unknown> {
+/** The core API's path of a resource, in one namespace or (undefined) all of them. */
+export function corePath(resource: string, namespace: string | undefined, name?: string): string {
+  const scope = namespace === undefined ? '' : `/namespaces/${encodeURIComponent(namespace)}`;
+  return `/api/v1${scope}/${resource}${name === undefined ? '' : `/${encodeURIComponent(name)}`}`;
+}
+
+export interface JsonRequest {
+  method: 'GET' | 'POST' | 'DELETE';
+  /** Starts with /api or /apis. */
+  path: string;
+  query?: Record<string, string | undefined> | undefined;
+  /** Sent as JSON. */
+  body?: unknown;
+}
+
+/** `server` is the cluster's URL, which may carry a path (a proxy's /k8s/clusters/ID). */
+export async function requestJson(kubeConfig: KubeConfig, server: string, { method, path, query = {}, body }: JsonRequest): Promise<unknown> {
   const url = new URL(server.replace(/\/+$/, '') + path);
   for (const [name, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(name, value);
-  const options: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const options: https.RequestOptions = {
+    method,
+    headers: { Accept: 'application/json', ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {}) },
+  };
   await kubeConfig.applyToHTTPSOptions(options);
   return new Promise((resolve, reject) => {
     const request = (url.protocol === 'http:' ? http : https).request(url, options, (response) => {
@@ -45,6 +65,6 @@ export async function getJson(kubeConfig: KubeConfig, server: string, path: stri
       });
     });
     request.on('error', reject);
-    request.end();
+    request.end(payload);
   });
 }

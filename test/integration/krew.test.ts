@@ -96,7 +96,7 @@ test('krew installs the linux/amd64 archive; it runs with no node on PATH agains
   });
   const PATH = [path.join(krewRoot, 'bin'), tools].join(path.delimiter);
   const env = { PATH, HOME: workDir, KREW_ROOT: krewRoot, KUBECONFIG: cluster.kubeconfigPath, NKVM_HOME: path.join(workDir, 'krew-home') };
-  const run = (args: string[]) => execa('kubectl', args, { env, extendEnv: false, reject: false });
+  const run = (args: string[], extra: Record<string, string> = {}) => execa('kubectl', args, { env: { ...env, ...extra }, extendEnv: false, reject: false });
 
   const install = await run(['krew', 'install', `--manifest=${path.join(RELEASE_DIR, 'plugin.yaml')}`, `--archive=${path.join(RELEASE_DIR, 'kubectl-nkvm_linux_amd64.tar.gz')}`]);
   t.is(install.exitCode, 0, String(install.stderr));
@@ -111,9 +111,11 @@ test('krew installs the linux/amd64 archive; it runs with no node on PATH agains
   const discover = await run(['nkvm', 'discover', '-n', namespace, '-o', 'json']);
   t.is(discover.exitCode, 0, String(discover.stderr));
   t.like(JSON.parse(String(discover.stdout)).items[0], { namespace, name: 'data', phase: 'Bound' });
-  const backup = await run(['nkvm', 'backup', 'data', '-n', namespace, '-o', 'json']);
+  const backup = await run(['nkvm', 'backup', 'data', '-n', namespace, '-o', 'json'], { NKVM_TRACE_BUNDLES: '1' });
   t.is(backup.exitCode, 0, String(backup.stderr));
   t.like(JSON.parse(String(backup.stdout)).items[0], { status: 'succeeded' });
+  // A backup's pods, exec and lists go over node:https: neither the client's generated API nor undici is loaded (some 23 MiB of its memory).
+  t.deepEqual(String(backup.stderr).match(/loading bundle \S+/g), ['loading bundle kubectl-nkvm-kubeconfig.js']);
 
   // Completion: kubectl 1.26+ runs kubectl_complete-nkvm from PATH; the archive ships it, and the
   // caveats link the plugin itself under that name (the executable answers under that name).

@@ -9,7 +9,7 @@ import { ApiException, CoreV1Api, HttpMethod, KubernetesObjectApi, RequestContex
 import { dispatcherHttpLibrary } from '../../src/kube/dispatcher-http.ts';
 import { resolveCredentials } from '../../src/kube/config.ts';
 import { callApi } from '../../src/kube/errors.ts';
-import { getJson } from '../../src/kube/json-get.ts';
+import { requestJson } from '../../src/kube/json-get.ts';
 import { KubernetesDiscoveryError } from '../../src/errors.ts';
 
 interface Seen {
@@ -112,8 +112,12 @@ test('the request signal aborts the call, and the answer body reads as a stream 
   t.deepEqual(await binary.body.binary(), Buffer.from('hello'));
 });
 
-test('getJson (discover\'s lists) reaches a server on a bad port with the credentials and impersonation, keeps the server\'s path and the query, and a refusal is typed as any API call\'s', async (t) => {
+test('requestJson (discover\'s lists, a backup\'s helper pods) reaches a server on a bad port with the credentials and impersonation, keeps the server\'s path and the query, sends a JSON body, and a refusal is typed as any API call\'s', async (t) => {
   const { seen, url } = await badPortServer(t, (request, res) => {
+    if (request.method === 'POST' || request.method === 'DELETE') {
+      res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Pod', metadata: { name: 'made' }, echo: request.body || null }));
+      return;
+    }
     if (request.url.includes('/pods')) {
       res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 403, message: 'pods is forbidden: User "bob" cannot list resource "pods"' }));
       return;
@@ -121,14 +125,23 @@ test('getJson (discover\'s lists) reaches a server on a bad port with the creden
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'PersistentVolumeClaimList', items: [{ metadata: { name: 'data' } }] }));
   });
   const kubeConfig = credentials(url);
-  const list = await getJson(kubeConfig, `${url}/k8s/clusters/c-1/`, '/api/v1/namespaces/shop/persistentvolumeclaims', { labelSelector: 'app=db,tier!=cache', limit: undefined });
+  const list = await requestJson(kubeConfig, `${url}/k8s/clusters/c-1/`, { method: 'GET', path: '/api/v1/namespaces/shop/persistentvolumeclaims', query: { labelSelector: 'app=db,tier!=cache', limit: undefined } });
   t.deepEqual(list, { kind: 'PersistentVolumeClaimList', items: [{ metadata: { name: 'data' } }] });
   t.like(seen[0], { method: 'GET', url: '/k8s/clusters/c-1/api/v1/namespaces/shop/persistentvolumeclaims?labelSelector=app%3Ddb%2Ctier%21%3Dcache' });
   t.deepEqual(headerLines(seen[0]!.rawHeaders, 'authorization'), ['Bearer secret']);
   t.deepEqual(headerLines(seen[0]!.rawHeaders, 'impersonate-user'), ['bob']);
   t.deepEqual(headerLines(seen[0]!.rawHeaders, 'impersonate-group'), ['g1', 'g, 2'], 'one line per group');
 
-  const refused = await t.throwsAsync(callApi({ verb: 'list', resource: 'pods', namespace: 'shop', server: url }, () => getJson(kubeConfig, url, '/api/v1/namespaces/shop/pods')));
+  const refused = await t.throwsAsync(callApi({ verb: 'list', resource: 'pods', namespace: 'shop', server: url }, () => requestJson(kubeConfig, url, { method: 'GET', path: '/api/v1/namespaces/shop/pods' })));
   t.true(refused instanceof KubernetesDiscoveryError);
   t.regex(refused!.message, /list pods in namespace "shop" failed: API status 403 \(Forbidden\): pods is forbidden/);
+
+  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: 'x-' } };
+  const made = await requestJson(kubeConfig, url, { method: 'POST', path: '/api/v1/namespaces/shop/pods', query: { dryRun: 'All' }, body: pod });
+  t.deepEqual(made, { kind: 'Pod', metadata: { name: 'made' }, echo: JSON.stringify(pod) });
+  t.like(seen.at(-1), { method: 'POST', url: '/api/v1/namespaces/shop/pods?dryRun=All' });
+  t.deepEqual(headerLines(seen.at(-1)!.rawHeaders, 'content-type'), ['application/json']);
+  t.deepEqual(headerLines(seen.at(-1)!.rawHeaders, 'authorization'), ['Bearer secret']);
+  await requestJson(kubeConfig, url, { method: 'DELETE', path: '/api/v1/namespaces/shop/pods/made', query: { gracePeriodSeconds: '0' } });
+  t.like(seen.at(-1), { method: 'DELETE', url: '/api/v1/namespaces/shop/pods/made?gracePeriodSeconds=0', body: '' });
 });

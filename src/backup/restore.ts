@@ -36,6 +36,7 @@ import { measureDeviceBytes } from './copy.ts';
 import { Digest } from './digest.ts';
 import { discoverClaim, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, StageFailure } from './stage-failure.ts';
+import { corePath } from '../kube/json-get.ts';
 import { DATA_DEVICE_PATH, DATA_MOUNT_PATH, deleteHelperPod, HELPER_CONTAINER, labelValue, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
 import { describeIdentity, isNobodyFallback, isRoot, rootOwnerIdentity, type HelperIdentity } from './helper-identity.ts';
 import { TarStreamCheck, type TarEntry } from './tar-stream.ts';
@@ -596,9 +597,7 @@ export class RestoreManager {
         ...(request.create?.storageClass ? { storageClassName: request.create.storageClass } : {}),
       },
     };
-    await this.client.call({ verb: 'create', resource: 'persistentvolumeclaims', namespace: request.namespace }, () =>
-      this.client.core.createNamespacedPersistentVolumeClaim({ namespace: request.namespace, body }),
-    );
+    await this.client.requestJson({ verb: 'create', resource: 'persistentvolumeclaims', namespace: request.namespace }, { method: 'POST', path: corePath('persistentvolumeclaims', request.namespace), body });
   }
 
   /**

@@ -640,7 +640,7 @@ export class BackupManager {
       void flight.previous?.then((previous) => previous.trees?.dropReadAhead(), () => {});
       if (flight.claim && this.sharedHelpers.shares(flight.claim)) {
         await this.sharedHelpers.release(flight.claim).catch((error: Error) => {
-          cleanupProblem = `shared helper pod ${target.namespace}/${helperPod} could not be deleted (${error.message}); its activeDeadlineSeconds will stop it`;
+          cleanupProblem = `${error.message}; its activeDeadlineSeconds will stop it`;
         });
       }
       if (helperPod && !flight.sharedHelper) {

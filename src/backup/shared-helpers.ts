@@ -149,7 +149,12 @@ export class SharedHelpers {
   private remove(group: Group): Promise<void> {
     group.deleted ??= (async () => {
       const running = await group.running?.catch(() => undefined);
-      if (running) await deleteHelperPod(this.client, group.claims[0]!.namespace, running.name);
+      const namespace = group.claims[0]!.namespace;
+      if (running) {
+        await deleteHelperPod(this.client, namespace, running.name).catch((error: Error) => {
+          throw new Error(`shared helper pod ${namespace}/${running.name} could not be deleted (${error.message})`);
+        });
+      }
     })();
     return group.deleted;
   }

@@ -201,6 +201,7 @@ try {
     print();
     print(`--parallel over ${claims.length} claims of ${parallelMiB} MiB (mixed data, zstd); wall seconds, median of ${repeat}`);
     const seconds: Record<number, number[]> = { 1: [], 4: [] };
+    const peaks: Record<number, number[]> = { 1: [], 4: [] };
     const hand: number[] = [];
     // Where the time goes on a machine whose cores are all busy: the command's own CPU, and the
     // machine's (the API server, kubelet and container runtime serve both).
@@ -221,6 +222,7 @@ try {
         const run = await timed(cluster, pluginBackup(claims, 'zstd', `--parallel ${parallel}`));
         if (items(run).some((item) => item.status !== 'succeeded')) throw new Error('a parallel backup failed');
         seconds[parallel]!.push(run.seconds);
+        peaks[parallel]!.push(run.peakMiB);
         if (parallel === 4) {
           cpu.ours.push(run.cpuSeconds);
           if (run.machineCpuSeconds !== undefined) cpu.oursMachine.push(run.machineCpuSeconds);
@@ -232,6 +234,7 @@ try {
     print(`by hand, 4 pipelines at once (xargs -P4 kubectl exec tar | zstd -3 -T0): ${median(hand).toFixed(1)} s   --parallel 4 / by hand ${(median(seconds[4]!) / median(hand)).toFixed(2)}   goal <= 1.00`);
     const machine = cpu.handMachine.length > 0 ? `; the whole machine, cluster included: by hand ${median(cpu.handMachine).toFixed(1)}, ours ${median(cpu.oursMachine).toFixed(1)} of ${(os.cpus().length * median(seconds[4]!)).toFixed(1)} available` : '';
     print(`CPU seconds, medians: the command itself: by hand (kubectl, zstd) ${median(cpu.hand).toFixed(1)}, --parallel 4 ${median(cpu.ours).toFixed(1)}${machine}`);
+    print(`ours peak RSS, the largest of ${repeat}: --parallel 1 ${Math.max(...peaks[1]!).toFixed(0)} MiB, --parallel 4 ${Math.max(...peaks[4]!).toFixed(0)} MiB   goal <= 150`);
   }
 
   if (only.has('files')) {

@@ -63,6 +63,11 @@ export function identityOf(pod: V1Pod, volumeName: string): PodIdentity {
   return Object.fromEntries(Object.entries(identity).filter(([, value]) => value !== undefined)) as PodIdentity;
 }
 
+/** A claim's name with its namespace: how claims of several namespaces are told apart in a map. */
+export function claimKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
 export function claimsWithPods(claims: V1PersistentVolumeClaim[], pods: V1Pod[]): DiscoveredClaim[] {
   const podsByClaim = new Map<string, ClaimPod[]>();
   for (const pod of pods.filter(holdsClaims)) {
@@ -70,7 +75,7 @@ export function claimsWithPods(claims: V1PersistentVolumeClaim[], pods: V1Pod[])
     for (const volume of pod.spec?.volumes ?? []) {
       const claimName = volume.persistentVolumeClaim?.claimName;
       if (!claimName) continue;
-      const key = `${namespace}/${claimName}`;
+      const key = claimKey(namespace, claimName);
       const list = podsByClaim.get(key) ?? [];
       list.push({
         name: pod.metadata?.name ?? '',
@@ -94,7 +99,7 @@ export function claimsWithPods(claims: V1PersistentVolumeClaim[], pods: V1Pod[])
         accessModes: claim.status?.accessModes ?? claim.spec?.accessModes ?? [],
         volumeMode: claim.spec?.volumeMode ?? 'Filesystem',
         volume: claim.spec?.volumeName || null,
-        pods: (podsByClaim.get(`${namespace}/${name}`) ?? []).sort((a, b) => a.name.localeCompare(b.name)),
+        pods: (podsByClaim.get(claimKey(namespace, name)) ?? []).sort((a, b) => a.name.localeCompare(b.name)),
       };
     })
     .sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));

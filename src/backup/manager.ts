@@ -15,7 +15,7 @@ import { artifactPath, commitArtifact, newBackupId, partialPath, type Compressio
 import { copyClaimData, CopyStageError, measureClaimBytes, measureDeviceBytes, type CopyResult, type RepositoryCopy } from './copy.ts';
 import { DEFAULT_ACK_TIMEOUT_SECONDS, DEFAULT_COPY_RETRIES } from './defaults.ts';
 import type { CopyFault } from './faults.ts';
-import { discoverClaim, discoverClaims, PersistentVolumes, type DiscoveredClaim } from './discovery.ts';
+import { claimKey, discoverClaim, discoverClaims, PersistentVolumes, type DiscoveredClaim } from './discovery.ts';
 import { fromPluginError, messageWithHint, StageFailure } from './stage-failure.ts';
 import { DATA_MOUNT_PATH, deleteHelperPod, placementFor, PlacementError, readPod, startHelperPod, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
 import { describeIdentity, initialIdentity } from './helper-identity.ts';
@@ -917,10 +917,10 @@ export class BackupManager {
     const namespaces = new Set(requested.filter((target) => !target.claim).map((target) => target.namespace));
     await Promise.all(
       [...namespaces].map(async (namespace) => {
-        for (const claim of await discoverClaims(this.client, { namespace, allNamespaces: false }).catch(() => [])) found.set(`${namespace}/${claim.name}`, claim);
+        for (const claim of await discoverClaims(this.client, { namespace, allNamespaces: false }).catch(() => [])) found.set(claimKey(namespace, claim.name), claim);
       }),
     );
-    const targets = requested.map((target) => ({ ...target, claim: target.claim ?? found.get(`${target.namespace}/${target.pvc}`) }));
+    const targets = requested.map((target) => ({ ...target, claim: target.claim ?? found.get(claimKey(target.namespace, target.pvc)) }));
     const candidates = await Promise.all(targets.map(({ claim }) => claim && this.shareCandidate(claim)));
     this.sharedHelpers.plan(candidates.filter((candidate) => candidate !== undefined), parallel);
     return targets;

@@ -12,7 +12,7 @@
 import type { V1VolumeNodeAffinity } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 import { KubernetesAdmissionError } from '../errors.ts';
-import type { DiscoveredClaim } from './discovery.ts';
+import { claimKey as keyOf, type DiscoveredClaim } from './discovery.ts';
 import { createHelperPod, deleteHelperPod, sharedHelperPodManifest, sharedMountPath, waitForHelperPod, type HelperPodOptions } from './helper-pod.ts';
 import { isRoot, type HelperIdentity } from './helper-identity.ts';
 
@@ -43,7 +43,7 @@ interface Group {
   deleted?: Promise<void>;
 }
 
-const claimKey = (claim: { namespace: string; name: string }) => `${claim.namespace}/${claim.name}`;
+const claimKey = (claim: DiscoveredClaim) => keyOf(claim.namespace, claim.name);
 
 /**
  * A shared helper's deadline (activeDeadlineSeconds, the net for a process that dies): each claim

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CustomObjectsApi, type V1PersistentVolumeClaim, type V1StorageClass } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
 import { untilGone } from '../kube/wait.ts';
-import type { DiscoveredClaim, PersistentVolumes } from './discovery.ts';
+import { claimKey, type DiscoveredClaim, type PersistentVolumes } from './discovery.ts';
 import { HELPER_COMPONENT_LABEL, labelValue } from './helper-pod.ts';
 import type { BackupSource, SnapshotClassInfo, SnapshotFacts } from './snapshot-choice.ts';
 
@@ -38,7 +38,7 @@ export class SnapshotFactsReader {
   }
 
   read(claim: DiscoveredClaim): Promise<SnapshotFacts> {
-    const key = `${claim.namespace}/${claim.name}`;
+    const key = claimKey(claim.namespace, claim.name);
     let facts = this.facts.get(key);
     if (!facts) {
       facts = Promise.all([this.driverOf(claim), (this.classes ??= this.listClasses())]).then(([driver, classes]) => ({ driver, classes }));

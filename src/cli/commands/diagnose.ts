@@ -1,7 +1,7 @@
 import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
 import type { VersionInfo } from '@kubernetes/client-node';
-import { discoverClaim, type DiscoveredClaim } from '../../backup/discovery.ts';
+import { discoverClaim, PersistentVolumes, type DiscoveredClaim } from '../../backup/discovery.ts';
 import { placementFor, PlacementError, startHelperPod } from '../../backup/helper-pod.ts';
 import { describeIdentity } from '../../backup/helper-identity.ts';
 import { chooseSnapshotSource } from '../../backup/snapshot-choice.ts';
@@ -166,7 +166,6 @@ export const diagnoseCommand: CommandModule<GlobalOptions, DiagnoseArgs> = {
         }
         // What a backup with --snapshot auto would read, and why.
         const { SnapshotFactsReader } = await import('../../backup/volume-snapshot.ts');
-        const { PersistentVolumes } = await import('../../backup/discovery.ts');
         const choice = chooseSnapshotSource(await new SnapshotFactsReader(client, new PersistentVolumes(client)).read(claim), 'auto', undefined);
         report.claim = { ...claim, helperPlacement, source: choice.use ? `a VolumeSnapshot: ${choice.reason}` : `the live claim: ${choice.reason.replace(/^read live: /, '')}` };
       }

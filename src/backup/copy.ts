@@ -133,17 +133,18 @@ export async function copyClaimData(request: CopyRequest): Promise<CopyResult> {
       notes.push(`the whole claim was read: ${error.message}`);
     }
   }
+  const archived = new ArchivedFiles();
   try {
-    return await copyStream(request, incremental, notes);
+    return await copyStream(request, incremental, archived, notes);
   } finally {
     incremental?.dispose();
+    archived.dispose();
   }
 }
 
-async function copyStream(request: CopyRequest, incremental: IncrementalCopy | undefined, notes: string[]): Promise<CopyResult> {
+async function copyStream(request: CopyRequest, incremental: IncrementalCopy | undefined, archived: ArchivedFiles, notes: string[]): Promise<CopyResult> {
   const image = request.deviceBytes !== undefined;
   // A tar stream is checked entry by entry; a device image is hashed raw and counted.
-  const archived = new ArchivedFiles();
   /** The entry tar was writing when its stream ended: the file that shrank under busybox tar. */
   let lastEntry = '';
   const checker = image
@@ -299,9 +300,10 @@ function nothingToRead(intake: Writable): AckedExecOutcome {
  */
 function changedFiles(stderr: CopyStderr, archived: ArchivedFiles): PathSummary {
   const paths = new Set(stderr.changedByTar);
-  for (const file of stderr.recentFiles) {
-    if (archived.compare(file.name, file.size, file.mtime) === 'changed') paths.add(file.name.toString('utf8'));
-  }
+  const states = archived.compare(stderr.recentFiles);
+  stderr.recentFiles.forEach((file, i) => {
+    if (states[i] === 'changed') paths.add(file.name.toString('utf8'));
+  });
   const changed = new PathTally();
   for (const path of paths) changed.add(path);
   return changed.summary;

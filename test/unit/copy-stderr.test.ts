@@ -1,4 +1,7 @@
 import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { ArchivedFiles } from '../../src/backup/archived-files.ts';
 import { CopyStderr, describeChanged, describeUnreadable, describeVanished, RECENT_FILES_BEGIN, RECENT_FILES_END } from '../../src/backup/copy-stderr.ts';
 
@@ -95,14 +98,35 @@ test("the helper's listing of recent files is read apart, names with newlines an
 test('archived files: a recent file with the size and mtime of its header is the same, another is changed, an unknown one absent', (t) => {
   const archived = new ArchivedFiles();
   for (let i = 0; i < 5000; i++) archived.add(Buffer.from(`./dir/file-${i}`), i, 1_700_000_000 + i);
-  t.is(archived.size, 5000);
-  t.is(archived.compare(Buffer.from('./dir/file-42'), 42, 1_700_000_042), 'same');
-  t.is(archived.compare(Buffer.from('./dir/file-42'), 43, 1_700_000_042), 'changed', 'another size');
-  t.is(archived.compare(Buffer.from('./dir/file-42'), 42, 1_700_000_050), 'changed', 'another mtime');
-  t.is(archived.compare(Buffer.from('./dir/file-5000'), 1, 1), 'absent', 'created behind tar');
+  t.is(archived.count, 5000);
+  const file = (name: string, size: number, mtime: number) => ({ name: Buffer.from(name), size, mtime });
+  t.deepEqual(
+    archived.compare([file('./dir/file-42', 42, 1_700_000_042), file('./dir/file-42', 43, 1_700_000_042), file('./dir/file-42', 42, 1_700_000_050), file('./dir/file-5000', 1, 1)]),
+    ['same', 'changed', 'changed', 'absent'],
+    'the same; another size; another mtime; created behind tar',
+  );
   archived.add(Buffer.from('./dir/file-42'), 99, 1);
-  t.is(archived.size, 5000, 'a name added again replaces its state');
-  t.is(archived.compare(Buffer.from('./dir/file-42'), 99, 1), 'same');
+  t.deepEqual(archived.compare([file('./dir/file-42', 99, 1)]), ['same'], 'a name added again: its last state counts');
+  archived.dispose();
+});
+
+test('archived files: a claim of many files goes to a scratch file, removed at once, and is compared from it', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nkvm-archived-test-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const archived = new ArchivedFiles(dir);
+  const files = 50_000;
+  for (let i = 0; i < files; i++) archived.add(Buffer.from(`./d/f${i}`), i, 1_700_000_000 + i);
+  // Added again after its first state went to the file: the later one, still in memory, counts.
+  archived.add(Buffer.from('./d/f7'), 1, 1);
+  t.is(archived.count, files + 1);
+  t.deepEqual(fs.readdirSync(dir), [], 'no file is left behind, even before dispose');
+  const file = (i: number, size = i, mtime = 1_700_000_000 + i) => ({ name: Buffer.from(`./d/f${i}`), size, mtime });
+  t.deepEqual(
+    archived.compare([file(0), file(12_345), file(12_345, 5), file(files - 1), file(7), file(7, 1, 1), file(files)]),
+    ['same', 'same', 'changed', 'same', 'changed', 'same', 'absent'],
+  );
+  archived.dispose();
+  archived.dispose();
 });
 
 test('the reports name the first few paths and how many more', (t) => {

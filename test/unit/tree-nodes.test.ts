@@ -3,7 +3,9 @@
  * decoding it whole (NodesByName): the same blobs and the same nodes as the Node objects give.
  */
 import test from 'ava';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { encodeTree, NodesByName, TreeNodes } from '../../src/repository/tree-nodes.ts';
 import { decodeTree, encodeNode, type Node } from '../../src/repository/tree.ts';
 
@@ -119,3 +121,42 @@ test('a large directory tree read back in order holds a few of its blocks at a t
   t.true(tree.length > 30 * 1024 * 1024);
   t.true(grown < 16 * 1024 * 1024, `buffers grew by ${(grown / 1048576).toFixed(1)} MiB while the tree was read`);
 });
+
+test('a large directory placed out of order stays compressed and is written in sorted windows: the same blob, whatever the window', (t) => {
+  // 8,000 files of 20 chunks (some 12 MB of JSON in 12 blocks), placed in shuffled order among nodes
+  // borrowed from a parent tree; one taken back out of a packed block.
+  const id = (n: number) => createHash('sha256').update(String(n % 500)).digest('hex');
+  const nodes = Array.from({ length: 8_000 }, (_, i) => file(`f${i}`, { content: Array.from({ length: 20 }, (_, c) => id(i * 20 + c)) }));
+  const shuffled = [...nodes].sort(() => Math.random() - 0.5);
+  const parentNodes = Array.from({ length: 500 }, (_, i) => file(`p${i}`, { size: i }));
+  const parent = new NodesByName(encodeTree(parentNodes));
+  const taken = shuffled[10]!;
+  const expected = byObjects([...nodes.filter((node) => node !== taken), ...parentNodes]);
+  const collect = collector();
+  for (const sortWindowBytes of [256 * 1024, 3 * 1024 * 1024, 64 * 1024 * 1024]) {
+    collect();
+    const before = process.memoryUsage().arrayBuffers;
+    const tree = new TreeNodes({ sortWindowBytes });
+    for (const [i, node] of shuffled.entries()) {
+      tree.add(node);
+      if (i < parentNodes.length) tree.addBorrowed(parentNodes[i]!.name, parent.json(parentNodes[i]!.name)!);
+    }
+    t.deepEqual(tree.take(taken.name), taken, 'a node taken back from a packed block, decoded as it was');
+    collect();
+    const held = process.memoryUsage().arrayBuffers - before;
+    t.true(held < tree.length / 2, `the tree's ${(tree.length / 1048576).toFixed(1)} MB of JSON held in ${(held / 1048576).toFixed(1)} MiB`);
+    t.deepEqual(encodeTree(tree), expected, `windows of ${sortWindowBytes} bytes`);
+  }
+  // Windows smaller than a node: one node each.
+  const few = shuffled.slice(0, 50);
+  const small = new TreeNodes({ sortWindowBytes: 1 });
+  for (const node of few) small.add(node);
+  t.deepEqual(encodeTree(small), byObjects(few));
+});
+
+/** The collector, reached as src/young-garbage.ts reaches it. */
+function collector(): () => void {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  return () => gc();
+}

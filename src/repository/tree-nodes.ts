@@ -281,18 +281,87 @@ export class TreeNodes {
   }
 
   /** Indexes of the nodes kept, by name as bytes. */
-  private sorted(): number[] {
-    // Names as latin1 strings (a char a byte) sort as their bytes do, by the engine's own comparison:
-    // a comparator in JavaScript took 0.4 s for 200,000 names.
-    const indexes = new Map<string, number>();
-    for (let index = 0; index < this.entryCount; index++) {
+  private sorted(): Int32Array {
+    // The names side by side in one buffer, sorted by their bytes without a string or a Map for each:
+    // for 200,000 names those took 21 MB, at the moment the tree is written.
+    const kept = this.entryCount - this.removed.size;
+    const indexes = new Int32Array(kept);
+    const starts = new Uint32Array(kept + 1);
+    let total = 0;
+    for (let index = 0, k = 0; index < this.entryCount; index++) {
       if (this.removed.has(index)) continue;
-      const key = this.name(index).toString('latin1');
-      if (indexes.has(key)) throw new Error(`two entries named ${JSON.stringify(goQuote(this.name(index)))} in one directory`);
-      indexes.set(key, index);
+      indexes[k++] = index;
+      total += this.field(index, 2);
     }
-    return [...indexes.keys()].sort().map((key) => indexes.get(key)!);
+    const names = Buffer.allocUnsafe(total);
+    for (let k = 0; k < kept; k++) starts[k + 1] = starts[k]! + this.name(indexes[k]!).copy(names, starts[k]!);
+    const order = sortByBytes(names, starts);
+    if (order.duplicate !== undefined) {
+      const name = names.subarray(starts[order.duplicate]!, starts[order.duplicate + 1]!);
+      throw new Error(`two entries named ${JSON.stringify(goQuote(name))} in one directory`);
+    }
+    return order.sorted.map((k) => indexes[k]!);
   }
+}
+
+/**
+ * The order of the byte strings `bytes[starts[k]..starts[k + 1])` (a shorter one before those it
+ * begins), by a most-significant-byte radix sort; a small range is finished by insertion. Says which
+ * string occurs twice, if one does.
+ */
+export function sortByBytes(bytes: Uint8Array, starts: Uint32Array): { sorted: Int32Array; duplicate?: number } {
+  const count = starts.length - 1;
+  const sorted = Int32Array.from({ length: count }, (_, k) => k);
+  const scratch = new Int32Array(count);
+  const length = (k: number) => starts[k + 1]! - starts[k]!;
+  /** The byte at `depth` plus one, or 0 past the string's end. */
+  const digit = (k: number, depth: number) => (depth < length(k) ? bytes[starts[k]! + depth]! + 1 : 0);
+  const compareFrom = (a: number, b: number, depth: number) => {
+    const la = length(a);
+    const lb = length(b);
+    for (let d = depth; d < la && d < lb; d++) {
+      const difference = bytes[starts[a]! + d]! - bytes[starts[b]! + d]!;
+      if (difference !== 0) return difference;
+    }
+    return la - lb;
+  };
+  const ranges: number[] = [0, count, 0];
+  while (ranges.length > 0) {
+    const depth = ranges.pop()!;
+    const end = ranges.pop()!;
+    const start = ranges.pop()!;
+    if (end - start <= 32) {
+      for (let i = start + 1; i < end; i++) {
+        const k = sorted[i]!;
+        let j = i - 1;
+        for (; j >= start; j--) {
+          const order = compareFrom(sorted[j]!, k, depth);
+          if (order === 0) return { sorted, duplicate: k };
+          if (order < 0) break;
+          sorted[j + 1] = sorted[j]!;
+        }
+        sorted[j + 1] = k;
+      }
+      continue;
+    }
+    const counts = new Int32Array(258);
+    for (let i = start; i < end; i++) counts[digit(sorted[i]!, depth) + 1]! += 1;
+    for (let d = 1; d < 258; d++) counts[d]! += counts[d - 1]!;
+    // counts[d] is now where digit d's strings start, from `start`.
+    for (let i = start; i < end; i++) {
+      const k = sorted[i]!;
+      scratch[start + counts[digit(k, depth)]!++] = k;
+    }
+    sorted.set(scratch.subarray(start, end), start);
+    // After the scatter, counts[d] is where digit d + 1's strings start: digit 0 (ended here) first.
+    if (counts[0]! > 1) return { sorted, duplicate: sorted[start + 1]! };
+    for (let d = 1; d < 257; d++) {
+      const from = start + counts[d - 1]!;
+      const to = start + counts[d]!;
+      if (to - from > 1) ranges.push(from, to, depth + 1);
+    }
+  }
+  return { sorted };
 }
 
 /** The nodes as a TreeNodes (a TreeNodes as it is). */

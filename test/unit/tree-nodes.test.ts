@@ -6,7 +6,7 @@ import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { encodeTree, NodesByName, TreeNodes } from '../../src/repository/tree-nodes.ts';
+import { encodeTree, NodesByName, sortByBytes, TreeNodes } from '../../src/repository/tree-nodes.ts';
 import { decodeTree, encodeNode, type Node } from '../../src/repository/tree.ts';
 
 const time = 1_733_450_000_123_456_789n;
@@ -160,3 +160,35 @@ function collector(): () => void {
   const gc = vm.runInNewContext('gc') as () => void;
   return () => gc();
 }
+
+test('names sort by their bytes as Buffer.compare orders them, a prefix first; a name twice is found', (t) => {
+  // Many names sharing prefixes (radix ranges at several depths), bytes 0x00 and 0xff, prefixes of others.
+  const alphabet = [0x00, 0x2e, 0x2f, 0x41, 0x61, 0x62, 0xc3, 0xff];
+  const seen = new Set<string>();
+  const names: Buffer[] = [];
+  let state = 12345;
+  const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) >>> 16;
+  while (names.length < 20_000) {
+    const length = 1 + (next() % 7);
+    const name = Buffer.from(Array.from({ length }, () => alphabet[next() % alphabet.length]!));
+    if (seen.has(name.toString('hex'))) continue;
+    seen.add(name.toString('hex'));
+    names.push(name);
+  }
+  names.push(Buffer.from('f'), Buffer.from('f1'), Buffer.from('f10'), Buffer.from('f2'));
+  const starts = new Uint32Array(names.length + 1);
+  names.forEach((name, k) => (starts[k + 1] = starts[k]! + name.length));
+  const bytes = Buffer.concat(names);
+  const { sorted, duplicate } = sortByBytes(bytes, starts);
+  t.is(duplicate, undefined);
+  t.deepEqual([...sorted].map((k) => names[k]!.toString('hex')), [...names].sort(Buffer.compare).map((name) => name.toString('hex')));
+  // The same name twice, among many or among few.
+  for (const count of [5, 5_000]) {
+    const twice = [...names.slice(0, count), names[3]!];
+    const twiceStarts = new Uint32Array(twice.length + 1);
+    twice.forEach((name, k) => (twiceStarts[k + 1] = twiceStarts[k]! + name.length));
+    const found = sortByBytes(Buffer.concat(twice), twiceStarts).duplicate;
+    t.not(found, undefined);
+    t.deepEqual(twice[found!], names[3]);
+  }
+});

@@ -88,6 +88,11 @@ class Arena {
     return this.blocks.length;
   }
 
+  /** The bytes its blocks take, packed or not. */
+  get heldBytes(): number {
+    return this.blocks.reduce((sum, block) => sum + block.length, 0);
+  }
+
   private pack(index: number): void {
     this.blocks[index] = zlib.zstdCompressSync(this.blocks[index]!.subarray(0, this.used[index]), PACK_OPTIONS);
     this.packed.add(index);
@@ -135,6 +140,11 @@ export class TreeNodes {
 
   get count(): number {
     return this.entryCount - this.removed.size;
+  }
+
+  /** The bytes the nodes' own JSON takes in memory (borrowed nodes' not counted): compressed, far less than `length`. */
+  get heldJsonBytes(): number {
+    return this.json.heldBytes;
   }
 
   /**

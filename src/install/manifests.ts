@@ -9,6 +9,8 @@
  */
 import { ACCESS_REQUIREMENTS } from '../kube/access.ts';
 
+/** Where `install` puts its objects unless -n says otherwise. */
+export const DEFAULT_INSTALL_NAMESPACE = 'nkvm-system';
 export const INSTALL_LABEL = 'nkvm.dev/install';
 /** With the name, what tells two installs apart: cluster-scoped objects too carry it. */
 export const INSTALL_NAMESPACE_LABEL = 'nkvm.dev/install-namespace';

@@ -30,10 +30,10 @@ async function metafile(): Promise<Metafile> {
   return result.metafile;
 }
 
-/** Each module main.ts reaches through static imports, with the module that imported it first. */
-function staticGraph(meta: Metafile): Map<string, string | null> {
-  const importedBy = new Map<string, string | null>([['src/main.ts', null]]);
-  const queue = ['src/main.ts'];
+/** Each module `root` (main.ts) reaches through static imports, with the module that imported it first. */
+function staticGraph(meta: Metafile, root = 'src/main.ts'): Map<string, string | null> {
+  const importedBy = new Map<string, string | null>([[root, null]]);
+  const queue = [root];
   for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
     for (const edge of meta.inputs[file]?.imports ?? []) {
       if (edge.kind === 'dynamic-import' || edge.external || importedBy.has(edge.path)) continue;
@@ -57,6 +57,18 @@ test('start-up evaluates no command module, nor the cluster client, HTTP, reposi
   const leaks = [...importedBy.keys()].filter((file) => LOADED_ON_USE.some((pattern) => pattern.test(file)));
   t.deepEqual(leaks.map((file) => chain(importedBy, file)), []);
   t.true(Object.keys(meta.inputs).some((file) => file.startsWith('node_modules/@kubernetes/client-node/')), 'the bundle still holds the client, for when it is used');
+});
+
+// `artifacts list` reads the local catalog and nothing else: importing a constant from install.ts
+// once made it load the exec stream, ws, and with them node:https, node:tls and node:crypto.
+const CLUSTER_CODE = [/^node_modules\/(ws|undici|@kubernetes\/client-node)\//, /^src\/kube\/(client|exec|acked-exec|config)\.ts$/, /^src\/backup\/(helper-pod|manager|copy)\.ts$/];
+
+test('artifacts loads no cluster code unless it reaches a cluster (--from-cluster)', async (t) => {
+  const meta = await metafile();
+  const importedBy = staticGraph(meta, 'src/cli/commands/artifacts.ts');
+  const leaks = [...importedBy.keys()].filter((file) => CLUSTER_CODE.some((pattern) => pattern.test(file)));
+  t.true(importedBy.has('src/cli/commands/artifacts.ts') && importedBy.size > 5, 'the walk reaches what artifacts imports');
+  t.deepEqual(leaks.map((file) => chain(importedBy, file)), []);
 });
 
 test('no copy of string-width is in the bundle: its imports resolve to src/cli/text-width.ts', async (t) => {

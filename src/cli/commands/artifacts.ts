@@ -10,8 +10,8 @@ import { asList, OUTPUT_FORMATS, renderTable, toJson, toYaml, writeInfo, writeRe
 import { openCatalog, outputDir, withStoreOptions, writableOutputDir, type StoreOptions } from '../store-options.ts';
 import type { Catalog } from '../../store/catalog.ts';
 import type { ClusterStore } from '../../install/cluster-store.ts';
+import { DEFAULT_INSTALL_NAMESPACE } from '../../install/manifests.ts';
 import { connectFromFlags } from '../context.ts';
-import { DEFAULT_INSTALL_NAMESPACE } from './install.ts';
 import { listing } from './index.ts';
 
 /** --from-cluster: read the catalog an install keeps on its store claim, instead of the local one. */

@@ -2,7 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../errors.ts';
 import { imageReference } from '../../install/image.ts';
-import { installManifests, STORE_MOUNT, type InstallOptions } from '../../install/manifests.ts';
+import { DEFAULT_INSTALL_NAMESPACE, installManifests, STORE_MOUNT, type InstallOptions } from '../../install/manifests.ts';
 import { DEFAULT_HELPER_RESOURCES } from '../../backup/helper-pod.ts';
 import { pluginVersion } from '../../version.ts';
 import { connectFromFlags } from '../context.ts';
@@ -11,7 +11,6 @@ import { parseAge, type GlobalOptions } from '../global-options.ts';
 import { toJson, toYaml, writeInfo, writeResult } from '../output.ts';
 import { listing } from './index.ts';
 
-export const DEFAULT_INSTALL_NAMESPACE = 'nkvm-system';
 const DEFAULT_BACKUP_ARGS = ['--all', '-A'];
 
 interface InstallArgs extends GlobalOptions {

@@ -1,11 +1,10 @@
 /** `kubectl nkvm status`: the in-cluster schedule, when it last ran, and how its last runs ended. */
 import chalk from 'chalk';
 import type { Argv, CommandModule } from 'yargs';
-import { INSTALL_LABEL, INSTALL_NAMESPACE_LABEL } from '../../install/manifests.ts';
+import { DEFAULT_INSTALL_NAMESPACE, INSTALL_LABEL, INSTALL_NAMESPACE_LABEL } from '../../install/manifests.ts';
 import { connectFromFlags } from '../context.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { renderTable, toJson, toYaml, writeResult } from '../output.ts';
-import { DEFAULT_INSTALL_NAMESPACE } from './install.ts';
 import { listing } from './index.ts';
 
 interface StatusArgs extends GlobalOptions {

@@ -3,11 +3,10 @@
  * else; the store claim (the catalog and every artifact) stays unless --purge.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { INSTALL_LABEL, INSTALL_NAMESPACE_LABEL, MANAGED_BY } from '../../install/manifests.ts';
+import { DEFAULT_INSTALL_NAMESPACE, INSTALL_LABEL, INSTALL_NAMESPACE_LABEL, MANAGED_BY } from '../../install/manifests.ts';
 import { connectFromFlags } from '../context.ts';
 import type { GlobalOptions } from '../global-options.ts';
 import { writeInfo, writeResult } from '../output.ts';
-import { DEFAULT_INSTALL_NAMESPACE } from './install.ts';
 import { listing } from './index.ts';
 
 interface UninstallArgs extends GlobalOptions {

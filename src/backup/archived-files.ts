@@ -1,12 +1,13 @@
 /**
  * The regular files a tar stream archived, with the size and mtime each header gave, in memory that
  * does not grow with the claim: two 32-bit fingerprints per file (FNV-1a of its path; of its size
- * and mtime), gathered in a small batch and written to a scratch file once it fills. A table of
- * them in memory took 16 MiB for a million files (24 while it grew), most of a million-file
- * backup's margin under its memory goal. At the end the copy compares the few files the helper saw
- * modified since tar began, in one read of the file: one archived with another size or mtime
- * changed after tar read its header. A fingerprint collision (about one in four billion per
- * lookup) can only hide such a change or report one that was not.
+ * and mtime), gathered in a small batch and written to a scratch file once it fills (a table of
+ * them in memory took 16 MiB for a million files, 24 while it grew). Where no scratch file can be
+ * made (no writable temporary directory), the batches stay in memory, 8 bytes a file, and the
+ * backup goes on. At the end the copy compares the few files the helper saw modified since tar
+ * began, in one read of the file: one archived with another size or mtime changed after tar read
+ * its header. A fingerprint collision (about one in four billion per lookup) can only hide such a
+ * change or report one that was not.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -41,6 +42,8 @@ export class ArchivedFiles {
   private readonly scratchDir: string;
   /** The scratch file, once a batch filled: its descriptor and the records in it. */
   private scratch: { fd: number; records: number } | undefined;
+  /** Full batches kept in memory, once a scratch file could not be made. */
+  private kept: Uint32Array[] | undefined;
 
   /** `scratchDir`: where the scratch file goes (the system's temporary directory). */
   constructor(scratchDir = os.tmpdir()) {
@@ -49,7 +52,7 @@ export class ArchivedFiles {
 
   /** Files added (a name added twice counts twice). */
   get count(): number {
-    return (this.scratch?.records ?? 0) + this.batched;
+    return (this.scratch?.records ?? 0) + (this.kept?.length ?? 0) * BATCH_FILES + this.batched;
   }
 
   add(name: Uint8Array, size: number, mtime: number): void {
@@ -78,6 +81,7 @@ export class ArchivedFiles {
         position += read * RECORD_BYTES;
       }
     }
+    for (const batch of this.kept ?? []) scan(batch, BATCH_FILES);
     scan(this.batch, this.batched);
     return files.map((file) => {
       const archived = wanted.get(fnv1a(file.name));
@@ -95,11 +99,11 @@ export class ArchivedFiles {
   }
 
   private spill(): void {
+    if (!this.scratch && !this.kept) this.scratch = this.openScratch();
     if (!this.scratch) {
-      const file = path.join(this.scratchDir, `nkvm-archived-files-${process.pid}-${crypto.randomBytes(6).toString('hex')}`);
-      // Removed at once (libuv opens files for deletion on Windows too): a process that dies leaves nothing behind.
-      this.scratch = { fd: fs.openSync(file, 'wx+', 0o600), records: 0 };
-      fs.rmSync(file, { force: true });
+      (this.kept ??= []).push(this.batch.slice());
+      this.batched = 0;
+      return;
     }
     // Whole records: the file is read back in the same batches' worth.
     const bytes = Buffer.from(this.batch.buffer, this.batch.byteOffset, this.batched * RECORD_BYTES);
@@ -107,5 +111,18 @@ export class ArchivedFiles {
     while (written < bytes.length) written += fs.writeSync(this.scratch.fd, bytes, written, bytes.length - written, this.scratch.records * RECORD_BYTES + written);
     this.scratch.records += this.batched;
     this.batched = 0;
+  }
+
+  private openScratch(): { fd: number; records: number } | undefined {
+    const file = path.join(this.scratchDir, `nkvm-archived-files-${process.pid}-${crypto.randomBytes(6).toString('hex')}`);
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'wx+', 0o600);
+    } catch {
+      return undefined;
+    }
+    // Removed at once (libuv opens files for deletion on Windows too): a process that dies leaves nothing behind.
+    fs.rmSync(file, { force: true });
+    return { fd, records: 0 };
   }
 }

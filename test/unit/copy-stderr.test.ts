@@ -127,6 +127,16 @@ test('archived files: a claim of many files goes to a scratch file, removed at o
   );
   archived.dispose();
   archived.dispose();
+  // No writable directory for the scratch file: the batches stay in memory, and the answers are the same.
+  const inMemory = new ArchivedFiles(path.join(dir, 'missing'));
+  for (let i = 0; i < files; i++) inMemory.add(Buffer.from(`./d/f${i}`), i, 1_700_000_000 + i);
+  inMemory.add(Buffer.from('./d/f7'), 1, 1);
+  t.is(inMemory.count, files + 1);
+  t.deepEqual(
+    inMemory.compare([file(0), file(12_345), file(12_345, 5), file(files - 1), file(7), file(7, 1, 1), file(files)]),
+    ['same', 'same', 'changed', 'same', 'changed', 'same', 'absent'],
+  );
+  inMemory.dispose();
 });
 
 test('the reports name the first few paths and how many more', (t) => {

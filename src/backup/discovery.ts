@@ -105,7 +105,6 @@ export function claimsWithPods(claims: V1PersistentVolumeClaim[], pods: V1Pod[])
     .sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
 }
 
-
 // The lists are read as the API's JSON (KubeClient.getJson: no generated client to load), which is
 // what these types describe, but for their timestamps: strings here, and none is read.
 export async function discoverClaims(client: KubeClient, scope: DiscoveryScope): Promise<DiscoveredClaim[]> {

@@ -12,6 +12,7 @@ import type https from 'node:https';
 import querystring from 'node:querystring';
 import { Writable, type Readable } from 'node:stream';
 import WebSocket from 'ws';
+import { corePath } from './json-get.ts';
 
 export interface ExecRequest {
   namespace: string;
@@ -152,7 +153,7 @@ async function openExec(kubeConfig: KubeConfig, request: ExecRequest, stdout: Wr
   const cluster = kubeConfig.getCurrentCluster();
   if (!cluster) throw new Error('No cluster is defined.');
   const query = querystring.stringify({ stdout: stdout !== null, stderr: true, stdin: request.stdin !== undefined, tty: false, command: request.command, container: request.container });
-  const url = `${cluster.server.replace(/^http/, 'ws')}/api/v1/namespaces/${request.namespace}/pods/${request.pod}/exec?${query}`;
+  const url = `${cluster.server.replace(/^http/, 'ws')}${corePath('pods', request.namespace, request.pod)}/exec?${query}`;
   const options: https.RequestOptions = {};
   await kubeConfig.applyToHTTPSOptions(options);
   const socket = new WebSocket(url, CHANNEL_PROTOCOLS, options as WebSocket.ClientOptions);
